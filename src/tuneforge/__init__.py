@@ -1,0 +1,1 @@
+"""tuneforge: shared library for the pipeline stages."""

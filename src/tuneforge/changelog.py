@@ -1,0 +1,507 @@
+"""The changelog-actions task: one change entry -> one strict-JSON action item.
+
+Contract: shared/task/changelog-actions.md, restated in SCHEMA.md and STYLE.md.
+This module holds the output model, the prompt, the deterministic rule labeler
+(the default teacher) and the STYLE checks the scorer applies.
+"""
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+TASK_NAME = "changelog-actions"
+
+
+class Kind(str, Enum):
+    breaking = "breaking"
+    deprecation = "deprecation"
+    security = "security"
+    feature = "feature"
+    fix = "fix"
+    performance = "performance"
+    docs = "docs"
+    unknown = "unknown"
+
+
+class Severity(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+TAG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+DEADLINE_PATTERN = r"^(v?[0-9]+(\.[0-9]+)*|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+
+
+class ActionItem(BaseModel):
+    """The model's output. Structural rules live here (and so in the JSON Schema and
+    the decoding grammar); word-level STYLE rules are checked by `style_problems`."""
+
+    kind: Kind
+    severity: Severity
+    subject: str = Field(min_length=1, max_length=80)
+    action_text: str = Field(min_length=1, max_length=400)
+    deadline: str | None = Field(pattern=DEADLINE_PATTERN)
+    tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=40)]] = Field(min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"description": "One action item for one changelog entry."},
+    )
+
+
+FIELD_ORDER = list(ActionItem.model_fields)
+
+# ---------------------------------------------------------------- prompt
+
+SYSTEM_PROMPT = (
+    "Turn the changelog entry into one JSON action item with keys kind, severity, "
+    "subject, action_text, deadline, tags. Output JSON only."
+)
+
+
+def render_user(text: str, hint: str | None, product: str | None) -> str:
+    lines = []
+    if product:
+        lines.append(f"Product: {product}")
+    if hint:
+        lines.append(f"Section: {hint}")
+    lines.append(f"Entry: {text}")
+    return "\n".join(lines)
+
+
+def render_label(label: dict) -> str:
+    """Canonical assistant text: contract key order, compact, UTF-8 kept."""
+    ordered = {k: label[k] for k in FIELD_ORDER}
+    return json.dumps(ordered, ensure_ascii=False, separators=(", ", ": "))
+
+
+def parse_label(text: str) -> ActionItem:
+    """Strict: the whole text must be one JSON object valid against the schema."""
+    return ActionItem.model_validate_json(text.strip(), strict=False)
+
+
+# ---------------------------------------------------------------- rule labeler
+
+IDENT_RE = re.compile(r"`([^`\n]{1,80})`")
+CVE_RE = re.compile(r"\bCVE-\d{4}-\d{4,}\b", re.I)
+
+CONTENT_FREE_RE = re.compile(
+    r"^(?:[-*\s]*)(?:"
+    r"(?:various |minor |misc(?:ellaneous)? |small |several |many |other |general )?"
+    r"(?:bug ?fix(?:es)?|fixes|improvements?|cleanups?|clean-?ups?|changes|updates|tweaks|enhancements)"
+    r"(?: and (?:minor |other |various |performance |stability |reliability )?"
+    r"(?:improvements?|fixes|cleanups?|changes|updates|enhancements|optimi[sz]ations))?"
+    r"|(?:internal |code )?(?:refactor(?:ing|ed)?|clean-?up|cleanups?)(?: of (?:the )?code)?"
+    r"|(?:updated?|bump(?:ed)?|upgrade[sd]?) (?:the )?(?:dependencies|deps|standards[- ]version.*|copyright.*|translations?)"
+    r"|new upstream (?:release|version).*"
+    r"|(?:stability|reliability) improvements?"
+    r"|(?:rebuild|rebuilt|no-change rebuild|no change rebuild).*"
+    r"|(?:see|refer to) .{0,40}(?:changelog|commit log|git log).*"
+    r")[.!]?$",
+    re.I,
+)
+
+# Rule 1: vulnerability, credential exposure, bypass, injection, any CVE.
+SECURITY_RE = re.compile(
+    r"\bCVE-\d{4}|\bvulnerab|\bsecurity (?:fix|issue|problem|hole|flaw|bug|advisory|vulnerabilit)"
+    r"|\bexploit|privilege escalation|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
+    r"|\binjection\b|(?:buffer|heap|stack|integer) (?:over|under)flow|out-of-bounds (?:read|write)"
+    r"|use-after-free|double free|denial[- ]of[- ]service|\bDoS\b|sandbox (?:escape|bypass)"
+    r"|(?:authentication|auth|permission|access control|signature verification) bypass"
+    r"|\bbypass(?:es|ed)? (?:the )?(?:check|restriction|authentication|verification|protection)"
+    r"|arbitrary (?:code|command|file)|remote code execution|\bRCE\b"
+    r"|(?:leak|expos|disclos)\w* (?:of )?(?:the )?(?:secret|password|credential|private key|token)"
+    r"|(?:secret|password|credential|private key|token)s? (?:were |was |could be )?(?:leak|expos|disclos)"
+    r"|information disclosure|symlink attack|\bTOCTOU\b|timing attack|\bmalicious",
+    re.I,
+)
+SECURITY_HINT_RE = re.compile(r"\bsecurity\b|\bCVE", re.I)
+
+# Rule 2: removal or rename of a command/flag/option/API/field; format or protocol change.
+BREAKING_RE = re.compile(
+    r"^(?:remove[ds]?|drop(?:ped|s)?|rename[ds]?|delete[ds]?)\b(?! (?:a |an |the )?(?:memory leak|leak|"
+    r"crash|bug|race|deadlock|warning|unused|unnecessary|redundant|dead code|duplicate))"
+    r"|\b(?:has|have) been (?:removed|dropped|renamed)\b|\b(?:was|were|is|are) (?:now )?(?:removed|dropped|renamed)\b"
+    r"|\bno longer (?:supported|supports|accepts?|recogni[sz]es?|provides?|available|installed|shipped|built)"
+    r"|\bsupport for .{1,60} (?:has been|was|is) (?:removed|dropped)"
+    r"|backwards?[- ]incompatible|\bincompatible (?:change|with previous)|\bbreaking change"
+    r"|\b(?:ABI|API|SONAME|soname) (?:break|change|bump)|\bSONAME bump"
+    r"|\brequires? (?:users to|you to|changes to|updating)|\bmust now\b|\bnow requires?\b",
+    re.I,
+)
+BREAKING_HINT_RE = re.compile(
+    r"breaking|incompatib|backward|removed|removals?\b|changes in behaviou?r|behaviou?r changes?"
+    r"|upgrad\w* notes|migration", re.I,
+)
+
+# Rule 3: a default flip is breaking even when framed as an improvement.
+DEFAULT_FLIP_RE = re.compile(
+    r"\b(?:now|is|are) (?:enabled|disabled|on|off|turned on|turned off|used|the default) by default"
+    r"|\bby default,? (?:now|no longer)\b|\bdefault (?:value |setting |behaviou?r )?(?:has been |was |is now |now )?"
+    r"(?:changed|switched|flipped)|\bdefaults? (?:is |are )?now\b|\bnow defaults? to\b"
+    r"|\bchange[ds]? the default\b|\bno longer (?:enabled|the default|on) by default",
+    re.I,
+)
+
+# Rule 4: still works, but announced for removal or discouraged.
+DEPRECATION_RE = re.compile(
+    r"\bdeprecat|\bwill be (?:removed|dropped)|\bscheduled for removal|\bdiscouraged\b"
+    r"|\bplanned (?:for )?removal|\bobsolete[ds]?\b|\bto be removed in\b",
+    re.I,
+)
+DEPRECATION_HINT_RE = re.compile(r"deprecat", re.I)
+
+# Rules 5-7, 9: the entry's primary intent.
+FIX_RE = re.compile(
+    r"\bfix(?:e[sd]|ing)?\b|\bbugs?\b|\bcrash|\bsegfault|\bsegmentation fault|\bhangs?\b|\bhung\b"
+    r"|\bdeadlock|\bleak(?:s|ed|ing)?\b|\bincorrect(?:ly)?\b|\bwrong(?:ly)?\b|\bregression"
+    r"|\bno longer (?:crash|fail|hang|abort|exit|error|mis|ignor|report|loop|produc|print|leak|corrupt|truncat|emit|lose|break)"
+    r"|\bnow (?:correctly|properly|works|handles)|\bcorrectly\b|\bproperly\b|\berroneous|\bmishandl"
+    r"|\bfail(?:s|ed|ure|ing)?\b|\bbroken\b|\brace condition|\bcorrupt|\binfinite loop|\bassert(?:ion)? fail"
+    r"|\bwork ?around|\bmisbehav|\bwould (?:sometimes )?(?:crash|fail|hang|report|print)|\binstead of\b"
+    r"|\bcompil(?:e|ation) (?:error|failure|warning)s?\b|\bwarnings?\b|\btypos? in (?:code|variable)",
+    re.I,
+)
+PERF_RE = re.compile(
+    r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
+    r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
+    r"|\bmore efficient|\befficiency\b|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
+    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)",
+    re.I,
+)
+FEATURE_RE = re.compile(
+    r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|enable[ds]?"
+    r"|provide[ds]?|expose[ds]?|teach|learn(?:ed|t)?)\b"
+    r"|\bnew (?:option|command|flag|feature|function|api|setting|subcommand|mode|tool|variable|parameter|argument)s?\b"
+    r"|\bnow (?:supports?|accepts?|can|allows?|understands?|recogni[sz]es|knows|offers|shows|reports|provides|has)\b"
+    r"|\b(?:learned|learnt|learns|gained|gains) (?:to|the|a|an|how)\b|\badded (?:support|a|an|the)\b"
+    r"|\bsupport for\b|\bis now (?:available|supported|possible)",
+    re.I,
+)
+DOCS_RE = re.compile(
+    r"^(?:doc(?:s|umentation)?|man ?pages?|readme)\b[:\s]|\bdocument(?:ation|ed|s)?\b|\bman ?pages?\b"
+    r"|\btypos?\b|\bspelling\b|\bhelp (?:text|message|output)|\bREADME\b|\bmanual\b|\bcomments?\b"
+    r"|\bexamples? in the\b|\bclarif(?:y|ied|ies)\b",
+    re.I,
+)
+
+HINT_KIND = [
+    (re.compile(r"\bsecurity\b", re.I), Kind.security, 1),
+    (re.compile(r"breaking|incompatib|backward", re.I), Kind.breaking, 2),
+    (re.compile(r"deprecat", re.I), Kind.deprecation, 4),
+    (re.compile(r"\bfix|\bbug|regression", re.I), Kind.fix, 5),
+    (re.compile(r"perform|speed|optimi", re.I), Kind.performance, 6),
+    (re.compile(r"feature|^added$|\badditions?\b|^new\b|enhancement|improvement", re.I), Kind.feature, 7),
+    (re.compile(r"\bdoc", re.I), Kind.docs, 9),
+]
+
+LEADING_VERB_KIND = [
+    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?)\b", re.I), Kind.fix, 5),
+    (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed))\b", re.I), Kind.performance, 6),
+    (re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b", re.I), Kind.feature, 7),
+    (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies))\b", re.I), Kind.docs, 9),
+]
+
+
+def identifiers(text: str) -> list[str]:
+    """Backticked code spans in input order, without duplicates."""
+    seen: dict[str, None] = {}
+    for m in IDENT_RE.finditer(text):
+        seen.setdefault(m.group(1), None)
+    return list(seen)
+
+
+def is_content_free(text: str) -> bool:
+    stripped = re.sub(r"\s+", " ", text).strip()
+    return bool(CONTENT_FREE_RE.match(stripped))
+
+
+def _strip_markup(text: str) -> str:
+    # "**area**: text" (nodejs commit bullets) -> "text" for intent matching.
+    text = re.sub(r"^\*\*[^*]{1,40}\*\*:\s*", "", text)
+    text = re.sub(r"^\(?(?:SEMVER-MAJOR|SEMVER-MINOR)\)?\s*", "", text, flags=re.I)
+    return text.strip()
+
+
+def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
+    """Apply the locked kind rules in their precedence order (rule 10)."""
+    body = _strip_markup(text)
+    hint = hint or ""
+    if is_content_free(body):
+        return Kind.unknown, 8
+    if SECURITY_RE.search(body) or (SECURITY_HINT_RE.search(hint) and not DOCS_RE.match(body)):
+        return Kind.security, 1
+    if re.search(r"SEMVER-MAJOR", text):
+        return Kind.breaking, 2
+    deprecates = DEPRECATION_RE.search(body)
+    if BREAKING_RE.search(body) and not (deprecates and not re.match(r"^(?:remove|drop)", body, re.I)):
+        return Kind.breaking, 2
+    if DEFAULT_FLIP_RE.search(body):
+        return Kind.breaking, 3
+    if deprecates or DEPRECATION_HINT_RE.search(hint):
+        return Kind.deprecation, 4
+    if BREAKING_HINT_RE.search(hint) and not FIX_RE.search(body):
+        return Kind.breaking, 2
+    for pattern, kind, rule in LEADING_VERB_KIND:
+        if pattern.match(body):
+            return kind, rule
+    # No leading verb: count the cues; the hint breaks ties and fills silence.
+    scores = {
+        Kind.fix: len(FIX_RE.findall(body)),
+        Kind.performance: 2 * len(PERF_RE.findall(body)),
+        Kind.feature: len(FEATURE_RE.findall(body)),
+        Kind.docs: len(DOCS_RE.findall(body)),
+    }
+    hint_kind = next(((k, r) for p, k, r in HINT_KIND if p.search(hint)), None)
+    if hint_kind and hint_kind[0] in scores:
+        scores[hint_kind[0]] += 1
+    best = max(scores.values())
+    if best == 0:
+        if hint_kind and hint_kind[0] not in (Kind.security, Kind.breaking, Kind.deprecation):
+            return hint_kind
+        return Kind.unknown, 8
+    rule_of = {Kind.fix: 5, Kind.performance: 6, Kind.feature: 7, Kind.docs: 9}
+    for kind in (Kind.fix, Kind.performance, Kind.feature, Kind.docs):  # fixed tie order
+        if scores[kind] == best:
+            return kind, rule_of[kind]
+    raise AssertionError("unreachable")
+
+
+CRITICAL_RE = re.compile(
+    r"remote code execution|\bRCE\b|arbitrary code|actively exploited|in the wild"
+    r"|data loss|los(?:e|es|ing|t) (?:data|files|changes|commits|work)|silent(?:ly)? (?:data )?corrupt"
+    r"|data corruption|corrupt(?:s|ed|ion of)? (?:the )?(?:data|files?|repositor|database|index|archive)",
+    re.I,
+)
+MEDIUM_FIX_RE = re.compile(
+    r"\bcrash|\bsegfault|segmentation fault|\bhangs?\b|\bhung\b|\bdeadlock|infinite loop|\babort"
+    r"|\bcorrupt|\bdata\b|\bbilling|\bcharg(?:e|ed|ing)\b|\block ?up|\bstuck\b|\bassert(?:ion)? fail",
+    re.I,
+)
+
+
+def rule_severity(kind: Kind, rule: int, text: str) -> Severity:
+    if kind is Kind.security:
+        return Severity.critical if CRITICAL_RE.search(text) else Severity.high
+    if kind is Kind.breaking:
+        return Severity.medium if rule == 3 else Severity.high
+    if kind is Kind.deprecation:
+        return Severity.medium
+    if kind is Kind.fix:
+        if CRITICAL_RE.search(text):
+            return Severity.critical
+        return Severity.medium if MEDIUM_FIX_RE.search(text) else Severity.low
+    return Severity.low
+
+
+LEAD_WORDS = re.compile(
+    r"^(?:(?:add(?:ed|s)?|fix(?:ed|es)?|remove[ds]?|drop(?:ped|s)?|rename[ds]?|deprecate[ds]?|update[ds]?"
+    r"|improve[ds]?|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|enable[ds]?"
+    r"|disable[ds]?|change[ds]?|make|made|makes|use[ds]?|new|document(?:ed|s)?|correct(?:ed|s)?"
+    r"|avoid(?:ed|s)?|prevent(?:ed|s)?|handle[ds]?|speed(?:s|ed)? up|optimi[sz]e[ds]?|provide[ds]?"
+    r"|expose[ds]?|bump(?:ed|s)?|upgrade[ds]?|clarif(?:y|ied|ies)|resolve[ds]?|teach|ensure[ds]?)\s+)?"
+    r"(?:(?:the|a|an|some|support for|for|of)\s+)*",
+    re.I,
+)
+STOP_WORDS = {
+    "to", "for", "when", "in", "on", "that", "which", "so", "with", "from", "by", "now", "no",
+    "is", "are", "was", "were", "will", "be", "been", "has", "have", "had", "if", "and", "or",
+    "but", "as", "at", "into", "because", "since", "after", "before", "while", "where", "can",
+    "could", "should", "would", "may", "might", "not", "does", "do", "did", "it", "its", "this",
+    "these", "those", "than", "via", "under", "over", "about", "used", "being", "also", "then",
+    "such", "like", "unless", "until", "across", "against", "without", "within", "per",
+}
+KIND_NOUN = {
+    Kind.fix: "fix", Kind.feature: "support", Kind.performance: "performance",
+    Kind.docs: "documentation", Kind.deprecation: "deprecation", Kind.breaking: "change",
+    Kind.security: "security fix", Kind.unknown: "changes",
+}
+
+
+def _is_identifier(word: str) -> bool:
+    return bool(re.search(r"[_/.()=\d]|[a-z][A-Z]|^-", word)) or word.isupper() and len(word) > 1
+
+
+def rule_subject(text: str, kind: Kind, product: str) -> str:
+    if kind is Kind.unknown:
+        return f"{product} {KIND_NOUN[kind]}".strip()
+    body = LEAD_WORDS.sub("", _strip_markup(text), count=1)
+    words: list[str] = []
+    for raw in re.split(r"\s+", body):
+        word = raw.strip("`'\"*,.;:!?()[]{}<>")
+        if not word:
+            continue
+        if word.lower() in STOP_WORDS and words:
+            break
+        if word.lower() in STOP_WORDS:
+            continue
+        words.append(word if _is_identifier(word) else word.lower())
+        if len(words) == 4:
+            break
+    noun = KIND_NOUN[kind]
+    if len(words) < 2 or kind in (Kind.fix, Kind.security, Kind.deprecation):
+        words = words[: 6 - len(noun.split())] + noun.split()
+    if len(words) < 2:
+        words = [product, *words]
+    return " ".join(words[:6])
+
+
+DEADLINE_RE = re.compile(
+    r"\b(?:until|before|by|after|on)\s+(\d{4}-\d{2}-\d{2})\b"
+    r"|\b(?:removed|dropped|deleted|unsupported|disabled|deprecated|remove|drop)\b[^.]{0,40}?"
+    r"\b(?:in|by|with|as of|starting (?:with|in)|from)\s+(?:version\s+|release\s+|v)?"
+    r"(?:[A-Za-z][\w.-]* )?v?(\d+(?:\.\d+){0,3})\b(?!-\d)",
+    re.I,
+)
+
+
+def rule_deadline(text: str, kind: Kind) -> str | None:
+    if kind not in (Kind.deprecation, Kind.breaking, Kind.security):
+        return None
+    m = DEADLINE_RE.search(text)
+    if not m:
+        return None
+    return m.group(1) or m.group(2)
+
+
+AREA_TAGS = [
+    ("credentials", re.compile(r"credential|password|secret|token|private key|api key", re.I)),
+    ("env-var", re.compile(r"environment variable|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b=?|\benv\b", re.I)),
+    ("cli", re.compile(r"(?:^|\s)`?--?[a-z][\w-]*|\bcommand[- ]line|\bsubcommand|\boption\b|\bflag\b", re.I)),
+    ("config", re.compile(r"\bconfig(?:uration)?\b|\bsetting|\.conf\b|\bini\b", re.I)),
+    ("api", re.compile(r"\bAPI\b|\bfunction\b|\w+\(\)|\bABI\b|\blibrary\b", re.I)),
+    ("build", re.compile(r"\bbuild|\bcompil|\bconfigure\b|\bmake(?:file)?\b|\bcmake|\blink(?:er|ing)\b", re.I)),
+    ("network", re.compile(r"\bhttps?\b|\bTLS\b|\bSSL\b|\bnetwork|\bsocket|\bproxy\b|\bDNS\b", re.I)),
+    ("i18n", re.compile(r"translat|locale|\bi18n\b|\bl10n\b|unicode|utf-?8", re.I)),
+    ("tests", re.compile(r"\btests?\b|\btest ?suite|\btesting\b", re.I)),
+    ("docs", re.compile(r"\bdoc(?:s|umentation)\b|\bman ?page", re.I)),
+]
+
+
+def kebab(value: str) -> str:
+    value = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    return value or "misc"
+
+
+def rule_tags(text: str, kind: Kind, product: str) -> list[str]:
+    tags = [kebab(product)]
+    if kind is Kind.security:
+        tags.append("security")
+    for tag, pattern in AREA_TAGS:
+        if len(tags) >= 4:
+            break
+        if pattern.search(text) and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+IMPERATIVE_VERBS = {
+    "add", "adjust", "adopt", "apply", "audit", "avoid", "check", "configure", "consider",
+    "disable", "enable", "expect", "ignore", "install", "migrate", "move", "note", "plan",
+    "read", "rebuild", "recompile", "remove", "rename", "replace", "retest", "review", "rotate",
+    "run", "set", "stop", "switch", "test", "try", "update", "upgrade", "use", "verify", "watch",
+}
+
+
+def _code_refs(text: str, limit: int = 2) -> str:
+    idents = identifiers(text)[:limit]
+    return ", ".join(f"`{i}`" for i in idents)
+
+
+def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: str | None,
+                     subject: str, deadline: str | None) -> str:
+    release = f"{product} {version}" if version else f"the {product} release"
+    refs = _code_refs(text)
+    target = refs or f"the {subject}"
+    cves = sorted(set(m.group(0).upper() for m in CVE_RE.finditer(text)))[:2]
+    if kind is Kind.security:
+        what = " and ".join(cves) if cves else f"the {subject}"
+        sentence = f"Upgrade to {release} to get the fix for {what}"
+        if refs:
+            sentence += f" and review uses of {refs}"
+    elif kind is Kind.breaking and rule == 3:
+        sentence = f"Review the new default for {target} in {release} and set it explicitly if you relied on the old behaviour"
+    elif kind is Kind.breaking:
+        sentence = f"Update scripts and configuration that rely on {target} before upgrading to {release}"
+    elif kind is Kind.deprecation:
+        when = f" before {deadline}" if deadline else " before it is removed"
+        sentence = f"Migrate away from {target}{when}"
+    elif kind is Kind.fix:
+        sentence = f"Upgrade to {release} if you are affected by the {subject}"
+        if refs:
+            sentence += f" in {refs}"
+    elif kind is Kind.performance:
+        sentence = f"Upgrade to {release} to benefit from the {subject} improvement"
+        if refs:
+            sentence += f" in {refs}"
+    elif kind is Kind.feature:
+        sentence = f"Consider using {target} from {release} where it fits your workflow"
+    elif kind is Kind.docs:
+        sentence = f"Read the updated documentation for {target}"
+    else:
+        sentence = f"Review the {release} notes before upgrading; this entry names no specific change"
+    words = sentence.split()
+    if len(words) > 34:
+        sentence = " ".join(words[:34])
+    return sentence.rstrip(".") + "."
+
+
+def rule_label(text: str, hint: str | None, product: str, version: str | None) -> tuple[dict, int]:
+    """The deterministic teacher: all six fields from text + hint, and the deciding rule."""
+    kind, rule = rule_kind(text, hint)
+    severity = rule_severity(kind, rule, text)
+    subject = rule_subject(text, kind, product)
+    deadline = rule_deadline(text, kind)
+    label = {
+        "kind": kind.value,
+        "severity": severity.value,
+        "subject": subject,
+        "action_text": rule_action_text(text, kind, rule, product, version, subject, deadline),
+        "deadline": deadline,
+        "tags": rule_tags(text, kind, product),
+    }
+    return label, rule
+
+
+def hint_kind(hint: str | None) -> Kind | None:
+    """The kind a section heading suggests on its own, if any."""
+    if not hint:
+        return None
+    return next((k for p, k, _ in HINT_KIND if p.search(hint)), None)
+
+
+# ---------------------------------------------------------------- STYLE checks
+
+def style_problems(label: dict, text: str) -> list[str]:
+    """STYLE.md rules a schema-valid label can still break; each a reason code."""
+    problems = []
+    subject_words = label["subject"].split()
+    if not 2 <= len(subject_words) <= 6:
+        problems.append("style_subject_length")
+    if any(w != w.lower() and not _is_identifier(w) for w in subject_words):
+        problems.append("style_subject_case")
+    action = label["action_text"]
+    first = action.split()[0].lower() if action.split() else ""
+    if first not in IMPERATIVE_VERBS:
+        problems.append("style_action_not_imperative")
+    if len(action.split()) > 35:
+        problems.append("style_action_too_long")
+    if not action.endswith(".") or re.search(r"[.!?]\s+[A-Z]", IDENT_RE.sub("x", action)):
+        problems.append("style_action_not_one_sentence")
+    input_idents = identifiers(text)
+    action_idents = identifiers(action)
+    if any(i not in input_idents for i in action_idents):
+        problems.append("style_identifier_not_in_input")
+    if input_idents and not action_idents:
+        problems.append("style_identifier_missing")
+    tags = label["tags"]
+    if len(set(tags)) != len(tags) or any(not re.match(TAG_PATTERN, t) for t in tags):
+        problems.append("style_tags")
+    return sorted(problems)

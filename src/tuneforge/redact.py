@@ -1,0 +1,71 @@
+"""Secret redaction: runs on every entry before anything is written.
+
+Each pattern replaces the secret with `[REDACTED:<kind>]` and is counted, so a
+receipt can say how many of which kind were removed. Patterns are ordered so the
+specific ones (PEM blocks, provider prefixes) win over the generic ones.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SecretPattern:
+    kind: str
+    regex: re.Pattern
+    group: int = 0  # the group that holds the secret; 0 = the whole match
+
+
+_SECRET_NAME = r"[A-Za-z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*"
+
+PATTERNS: list[SecretPattern] = [
+    SecretPattern("pem_private_key", re.compile(
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|$)",
+        re.S)),
+    SecretPattern("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
+    SecretPattern("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
+    SecretPattern("aws_access_key_id", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
+    SecretPattern("aws_secret_access_key", re.compile(
+        r"(?i:aws_?secret_?access_?key|aws_?secret)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"), 1),
+    SecretPattern("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    SecretPattern("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    SecretPattern("huggingface_token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    SecretPattern("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    SecretPattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    SecretPattern("bearer_token", re.compile(r"(?i:\bbearer)\s+([A-Za-z0-9._~+/-]{16,}=*)"), 1),
+    SecretPattern("url_credentials", re.compile(
+        r"\b[a-zA-Z][a-zA-Z0-9+.-]*://([^/\s:@`'\"<>]+:[^/\s@`'\"<>]+)@"), 1),
+    SecretPattern("env_assignment", re.compile(
+        rf"\b{_SECRET_NAME}\s*[:=]\s*[\"']?((?!\$|<|\[REDACTED)[^\s\"'`]{{8,}})"), 1),
+]
+
+KINDS = [p.kind for p in PATTERNS]
+
+
+def redact(text: str) -> tuple[str, Counter]:
+    """Return the text with every secret replaced, and counts per kind."""
+    counts: Counter = Counter()
+    for pattern in PATTERNS:
+        def _sub(m: re.Match, kind: str = pattern.kind, group: int = pattern.group) -> str:
+            counts[kind] += 1
+            if group == 0:
+                return f"[REDACTED:{kind}]"
+            start, end = m.span(group)
+            s0 = m.start()
+            return m.group(0)[: start - s0] + f"[REDACTED:{kind}]" + m.group(0)[end - s0:]
+        text = pattern.regex.sub(_sub, text)
+    return text, counts
+
+
+def find_secrets(text: str) -> list[str]:
+    """Kinds of secrets still present in text (for leak scans of artifacts)."""
+    found = []
+    for pattern in PATTERNS:
+        for m in pattern.regex.finditer(text):
+            secret = m.group(pattern.group)
+            if "[REDACTED" not in secret:
+                found.append(pattern.kind)
+                break
+    return found

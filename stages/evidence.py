@@ -1,0 +1,102 @@
+"""evidence: one evidence record per entry, with provenance and every candidate label.
+
+Run: python -m stages.evidence
+In:  paths.entries, paths.gold, params.evidence
+Out: paths.evidence (EvidenceRecord JSONL), <receipts_dir>/evidence.json
+
+Label sources: (a) the deterministic rule labeler, (b) an optional teacher
+endpoint (off by default: the default path makes zero model calls),
+(c) the hand-labeled gold labels, matched by normalised content hash.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tuneforge import teacher
+from tuneforge.io import load_params, read_jsonl, sig_hash, write_jsonl
+from tuneforge.receipts import Receipt
+from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance, RawEntry
+from tuneforge.tasks import Task, get_task
+from tuneforge.text import content_key
+
+log = logging.getLogger("evidence")
+
+
+def gold_labels(path: str | Path) -> dict[str, dict]:
+    """content key -> gold row; a missing gold file is an error, not an empty set."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: gold holdout missing (see data/gold/README.md)")
+    return {content_key(row["text"]): row for row in read_jsonl(path)}
+
+
+def teacher_candidate(task: Task, row: dict) -> CandidateLabel:
+    if "error" in row:
+        return CandidateLabel(source=LabelSource.teacher, label=None, error=row["error"],
+                              model=row["model"])
+    try:
+        label = task.parse_label(row["content"]).model_dump(mode="json")
+        return CandidateLabel(source=LabelSource.teacher, label=label, model=row["model"])
+    except ValueError as e:  # pydantic.ValidationError is a ValueError
+        return CandidateLabel(source=LabelSource.teacher, label=None, model=row["model"],
+                              error=f"not a valid label: {str(e).splitlines()[0]}")
+
+
+def build_record(task: Task, entry: RawEntry, gold: dict | None,
+                 teacher_row: dict | None, use_rules: bool) -> EvidenceRecord:
+    candidates = []
+    if use_rules:
+        label, rule = task.rule_label(entry.text, entry.hint, entry.product, entry.version)
+        candidates.append(CandidateLabel(source=LabelSource.rules, label=label, rule=rule))
+    if teacher_row is not None:
+        candidates.append(teacher_candidate(task, teacher_row))
+    if gold is not None:
+        candidates.append(CandidateLabel(source=LabelSource.gold, label=gold["label"],
+                                         rule=gold.get("rule")))
+    return EvidenceRecord(
+        id=entry.id, task=task.name, text=entry.text, hint=entry.hint, product=entry.product,
+        version=entry.version, format=entry.format,
+        provenance=Provenance(source_file=entry.source_file, line=entry.line,
+                              sig_hash=sig_hash(entry.model_dump(mode="json"))),
+        candidates=candidates,
+    )
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    params = load_params()
+    cfg, paths, task = params["evidence"], params["paths"], get_task(params["task"])
+    receipt = Receipt("evidence", {"task": task.name, "evidence": cfg})
+    receipt.inputs += [paths["entries"], paths["gold"]]
+    if not cfg["rules"] and not cfg["teacher"]["enabled"]:
+        raise SystemExit("evidence: no label source enabled (evidence.rules / evidence.teacher.enabled)")
+
+    entries = [RawEntry.model_validate(row) for row in read_jsonl(paths["entries"])]
+    gold = gold_labels(paths["gold"])
+    teacher_rows: dict[str, dict] = {}
+    if cfg["teacher"]["enabled"]:
+        budget = cfg["teacher"]["max_records"] or len(entries)
+        chosen = sorted(entries, key=lambda e: e.id)[:budget]
+        prompts = {e.id: task.messages(e.text, e.hint, e.product) for e in chosen}
+        teacher_rows = teacher.label_all(prompts, cfg["teacher"], paths["teacher_cache"])
+        receipt.outputs.append(paths["teacher_cache"])
+
+    records = [build_record(task, e, gold.get(content_key(e.text)), teacher_rows.get(e.id),
+                            cfg["rules"])
+               for e in tqdm(entries, desc="evidence", unit="entry", disable=None)]
+    write_jsonl(paths["evidence"], records)
+    receipt.outputs.insert(0, paths["evidence"])
+    with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))
+    receipt.finish(Path(paths["receipts_dir"]) / "evidence.json", records_in=len(entries),
+                   records_out=len(records),
+                   extra={"with_gold": with_gold, "teacher_answers": len(teacher_rows),
+                          "model_calls": sum(1 for r in teacher_rows.values() if "content" in r)})
+    log.info("%d evidence records (%d carry a gold label)", len(records), with_gold)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""export: scored records -> SFT, RAG and preference datasets, gold kept out.
+
+Run: python -m stages.export
+In:  paths.scored, paths.gold, params.export
+Out: <exports_dir>/sft/{train,valid}.jsonl (chat `messages`, accepted only),
+     <exports_dir>/rag/rag.jsonl (accepted + partially accepted),
+     <exports_dir>/preference/pairs.jsonl (chosen vs rejected label, same entry),
+     <quarantine_dir>/export.jsonl (every record not in SFT, one reason code),
+     <receipts_dir>/export.json, paths.drift (vs the previous run)
+
+The gold holdout is the eval set: a record whose normalised content hash equals a
+gold entry's, or whose 3-word shingles overlap one at or above
+export.near_dup_jaccard, is never exported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tuneforge.io import load_params, read_jsonl, write_json, write_jsonl
+from tuneforge.receipts import Receipt, drift_report, scored_distributions
+from tuneforge.records import (
+    PreferencePair, QuarantineReason, QuarantineRecord, RagSample, ScoreCategory, ScoredRecord,
+    SftSample,
+)
+from tuneforge.tasks import Task, get_task
+from tuneforge.text import content_key, jaccard, word_shingles
+
+log = logging.getLogger("export")
+
+
+def seeded_unit(seed: int, *parts: str) -> float:
+    """A deterministic pseudo-random number in [0, 1) for the given keys."""
+    digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class GoldIndex:
+    """Exact (content hash) and near-duplicate (shingle Jaccard) lookups against gold."""
+
+    def __init__(self, gold_texts: list[str], threshold: float):
+        self.keys = {content_key(t) for t in gold_texts}
+        self.shingles = [word_shingles(t) for t in gold_texts]
+        self.by_shingle: dict[str, list[int]] = defaultdict(list)
+        for i, sh in enumerate(self.shingles):
+            for s in sh:
+                self.by_shingle[s].append(i)
+        self.threshold = threshold
+
+    def overlap(self, text: str) -> str | None:
+        if content_key(text) in self.keys:
+            return "exact"
+        mine = word_shingles(text)
+        candidates = {i for s in mine for i in self.by_shingle.get(s, ())}
+        for i in sorted(candidates):
+            if jaccard(mine, self.shingles[i]) >= self.threshold:
+                return "near"
+        return None
+
+
+def sft_sample(task: Task, rec: ScoredRecord, split: str, show_hint: bool) -> SftSample:
+    hint = rec.hint if show_hint else None
+    messages = task.messages(rec.text, hint, rec.product)
+    messages.append({"role": "assistant", "content": task.render_label(rec.label)})
+    return SftSample(id=rec.id, messages=messages, kind=task.label_class(rec.label),
+                     product=rec.product, hint_shown=show_hint and rec.hint is not None,
+                     split=split)
+
+
+def split_strata(records: list[ScoredRecord], task: Task, seed: int,
+                 valid_fraction: float) -> tuple[list[ScoredRecord], list[ScoredRecord]]:
+    """Seeded split, stratified by (kind, product): each stratum gives its share to valid."""
+    strata: dict[tuple[str, str], list[ScoredRecord]] = defaultdict(list)
+    for rec in records:
+        strata[(task.label_class(rec.label), rec.product)].append(rec)
+    train, valid = [], []
+    for key in sorted(strata):
+        members = sorted(strata[key], key=lambda r: seeded_unit(seed, "split", r.id))
+        n_valid = round(len(members) * valid_fraction)
+        valid += members[:n_valid]
+        train += members[n_valid:]
+    order = lambda r: seeded_unit(seed, "order", r.id)  # noqa: E731 - shuffled, reproducible
+    return sorted(train, key=order), sorted(valid, key=order)
+
+
+def preference_pair(task: Task, rec: ScoredRecord) -> PreferencePair | None:
+    """Chosen = the accepted label; rejected = a differing candidate, else the label the
+    section hint alone would give (the keyword-anchoring mistake), when it differs."""
+    chosen_text = task.render_label(rec.label)
+    prompt = task.messages(rec.text, rec.hint, rec.product)
+    for alt in rec.alternatives:
+        if alt.label is not None:
+            try:
+                rejected_text = task.render_label(alt.label)
+            except KeyError:  # an invalid label is still a fine negative
+                rejected_text = json.dumps(alt.label, ensure_ascii=False, sort_keys=True)
+            if rejected_text != chosen_text:
+                return PreferencePair(id=rec.id, prompt=prompt, chosen=chosen_text,
+                                      rejected=rejected_text, chosen_source=rec.label_source,
+                                      rejected_source=alt.source.value,
+                                      rejected_reasons=["label_sources_disagree"])
+    hinted = task.hint_kind(rec.hint)
+    if hinted is not None and hinted.value != task.label_class(rec.label):
+        anchored = dict(rec.label, kind=hinted.value)
+        return PreferencePair(id=rec.id, prompt=prompt, chosen=chosen_text,
+                              rejected=task.render_label(anchored), chosen_source=rec.label_source,
+                              rejected_source="hint_anchored", rejected_reasons=["hint_anchored"])
+    return None
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    params = load_params()
+    cfg, paths, task = params["export"], params["paths"], get_task(params["task"])
+    receipt = Receipt("export", {"task": task.name, "export": cfg})
+    receipt.inputs += [paths["scored"], paths["gold"]]
+    out_dir = Path(paths["exports_dir"])
+
+    gold = GoldIndex([row["text"] for row in read_jsonl(paths["gold"])], cfg["near_dup_jaccard"])
+    records = [ScoredRecord.model_validate(row) for row in read_jsonl(paths["scored"])]
+    dropped: list[QuarantineRecord] = []
+    sft_pool, rag, pairs = [], [], []
+    counts: Counter = Counter()
+
+    def drop(rec: ScoredRecord, reason: QuarantineReason, detail: str) -> None:
+        dropped.append(QuarantineRecord(id=rec.id, stage="export", reason=reason, detail=detail,
+                                        source_file=rec.provenance.source_file,
+                                        line=rec.provenance.line))
+
+    for rec in records:
+        overlap = gold.overlap(rec.text)
+        if overlap:
+            counts[f"gold_{overlap}"] += 1
+            drop(rec, QuarantineReason.gold_overlap, f"{overlap} match of a gold holdout entry")
+            continue
+        if rec.category in (ScoreCategory.accepted, ScoreCategory.partially_accepted):
+            rag.append(RagSample(id=rec.id, text=rec.text, hint=rec.hint, product=rec.product,
+                                 label=rec.label, category=rec.category.value,
+                                 source_file=rec.provenance.source_file, line=rec.provenance.line))
+        if rec.category is ScoreCategory.accepted:
+            sft_pool.append(rec)
+            if pair := preference_pair(task, rec):
+                pairs.append(pair)
+        elif rec.category is ScoreCategory.partially_accepted:
+            drop(rec, QuarantineReason.partial_not_for_sft, ",".join(rec.reasons))
+        elif rec.category is ScoreCategory.needs_human_review:
+            drop(rec, QuarantineReason.needs_human_review, ",".join(rec.reasons))
+        else:  # score quarantines its rejects; one here means the inputs were tampered with
+            drop(rec, QuarantineReason.score_rejected, ",".join(rec.reasons))
+
+    train, valid = split_strata(sft_pool, task, cfg["seed"], cfg["valid_fraction"])
+    rows = {"train": [], "valid": []}
+    for split, recs in (("train", train), ("valid", valid)):
+        for rec in recs:
+            show_hint = seeded_unit(cfg["seed"], "hint", rec.id) >= cfg["hint_drop_rate"]
+            rows[split].append(sft_sample(task, rec, split, show_hint))
+
+    outputs = {
+        out_dir / "sft" / "train.jsonl": rows["train"],
+        out_dir / "sft" / "valid.jsonl": rows["valid"],
+        out_dir / "rag" / "rag.jsonl": sorted(rag, key=lambda r: r.id),
+        out_dir / "preference" / "pairs.jsonl": sorted(pairs, key=lambda p: p.id),
+        Path(paths["quarantine_dir"]) / "export.jsonl": sorted(dropped, key=lambda q: q.id),
+    }
+    for path, out_rows in outputs.items():
+        write_jsonl(path, out_rows)
+        receipt.outputs.append(path)
+
+    previous = None
+    if Path(paths["drift"]).exists():
+        previous = json.loads(Path(paths["drift"]).read_text(encoding="utf-8")).get("current")
+    report = drift_report(scored_distributions(paths["scored"]), previous, cfg["drift_threshold"])
+    write_json(paths["drift"], report.model_dump(mode="json"))
+    if report.flags:
+        log.warning("drift: %d distribution swings over %.2f: %s", len(report.flags),
+                    cfg["drift_threshold"], ", ".join(f"{f.dimension}/{f.key}" for f in report.flags[:8]))
+
+    reasons = Counter(q.reason.value for q in dropped)
+    extra = {"train": len(train), "valid": len(valid), "rag": len(rag), "preference": len(pairs),
+             **{f"quarantine_{k}": v for k, v in reasons.items()}, **counts}
+    receipt.finish(Path(paths["receipts_dir"]) / "export.json", records_in=len(records),
+                   records_out=len(train) + len(valid), quarantined=len(dropped), extra=extra)
+    log.info("sft train=%d valid=%d, rag=%d, preference=%d, quarantined=%d",
+             len(train), len(valid), len(rag), len(pairs), len(dropped))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""score: a deterministic scorer (never a model) gives each record one category.
+
+Run: python -m stages.score
+In:  paths.evidence, params.score
+Out: paths.scored (ScoredRecord JSONL), <quarantine_dir>/score.jsonl (the rejected),
+     <receipts_dir>/score.json
+
+Categories: accepted / partially_accepted / rejected / needs_human_review, each
+with sorted reason codes. Candidate precedence: gold > teacher > rules.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from tuneforge.io import load_params, read_jsonl, write_jsonl
+from tuneforge.receipts import Receipt
+from tuneforge.records import (
+    CandidateLabel, EvidenceRecord, LabelSource, QuarantineReason, QuarantineRecord,
+    ScoreCategory, ScoredRecord,
+)
+from tuneforge.tasks import Task, get_task
+
+log = logging.getLogger("score")
+PRECEDENCE = [LabelSource.gold, LabelSource.teacher, LabelSource.rules]
+FIRM_KINDS = {"security", "breaking", "deprecation"}  # rule 10: these outrank a section hint
+
+
+def schema_error(task: Task, label: dict | None) -> str | None:
+    if label is None:
+        return "no label"
+    try:
+        task.output_model.model_validate(label)
+        return None
+    except ValidationError as e:
+        return str(e).splitlines()[0]
+
+
+def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
+    by_source = {c.source: c for c in rec.candidates}
+    chosen: CandidateLabel = next(by_source[s] for s in PRECEDENCE if s in by_source)
+    reasons: list[str] = []
+    category = ScoreCategory.accepted
+    if schema_error(task, chosen.label):
+        category, reasons = ScoreCategory.rejected, ["label_schema_invalid"]
+    elif chosen.source is not LabelSource.gold:
+        label = chosen.label
+        kind = task.label_class(label)
+        reasons += task.style_problems(label, rec.text)
+        if task.is_content_free(rec.text) and kind != "unknown":
+            category = ScoreCategory.rejected
+            reasons.append("content_free_text")
+        hinted = task.hint_kind(rec.hint)
+        if hinted is not None and hinted.value != kind and kind not in FIRM_KINDS:
+            reasons.append("hint_rule_disagree")
+        others = [c for c in rec.candidates if c is not chosen and c.label is not None
+                  and schema_error(task, c.label) is None]
+        if any(task.label_class(c.label) != kind for c in others):
+            reasons.append("label_sources_disagree")
+        if chosen.rule == 8 and not task.is_content_free(rec.text):
+            reasons.append("unknown_without_cue")
+        if category is not ScoreCategory.rejected:
+            if "hint_rule_disagree" in reasons:
+                category = ScoreCategory(cfg["hint_disagreement"])
+            if "unknown_without_cue" in reasons:
+                category = ScoreCategory(cfg["unknown_without_cue"])
+            if "label_sources_disagree" in reasons:
+                category = ScoreCategory.needs_human_review
+            if category is ScoreCategory.accepted and any(r.startswith("style_") for r in reasons):
+                category = ScoreCategory.partially_accepted
+    alternatives = [c for c in rec.candidates if c is not chosen]
+    return ScoredRecord(
+        id=rec.id, task=rec.task, text=rec.text, hint=rec.hint, product=rec.product,
+        version=rec.version, format=rec.format, provenance=rec.provenance, category=category,
+        reasons=sorted(set(reasons)),
+        label=chosen.label,
+        label_source=chosen.source, rule=chosen.rule, alternatives=alternatives,
+        scorer_version=cfg["scorer_version"],
+    )
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    params = load_params()
+    cfg, paths, task = params["score"], params["paths"], get_task(params["task"])
+    receipt = Receipt("score", {"task": task.name, "score": cfg})
+    receipt.inputs.append(paths["evidence"])
+
+    scored: list[ScoredRecord] = []
+    rejected: list[QuarantineRecord] = []
+    records_in = 0
+    for row in tqdm(read_jsonl(paths["evidence"]), desc="score", unit="record", disable=None):
+        records_in += 1
+        rec = score_record(task, EvidenceRecord.model_validate(row), cfg)
+        if rec.category is ScoreCategory.rejected:
+            rejected.append(QuarantineRecord(
+                id=rec.id, stage="score", reason=QuarantineReason.score_rejected,
+                detail=",".join(rec.reasons), source_file=rec.provenance.source_file,
+                line=rec.provenance.line))
+        else:
+            scored.append(rec)
+    quarantine_path = Path(paths["quarantine_dir"]) / "score.jsonl"
+    write_jsonl(paths["scored"], scored)
+    write_jsonl(quarantine_path, rejected)
+    receipt.outputs += [paths["scored"], quarantine_path]
+    categories = Counter(r.category.value for r in scored)
+    reasons = Counter(reason for r in scored for reason in r.reasons)
+    reasons.update(reason for q in rejected for reason in q.detail.split(","))
+    extra = {f"category_{k}": v for k, v in categories.items()}
+    extra.update({f"reason_{k}": v for k, v in reasons.items()})
+    receipt.finish(Path(paths["receipts_dir"]) / "score.json",
+                   records_in=records_in, records_out=len(scored),
+                   quarantined=len(rejected), extra=extra)
+    log.info("categories: %s; rejected: %d", dict(sorted(categories.items())), len(rejected))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
