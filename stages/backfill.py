@@ -10,7 +10,6 @@ each ends as an entry, a quarantine row (with a reason code) or a duplicate.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,7 +25,6 @@ from tuneforge.sources import UnknownFormatError, detect_format, product_from_pa
 from tuneforge.text import content_key, normalise_ws
 
 log = logging.getLogger("backfill")
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def quarantine(source: str, line: int | None, reason: QuarantineReason, detail: str,
@@ -59,10 +57,6 @@ def read_file(name: str, raw: bytes, cfg: dict, seen: set[str], counts: Counter,
         if any("\udc80" <= ch <= "\udcff" for ch in body):
             dropped.append(quarantine(name, parsed.line, QuarantineReason.invalid_utf8,
                                       f"{where}: entry holds bytes that are not UTF-8", body))
-            continue
-        if CONTROL.search(body):
-            dropped.append(quarantine(name, parsed.line, QuarantineReason.control_characters,
-                                      f"{where}: entry holds control characters (NUL etc.)", body))
             continue
         if not body:
             dropped.append(quarantine(name, parsed.line, QuarantineReason.empty_entry,

@@ -336,7 +336,7 @@ def rule_subject(text: str, kind: Kind, product: str) -> str:
     words: list[str] = []
     for raw in re.split(r"\s+", body):
         word = raw.strip("`'\"*,.;:!?()[]{}<>")
-        if not word:
+        if not word or len(word) > 30:  # a path or option list is no noun phrase
             continue
         if word.lower() in STOP_WORDS and words:
             break

@@ -133,7 +133,6 @@ class QuarantineReason(str, Enum):
     empty_entry = "empty_entry"
     entry_too_short = "entry_too_short"
     entry_too_long = "entry_too_long"
-    control_characters = "control_characters"
     label_schema_invalid = "label_schema_invalid"
     score_rejected = "score_rejected"
     needs_human_review = "needs_human_review"

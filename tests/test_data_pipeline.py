@@ -1,0 +1,158 @@
+"""backfill -> evidence -> score -> export on real release-note excerpts, in tmp_path."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneforge.io import read_jsonl
+from tuneforge.records import (
+    DriftReport, EvidenceRecord, QuarantineRecord, RawEntry, ScoredRecord, SftSample, StageReceipt,
+)
+from tuneforge.text import content_key
+
+from .conftest import snapshot_tree
+
+STAGES = ("backfill", "evidence", "score", "export")
+
+
+def receipts(root: Path) -> dict[str, StageReceipt]:
+    return {s: StageReceipt.model_validate_json((root / f"reports/receipts/{s}.json").read_text())
+            for s in STAGES}
+
+
+def test_every_record_is_accounted_for(workdir, run_pipeline):
+    run_pipeline()
+    got = receipts(workdir)
+    for stage, r in got.items():
+        c = r.counts
+        assert r.invariant_holds, stage
+        assert c.records_in == c.records_out + c.quarantined + c.deduplicated, stage
+    # each stage's output feeds the next: nothing vanishes between stages
+    assert got["evidence"].counts.records_in == got["backfill"].counts.records_out
+    assert got["score"].counts.records_in == got["evidence"].counts.records_out
+    assert got["export"].counts.records_in == got["score"].counts.records_out
+    # the files agree with the receipts
+    entries = list(read_jsonl(workdir / "data/entries.jsonl"))
+    assert len(entries) == got["backfill"].counts.records_out
+    q = list(read_jsonl(workdir / "data/quarantine/backfill.jsonl"))
+    assert len(q) == got["backfill"].counts.quarantined
+    for row in q:
+        QuarantineRecord.model_validate(row)
+    for row in entries:
+        RawEntry.model_validate(row)
+
+
+def test_outputs_validate_against_their_models(workdir, run_pipeline):
+    run_pipeline()
+    for row in read_jsonl(workdir / "data/evidence.jsonl"):
+        rec = EvidenceRecord.model_validate(row)
+        assert rec.provenance.sig_hash and rec.candidates
+    for row in read_jsonl(workdir / "data/scored.jsonl"):
+        ScoredRecord.model_validate(row)
+    train = [SftSample.model_validate(r) for r in read_jsonl(workdir / "data/exports/sft/train.jsonl")]
+    assert train, "no SFT rows from the fixtures"
+    assert all(s.messages[2].role == "assistant" for s in train)
+    DriftReport.model_validate_json((workdir / "reports/drift.json").read_text())
+
+
+def test_two_runs_are_byte_identical(workdir, run_pipeline, tmp_path_factory):
+    run_pipeline()
+    first = snapshot_tree(workdir)
+    for p in (workdir / "data").rglob("*.jsonl"):
+        if "gold" not in p.parts:
+            p.unlink()
+    run_pipeline()
+    assert snapshot_tree(workdir) == first
+
+
+def test_gold_entries_never_reach_an_export(workdir, run_pipeline):
+    run_pipeline()
+    entries = list(read_jsonl(workdir / "data/entries.jsonl"))
+    train = list(read_jsonl(workdir / "data/exports/sft/train.jsonl"))
+    assert len(train) >= 4
+    # promote some training entries to gold (a near-duplicate one with changed case/punctuation)
+    picked = [e for e in entries if any(content_key(e["text"]) == t["id"] for t in train)][:3]
+    gold_rows = [{"text": e["text"], "hint": e["hint"], "product": e["product"],
+                  "label": json.loads(next(t for t in train if t["id"] == e["id"])["messages"][2]["content"]),
+                  "rule": 7} for e in picked]
+    gold_rows[0]["text"] = gold_rows[0]["text"].upper().rstrip(".") + "!!"
+    with open(workdir / "data/gold/holdout.jsonl", "w") as f:
+        for row in gold_rows:
+            f.write(json.dumps(row) + "\n")
+    run_pipeline()
+    gold_keys = {content_key(r["text"]) for r in gold_rows}
+    for split in ("train", "valid"):
+        for row in read_jsonl(workdir / f"data/exports/sft/{split}.jsonl"):
+            user = row["messages"][1]["content"]
+            entry_text = user.split("Entry: ", 1)[1]
+            assert content_key(entry_text) not in gold_keys
+    for row in read_jsonl(workdir / "data/exports/rag/rag.jsonl"):
+        assert content_key(row["text"]) not in gold_keys
+    q = [r for r in read_jsonl(workdir / "data/quarantine/export.jsonl") if r["reason"] == "gold_overlap"]
+    assert len(q) == 3
+    # evidence carries the gold label as a candidate
+    ev = [r for r in read_jsonl(workdir / "data/evidence.jsonl")
+          if any(c["source"] == "gold" for c in r["candidates"])]
+    assert len(ev) == 3
+
+
+def test_bad_input_is_quarantined_not_fatal(workdir, run_pipeline):
+    snap = workdir / "snapshot"
+    (snap / "weird").mkdir()
+    (snap / "weird" / "README").write_text("Just a paragraph of prose that is no changelog at all.\n")
+    (snap / "weird" / "CHANGELOG.md").write_bytes(
+        b"# Changelog\n\n## [1.0.0] - 2024-01-01\n\n### Fixed\n"
+        b"- Fix crash on \xff\xfe invalid bytes in config\n"
+        b"- Fix a NUL \x00 byte in output\n"
+        b"- ok\n"
+        b"- " + b"very long entry " * 300 + b"\n"
+        b"- Fix crash when the cache directory is missing\n"
+        b"- Fix crash when the cache directory is missing\n")
+    run_pipeline()
+    q = {(r["source_file"], r["reason"]) for r in read_jsonl(workdir / "data/quarantine/backfill.jsonl")}
+    reasons = {reason for src, reason in q if src.startswith("weird/")}
+    assert {"unknown_format", "invalid_utf8", "entry_too_short", "entry_too_long"} <= reasons, reasons
+    # parsers strip C0 control characters (old NEWS files use form feeds); the entry stays
+    texts = [r["text"] for r in read_jsonl(workdir / "data/entries.jsonl")]
+    assert "Fix a NUL byte in output" in texts
+    backfill = receipts(workdir)["backfill"]
+    assert backfill.counts.deduplicated >= 1
+    for row in read_jsonl(workdir / "data/quarantine/backfill.jsonl"):
+        if row["reason"] != "unknown_format":
+            assert row["line"] and row["line"] >= 1
+        assert row["source_file"] in row["detail"] or row["reason"] == "unreadable_file"
+
+
+def test_secrets_never_reach_an_output(workdir, run_pipeline):
+    from tuneforge.redact import find_secrets
+
+    leak = "https://ci:" + "pa55w0rd" * 2 + "@git.example.com/x.git"
+    (workdir / "snapshot" / "leaky").mkdir()
+    (workdir / "snapshot" / "leaky" / "CHANGELOG.md").write_text(
+        "# Changelog\n\n## [2.0.0] - 2024-05-01\n\n### Fixed\n"
+        f"- Fix clone from {leak} failing with a hang\n"
+        "- Fix `OPENAI_API_KEY=" + "sk-proj-" + "Ab12" * 8 + "` being printed in debug logs\n")
+    run_pipeline()
+    for p in list((workdir / "data").rglob("*.jsonl")) + list((workdir / "reports").rglob("*.json")):
+        if "gold" in p.parts:
+            continue
+        text = p.read_text()
+        assert "pa55w0rd" not in text and "Ab12Ab12" not in text, p
+        assert find_secrets(text) == [], p
+    assert receipts(workdir)["backfill"].counts.extra["redactions"] >= 2
+
+
+def test_drift_report_compares_with_the_previous_run(workdir, run_pipeline):
+    run_pipeline()
+    first = DriftReport.model_validate_json((workdir / "reports/drift.json").read_text())
+    assert not first.has_previous
+    run_pipeline()
+    second = DriftReport.model_validate_json((workdir / "reports/drift.json").read_text())
+    assert second.has_previous and second.severity == "ok" and not second.flags
+
+
+def test_accounting_mismatch_fails_the_stage(workdir):
+    from tuneforge.receipts import AccountingError, Receipt
+
+    with pytest.raises(AccountingError, match="records in"):
+        Receipt("demo", {}).finish(workdir / "r.json", records_in=3, records_out=1, quarantined=1)
