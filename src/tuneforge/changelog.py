@@ -131,7 +131,7 @@ BREAKING_RE = re.compile(
     r"|\b(?:has|have) been (?:removed|dropped|renamed)\b|\b(?:was|were|is|are) (?:now )?(?:removed|dropped|renamed)\b"
     r"|\bno longer (?:supported|supports|accepts?|recogni[sz]es?|provides?|available|installed|shipped|built)"
     r"|\bsupport for .{1,60} (?:has been|was|is) (?:removed|dropped)"
-    r"|backwards?[- ]incompatible|\bincompatible (?:change|with previous)|\bbreaking change"
+    r"|backwards?[- ]incompatib|\bincompatibilit|\bincompatible (?:change|with previous)|\bbreaking change"
     r"|\b(?:ABI|API|SONAME|soname) (?:break|change|bump)|\bSONAME bump"
     r"|\brequires? (?:users to|you to|changes to|updating)|\bmust now\b|\bnow requires?\b",
     re.I,
@@ -214,7 +214,8 @@ def identifiers(text: str) -> list[str]:
     """Backticked code spans in input order, without duplicates."""
     seen: dict[str, None] = {}
     for m in IDENT_RE.finditer(text):
-        seen.setdefault(m.group(1), None)
+        if not m.group(1).strip("#:").isdigit():  # `751956` is a bug number, not code
+            seen.setdefault(m.group(1), None)
     return list(seen)
 
 
@@ -224,9 +225,13 @@ def is_content_free(text: str) -> bool:
 
 
 def _strip_markup(text: str) -> str:
-    # "**area**: text" (nodejs commit bullets) -> "text" for intent matching.
+    """Drop decorations that say nothing about intent: nodejs `**area**:` / `area:`
+    prefixes, semver labels, leading ticket refs and WARNING:, trailing (Author) credits."""
     text = re.sub(r"^\*\*[^*]{1,40}\*\*:\s*", "", text)
     text = re.sub(r"^\(?(?:SEMVER-MAJOR|SEMVER-MINOR)\)?\s*", "", text, flags=re.I)
+    text = re.sub(r"^(?:[a-z0-9_.,/-]{2,30}):\s+(?=\w)", "", text)  # "timers: fix ..."
+    text = re.sub(r"^(?:(?:bug|issue|gh-?)?#\d+|\[[^\]]{1,40}\]|warning|note)[:!.]?\s+", "", text, flags=re.I)
+    text = re.sub(r"\s*\((?:[A-Z][\w.'-]+(?: [A-Z][\w.'-]+){0,3}(?:, )?)+\)\s*$", "", text)
     return text.strip()
 
 
@@ -306,8 +311,9 @@ LEAD_WORDS = re.compile(
     r"|improve[ds]?|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|enable[ds]?"
     r"|disable[ds]?|change[ds]?|make|made|makes|use[ds]?|new|document(?:ed|s)?|correct(?:ed|s)?"
     r"|avoid(?:ed|s)?|prevent(?:ed|s)?|handle[ds]?|speed(?:s|ed)? up|optimi[sz]e[ds]?|provide[ds]?"
-    r"|expose[ds]?|bump(?:ed|s)?|upgrade[ds]?|clarif(?:y|ied|ies)|resolve[ds]?|teach|ensure[ds]?)\s+)?"
-    r"(?:(?:the|a|an|some|support for|for|of)\s+)*",
+    r"|expose[ds]?|bump(?:ed|s)?|upgrade[ds]?|clarif(?:y|ied|ies)|resolve[ds]?|teach|ensure[ds]?"
+    r"|refactor(?:ed|s)?|rewr(?:ite|ote|itten)|reworked|rework|small|minor|trivial|obscure)\s+)*"
+    r"(?:(?:the|a|an|some|support for|for|of|to|in|on|with)\s+)*",
     re.I,
 )
 STOP_WORDS = {
@@ -317,39 +323,64 @@ STOP_WORDS = {
     "could", "should", "would", "may", "might", "not", "does", "do", "did", "it", "its", "this",
     "these", "those", "than", "via", "under", "over", "about", "used", "being", "also", "then",
     "such", "like", "unless", "until", "across", "against", "without", "within", "per",
+    "learned", "learnt", "lost", "relied", "caused", "got", "gets", "returns", "returned",
+    "isn't", "doesn't", "didn't", "wasn't", "can't", "won't", "must", "need", "needs", "used",
+    "even", "instead", "only", "still", "again", "there", "here", "they", "we", "you", "i",
+    "due", "whose", "what", "how", "why", "who",
 }
 KIND_NOUN = {
     Kind.fix: "fix", Kind.feature: "support", Kind.performance: "performance",
     Kind.docs: "documentation", Kind.deprecation: "deprecation", Kind.breaking: "change",
     Kind.security: "security fix", Kind.unknown: "changes",
 }
+HEAD_NOUNS = {
+    "fix", "bug", "crash", "leak", "regression", "hang", "support", "option", "flag", "command",
+    "deprecation", "change", "documentation", "performance", "variable", "setting", "function",
+    "api", "error", "warning", "overflow", "vulnerability", "message", "output", "format",
+}
+QUOTED_RE = re.compile(r"[`\"']([^`\"'\n]{2,40})[`\"']")
 
 
 def _is_identifier(word: str) -> bool:
     return bool(re.search(r"[_/.()=\d]|[a-z][A-Z]|^-", word)) or word.isupper() and len(word) > 1
 
 
+def _topic(text: str) -> list[str]:
+    """The noun phrase naming what changed: a short quoted command or identifier when the
+    entry has one, else the words after the lead verb up to the first function word."""
+    body = re.sub(r"\s*\((?:#\d+|closes:[^)]*|lp: ?#\d+|:\w+:`\d+`)\)", "", _strip_markup(text), flags=re.I)
+    quoted = [q for q in QUOTED_RE.findall(body) if len(q.split()) <= 4]
+    if quoted:
+        words = [w.strip(",.;:!?()[]{}<>") for w in quoted[0].split()]
+        return [w if _is_identifier(w) else w.lower() for w in words if w]
+    body = LEAD_WORDS.sub("", body, count=1)
+    words: list[str] = []
+    for raw in re.split(r"\s+", body):
+        word = raw.strip("`'\"*,.;:!?()[]{}<>#")
+        if not word or len(word) > 30:  # a path or option list is no noun phrase
+            if words:
+                break
+            continue
+        if word.lower() in STOP_WORDS:
+            if words:
+                break
+            continue
+        words.append(word if _is_identifier(word) else word.lower())
+        if len(words) == 4 or raw.endswith((",", ";", ":", ".")):
+            break
+    return words
+
+
 def rule_subject(text: str, kind: Kind, product: str) -> str:
     if kind is Kind.unknown:
         return f"{product} {KIND_NOUN[kind]}".strip()
-    body = LEAD_WORDS.sub("", _strip_markup(text), count=1)
-    words: list[str] = []
-    for raw in re.split(r"\s+", body):
-        word = raw.strip("`'\"*,.;:!?()[]{}<>")
-        if not word or len(word) > 30:  # a path or option list is no noun phrase
-            continue
-        if word.lower() in STOP_WORDS and words:
-            break
-        if word.lower() in STOP_WORDS:
-            continue
-        words.append(word if _is_identifier(word) else word.lower())
-        if len(words) == 4:
-            break
-    noun = KIND_NOUN[kind]
-    if len(words) < 2 or kind in (Kind.fix, Kind.security, Kind.deprecation):
-        words = words[: 6 - len(noun.split())] + noun.split()
+    words = _topic(text)[:4]
+    noun = KIND_NOUN[kind].split()
+    if len(words) < 2 or (kind in (Kind.fix, Kind.security, Kind.deprecation)
+                          and not HEAD_NOUNS & {w.lower() for w in words}):
+        words = words + noun
     if len(words) < 2:
-        words = [product, *words]
+        words = [kebab(product), *words]
     return " ".join(words[:6])
 
 
@@ -417,9 +448,10 @@ def _code_refs(text: str, limit: int = 2) -> str:
 
 def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: str | None,
                      subject: str, deadline: str | None) -> str:
-    release = f"{product} {version}" if version else f"the {product} release"
+    release = f"{product} {version}" if version else f"the latest {product} release"
     refs = _code_refs(text)
-    target = refs or f"the {subject}"
+    topic = " ".join(_topic(text)[:4]) or subject
+    target = refs or topic
     cves = sorted(set(m.group(0).upper() for m in CVE_RE.finditer(text)))[:2]
     if kind is Kind.security:
         what = " and ".join(cves) if cves else f"the {subject}"
@@ -427,20 +459,17 @@ def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: st
         if refs:
             sentence += f" and review uses of {refs}"
     elif kind is Kind.breaking and rule == 3:
-        sentence = f"Review the new default for {target} in {release} and set it explicitly if you relied on the old behaviour"
+        sentence = (f"Review the new default for {target} in {release} and set it explicitly "
+                    "if you relied on the old behaviour")
     elif kind is Kind.breaking:
         sentence = f"Update scripts and configuration that rely on {target} before upgrading to {release}"
     elif kind is Kind.deprecation:
         when = f" before {deadline}" if deadline else " before it is removed"
         sentence = f"Migrate away from {target}{when}"
     elif kind is Kind.fix:
-        sentence = f"Upgrade to {release} if you are affected by the {subject}"
-        if refs:
-            sentence += f" in {refs}"
+        sentence = f"Upgrade to {release} to get the fix for {target}"
     elif kind is Kind.performance:
-        sentence = f"Upgrade to {release} to benefit from the {subject} improvement"
-        if refs:
-            sentence += f" in {refs}"
+        sentence = f"Upgrade to {release} to get the performance improvement in {target}"
     elif kind is Kind.feature:
         sentence = f"Consider using {target} from {release} where it fits your workflow"
     elif kind is Kind.docs:
