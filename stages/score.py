@@ -3,7 +3,8 @@
 Run: python -m stages.score
 In:  paths.evidence, params.score
 Out: paths.scored (ScoredRecord JSONL), <quarantine_dir>/score.jsonl (the rejected),
-     <receipts_dir>/score.json
+     <receipts_dir>/score.json, paths.labeler_report (the rule labeler measured on
+     every record that also carries a gold label, with and without its hint)
 
 Categories: accepted / partially_accepted / rejected / needs_human_review, each
 with sorted reason codes. Candidate precedence: gold > teacher > rules.
@@ -18,7 +19,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from tuneforge.io import load_params, read_jsonl, write_jsonl
+from tuneforge import metrics
+from tuneforge.io import load_params, read_jsonl, write_json, write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import (
     CandidateLabel, EvidenceRecord, LabelSource, QuarantineReason, QuarantineRecord,
@@ -84,6 +86,24 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
     )
 
 
+def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
+    """Rule labeler vs gold: the contract's figures, and the hint ablation."""
+    rows = {"with_hint": [], "without_hint": []}
+    for rec in records:
+        gold = next((c for c in rec.candidates if c.source is LabelSource.gold), None)
+        if gold is None:
+            continue
+        for variant, hint in (("with_hint", rec.hint), ("without_hint", None)):
+            label, _ = task.rule_label(rec.text, hint, rec.product, rec.version)
+            rows[variant].append(metrics.score_prediction(task.render_label(label), gold.label,
+                                                          task.parse_label))
+    classes = [k.value for k in task.output_model.model_fields["kind"].annotation]
+    with_hint = metrics.summarize(rows["with_hint"], classes)
+    without_hint = metrics.summarize(rows["without_hint"], classes)
+    return {"labeler": "rules", "gold_records": len(rows["with_hint"]),
+            "with_hint": with_hint, "hint_ablation": metrics.ablation(with_hint, without_hint)}
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = load_params()
@@ -93,10 +113,10 @@ def main() -> int:
 
     scored: list[ScoredRecord] = []
     rejected: list[QuarantineRecord] = []
-    records_in = 0
-    for row in tqdm(read_jsonl(paths["evidence"]), desc="score", unit="record", disable=None):
-        records_in += 1
-        rec = score_record(task, EvidenceRecord.model_validate(row), cfg)
+    evidence = [EvidenceRecord.model_validate(row) for row in read_jsonl(paths["evidence"])]
+    records_in = len(evidence)
+    for ev in tqdm(evidence, desc="score", unit="record", disable=None):
+        rec = score_record(task, ev, cfg)
         if rec.category is ScoreCategory.rejected:
             rejected.append(QuarantineRecord(
                 id=rec.id, stage="score", reason=QuarantineReason.score_rejected,
@@ -107,7 +127,9 @@ def main() -> int:
     quarantine_path = Path(paths["quarantine_dir"]) / "score.jsonl"
     write_jsonl(paths["scored"], scored)
     write_jsonl(quarantine_path, rejected)
-    receipt.outputs += [paths["scored"], quarantine_path]
+    report = labeler_report(task, evidence)
+    write_json(paths["labeler_report"], report)
+    receipt.outputs += [paths["scored"], quarantine_path, paths["labeler_report"]]
     categories = Counter(r.category.value for r in scored)
     reasons = Counter(reason for r in scored for reason in r.reasons)
     reasons.update(reason for q in rejected for reason in q.detail.split(","))
@@ -117,6 +139,9 @@ def main() -> int:
                    records_in=records_in, records_out=len(scored),
                    quarantined=len(rejected), extra=extra)
     log.info("categories: %s; rejected: %d", dict(sorted(categories.items())), len(rejected))
+    log.info("rule labeler on %d gold records: kind agreement %s, severity agreement %s",
+             report["gold_records"], report["with_hint"]["kind_agreement"],
+             report["with_hint"]["severity_agreement"])
     return 0
 
 

@@ -1,0 +1,117 @@
+"""Eval metrics for label predictions against a gold holdout (pure functions, no models).
+
+A prediction is the raw model text; it counts as parsed only when the task's strict
+parser accepts the whole text. An unparsed answer is wrong on every field and appears
+as the predicted class `UNPARSED` in the confusion matrix (a miss for the gold kind,
+never a false positive for another kind).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+UNPARSED = "(unparsed)"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One holdout row's outcome."""
+
+    gold_kind: str
+    gold_severity: str
+    pred_kind: str        # UNPARSED when the text did not parse
+    pred_severity: str
+    parsed: bool
+    error: str | None = None
+
+
+def score_prediction(text: str, gold: dict, parse: Callable[[str], Any]) -> Scored:
+    try:
+        label = parse(text)
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        return Scored(gold["kind"], gold["severity"], UNPARSED, UNPARSED, False,
+                      f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
+    data = label.model_dump(mode="json") if hasattr(label, "model_dump") else dict(label)
+    return Scored(gold["kind"], gold["severity"], data["kind"], data["severity"], True)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 6) if den else None
+
+
+def per_class(rows: list[Scored], classes: list[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and gold support of each kind."""
+    out = {}
+    for k in classes:
+        tp = sum(r.gold_kind == k and r.pred_kind == k for r in rows)
+        fp = sum(r.gold_kind != k and r.pred_kind == k for r in rows)
+        fn = sum(r.gold_kind == k and r.pred_kind != k for r in rows)
+        p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        f1 = round(2 * p * r / (p + r), 6) if p and r else 0.0
+        out[k] = {"precision": p, "recall": r, "f1": f1, "support": tp + fn, "predicted": tp + fp}
+    return out
+
+
+def confusion(rows: list[Scored]) -> dict[str, dict[str, int]]:
+    """gold kind -> predicted kind -> count (only cells that occur)."""
+    cells = Counter((r.gold_kind, r.pred_kind) for r in rows)
+    out: dict[str, dict[str, int]] = {}
+    for (g, p), n in sorted(cells.items()):
+        out.setdefault(g, {})[p] = n
+    return out
+
+
+def summarize(rows: list[Scored], classes: list[str], min_support: int = 5) -> dict[str, Any]:
+    """The contract's figures for one model on one holdout pass."""
+    n = len(rows)
+    pcs = per_class(rows, classes)
+    well = [k for k in classes if pcs[k]["support"] >= min_support]
+    macro = round(sum(pcs[k]["f1"] for k in well) / len(well), 6) if well else None
+    unknown = pcs.get("unknown", {})
+    return {
+        "n": n,
+        "parse_rate": _ratio(sum(r.parsed for r in rows), n),
+        "parse_errors": sum(not r.parsed for r in rows),
+        "kind_agreement": _ratio(sum(r.gold_kind == r.pred_kind for r in rows), n),
+        "severity_agreement": _ratio(sum(r.gold_severity == r.pred_severity for r in rows), n),
+        "macro_f1": macro,
+        "macro_f1_kinds": well,
+        "unknown_precision": unknown.get("precision"),
+        "unknown_recall": unknown.get("recall"),
+        "per_kind": pcs,
+        "confusion": confusion(rows),
+    }
+
+
+def ablation(with_hint: dict[str, Any], without_hint: dict[str, Any]) -> dict[str, Any]:
+    """Hint ablation: both passes' headline figures and the delta (with - without)."""
+    keys = ("kind_agreement", "severity_agreement", "parse_rate", "macro_f1")
+    delta = {k: (round(with_hint[k] - without_hint[k], 6)
+                 if with_hint[k] is not None and without_hint[k] is not None else None)
+             for k in keys}
+    return {"with_hint": {k: with_hint[k] for k in keys},
+            "without_hint": {k: without_hint[k] for k in keys}, "delta": delta}
+
+
+def parity(a: list[str], b: list[str]) -> float | None:
+    """Share of rows whose two output texts are identical (whitespace at the ends aside)."""
+    if len(a) != len(b):
+        raise ValueError(f"parity needs equal-length outputs, got {len(a)} and {len(b)}")
+    return _ratio(sum(x.strip() == y.strip() for x, y in zip(a, b)), len(a))
+
+
+def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | None
+         ) -> list[str]:
+    """The release gates a model fails (empty = passes), each as a readable reason."""
+    failed = []
+    ka = summary["kind_agreement"] or 0.0
+    if ka < gates["min_kind_agreement"]:
+        failed.append(f"kind_agreement {ka:.3f} < {gates['min_kind_agreement']}")
+    if summary["parse_errors"] > gates["max_parse_errors"]:
+        failed.append(f"parse_errors {summary['parse_errors']} > {gates['max_parse_errors']}")
+    if parity_value is None or parity_value < gates["min_parity"]:
+        shown = "n/a" if parity_value is None else f"{parity_value:.3f}"
+        failed.append(f"parity {shown} < {gates['min_parity']}")
+    return failed
