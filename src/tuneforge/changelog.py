@@ -100,7 +100,7 @@ CONTENT_FREE_RE = re.compile(
     r"(?:improvements?|fixes|cleanups?|changes|updates|enhancements|optimi[sz]ations))?"
     r"|(?:internal |code )?(?:refactor(?:ing|ed)?|clean-?up|cleanups?)(?: of (?:the )?code)?"
     r"|(?:updated?|bump(?:ed)?|upgrade[sd]?) (?:the )?(?:dependencies|deps|standards[- ]version.*|copyright.*|translations?)"
-    r"|new upstream (?:release|version).*"
+    r"|new upstream (?:stable |bugfix |point |minor |major )?(?:release|version|snapshot).*"
     r"|(?:stability|reliability) improvements?"
     r"|(?:rebuild|rebuilt|no-change rebuild|no change rebuild).*"
     r"|(?:see|refer to) .{0,40}(?:changelog|commit log|git log).*"
@@ -111,31 +111,40 @@ CONTENT_FREE_RE = re.compile(
 # Rule 1: vulnerability, credential exposure, bypass, injection, any CVE.
 SECURITY_RE = re.compile(
     r"\bCVE-\d{4}|\bvulnerab|\bsecurity (?:fix|issue|problem|hole|flaw|bug|advisory|vulnerabilit)"
-    r"|\bexploit|privilege escalation|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
-    r"|\binjection\b|(?:buffer|heap|stack|integer) (?:over|under)flow|out-of-bounds (?:read|write)"
-    r"|use-after-free|double free|denial[- ]of[- ]service|\bDoS\b|sandbox (?:escape|bypass)"
+    r"|\bexploit(?:able|ed)\b|\bexploits? (?:a |the )?(?:bug|flaw|hole|vulnerab)|privilege escalation|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
+    r"|\binjection\b|(?:heap|stack)[- ]buffer[- ]overflow|\bbuffer (?:over|under)(?:flow|run)|heap[- ]overflow"
+    r"|out-of-bounds (?:read|write)|use-after-free|denial[- ]of[- ]service|\bDoS\b|sandbox (?:escape|bypass)"
     r"|(?:authentication|auth|permission|access control|signature verification) bypass"
     r"|\bbypass(?:es|ed)? (?:the )?(?:check|restriction|authentication|verification|protection)"
     r"|arbitrary (?:code|command|file)|remote code execution|\bRCE\b"
     r"|(?:leak|expos|disclos)\w* (?:of )?(?:the )?(?:secret|password|credential|private key|token)"
     r"|(?:secret|password|credential|private key|token)s? (?:were |was |could be )?(?:leak|expos|disclos)"
-    r"|information disclosure|symlink attack|\bTOCTOU\b|timing attack|\bmalicious",
+    r"|information disclosure|privacy|symlink attack|\bTOCTOU\b|timing attack|\battacker",
     re.I,
 )
 SECURITY_HINT_RE = re.compile(r"\bsecurity\b|\bCVE", re.I)
 
 # Rule 2: removal or rename of a command/flag/option/API/field; format or protocol change.
 BREAKING_RE = re.compile(
-    r"^(?:remove[ds]?|drop(?:ped|s)?|rename[ds]?|delete[ds]?)\b(?! (?:a |an |the )?(?:memory leak|leak|"
-    r"crash|bug|race|deadlock|warning|unused|unnecessary|redundant|dead code|duplicate))"
-    r"|\b(?:has|have) been (?:removed|dropped|renamed)\b|\b(?:was|were|is|are) (?:now )?(?:removed|dropped|renamed)\b"
+    r"^(?:remove[ds]?|drop(?:ped|s)?|delete[ds]?)\b(?=[^.]{0,60}(?:\boption|\bflag|\bcommand|\bfunction"
+    r"|\bapi\b|\bfield|\bsetting|\bsupport\b|\bvariable|\bargument|\bparameter|\bmethod|\bclass\b|\bmodule"
+    r"|\bfeature|\bkeyword|\bprogram|\butility|\btool\b|\bendpoint|\bformat|\bextension|\bmode\b"
+    r"|\bdeprecated|\bold\b|\blegacy|--|`|\(\)))|^rename[ds]?\b"
     r"|\bno longer (?:supported|supports|accepts?|recogni[sz]es?|provides?|available|installed|shipped|built)"
     r"|\bsupport for .{1,60} (?:has been|was|is) (?:removed|dropped)"
     r"|backwards?[- ]incompatib|\bincompatibilit|\bincompatible (?:change|with previous)|\bbreaking change"
-    r"|\b(?:ABI|API|SONAME|soname) (?:break|change|bump)|\bSONAME bump"
-    r"|\brequires? (?:users to|you to|changes to|updating)|\bmust now\b|\bnow requires?\b",
+    r"|\b(?:ABI|API|SONAME|soname) (?:break|change|bump)|\bSONAME bump|\bbump\w* (?:the )?(?:SONAME|ABI)"
+    r"|\brequires? (?:users to|you to|changes to|updating)|\bmust now\b|\bnow requires?\b"
+    r"|\b(?:is|are) now required\b",
     re.I,
 )
+# A passive removal ("... has been removed") is breaking only when nothing else
+# explains the entry: "a path that was removed" in a bug report is not a removal.
+BREAKING_PASSIVE_RE = re.compile(
+    r"\b(?:has|have) been (?:removed|dropped|renamed)\b|\b(?:was|were|is|are) (?:now )?(?:removed|dropped|renamed)\b",
+    re.I,
+)
+FUTURE_REMOVAL_RE = re.compile(r"\bwill be (?:removed|dropped)|\bto be removed\b|\bscheduled for removal|\bin a future", re.I)
 BREAKING_HINT_RE = re.compile(
     r"breaking|incompatib|backward|removed|removals?\b|changes in behaviou?r|behaviou?r changes?"
     r"|upgrad\w* notes|migration", re.I,
@@ -146,14 +155,15 @@ DEFAULT_FLIP_RE = re.compile(
     r"\b(?:now|is|are) (?:enabled|disabled|on|off|turned on|turned off|used|the default) by default"
     r"|\bby default,? (?:now|no longer)\b|\bdefault (?:value |setting |behaviou?r )?(?:has been |was |is now |now )?"
     r"(?:changed|switched|flipped)|\bdefaults? (?:is |are )?now\b|\bnow defaults? to\b"
-    r"|\bchange[ds]? the default\b|\bno longer (?:enabled|the default|on) by default",
+    r"|\bchange[ds]? the default\b|\bno longer (?:enabled|the default|on) by default"
+    r"|\bnow\b[^.]{0,60}\bby default\b|\bredefine[ds]? the default|\bnew default\b",
     re.I,
 )
 
 # Rule 4: still works, but announced for removal or discouraged.
 DEPRECATION_RE = re.compile(
     r"\bdeprecat|\bwill be (?:removed|dropped)|\bscheduled for removal|\bdiscouraged\b"
-    r"|\bplanned (?:for )?removal|\bobsolete[ds]?\b|\bto be removed in\b",
+    r"|\bplanned (?:for )?removal|\bto be removed in\b",
     re.I,
 )
 DEPRECATION_HINT_RE = re.compile(r"deprecat", re.I)
@@ -166,14 +176,15 @@ FIX_RE = re.compile(
     r"|\bnow (?:correctly|properly|works|handles)|\bcorrectly\b|\bproperly\b|\berroneous|\bmishandl"
     r"|\bfail(?:s|ed|ure|ing)?\b|\bbroken\b|\brace condition|\bcorrupt|\binfinite loop|\bassert(?:ion)? fail"
     r"|\bwork ?around|\bmisbehav|\bwould (?:sometimes )?(?:crash|fail|hang|report|print)|\binstead of\b"
-    r"|\bcompil(?:e|ation) (?:error|failure|warning)s?\b|\bwarnings?\b|\btypos? in (?:code|variable)",
+    r"|\bcompil(?:e|ation) (?:error|failure|warning)s?\b|\btypos? in (?:code|variable)|\bquirks?\b"
+    r"|\bundefined behaviou?r|\bdid not work|\bdidn't work|\bnot work(?:ing)? (?:correctly|properly)",
     re.I,
 )
 PERF_RE = re.compile(
     r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
     r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
     r"|\bmore efficient|\befficiency\b|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
-    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)",
+    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)|\blazily\b|\bSIMD\b|\bacceleration\b",
     re.I,
 )
 FEATURE_RE = re.compile(
@@ -198,16 +209,37 @@ HINT_KIND = [
     (re.compile(r"deprecat", re.I), Kind.deprecation, 4),
     (re.compile(r"\bfix|\bbug|regression", re.I), Kind.fix, 5),
     (re.compile(r"perform|speed|optimi", re.I), Kind.performance, 6),
-    (re.compile(r"feature|^added$|\badditions?\b|^new\b|enhancement|improvement", re.I), Kind.feature, 7),
+    (re.compile(r"feature|^added\b|\badditions?\b|^new\b|enhancement|improvement", re.I), Kind.feature, 7),
     (re.compile(r"\bdoc", re.I), Kind.docs, 9),
 ]
 
 LEADING_VERB_KIND = [
-    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?)\b", re.I), Kind.fix, 5),
-    (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed))\b", re.I), Kind.performance, 6),
-    (re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b", re.I), Kind.feature, 7),
-    (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies))\b", re.I), Kind.docs, 9),
+    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?)\b", re.I), Kind.fix, 5),
+    (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
+                r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?(?:SIMD|acceleration|fast(?:er)? path))\b", re.I), Kind.performance, 6),
+    (re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I), Kind.feature, 7),
+    (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
+                r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
+                r"|(?:silence[sd]?|suppress(?:es|ed)?|remove[sd]?|reword(?:ed)?|quiet(?:en)?s?) (?:\S+ ){0,3}?(?:warnings?|messages?|diagnostics?)\b)", re.I), Kind.docs, 9),
 ]
+
+# Changes that touch only packaging, CI or tests say nothing to a user (rule 8),
+# unless they also fix something or carry a security cue.
+INTERNAL_RE = re.compile(
+    r"\bdebian/|(?:^|\s)d/[a-z]|\bdh[_ -]\w|\bdebhelper|build-?dep(?:ends?|endency|endencies)|standards-version"
+    r"|\buploaders?\b|\blintian|\bsymbols\b|\bvcs-\w+|\bsalsa\b|\bwatch file|\bquilt\b|\bcdbs\b"
+    r"|\.install\b|\budebs?\b|\bmaintainers?\b|\bsource format|\bgbp\b|\bautopkgtest|\bhardening"
+    r"|\bcompat(?:ibility)? (?:level )?to \d|\bcopyright (?:entry|file|years?|notice)|\bbuild flags?\b"
+    r"|\bmerge (?:remote-tracking )?branch|\bexport-package|\bswapfile|\bCI\b|\bgithub actions"
+    r"|^(?:add|added|adds|update[ds]?|improve[ds]?|extend(?:ed)?|more|new) (?:a |some |more |the )?(?:unit |regression )?tests?\b"
+    r"|\btest ?(?:suite|coverage|helper|case)s?\b",
+    re.I,
+)
+AREA_RE = re.compile(r"^(?:\*\*)?([a-z0-9_.,/-]{2,30})(?:\*\*)?:\s", re.I)
+INTERNAL_AREAS = {"test", "tests", "build", "tools", "deps", "meta", "benchmark", "ci", "bootstrap",
+                  "gyp", "src", "lib", "debian", "d", "test_runner", "typings"}
+DOC_AREAS = {"doc", "docs", "documentation", "man", "manpages"}
+PERF_AREAS = {"perf", "performance", "optimization", "optimisation", "speed"}
 
 
 def identifiers(text: str) -> list[str]:
@@ -221,6 +253,7 @@ def identifiers(text: str) -> list[str]:
 
 def is_content_free(text: str) -> bool:
     stripped = re.sub(r"\s+", " ", text).strip()
+    stripped = re.sub(r"\s*\([^)]{0,80}\)\s*(?=[.!]?$)", "", stripped)  # "(no security issue)", "(Closes: #1)"
     return bool(CONTENT_FREE_RE.match(stripped))
 
 
@@ -241,12 +274,24 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
     hint = hint or ""
     if is_content_free(body):
         return Kind.unknown, 8
-    if SECURITY_RE.search(body) or (SECURITY_HINT_RE.search(hint) and not DOCS_RE.match(body)):
+    security_text = re.sub(r"\b(?:no|not a|without) security (?:issue|impact|problem)s?", "", body, flags=re.I)
+    if SECURITY_RE.search(security_text) or (SECURITY_HINT_RE.search(hint) and not DOCS_RE.match(body)):
         return Kind.security, 1
+    area = AREA_RE.match(text)
+    if area and area.group(1).lower() in DOC_AREAS:
+        return Kind.docs, 9
+    if area and area.group(1).lower() in PERF_AREAS:
+        return Kind.performance, 6
+    internal = INTERNAL_RE.search(body) or (area and area.group(1).lower() in INTERNAL_AREAS)
+    if internal and not re.search(r"\bfix|\bcrash|\bprevent|\bbug\b|\bregression", body, re.I):
+        return Kind.unknown, 8
     if re.search(r"SEMVER-MAJOR", text):
         return Kind.breaking, 2
     deprecates = DEPRECATION_RE.search(body)
-    if BREAKING_RE.search(body) and not (deprecates and not re.match(r"^(?:remove|drop)", body, re.I)):
+    future_only = FUTURE_REMOVAL_RE.search(body) and not re.match(r"^(?:remove|drop|rename)", body, re.I)
+    passive = (BREAKING_PASSIVE_RE.search(body) and not FIX_RE.search(body)
+               and not LEADING_VERB_KIND[2][0].match(body))
+    if (BREAKING_RE.search(body) or passive) and not future_only:
         return Kind.breaking, 2
     if DEFAULT_FLIP_RE.search(body):
         return Kind.breaking, 3
