@@ -77,11 +77,12 @@ def main() -> int:
     entries = [RawEntry.model_validate(row) for row in read_jsonl(paths["entries"])]
     gold = gold_labels(paths["gold"])
     teacher_rows: dict[str, dict] = {}
+    model_calls = 0
     if cfg["teacher"]["enabled"]:
         budget = cfg["teacher"]["max_records"] or len(entries)
         chosen = sorted(entries, key=lambda e: e.id)[:budget]
         prompts = {e.id: task.messages(e.text, e.hint, e.product) for e in chosen}
-        teacher_rows = teacher.label_all(prompts, cfg["teacher"], paths["teacher_cache"])
+        teacher_rows, model_calls = teacher.label_all(prompts, cfg["teacher"], paths["teacher_cache"])
         receipt.outputs.append(paths["teacher_cache"])
 
     records = [build_record(task, e, gold.get(content_key(e.text)), teacher_rows.get(e.id),
@@ -93,7 +94,7 @@ def main() -> int:
     receipt.finish(Path(paths["receipts_dir"]) / "evidence.json", records_in=len(entries),
                    records_out=len(records),
                    extra={"with_gold": with_gold, "teacher_answers": len(teacher_rows),
-                          "model_calls": sum(1 for r in teacher_rows.values() if "content" in r)})
+                          "model_calls": model_calls})
     log.info("%d evidence records (%d carry a gold label)", len(records), with_gold)
     return 0
 

@@ -54,8 +54,10 @@ def ask(base_url: str, model: str, messages: list[dict], timeout_s: float) -> st
     return payload["choices"][0]["message"]["content"]
 
 
-def label_all(prompts: dict[str, list[dict]], cfg: dict, cache_path: str | Path) -> dict[str, dict]:
-    """Map record id -> cache row ({key, content} or {key, error}) for every prompt."""
+def label_all(prompts: dict[str, list[dict]], cfg: dict, cache_path: str | Path
+              ) -> tuple[dict[str, dict], int]:
+    """Map record id -> cache row ({key, content} or {key, error}) for every prompt,
+    and the number of requests this call made (0 when everything was cached)."""
     model = cfg["model"]
     cache = load_cache(cache_path)
     keys = {rid: prompt_key(model, msgs) for rid, msgs in prompts.items()}
@@ -77,4 +79,4 @@ def label_all(prompts: dict[str, list[dict]], cfg: dict, cache_path: str | Path)
                 f.write(canonical_json(row) + "\n")
                 f.flush()
             cache[row["key"]] = row
-    return {rid: cache[k] for rid, k in keys.items()}
+    return {rid: cache[k] for rid, k in keys.items()}, len(todo)
