@@ -1,12 +1,13 @@
 """evidence: one evidence record per entry, with provenance and every candidate label.
 
 Run: python -m stages.evidence
-In:  paths.entries, paths.gold, params.evidence
+In:  paths.entries, paths.gold, paths.human_labels, params.evidence
 Out: paths.evidence (EvidenceRecord JSONL), <receipts_dir>/evidence.json
 
 Label sources: (a) the deterministic rule labeler, (b) an optional teacher
 endpoint (off by default: the default path makes zero model calls),
-(c) the hand-labeled gold labels, matched by normalised content hash.
+(c) hand-labeled training rows (paths.human_labels, when evidence.human_labels is on),
+(d) the hand-labeled gold labels; both matched by normalised content hash.
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from tuneforge.text import content_key
 log = logging.getLogger("evidence")
 
 
-def gold_labels(path: str | Path) -> dict[str, dict]:
-    """content key -> gold row; a missing gold file is an error, not an empty set."""
+def hand_labels(path: str | Path) -> dict[str, dict]:
+    """content key -> labeled row; a missing file is an error, not an empty set."""
     if not Path(path).exists():
-        raise FileNotFoundError(f"{path}: gold holdout missing (see data/gold/README.md)")
+        raise FileNotFoundError(f"{path}: hand-labeled file missing (see its README.md)")
     return {content_key(row["text"]): row for row in read_jsonl(path)}
 
 
@@ -45,7 +46,7 @@ def teacher_candidate(task: Task, row: dict) -> CandidateLabel:
                               error=f"not a valid label: {str(e).splitlines()[0]}")
 
 
-def build_record(task: Task, entry: RawEntry, gold: dict | None,
+def build_record(task: Task, entry: RawEntry, gold: dict | None, human: dict | None,
                  teacher_row: dict | None, use_rules: bool) -> EvidenceRecord:
     candidates = []
     if use_rules:
@@ -53,6 +54,9 @@ def build_record(task: Task, entry: RawEntry, gold: dict | None,
         candidates.append(CandidateLabel(source=LabelSource.rules, label=label, rule=rule))
     if teacher_row is not None:
         candidates.append(teacher_candidate(task, teacher_row))
+    if human is not None:
+        candidates.append(CandidateLabel(source=LabelSource.human, label=human["label"],
+                                         rule=human.get("rule")))
     if gold is not None:
         candidates.append(CandidateLabel(source=LabelSource.gold, label=gold["label"],
                                          rule=gold.get("rule")))
@@ -70,12 +74,17 @@ def main() -> int:
     params = load_params()
     cfg, paths, task = params["evidence"], params["paths"], get_task(params["task"])
     receipt = Receipt("evidence", {"task": task.name, "evidence": cfg})
-    receipt.inputs += [paths["entries"], paths["gold"]]
+    receipt.inputs += [paths["entries"], paths["gold"], paths["human_labels"]]
     if not cfg["rules"] and not cfg["teacher"]["enabled"]:
         raise SystemExit("evidence: no label source enabled (evidence.rules / evidence.teacher.enabled)")
 
     entries = [RawEntry.model_validate(row) for row in read_jsonl(paths["entries"])]
-    gold = gold_labels(paths["gold"])
+    gold = hand_labels(paths["gold"])
+    human = hand_labels(paths["human_labels"]) if cfg["human_labels"] else {}
+    overlap = set(gold) & set(human)
+    if overlap:
+        raise SystemExit(f"evidence: {len(overlap)} hand-labeled training rows are also in the "
+                         f"gold holdout ({paths['human_labels']} vs {paths['gold']})")
     teacher_rows: dict[str, dict] = {}
     model_calls = 0
     if cfg["teacher"]["enabled"]:
@@ -85,15 +94,16 @@ def main() -> int:
         teacher_rows, model_calls = teacher.label_all(prompts, cfg["teacher"], paths["teacher_cache"])
         receipt.outputs.append(paths["teacher_cache"])
 
-    records = [build_record(task, e, gold.get(content_key(e.text)), teacher_rows.get(e.id),
-                            cfg["rules"])
+    records = [build_record(task, e, gold.get(content_key(e.text)), human.get(content_key(e.text)),
+                            teacher_rows.get(e.id), cfg["rules"])
                for e in tqdm(entries, desc="evidence", unit="entry", disable=None)]
     write_jsonl(paths["evidence"], records)
     receipt.outputs.insert(0, paths["evidence"])
     with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))
+    with_human = sum(1 for r in records if any(c.source is LabelSource.human for c in r.candidates))
     receipt.finish(Path(paths["receipts_dir"]) / "evidence.json", records_in=len(entries),
                    records_out=len(records),
-                   extra={"with_gold": with_gold, "teacher_answers": len(teacher_rows),
+                   extra={"with_gold": with_gold, "with_human": with_human, "teacher_answers": len(teacher_rows),
                           "model_calls": model_calls})
     log.info("%d evidence records (%d carry a gold label)", len(records), with_gold)
     return 0

@@ -8,6 +8,10 @@ Out: <exports_dir>/sft/{train,valid}.jsonl (chat `messages`, accepted only),
      <quarantine_dir>/export.jsonl (every record not in SFT, one reason code),
      <receipts_dir>/export.json, paths.drift (vs the previous run)
 
+Dataset v2 knobs (train rows only; valid keeps real hints): export.hint_drop_rate
+and export.hint_swap_rate randomise the hint so the model cannot lean on it, and
+export.unknown_augment adds synthetic content-free entries labeled unknown.
+
 The gold holdout is the eval set: a record whose normalised content hash equals a
 gold entry's, or whose 3-word shingles overlap one at or above
 export.near_dup_jaccard, is never exported.
@@ -24,8 +28,8 @@ from pathlib import Path
 from tuneforge.io import load_params, read_jsonl, write_json, write_jsonl
 from tuneforge.receipts import Receipt, drift_report, scored_distributions
 from tuneforge.records import (
-    PreferencePair, QuarantineReason, QuarantineRecord, RagSample, ScoreCategory, ScoredRecord,
-    SftSample,
+    LabelSource, PreferencePair, Provenance, QuarantineReason, QuarantineRecord, RagSample,
+    ScoreCategory, ScoredRecord, SftSample,
 )
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key, jaccard, word_shingles
@@ -62,13 +66,55 @@ class GoldIndex:
         return None
 
 
-def sft_sample(task: Task, rec: ScoredRecord, split: str, show_hint: bool) -> SftSample:
-    hint = rec.hint if show_hint else None
+def sft_sample(task: Task, rec: ScoredRecord, split: str, hint: str | None) -> SftSample:
     messages = task.messages(rec.text, hint, rec.product)
     messages.append({"role": "assistant", "content": task.render_label(rec.label)})
     return SftSample(id=rec.id, messages=messages, kind=task.label_class(rec.label),
-                     product=rec.product, hint_shown=show_hint and rec.hint is not None,
-                     split=split)
+                     product=rec.product, hint_shown=hint is not None, split=split)
+
+
+def randomised_hint(rec: ScoredRecord, hints: list[str], cfg: dict) -> str | None:
+    """Drop the hint, or swap in another row's, for the configured shares of train rows."""
+    u = seeded_unit(cfg["seed"], "hint", rec.id)
+    if u < cfg["hint_drop_rate"]:
+        return None
+    if u < cfg["hint_drop_rate"] + cfg["hint_swap_rate"] and hints:
+        return hints[int(seeded_unit(cfg["seed"], "swap", rec.id) * len(hints))]
+    return rec.hint
+
+
+CONTENT_FREE_CORES = ["bug fixes", "fixes", "improvements", "cleanups", "updates", "changes",
+                      "tweaks", "enhancements"]
+CONTENT_FREE_QUALIFIERS = ["", "minor ", "various ", "several ", "misc ", "small "]
+CONTENT_FREE_TAILS = ["", " and improvements", " and performance improvements",
+                      " and stability improvements", " and other changes",
+                      " and reliability improvements"]
+CONTENT_FREE_PHRASES = [
+    "Internal refactoring", "Code cleanup", "Updated dependencies", "Bump dependencies",
+    "Updated translations", "Refactoring of the code", "Stability improvements",
+    "Reliability improvements", "New upstream release", "No-change rebuild",
+    "See the commit log for details", "See ChangeLog for details",
+]
+
+
+def unknown_augmentation(task: Task, products: list[str], n: int, seed: int) -> list[ScoredRecord]:
+    """n synthetic content-free entries (unknown, rule 8) spread over real products."""
+    texts = sorted({(q + c + t).capitalize() for q in CONTENT_FREE_QUALIFIERS
+                    for c in CONTENT_FREE_CORES for t in CONTENT_FREE_TAILS} | set(CONTENT_FREE_PHRASES))
+    texts = [t + p for t in texts for p in ("", ".") if task.is_content_free(t + p)]
+    out = []
+    for i in range(n if products else 0):
+        text = texts[int(seeded_unit(seed, "aug-text", str(i)) * len(texts))]
+        product = products[int(seeded_unit(seed, "aug-product", str(i)) * len(products))]
+        label, rule = task.rule_label(text, None, product, None)
+        rid = hashlib.sha256(f"augment:{i}:{product}:{text}".encode()).hexdigest()
+        out.append(ScoredRecord(
+            id=rid, task=task.name, text=text, hint=None, product=product, version=None,
+            format="synthetic", provenance=Provenance(source_file="(unknown_augment)", line=1,
+                                                      sig_hash=rid),
+            category=ScoreCategory.accepted, reasons=[], label=label,
+            label_source=LabelSource.rules, rule=rule, alternatives=[], scorer_version="augment"))
+    return out
 
 
 def split_strata(records: list[ScoredRecord], task: Task, seed: int,
@@ -153,11 +199,12 @@ def main() -> int:
             drop(rec, QuarantineReason.score_rejected, ",".join(rec.reasons))
 
     train, valid = split_strata(sft_pool, task, cfg["seed"], cfg["valid_fraction"])
-    rows = {"train": [], "valid": []}
-    for split, recs in (("train", train), ("valid", valid)):
-        for rec in recs:
-            show_hint = seeded_unit(cfg["seed"], "hint", rec.id) >= cfg["hint_drop_rate"]
-            rows[split].append(sft_sample(task, rec, split, show_hint))
+    augmented = unknown_augmentation(task, sorted({r.product for r in sft_pool}),
+                                     cfg["unknown_augment"], cfg["seed"])
+    train = sorted(train + augmented, key=lambda r: seeded_unit(cfg["seed"], "order", r.id))
+    hints = sorted({r.hint for r in train if r.hint})
+    rows = {"train": [sft_sample(task, r, "train", randomised_hint(r, hints, cfg)) for r in train],
+            "valid": [sft_sample(task, r, "valid", r.hint) for r in valid]}
 
     outputs = {
         out_dir / "sft" / "train.jsonl": rows["train"],
@@ -182,7 +229,10 @@ def main() -> int:
     reasons = Counter(q.reason.value for q in dropped)
     extra = {"train": len(train), "valid": len(valid), "rag": len(rag), "preference": len(pairs),
              **{f"quarantine_{k}": v for k, v in reasons.items()}, **counts}
-    receipt.finish(Path(paths["receipts_dir"]) / "export.json", records_in=len(records),
+    extra["unknown_augment"] = len(augmented)
+    # synthetic rows are outputs without an input record: count them in, so the ledger balances
+    receipt.finish(Path(paths["receipts_dir"]) / "export.json",
+                   records_in=len(records) + len(augmented),
                    records_out=len(train) + len(valid), quarantined=len(dropped), extra=extra)
     log.info("sft train=%d valid=%d, rag=%d, preference=%d, quarantined=%d",
              len(train), len(valid), len(rag), len(pairs), len(dropped))

@@ -29,7 +29,8 @@ from tuneforge.records import (
 from tuneforge.tasks import Task, get_task
 
 log = logging.getLogger("score")
-PRECEDENCE = [LabelSource.gold, LabelSource.teacher, LabelSource.rules]
+PRECEDENCE = [LabelSource.gold, LabelSource.human, LabelSource.teacher, LabelSource.rules]
+HAND_LABELED = {LabelSource.gold, LabelSource.human}
 FIRM_KINDS = {"security", "breaking", "deprecation"}  # rule 10: these outrank a section hint
 
 
@@ -50,7 +51,7 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
     category = ScoreCategory.accepted
     if schema_error(task, chosen.label):
         category, reasons = ScoreCategory.rejected, ["label_schema_invalid"]
-    elif chosen.source is not LabelSource.gold:
+    elif chosen.source not in HAND_LABELED:
         label = chosen.label
         kind = task.label_class(label)
         reasons += task.style_problems(label, rec.text)

@@ -34,7 +34,8 @@ class RawEntry(Strict):
 class LabelSource(str, Enum):
     rules = "rules"
     teacher = "teacher"
-    gold = "gold"
+    human = "human"  # hand-labeled training rows (data/labeled/), never eval data
+    gold = "gold"    # the hand-labeled holdout: eval data, never exported
 
 
 class CandidateLabel(Strict):
@@ -119,7 +120,7 @@ class PreferencePair(Strict):
     chosen: str
     rejected: str
     chosen_source: LabelSource
-    rejected_source: Literal["rules", "teacher", "gold", "hint_anchored"] = Field(
+    rejected_source: Literal["rules", "teacher", "human", "gold", "hint_anchored"] = Field(
         description="hint_anchored: the chosen label with the kind the section hint alone suggests")
     rejected_reasons: list[str]
 
