@@ -6,7 +6,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 SRC ?= /usr/share/doc
 
-.PHONY: setup demo test test-all repro lint bench harvest schemas clean-outputs
+# The embedded default remote: a directory beside the repo, shared by clones on this machine.
+REMOTE_DIR ?= ../tuneforge-dvc-remote
+VERSION ?=
+
+.PHONY: setup demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags
 
 # Create .venv with every pinned dependency (torch pinned to the local CPU wheel).
 setup: $(VENV)/.installed
@@ -45,6 +49,39 @@ schemas: setup
 # Benchmarks: ratios against baselines measured in the same run.
 bench: setup
 	$(PY) -m tuneforge.bench
+
+# Point the default DVC remote at a local directory (tracked in .dvc/config; the default).
+remote-local: setup
+	dvc remote add --force --default local $(REMOTE_DIR)
+	@echo "default remote: local -> $(abspath $(REMOTE_DIR))"
+
+# Use S3 instead (dvc-s3), for this clone only: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url].
+# Credentials come from the environment (AWS_ACCESS_KEY_ID/...) and are never written to a file.
+remote-s3: setup
+	test -n "$(BUCKET)" || { echo "usage: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url]"; exit 2; }
+	dvc remote add --local --force --default s3 $(BUCKET)
+	if [ -n "$(ENDPOINT)" ]; then dvc remote modify --local s3 endpointurl $(ENDPOINT); fi
+
+# Send / fetch every cached artifact to / from the default remote.
+push: setup
+	dvc push
+pull: setup
+	dvc pull
+
+# Tag the current commit as a version and record it in RELEASES (tags don't travel with every clone).
+release:
+	test -n "$(VERSION)" || { echo "usage: make release VERSION=v1"; exit 2; }
+	git diff --quiet HEAD || { echo "commit first: the release must name a clean commit"; exit 2; }
+	git tag -a $(VERSION) -m "tuneforge $(VERSION)"
+	echo "$(VERSION) $$(git rev-parse HEAD)" >> RELEASES
+	git add RELEASES && git commit -q -m "RELEASES: $(VERSION) is $$(git rev-parse --short HEAD)"
+
+# Recreate any tag listed in RELEASES that this clone lacks.
+tags:
+	@while read -r version commit; do \
+	  [ -z "$$version" ] && continue; \
+	  git rev-parse -q --verify "refs/tags/$$version" >/dev/null || { git tag "$$version" "$$commit" && echo "tagged $$version $$commit"; }; \
+	done < RELEASES
 
 # Refresh the committed release-note snapshot from SRC (default /usr/share/doc).
 harvest: setup

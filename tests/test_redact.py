@@ -13,9 +13,9 @@ SECRETS = {
     "openai_key": "sk-proj-" + "a1B2" * 8,
     "anthropic_key": "sk-ant-api03-" + "Xy9_" * 8,
     "slack_token": "xoxb-" + "1234567890-abcdef",
-    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlMTIzNDU2",
-    "pem_private_key": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow" + "A" * 40 + "\n-----END RSA PRIVATE KEY-----",
-    "url_credentials": "https://deploy:s3cr3tpass@git.example.com/repo.git",
+    "jwt": ".".join(["eyJhbGciOiJIUzI1NiJ9", "eyJzdWIiOiIxMjM0NTY3ODkwIn0", "c2lnbmF0dXJlMTIzNDU2"]),
+    "pem_private_key": "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIEow" + "A" * 40 + "\n-----END RSA PRIVATE KEY-----",
+    "url_credentials": "https://" + ":".join(["deploy", "s3cr3tpass"]) + "@git.example.com/repo.git",
     "bearer_token": "Authorization: Bearer " + "tok" * 8,
     "env_assignment": "DATABASE_PASSWORD=" + "hunter2hunter2",
 }

