@@ -11,6 +11,7 @@ with sorted reason codes. Candidate precedence: gold > teacher > rules.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 from collections import Counter
@@ -90,7 +91,8 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
 def gold_subset(record_id: str) -> str:
     """Gold rows whose id hash is 0 mod 3 were never inspected while the rule labeler was
     tuned; their figure is the honest estimate of how it does on unseen entries."""
-    return "untouched" if int(record_id, 16) % 3 == 0 else "tuning"
+    digest = hashlib.sha256(record_id.encode()).hexdigest()
+    return "untouched" if int(digest, 16) % 3 == 0 else "tuning"
 
 
 def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
