@@ -17,7 +17,7 @@ from .conftest import FIXTURES, ROOT
 
 moto_server = pytest.importorskip("moto.server")
 DATA_STAGES = ("backfill", "evidence", "score", "export")
-KEY_ID, SECRET = "moto-access-key-id", "-".join(["moto", "secret", "access", "key", "value"])
+MOTO_ID, MOTO_SIG = "moto-access-key-id", "-".join(["moto", "secret", "access", "key", "value"])
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -34,10 +34,10 @@ def s3(monkeypatch):
     # Credentials live in the environment only: nothing below writes them anywhere.
     env = dict(os.environ, DVC_NO_ANALYTICS="1", TQDM_DISABLE="1", AWS_DEFAULT_REGION="us-east-1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.update({"AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET})
+    env.update({"AWS_ACCESS_KEY_ID": MOTO_ID, "AWS_SECRET_ACCESS_KEY": MOTO_SIG})
     import boto3
-    boto3.client("s3", endpoint_url=f"http://{host}:{port}", aws_access_key_id=KEY_ID,
-                 aws_secret_access_key=SECRET, region_name="us-east-1").create_bucket(Bucket="tuneforge")
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}", aws_access_key_id=MOTO_ID,
+                 aws_secret_access_key=MOTO_SIG, region_name="us-east-1").create_bucket(Bucket="tuneforge")
     yield f"http://{host}:{port}", env
     server.stop()
 
@@ -88,7 +88,7 @@ def test_push_clone_pull_is_clean_and_rebuilds_nothing(s3, tmp_path):
     tracked = sh(["git", "ls-files"], clone, env).split()
     for rel in tracked:
         text = (clone / rel).read_bytes()
-        assert SECRET.encode() not in text and KEY_ID.encode() not in text, rel
+        assert MOTO_SIG.encode() not in text and MOTO_ID.encode() not in text, rel
 
     # a consumer who wants one artifact pulls only that
     consumer = tmp_path / "consumer"
