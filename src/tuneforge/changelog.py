@@ -45,8 +45,8 @@ class ActionItem(BaseModel):
 
     kind: Kind
     severity: Severity
-    subject: str = Field(min_length=1, max_length=80)
-    action_text: str = Field(min_length=1, max_length=400)
+    subject: str = Field(min_length=1, max_length=64)  # bounds also stop runaway decoding
+    action_text: str = Field(min_length=1, max_length=280)
     deadline: str | None = Field(pattern=DEADLINE_PATTERN)
     tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=40)]] = Field(min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})
 
