@@ -17,6 +17,9 @@ def workdir(tmp_path, monkeypatch) -> Path:
     """A scratch pipeline root: params.yaml from the repo, a small snapshot dir, a tiny gold file."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["paths"]["snapshot"] = "snapshot"
+    # Tests set their own dataset version: v1 knobs unless a test turns v2 ones on.
+    params["evidence"]["human_labels"] = False
+    params["export"].update(hint_drop_rate=0.0, hint_swap_rate=0.0, unknown_augment=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(FIXTURES / "sources", tmp_path / "snapshot")
     gold_dir = tmp_path / "data" / "gold"
