@@ -6,7 +6,13 @@ import pytest
 
 from tuneforge.io import read_jsonl
 from tuneforge.records import (
-    DriftReport, EvidenceRecord, QuarantineRecord, RawEntry, ScoredRecord, SftSample, StageReceipt,
+    DriftReport,
+    EvidenceRecord,
+    QuarantineRecord,
+    RawEntry,
+    ScoredRecord,
+    SftSample,
+    StageReceipt,
 )
 from tuneforge.text import content_key
 

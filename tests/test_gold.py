@@ -1,5 +1,4 @@
 """The committed gold holdout and hand-labeled training rows keep their promises."""
-import json
 from collections import Counter
 
 import pytest

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ import duckdb
 
 from tuneforge.io import count_lines, git_revision, sha256_file, write_json
 from tuneforge.records import (
-    DriftFlag, DriftReport, DriftSeverity, FileDigest, RecordCounts, StageReceipt,
+    DriftFlag,
+    DriftReport,
+    DriftSeverity,
+    FileDigest,
+    RecordCounts,
+    StageReceipt,
 )
 
 
@@ -61,6 +67,7 @@ class Receipt:
             counts=counts, invariant_holds=holds, params=self.params,
             git_revision=git_revision(), tool_versions=tool_versions(self.packages),
             duration_s=round(time.monotonic() - self.started, 3),
+            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         )
         write_json(path, receipt.model_dump(mode="json"))
         if not holds:

@@ -176,6 +176,7 @@ class StageReceipt(Strict):
     git_revision: str
     tool_versions: dict[str, str]
     duration_s: float = Field(ge=0)
+    peak_rss_mb: float = Field(ge=0, description="the stage process's peak resident memory")
 
 
 class DriftSeverity(str, Enum):
