@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags
+.PHONY: setup demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags verify-repro
 
 # Create .venv with every pinned dependency (torch pinned to the local CPU wheel).
 setup: $(VENV)/.installed
@@ -36,6 +36,10 @@ test-all: setup
 # Rebuild only what changed.
 repro: setup
 	dvc repro
+
+# Rebuild everything from scratch and check every artifact's hash is unchanged (~15 min on CPU).
+verify-repro: setup
+	$(PY) -m tuneforge.verify_repro
 
 # Style and schema drift.
 lint: setup

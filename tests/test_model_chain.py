@@ -115,15 +115,27 @@ def test_train_outputs_and_sidecar(chain):
     assert receipt["counts"]["records_in"] == 20 and receipt["invariant_holds"]
 
 
-def test_same_seed_same_adapter(chain, tiny_base, tmp_path):
-    from stages import train
+def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
+    """A second clean build of the same inputs: every artifact has the same SHA-256
+    (adapter, merged weights, every GGUF and its pin file, metrics, registry)."""
+    from stages import convert, merge, quantize, register, train
+    from stages import eval as eval_stage
 
     again = make_workdir(tmp_path / "again", tiny_base)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(again)
-        assert train.main() == 0
-    name = "models/adapter/adapter_model.safetensors"
-    assert sha256_file(again / name) == sha256_file(chain / name)
+        for stage in (train, merge, convert, quantize):
+            assert stage.main() == 0, stage.__name__
+        assert eval_stage.main([]) == 0
+        assert register.main() == 0
+    artifacts = sorted(
+        str(p.relative_to(chain)) for sub in ("models", "reports/eval", "reports/train")
+        for p in (chain / sub).rglob("*") if p.is_file()
+    ) + ["reports/metrics.json"]
+    assert any(a.endswith("adapter_model.safetensors") for a in artifacts)
+    assert any(a.endswith("Q8_0.gguf") for a in artifacts)
+    differ = [a for a in artifacts if sha256_file(again / a) != sha256_file(chain / a)]
+    assert differ == []
 
 
 def test_gguf_name_provenance_and_pins(chain):
