@@ -37,7 +37,7 @@ test-all: setup
 repro: setup
 	dvc repro
 
-# Rebuild everything from scratch and check every artifact's hash is unchanged (~15 min on CPU).
+# Build everything twice from scratch and check every artifact's hash is unchanged (~30 min on CPU).
 verify-repro: setup
 	$(PY) -m tuneforge.verify_repro
 

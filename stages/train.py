@@ -19,6 +19,7 @@ On CPU: fp32, no gradient checkpointing. With CUDA: bf16, and 4-bit QLoRA if ask
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import sys
 import tempfile
@@ -129,12 +130,22 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
         if trainer.is_world_process_zero():
             with atomic_dir(adapter_dir) as tmp:
                 trainer.model.save_pretrained(str(tmp))
+                sort_target_modules(tmp / "adapter_config.json")
         history = trainer.state.log_history
     return {"steps": result.global_step, "train_loss": round(result.training_loss, 6),
             "valid_loss": None if valid_loss is None else round(valid_loss, 6),
             "loss_curve": loss_rows(history), "device": "cuda" if cuda else "cpu",
             "precision": "bf16" if cuda and cfg["bf16"] else "fp32",
             "qlora": bool(cfg["qlora"] and cuda)}
+
+
+def sort_target_modules(config_path: Path) -> None:
+    """peft stores target_modules from a Python set, so their order follows the
+    process's string-hash seed; sorted, adapter_config.json is the same every run."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def main() -> int:

@@ -86,13 +86,11 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def chain(tiny_base, tmp_path_factory) -> Path:
-    """Run every model stage once in a scratch root; later tests inspect the outputs."""
+def run_chain(root: Path) -> Path:
+    """Run every model stage once in `root`, in pipeline order."""
     from stages import convert, merge, quantize, register, train
     from stages import eval as eval_stage
 
-    root = make_workdir(tmp_path_factory.mktemp("chain"), tiny_base)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         for stage in (train, merge, convert, quantize):
@@ -102,12 +100,21 @@ def chain(tiny_base, tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def chain(tiny_base, tmp_path_factory) -> Path:
+    """The chain built once in a scratch root; later tests inspect the outputs."""
+    return run_chain(make_workdir(tmp_path_factory.mktemp("chain"), tiny_base))
+
+
 def test_train_outputs_and_sidecar(chain):
     adapter = chain / "models/adapter"
     meta = json.loads((adapter / "tuneforge.json").read_text())
     assert meta["adapter_sha256"] == sha256_file(adapter / "adapter_model.safetensors")
     assert meta["dataset"]["train"]["sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
     assert meta["steps"] == 4 and meta["precision"] == "fp32"
+    # peft writes target_modules from a set (order follows PYTHONHASHSEED); train sorts them
+    targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
+    assert targets == sorted(targets) and targets
     assert {"torch", "transformers", "peft", "trl"} <= set(meta["toolchain"])
     loss = (chain / "reports/train/loss.csv").read_text().splitlines()
     assert loss[0] == "step,loss,learning_rate,tokens" and len(loss) == 5
@@ -118,16 +125,7 @@ def test_train_outputs_and_sidecar(chain):
 def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
     """A second clean build of the same inputs: every artifact has the same SHA-256
     (adapter, merged weights, every GGUF and its pin file, metrics, registry)."""
-    from stages import convert, merge, quantize, register, train
-    from stages import eval as eval_stage
-
-    again = make_workdir(tmp_path / "again", tiny_base)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(again)
-        for stage in (train, merge, convert, quantize):
-            assert stage.main() == 0, stage.__name__
-        assert eval_stage.main([]) == 0
-        assert register.main() == 0
+    again = run_chain(make_workdir(tmp_path / "again", tiny_base))
     artifacts = sorted(
         str(p.relative_to(chain)) for sub in ("models", "reports/eval", "reports/train")
         for p in (chain / sub).rglob("*") if p.is_file()
