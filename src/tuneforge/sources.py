@@ -18,6 +18,7 @@ Conventions shared by every parser:
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,18 +53,18 @@ class UnknownFormatError(ValueError):
         self.path = path
 
 
-class SourceFormat:
+class SourceFormat(abc.ABC):
     """Base of every format; subclasses set ``name`` and implement both methods."""
 
     name: str = ""
 
+    @abc.abstractmethod
     def sniff(self, path: str, text: str) -> int:
         """Confidence 0..100 that ``text`` (read from ``path``) is this format."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def parse(self, path: str, text: str) -> Iterator[ParsedEntry]:
         """Yield the entries of ``text`` in file order."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
