@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from enum import Enum
-
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -369,7 +368,7 @@ STOP_WORDS = {
     "these", "those", "than", "via", "under", "over", "about", "used", "being", "also", "then",
     "such", "like", "unless", "until", "across", "against", "without", "within", "per",
     "learned", "learnt", "lost", "relied", "caused", "got", "gets", "returns", "returned",
-    "isn't", "doesn't", "didn't", "wasn't", "can't", "won't", "must", "need", "needs", "used",
+    "isn't", "doesn't", "didn't", "wasn't", "can't", "won't", "must", "need", "needs",
     "even", "instead", "only", "still", "again", "there", "here", "they", "we", "you", "i",
     "due", "whose", "what", "how", "why", "who",
 }
@@ -416,10 +415,10 @@ def _topic(text: str) -> list[str]:
     return words
 
 
-def rule_subject(text: str, kind: Kind, product: str) -> str:
+def rule_subject(topic: list[str], kind: Kind, product: str) -> str:
     if kind is Kind.unknown:
         return f"{product} {KIND_NOUN[kind]}".strip()
-    words = _topic(text)[:4]
+    words = list(topic)
     noun = KIND_NOUN[kind].split()
     if len(words) < 2 or (kind in (Kind.fix, Kind.security, Kind.deprecation)
                           and not HEAD_NOUNS & {w.lower() for w in words}):
@@ -492,11 +491,10 @@ def _code_refs(text: str, limit: int = 2) -> str:
 
 
 def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: str | None,
-                     subject: str, deadline: str | None) -> str:
+                     topic: list[str], subject: str, deadline: str | None) -> str:
     release = f"{product} {version}" if version else f"the latest {product} release"
     refs = _code_refs(text)
-    topic = " ".join(_topic(text)[:4]) or subject
-    target = refs or topic
+    target = refs or " ".join(topic) or subject
     cves = sorted(set(m.group(0).upper() for m in CVE_RE.finditer(text)))[:2]
     if kind is Kind.security:
         what = " and ".join(cves) if cves else f"the {subject}"
@@ -531,13 +529,14 @@ def rule_label(text: str, hint: str | None, product: str, version: str | None) -
     """The deterministic teacher: all six fields from text + hint, and the deciding rule."""
     kind, rule = rule_kind(text, hint)
     severity = rule_severity(kind, rule, text)
-    subject = rule_subject(text, kind, product)
+    topic = _topic(text)[:4]  # the noun phrase both subject and action_text are built from
+    subject = rule_subject(topic, kind, product)
     deadline = rule_deadline(text, kind)
     label = {
         "kind": kind.value,
         "severity": severity.value,
         "subject": subject,
-        "action_text": rule_action_text(text, kind, rule, product, version, subject, deadline),
+        "action_text": rule_action_text(text, kind, rule, product, version, topic, subject, deadline),
         "deadline": deadline,
         "tags": rule_tags(text, kind, product),
     }
