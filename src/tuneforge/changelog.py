@@ -93,8 +93,9 @@ CVE_RE = re.compile(r"\bCVE-\d{4}-\d{4,}\b", re.I)
 
 CONTENT_FREE_RE = re.compile(
     r"^(?:[-*\s]*)(?:"
-    r"(?:various |minor |misc(?:ellaneous)? |small |several |many |other |general )?"
-    r"(?:bug ?fix(?:es)?|fixes|improvements?|cleanups?|clean-?ups?|changes|updates|tweaks|enhancements)"
+    r"(?:(?:mostly|mainly|only|just) )?(?:various |minor |misc(?:ellaneous)? |small |several |many |other |general )?"
+    r"(?:bug ?fix(?:es)?|(?:(?:bug|warning|build|compiler|test|typo)s? (?:and (?:bug|warning|build|compiler|test|typo)s? )?)?fixes"
+    r"|improvements?|cleanups?|clean-?ups?|changes|updates|tweaks|enhancements)"
     r"(?: and (?:minor |other |various |performance |stability |reliability )?"
     r"(?:improvements?|fixes|cleanups?|changes|updates|enhancements|optimi[sz]ations))?"
     r"|(?:internal |code )?(?:refactor(?:ing|ed)?|clean-?up|cleanups?)(?: of (?:the )?code)?"
@@ -103,6 +104,7 @@ CONTENT_FREE_RE = re.compile(
     r"|(?:stability|reliability) improvements?"
     r"|(?:rebuild|rebuilt|no-change rebuild|no change rebuild).*"
     r"|(?:see|refer to) .{0,40}(?:changelog|commit log|git log).*"
+    r"|(?:see|refer to|read) \S+(?: \S+){0,3} for (?:more )?(?:details|information|more)"
     r")[.!]?$",
     re.I,
 )
@@ -112,7 +114,7 @@ SECURITY_RE = re.compile(
     r"\bCVE-\d{4}|\bvulnerab|\bsecurity (?:fix|issue|problem|hole|flaw|bug|advisory|vulnerabilit)"
     r"|\bexploit(?:able|ed)\b|\bexploits? (?:a |the )?(?:bug|flaw|hole|vulnerab)|privilege escalation|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
     r"|\binjection\b|(?:heap|stack)[- ]buffer[- ]overflow|\bbuffer (?:over|under)(?:flow|run)|heap[- ]overflow"
-    r"|out-of-bounds (?:read|write)|use-after-free|denial[- ]of[- ]service|\bDoS\b|sandbox (?:escape|bypass)"
+    r"|out-of-bounds (?:read|write)|use-after-free|denial[- ]of[- ]service|(?-i:\bDoS\b)|sandbox (?:escape|bypass)"
     r"|(?:authentication|auth|permission|access control|signature verification) bypass"
     r"|\bbypass(?:es|ed)? (?:the )?(?:check|restriction|authentication|verification|protection)"
     r"|arbitrary (?:code|command|file)|remote code execution|\bRCE\b"
@@ -128,8 +130,10 @@ BREAKING_RE = re.compile(
     r"^(?:remove[ds]?|drop(?:ped|s)?|delete[ds]?)\b(?=[^.]{0,60}(?:\boption|\bflag|\bcommand|\bfunction"
     r"|\bapi\b|\bfield|\bsetting|\bsupport\b|\bvariable|\bargument|\bparameter|\bmethod|\bclass\b|\bmodule"
     r"|\bfeature|\bkeyword|\bprogram|\butility|\btool\b|\bendpoint|\bformat|\bextension|\bmode\b"
-    r"|\bdeprecated|\bold\b|\blegacy|--|`|\(\)))|^rename[ds]?\b"
-    r"|\bno longer (?:supported|supports|accepts?|recogni[sz]es?|provides?|available|installed|shipped|built)"
+    r"|\bdeprecated|\blegacy|--|`|\(\)))|^rename[ds]?\b"
+    r"|\bno longer (?:supported|supports|accepts?|recogni[sz]es?|provides?|available|installed|shipped|built"
+    r"|ship(?:s|ped)?|installs?|builds?|allowed|permitted|valid)\b"
+    r"|\b(?:is|are) now (?:illegal|invalid|an error|rejected|refused|forbidden|disallowed)\b"
     r"|\bsupport for .{1,60} (?:has been|was|is) (?:removed|dropped)"
     r"|backwards?[- ]incompatib|\bincompatibilit|\bincompatible (?:change|with previous)|\bbreaking change"
     r"|\b(?:ABI|API|SONAME|soname) (?:break|change|bump)|\bSONAME bump|\bbump\w* (?:the )?(?:SONAME|ABI)"
@@ -166,6 +170,24 @@ DEPRECATION_RE = re.compile(
     re.I,
 )
 DEPRECATION_HINT_RE = re.compile(r"deprecat", re.I)
+# "deprecated" that announces nothing: the entry moves off something deprecated elsewhere
+# ("use non-deprecated chown syntax", "remove deprecated C API usage", "since `which` is
+# deprecated") or denies a deprecation ("is not deprecated").
+DEPRECATED_USE_RE = re.compile(
+    r"\bnon-?deprecated\b|\bnot (?:be |been )?deprecated\b"
+    r"|\b(?:without(?: using)?|avoid\w*|replac\w*|instead of|fix\w*|stop\w* using) (?:\S+ ){0,3}?\(*deprecated\b"
+    r"|\b(?:use|usage|calls?) (?:of |to )(?:the |any |all )?deprecated\b"
+    r"|\bdeprecated (?:\w+ ){0,3}?(?:usage|calls?)\b"
+    r"|\b(?:since|because|as) (?:the )?`?[\w.-]+`? (?:is|are|was|were|has been|have been) deprecated\b",
+    re.I,
+)
+# Rule 4 says "still works": an entry that renames or replaces something yet says the old
+# form is still accepted is a deprecation, not a removal.
+STILL_WORKS_RE = re.compile(
+    r"\bstill (?:be )?(?:works?|accepted|acceptable|supported|available|recogni[sz]ed|understood|honou?red|valid)\b"
+    r"|\bcontinues? to (?:work|be (?:accepted|supported|recogni[sz]ed))\b",
+    re.I,
+)
 
 # Rules 5-7, 9: the entry's primary intent.
 FIX_RE = re.compile(
@@ -176,7 +198,8 @@ FIX_RE = re.compile(
     r"|\bfail(?:s|ed|ure|ing)?\b|\bbroken\b|\brace condition|\bcorrupt|\binfinite loop|\bassert(?:ion)? fail"
     r"|\bwork ?around|\bmisbehav|\bwould (?:sometimes )?(?:crash|fail|hang|report|print)|\binstead of\b"
     r"|\bcompil(?:e|ation) (?:error|failure|warning)s?\b|\btypos? in (?:code|variable)|\bquirks?\b"
-    r"|\bundefined behaviou?r|\bdid not work|\bdidn't work|\bnot work(?:ing)? (?:correctly|properly)",
+    r"|\bundefined behaviou?r|\bdid not work|\bdidn't work|\bnot work(?:ing)? (?:correctly|properly)"
+    r"|\bdivi(?:de|sion) by zero|\bnull (?:pointer )?dereference|\bnull pointer",
     re.I,
 )
 PERF_RE = re.compile(
@@ -192,12 +215,15 @@ FEATURE_RE = re.compile(
     r"|\bnew (?:option|command|flag|feature|function|api|setting|subcommand|mode|tool|variable|parameter|argument)s?\b"
     r"|\bnow (?:supports?|accepts?|can|allows?|understands?|recogni[sz]es|knows|offers|shows|reports|provides|has)\b"
     r"|\b(?:learned|learnt|learns|gained|gains) (?:to|the|a|an|how)\b|\badded (?:support|a|an|the)\b"
-    r"|\bsupport for\b|\bis now (?:available|supported|possible)",
+    r"|\bsupport for\b|\b(?:is|are) now (?:available|supported|possible)|\bsupport\.?$|\b(?:are|is) supported\b"
+    r"|\b(?:a|new) port (?:to|for)\b|\bported to\b|\bcan now\b",
     re.I,
 )
 DOCS_RE = re.compile(
     r"^(?:doc(?:s|umentation)?|man ?pages?|readme)\b[:\s]|\bdocument(?:ation|ed|s)?\b|\bman ?pages?\b"
-    r"|\btypos?\b|\bspelling\b|\bhelp (?:text|message|output)|\bREADME\b|\bmanual\b|\bcomments?\b"
+    r"|\btypos?\b|\bspelling\b|\bhelp (?:text|message|output)|(?<!see )\bREADME\b"
+    r"|\b(?:the|a|reference|user|texinfo|info|online) manual\b|\bmanual (?:page|entry|section)s?\b"
+    r"|(?<!'s )(?<![.-])\bcomments?\b"
     r"|\bexamples? in the\b|\bclarif(?:y|ied|ies)\b",
     re.I,
 )
@@ -213,7 +239,8 @@ HINT_KIND = [
 ]
 
 LEADING_VERB_KIND = [
-    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?)\b", re.I), Kind.fix, 5),
+    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?"
+                r"|ensure[sd]?|protect(?:s|ed)? against)\b", re.I), Kind.fix, 5),
     (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
                 r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?(?:SIMD|acceleration|fast(?:er)? path))\b", re.I), Kind.performance, 6),
     (re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I), Kind.feature, 7),
@@ -225,8 +252,8 @@ LEADING_VERB_KIND = [
 # Changes that touch only packaging, CI or tests say nothing to a user (rule 8),
 # unless they also fix something or carry a security cue.
 INTERNAL_RE = re.compile(
-    r"\bdebian/|(?:^|\s)d/[a-z]|\bdh[_ -]\w|\bdebhelper|build-?dep(?:ends?|endency|endencies)|standards-version"
-    r"|\buploaders?\b|\blintian|\bsymbols\b|\bvcs-\w+|\bsalsa\b|\bwatch file|\bquilt\b|\bcdbs\b"
+    r"\bdebian/|(?:^|\s)d/[a-z]|\bdh[_ -]\w|\bdebhelper|build[- ]?dep(?:ends?|endency|endencies)|standards-version"
+    r"|\buploaders?\b|\blintian|\.symbols\b|\bsymbols(?:'|\.\w+)? files?\b|\bvcs-\w+|\bsalsa\b|\bwatch file|\bquilt\b|\bcdbs\b"
     r"|\.install\b|\budebs?\b|\bmaintainers?\b|\bsource format|\bgbp\b|\bautopkgtest|\bhardening"
     r"|\bcompat(?:ibility)? (?:level )?to \d|\bcopyright (?:entry|file|years?|notice)|\bbuild flags?\b"
     r"|\bmerge (?:remote-tracking )?branch|\bexport-package|\bswapfile|\bCI\b|\bgithub actions"
@@ -234,6 +261,10 @@ INTERNAL_RE = re.compile(
     r"|\btest ?(?:suite|coverage|helper|case)s?\b",
     re.I,
 )
+INTERNAL_FIX_RE = re.compile(r"\bfix|\bcrash|\bprevent|\bbug\b|\bregression", re.I)
+# A section that gathers internal work with everything else ("Performance, Internal
+# Implementation, Development Support etc.") is no evidence for any one kind.
+INTERNAL_HINT_RE = re.compile(r"\binternal\b|\bdevelopment support\b", re.I)
 AREA_RE = re.compile(r"^(?:\*\*)?([a-z0-9_.,/-]{2,30})(?:\*\*)?:\s", re.I)
 INTERNAL_AREAS = {"test", "tests", "build", "tools", "deps", "meta", "benchmark", "ci", "bootstrap",
                   "gyp", "src", "lib", "debian", "d", "test_runner", "typings"}
@@ -281,12 +312,14 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
         return Kind.docs, 9
     if area and area.group(1).lower() in PERF_AREAS:
         return Kind.performance, 6
-    internal = INTERNAL_RE.search(body) or (area and area.group(1).lower() in INTERNAL_AREAS)
-    if internal and not re.search(r"\bfix|\bcrash|\bprevent|\bbug\b|\bregression", body, re.I):
+    internal = INTERNAL_RE.search(body) or (area and area.group(1).lower().split("/")[0] in INTERNAL_AREAS)
+    if internal and not INTERNAL_FIX_RE.search(body):
         return Kind.unknown, 8
     if re.search(r"SEMVER-MAJOR", text):
         return Kind.breaking, 2
-    deprecates = DEPRECATION_RE.search(body)
+    deprecates = DEPRECATION_RE.search(DEPRECATED_USE_RE.sub(" ", body))
+    if deprecates and STILL_WORKS_RE.search(body):
+        return Kind.deprecation, 4
     future_only = FUTURE_REMOVAL_RE.search(body) and not re.match(r"^(?:remove|drop|rename)", body, re.I)
     passive = (BREAKING_PASSIVE_RE.search(body) and not FIX_RE.search(body)
                and not LEADING_VERB_KIND[2][0].match(body))
@@ -308,7 +341,8 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
         Kind.feature: len(FEATURE_RE.findall(body)),
         Kind.docs: len(DOCS_RE.findall(body)),
     }
-    hint_kind = next(((k, r) for p, k, r in HINT_KIND if p.search(hint)), None)
+    hint_kind = None if INTERNAL_HINT_RE.search(hint) else next(
+        ((k, r) for p, k, r in HINT_KIND if p.search(hint)), None)
     if hint_kind and hint_kind[0] in scores:
         scores[hint_kind[0]] += 1
     best = max(scores.values())
