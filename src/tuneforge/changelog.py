@@ -99,7 +99,7 @@ CONTENT_FREE_RE = re.compile(
     r"(?: and (?:minor |other |various |performance |stability |reliability )?"
     r"(?:improvements?|fixes|cleanups?|changes|updates|enhancements|optimi[sz]ations))?"
     r"|(?:internal |code )?(?:refactor(?:ing|ed)?|clean-?up|cleanups?)(?: of (?:the )?code)?"
-    r"|(?:updated?|bump(?:ed)?|upgrade[sd]?) (?:the )?(?:dependencies|deps|standards[- ]version.*|copyright.*|translations?)"
+    r"|(?:updated?|bump(?:ed)?|upgrade[sd]?) (?:the )?(?:dependencies|deps|standards[- ]version.*|copyright.*)"
     r"|new upstream (?:stable |bugfix |point |minor |major )?(?:release|version|snapshot).*"
     r"|(?:stability|reliability) improvements?"
     r"|(?:rebuild|rebuilt|no-change rebuild|no change rebuild).*"
@@ -120,6 +120,7 @@ SECURITY_RE = re.compile(
     r"|arbitrary (?:code|command|file)|remote code execution|\bRCE\b"
     r"|(?:leak|expos|disclos)\w* (?:of )?(?:the )?(?:secret|password|credential|private key|token)"
     r"|(?:secret|password|credential|private key|token)s? (?:were |was |could be )?(?:leak|expos|disclos)"
+    r"|\b(?:expos|leak|disclos)\w* (?:\S+ ){0,3}?(?:in|to|into) (?:the )?(?:logs?|log files?|world-readable)\b"
     r"|information disclosure|privacy|symlink attack|\bTOCTOU\b|timing attack|\battacker",
     re.I,
 )
@@ -156,8 +157,8 @@ BREAKING_HINT_RE = re.compile(
 # Rule 3: a default flip is breaking even when framed as an improvement.
 DEFAULT_FLIP_RE = re.compile(
     r"\b(?:now|is|are) (?:enabled|disabled|on|off|turned on|turned off|used|the default) by default"
-    r"|\bby default,? (?:now|no longer)\b|\bdefault (?:value |setting |behaviou?r )?(?:has been |was |is now |now )?"
-    r"(?:changed|switched|flipped)|\bdefaults? (?:is |are )?now\b|\bnow defaults? to\b"
+    r"|\bby default,? (?:now|no longer)\b|\bdefault (?:\w+ )?(?:has been |was |is now |now )?"
+    r"(?:changed|switched|flipped|adjusted|modified)|\bdefaults? (?:is |are )?now\b|\bnow defaults? to\b"
     r"|\bchange[ds]? the default\b|\bno longer (?:enabled|the default|on) by default"
     r"|\bnow\b[^.]{0,60}\bby default\b|\bredefine[ds]? the default|\bnew default\b",
     re.I,
@@ -206,7 +207,7 @@ PERF_RE = re.compile(
     r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
     r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
     r"|\bmore efficient|\befficiency\b|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
-    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)|\blazily\b|\bSIMD\b|\bacceleration\b",
+    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)\b(?! (?:breakages?|failures?|errors?|warnings?))|\bmultiple threads|\bmulti-?thread|\blazily\b|\bSIMD\b|\bacceleration\b",
     re.I,
 )
 FEATURE_RE = re.compile(
@@ -224,7 +225,7 @@ DOCS_RE = re.compile(
     r"|\btypos?\b|\bspelling\b|\bhelp (?:text|message|output)|(?<!see )\bREADME\b"
     r"|\b(?:the|a|reference|user|texinfo|info|online) manual\b|\bmanual (?:page|entry|section)s?\b"
     r"|(?<!'s )(?<![.-])\bcomments?\b"
-    r"|\bexamples? in the\b|\bclarif(?:y|ied|ies)\b",
+    r"|\bexamples? in the\b|\bclarif(?:y|ied|ies)\b|\btranslations?\b|\b[\w@-]+\.pot?\b",
     re.I,
 )
 
@@ -238,12 +239,16 @@ HINT_KIND = [
     (re.compile(r"\bdoc", re.I), Kind.docs, 9),
 ]
 
+LEADING_FEATURE_RE = re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
 LEADING_VERB_KIND = [
+    # rule 9 before rule 5: fixing the help text or the docs changes only documentation
+    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?(?:help|usage) (?:message|text|output)s?\b"
+                r"|^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:\S+ ){0,3}?(?:documentation|docs|man ?pages?|comments?)\b", re.I), Kind.docs, 9),
     (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?"
                 r"|ensure[sd]?|protect(?:s|ed)? against)\b", re.I), Kind.fix, 5),
     (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
-                r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?(?:SIMD|acceleration|fast(?:er)? path))\b", re.I), Kind.performance, 6),
-    (re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I), Kind.feature, 7),
+                r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?(?:SIMD|acceleration|fast(?:er)? path|optimi[sz]ations?))\b", re.I), Kind.performance, 6),
+    (LEADING_FEATURE_RE, Kind.feature, 7),
     (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
                 r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
                 r"|(?:silence[sd]?|suppress(?:es|ed)?|remove[sd]?|reword(?:ed)?|quiet(?:en)?s?) (?:\S+ ){0,3}?(?:warnings?|messages?|diagnostics?)\b)", re.I), Kind.docs, 9),
@@ -322,7 +327,7 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
         return Kind.deprecation, 4
     future_only = FUTURE_REMOVAL_RE.search(body) and not re.match(r"^(?:remove|drop|rename)", body, re.I)
     passive = (BREAKING_PASSIVE_RE.search(body) and not FIX_RE.search(body)
-               and not LEADING_VERB_KIND[2][0].match(body))
+               and not LEADING_FEATURE_RE.match(body))
     if (BREAKING_RE.search(body) or passive) and not future_only:
         return Kind.breaking, 2
     if DEFAULT_FLIP_RE.search(body):
