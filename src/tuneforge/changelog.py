@@ -182,6 +182,7 @@ DEPRECATED_USE_RE = re.compile(
     r"|\b(?:since|because|as) (?:the )?`?[\w.-]+`? (?:is|are|was|were|has been|have been) deprecated\b",
     re.I,
 )
+NOT_DEPRECATED_RE = re.compile(r"\bnot (?:be |been )?deprecated\b", re.I)
 # Rule 4 says "still works": an entry that renames or replaces something yet says the old
 # form is still accepted is a deprecation, not a removal.
 STILL_WORKS_RE = re.compile(
@@ -270,6 +271,7 @@ INTERNAL_FIX_RE = re.compile(r"\bfix|\bcrash|\bprevent|\bbug\b|\bregression", re
 # A section that gathers internal work with everything else ("Performance, Internal
 # Implementation, Development Support etc.") is no evidence for any one kind.
 INTERNAL_HINT_RE = re.compile(r"\binternal\b|\bdevelopment support\b", re.I)
+PATH_PREFIX_RE = re.compile(r"^[\w.+-]+(?:/[\w.+-]+)+:\s+(?=\w)")
 AREA_RE = re.compile(r"^(?:\*\*)?([a-z0-9_.,/-]{2,30})(?:\*\*)?:\s", re.I)
 INTERNAL_AREAS = {"test", "tests", "build", "tools", "deps", "meta", "benchmark", "ci", "bootstrap",
                   "gyp", "src", "lib", "debian", "d", "test_runner", "typings"}
@@ -317,7 +319,9 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
         return Kind.docs, 9
     if area and area.group(1).lower() in PERF_AREAS:
         return Kind.performance, 6
-    internal = INTERNAL_RE.search(body) or (area and area.group(1).lower().split("/")[0] in INTERNAL_AREAS)
+    area_path = area.group(1).lower().split("/") if area else []
+    internal = INTERNAL_RE.search(body) or (
+        area_path and area_path[0] in INTERNAL_AREAS and "patches" not in area_path)
     if internal and not INTERNAL_FIX_RE.search(body):
         return Kind.unknown, 8
     if re.search(r"SEMVER-MAJOR", text):
@@ -332,12 +336,13 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
         return Kind.breaking, 2
     if DEFAULT_FLIP_RE.search(body):
         return Kind.breaking, 3
-    if deprecates or DEPRECATION_HINT_RE.search(hint):
+    if deprecates or (DEPRECATION_HINT_RE.search(hint) and not NOT_DEPRECATED_RE.search(body)):
         return Kind.deprecation, 4
     if BREAKING_HINT_RE.search(hint) and not FIX_RE.search(body):
         return Kind.breaking, 2
+    lead = PATH_PREFIX_RE.sub("", body, count=1)  # "debian/patches/x.patch: Prevent ..."
     for pattern, kind, rule in LEADING_VERB_KIND:
-        if pattern.match(body):
+        if pattern.match(lead):
             return kind, rule
     # No leading verb: count the cues; the hint breaks ties and fills silence.
     scores = {
