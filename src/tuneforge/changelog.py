@@ -193,7 +193,7 @@ STILL_WORKS_RE = re.compile(
 
 # Rules 5-7, 9: the entry's primary intent.
 FIX_RE = re.compile(
-    r"\bfix(?:e[sd]|ing)?\b|\bbugs?\b|\bcrash|\bsegfault|\bsegmentation fault|\bhangs?\b|\bhung\b"
+    r"\bfix(?:e[sd]|ing)?\b|\bbugs?\b(?!-)|\bcrash|\bsegfault|\bsegmentation fault|\bhangs?\b|\bhung\b"
     r"|\bdeadlock|\bleak(?:s|ed|ing)?\b|\bincorrect(?:ly)?\b|\bwrong(?:ly)?\b|\bregression"
     r"|\bno longer (?:crash|fail|hang|abort|exit|error|mis|ignor|report|loop|produc|print|leak|corrupt|truncat|emit|lose|break)"
     r"|\bnow (?:correctly|properly|works|handles)|\bcorrectly\b|\bproperly\b|\berroneous|\bmishandl"
@@ -226,7 +226,8 @@ DOCS_RE = re.compile(
     r"|\btypos?\b|\bspelling\b|\bhelp (?:text|message|output)|(?<!see )\bREADME\b"
     r"|\b(?:the|a|reference|user|texinfo|info|online) manual\b|\bmanual (?:page|entry|section)s?\b"
     r"|(?<!'s )(?<![.-])\bcomments?\b"
-    r"|\bexamples? in the\b|\bclarif(?:y|ied|ies)\b|\btranslations?\b|\b[\w@-]+\.pot?\b",
+    r"|\bexamples? in the\b|\bclarif(?:y|ied|ies)\b|\btranslations?\b|\b[\w@-]+\.pot?\b"
+    r"|\bweb ?site\b|\bchangelog (?:entry|entries|file)\b",
     re.I,
 )
 
@@ -240,7 +241,7 @@ HINT_KIND = [
     (re.compile(r"\bdoc", re.I), Kind.docs, 9),
 ]
 
-LEADING_FEATURE_RE = re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
+LEADING_FEATURE_RE = re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
 LEADING_VERB_KIND = [
     # rule 9 before rule 5: fixing the help text or the docs changes only documentation
     (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?(?:help|usage) (?:message|text|output)s?\b"
@@ -251,7 +252,7 @@ LEADING_VERB_KIND = [
                 r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?(?:SIMD|acceleration|fast(?:er)? path|optimi[sz]ations?))\b", re.I), Kind.performance, 6),
     (LEADING_FEATURE_RE, Kind.feature, 7),
     (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
-                r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,5}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
+                r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
                 r"|(?:silence[sd]?|suppress(?:es|ed)?|remove[sd]?|reword(?:ed)?|quiet(?:en)?s?) (?:\S+ ){0,3}?(?:warnings?|messages?|diagnostics?)\b)", re.I), Kind.docs, 9),
 ]
 
@@ -264,10 +265,11 @@ INTERNAL_RE = re.compile(
     r"|\bcompat(?:ibility)? (?:level )?to \d|\bcopyright (?:entry|file|years?|notice)|\bbuild flags?\b"
     r"|\bmerge (?:remote-tracking )?branch|\bexport-package|\bswapfile|\bCI\b|\bgithub actions"
     r"|^(?:add|added|adds|update[ds]?|improve[ds]?|extend(?:ed)?|more|new) (?:a |some |more |the )?(?:unit |regression )?tests?\b"
-    r"|\btest ?(?:suite|coverage|helper|case)s?\b",
+    r"|\btest ?(?:suite|coverage|helper|case)s?\b|\bupstream metadata\b"
+    r"|\bdependency (?:upgrade|update|bump)s?\b|\b(?:upgrade|update|bump)(?:s|d|ed)? (?:the )?\S+ dependency\b",
     re.I,
 )
-INTERNAL_FIX_RE = re.compile(r"\bfix|\bcrash|\bprevent|\bbug\b|\bregression", re.I)
+INTERNAL_FIX_RE = re.compile(r"\bfix(?!e[sd]? #\d)|\bcrash|\bprevent|\bbug\b|\bregression", re.I)
 # A section that gathers internal work with everything else ("Performance, Internal
 # Implementation, Development Support etc.") is no evidence for any one kind.
 INTERNAL_HINT_RE = re.compile(r"\binternal\b|\bdevelopment support\b", re.I)
@@ -320,7 +322,7 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
     if area and area.group(1).lower() in PERF_AREAS:
         return Kind.performance, 6
     area_path = area.group(1).lower().split("/") if area else []
-    internal = INTERNAL_RE.search(body) or (
+    internal = INTERNAL_RE.search(body) or INTERNAL_RE.search(hint) or (
         area_path and area_path[0] in INTERNAL_AREAS and "patches" not in area_path)
     if internal and not INTERNAL_FIX_RE.search(body):
         return Kind.unknown, 8
