@@ -218,7 +218,8 @@ FEATURE_RE = re.compile(
     r"|\bnow (?:supports?|accepts?|can|allows?|understands?|recogni[sz]es|knows|offers|shows|reports|provides|has)\b"
     r"|\b(?:learned|learnt|learns|gained|gains) (?:to|the|a|an|how)\b|\badded (?:support|a|an|the)\b"
     r"|\bsupport for\b|\b(?:is|are) now (?:available|supported|possible)|\bsupport\.?$|\b(?:are|is) supported\b"
-    r"|\b(?:a|new) port (?:to|for)\b|\bported to\b|\bcan now\b",
+    r"|\b(?:a|new) port (?:to|for)\b|\bported to\b|\bcan now\b|^(?:display|show|print|write|report|output)s?\b"
+    r"|\bnow (?!(?:is|are|has|does|uses|needs|requires|fails|works|handles|returns)\b)\w+s\b",
     re.I,
 )
 DOCS_RE = re.compile(
