@@ -95,8 +95,13 @@ def main() -> int:
     counts: Counter = Counter()
     entries: list[RawEntry] = []
     dropped: list[QuarantineRecord] = []
-    for name, raw in tqdm(iter_snapshot(paths["snapshot"]), desc="backfill", unit="file",
-                          disable=None):
+
+    def unreadable(name: str, error: Exception) -> None:  # a corrupt .gz file: one record
+        counts["in"] += 1
+        dropped.append(quarantine(name, None, QuarantineReason.unreadable_file, str(error)))
+
+    for name, raw in tqdm(iter_snapshot(paths["snapshot"], on_error=unreadable), desc="backfill",
+                          unit="file", disable=None):
         read_file(name, raw, cfg, seen, counts, entries, dropped)
 
     quarantine_path = Path(paths["quarantine_dir"]) / "backfill.jsonl"

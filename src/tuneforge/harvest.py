@@ -26,7 +26,7 @@ import sys
 import tarfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -213,11 +213,14 @@ def write_snapshot(files: list[tuple[str, bytes]], out: Path) -> None:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would survive the rename
 
 
-def iter_snapshot(path: str | Path) -> Iterator[tuple[str, bytes]]:
+def iter_snapshot(path: str | Path, on_error: Callable[[str, SnapshotError], None] | None = None,
+                  ) -> Iterator[tuple[str, bytes]]:
     """Yield (member name, raw bytes) from a snapshot tar.gz, or from a directory's files.
 
     Directory files come in sorted order; ``.gz`` files are decompressed and named
-    without the suffix.  Corrupt or truncated archives raise ``SnapshotError``.
+    without the suffix.  Corrupt or truncated archives raise ``SnapshotError``; so does a
+    corrupt ``.gz`` file in a directory, unless ``on_error(name, error)`` is given: then
+    that one file is reported to it and skipped (backfill quarantines it).
     """
     path = Path(path)
     if path.is_dir():
@@ -227,7 +230,11 @@ def iter_snapshot(path: str | Path) -> Iterator[tuple[str, bytes]]:
                 try:
                     raw = gzip.decompress(raw)
                 except (OSError, EOFError, zlib.error) as exc:
-                    raise SnapshotError(f"{path / rel}: corrupt or truncated gzip ({exc})") from exc
+                    err = SnapshotError(f"{path / rel}: corrupt or truncated gzip ({exc})")
+                    if on_error is None:
+                        raise err from exc
+                    on_error(rel, err)
+                    continue
                 rel = rel.removesuffix(".gz")
             yield rel, raw
         return
