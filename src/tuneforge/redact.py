@@ -18,25 +18,27 @@ class SecretPattern:
     group: int = 0  # the group that holds the secret; 0 = the whole match
 
 
+# Token edges: not \b, which fails next to "_" and so missed `__token__` (markdown bold).
+_START, _END = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
 _SECRET_NAME = r"[A-Za-z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*"
 
 PATTERNS: list[SecretPattern] = [
     SecretPattern("pem_private_key", re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|$)",
         re.S)),
-    SecretPattern("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}")),
-    SecretPattern("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
-    SecretPattern("aws_access_key_id", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b")),
+    SecretPattern("anthropic_key", re.compile(_START + r"sk-ant-[A-Za-z0-9_-]{20,}")),
+    SecretPattern("openai_key", re.compile(_START + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
+    SecretPattern("aws_access_key_id", re.compile(_START + r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}" + _END)),
     SecretPattern("aws_secret_access_key", re.compile(
         r"(?i:aws_?secret_?access_?key|aws_?secret)[\"']?\s*[:=]\s*[\"']?([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"), 1),
-    SecretPattern("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
-    SecretPattern("gitlab_token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
-    SecretPattern("huggingface_token", re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
-    SecretPattern("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
-    SecretPattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    SecretPattern("bearer_token", re.compile(r"(?i:\bbearer)\s+([A-Za-z0-9._~+/-]{16,}=*)"), 1),
+    SecretPattern("github_token", re.compile(_START + r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
+    SecretPattern("gitlab_token", re.compile(_START + r"glpat-[A-Za-z0-9_-]{20,}")),
+    SecretPattern("huggingface_token", re.compile(_START + r"hf_[A-Za-z0-9]{30,}")),
+    SecretPattern("slack_token", re.compile(_START + r"xox[abposr]-[A-Za-z0-9-]{10,}")),
+    SecretPattern("jwt", re.compile(_START + r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    SecretPattern("bearer_token", re.compile(_START + r"(?i:bearer)\s+([A-Za-z0-9._~+/-]{16,}=*)"), 1),
     SecretPattern("url_credentials", re.compile(
-        r"\b[a-zA-Z][a-zA-Z0-9+.-]*://([^/\s:@`'\"<>]+:[^/\s@`'\"<>]+)@"), 1),
+        _START + r"[a-zA-Z][a-zA-Z0-9+.-]*://([^/\s:@`'\"<>]+:[^/\s@`'\"<>]+)@"), 1),
     SecretPattern("env_assignment", re.compile(
         rf"\b{_SECRET_NAME}\s*[:=]\s*[\"']?((?!\$|<|\[REDACTED)[^\s\"'`]{{8,}})"), 1),
 ]
