@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags verify-repro
+.PHONY: setup demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags verify-repro faults
 
 # Create .venv with every pinned dependency (torch pinned to the local CPU wheel).
 setup: $(VENV)/.installed
@@ -54,6 +54,11 @@ schemas: setup
 # it fails loudly rather than print figures nobody measured.
 bench:
 	@echo "make bench: not implemented yet (issue #6); no figures are produced" >&2; exit 1
+
+# Faults suite (issue #7): 500+ bad inputs, planted secrets, seeded kill -9 points, leakage,
+# gates and pins, a corrupted remote object; in scratch dirs -> reports/faults.json (~15 min).
+faults: setup
+	$(PY) -m tuneforge.faults
 
 # Point the default DVC remote at a local directory (tracked in .dvc/config; the default).
 remote-local: setup
