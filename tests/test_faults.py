@@ -1,0 +1,414 @@
+"""The faults suite (issue #7), reduced: the same code paths `python -m tuneforge.faults`
+runs in full (`make faults`), on fewer cases and kill points.  Plus property-based tests
+for the parsers and the redactor that tests/test_sources.py and tests/test_redact.py do
+not already cover."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tuneforge import faults
+from tuneforge.redact import KINDS, find_secrets, redact
+from tuneforge.sources import FORMATS
+
+from .conftest import FIXTURES
+
+CATEGORIES = {"malformed_markup", "invalid_utf8", "nul_bytes", "huge_line", "empty", "gzip",
+              "duplicates", "deep_nesting", "prompt_injection", "confusables", "line_endings", "binary"}
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_full_case_set_covers_every_format_and_fault():
+    cases = faults.build_cases(seed=7, quick=False)
+    assert len(cases) >= 500
+    assert {c.fmt for c in cases} == set(FORMATS)
+    assert {c.category for c in cases} == CATEGORIES
+    for fmt in FORMATS:  # every fault kind is tried on every format
+        assert {c.category for c in cases if c.fmt == fmt} == CATEGORIES, fmt
+    assert len({c.id for c in cases}) == len(cases)
+    sizes = [max(len(b) for b in c.files.values()) for c in cases if c.category == "huge_line"]
+    assert max(sizes) > 16 << 20 and sum(s >= 10 << 20 for s in sizes) >= 6
+    assert any(not b for c in cases for b in c.files.values())  # empty files
+    gz = [n for c in cases for n in c.files if n.endswith(".gz")]
+    assert len(gz) >= 6 * 5
+    # seeded: the same seed gives the same bytes
+    again = faults.build_cases(seed=7, quick=False)
+    assert [c.files for c in again[:40]] == [c.files for c in cases[:40]]
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    return faults.bad_input_suite(seed=7, quick=True, scratch=tmp_path_factory.mktemp("bad"))
+
+
+def test_bad_inputs_never_crash_and_nothing_is_lost(bad_inputs):
+    assert bad_inputs["cases"] >= 120
+    assert set(bad_inputs["by_category"]) == CATEGORIES
+    assert bad_inputs["crashes"] == []
+    assert bad_inputs["lost_count"] == 0, bad_inputs["lost_records"]
+    assert bad_inputs["problem_count"] == 0, bad_inputs
+    assert bad_inputs["records_checked"] > 1000
+    reasons = {k.split(":", 1)[1] for k in bad_inputs["quarantined_by_reason"]}
+    assert {"unreadable_file", "unknown_format", "invalid_utf8", "entry_too_long"} <= reasons
+
+
+def _built_root(tmp_path: Path, extra: dict[str, bytes]) -> Path:
+    files = {str(p.relative_to(FIXTURES)): p.read_bytes() for p in FIXTURES.rglob("*") if p.is_file()}
+    root = faults.make_root(tmp_path / "root", {**files, **extra})
+    assert faults.run_inproc(root) is None
+    return root
+
+
+def test_a_corrupt_gz_file_is_quarantined_naming_it(tmp_path):
+    gz = gzip.compress(b"* Noteworthy changes in release 1.0\n\n** Bug fixes\n\n  Fixed it.\n")
+    root = _built_root(tmp_path, {"broken/NEWS.gz": gz[: len(gz) // 2], "plain/NEWS.gz": b"not gzip"})
+    q = [r for r in faults.read_jsonl(root / "data/quarantine/backfill.jsonl")
+         if r["reason"] == "unreadable_file"]
+    assert sorted(r["source_file"] for r in q) == ["broken/NEWS.gz", "plain/NEWS.gz"]
+    assert all(r["source_file"] in r["detail"] for r in q)
+    assert faults.check_root(root).lost == []
+
+
+def test_the_accounting_check_catches_a_lost_record(tmp_path):
+    root = _built_root(tmp_path, {})
+    assert faults.check_root(root).lost == []
+    for rel in ("data/entries.jsonl", "data/scored.jsonl"):
+        p = root / rel
+        rows = p.read_text().splitlines()
+        p.write_text("\n".join(rows[1:]) + "\n")  # drop one record
+        acc = faults.check_root(root)
+        assert acc.lost and acc.receipt_errors, rel
+        p.write_text("\n".join(rows) + "\n")
+    assert faults.check_root(root).lost == []
+
+
+# ----------------------------------------------------------------------------- secrets
+
+def test_every_redactor_kind_is_planted_and_visible_to_the_scanner():
+    planted = faults.make_secrets(random.Random(1))
+    assert {p.kind for p in planted} == set(KINDS) and len(KINDS) >= 12
+    for p in planted:
+        assert p.kind in find_secrets(p.text)
+        out, counts = redact(f"Fixed a leak of {p.text} in logs")
+        assert counts[p.kind] >= 1 and not any(n in out for n in p.needles), p.kind
+
+
+def test_secrets_never_reach_a_data_artifact(tmp_path):
+    got = faults.secrets_suite(seed=7, scratch=tmp_path, model=False, tiny_base=None)
+    assert len(got["kinds"]) >= 12 and got["planted"] >= 6 * 12
+    assert got["leak_count"] == 0, got["leaks"]
+    assert got["redactions_in_backfill_receipt"] >= 6 * 12  # the secrets reached the redactor
+    assert got["files_scanned"]["text"] >= 20 and got["tracked_files_checked"] >= 10
+
+
+def test_the_scanner_finds_secrets_in_text_binary_and_gguf_metadata(tmp_path):
+    from gguf import GGUFWriter
+
+    sec = faults.make_secrets(random.Random(2))
+    gh, pem = next(p for p in sec if p.kind == "github_token"), next(p for p in sec if p.kind == "pem_private_key")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "export.jsonl").write_text(json.dumps({"text": gh.text}) + "\n")
+    (tmp_path / "out" / "weights.bin").write_bytes(b"\x00\x01" + pem.needles[1].encode() + b"\x00")
+    w = GGUFWriter(str(tmp_path / "out" / "m.gguf"), "llama")
+    w.add_string("general.description", "built with " + gh.text)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    scan = faults.scan_for_secrets(tmp_path, [("x", gh), ("y", pem)])
+    hits = {(x["file"], x["how"]) for x in scan["leaks"]}
+    assert ("out/export.jsonl", "bytes") in hits and ("out/export.jsonl", "find_secrets") in hits
+    assert ("out/weights.bin", "bytes") in hits
+    assert ("out/m.gguf", "gguf metadata") in hits
+
+
+# ----------------------------------------------------------------------------- kill -9
+
+@pytest.fixture(scope="module")
+def kills(tmp_path_factory):
+    return faults.kill_suite(seed=11, scratch=tmp_path_factory.mktemp("kill"), n_plain=4, n_dvc=1,
+                             n_model=0, tiny_base=None, crash_bytes=150_000)
+
+
+def test_killed_stages_rerun_byte_identical_and_dvc_caches_no_partial_file(kills):
+    report, _ = kills
+    assert report["points"] == 5
+    assert set(report["by_stage"]) == {*faults.DATA_STAGES, "dvc repro"}
+    assert all(p["stage"] == "dvc repro" or p["partial_outputs"] == [] for p in report["points_detail"])
+    assert report["partial_files_in_dvc_cache"] == 0
+    assert report["nonidentical"] == 0, report["bad_points"]
+    dvc_point = next(p for p in report["points_detail"] if p["stage"] == "dvc repro")
+    assert dvc_point["status_clean"] and dvc_point["rerun_rc"] == 0
+
+
+def test_cache_check_sees_a_corrupt_object(kills, tmp_path):
+    _, ref = kills
+    repo = faults.copy_root(ref, tmp_path / "repo")
+    assert faults.verify_dvc_cache(repo) == []
+    obj = next(p for p in sorted((repo / ".dvc/cache/files/md5").rglob("*")) if p.is_file())
+    obj.chmod(0o644)
+    obj.write_bytes(obj.read_bytes()[:-1])  # a truncated (partial) object
+    assert faults.verify_dvc_cache(repo) == [obj.relative_to(repo).as_posix()]
+
+
+def test_normalised_tree_ignores_timing_but_not_content(tmp_path):
+    root = _built_root(tmp_path, {})
+    before, _ = faults.tree(root, ("data", "reports"))
+    rec = root / "reports/receipts/score.json"
+    obj = json.loads(rec.read_text())
+    obj["duration_s"] += 5
+    rec.write_text(json.dumps(obj))
+    assert faults.tree(root, ("data", "reports"))[0] == before
+    obj["counts"]["records_out"] += 1
+    rec.write_text(json.dumps(obj))
+    assert faults.tree(root, ("data", "reports"))[0] != before
+
+
+# ----------------------------------------------------------------------------- leakage, remote
+
+def test_gold_never_reaches_train_or_valid(tmp_path):
+    got = faults.leakage_suite(tmp_path)
+    assert got["planted_gold"] >= 4 and got["gold_overlap_quarantined"] >= got["planted_gold"]
+    assert got["probe"]["rows"] > 0
+    assert got["leaks"] == 0, got
+
+
+def test_leakage_check_finds_exact_and_near_duplicates():
+    gold = [{"text": "Fixed a crash when the cache directory is missing on first start."}]
+    row = lambda t: {"messages": [{}, {"content": f"Product: x\nEntry: {t}"}, {}]}  # noqa: E731
+    got = faults.leakage_check([row("FIXED a crash, when the cache directory is missing on first start!"),
+                                row("Fixed a crash when the cache directory is missing on first start today."),
+                                row("Something else entirely.")], gold, 0.8)
+    assert got["exact_count"] == 1 and got["near_count"] == 1
+
+
+def test_a_corrupt_remote_object_is_caught_with_verify(kills, tmp_path):
+    _, ref = kills
+    got = faults.remote_suite(tmp_path, ref)
+    # DVC's default (remote `verify` false) trusts the object name: the corrupt file is
+    # checked out and `dvc status` is clean.  With `verify = true` the pull fails and the
+    # corrupt bytes reach neither the cache nor the workspace.
+    assert got["verify"]["detected"] and not got["verify"]["corrupt_file_checked_out"]
+    assert not got["verify"]["corrupt_object_in_local_cache"]
+    assert isinstance(got["default"]["detected"], bool)
+
+
+# ----------------------------------------------------------------------------- model half (slow)
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    why = faults.model_available()
+    if why:
+        pytest.skip(why)
+    try:
+        return faults.build_tiny_base(tmp_path_factory.mktemp("tiny") / "base")
+    except RuntimeError as e:
+        pytest.skip(f"cannot build the tiny base: {e}")
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_gates_and_pins(tiny_base, tmp_path):
+    got = faults.gates_and_pins_suite(tmp_path, tiny_base)
+    assert got["failed"] == [], got["checks"]
+    assert len(got["checks"]) >= 8
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_secrets_never_reach_a_model_artifact(tiny_base, tmp_path):
+    got = faults.secrets_suite(seed=3, scratch=tmp_path, model=True, tiny_base=tiny_base)
+    assert got["files_scanned"].get("gguf", 0) >= 5
+    assert got["leak_count"] == 0, got["leaks"]
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_killed_model_stages_rerun_byte_identical(tiny_base, tmp_path):
+    pre = faults.make_root(tmp_path / "ref", {})
+    params = faults.tiny_model_params(faults.base_params(), tiny_base)
+    (pre / "params.yaml").write_text(faults.yaml.safe_dump(params, sort_keys=False))
+    faults.write_tiny_exports(pre)
+    points = faults.plain_kill_points(tmp_path, random.Random(5), 4, {}, faults.MODEL_STAGES, pre=pre)
+    assert [p["stage"] for p in points] == list(faults.MODEL_STAGES)
+    assert all(p["differs"] == [] and p["partial_outputs"] == [] and p["rerun_rc"] == 0 for p in points), points
+
+
+# ----------------------------------------------------------------------------- properties
+
+SEPARATORS = st.sampled_from(list(" \t\n`'\"()[]{}<>,;:|!?*") + ["\r\n", "**", "__", " - ", "\u00a0", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(KINDS)), SEPARATORS, SEPARATORS, st.text(max_size=40), st.integers(0, 10**6))
+def test_planted_secret_framed_by_markup_never_survives(kind, left, right, noise, seed):
+    """Secrets quoted, back-ticked, bracketed or bolded the way changelogs write them."""
+    sec = next(p for p in faults.make_secrets(random.Random(seed)) if p.kind == kind)
+    text = f"{noise} {left}{sec.text}{right} {noise}"
+    out, counts = redact(text)
+    assert counts[kind] >= 1
+    assert not any(n in out for n in sec.needles), (kind, left, right, out)
+    assert find_secrets(out) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_redaction_leaves_nothing_the_scanner_can_see(text):
+    assert find_secrets(redact(text)[0]) == []
+
+
+PARSE_PATHS = st.sampled_from(["x/NEWS", "x/NEWS.gz", "x/CHANGELOG.md", "x/changelog", "x/CHANGES.rst",
+                               "git/RelNotes/1.0.txt"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.one_of(st.binary(max_size=600), st.lists(st.sampled_from(
+    [b"\n", b"\r\n", b"\r", b"* ", b"- ", b"## [1.0] - 2024\n", b"### Fixed\n", b"\xff", b"\x00", b"\xc3",
+     b"pkg (1.0-1) unstable; urgency=low\n", b"  * ", b"Fixed a crash in the parser", b"1.2.3\n=====\n",
+     b"* Noteworthy changes in release 2.0\n"]), max_size=60).map(b"".join)), path=PARSE_PATHS)
+def test_backfill_read_file_accounts_for_every_record(raw, path):
+    """backfill's per-file reader on arbitrary bytes: never raises, every record in is an
+    entry, a quarantine row with a reason naming the file, or a counted duplicate."""
+    from stages.backfill import read_file
+
+    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 16}
+    seen, counts, entries, dropped = set(), Counter(), [], []
+    read_file(path, raw, cfg, seen, counts, entries, dropped)
+    read_file("copy/" + path, raw, cfg, seen, counts, entries, dropped)  # the same file twice
+    assert counts["in"] == len(entries) + len(dropped) + counts["deduplicated"]
+    # a file a parser accepts but that holds no entry (e.g. an empty CHANGES.rst) adds no
+    # record; the suite reports such files as `silent_files`
+    for q in dropped:
+        assert q.reason and q.source_file in q.detail
+        assert q.line is None or q.line >= 1
+    assert len({e.id for e in entries}) == len(entries)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from(["gz", "tar"]))
+def test_snapshot_reader_raises_only_snapshot_errors(tmp_path_factory, data, kind):
+    from tuneforge.harvest import SnapshotError, iter_snapshot
+
+    d = tmp_path_factory.mktemp("snap")
+    if kind == "gz":  # arbitrary bytes as a .gz file in a directory snapshot
+        (d / "p").mkdir()
+        (d / "p" / "NEWS.gz").write_bytes(data)
+        errors = []
+        got = list(iter_snapshot(d, on_error=lambda n, e: errors.append((n, e))))
+        assert len(got) + len(errors) == 1
+        assert all(n == "p/NEWS.gz" and isinstance(e, SnapshotError) for n, e in errors)
+    else:  # arbitrary bytes (or a gzip of them) as the snapshot archive
+        snap = d / "snap.tar.gz"
+        snap.write_bytes(data if data[:1] != b"a" else gzip.compress(data))
+        try:
+            list(iter_snapshot(snap))
+        except SnapshotError as e:
+            assert "snap.tar.gz" in str(e)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=20).filter(lambda s: "/" not in s and s.strip()
+                                                                  and s not in (".", "..")
+                                                                  and "\x00" not in s),
+                          st.binary(max_size=50)), min_size=1, max_size=5, unique_by=lambda t: t[0]))
+def test_snapshot_tar_roundtrip(tmp_path_factory, members):
+    from tuneforge.harvest import iter_snapshot, write_snapshot
+
+    out = tmp_path_factory.mktemp("tar") / "s.tar.gz"
+    files = [(f"p/{n}", b) for n, b in members]
+    write_snapshot(files, out)
+    assert list(iter_snapshot(out)) == sorted(files)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=40).map(lambda s: s.replace("\n", " ")),
+                          st.dictionaries(st.text(max_size=5), st.integers(), max_size=3).map(json.dumps)),
+                max_size=8))
+def test_read_jsonl_yields_rows_or_names_file_and_line(tmp_path_factory, lines):
+    from tuneforge.io import read_jsonl
+
+    p = tmp_path_factory.mktemp("jl") / "rows.jsonl"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        rows = list(read_jsonl(p))
+    except ValueError as e:
+        assert str(e).startswith(f"{p}:") and "invalid JSON" in str(e)
+        line = int(str(e).split(":")[1])
+        assert 1 <= line <= len(lines)
+    else:
+        assert len(rows) == sum(1 for ln in lines if ln.strip())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=400))
+def test_sha256sums_parser_returns_pins_or_refuses(tmp_path_factory, text):
+    from tuneforge.fetch import PinMismatch
+    from tuneforge.gguf_tools import read_sums
+
+    d = tmp_path_factory.mktemp("sums")
+    (d / "SHA256SUMS").write_text(text, encoding="utf-8", errors="surrogateescape")
+    try:
+        sums = read_sums(d)
+    except PinMismatch as e:
+        assert "SHA256SUMS" in str(e)
+    else:
+        assert all(len(v) == 64 for v in sums.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_label_parser_accepts_only_schema_valid_json(text):
+    from tuneforge.changelog import ActionItem, parse_label
+
+    try:
+        item = parse_label(text)
+    except ValueError:
+        return
+    assert isinstance(item, ActionItem)
+
+
+LABELS = st.fixed_dictionaries({
+    "kind": st.sampled_from(["fix", "feature", "security", "breaking", "deprecation", "performance",
+                             "docs", "unknown"]),
+    "severity": st.sampled_from(["low", "medium", "high", "critical"]),
+    "subject": st.text(min_size=1, max_size=64).filter(str.strip),
+    "action_text": st.text(min_size=1, max_size=280).filter(str.strip),
+    "deadline": st.one_of(st.none(), st.from_regex(r"v?[0-9]{1,3}(\.[0-9]{1,3}){0,2}", fullmatch=True),
+                          st.dates().map(lambda d: d.isoformat())),
+    "tags": st.lists(st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,2}", fullmatch=True), min_size=1,
+                     max_size=5, unique=True),
+})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(LABELS)
+def test_label_render_parse_roundtrip(label):
+    from tuneforge.changelog import ActionItem, parse_label, render_label
+
+    try:
+        ActionItem.model_validate(label)
+    except ValueError:
+        return  # a generated value the schema forbids (e.g. a tag pattern detail)
+    assert parse_label(render_label(label)).model_dump() == label
+
+
+def test_tar_reader_rejects_a_member_cut_short(tmp_path):
+    from tuneforge.harvest import SnapshotError, iter_snapshot
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("p/NEWS")
+        info.size = 4000
+        tar.addfile(info, io.BytesIO(b"x" * 4000))
+    (tmp_path / "s.tar.gz").write_bytes(gzip.compress(buf.getvalue()[:1500]))
+    with pytest.raises(SnapshotError, match="s.tar.gz"):
+        list(iter_snapshot(tmp_path / "s.tar.gz"))
