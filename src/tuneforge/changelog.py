@@ -6,6 +6,7 @@ This module holds the output model, the prompt, the deterministic rule labeler
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from enum import Enum
@@ -291,31 +292,57 @@ def identifiers(text: str) -> list[str]:
     return list(seen)
 
 
+WS_RE = re.compile(r"\s+")
+TRAILING_PAREN_RE = re.compile(r"\s*\([^)]{0,80}\)\s*(?=[.!]?$)")  # "(no security issue)", "(Closes: #1)"
+
+
 def is_content_free(text: str) -> bool:
-    stripped = re.sub(r"\s+", " ", text).strip()
-    stripped = re.sub(r"\s*\([^)]{0,80}\)\s*(?=[.!]?$)", "", stripped)  # "(no security issue)", "(Closes: #1)"
+    stripped = TRAILING_PAREN_RE.sub("", WS_RE.sub(" ", text).strip())
     return bool(CONTENT_FREE_RE.match(stripped))
+
+
+MARKUP_RES = [
+    re.compile(r"^\*\*[^*]{1,40}\*\*:\s*"),
+    re.compile(r"^\(?(?:SEMVER-MAJOR|SEMVER-MINOR)\)?\s*", re.I),
+    re.compile(r"^(?:[a-z0-9_.,/-]{2,30}):\s+(?=\w)"),  # "timers: fix ..."
+    re.compile(r"^(?:(?:bug|issue|gh-?)?#\d+|\[[^\]]{1,40}\]|warning|note)[:!.]?\s+", re.I),
+    re.compile(r"\s*\((?:[A-Z][\w.'-]+(?: [A-Z][\w.'-]+){0,3}(?:, )?)+\)\s*$"),
+]
 
 
 def _strip_markup(text: str) -> str:
     """Drop decorations that say nothing about intent: nodejs `**area**:` / `area:`
     prefixes, semver labels, leading ticket refs and WARNING:, trailing (Author) credits."""
-    text = re.sub(r"^\*\*[^*]{1,40}\*\*:\s*", "", text)
-    text = re.sub(r"^\(?(?:SEMVER-MAJOR|SEMVER-MINOR)\)?\s*", "", text, flags=re.I)
-    text = re.sub(r"^(?:[a-z0-9_.,/-]{2,30}):\s+(?=\w)", "", text)  # "timers: fix ..."
-    text = re.sub(r"^(?:(?:bug|issue|gh-?)?#\d+|\[[^\]]{1,40}\]|warning|note)[:!.]?\s+", "", text, flags=re.I)
-    text = re.sub(r"\s*\((?:[A-Z][\w.'-]+(?: [A-Z][\w.'-]+){0,3}(?:, )?)+\)\s*$", "", text)
+    for pattern in MARKUP_RES:
+        text = pattern.sub("", text)
     return text.strip()
+
+
+NO_SECURITY_RE = re.compile(r"\b(?:no|not a|without) security (?:issue|impact|problem)s?", re.I)
+SEMVER_MAJOR_RE = re.compile(r"SEMVER-MAJOR")
+LEADING_REMOVAL_RE = re.compile(r"^(?:remove|drop|rename)", re.I)
+
+
+@functools.lru_cache(maxsize=4096)
+def _hint_cues(hint: str) -> tuple:
+    """What a section heading says, computed once per distinct heading (there are few)."""
+    hinted = None if INTERNAL_HINT_RE.search(hint) else next(
+        ((k, r) for p, k, r in HINT_KIND if p.search(hint)), None)
+    return (bool(SECURITY_HINT_RE.search(hint)), bool(INTERNAL_RE.search(hint)),
+            bool(DEPRECATION_HINT_RE.search(hint)), bool(BREAKING_HINT_RE.search(hint)), hinted)
 
 
 def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
     """Apply the locked kind rules in their precedence order (rule 10)."""
-    body = _strip_markup(text)
-    hint = hint or ""
+    return _rule_kind(text, _strip_markup(text), hint)
+
+
+def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
+    security_hint, internal_hint, deprecation_hint, breaking_hint, hint_kind = _hint_cues(hint or "")
     if is_content_free(body):
         return Kind.unknown, 8
-    security_text = re.sub(r"\b(?:no|not a|without) security (?:issue|impact|problem)s?", "", body, flags=re.I)
-    if SECURITY_RE.search(security_text) or (SECURITY_HINT_RE.search(hint) and not DOCS_RE.match(body)):
+    if (SECURITY_RE.search(body) and SECURITY_RE.search(NO_SECURITY_RE.sub("", body))) or (
+            security_hint and not DOCS_RE.match(body)):
         return Kind.security, 1
     area = AREA_RE.match(text)
     if area and area.group(1).lower() in DOC_AREAS:
@@ -323,25 +350,25 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
     if area and area.group(1).lower() in PERF_AREAS:
         return Kind.performance, 6
     area_path = area.group(1).lower().split("/") if area else []
-    internal = INTERNAL_RE.search(body) or INTERNAL_RE.search(hint) or (
+    internal = internal_hint or INTERNAL_RE.search(body) or (
         area_path and area_path[0] in INTERNAL_AREAS and "patches" not in area_path)
     if internal and not INTERNAL_FIX_RE.search(body):
         return Kind.unknown, 8
-    if re.search(r"SEMVER-MAJOR", text):
+    if SEMVER_MAJOR_RE.search(text):
         return Kind.breaking, 2
-    deprecates = DEPRECATION_RE.search(DEPRECATED_USE_RE.sub(" ", body))
+    deprecates = DEPRECATION_RE.search(body) and DEPRECATION_RE.search(DEPRECATED_USE_RE.sub(" ", body))
     if deprecates and STILL_WORKS_RE.search(body):
         return Kind.deprecation, 4
-    future_only = FUTURE_REMOVAL_RE.search(body) and not re.match(r"^(?:remove|drop|rename)", body, re.I)
-    passive = (BREAKING_PASSIVE_RE.search(body) and not FIX_RE.search(body)
-               and not LEADING_FEATURE_RE.match(body))
-    if (BREAKING_RE.search(body) or passive) and not future_only:
+    future_only = FUTURE_REMOVAL_RE.search(body) and not LEADING_REMOVAL_RE.match(body)
+    if not future_only and (BREAKING_RE.search(body) or (
+            BREAKING_PASSIVE_RE.search(body) and not FIX_RE.search(body)
+            and not LEADING_FEATURE_RE.match(body))):
         return Kind.breaking, 2
     if DEFAULT_FLIP_RE.search(body):
         return Kind.breaking, 3
-    if deprecates or (DEPRECATION_HINT_RE.search(hint) and not NOT_DEPRECATED_RE.search(body)):
+    if deprecates or (deprecation_hint and not NOT_DEPRECATED_RE.search(body)):
         return Kind.deprecation, 4
-    if BREAKING_HINT_RE.search(hint) and not FIX_RE.search(body):
+    if breaking_hint and not FIX_RE.search(body):
         return Kind.breaking, 2
     lead = PATH_PREFIX_RE.sub("", body, count=1)  # "debian/patches/x.patch: Prevent ..."
     for pattern, kind, rule in LEADING_VERB_KIND:
@@ -354,8 +381,6 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
         Kind.feature: len(FEATURE_RE.findall(body)),
         Kind.docs: len(DOCS_RE.findall(body)),
     }
-    hint_kind = None if INTERNAL_HINT_RE.search(hint) else next(
-        ((k, r) for p, k, r in HINT_KIND if p.search(hint)), None)
     if hint_kind and hint_kind[0] in scores:
         scores[hint_kind[0]] += 1
     best = max(scores.values())
@@ -432,21 +457,28 @@ HEAD_NOUNS = {
 QUOTED_RE = re.compile(r"[`\"']([^`\"'\n]{2,40})[`\"']")
 
 
+IDENTIFIER_WORD_RE = re.compile(r"[_/.()=\d]|[a-z][A-Z]|^-")
+NON_KEBAB_RE = re.compile(r"[^a-z0-9]+")
+
+
 def _is_identifier(word: str) -> bool:
-    return bool(re.search(r"[_/.()=\d]|[a-z][A-Z]|^-", word)) or word.isupper() and len(word) > 1
+    return bool(IDENTIFIER_WORD_RE.search(word)) or word.isupper() and len(word) > 1
 
 
-def _topic(text: str) -> list[str]:
+REF_PAREN_RE = re.compile(r"\s*\((?:#\d+|closes:[^)]*|lp: ?#\d+|:\w+:`\d+`)\)", re.I)
+
+
+def _topic(text: str, body: str | None = None) -> list[str]:
     """The noun phrase naming what changed: a short quoted command or identifier when the
     entry has one, else the words after the lead verb up to the first function word."""
-    body = re.sub(r"\s*\((?:#\d+|closes:[^)]*|lp: ?#\d+|:\w+:`\d+`)\)", "", _strip_markup(text), flags=re.I)
+    body = REF_PAREN_RE.sub("", _strip_markup(text) if body is None else body)
     quoted = [q for q in QUOTED_RE.findall(body) if len(q.split()) <= 4]
     if quoted:
         words = [w.strip(",.;:!?()[]{}<>") for w in quoted[0].split()]
         return [w if _is_identifier(w) else w.lower() for w in words if w]
     body = LEAD_WORDS.sub("", body, count=1)
     words: list[str] = []
-    for raw in re.split(r"\s+", body):
+    for raw in WS_RE.split(body):
         word = raw.strip("`'\"*,.;:!?()[]{}<>#")
         if not word or len(word) > 30:  # a path or option list is no noun phrase
             if words:
@@ -508,7 +540,7 @@ AREA_TAGS = [
 
 
 def kebab(value: str) -> str:
-    value = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    value = NON_KEBAB_RE.sub("-", value.lower()).strip("-")
     return value or "misc"
 
 
@@ -574,9 +606,10 @@ def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: st
 
 def rule_label(text: str, hint: str | None, product: str, version: str | None) -> tuple[dict, int]:
     """The deterministic teacher: all six fields from text + hint, and the deciding rule."""
-    kind, rule = rule_kind(text, hint)
+    body = _strip_markup(text)
+    kind, rule = _rule_kind(text, body, hint)
     severity = rule_severity(kind, rule, text)
-    topic = _topic(text)[:4]  # the noun phrase both subject and action_text are built from
+    topic = _topic(text, body)[:4]  # the noun phrase both subject and action_text are built from
     subject = rule_subject(topic, kind, product)
     deadline = rule_deadline(text, kind)
     label = {
