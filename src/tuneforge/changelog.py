@@ -132,7 +132,7 @@ BREAKING_RE = re.compile(
     r"^(?:remove[ds]?|drop(?:ped|s)?|delete[ds]?)\b(?=[^.]{0,60}(?:\boption|\bflag|\bcommand|\bfunction"
     r"|\bapi\b|\bfield|\bsetting|\bsupport\b|\bvariable|\bargument|\bparameter|\bmethod|\bclass\b|\bmodule"
     r"|\bfeature|\bkeyword|\bprogram|\butility|\btool\b|\bendpoint|\bformat|\bextension|\bmode\b"
-    r"|\bdeprecated|\blegacy|--|`|\(\)))|^rename[ds]?\b"
+    r"|\bdeprecated|\blegacy|--|`|\(\)))|^rename[ds]?\b(?! \S+$)"
     r"|\bno longer (?:supported|supports|accepts?|recogni[sz]es?|provides?|available|installed|shipped|built"
     r"|ship(?:s|ped)?|installs?|builds?|allowed|permitted|valid)\b"
     r"|\b(?:is|are) now (?:illegal|invalid|an error|rejected|refused|forbidden|disallowed)\b"
@@ -243,6 +243,7 @@ HINT_KIND = [
     (re.compile(r"\bdoc", re.I), Kind.docs, 9),
 ]
 
+WRONGLY_RE = re.compile(r"\b(?:incorrect(?:ly)?|wrong(?:ly)?|spurious(?:ly)?|bogus|erroneous(?:ly)?)\b", re.I)
 LEADING_FEATURE_RE = re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
 LEADING_VERB_KIND = [
     # rule 9 before rule 5: fixing the help text or the docs changes only documentation
@@ -373,6 +374,8 @@ def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
     lead = PATH_PREFIX_RE.sub("", body, count=1)  # "debian/patches/x.patch: Prevent ..."
     for pattern, kind, rule in LEADING_VERB_KIND:
         if pattern.match(lead):
+            if kind is Kind.docs and WRONGLY_RE.search(body):
+                return Kind.fix, 5
             return kind, rule
     # No leading verb: count the cues; the hint breaks ties and fills silence.
     scores = {
