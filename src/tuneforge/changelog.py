@@ -208,7 +208,7 @@ FIX_RE = re.compile(
 PERF_RE = re.compile(
     r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
     r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
-    r"|\bmore efficient|\befficiency\b|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
+    r"|\bmore efficient|\befficiency\b|\binefficien|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
     r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)\b(?! (?:breakages?|failures?|errors?|warnings?))|\bmultiple threads|\bmulti-?thread|\blazily\b|\bSIMD\b|\bacceleration\b",
     re.I,
 )
@@ -380,7 +380,7 @@ def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
     # No leading verb: count the cues; the hint breaks ties and fills silence.
     scores = {
         Kind.fix: len(FIX_RE.findall(body)),
-        Kind.performance: 2 * len(PERF_RE.findall(body)),
+        Kind.performance: len(PERF_RE.findall(body)),
         Kind.feature: len(FEATURE_RE.findall(body)),
         Kind.docs: len(DOCS_RE.findall(body)),
     }
