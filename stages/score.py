@@ -97,10 +97,17 @@ def gold_subset(record_id: str) -> str:
 
 def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
     """Rule labeler vs gold: the contract's figures, the hint ablation, and the
-    tuning/untouched split of the gold set."""
-    rows: dict[str, list] = {"with_hint": [], "without_hint": [], "tuning": [], "untouched": []}
+    tuning/untouched split of the gold set; plus the same kind/severity figures on the
+    hand-labeled training rows (a second, larger check; their errors were read too)."""
+    rows: dict[str, list] = {"with_hint": [], "without_hint": [], "tuning": [], "untouched": [],
+                             "human_labels": []}
     for rec in records:
         gold = next((c for c in rec.candidates if c.source is LabelSource.gold), None)
+        human = next((c for c in rec.candidates if c.source is LabelSource.human), None)
+        if gold is None and human is not None:
+            label, _ = task.rule_label(rec.text, rec.hint, rec.product, rec.version)
+            rows["human_labels"].append(
+                metrics.score_prediction(task.render_label(label), human.label, task.parse_label))
         if gold is None:
             continue
         for variant, hint in (("with_hint", rec.hint), ("without_hint", None)):
@@ -113,12 +120,15 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
     with_hint = metrics.summarize(rows["with_hint"], classes)
     without_hint = metrics.summarize(rows["without_hint"], classes)
     subsets = {}
-    for name in ("tuning", "untouched"):
+    for name in ("tuning", "untouched", "human_labels"):
+        if name == "human_labels" and not rows[name]:
+            continue
         summary = metrics.summarize(rows[name], classes)
         subsets[name] = {k: summary[k] for k in ("n", "kind_agreement", "severity_agreement", "macro_f1")}
+    human_labels = subsets.pop("human_labels", None)
     return {"labeler": "rules", "gold_records": len(rows["with_hint"]),
             "with_hint": with_hint, "hint_ablation": metrics.ablation(with_hint, without_hint),
-            "gold_subsets": subsets}
+            "gold_subsets": subsets, "human_labels": human_labels}
 
 
 def main() -> int:
