@@ -28,7 +28,7 @@ from tuneforge.gguf_tools import (
     provenance_override,
     read_metadata,
 )
-from tuneforge.io import git_revision, load_params, sig_hash
+from tuneforge.io import load_params, sig_hash
 from tuneforge.llm import check_toolchain, read_sidecar, toolchain
 from tuneforge.receipts import Receipt
 
@@ -42,7 +42,7 @@ def provenance(params: dict, merged_meta: dict, kind: str) -> dict[str, Any]:
     prov: dict[str, Any] = {
         "kind": kind, "task": params["task"], "base_model": merged_meta.get("base"),
         "params_sha256": sig_hash({k: params.get(k) for k in MODEL_PARAMS}),
-        "git_revision": git_revision(), "toolchain": toolchain(TOOLS),
+        "toolchain": toolchain(TOOLS),
     }
     if kind == "finetuned":
         prov.update(dataset_sha256=merged_meta["dataset"]["train"]["sha256"],

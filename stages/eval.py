@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.gguf_tools import gguf_generate, verify_pin
-from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_text, write_json, write_jsonl
-from tuneforge.llm import check_toolchain, hf_generate
+from tuneforge.io import (
+    atomic_path, load_params, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl,
+)
+from tuneforge.llm import check_toolchain, hf_generate, toolchain
 from tuneforge.metrics import UNPARSED, ablation, gate, parity, score_prediction, summarize
+from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
 from tuneforge.tasks import Task, get_task
 
@@ -87,14 +90,34 @@ def headline(summary: dict, **extra: Any) -> dict:
     return {**{k: summary[k] for k in keep}, **extra}
 
 
-def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict,
-                with_hint: bool = True) -> list[str]:
-    """The GGUF's answers, under a grammar compiled from the task's output schema."""
+def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: bool = True,
+                cache: PredictionCache | None = None, sha256: str | None = None) -> list[str]:
+    """The GGUF's answers, under a grammar compiled from the task's output schema;
+    with a cache, only the prompts it has not answered before are decoded."""
     schema = task.output_model.model_json_schema()
-    return gguf_generate(path, prompts(task, rows, with_hint), schema,
-                         max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
-                         n_threads=cfg["n_threads"] or os.cpu_count() or 1,
-                         desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
+    n_threads = cfg["n_threads"] or os.cpu_count() or 1
+
+    def decode(todo: list[list[dict]]) -> list[str]:
+        return gguf_generate(path, todo, schema, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+                             n_threads=n_threads,
+                             desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
+
+    todo = prompts(task, rows, with_hint)
+    if cache is None:
+        return decode(todo)
+    model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
+             "schema": schema, "max_tokens": cfg["max_tokens"], "n_ctx": cfg["n_ctx"],
+             "n_threads": n_threads}
+    return cache.answers(model, todo, decode)
+
+
+def decode_hf(model_dir: Path, task: Task, rows: list[dict], cfg: dict,
+              cache: PredictionCache, key: str) -> list[str]:
+    """A transformers model's answers (unconstrained), through the cache."""
+    todo = prompts(task, rows)
+    model = {"sha256": sha256_file(model_dir / "model.safetensors"),
+             "decoder": toolchain(["transformers", "torch"]), "max_tokens": cfg["max_tokens"]}
+    return cache.answers(model, todo, lambda p: hf_generate(model_dir, p, cfg["max_tokens"], desc=key))
 
 
 # ---------------------------------------------------------------- outputs
@@ -277,26 +300,29 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["base_gguf"]:
         ggufs = {"base": gguf_dir / f"{name}-base-{outtype}.gguf", **ggufs}
     ggufs[outtype] = gguf_dir / f"{name}-{outtype}.gguf"
-    sizes = {}
+    sizes, shas = {}, {}
     for key, path in ggufs.items():
-        verify_pin(path)  # a file that changed since quantize pinned it is refused here
+        shas[key] = verify_pin(path)  # a file that changed since quantize pinned it is refused here
         receipt.inputs.append(path)
         sizes[key] = round(path.stat().st_size / 1e6, 1)
 
+    # eval.cache: answers memoised by model SHA-256 + decoder settings + prompt, so a change
+    # that alters no answer (a gate, min_support, report_model) re-scores without decoding
+    cache = PredictionCache(paths["eval_cache"] if cfg["cache"] else None)
     run = Run(task, classes, cfg)
     for key, path in ggufs.items():
         key_rows = hf_rows if key == outtype else rows
-        run.add(key, key_rows, decode_gguf(path, task, key_rows, cfg), sizes[key])
+        run.add(key, key_rows, decode_gguf(path, task, key_rows, cfg, cache=cache, sha256=shas[key]),
+                sizes[key])
         if key in cfg["ablation_models"]:
-            run.add(key, rows, decode_gguf(path, task, rows, cfg, with_hint=False),
-                    variant="no_hint")
+            run.add(key, rows, decode_gguf(path, task, rows, cfg, with_hint=False, cache=cache,
+                                           sha256=shas[key]), variant="no_hint")
     hf_models = {"merged_hf": Path(paths["merged"])}
     if cfg["base_hf"]:
         hf_models["base_hf"] = Path(paths["base_model"])
     for key, model_dir in hf_models.items():
         receipt.inputs.append(model_dir / "model.safetensors")
-        run.add(key, hf_rows, hf_generate(model_dir, prompts(task, hf_rows), cfg["max_tokens"],
-                                          desc=key))
+        run.add(key, hf_rows, decode_hf(model_dir, task, hf_rows, cfg, cache, key))
     for key in [*types, outtype]:
         run.metrics[key]["parity"] = parity(run.outputs[key][: len(hf_rows)],
                                             run.outputs["merged_hf"])
@@ -326,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                    records_out=len(rows),
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
                           "hf_rows": len(hf_rows),
-                          "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions)})
+                          "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions),
+                          "cache_hits": cache.hits, "decoded": cache.misses})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],
              ", ".join(f"{k}: kind {m['kind_agreement']}" for k, m in run.metrics.items()))
     return 0

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tuneforge.io import git_revision, load_params, sha256_file, write_json
+from tuneforge.io import load_params, sha256_file, write_json
 from tuneforge.llm import SIDECAR, atomic_dir, check_toolchain, read_sidecar, toolchain
 from tuneforge.receipts import Receipt
 from tuneforge.tasks import get_task
@@ -72,7 +72,7 @@ def main() -> int:
         "base_sha256": sha256_file(base_dir / "model.safetensors"),
         "adapter_sha256": adapter_meta["adapter_sha256"],
         "dataset": adapter_meta["dataset"], "train_params": adapter_meta["params"],
-        "probe_max_logit_diff": diff, "toolchain": toolchain(), "git_revision": git_revision(),
+        "probe_max_logit_diff": diff, "toolchain": toolchain(),
     }
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))

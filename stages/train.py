@@ -26,14 +26,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tuneforge.io import atomic_path, git_revision, load_params, sha256_file, write_json
+from tuneforge.io import atomic_path, load_params, sha256_file, write_json
 from tuneforge.llm import (
     SIDECAR,
     atomic_dir,
     check_toolchain,
     load_sft,
+    lora_config,
     materialize_base,
     resolve_base,
+    sft_config,
     token_lengths,
     toolchain,
 )
@@ -49,25 +51,6 @@ def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
     """Drop examples longer than `max_tokens` (padding-free batches are not truncated)."""
     kept = [ex for ex, n in zip(examples, lengths) if n <= max_tokens]
     return kept, len(examples) - len(kept)
-
-
-def sft_config(cfg: dict, out_dir: str, cuda: bool):
-    from trl import SFTConfig
-
-    return SFTConfig(
-        output_dir=out_dir, seed=cfg["seed"], data_seed=cfg["seed"],
-        max_steps=cfg["max_steps"] or -1, num_train_epochs=cfg["epochs"],
-        per_device_train_batch_size=cfg["batch_size"], per_device_eval_batch_size=cfg["batch_size"],
-        gradient_accumulation_steps=cfg["grad_accum"], learning_rate=cfg["learning_rate"],
-        lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
-        weight_decay=0.0, max_grad_norm=1.0, logging_steps=cfg["logging_steps"],
-        save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=False,
-        padding_free=True, max_length=None,  # over-long rows were dropped up front
-        completion_only_loss=True,
-        # trl defaults checkpointing on; transformers 5 names it activation_checkpointing
-        activation_checkpointing=cuda and cfg["gradient_checkpointing"],
-        bf16=cuda and cfg["bf16"], fp16=False, use_cpu=not cuda, dataloader_num_workers=0,
-    )
 
 
 def load_model(base_dir: Path, cfg: dict, cuda: bool):
@@ -108,7 +91,6 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     """Fit the adapter; save it (main process only); return the training summary."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
@@ -117,9 +99,7 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
         torch.set_num_threads(cfg["num_threads"])
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     model = load_model(base_dir, cfg, cuda)
-    lora = LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"],
-                      lora_dropout=cfg["lora_dropout"], target_modules=cfg["target_modules"],
-                      bias="none", task_type="CAUSAL_LM")
+    lora = lora_config(cfg)
     with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
         trainer = SFTTrainer(model=model, args=sft_config(cfg, scratch, cuda),
                              train_dataset=Dataset.from_list(train_ex),
@@ -189,13 +169,15 @@ def main() -> int:
     if not state.is_main_process:
         return 0
     adapter_sha = sha256_file(adapter_dir / "adapter_model.safetensors")
+    # No git revision here (the receipt has it): an artifact depends on its inputs only,
+    # so a clean build at any commit with the same inputs gives the same bytes.
     sidecar = {
         "kind": "adapter", "params": cfg, "adapter_sha256": adapter_sha,
         "base": {"dir": str(base_dir), "sha256": sha256_file(base_dir / "model.safetensors")},
         "dataset": {"train": {"path": str(train_path), "sha256": sha256_file(train_path)},
                     "valid": {"path": str(valid_path), "sha256": sha256_file(valid_path)}},
         "examples": {"train": len(train_ex), "too_long": too_long, "valid": len(valid_ex)},
-        "toolchain": toolchain(), "git_revision": git_revision(),
+        "toolchain": toolchain(),
         **{k: v for k, v in summary.items() if k != "loss_curve"},
     }
     write_json(adapter_dir / SIDECAR, sidecar)

@@ -191,6 +191,34 @@ def sft_example(row: dict) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
+def sft_config(cfg: dict, out_dir: str, cuda: bool):
+    """trl settings of the train stage (the benchmark trains with the same ones)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=out_dir, seed=cfg["seed"], data_seed=cfg["seed"],
+        max_steps=cfg["max_steps"] or -1, num_train_epochs=cfg["epochs"],
+        per_device_train_batch_size=cfg["batch_size"], per_device_eval_batch_size=cfg["batch_size"],
+        gradient_accumulation_steps=cfg["grad_accum"], learning_rate=cfg["learning_rate"],
+        lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
+        weight_decay=0.0, max_grad_norm=1.0, logging_steps=cfg["logging_steps"],
+        save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=False,
+        padding_free=True, max_length=None,  # over-long rows were dropped up front
+        completion_only_loss=True,
+        # trl defaults checkpointing on; transformers 5 names it activation_checkpointing
+        activation_checkpointing=cuda and cfg["gradient_checkpointing"],
+        bf16=cuda and cfg["bf16"], fp16=False, use_cpu=not cuda, dataloader_num_workers=0,
+    )
+
+
+def lora_config(cfg: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"],
+                      lora_dropout=cfg["lora_dropout"], target_modules=cfg["target_modules"],
+                      bias="none", task_type="CAUSAL_LM")
+
+
 def load_sft(path: str | Path) -> list[dict]:
     return [sft_example(r) for r in read_jsonl(path)]
 

@@ -1,0 +1,542 @@
+"""make bench: the figures users compare, each beside a baseline measured in the same run.
+
+Run: python -m tuneforge.bench [--only build,data,train,decode,sha256] [--sizes 10000,100000]
+Out: reports/bench.json (sections merged, so --only refreshes one) and the README table
+     between the bench markers.
+
+Sections (issue #6):
+  build   a clean clone of HEAD built from scratch, stage by stage (full_build_s,
+          peak_rss_mb), its outputs compared with the committed dvc.lock (bit-identical
+          check), then one eval.* param changed (incremental_ratio), then a no-op
+          `dvc repro` against `dvc status` (noop_repro_s)
+  data    backfill -> export on entries resampled from the real snapshot, against a
+          plain-Python `json` implementation of the same steps (entries_per_s)
+  train   20 LoRA steps with the train stage's settings (padding-free) against a plain
+          transformers Trainer padding each batch (train_tokens_per_s, real-token share)
+  decode  the Q8_0 GGUF under eval's grammar against transformers `generate` on the
+          merged model, same prompts (decode_tokens_per_s)
+  sha256  pinning the GGUFs (hashlib, as quantize/eval do) against `sha256sum`
+
+Needs a built pipeline in the working tree (models/, data/exports) for train, decode
+and sha256; `build` needs a committed, clean tree. Absolute times are printed; only
+ratios carry targets, and no test asserts a time.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuneforge.io import canonical_json, load_params, read_jsonl, sha256_file, write_json, write_text
+from tuneforge.verify_repro import STAGES, build_clean_clone, compare_locks
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT = ROOT / "reports" / "bench.json"
+README = ROOT / "README.md"
+MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
+TARGETS = {
+    "entries_per_s": "≥ 100k entries/s at 1M, ≥ 20× the baseline",
+    "noop_repro_s": "≤ 1.2× `dvc status`",
+    "train_tokens_per_s": "≥ 2× the padded Trainer, ≥ 90% real tokens",
+    "decode_tokens_per_s": "≥ 5× transformers `generate`",
+    "incremental_ratio": "≤ 10% of the full build",
+    "sha256_mb_per_s": "≥ 0.8× `sha256sum`",
+    "full_build_s": "≤ 15 min on 2 cores",
+    "peak_rss_mb": "reported",
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+def run(cmd: list[str], cwd: Path | str = ROOT, env: dict | None = None) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-2000:]}\n"
+                           f"{out.stderr[-4000:]}")
+    return out.stdout
+
+
+# ---------------------------------------------------------------- sha256
+
+def bench_sha256(params: dict, reps: int = 3) -> dict:
+    gguf_dir = ROOT / params["paths"]["gguf_dir"]
+    files = sorted(gguf_dir.glob("*.gguf"))
+    if not files:
+        raise SystemExit(f"bench sha256: no GGUF in {gguf_dir}; build first (dvc repro)")
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    ours, theirs = [], []
+    for _ in range(reps):  # alternate, best of each: both read from the page cache
+        ours.append(timed(lambda: [sha256_file(f) for f in files])[0])
+        theirs.append(timed(run, ["sha256sum", *map(str, files)])[0])
+    ours_s, theirs_s = min(ours), min(theirs)
+    return {"files": len(files), "mb": round(mb, 1),
+            "sha256_mb_per_s": round(mb / ours_s, 1),
+            "baseline_sha256sum_mb_per_s": round(mb / theirs_s, 1),
+            "ratio": round(theirs_s / ours_s, 3)}
+
+
+# ---------------------------------------------------------------- decode
+
+def bench_decode(params: dict, n_prompts: int = 6) -> dict:
+    import torch
+    from llama_cpp import Llama, LlamaGrammar
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.gguf_tools import grammar_schema, verify_pin
+    from tuneforge.tasks import get_task
+
+    paths, cfg = params["paths"], params["eval"]
+    task = get_task(params["task"])
+    gold = sorted(read_jsonl(ROOT / paths["gold"]), key=lambda r: hashlib.sha256(
+        r["text"].encode()).hexdigest())[:n_prompts]
+    prompts = [task.messages(r["text"], r.get("hint"), r.get("product")) for r in gold]
+    gguf = ROOT / paths["gguf_dir"] / f"{params['convert']['model_name']}-Q8_0.gguf"
+    verify_pin(gguf)
+    threads = cfg["n_threads"] or os.cpu_count() or 1
+    llm = Llama(str(gguf), n_ctx=cfg["n_ctx"], n_threads=threads, seed=0, verbose=False)
+    schema = grammar_schema(task.output_model.model_json_schema())
+    grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
+    for variant, g in (("grammar", grammar), ("free", None)):
+        llm.create_chat_completion(prompts[0], max_tokens=8, temperature=0.0, grammar=g)  # warm
+        tokens, t0 = 0, time.perf_counter()
+        for p in prompts:
+            res = llm.create_chat_completion(p, temperature=0.0, top_k=1, repeat_penalty=1.0,
+                                             max_tokens=cfg["max_tokens"], grammar=g, seed=0)
+            tokens += res["usage"]["completion_tokens"]
+        dt = time.perf_counter() - t0
+        out[f"q8_0_{variant}"] = {"tokens": tokens, "s": round(dt, 2),
+                                  "tokens_per_s": round(tokens / dt, 1)}
+    llm.close()
+
+    merged = ROOT / paths["merged"]
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    tokens, elapsed = 0, 0.0
+    with torch.inference_mode():
+        for i, p in enumerate([prompts[0], *prompts]):
+            enc = tok.apply_chat_template(p, add_generation_prompt=True, return_tensors="pt",
+                                          return_dict=True)
+            t0 = time.perf_counter()
+            gen = model.generate(**enc, do_sample=False, max_new_tokens=cfg["max_tokens"],
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            if i:  # the first call warms up
+                elapsed += time.perf_counter() - t0
+                tokens += gen.shape[1] - enc["input_ids"].shape[1]
+    out["baseline_transformers"] = {"tokens": tokens, "s": round(elapsed, 2),
+                                    "tokens_per_s": round(tokens / elapsed, 1)}
+    base = out["baseline_transformers"]["tokens_per_s"]
+    out["decode_tokens_per_s"] = out["q8_0_grammar"]["tokens_per_s"]
+    out["ratio"] = round(out["q8_0_grammar"]["tokens_per_s"] / base, 2)
+    out["ratio_free"] = round(out["q8_0_free"]["tokens_per_s"] / base, 2)
+    return out
+
+
+# ---------------------------------------------------------------- train
+
+class TokenCount:
+    """Wraps a data collator; counts the tokens each batch computes on and the real ones."""
+
+    def __init__(self, collator):
+        self.collator, self.computed, self.real = collator, 0, 0
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        ids = batch["input_ids"]
+        self.computed += ids.numel()
+        mask = batch.get("attention_mask")
+        self.real += int(mask.sum()) if mask is not None else ids.numel()
+        return batch
+
+
+def bench_train(params: dict, steps: int = 20) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import (
+        AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments,
+    )
+    from trl import SFTTrainer
+
+    from tuneforge.llm import load_sft, lora_config, sft_config, token_lengths
+
+    paths = params["paths"]
+    cfg = dict(params["train"], max_steps=steps, logging_steps=steps)
+    base = ROOT / paths["base_model"]
+    if not (base / "model.safetensors").is_file():
+        raise SystemExit(f"bench train: {base} not built; run dvc repro first")
+    tok = AutoTokenizer.from_pretrained(base)
+    pool = load_sft(ROOT / paths["exports_dir"] / "sft" / "train.jsonl")
+    need = steps * cfg["batch_size"] * cfg["grad_accum"]
+    lengths = token_lengths(tok, pool[: need * 2])
+    examples = [ex for ex, n in zip(pool, lengths, strict=False) if n <= cfg["max_tokens"]][:need]
+    out: dict[str, Any] = {"steps": steps, "batch_size": cfg["batch_size"],
+                           "examples": len(examples), "threads": torch.get_num_threads()}
+
+    def fresh_model():
+        torch.manual_seed(cfg["seed"])
+        return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+
+    # ours: the train stage's trl settings, padding-free batches
+    with tempfile.TemporaryDirectory() as scratch:
+        args = sft_config(cfg, scratch, cuda=False)
+        args.disable_tqdm = True
+        trainer = SFTTrainer(model=fresh_model(), args=args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tok, peft_config=lora_config(cfg))
+        trainer.data_collator = counter = TokenCount(trainer.data_collator)
+        dt, _ = timed(trainer.train)
+    out["ours"] = {"s": round(dt, 2), "real_tokens": counter.real, "computed_tokens": counter.computed,
+                   "tokens_per_s": round(counter.real / dt, 1),
+                   "real_share": round(counter.real / counter.computed, 4)}
+
+    # baseline: plain Trainer, prompt masked out of the loss, each batch padded to its longest
+    def encode(ex: dict) -> dict:
+        prompt = tok.apply_chat_template(ex["prompt"], add_generation_prompt=True, tokenize=True)
+        full = tok.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True)
+        prompt, full = (x["input_ids"] if hasattr(x, "keys") else x for x in (prompt, full))
+        return {"input_ids": full, "attention_mask": [1] * len(full),
+                "labels": [-100] * len(prompt) + full[len(prompt):]}
+
+    data = Dataset.from_list([encode(ex) for ex in examples])
+    with tempfile.TemporaryDirectory() as scratch:
+        args = TrainingArguments(
+            output_dir=scratch, seed=cfg["seed"], max_steps=steps,
+            per_device_train_batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
+            lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
+            logging_steps=steps, save_strategy="no", report_to=[], use_cpu=True,
+            disable_tqdm=True, dataloader_num_workers=0)
+        counter = TokenCount(DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100))
+        trainer = Trainer(model=get_peft_model(fresh_model(), lora_config(cfg)), args=args,
+                          train_dataset=data, data_collator=counter)
+        dt, _ = timed(trainer.train)
+    out["baseline_padded"] = {"s": round(dt, 2), "real_tokens": counter.real,
+                              "computed_tokens": counter.computed,
+                              "tokens_per_s": round(counter.real / dt, 1),
+                              "real_share": round(counter.real / counter.computed, 4)}
+    out["train_tokens_per_s"] = out["ours"]["tokens_per_s"]
+    out["real_token_share"] = out["ours"]["real_share"]
+    out["ratio"] = round(out["ours"]["tokens_per_s"] / out["baseline_padded"]["tokens_per_s"], 2)
+    return out
+
+
+# ---------------------------------------------------------------- data stages
+
+def real_entries(snapshot: Path) -> list[tuple[str, str | None, str | None, str]]:
+    """(text, hint, version, product) of every entry the parsers find in the snapshot."""
+    from tuneforge.harvest import iter_snapshot
+    from tuneforge.sources import UnknownFormatError, detect_format, product_from_path
+    from tuneforge.text import normalise_ws
+
+    out = []
+    for name, raw in iter_snapshot(snapshot):
+        text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        try:
+            fmt = detect_format(name, text)
+        except UnknownFormatError:
+            continue
+        product = product_from_path(name)
+        for e in fmt.parse(name, text):
+            body = normalise_ws(e.text)
+            if body:
+                out.append((body, normalise_ws(e.hint) if e.hint else None, e.version, product))
+    return out
+
+
+def write_resampled(entries: list, n: int, seed: int, out_dir: Path, per_file: int = 5000) -> int:
+    """n entries drawn with replacement, written as Markdown changelogs, one product per
+    folder; returns the number of bullets written."""
+    rng = random.Random(seed)
+    by_product: dict[str, list] = defaultdict(list)
+    for text, hint, version, product in rng.choices(entries, k=n):
+        by_product[product].append((version or "unversioned", hint or "", text))
+    written = 0
+    for product, rows in sorted(by_product.items()):
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for k in range(0, len(rows), per_file):
+            lines, last = ["# Changelog", ""], (None, None)
+            for version, hint, text in rows[k:k + per_file]:
+                if version != last[0]:
+                    lines += [f"## {version}", ""]
+                    last = (version, None)
+                if hint != last[1]:
+                    if hint:
+                        lines += [f"### {hint}", ""]
+                    last = (version, hint)
+                lines.append(f"- {text}")
+                written += 1
+            path = out_dir / product / f"CHANGELOG-{k // per_file:04d}.md"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return written
+
+
+def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: dict) -> dict:
+    """The same steps in plain Python and `json`, one record at a time: parse, redact,
+    dedupe, label, score, export (gold excluded, seeded split). The baseline."""
+    from tuneforge.redact import redact
+    from tuneforge.tasks import get_task
+    from tuneforge.text import content_key, normalise_ws
+
+    task = get_task(task_name)
+    out.mkdir(parents=True, exist_ok=True)
+    seen, n_in = set(), 0
+    with open(out / "entries.jsonl", "w", encoding="utf-8") as f:  # backfill
+        for path in sorted(src.rglob("*.md")):
+            version = hint = None
+            product = path.relative_to(src).parts[0]
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.startswith("## "):
+                    version, hint = line[3:].strip(), None
+                elif line.startswith("### "):
+                    hint = line[4:].strip()
+                elif line.startswith("- "):
+                    n_in += 1
+                    text = normalise_ws(line[2:])
+                    if not cfg["backfill"]["min_chars"] <= len(text) <= cfg["backfill"]["max_chars"]:
+                        continue
+                    text, _ = redact(text)
+                    key = content_key(text)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    f.write(json.dumps({"id": key, "text": text, "hint": hint, "product": product,
+                                        "version": version}) + "\n")
+    with open(out / "entries.jsonl", encoding="utf-8") as fin, \
+            open(out / "evidence.jsonl", "w", encoding="utf-8") as fout:  # evidence
+        for line in fin:
+            row = json.loads(line)
+            row["label"], row["rule"] = task.rule_label(row["text"], row["hint"], row["product"],
+                                                        row["version"])
+            fout.write(json.dumps(row) + "\n")
+    with open(out / "evidence.jsonl", encoding="utf-8") as fin, \
+            open(out / "scored.jsonl", "w", encoding="utf-8") as fout:  # score
+        for line in fin:
+            row = json.loads(line)
+            problems = task.style_problems(row["label"], row["text"])
+            content_free = task.is_content_free(row["text"])
+            row["accepted"] = not problems and row["rule"] != 8 and not (
+                content_free and row["label"]["kind"] != "unknown")
+            fout.write(json.dumps(row) + "\n")
+    gold = {content_key(r["text"]) for r in read_jsonl(gold_path)}
+    counts = {"in": n_in, "train": 0, "valid": 0}
+    with open(out / "scored.jsonl", encoding="utf-8") as fin, \
+            open(out / "train.jsonl", "w", encoding="utf-8") as ftrain, \
+            open(out / "valid.jsonl", "w", encoding="utf-8") as fvalid:  # export
+        for line in fin:
+            row = json.loads(line)
+            if not row["accepted"] or row["id"] in gold:
+                continue
+            messages = task.messages(row["text"], row["hint"], row["product"])
+            messages.append({"role": "assistant", "content": task.render_label(row["label"])})
+            u = int(hashlib.sha256(f"split:{row['id']}".encode()).hexdigest()[:8], 16) / 2**32
+            split = "valid" if u < cfg["export"]["valid_fraction"] else "train"
+            (fvalid if split == "valid" else ftrain).write(json.dumps({"messages": messages}) + "\n")
+            counts[split] += 1
+    return counts
+
+
+def bench_data(params: dict, sizes: list[int]) -> dict:
+    paths = params["paths"]
+    t0 = time.perf_counter()
+    entries = real_entries(ROOT / paths["snapshot"])
+    out: dict[str, Any] = {"real_entries": len(entries),
+                           "sample_s": round(time.perf_counter() - t0, 1), "sizes": {}}
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}", TQDM_DISABLE="1")
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="tuneforge-bench-data-") as tmp:
+            work = Path(tmp)
+            written = write_resampled(entries, n, params["export"]["seed"], work / "snapshot")
+            p = json.loads(json.dumps(params))
+            p["paths"].update(snapshot="snapshot", gold=str(ROOT / paths["gold"]),
+                              human_labels=str(ROOT / paths["human_labels"]))
+            (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+            stage_s = {}
+            for stage in ("backfill", "evidence", "score", "export"):
+                stage_s[stage] = round(timed(run, [sys.executable, "-m", f"stages.{stage}"],
+                                             work, env)[0], 2)
+            ours_s = sum(stage_s.values())
+            receipt = json.loads((work / paths["receipts_dir"] / "backfill.json").read_text())
+            export = json.loads((work / paths["receipts_dir"] / "export.json").read_text())
+            base_s, counts = timed(plain_pipeline, work / "snapshot", work / "plain",
+                                   ROOT / paths["gold"], params["task"], params)
+        out["sizes"][str(n)] = {
+            "entries": written, "parsed": receipt["counts"]["records_in"],
+            "unique": receipt["counts"]["records_out"],
+            "stage_s": stage_s, "s": round(ours_s, 2),
+            "entries_per_s": round(written / ours_s),
+            "sft_rows": export["counts"]["records_out"],
+            "baseline_json": {"s": round(base_s, 2), "entries_per_s": round(written / base_s),
+                              "parsed": counts["in"], "sft_rows": counts["train"] + counts["valid"]},
+            "ratio": round(base_s / ours_s, 2)}
+        print(f"bench data {n}: {out['sizes'][str(n)]}", flush=True)
+    largest = out["sizes"][str(max(sizes))]
+    out["entries_per_s"] = largest["entries_per_s"]
+    out["ratio"] = largest["ratio"]
+    out["at_entries"] = max(sizes)
+    return out
+
+
+# ---------------------------------------------------------------- build
+
+def bench_build(params: dict) -> dict:
+    """Clean build of HEAD in a scratch clone; the incremental rebuild; the no-op repro."""
+    if run(["git", "status", "--porcelain", "--untracked-files=no"]).strip():
+        raise SystemExit("bench build: commit first (it builds HEAD in a clean clone)")
+    with tempfile.TemporaryDirectory(prefix="tuneforge-bench-build-") as tmp:
+        clone = Path(tmp) / "repo"
+        stage_s, total_s = build_clean_clone(ROOT, clone)
+        rss = {}
+        for stage in STAGES:
+            receipt = clone / params["paths"]["receipts_dir"] / f"{stage}.json"
+            rss[stage] = json.loads(receipt.read_text())["peak_rss_mb"]
+        identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params)
+
+        # incremental: one eval.* param changed (a release gate), then repro
+        clone_params = yaml.safe_load((clone / "params.yaml").read_text())
+        old = clone_params["eval"]["gates"]["min_kind_agreement"]
+        new = round(old - 0.05, 2)
+        text = (clone / "params.yaml").read_text()
+        needle = f"min_kind_agreement: {old:.2f}"
+        if needle not in text:
+            raise RuntimeError(f"bench build: {needle!r} not found in params.yaml")
+        (clone / "params.yaml").write_text(text.replace(needle, f"min_kind_agreement: {new:.2f}", 1))
+        incremental_s, log = timed(run, ["dvc", "repro"], clone)
+        reran = sorted({s for s in STAGES if f"Running stage '{s}'" in log})
+
+        status, repro = [], []
+        for _ in range(3):  # alternate, best of three
+            status.append(timed(run, ["dvc", "status"], clone)[0])
+            repro.append(timed(run, ["dvc", "repro"], clone)[0])
+    return {
+        "full_build_s": stage_s, "full_build_total_s": round(total_s, 1),
+        "peak_rss_mb": rss,
+        "bit_identical": {"identical": identical, "compared": compared, "changed": moved},
+        "incremental": {"param": f"eval.gates.min_kind_agreement {old} -> {new}",
+                        "s": round(incremental_s, 1), "stages_rerun": reran},
+        "incremental_ratio": round(incremental_s / total_s, 4),
+        "noop_repro_s": round(min(repro), 2), "baseline_dvc_status_s": round(min(status), 2),
+        "noop_ratio": round(min(repro) / min(status), 3),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+def table(report: dict) -> str:
+    s = report.get("sections", {})
+    rows = []
+
+    def add(key: str, value: str, baseline: str, ratio: str) -> None:
+        rows.append(f"| `{key}` | {value} | {baseline} | {ratio} | {TARGETS[key]} |")
+
+    if d := s.get("data"):
+        for n, r in d["sizes"].items():
+            add("entries_per_s", f"{r['entries_per_s']:,} at {int(n):,} entries ({r['s']} s)",
+                f"{r['baseline_json']['entries_per_s']:,} ({r['baseline_json']['s']} s)", f"{r['ratio']}×")
+    if b := s.get("build"):
+        add("noop_repro_s", f"{b['noop_repro_s']} s", f"`dvc status` {b['baseline_dvc_status_s']} s",
+            f"{b['noop_ratio']}×")
+    if t := s.get("train"):
+        add("train_tokens_per_s", f"{t['train_tokens_per_s']} tok/s, {t['real_token_share']:.0%} real",
+            f"{t['baseline_padded']['tokens_per_s']} tok/s, {t['baseline_padded']['real_share']:.0%} real",
+            f"{t['ratio']}×")
+    if d := s.get("decode"):
+        add("decode_tokens_per_s", f"{d['decode_tokens_per_s']} tok/s (Q8_0, grammar; "
+            f"{d['q8_0_free']['tokens_per_s']} free)",
+            f"{d['baseline_transformers']['tokens_per_s']} tok/s", f"{d['ratio']}×")
+    if b:
+        add("incremental_ratio", f"{b['incremental']['s']} s ({b['incremental']['param']})",
+            f"full build {b['full_build_total_s']} s", f"{b['incremental_ratio']:.1%}")
+    if h := s.get("sha256"):
+        add("sha256_mb_per_s", f"{h['sha256_mb_per_s']} MB/s", f"{h['baseline_sha256sum_mb_per_s']} MB/s",
+            f"{h['ratio']}×")
+    if b:
+        per = ", ".join(f"{k} {v}" for k, v in b["full_build_s"].items())
+        add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per})", "-", "-")
+        add("peak_rss_mb", ", ".join(f"{k} {v}" for k, v in b["peak_rss_mb"].items()), "-", "-")
+    m = report.get("machine", {})
+    head = (f"Measured by `make bench` on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+            f"{m.get('memory_gib', '?')} GiB (sections run {', '.join(sorted(report.get('ran', {})))}).")
+    return "\n".join([head, "", "| figure | ours | baseline (same run) | ratio | target |",
+                      "|---|---|---|---|---|", *rows])
+
+
+def update_readme(text: str) -> None:
+    readme = README.read_text(encoding="utf-8")
+    if MARK_START not in readme or MARK_END not in readme:
+        raise SystemExit(f"{README}: bench markers {MARK_START} / {MARK_END} missing")
+    head, rest = readme.split(MARK_START, 1)
+    _, tail = rest.split(MARK_END, 1)
+    write_text(README, f"{head}{MARK_START}\n{text}\n{MARK_END}{tail}")
+
+
+SECTIONS = ("sha256", "decode", "train", "data", "build")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuneforge.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="data section entry counts")
+    ap.add_argument("--train-steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    os.chdir(ROOT)
+    params = load_params(ROOT / "params.yaml")
+    report = json.loads(REPORT.read_text()) if REPORT.is_file() else {}
+    report.setdefault("sections", {})
+    report.setdefault("ran", {})
+    report["machine"] = machine()
+    for name in args.only.split(","):
+        if name not in SECTIONS:
+            ap.error(f"unknown section {name!r}")
+        print(f"bench: {name} ...", flush=True)
+        t0 = time.perf_counter()
+        if name == "data":
+            result = bench_data(params, [int(x) for x in args.sizes.split(",")])
+        elif name == "train":
+            result = bench_train(params, args.train_steps)
+        else:
+            result = globals()[f"bench_{name}"](params)
+        result["bench_s"] = round(time.perf_counter() - t0, 1)
+        report["sections"][name] = result
+        report["ran"][name] = datetime.date.today().isoformat()
+        print(canonical_json({name: result}), flush=True)
+        write_json(REPORT, report)
+    text = table(report)
+    update_readme(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
