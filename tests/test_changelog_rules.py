@@ -86,3 +86,93 @@ def test_prompt_and_label_rendering_round_trip():
 def test_unknown_task_lists_known_ones():
     with pytest.raises(ValueError, match="changelog-actions"):
         get_task("commit-messages")
+
+
+# General cues added after reading the labeler's errors on data/labeled/train.jsonl and the
+# tuning part of the gold set (each case is written here, not copied from either file).
+GENERAL_CASES = [
+    # rule 1: "DoS" is denial of service, "DOS" the operating system
+    ("Fix a DoS via deeply nested brackets.", None, "security", 1),
+    ("Handle DOS drive letters in paths on native Windows builds.", None, "fix", 5),
+    # rule 1: exposing data in logs is an exposure
+    ("Stop exposing the request body in logs.", None, "security", 1),
+    # rule 4 is about the product announcing a deprecation, not about moving off one
+    ("Use non-deprecated `chown` syntax in the test helpers.", None, "unknown", 8),
+    ("Replace deprecated `which` calls with `command -v`.", None, "unknown", 8),
+    ("Use of `--old` in scripts is not deprecated by this change.", "Deprecation notices", "unknown", 8),
+    # rule 4 over rule 2: renamed, but the old name still works
+    ("`--html-ext` has been renamed to `--adjust-ext`; `--html-ext` is still accepted but deprecated.",
+     None, "deprecation", 4),
+    # rule 2: something that used to work is now rejected
+    ("An empty pattern is now an error.", None, "breaking", 2),
+    ("No longer ship the `foo.tab` data files.", None, "breaking", 2),
+    # rule 3: a changed default, framed as an improvement
+    ("The default algorithm has been adjusted to give better output at some CPU cost.",
+     "Performance", "breaking", 3),
+    # rule 9: translations and help text are messages
+    ("Updated translations.", None, "docs", 9),
+    ("Fix the help message of `frob`: `--index` takes a value.", None, "docs", 9),
+    # rule 5 over rule 9: a warning that was emitted wrongly
+    ("Silence a warning incorrectly emitted for quoted paths.", None, "fix", 5),
+    # rule 8: packaging chores under a path prefix or a packaging heading
+    ("debian/rules: Add a target to regenerate the docs.", None, "unknown", 8),
+    ("Document Rules-Requires-Root.", "d/control", "unknown", 8),
+    ("Make sure the generated dependency file is stably sorted.",
+     "Performance, Internal Implementation, Development Support etc.", "unknown", 8),
+    ("Define the data structure for bundle lists.",
+     "Performance, Internal Implementation, Development Support etc.", "unknown", 8),
+    ("Mostly bug fixes.", None, "unknown", 8),
+    ("See README.amiga for details.", None, "unknown", 8),
+    ("Rename binaries", None, "unknown", 8),
+    # rules 5-7 cues
+    ("Protect against division by zero in the hash table.", None, "fix", 5),
+    ("SuperRes support", None, "feature", 7),
+    ("gzip now restores timestamps to the microsecond.", None, "feature", 7),
+    ("Added non-square partitioning optimizations", None, "performance", 6),
+    ("The COFF parser is broken on VMS; replaced with a hack that is faster on Alphas.", None, "fix", 5),
+]
+
+
+@pytest.mark.parametrize("text,hint,kind,rule", GENERAL_CASES)
+def test_general_cues(text, hint, kind, rule):
+    assert cl.rule_kind(text, hint) == (cl.Kind(kind), rule)
+    label, _ = cl.rule_label(text, hint, "demo", "1.2.3")
+    assert cl.style_problems(label, text) == [], label
+
+
+def test_identifiers_read_each_quoting_style():
+    assert cl.identifiers("Use `--json` and `list`.") == ["--json", "list"]
+    # GNU quotes: a backtick closed by an apostrophe, never paired with the next backtick
+    assert cl.identifiers("Use the `--limit-rate' option, e.g. `wget --limit-rate=15k URL'.") == [
+        "--limit-rate", "wget --limit-rate=15k URL"]
+    assert cl.identifiers("`L' command is deprecated.") == ["L"]
+    # reST inline literals, and a code span holding an apostrophe
+    assert cl.identifiers("new ``--trusted-host`` flag (``pip install --trusted-host x``)") == [
+        "--trusted-host", "pip install --trusted-host x"]
+    assert cl.identifiers("Use `git`'s `don't` and ``<base href='...'>``") == ["git", "don't", "<base href='...'>"]
+    # reST roles: code roles name an identifier (target, without ~), cross-references do not
+    assert cl.identifiers("See :func:`~pkg.mod.frob` and :meth:`Frob <pkg.Frob.run>`.") == [
+        "pkg.mod.frob", "pkg.Frob.run"]
+    assert cl.identifiers("by :user:`encukou`, see :ref:`install`, :issue:`123`, :doc:`x`") == []
+    # reST links and TeX-style quotations are not code; bug numbers are not either
+    assert cl.identifiers("(`#9086 <https://github.com/pypa/pip/issues/9086>`_) and `docs`_") == []
+    assert cl.identifiers("The pseudo-op ``.mri 1'' switches mode; bug `751956`.") == []
+
+
+def test_style_identifier_check_with_gnu_quotes_and_rest_links():
+    text = "You can limit the rate with the `--limit-rate' option. For example, `wget --limit-rate=15k URL'."
+    label, _ = cl.rule_label(text, None, "wget", "1.10")
+    assert "`--limit-rate`" in label["action_text"]
+    assert cl.style_problems(label, text) == []
+    ok = {**label, "action_text": "Use `--limit-rate` to cap the download rate."}
+    assert cl.style_problems(ok, text) == []
+    linked = "Speed up Git URL installs. (`#9086 <https://github.com/pypa/pip/issues/9086>`_)"
+    bad = {**label, "action_text": "Upgrade pip as described in `#9086 <https://github.com/pypa/pip/issues/9086>`."}
+    assert cl.style_problems(bad, linked) == ["style_identifier_not_in_input"]
+
+
+def test_unknown_action_names_the_entry_identifiers():
+    text = "The `bfd' library has been updated."
+    label, rule = cl.rule_label(text, None, "binutils", "2.2")
+    assert rule == 8 and "`bfd`" in label["action_text"]
+    assert cl.style_problems(label, text) == []

@@ -89,13 +89,31 @@ def parse_label(text: str) -> ActionItem:
 
 # ---------------------------------------------------------------- rule labeler
 
-IDENT_RE = re.compile(r"`([^`\n]{1,80})`")
+# Code spans as the entries write them, tried left to right at each backtick:
+#   :func:`name` (a reST role: code roles name an identifier, :ref:/:issue:/... do not),
+#   ``literal`` (reST), `text <url>`_ / `name`_ (reST links: never identifiers),
+#   `code` (Markdown), `--limit-rate' (GNU quotes: a backtick closed by an apostrophe);
+#   ``text'' is a TeX-style quotation, not code.
+IDENT_RE = re.compile(
+    r":(?P<role>(?:[\w-]+:)?[\w-]+):`(?P<role_body>[^`\n]{1,120})`"
+    r"|``(?P<quotation>[^`'\n]{1,120})''"
+    r"|``(?P<literal>[^`\n]{1,120}?)``"
+    r"|`(?P<link>[^`\n]{0,120})`__?(?!\w)"
+    r"|`(?P<code>[^`'\n]{1,120})`"
+    r"|`(?P<gnu>[^`'\n]{1,120})'(?=[\s,;:)!?]|\.(?:\s|$)|$)"
+    r"|`(?P<code_apos>[^`\n]{1,120})`"
+)
+CODE_ROLES = {"func", "meth", "class", "mod", "attr", "data", "const", "exc", "obj", "envvar",
+              "option", "program", "command", "file", "samp", "kbd", "code", "macro", "member",
+              "type", "var", "struct", "enum", "enumerator", "function", "confval", "setting"}
+ROLE_TARGET_RE = re.compile(r"<([^<>]+)>\s*$")
 CVE_RE = re.compile(r"\bCVE-\d{4}-\d{4,}\b", re.I)
 
 CONTENT_FREE_RE = re.compile(
     r"^(?:[-*\s]*)(?:"
     r"(?:(?:mostly|mainly|only|just) )?(?:various |minor |misc(?:ellaneous)? |small |several |many |other |general )?"
-    r"(?:bug ?fix(?:es)?|(?:(?:bug|warning|build|compiler|test|typo)s? (?:and (?:bug|warning|build|compiler|test|typo)s? )?)?fixes"
+    r"(?:bug ?fix(?:es)?"
+    r"|(?:(?:bug|warning|build|compiler|test|typo)s? (?:and (?:bug|warning|build|compiler|test|typo)s? )?)?fixes"
     r"|improvements?|cleanups?|clean-?ups?|changes|updates|tweaks|enhancements)"
     r"(?: and (?:minor |other |various |performance |stability |reliability )?"
     r"(?:improvements?|fixes|cleanups?|changes|updates|enhancements|optimi[sz]ations))?"
@@ -209,7 +227,8 @@ PERF_RE = re.compile(
     r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
     r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
     r"|\bmore efficient|\befficiency\b|\binefficien|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
-    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)\b(?! (?:breakages?|failures?|errors?|warnings?))|\bmultiple threads|\bmulti-?thread|\blazily\b|\bSIMD\b|\bacceleration\b",
+    r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)\b(?! (?:breakages?|failures?|errors?|warnings?))"
+    r"|\bmultiple threads|\bmulti-?thread|\blazily\b|\bSIMD\b|\bacceleration\b",
     re.I,
 )
 FEATURE_RE = re.compile(
@@ -244,15 +263,19 @@ HINT_KIND = [
 ]
 
 WRONGLY_RE = re.compile(r"\b(?:incorrect(?:ly)?|wrong(?:ly)?|spurious(?:ly)?|bogus|erroneous(?:ly)?)\b", re.I)
-LEADING_FEATURE_RE = re.compile(r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b(?! (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
+LEADING_FEATURE_RE = re.compile(
+    r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b"
+    r"(?! (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
 LEADING_VERB_KIND = [
     # rule 9 before rule 5: fixing the help text or the docs changes only documentation
     (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?(?:help|usage) (?:message|text|output)s?\b"
-                r"|^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:\S+ ){0,3}?(?:documentation|docs|man ?pages?|comments?)\b", re.I), Kind.docs, 9),
+                r"|^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:\S+ ){0,3}?(?:documentation|docs|man ?pages?|comments?)\b",
+                re.I), Kind.docs, 9),
     (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?"
                 r"|ensure[sd]?|protect(?:s|ed)? against)\b", re.I), Kind.fix, 5),
     (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
-                r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?(?:SIMD|acceleration|fast(?:er)? path|optimi[sz]ations?))\b", re.I), Kind.performance, 6),
+                r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?"
+                r"(?:SIMD|acceleration|fast(?:er)? path|optimi[sz]ations?))\b", re.I), Kind.performance, 6),
     (LEADING_FEATURE_RE, Kind.feature, 7),
     (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
                 r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
@@ -285,11 +308,21 @@ PERF_AREAS = {"perf", "performance", "optimization", "optimisation", "speed"}
 
 
 def identifiers(text: str) -> list[str]:
-    """Backticked code spans in input order, without duplicates."""
+    """Backticked code spans in input order, without duplicates (see IDENT_RE for the
+    quoting styles read; reST links and non-code roles are not identifiers)."""
     seen: dict[str, None] = {}
     for m in IDENT_RE.finditer(text):
-        if not m.group(1).strip("#:").isdigit():  # `751956` is a bug number, not code
-            seen.setdefault(m.group(1), None)
+        if m.group("link") is not None or m.group("quotation") is not None:
+            continue
+        if m.group("role") is not None:
+            if m.group("role").rsplit(":", 1)[-1].lower() not in CODE_ROLES:
+                continue  # :ref:`x`, :issue:`123`, :doc:`...` are cross-references
+            target = ROLE_TARGET_RE.search(m.group("role_body"))  # :func:`title <target>`
+            value = (target.group(1) if target else m.group("role_body")).lstrip("~!")
+        else:
+            value = m.group("literal") or m.group("code") or m.group("gnu") or m.group("code_apos")
+        if value.strip() and not value.strip("#:").isdigit():  # `751956` is a bug number, not code
+            seen.setdefault(value, None)
     return list(seen)
 
 
@@ -599,6 +632,8 @@ def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: st
         sentence = f"Consider using {target} from {release} where it fits your workflow"
     elif kind is Kind.docs:
         sentence = f"Read the updated documentation for {target}"
+    elif refs:
+        sentence = f"Review the {release} notes on {refs} before upgrading; this entry names no specific change"
     else:
         sentence = f"Review the {release} notes before upgrading; this entry names no specific change"
     words = sentence.split()
