@@ -9,7 +9,12 @@ each ends as an entry, a quarantine row (with a reason code) or a duplicate.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import multiprocessing
+import os
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -33,55 +38,65 @@ def quarantine(source: str, line: int | None, reason: QuarantineReason, detail: 
                             reason=reason, detail=detail, source_file=source, line=line)
 
 
-def read_file(name: str, raw: bytes, cfg: dict, seen: set[str], counts: Counter,
-              entries: list[RawEntry], dropped: list[QuarantineRecord]) -> None:
-    """Parse one file; append its entries and quarantine rows; count everything."""
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes surrogateescape kept from invalid UTF-8
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def redact_once(text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """redact() memoised: the same entry text recurs across packages' changelogs."""
+    body, found = redact(text)
+    return body, tuple(sorted(found.items()))
+
+
+def parse_file(item: tuple[str, bytes | None, str | None], cfg: dict) -> list[tuple]:
+    """Everything one file needs that no other file does: parse, check, redact, hash.
+
+    Runs in a worker process. Returns the file's records in order as plain tuples (cheap
+    to pickle): ("drop", line, reason, detail, text) or ("entry", key, text, hint, version,
+    line, format, redactions found); deduplication across files happens in the parent, in
+    snapshot order.
+    """
+    name, raw, error = item
+    if raw is None:  # a corrupt .gz in a directory snapshot: one record, the file
+        return [("drop", None, QuarantineReason.unreadable_file, str(error), "")]
     if len(raw) > cfg["max_file_mb"] << 20:
-        counts["in"] += 1
-        dropped.append(quarantine(name, None, QuarantineReason.unreadable_file,
-                                  f"{len(raw)} bytes is over backfill.max_file_mb"))
-        return
+        return [("drop", None, QuarantineReason.unreadable_file,
+                 f"{len(raw)} bytes is over backfill.max_file_mb", "")]
     # surrogateescape keeps invalid bytes visible per entry instead of failing the file.
     text = raw.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
     try:
         fmt = detect_format(name, text)
     except UnknownFormatError as e:
-        counts["in"] += 1
-        dropped.append(quarantine(name, None, QuarantineReason.unknown_format, str(e)))
-        return
-    product = product_from_path(name)
+        return [("drop", None, QuarantineReason.unknown_format, str(e), "")]
+    out: list[tuple] = []
     for parsed in fmt.parse(name, text):
-        counts["in"] += 1
         body = normalise_ws(parsed.text)
         where = f"{name}:{parsed.line}"
-        if any("\udc80" <= ch <= "\udcff" for ch in body):
-            dropped.append(quarantine(name, parsed.line, QuarantineReason.invalid_utf8,
-                                      f"{where}: entry holds bytes that are not UTF-8", body))
-            continue
-        if not body:
-            dropped.append(quarantine(name, parsed.line, QuarantineReason.empty_entry,
-                                      f"{where}: entry is empty"))
-            continue
-        if len(body) < cfg["min_chars"]:
-            dropped.append(quarantine(name, parsed.line, QuarantineReason.entry_too_short,
-                                      f"{where}: {len(body)} chars < backfill.min_chars", body))
-            continue
-        if len(body) > cfg["max_chars"]:
-            dropped.append(quarantine(name, parsed.line, QuarantineReason.entry_too_long,
-                                      f"{where}: {len(body)} chars > backfill.max_chars", body))
-            continue
-        body, found = redact(body)
-        hint = redact(parsed.hint)[0] if parsed.hint else None
-        counts.update({f"redacted_{k}": v for k, v in found.items()})
-        key = content_key(body)
-        if key in seen:
-            counts["deduplicated"] += 1
-            continue
-        seen.add(key)
-        entries.append(RawEntry(id=key, text=body, hint=hint, product=product,
-                                version=parsed.version, source_file=name, line=parsed.line,
-                                format=fmt.name, redactions=sum(found.values())))
-        counts[f"format_{fmt.name}"] += 1
+        if _NOT_UTF8.search(body):
+            out.append(("drop", parsed.line, QuarantineReason.invalid_utf8,
+                        f"{where}: entry holds bytes that are not UTF-8", body))
+        elif not body:
+            out.append(("drop", parsed.line, QuarantineReason.empty_entry, f"{where}: entry is empty", ""))
+        elif len(body) < cfg["min_chars"]:
+            out.append(("drop", parsed.line, QuarantineReason.entry_too_short,
+                        f"{where}: {len(body)} chars < backfill.min_chars", body))
+        elif len(body) > cfg["max_chars"]:
+            out.append(("drop", parsed.line, QuarantineReason.entry_too_long,
+                        f"{where}: {len(body)} chars > backfill.max_chars", body))
+        else:
+            body, found = redact_once(body)
+            hint = redact_once(parsed.hint)[0] if parsed.hint else None
+            out.append(("entry", content_key(body), body, hint, parsed.version, parsed.line,
+                        fmt.name, found))
+    return out
+
+
+def snapshot_files(path: str) -> list[tuple[str, bytes | None, str | None]]:
+    """(name, bytes, None) per file in snapshot order; (name, None, error) for a corrupt one."""
+    files: list[tuple[str, bytes | None, str | None]] = []
+    for name, raw in iter_snapshot(path, on_error=lambda n, e: files.append((n, None, str(e)))):
+        files.append((name, raw, None))
+    return files
 
 
 def main() -> int:
@@ -91,18 +106,38 @@ def main() -> int:
     receipt = Receipt("backfill", {"backfill": cfg, "snapshot": paths["snapshot"]})
     receipt.inputs.append(paths["snapshot"])
 
+    files = snapshot_files(paths["snapshot"])
+    workers = min(cfg["workers"] or os.cpu_count() or 1, max(len(files), 1))
     seen: set[str] = set()
     counts: Counter = Counter()
     entries: list[RawEntry] = []
     dropped: list[QuarantineRecord] = []
-
-    def unreadable(name: str, error: Exception) -> None:  # a corrupt .gz file: one record
-        counts["in"] += 1
-        dropped.append(quarantine(name, None, QuarantineReason.unreadable_file, str(error)))
-
-    for name, raw in tqdm(iter_snapshot(paths["snapshot"], on_error=unreadable), desc="backfill",
-                          unit="file", disable=None):
-        read_file(name, raw, cfg, seen, counts, entries, dropped)
+    with contextlib.ExitStack() as stack:
+        work = functools.partial(parse_file, cfg=cfg)
+        if workers > 1:  # imap keeps snapshot order, so the output does not depend on workers
+            pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
+            results = pool.imap(work, files, chunksize=4)
+        else:
+            results = map(work, files)
+        for (name, _, _), records in tqdm(zip(files, results, strict=True), total=len(files),
+                                          desc="backfill", unit="file", disable=None):
+            product = product_from_path(name)
+            for kind, *rec in records:
+                counts["in"] += 1
+                if kind == "drop":
+                    line, reason, detail, text = rec
+                    dropped.append(quarantine(name, line, reason, detail, text))
+                    continue
+                key, text, hint, version, line, fmt, found = rec
+                counts.update({f"redacted_{k}": v for k, v in found})
+                if key in seen:
+                    counts["deduplicated"] += 1
+                    continue
+                seen.add(key)
+                entries.append(RawEntry(id=key, text=text, hint=hint, product=product,
+                                        version=version, source_file=name, line=line, format=fmt,
+                                        redactions=sum(n for _, n in found)))
+                counts[f"format_{fmt}"] += 1
 
     quarantine_path = Path(paths["quarantine_dir"]) / "backfill.jsonl"
     write_jsonl(paths["entries"], entries)

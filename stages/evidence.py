@@ -12,6 +12,8 @@ endpoint (off by default: the default path makes zero model calls),
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import sys
 from pathlib import Path
 
@@ -46,11 +48,20 @@ def teacher_candidate(task: Task, row: dict) -> CandidateLabel:
                               error=f"not a valid label: {str(e).splitlines()[0]}")
 
 
+def rule_labels(task: Task, entries: list[RawEntry], workers: int) -> list[tuple[dict, int]]:
+    """The rule labeler over every entry, in entry order, on `workers` processes."""
+    args = [(e.text, e.hint, e.product, e.version) for e in entries]
+    if workers <= 1 or len(args) < 2:
+        return [task.rule_label(*a) for a in args]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.starmap(task.rule_label, args, chunksize=max(1, min(512, len(args) // (4 * workers))))
+
+
 def build_record(task: Task, entry: RawEntry, gold: dict | None, human: dict | None,
-                 teacher_row: dict | None, use_rules: bool) -> EvidenceRecord:
+                 teacher_row: dict | None, rules: tuple[dict, int] | None) -> EvidenceRecord:
     candidates = []
-    if use_rules:
-        label, rule = task.rule_label(entry.text, entry.hint, entry.product, entry.version)
+    if rules is not None:
+        label, rule = rules
         candidates.append(CandidateLabel(source=LabelSource.rules, label=label, rule=rule))
     if teacher_row is not None:
         candidates.append(teacher_candidate(task, teacher_row))
@@ -94,9 +105,12 @@ def main() -> int:
         teacher_rows, model_calls = teacher.label_all(prompts, cfg["teacher"], paths["teacher_cache"])
         receipt.outputs.append(paths["teacher_cache"])
 
+    rules = (rule_labels(task, entries, cfg["workers"] or os.cpu_count() or 1) if cfg["rules"]
+             else [None] * len(entries))
     records = [build_record(task, e, gold.get(content_key(e.text)), human.get(content_key(e.text)),
-                            teacher_rows.get(e.id), cfg["rules"])
-               for e in tqdm(entries, desc="evidence", unit="entry", disable=None)]
+                            teacher_rows.get(e.id), r)
+               for e, r in tqdm(zip(entries, rules, strict=True), total=len(entries), desc="evidence",
+                                unit="entry", disable=None)]
     write_jsonl(paths["evidence"], records)
     receipt.outputs.insert(0, paths["evidence"])
     with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))

@@ -71,6 +71,26 @@ def test_two_runs_are_byte_identical(workdir, run_pipeline, tmp_path_factory):
     assert snapshot_tree(workdir) == first
 
 
+def test_output_does_not_depend_on_worker_count(workdir, run_pipeline):
+    """backfill parses and evidence labels on a process pool; order and bytes must not
+    follow the number of workers."""
+    import yaml
+
+    def run_with(workers: int) -> dict[str, bytes]:
+        params = yaml.safe_load((workdir / "params.yaml").read_text())
+        params["backfill"]["workers"] = params["evidence"]["workers"] = workers
+        (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        for p in (workdir / "data").rglob("*.jsonl"):
+            if "gold" not in p.parts:
+                p.unlink()
+        run_pipeline()
+        return snapshot_tree(workdir)
+
+    serial = run_with(1)
+    assert len(serial) > 3
+    assert run_with(3) == serial
+
+
 def test_gold_entries_never_reach_an_export(workdir, run_pipeline):
     run_pipeline()
     entries = list(read_jsonl(workdir / "data/entries.jsonl"))
