@@ -74,7 +74,7 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     params["train"].update(base={"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"},
                            max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
                            warmup_steps=1)
-    params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512)
+    params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
     for section, values in overrides.items():
         params[section].update(values)
     root.mkdir(parents=True, exist_ok=True)
