@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tuneforge import teacher
-from tuneforge.io import load_params, read_jsonl, sig_hash, write_jsonl
+from tuneforge.io import load_params, read_jsonl, read_models, sig_hash, write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance, RawEntry
 from tuneforge.tasks import Task, get_task
@@ -89,7 +89,7 @@ def main() -> int:
     if not cfg["rules"] and not cfg["teacher"]["enabled"]:
         raise SystemExit("evidence: no label source enabled (evidence.rules / evidence.teacher.enabled)")
 
-    entries = [RawEntry.model_validate(row) for row in read_jsonl(paths["entries"])]
+    entries = list(read_models(paths["entries"], RawEntry))
     gold = hand_labels(paths["gold"])
     human = hand_labels(paths["human_labels"]) if cfg["human_labels"] else {}
     overlap = set(gold) & set(human)

@@ -25,7 +25,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tuneforge.io import load_params, read_jsonl, write_json, write_jsonl
+from tuneforge.io import load_params, read_jsonl, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt, drift_report, scored_distributions
 from tuneforge.records import (
     LabelSource, PreferencePair, Provenance, QuarantineReason, QuarantineRecord, RagSample,
@@ -167,7 +167,7 @@ def main() -> int:
     out_dir = Path(paths["exports_dir"])
 
     gold = GoldIndex([row["text"] for row in read_jsonl(paths["gold"])], cfg["near_dup_jaccard"])
-    records = [ScoredRecord.model_validate(row) for row in read_jsonl(paths["scored"])]
+    records = list(read_models(paths["scored"], ScoredRecord))
     dropped: list[QuarantineRecord] = []
     sft_pool, rag, pairs = [], [], []
     counts: Counter = Counter()

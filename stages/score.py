@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from tuneforge import metrics
-from tuneforge.io import load_params, read_jsonl, write_json, write_jsonl
+from tuneforge.io import load_params, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import (
     CandidateLabel, EvidenceRecord, LabelSource, QuarantineReason, QuarantineRecord,
@@ -140,7 +140,7 @@ def main() -> int:
 
     scored: list[ScoredRecord] = []
     rejected: list[QuarantineRecord] = []
-    evidence = [EvidenceRecord.model_validate(row) for row in read_jsonl(paths["evidence"])]
+    evidence = list(read_models(paths["evidence"], EvidenceRecord))
     records_in = len(evidence)
     for ev in tqdm(evidence, desc="score", unit="record", disable=None):
         rec = score_record(task, ev, cfg)

@@ -92,6 +92,22 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                 raise ValueError(f"{path}:{lineno}: invalid JSON: {e.msg}") from e
 
 
+def read_models(path: str | Path, model: type) -> Iterator[Any]:
+    """Yield pydantic `model` rows, parsed by pydantic-core straight from each JSON line
+    (no dict in between); a bad line is an error naming file and line."""
+    from pydantic import ValidationError
+
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield model.model_validate_json(line)
+            except ValidationError as e:
+                raise ValueError(f"{path}:{lineno}: not a valid {model.__name__}: "
+                                 f"{str(e).splitlines()[0]}") from e
+
+
 def count_lines(path: str | Path) -> int:
     with open(path, "rb") as f:
         return sum(1 for _ in f)
