@@ -91,7 +91,7 @@ CONTENT_FREE_TAILS = ["", " and improvements", " and performance improvements",
                       " and reliability improvements"]
 CONTENT_FREE_PHRASES = [
     "Internal refactoring", "Code cleanup", "Updated dependencies", "Bump dependencies",
-    "Updated translations", "Refactoring of the code", "Stability improvements",
+    "Refactoring of the code", "Stability improvements",
     "Reliability improvements", "New upstream release", "No-change rebuild",
     "See the commit log for details", "See ChangeLog for details",
 ]
