@@ -9,7 +9,6 @@ import io
 import json
 import random
 import tarfile
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -274,23 +273,34 @@ PARSE_PATHS = st.sampled_from(["x/NEWS", "x/NEWS.gz", "x/CHANGELOG.md", "x/chang
 @given(raw=st.one_of(st.binary(max_size=600), st.lists(st.sampled_from(
     [b"\n", b"\r\n", b"\r", b"* ", b"- ", b"## [1.0] - 2024\n", b"### Fixed\n", b"\xff", b"\x00", b"\xc3",
      b"pkg (1.0-1) unstable; urgency=low\n", b"  * ", b"Fixed a crash in the parser", b"1.2.3\n=====\n",
-     b"* Noteworthy changes in release 2.0\n"]), max_size=60).map(b"".join)), path=PARSE_PATHS)
-def test_backfill_read_file_accounts_for_every_record(raw, path):
-    """backfill's per-file reader on arbitrary bytes: never raises, every record in is an
-    entry, a quarantine row with a reason naming the file, or a counted duplicate."""
-    from stages.backfill import read_file
+     b"* Noteworthy changes in release 2.0\n", b" ghp_" + b"Ab1" * 12, b" hf_" + b"xY9" * 11]),
+    max_size=60).map(b"".join)), path=PARSE_PATHS)
+def test_backfill_parse_file_accounts_for_every_record(raw, path):
+    """backfill's per-file work on arbitrary bytes: never raises; one record per entry the
+    parser sees (or one for a file no parser reads); a dropped record has a reason and names
+    file:line; a kept one is redacted and keyed by its content."""
+    from stages.backfill import parse_file
+    from tuneforge.sources import UnknownFormatError, detect_format
+    from tuneforge.text import content_key
 
-    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 16}
-    seen, counts, entries, dropped = set(), Counter(), [], []
-    read_file(path, raw, cfg, seen, counts, entries, dropped)
-    read_file("copy/" + path, raw, cfg, seen, counts, entries, dropped)  # the same file twice
-    assert counts["in"] == len(entries) + len(dropped) + counts["deduplicated"]
+    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 16, "workers": 1}
+    records = parse_file((path, raw, None), cfg)
+    text = faults.decode_like_backfill(raw)
+    try:
+        expected = sum(1 for _ in detect_format(path, text).parse(path, text))
+    except UnknownFormatError:
+        expected = 1
     # a file a parser accepts but that holds no entry (e.g. an empty CHANGES.rst) adds no
     # record; the suite reports such files as `silent_files`
-    for q in dropped:
-        assert q.reason and q.source_file in q.detail
-        assert q.line is None or q.line >= 1
-    assert len({e.id for e in entries}) == len(entries)
+    assert len(records) == expected
+    for kind, *rec in records:
+        if kind == "drop":
+            line, reason, detail, _ = rec
+            assert reason and path in detail
+            assert line is None or f"{path}:{line}" in detail
+        else:
+            key, body = rec[0], rec[1]
+            assert key == content_key(body) and find_secrets(body) == []
 
 
 @settings(max_examples=100, deadline=None)
@@ -330,7 +340,7 @@ def test_snapshot_tar_roundtrip(tmp_path_factory, members):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(st.text(max_size=40).map(lambda s: s.replace("\n", " ")),
+@given(st.lists(st.one_of(st.text(max_size=40).map(lambda s: s.replace("\n", " ").replace("\r", " ")),
                           st.dictionaries(st.text(max_size=5), st.integers(), max_size=3).map(json.dumps)),
                 max_size=8))
 def test_read_jsonl_yields_rows_or_names_file_and_line(tmp_path_factory, lines):

@@ -43,13 +43,13 @@ import time
 import traceback
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from tuneforge.io import canonical_json, read_jsonl, sha256_file, write_json
+from tuneforge.io import canonical_json, git_revision, read_jsonl, sha256_file, write_json
 from tuneforge.redact import KINDS, find_secrets, redact
 from tuneforge.sources import FORMATS, UnknownFormatError, detect_format
 from tuneforge.text import content_key, jaccard, normalise_ws, word_shingles
@@ -79,12 +79,30 @@ def log(msg: str) -> None:
 
 # =============================================================== scratch pipeline roots
 
+# The code every stage subprocess runs: a copy of stages/ and src/ taken once per process
+# (freeze_code), so edits to the working tree while the suite runs cannot change outputs
+# between a reference run and a rerun.
+CODE: Path | None = None
+
+
+def freeze_code(scratch: Path) -> Path:
+    global CODE
+    if CODE is None or not CODE.exists():
+        dst = Path(tempfile.mkdtemp(prefix="code-", dir=scratch))
+        ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+        shutil.copytree(ROOT / "stages", dst / "stages", ignore=ignore)
+        shutil.copytree(ROOT / "src", dst / "src", ignore=ignore)
+        CODE = dst
+    return CODE
+
+
 def stage_env() -> dict[str, str]:
     env = dict(os.environ, TQDM_DISABLE="1", DVC_NO_ANALYTICS="1", PYTHONHASHSEED="0",
                GIT_AUTHOR_NAME="faults", GIT_AUTHOR_EMAIL="faults@example.invalid",
                GIT_COMMITTER_NAME="faults", GIT_COMMITTER_EMAIL="faults@example.invalid")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    code = CODE or ROOT  # PYTHONPATH comes before the editable install's src on sys.path
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), str(code / "src"), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -468,7 +486,6 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
     acc = Accounting()
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     paths = params["paths"]
-    data = root / "data"
     receipts = {s: StageReceipt.model_validate_json(
         (root / paths["receipts_dir"] / f"{s}.json").read_text(encoding="utf-8")) for s in DATA_STAGES}
     for s, r in receipts.items():
@@ -814,7 +831,7 @@ def scan_for_secrets(root: Path, planted: list[tuple[str, Planted]],
         data = p.read_bytes()
         kind = "gguf" if p.suffix == ".gguf" else ("binary" if b"\x00" in data[:8192] else "text")
         scanned[kind] += 1
-        for n, e in zip(needles, enc):
+        for n, e in zip(needles, enc, strict=True):
             if e in data:
                 leaks.append({"file": rel, "needle": n[:6] + "...", "how": "bytes"})
         if kind == "text":
@@ -862,7 +879,7 @@ def model_available() -> str | None:
 def init_dvc_repo(root: Path, stages: tuple[str, ...]) -> None:
     """Turn a pipeline root into a git+DVC project reduced to `stages` (as tests/test_remote.py)."""
     for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, root / name, dirs_exist_ok=True,
+        shutil.copytree((CODE or ROOT) / name, root / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
     pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
@@ -880,6 +897,7 @@ def init_dvc_repo(root: Path, stages: tuple[str, ...]) -> None:
 def secrets_suite(seed: int, scratch: Path, model: bool, tiny_base: Path | None) -> dict:
     """Plant secrets, build under `dvc repro` (data half) in a git+DVC scratch repo, then the
     tiny model chain on the resulting exports; scan every file the build produced."""
+    freeze_code(scratch.parent if scratch.name else scratch)
     start = time.monotonic()
     files, planted = plant_secrets(seed)
     root = make_root(scratch / "secrets", {**files, **{
@@ -1144,6 +1162,7 @@ def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, 
 def kill_suite(seed: int, scratch: Path, n_plain: int, n_dvc: int, n_model: int,
                tiny_base: Path | None, crash_bytes: int) -> tuple[dict, Path]:
     start = time.monotonic()
+    freeze_code(scratch.parent)
     rng = random.Random(seed)
     files = crash_snapshot(crash_bytes)
     points = plain_kill_points(scratch / "plain", rng, n_plain, files)
@@ -1290,6 +1309,7 @@ def leakage_suite(scratch: Path) -> dict:
 def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     """On the tiny chain: failing gates never promote; a GGUF off its pin is refused by
     register, by eval and by eval's by-hand mode; an unpinned GGUF is refused too."""
+    freeze_code(scratch.parent if scratch.name else scratch)
     start = time.monotonic()
     root = make_root(scratch / "chain", {})
     params = tiny_model_params(base_params(), tiny_base)
@@ -1399,6 +1419,7 @@ def run_all(seed: int = 7, quick: bool = False, model: bool = True, n_plain: int
     own = scratch is None
     scratch = Path(tempfile.mkdtemp(prefix="tuneforge-faults-")) if own else scratch
     try:
+        freeze_code(scratch)
         why_not = model_available() if model else "--no-model"
         tiny = None
         if why_not is None:
@@ -1442,6 +1463,9 @@ def run_all(seed: int = 7, quick: bool = False, model: bool = True, n_plain: int
             "gates_and_pins_failed": gates["failed"] if gates else None,
             "remote_corruption_detected": {m: remote[m]["detected"] for m in ("default", "verify")},
             "profile": "quick" if quick else "full",
+            "git_revision": git_revision(ROOT),
+            "working_tree_dirty": bool(sh(["git", "status", "--porcelain", "--untracked-files=no"],
+                                          ROOT, check=False).stdout.strip()),
             "seed": seed,
             "model_half": why_not or "tiny random-weight llama, SmolLM2 tokenizer",
             "seconds": round(time.monotonic() - started, 1),
