@@ -60,6 +60,7 @@ GOLD_MINI = ROOT / "tests" / "fixtures" / "gold-mini.jsonl"
 SNAPSHOT = ROOT / "data" / "snapshot" / "release-notes.tar.gz"
 DATA_STAGES = ("backfill", "evidence", "score", "export")
 MODEL_STAGES = ("train", "merge", "convert", "quantize")
+KILL_MODEL_STAGES = (*MODEL_STAGES, "eval", "register")
 FILE_LEVEL_REASONS = {"unknown_format", "unreadable_file"}
 
 # One real excerpt per registered format: the base every crafted case mutates.
@@ -998,6 +999,8 @@ STAGE_OUTPUTS = {
     "merge": ("models/merged", "reports/receipts/merge.json"),
     "convert": ("models/gguf", "reports/receipts/convert.json"),
     "quantize": ("models/gguf", "reports/receipts/quantize.json"),
+    "eval": ("reports/eval", "reports/metrics.json", "reports/receipts/eval.json"),
+    "register": ("models/registry.json", "models/modelfiles", "reports/receipts/register.json"),
 }
 
 
@@ -1174,7 +1177,7 @@ def kill_suite(seed: int, scratch: Path, n_plain: int, n_dvc: int, n_model: int,
         params = tiny_model_params(base_params(), tiny_base)
         (pre / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         write_tiny_exports(pre)
-        points += plain_kill_points(scratch / "model", rng, n_model, {}, MODEL_STAGES, pre=pre)
+        points += plain_kill_points(scratch / "model", rng, n_model, {}, KILL_MODEL_STAGES, pre=pre)
     elif n_model:
         model_note = "model stages skipped (no tiny base)"
     bad = [p for p in points if p["differs"] or p.get("partial_outputs") or p.get("partial_in_cache")
@@ -1437,7 +1440,7 @@ def run_all(seed: int = 7, quick: bool = False, model: bool = True, n_plain: int
         kills, dvc_ref = kill_suite(
             seed, scratch / "kill", n_plain if n_plain is not None else (4 if quick else 16),
             n_dvc if n_dvc is not None else (1 if quick else 6),
-            (n_model if n_model is not None else (0 if quick else 4)) if tiny is not None else 0,
+            (n_model if n_model is not None else (0 if quick else 6)) if tiny is not None else 0,
             tiny, 150_000 if quick else 600_000)
         log(f"kill points: {kills['points']}, {kills['nonidentical']} non-identical, {kills['seconds']} s")
         log("leakage ...")
