@@ -952,12 +952,15 @@ def secrets_suite(seed: int, scratch: Path, model: bool, tiny_base: Path | None)
 # =============================================================== kill -9
 
 def _norm_file(p: Path) -> str:
-    """sha256 of a file, receipts without their timing fields and the drift report without
-    its previous-run half (both differ by design between two runs)."""
+    """sha256 of a file; receipts without their timing fields and eval's answer-memo counts
+    (machine-local state: a rerun after a kill finds the answers the killed run memoised),
+    and the drift report without its previous-run half; all of these differ by design."""
     if p.parent.name == "receipts" and p.suffix == ".json":
         obj = json.loads(p.read_text(encoding="utf-8"))
         obj.pop("duration_s", None)
         obj.pop("peak_rss_mb", None)
+        for key in ("cache_hits", "decoded"):
+            obj.get("counts", {}).get("extra", {}).pop(key, None)
         return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
     if p.name == "drift.json":
         obj = json.loads(p.read_text(encoding="utf-8"))
