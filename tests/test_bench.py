@@ -1,0 +1,55 @@
+"""The benchmark's own plumbing (never its timings): resampling, the plain baseline,
+the lock comparison verify-repro and bench build rely on, and the README table."""
+import yaml
+
+from tuneforge import bench
+from tuneforge.verify_repro import compare_locks
+
+from .conftest import ROOT
+
+ENTRIES = [("Fixed a crash when `--output` is a directory.", "Bug fixes", "1.0", "git"),
+           ("Added a `--json` flag to `status`.", None, "1.1", "git"),
+           ("Removed the deprecated `foo` command.", "Breaking changes", None, "npm")]
+
+
+def test_resampled_snapshot_parses_back_to_every_entry(tmp_path):
+    written = bench.write_resampled(ENTRIES, 500, seed=1, out_dir=tmp_path / "snap", per_file=120)
+    assert written == 500
+    assert len(list((tmp_path / "snap").rglob("*.md"))) >= 5  # split into files of <= 120
+    parsed = bench.real_entries(tmp_path / "snap")
+    assert len(parsed) == 500
+    assert {(t, h, p) for t, h, _, p in parsed} <= {(t, h, p) for t, h, _, p in ENTRIES}
+
+
+def test_plain_baseline_reads_every_entry_and_dedupes(tmp_path):
+    bench.write_resampled(ENTRIES, 300, seed=2, out_dir=tmp_path / "snap")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    counts = bench.plain_pipeline(tmp_path / "snap", tmp_path / "out", ROOT / params["paths"]["gold"],
+                                  params["task"], params)
+    assert counts["in"] == 300
+    unique = sum(1 for _ in open(tmp_path / "out" / "entries.jsonl"))
+    assert unique == len(ENTRIES)
+    assert counts["train"] + counts["valid"] <= unique
+
+
+def lock(outs: dict[str, str]) -> str:
+    return yaml.safe_dump({"schema": "2.0", "stages": {"s": {"cmd": "x", "outs": [
+        {"path": p, "md5": h} for p, h in outs.items()]}}})
+
+
+def test_compare_locks_flags_changed_and_missing_outputs_but_not_exempt_ones(tmp_path):
+    params = {"paths": {"receipts_dir": "reports/receipts", "drift": "reports/drift.json"}}
+    a, b = tmp_path / "a.lock", tmp_path / "b.lock"
+    a.write_text(lock({"m.gguf": "1", "x.json": "2", "reports/receipts/t.json": "3", "gone": "4"}))
+    b.write_text(lock({"m.gguf": "1", "x.json": "9", "reports/receipts/t.json": "8"}))
+    identical, moved, compared = compare_locks(a, b, params)
+    assert (identical, moved, compared) == (1, ["gone", "x.json"], 3)
+
+
+def test_table_lists_each_measured_figure_with_its_target():
+    report = {"machine": {"cpu": "cpu", "cores": 2, "memory_gib": 24}, "ran": {"sha256": "d"},
+              "sections": {"sha256": {"sha256_mb_per_s": 900.0, "baseline_sha256sum_mb_per_s": 450.0,
+                                      "ratio": 2.0}}}
+    text = bench.table(report)
+    assert "`sha256_mb_per_s` | 900.0 MB/s | 450.0 MB/s | 2.0×" in text
+    assert bench.TARGETS["sha256_mb_per_s"] in text and "entries_per_s" not in text
