@@ -203,20 +203,17 @@ def test_a_corrupt_remote_object_is_caught_with_verify(kills, tmp_path):
 
 # ----------------------------------------------------------------------------- model half (slow)
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
+# tiny_base: the session fixture in conftest.py (one tiny llama per test session)
+@pytest.fixture(autouse=False)
+def model_ready():
     why = faults.model_available()
     if why:
         pytest.skip(why)
-    try:
-        return faults.build_tiny_base(tmp_path_factory.mktemp("tiny") / "base")
-    except RuntimeError as e:
-        pytest.skip(f"cannot build the tiny base: {e}")
 
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_gates_and_pins(tiny_base, tmp_path):
+def test_gates_and_pins(model_ready, tiny_base, tmp_path):
     got = faults.gates_and_pins_suite(tmp_path, tiny_base)
     assert got["failed"] == [], got["checks"]
     assert len(got["checks"]) >= 8
@@ -224,7 +221,7 @@ def test_gates_and_pins(tiny_base, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_secrets_never_reach_a_model_artifact(tiny_base, tmp_path):
+def test_secrets_never_reach_a_model_artifact(model_ready, tiny_base, tmp_path):
     got = faults.secrets_suite(seed=3, scratch=tmp_path, model=True, tiny_base=tiny_base)
     assert got["files_scanned"].get("gguf", 0) >= 5
     assert got["leak_count"] == 0, got["leaks"]
@@ -232,7 +229,7 @@ def test_secrets_never_reach_a_model_artifact(tiny_base, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_killed_model_stages_rerun_byte_identical(tiny_base, tmp_path):
+def test_killed_model_stages_rerun_byte_identical(model_ready, tiny_base, tmp_path):
     pre = faults.make_root(tmp_path / "ref", {})
     params = faults.tiny_model_params(faults.base_params(), tiny_base)
     (pre / "params.yaml").write_text(faults.yaml.safe_dump(params, sort_keys=False))
