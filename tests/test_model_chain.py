@@ -108,7 +108,10 @@ def test_train_outputs_and_sidecar(chain):
     loss = (chain / "reports/train/loss.csv").read_text().splitlines()
     assert loss[0] == "step,loss,learning_rate,tokens" and len(loss) == 5
     receipt = json.loads((chain / "reports/receipts/train.json").read_text())
-    assert receipt["counts"]["records_in"] == 20 and receipt["invariant_holds"]
+    # the step budget (4 steps x 2) reads 8 of the 20 export rows, in export order
+    assert receipt["counts"]["records_in"] == 8 and receipt["invariant_holds"]
+    assert receipt["counts"]["extra"]["export_rows"] == 20
+    assert receipt["counts"]["extra"]["not_read"] == 12
 
 
 def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
