@@ -65,6 +65,7 @@ faults: setup
 # Point the default DVC remote at a local directory (tracked in .dvc/config; the default).
 remote-local: setup
 	dvc remote add --force --default local $(REMOTE_DIR)
+	dvc remote modify local verify true   # re-hash on pull: a corrupt remote object fails, never checked out
 	@echo "default remote: local -> $(abspath $(REMOTE_DIR))"
 
 # Use S3 instead (dvc-s3), for this clone only: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url].
@@ -72,6 +73,7 @@ remote-local: setup
 remote-s3: setup
 	test -n "$(BUCKET)" || { echo "usage: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url]"; exit 2; }
 	dvc remote add --local --force --default s3 $(BUCKET)
+	dvc remote modify --local s3 verify true
 	if [ -n "$(ENDPOINT)" ]; then dvc remote modify --local s3 endpointurl $(ENDPOINT); fi
 
 # Send / fetch every cached artifact to / from the default remote.

@@ -113,3 +113,14 @@ def test_no_tracked_file_holds_a_credential():
         if found:
             leaks[rel] = found
     assert leaks == {}
+
+
+def test_default_remote_verifies_what_it_pulls():
+    """DVC trusts remote objects unless the remote says `verify = true`; the faults suite
+    showed a corrupt object then reaches the workspace. The tracked default remote verifies."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc" / "config")
+    default = config["core"]["remote"]
+    assert config[f"'remote \"{default}\"'"].get("verify") == "true"  # DVC quotes the name
