@@ -61,7 +61,7 @@ def parse_file(item: tuple[str, bytes | None, str | None], cfg: dict) -> list[tu
         return [("drop", None, QuarantineReason.unreadable_file, str(error), "")]
     if len(raw) > cfg["max_file_mb"] << 20:
         return [("drop", None, QuarantineReason.unreadable_file,
-                 f"{len(raw)} bytes is over backfill.max_file_mb", "")]
+                 f"{name}: {len(raw)} bytes is over backfill.max_file_mb", "")]
     # surrogateescape keeps invalid bytes visible per entry instead of failing the file.
     text = raw.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
     try:

@@ -182,3 +182,13 @@ def test_accounting_mismatch_fails_the_stage(workdir):
 
     with pytest.raises(AccountingError, match="records in"):
         Receipt("demo", {}).finish(workdir / "r.json", records_in=3, records_out=1, quarantined=1)
+
+
+def test_oversize_file_is_one_quarantine_row_naming_the_file():
+    from stages.backfill import parse_file
+
+    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 1, "workers": 1}
+    (row,) = parse_file(("pkg/NEWS", b"* entry\n" * (1 << 18), None), cfg)
+    kind, line, reason, detail, _ = row
+    assert (kind, line, reason.value) == ("drop", None, "unreadable_file")
+    assert detail.startswith("pkg/NEWS: ") and "max_file_mb" in detail
