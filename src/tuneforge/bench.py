@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from tuneforge.io import canonical_json, load_params, read_jsonl, sha256_file, write_json, write_text
-from tuneforge.verify_repro import STAGES, build_clean_clone, compare_locks
+from tuneforge.verify_repro import build_clean_clone, compare_locks
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "bench.json"
@@ -445,7 +445,7 @@ def bench_build(params: dict) -> dict:
         clone = Path(tmp) / "repo"
         stage_s, total_s = build_clean_clone(ROOT, clone)
         rss = {}
-        for stage in STAGES:
+        for stage in stage_s:
             receipt = clone / params["paths"]["receipts_dir"] / f"{stage}.json"
             rss[stage] = json.loads(receipt.read_text())["peak_rss_mb"]
         identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params)
@@ -460,7 +460,7 @@ def bench_build(params: dict) -> dict:
             raise RuntimeError(f"bench build: {needle!r} not found in params.yaml")
         (clone / "params.yaml").write_text(text.replace(needle, f"min_kind_agreement: {new:.2f}", 1))
         incremental_s, log = timed(run, ["dvc", "repro"], clone)
-        reran = sorted({s for s in STAGES if f"Running stage '{s}'" in log})
+        reran = sorted({s for s in stage_s if f"Running stage '{s}'" in log})
 
         status, repro = [], []
         for _ in range(3):  # alternate, best of three

@@ -21,9 +21,12 @@ import yaml
 
 from tuneforge.io import load_params
 
-STAGES = ("backfill", "evidence", "score", "export", "train", "merge", "convert", "quantize",
-          "eval", "register")
 SHARED_CACHE = ("wheels", "sdists", "base", "llama.cpp")  # downloads, never results
+
+
+def pipeline_stages(repo: Path) -> list[str]:
+    """Stage names in dvc.yaml's order, which is the pipeline's (the file is the diagram)."""
+    return list(yaml.safe_load((repo / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
 
 
 def output_hashes(lock_text: str, exempt: tuple[str, ...]) -> dict[str, str]:
@@ -56,7 +59,7 @@ def build_clean_clone(repo: Path, clone: Path) -> tuple[dict[str, float], float]
             (clone / cache_dir / name).symlink_to((repo / cache_dir / name).resolve())
     stage_s: dict[str, float] = {}
     t_all = time.perf_counter()
-    for stage in STAGES:
+    for stage in pipeline_stages(clone):
         t0 = time.perf_counter()
         out = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=clone,
                              capture_output=True, text=True)
