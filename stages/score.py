@@ -95,6 +95,16 @@ def gold_subset(record_id: str) -> str:
     return "untouched" if int(digest, 16) % 3 == 0 else "tuning"
 
 
+def rules_label(task: Task, rec: EvidenceRecord, hint: str | None) -> dict:
+    """The rule labeler's label for `rec` shown `hint`: evidence already computed it for the
+    record's own hint (when evidence.rules is on), so only other hints are labeled here."""
+    if hint == rec.hint:
+        rules = next((c for c in rec.candidates if c.source is LabelSource.rules), None)
+        if rules is not None:
+            return rules.label
+    return task.rule_label(rec.text, hint, rec.product, rec.version)[0]
+
+
 def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
     """Rule labeler vs gold: the contract's figures, the hint ablation, and the
     tuning/untouched split of the gold set; plus the same kind/severity figures on the
@@ -105,13 +115,12 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
         gold = next((c for c in rec.candidates if c.source is LabelSource.gold), None)
         human = next((c for c in rec.candidates if c.source is LabelSource.human), None)
         if gold is None and human is not None:
-            label, _ = task.rule_label(rec.text, rec.hint, rec.product, rec.version)
-            rows["human_labels"].append(
-                metrics.score_prediction(task.render_label(label), human.label, task.parse_label))
+            rows["human_labels"].append(metrics.score_prediction(
+                task.render_label(rules_label(task, rec, rec.hint)), human.label, task.parse_label))
         if gold is None:
             continue
         for variant, hint in (("with_hint", rec.hint), ("without_hint", None)):
-            label, _ = task.rule_label(rec.text, hint, rec.product, rec.version)
+            label = rules_label(task, rec, hint)
             scored = metrics.score_prediction(task.render_label(label), gold.label, task.parse_label)
             rows[variant].append(scored)
             if variant == "with_hint":
@@ -119,16 +128,15 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
     classes = [k.value for k in task.output_model.model_fields["kind"].annotation]
     with_hint = metrics.summarize(rows["with_hint"], classes)
     without_hint = metrics.summarize(rows["without_hint"], classes)
-    subsets = {}
-    for name in ("tuning", "untouched", "human_labels"):
-        if name == "human_labels" and not rows[name]:
-            continue
+
+    def figures(name: str) -> dict:
         summary = metrics.summarize(rows[name], classes)
-        subsets[name] = {k: summary[k] for k in ("n", "kind_agreement", "severity_agreement", "macro_f1")}
-    human_labels = subsets.pop("human_labels", None)
+        return {k: summary[k] for k in ("n", "kind_agreement", "severity_agreement", "macro_f1")}
+
     return {"labeler": "rules", "gold_records": len(rows["with_hint"]),
             "with_hint": with_hint, "hint_ablation": metrics.ablation(with_hint, without_hint),
-            "gold_subsets": subsets, "human_labels": human_labels}
+            "gold_subsets": {name: figures(name) for name in ("tuning", "untouched")},
+            "human_labels": figures("human_labels") if rows["human_labels"] else None}
 
 
 def main() -> int:
