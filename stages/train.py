@@ -10,11 +10,13 @@ Out: paths.base_model   the resolved base as fp32 safetensors + tokenizer + chat
      <train_reports>/loss.csv (DVC plots), <train_reports>/metrics.json (DVC metrics),
      <receipts_dir>/train.json
 
-Loss falls on the assistant turn only (trl prompt/completion data). Each batch is
-concatenated padding-free (position_ids restart per example and transformers builds a
-block-diagonal mask from them), so compute goes to real tokens and matmul shapes do
-not depend on padding: the same seed and data give the same adapter SHA-256.
-On CPU: fp32, no gradient checkpointing. With CUDA: bf16, and 4-bit QLoRA if asked.
+Loss falls on the assistant turn only (trl prompt/completion data), and only those
+positions go through the LM head (tuneforge.trainer). Batches are drawn length-grouped
+and padded to their longest (~94% real tokens). The same seed, data and hardware give
+the same adapter SHA-256.
+Precision: bf16 base weights + autocast with an fp32 adapter where the hardware has native
+bf16 (CUDA, or a CPU with AVX512-BF16/AMX) and train.bf16 is on; fp32 otherwise. No
+gradient checkpointing on CPU. With CUDA, 4-bit QLoRA if asked.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from tuneforge.llm import (
     sft_config,
     token_lengths,
     toolchain,
+    train_precision,
 )
 from tuneforge.receipts import Receipt
 
@@ -48,16 +51,16 @@ TOOLS = ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]
 
 def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
                     ) -> tuple[list[dict], int]:
-    """Drop examples longer than `max_tokens` (padding-free batches are not truncated)."""
-    kept = [ex for ex, n in zip(examples, lengths) if n <= max_tokens]
+    """Drop (and count) examples longer than `max_tokens`: batches are never truncated."""
+    kept = [ex for ex, n in zip(examples, lengths, strict=True) if n <= max_tokens]
     return kept, len(examples) - len(kept)
 
 
-def load_model(base_dir: Path, cfg: dict, cuda: bool):
+def load_model(base_dir: Path, cfg: dict, cuda: bool, precision: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if cuda and cfg["bf16"] else torch.float32}
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if precision == "bf16" else torch.float32}
     if cfg["qlora"]:
         if not cuda:
             raise RuntimeError("train.qlora needs CUDA (bitsandbytes 4-bit); set it false on CPU")
@@ -92,16 +95,18 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import SFTTrainer
+
+    from tuneforge.trainer import CompletionLossTrainer
 
     cuda = torch.cuda.is_available()
     if cfg["num_threads"] and not cuda:
         torch.set_num_threads(cfg["num_threads"])
+    precision = train_precision(cfg, cuda)
     tok = AutoTokenizer.from_pretrained(str(base_dir))
-    model = load_model(base_dir, cfg, cuda)
+    model = load_model(base_dir, cfg, cuda, precision)
     lora = lora_config(cfg)
     with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
-        trainer = SFTTrainer(model=model, args=sft_config(cfg, scratch, cuda),
+        trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, scratch, cuda, precision),
                              train_dataset=Dataset.from_list(train_ex),
                              eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
                              processing_class=tok, peft_config=lora)
@@ -115,7 +120,7 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     return {"steps": result.global_step, "train_loss": round(result.training_loss, 6),
             "valid_loss": None if valid_loss is None else round(valid_loss, 6),
             "loss_curve": loss_rows(history), "device": "cuda" if cuda else "cpu",
-            "precision": "bf16" if cuda and cfg["bf16"] else "fp32",
+            "precision": precision,
             "qlora": bool(cfg["qlora"] and cuda)}
 
 

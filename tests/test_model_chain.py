@@ -100,7 +100,8 @@ def test_train_outputs_and_sidecar(chain):
     meta = json.loads((adapter / "tuneforge.json").read_text())
     assert meta["adapter_sha256"] == sha256_file(adapter / "adapter_model.safetensors")
     assert meta["dataset"]["train"]["sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
-    assert meta["steps"] == 4 and meta["precision"] == "fp32"
+    from tuneforge.llm import native_bf16
+    assert meta["steps"] == 4 and meta["precision"] == ("bf16" if native_bf16(False) else "fp32")
     # peft writes target_modules from a set (order follows PYTHONHASHSEED); train sorts them
     targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
     assert targets == sorted(targets) and targets
@@ -112,6 +113,42 @@ def test_train_outputs_and_sidecar(chain):
     assert receipt["counts"]["records_in"] == 8 and receipt["invariant_holds"]
     assert receipt["counts"]["extra"]["export_rows"] == 20
     assert receipt["counts"]["extra"]["not_read"] == 12
+
+
+def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):
+    """The train stage's trainer runs the LM head on completion positions only; its loss
+    must be trl's loss (fp32, same batch), and it must skip positions, not labels."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    from tuneforge.llm import lora_config, sft_config, sft_example
+    from tuneforge.trainer import CompletionLossTrainer, completion_positions
+
+    cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1,
+               batch_size=4)
+    data = Dataset.from_list([sft_example(sft_row(i, *e, "train")) for i, e in enumerate(ENTRIES)])
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+
+    def trainer(cls):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
+        return cls(model=model, args=sft_config(cfg, str(tmp_path / cls.__name__), cuda=False),
+                   train_dataset=data, processing_class=tok, peft_config=lora_config(cfg))
+
+    ours, theirs = trainer(CompletionLossTrainer), trainer(SFTTrainer)
+    features = [ours.train_dataset[i] for i in range(4)]
+    batch = ours.data_collator(features)
+    keep = completion_positions(batch["labels"])
+    assert 0 < len(keep) < batch["labels"].shape[1] - 1  # the prompt's positions are skipped
+    counted = (batch["labels"][:, 1:] != -100).nonzero()[:, 1].unique()
+    assert set(counted.tolist()) == set(keep.tolist())
+    with torch.no_grad():
+        a = ours.compute_loss(ours.model, dict(batch))
+        b = theirs.compute_loss(theirs.model, dict(batch))
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a, b)
+    assert ours._metrics["train"]["num_tokens"] == [int(batch["attention_mask"].sum())]
 
 
 def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
@@ -153,6 +190,37 @@ def test_llama_cpp_loads_the_quantised_file(chain):
                 verbose=False)
     assert llm.n_vocab() == 49152
     llm.close()
+
+
+def test_grammar_first_decoder_gives_the_stock_answers(chain):
+    """eval's decoder checks the grammar on the argmax first; it must pick exactly the tokens
+    llama-cpp-python's stock chain (grammar over the whole vocabulary, then greedy) picks.
+    A random-weight model's argmax is mostly rejected, so both of its paths run."""
+    from llama_cpp import Llama
+
+    from tuneforge.gguf_tools import chat_greedy, json_grammar, open_gguf
+    from tuneforge.tasks import get_task
+
+    task = get_task("changelog-actions")
+    grammar = json_grammar(task.output_model.model_json_schema())
+    path = str(chain / "models/gguf/tuneforge-changelog-actions-Q8_0.gguf")
+    ours, stock = (open_gguf(path, n_ctx=512, n_threads=2),
+                   Llama(path, n_ctx=512, n_threads=2, seed=0, verbose=False))
+    rejected = 0
+    for text, *_ in ENTRIES[:4]:
+        messages = task.messages(text, None, "demo")
+        a, b = (chat_greedy(m, messages, grammar, 40) for m in (ours, stock))
+        assert a["choices"][0]["message"]["content"] == b["choices"][0]["message"]["content"]
+        assert a["usage"] == b["usage"]
+        rejected += ours.rejected_argmax
+    assert rejected > 0  # the fallback path ran
+    free = chat_greedy(ours, task.messages(ENTRIES[0][0], None, "demo"), None, 8)
+    assert free["usage"]["completion_tokens"] >= 1
+    with pytest.raises(ValueError, match="greedily"):
+        ours.create_chat_completion([{"role": "user", "content": "x"}], temperature=0.7,
+                                    max_tokens=2)
+    ours.close()
+    stock.close()
 
 
 def test_metrics_and_verdict(chain):

@@ -110,10 +110,10 @@ def bench_sha256(params: dict, reps: int = 3) -> dict:
 
 def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     import torch
-    from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneforge.gguf_tools import grammar_schema, verify_pin
+    from tuneforge.gguf_tools import chat_greedy, json_grammar, open_gguf, verify_pin
     from tuneforge.tasks import get_task
 
     paths, cfg = params["paths"], params["eval"]
@@ -124,21 +124,28 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     gguf = ROOT / paths["gguf_dir"] / f"{params['convert']['model_name']}-Q8_0.gguf"
     verify_pin(gguf)
     threads = cfg["n_threads"] or os.cpu_count() or 1
-    llm = Llama(str(gguf), n_ctx=cfg["n_ctx"], n_threads=threads, seed=0, verbose=False)
-    schema = grammar_schema(task.output_model.model_json_schema())
-    grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    grammar = json_grammar(task.output_model.model_json_schema())
     out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
-    for variant, g in (("grammar", grammar), ("free", None)):
-        llm.create_chat_completion(prompts[0], max_tokens=8, temperature=0.0, grammar=g)  # warm
-        tokens, t0 = 0, time.perf_counter()
+    # eval's decoder (grammar checked on the argmax first), llama-cpp-python's stock sampler
+    # chain (grammar over the whole vocabulary every token), and free decoding
+    decoders = {"grammar": (open_gguf, grammar), "grammar_stock": (Llama, grammar),
+                "free": (open_gguf, None)}
+    texts: dict[str, list[str]] = {}
+    for variant, (opener, g) in decoders.items():
+        llm = opener(str(gguf), n_ctx=cfg["n_ctx"], n_threads=threads, **(
+            {"seed": 0, "verbose": False} if opener is Llama else {}))
+        chat_greedy(llm, prompts[0], g, 8)  # warm
+        tokens, texts[variant], t0 = 0, [], time.perf_counter()
         for p in prompts:
-            res = llm.create_chat_completion(p, temperature=0.0, top_k=1, repeat_penalty=1.0,
-                                             max_tokens=cfg["max_tokens"], grammar=g, seed=0)
+            res = chat_greedy(llm, p, g, cfg["max_tokens"])
             tokens += res["usage"]["completion_tokens"]
+            texts[variant].append(res["choices"][0]["message"]["content"])
         dt = time.perf_counter() - t0
+        llm.close()
         out[f"q8_0_{variant}"] = {"tokens": tokens, "s": round(dt, 2),
                                   "tokens_per_s": round(tokens / dt, 1)}
-    llm.close()
+    # the speed-up must not change a single answer
+    out["grammar_first_same_texts"] = texts["grammar"] == texts["grammar_stock"]
 
     merged = ROOT / paths["merged"]
     tok = AutoTokenizer.from_pretrained(merged)
@@ -160,6 +167,7 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     out["decode_tokens_per_s"] = out["q8_0_grammar"]["tokens_per_s"]
     out["ratio"] = round(out["q8_0_grammar"]["tokens_per_s"] / base, 2)
     out["ratio_free"] = round(out["q8_0_free"]["tokens_per_s"] / base, 2)
+    out["ratio_stock_grammar"] = round(out["q8_0_grammar_stock"]["tokens_per_s"] / base, 2)
     return out
 
 
@@ -191,9 +199,9 @@ def bench_train(params: dict, steps: int = 20) -> dict:
         Trainer,
         TrainingArguments,
     )
-    from trl import SFTTrainer
 
-    from tuneforge.llm import load_sft, lora_config, sft_config, token_lengths
+    from tuneforge.llm import load_sft, lora_config, sft_config, token_lengths, train_precision
+    from tuneforge.trainer import CompletionLossTrainer
 
     paths = params["paths"]
     cfg = dict(params["train"], max_steps=steps, logging_steps=steps)
@@ -205,29 +213,35 @@ def bench_train(params: dict, steps: int = 20) -> dict:
     need = steps * cfg["batch_size"] * cfg["grad_accum"]
     lengths = token_lengths(tok, pool[: need * 2])
     examples = [ex for ex, n in zip(pool, lengths, strict=False) if n <= cfg["max_tokens"]][:need]
+    precision = train_precision(cfg, cuda=False)
     out: dict[str, Any] = {"steps": steps, "batch_size": cfg["batch_size"], "max_tokens": cfg["max_tokens"],
-                           "examples": len(examples), "threads": torch.get_num_threads()}
+                           "examples": len(examples), "threads": torch.get_num_threads(),
+                           "precision": precision}
 
-    def fresh_model():
+    def fresh_model(dtype=torch.float32):
         torch.manual_seed(cfg["seed"])
-        return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
 
-    def sft_trainer(scratch: str, n_steps: int):
-        args = sft_config(dict(cfg, max_steps=n_steps, logging_steps=n_steps), scratch, cuda=False)
+    def stage_trainer(scratch: str, n_steps: int):
+        args = sft_config(dict(cfg, max_steps=n_steps, logging_steps=n_steps), scratch, cuda=False,
+                          precision=precision)
         args.disable_tqdm = True
-        return SFTTrainer(model=fresh_model(), args=args, train_dataset=Dataset.from_list(examples),
-                          processing_class=tok, peft_config=lora_config(cfg))
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        return CompletionLossTrainer(model=fresh_model(dtype), args=args,
+                                     train_dataset=Dataset.from_list(examples),
+                                     processing_class=tok, peft_config=lora_config(cfg))
 
     with tempfile.TemporaryDirectory() as scratch:  # one untimed step: thread pools, kernels
-        sft_trainer(scratch, 1).train()
-    # ours: the train stage's trl settings, padding-free batches
+        stage_trainer(scratch, 1).train()
+    # ours: the train stage's trainer and settings
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = sft_trainer(scratch, steps)
+        trainer = stage_trainer(scratch, steps)
         trainer.data_collator = counter = TokenCount(trainer.data_collator)
-        dt, _ = timed(trainer.train)
+        dt, result = timed(trainer.train)
     out["ours"] = {"s": round(dt, 2), "real_tokens": counter.real, "computed_tokens": counter.computed,
                    "tokens_per_s": round(counter.real / dt, 1),
-                   "real_share": round(counter.real / counter.computed, 4)}
+                   "real_share": round(counter.real / counter.computed, 4),
+                   "train_loss": round(result.training_loss, 4)}
 
     # baseline: plain Trainer, prompt masked out of the loss, each batch padded to its longest
     def encode(ex: dict) -> dict:
@@ -239,14 +253,13 @@ def bench_train(params: dict, steps: int = 20) -> dict:
 
     data = Dataset.from_list([encode(ex) for ex in examples])
 
-    def plain_trainer(padding: str, n_steps: int, group_by_length: bool = False) -> dict:
+    def plain_trainer(padding: str, n_steps: int, bf16: bool = False) -> dict:
         with tempfile.TemporaryDirectory() as scratch:
             args = TrainingArguments(
                 output_dir=scratch, seed=cfg["seed"], max_steps=n_steps,
-                train_sampling_strategy="group_by_length" if group_by_length else "random",
                 per_device_train_batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
                 lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
-                logging_steps=n_steps, save_strategy="no", report_to=[], use_cpu=True,
+                logging_steps=n_steps, save_strategy="no", report_to=[], use_cpu=True, bf16=bf16,
                 disable_tqdm=True, dataloader_num_workers=0)
             counter = TokenCount(DataCollatorForSeq2Seq(
                 tok, padding=padding, max_length=cfg["max_tokens"], label_pad_token_id=-100))
@@ -261,9 +274,10 @@ def bench_train(params: dict, steps: int = 20) -> dict:
     # padding to train.max_tokens (the fixed-length recipe) is slow, so it runs 5 steps
     out["baseline_padded"] = plain_trainer("longest", steps)
     out["baseline_max_length"] = plain_trainer("max_length", min(steps, 5))
-    # not a baseline: the policy the numbers above point to on CPU (batches of similar
-    # lengths, padded to their longest), measured for the next change to the train stage
-    out["candidate_length_grouped"] = plain_trainer("longest", steps, group_by_length=True)
+    # not the baseline: the plain Trainer with bf16 autocast, to show how much of the gain is
+    # the precision alone and how much is the stage's batching and loss
+    if precision == "bf16":
+        out["plain_padded_bf16"] = plain_trainer("longest", steps, bf16=True)
     out["ratio_max_length"] = round(out["ours"]["tokens_per_s"]
                                     / out["baseline_max_length"]["tokens_per_s"], 2)
     out["train_tokens_per_s"] = out["ours"]["tokens_per_s"]
@@ -495,14 +509,19 @@ def table(report: dict) -> str:
         add("noop_repro_s", f"{b['noop_repro_s']} s", f"`dvc status` {b['baseline_dvc_status_s']} s",
             f"{b['noop_ratio']}×")
     if t := s.get("train"):
-        add("train_tokens_per_s", f"{t['train_tokens_per_s']} tok/s, {t['real_token_share']:.0%} real",
+        bf16 = t.get("plain_padded_bf16")
+        add("train_tokens_per_s", f"{t['train_tokens_per_s']} tok/s, {t['real_token_share']:.0%} real "
+            f"({t.get('precision', 'fp32')})",
             f"padded to longest: {t['baseline_padded']['tokens_per_s']} tok/s, "
             f"{t['baseline_padded']['real_share']:.0%} real; padded to {t.get('max_tokens', 512)}: "
-            f"{t['baseline_max_length']['tokens_per_s']} tok/s",
+            f"{t['baseline_max_length']['tokens_per_s']} tok/s"
+            + (f"; plain Trainer with bf16 autocast: {bf16['tokens_per_s']} tok/s" if bf16 else ""),
             f"{t['ratio']}× ({t['ratio_max_length']}× vs fixed length)")
     if d := s.get("decode"):
-        add("decode_tokens_per_s", f"{d['decode_tokens_per_s']} tok/s (Q8_0, grammar; "
-            f"{d['q8_0_free']['tokens_per_s']} free)",
+        stock = d.get("q8_0_grammar_stock", {}).get("tokens_per_s", "?")
+        add("decode_tokens_per_s", f"{d['decode_tokens_per_s']} tok/s (Q8_0, grammar checked on the "
+            f"argmax first; stock sampler chain {stock}, free {d['q8_0_free']['tokens_per_s']}; "
+            f"same texts: {'yes' if d.get('grammar_first_same_texts') else 'NO'})",
             f"{d['baseline_transformers']['tokens_per_s']} tok/s", f"{d['ratio']}×")
     if b:
         add("incremental_ratio", f"{b['incremental']['s']} s ({b['incremental']['param']})",

@@ -248,22 +248,115 @@ def _class_escapes(pattern: str) -> str:
     return "".join(out)
 
 
+def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int):
+    """A llama.cpp model that decodes greedily with the grammar checked first on the argmax."""
+    return _grammar_first_class()(str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=0,
+                                  verbose=False)
+
+
+def json_grammar(schema: dict):
+    from llama_cpp import LlamaGrammar
+    return LlamaGrammar.from_json_schema(json.dumps(grammar_schema(schema)), verbose=False)
+
+
+def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int) -> dict:
+    """One greedy chat completion (the GGUF's own chat template); temperature 0, no repeat
+    penalty: the same file and prompt give the same text."""
+    return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
+                                      max_tokens=max_tokens, grammar=grammar, seed=0)
+
+
 def gguf_generate(path: str | Path, prompts: list[list[dict]], schema: dict | None, *,
                   max_tokens: int, n_ctx: int, n_threads: int, desc: str = "generate"
                   ) -> list[str]:
-    """Greedy chat completions with llama.cpp (the GGUF's own chat template), constrained
-    by a grammar compiled once from `schema` when given. Temperature 0, no repeat
-    penalty: the same file and prompts give the same texts."""
-    from llama_cpp import Llama, LlamaGrammar
+    """Greedy chat completions with llama.cpp, constrained by a grammar compiled once from
+    `schema` when given."""
     from tqdm import tqdm
 
-    llm = Llama(str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=0, verbose=False)
-    grammar = (LlamaGrammar.from_json_schema(json.dumps(grammar_schema(schema)), verbose=False)
-               if schema is not None else None)
+    llm = open_gguf(path, n_ctx=n_ctx, n_threads=n_threads)
+    grammar = json_grammar(schema) if schema is not None else None
     outs = []
     for messages in tqdm(prompts, desc=desc, unit="ex"):
-        res = llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
-                                         max_tokens=max_tokens, grammar=grammar, seed=0)
+        res = chat_greedy(llm, messages, grammar, max_tokens)
         outs.append(res["choices"][0]["message"]["content"] or "")
     llm.close()
     return outs
+
+
+_GRAMMAR_FIRST = None
+
+
+def _grammar_first_class():
+    """llama-cpp-python applies a grammar to every vocabulary entry (49k strings matched
+    against the grammar's stacks) before picking a token, at every step. For greedy decoding
+    that is wasted work whenever the argmax is allowed, and then it is also the allowed argmax.
+    So, as llama.cpp's own common sampler does: check the argmax alone, and mask the whole
+    vocabulary only when the grammar rejects it. Same tokens (ties go to the lowest id either
+    way), ~2x faster under the JSON grammar. Built lazily: llama_cpp is an optional import."""
+    global _GRAMMAR_FIRST
+    if _GRAMMAR_FIRST is not None:
+        return _GRAMMAR_FIRST
+    import numpy as np
+    from llama_cpp import Llama
+    from llama_cpp import llama_cpp as C
+
+    token_dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)],
+                           align=True)
+
+    class GrammarFirstLlama(Llama):
+        _grammar_sampler = None
+        rejected_argmax = 0  # since the last completion started: how often the full mask ran
+
+        def _init_sampler(self, *, temp: float = 0.8, grammar=None, repeat_penalty: float = 1.0,
+                          frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+                          logits_processor=None, **_: Any):
+            # Called once per completion by Llama.generate: a fresh grammar state each time.
+            if temp != 0.0 or logits_processor or (repeat_penalty, frequency_penalty,
+                                                   presence_penalty) != (1.0, 0.0, 0.0):
+                raise ValueError("GrammarFirstLlama decodes greedily only (temperature 0, no "
+                                 "penalties, no logits processors)")
+            self._free_grammar()
+            self.rejected_argmax = 0
+            if grammar is not None:
+                self._grammar_sampler = C.llama_sampler_init_grammar(
+                    self._model.vocab, grammar._grammar.encode(), grammar._root.encode())
+            return self  # Llama.sample only needs a non-None sampler; ours is self.sample
+
+        def sample(self, *, idx: int | None = None, **_: Any) -> int:
+            ridx = idx - self.n_tokens if idx is not None else -1
+            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx.ctx, ridx),
+                                           shape=(self._n_vocab,))
+            token = int(np.argmax(logits))
+            if self._grammar_sampler is not None:
+                if not self._allowed(token, float(logits[token])):
+                    self.rejected_argmax += 1
+                    token = self._allowed_argmax(logits)
+                C.llama_sampler_accept(self._grammar_sampler, token)
+            return token
+
+        def _allowed(self, token: int, logit: float) -> bool:
+            one = (C.llama_token_data * 1)(C.llama_token_data(token, logit, 0.0))
+            arr = C.llama_token_data_array(one, 1, -1, False)
+            C.llama_sampler_apply(self._grammar_sampler, ctypes.byref(arr))
+            return one[0].logit != float("-inf")
+
+        def _allowed_argmax(self, logits) -> int:
+            data = (C.llama_token_data * self._n_vocab)()
+            view = np.frombuffer(data, dtype=token_dtype)
+            view["id"] = np.arange(self._n_vocab, dtype=np.int32)
+            view["logit"] = logits
+            arr = C.llama_token_data_array(data, self._n_vocab, -1, False)
+            C.llama_sampler_apply(self._grammar_sampler, ctypes.byref(arr))
+            return int(view["id"][np.argmax(view["logit"][:arr.size])])
+
+        def _free_grammar(self) -> None:
+            if self._grammar_sampler is not None:
+                C.llama_sampler_free(self._grammar_sampler)
+                self._grammar_sampler = None
+
+        def close(self) -> None:
+            self._free_grammar()
+            super().close()
+
+    _GRAMMAR_FIRST = GrammarFirstLlama
+    return _GRAMMAR_FIRST
