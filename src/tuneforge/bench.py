@@ -128,12 +128,16 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
     # eval's decoder (grammar checked on the argmax first), llama-cpp-python's stock sampler
     # chain (grammar over the whole vocabulary every token), and free decoding
-    decoders = {"grammar": (open_gguf, grammar), "grammar_stock": (Llama, grammar),
-                "free": (open_gguf, None)}
+    def stock():
+        return Llama(str(gguf), n_ctx=cfg["n_ctx"], n_threads=threads, seed=0, verbose=False)
+
+    def ours():
+        return open_gguf(gguf, n_ctx=cfg["n_ctx"], n_threads=threads)
+
+    decoders = {"grammar": (ours, grammar), "grammar_stock": (stock, grammar), "free": (ours, None)}
     texts: dict[str, list[str]] = {}
     for variant, (opener, g) in decoders.items():
-        llm = opener(str(gguf), n_ctx=cfg["n_ctx"], n_threads=threads, **(
-            {"seed": 0, "verbose": False} if opener is Llama else {}))
+        llm = opener()
         chat_greedy(llm, prompts[0], g, 8)  # warm
         tokens, texts[variant], t0 = 0, [], time.perf_counter()
         for p in prompts:
