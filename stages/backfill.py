@@ -4,8 +4,9 @@ Run: python -m stages.backfill
 In:  paths.snapshot (a tar.gz made by `make harvest`, or a directory of changelogs)
 Out: paths.entries (RawEntry JSONL), <quarantine_dir>/backfill.jsonl, <receipts_dir>/backfill.json
 
-Accounting: every parsed entry and every file no parser reads is one record in;
-each ends as an entry, a quarantine row (with a reason code) or a duplicate.
+Accounting: every parsed entry, every file no parser reads and every file a parser
+reads without finding an entry is one record in; each ends as an entry, a quarantine
+row (with a reason code) or a duplicate.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 import re
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -48,47 +50,79 @@ def redact_once(text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
     return body, tuple(sorted(found.items()))
 
 
-def parse_file(item: tuple[str, bytes | None, str | None], cfg: dict) -> list[tuple]:
+@functools.lru_cache(maxsize=1 << 17)
+def check_entry(text: str, min_chars: int, max_chars: int) -> tuple:
+    """One parsed entry's fate, memoised like redact_once: ("drop", reason, detail, text)
+    or ("entry", content key, redacted text, redactions found)."""
+    body = normalise_ws(text)
+    if _NOT_UTF8.search(body):
+        return ("drop", QuarantineReason.invalid_utf8, "entry holds bytes that are not UTF-8", body)
+    if not body:
+        return ("drop", QuarantineReason.empty_entry, "entry is empty", "")
+    if len(body) < min_chars:
+        return ("drop", QuarantineReason.entry_too_short,
+                f"{len(body)} chars < backfill.min_chars", body)
+    if len(body) > max_chars:
+        return ("drop", QuarantineReason.entry_too_long,
+                f"{len(body)} chars > backfill.max_chars", body)
+    body, found = redact_once(body)
+    return ("entry", content_key(body), body, found)
+
+
+# content key -> index of the first file this process saw it in, for the run `_SEEN_RUN`
+_SEEN: dict[str, int] = {}
+_SEEN_RUN: list[str] = [""]
+
+
+def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: dict,
+               run: str) -> tuple[list[tuple], int, Counter]:
     """Everything one file needs that no other file does: parse, check, redact, hash.
 
     Runs in a worker process. Returns the file's records in order as plain tuples (cheap
     to pickle): ("drop", line, reason, detail, text) or ("entry", key, text, hint, version,
-    line, format, redactions found); deduplication across files happens in the parent, in
-    snapshot order.
+    line, format, redactions found); then the number of entries this process already saw
+    in an earlier file or earlier in this one (duplicates whatever the other processes
+    saw, so not sent), and their redactions. Deduplication of the rest across files
+    happens in the parent, in snapshot order.
     """
-    name, raw, error = item
+    index, (name, raw, error) = item
+    if _SEEN_RUN[0] != run:  # a new run in a reused process (tests) starts from nothing
+        _SEEN.clear()
+        _SEEN_RUN[0] = run
     if raw is None:  # a corrupt .gz in a directory snapshot: one record, the file
-        return [("drop", None, QuarantineReason.unreadable_file, str(error), "")]
+        return [("drop", None, QuarantineReason.unreadable_file, str(error), "")], 0, Counter()
     if len(raw) > cfg["max_file_mb"] << 20:
         return [("drop", None, QuarantineReason.unreadable_file,
-                 f"{name}: {len(raw)} bytes is over backfill.max_file_mb", "")]
+                 f"{name}: {len(raw)} bytes is over backfill.max_file_mb", "")], 0, Counter()
     # surrogateescape keeps invalid bytes visible per entry instead of failing the file.
     text = raw.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
     try:
         fmt = detect_format(name, text)
     except UnknownFormatError as e:
-        return [("drop", None, QuarantineReason.unknown_format, str(e), "")]
+        return [("drop", None, QuarantineReason.unknown_format, str(e), "")], 0, Counter()
     out: list[tuple] = []
+    seen_before, seen_redactions, n_parsed = 0, Counter(), 0
     for parsed in fmt.parse(name, text):
-        body = normalise_ws(parsed.text)
-        where = f"{name}:{parsed.line}"
-        if _NOT_UTF8.search(body):
-            out.append(("drop", parsed.line, QuarantineReason.invalid_utf8,
-                        f"{where}: entry holds bytes that are not UTF-8", body))
-        elif not body:
-            out.append(("drop", parsed.line, QuarantineReason.empty_entry, f"{where}: entry is empty", ""))
-        elif len(body) < cfg["min_chars"]:
-            out.append(("drop", parsed.line, QuarantineReason.entry_too_short,
-                        f"{where}: {len(body)} chars < backfill.min_chars", body))
-        elif len(body) > cfg["max_chars"]:
-            out.append(("drop", parsed.line, QuarantineReason.entry_too_long,
-                        f"{where}: {len(body)} chars > backfill.max_chars", body))
-        else:
-            body, found = redact_once(body)
-            hint = redact_once(parsed.hint)[0] if parsed.hint else None
-            out.append(("entry", content_key(body), body, hint, parsed.version, parsed.line,
-                        fmt.name, found))
-    return out
+        n_parsed += 1
+        fate = check_entry(parsed.text, cfg["min_chars"], cfg["max_chars"])
+        if fate[0] == "drop":
+            _, reason, detail, body = fate
+            out.append(("drop", parsed.line, reason, f"{name}:{parsed.line}: {detail}", body))
+            continue
+        _, key, body, found = fate
+        first = _SEEN.get(key)
+        if first is not None and first <= index:
+            seen_before += 1
+            if found:
+                seen_redactions.update(dict(found))
+            continue
+        _SEEN[key] = index
+        hint = redact_once(parsed.hint)[0] if parsed.hint else None
+        out.append(("entry", key, body, hint, parsed.version, parsed.line, fmt.name, found))
+    if not n_parsed:  # one record, the file: a format was detected but nothing came of it
+        return [("drop", None, QuarantineReason.no_entries,
+                 f"{name}: read as {fmt.name}, but it holds no entry", "")], 0, Counter()
+    return out, seen_before, seen_redactions
 
 
 def snapshot_files(path: str) -> list[tuple[str, bytes | None, str | None]]:
@@ -113,14 +147,18 @@ def main() -> int:
     entries: list[RawEntry] = []
     dropped: list[QuarantineRecord] = []
     with contextlib.ExitStack() as stack:
-        work = functools.partial(parse_file, cfg=cfg)
+        work = functools.partial(parse_file, cfg=cfg, run=uuid.uuid4().hex)
         if workers > 1:  # imap keeps snapshot order, so the output does not depend on workers
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
-            results = pool.imap(work, files, chunksize=4)
+            results = pool.imap(work, enumerate(files), chunksize=4)
         else:
-            results = map(work, files)
-        for (name, _, _), records in tqdm(zip(files, results, strict=True), total=len(files),
-                                          desc="backfill", unit="file", disable=None):
+            results = map(work, enumerate(files))
+        for (name, _, _), (records, seen_before, seen_redactions) in tqdm(
+                zip(files, results, strict=True), total=len(files), desc="backfill", unit="file",
+                disable=None):
+            counts["in"] += seen_before
+            counts["deduplicated"] += seen_before
+            counts.update({f"redacted_{k}": v for k, v in seen_redactions.items()})
             product = product_from_path(name)
             for kind, *rec in records:
                 counts["in"] += 1
@@ -129,7 +167,8 @@ def main() -> int:
                     dropped.append(quarantine(name, line, reason, detail, text))
                     continue
                 key, text, hint, version, line, fmt, found = rec
-                counts.update({f"redacted_{k}": v for k, v in found})
+                if found:
+                    counts.update({f"redacted_{k}": v for k, v in found})
                 if key in seen:
                     counts["deduplicated"] += 1
                     continue

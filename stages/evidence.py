@@ -11,10 +11,12 @@ endpoint (off by default: the default path makes zero model calls),
 """
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -48,13 +50,20 @@ def teacher_candidate(task: Task, row: dict) -> CandidateLabel:
                               error=f"not a valid label: {str(e).splitlines()[0]}")
 
 
-def rule_labels(task: Task, entries: list[RawEntry], workers: int) -> list[tuple[dict, int]]:
-    """The rule labeler over every entry, in entry order, on `workers` processes."""
+def rule_labels(task: Task, entries: list[RawEntry], workers: int) -> Iterator[tuple[dict, int]]:
+    """The rule labeler over every entry, in entry order, on `workers` processes; yielded as
+    they come, so the caller builds records while the workers label."""
     args = [(e.text, e.hint, e.product, e.version) for e in entries]
     if workers <= 1 or len(args) < 2:
-        return [task.rule_label(*a) for a in args]
+        yield from (task.rule_label(*a) for a in args)
+        return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.starmap(task.rule_label, args, chunksize=max(1, min(512, len(args) // (4 * workers))))
+        yield from pool.imap(functools.partial(_rule_label, task.name), args,
+                             chunksize=max(1, min(512, len(args) // (4 * workers))))
+
+
+def _rule_label(task_name: str, args: tuple) -> tuple[dict, int]:
+    return get_task(task_name).rule_label(*args)
 
 
 def build_record(task: Task, entry: RawEntry, gold: dict | None, human: dict | None,
@@ -107,10 +116,11 @@ def main() -> int:
 
     rules = (rule_labels(task, entries, cfg["workers"] or os.cpu_count() or 1) if cfg["rules"]
              else [None] * len(entries))
-    records = [build_record(task, e, gold.get(content_key(e.text)), human.get(content_key(e.text)),
-                            teacher_rows.get(e.id), r)
-               for e, r in tqdm(zip(entries, rules, strict=True), total=len(entries), desc="evidence",
-                                unit="entry", disable=None)]
+    records = []
+    for e, r in tqdm(zip(entries, rules, strict=True), total=len(entries), desc="evidence",
+                     unit="entry", disable=None):
+        key = content_key(e.text)
+        records.append(build_record(task, e, gold.get(key), human.get(key), teacher_rows.get(e.id), r))
     write_jsonl(paths["evidence"], records)
     receipt.outputs.insert(0, paths["evidence"])
     with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))

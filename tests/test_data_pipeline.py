@@ -134,17 +134,20 @@ def test_bad_input_is_quarantined_not_fatal(workdir, run_pipeline):
         b"- " + b"very long entry " * 300 + b"\n"
         b"- Fix crash when the cache directory is missing\n"
         b"- Fix crash when the cache directory is missing\n")
+    # read as Keep a Changelog, but nothing in it is an entry: one record, the file
+    (snap / "weird" / "CHANGES.md").write_text("# Changelog\n\n## [0.1.0] - 2024-01-01\n\nNothing yet.\n")
     run_pipeline()
     q = {(r["source_file"], r["reason"]) for r in read_jsonl(workdir / "data/quarantine/backfill.jsonl")}
     reasons = {reason for src, reason in q if src.startswith("weird/")}
     assert {"unknown_format", "invalid_utf8", "entry_too_short", "entry_too_long"} <= reasons, reasons
+    assert ("weird/CHANGES.md", "no_entries") in q
     # parsers strip C0 control characters (old NEWS files use form feeds); the entry stays
     texts = [r["text"] for r in read_jsonl(workdir / "data/entries.jsonl")]
     assert "Fix a NUL byte in output" in texts
     backfill = receipts(workdir)["backfill"]
     assert backfill.counts.deduplicated >= 1
     for row in read_jsonl(workdir / "data/quarantine/backfill.jsonl"):
-        if row["reason"] != "unknown_format":
+        if row["reason"] not in ("unknown_format", "no_entries"):
             assert row["line"] and row["line"] >= 1
         assert row["source_file"] in row["detail"] or row["reason"] == "unreadable_file"
 
@@ -188,7 +191,57 @@ def test_oversize_file_is_one_quarantine_row_naming_the_file():
     from stages.backfill import parse_file
 
     cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 1, "workers": 1}
-    (row,) = parse_file(("pkg/NEWS", b"* entry\n" * (1 << 18), None), cfg)
+    (row,), _, _ = parse_file((0, ("pkg/NEWS", b"* entry\n" * (1 << 18), None)), cfg, run="t")
     kind, line, reason, detail, _ = row
     assert (kind, line, reason.value) == ("drop", None, "unreadable_file")
     assert detail.startswith("pkg/NEWS: ") and "max_file_mb" in detail
+
+
+def test_parse_file_keeps_back_entries_its_process_saw_in_an_earlier_file():
+    """A worker does not send what it already saw earlier in the snapshot (a duplicate
+    whatever the others saw); it counts them, with their redactions. A new run forgets."""
+    from stages.backfill import parse_file
+
+    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 1, "workers": 1}
+    secret = "Fix login via https://bob:hunter2@example.org/repo now"
+    a = f"# Changelog\n\n## 1.0\n\n- Add a frobnicator option\n- {secret}\n".encode()
+    b = (f"# Changelog\n\n## 2.0\n\n- {secret}\n- Add a frobnicator option\n"
+         f"- Add a frobnicator option\n- Drop the old widget API\n").encode()
+
+    def entries(records):
+        return [r[2] for r in records if r[0] == "entry"]
+
+    first, seen, _ = parse_file((0, ("pkg/CHANGELOG.md", a, None)), cfg, run="one")
+    assert len(entries(first)) == 2 and seen == 0
+    second, seen, redactions = parse_file((1, ("pkg/CHANGELOG.md", b, None)), cfg, run="one")
+    assert entries(second) == ["Drop the old widget API"] and seen == 3
+    assert sum(redactions.values()) == 1
+    # a new run forgets; a file earlier in the snapshot than the one this process saw an
+    # entry in sends it (the parent decides), keeping back only its own repeat
+    later, seen, _ = parse_file((5, ("pkg/CHANGELOG.md", a, None)), cfg, run="two")
+    assert len(entries(later)) == 2 and seen == 0
+    earlier, seen, _ = parse_file((3, ("pkg/CHANGELOG.md", b, None)), cfg, run="two")
+    assert len(entries(earlier)) == 3 and seen == 1
+
+
+def test_a_killed_writers_temp_file_is_swept_by_the_next_write(tmp_path):
+    """kill -9 mid-write leaves a temp file beside the output, never a half output; the
+    next write of that output removes it, and leaves a live writer's temp alone."""
+    import os
+    import subprocess
+    import sys
+
+    from tuneforge.io import write_text
+
+    out = tmp_path / "entries.jsonl"
+    killed = ("import os, sys\nfrom tuneforge.io import atomic_path\n"
+              f"with atomic_path({str(out)!r}) as tmp:\n"
+              "    tmp.write_text('half')\n    os.kill(os.getpid(), 9)\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    assert subprocess.run([sys.executable, "-c", killed], env=env).returncode == -9
+    assert not out.exists() and len(list(tmp_path.glob(".entries.jsonl.*.tmp"))) == 1
+    live = tmp_path / f".entries.jsonl.{os.getpid()}.x1y2.tmp"
+    live.write_text("being written")
+    write_text(out, "ok\n")
+    assert out.read_text() == "ok\n"
+    assert list(tmp_path.glob(".entries.jsonl.*.tmp")) == [live]

@@ -3,7 +3,6 @@ derivation, converter metadata. No torch, no llama.cpp: these run in the default
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -233,14 +232,27 @@ def test_quantize_outs_match_params():
 
 
 def _tuneforge_imports(path: Path) -> set[str]:
-    """Every tuneforge module `path` imports, directly or through another one."""
-    pattern = re.compile(r"^\s*(?:from|import) tuneforge\.(\w+)", re.M)
+    """Every tuneforge module `path` imports, directly or through another one, in any
+    spelling: `import tuneforge.x`, `from tuneforge.x import y`, `from tuneforge import x`."""
+    import ast
+
+    def direct(file: Path) -> set[str]:
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tuneforge.")}
+            elif isinstance(node, ast.ImportFrom) and node.module == "tuneforge":
+                found |= {a.name for a in node.names if (ROOT / "src/tuneforge" / f"{a.name}.py").exists()}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tuneforge."):
+                found.add(node.module.split(".")[1])
+        return found
+
     seen: set[str] = set()
-    todo = set(pattern.findall(path.read_text()))
+    todo = direct(path)
     while todo:
         mod = todo.pop()
         seen.add(mod)
-        todo |= set(pattern.findall((ROOT / "src/tuneforge" / f"{mod}.py").read_text())) - seen
+        todo |= direct(ROOT / "src/tuneforge" / f"{mod}.py") - seen
     return seen
 
 

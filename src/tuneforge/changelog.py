@@ -14,6 +14,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tuneforge.prefilter import compile_re
+
 TASK_NAME = "changelog-actions"
 
 
@@ -94,7 +96,7 @@ def parse_label(text: str) -> ActionItem:
 #   ``literal`` (reST), `text <url>`_ / `name`_ (reST links: never identifiers),
 #   `code` (Markdown), `--limit-rate' (GNU quotes: a backtick closed by an apostrophe);
 #   ``text'' is a TeX-style quotation, not code.
-IDENT_RE = re.compile(
+IDENT_RE = compile_re(
     r":(?P<role>(?:[\w-]+:)?[\w-]+):`(?P<role_body>[^`\n]{1,120})`"
     r"|``(?P<quotation>[^`'\n]{1,120})''"
     r"|``(?P<literal>[^`\n]{1,120}?)``"
@@ -106,10 +108,10 @@ IDENT_RE = re.compile(
 CODE_ROLES = {"func", "meth", "class", "mod", "attr", "data", "const", "exc", "obj", "envvar",
               "option", "program", "command", "file", "samp", "kbd", "code", "macro", "member",
               "type", "var", "struct", "enum", "enumerator", "function", "confval", "setting"}
-ROLE_TARGET_RE = re.compile(r"<([^<>]+)>\s*$")
-CVE_RE = re.compile(r"\bCVE-\d{4}-\d{4,}\b", re.I)
+ROLE_TARGET_RE = compile_re(r"<([^<>]+)>\s*$")
+CVE_RE = compile_re(r"\bCVE-\d{4}-\d{4,}\b", re.I)
 
-CONTENT_FREE_RE = re.compile(
+CONTENT_FREE_RE = compile_re(
     r"^(?:[-*\s]*)(?:"
     r"(?:(?:mostly|mainly|only|just) )?(?:various |minor |misc(?:ellaneous)? |small |several |many |other |general )?"
     r"(?:bug ?fix(?:es)?"
@@ -129,7 +131,7 @@ CONTENT_FREE_RE = re.compile(
 )
 
 # Rule 1: vulnerability, credential exposure, bypass, injection, any CVE.
-SECURITY_RE = re.compile(
+SECURITY_RE = compile_re(
     r"\bCVE-\d{4}|\bvulnerab|\bsecurity (?:fix|issue|problem|hole|flaw|bug|advisory|vulnerabilit)"
     r"|\bexploit(?:able|ed)\b|\bexploits? (?:a |the )?(?:bug|flaw|hole|vulnerab)|privilege escalation|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
     r"|\binjection\b|(?:heap|stack)[- ]buffer[- ]overflow|\bbuffer (?:over|under)(?:flow|run)|heap[- ]overflow"
@@ -143,10 +145,10 @@ SECURITY_RE = re.compile(
     r"|information disclosure|privacy|symlink attack|\bTOCTOU\b|timing attack|\battacker",
     re.I,
 )
-SECURITY_HINT_RE = re.compile(r"\bsecurity\b|\bCVE", re.I)
+SECURITY_HINT_RE = compile_re(r"\bsecurity\b|\bCVE", re.I)
 
 # Rule 2: removal or rename of a command/flag/option/API/field; format or protocol change.
-BREAKING_RE = re.compile(
+BREAKING_RE = compile_re(
     r"^(?:remove[ds]?|drop(?:ped|s)?|delete[ds]?)\b(?=[^.]{0,60}(?:\boption|\bflag|\bcommand|\bfunction"
     r"|\bapi\b|\bfield|\bsetting|\bsupport\b|\bvariable|\bargument|\bparameter|\bmethod|\bclass\b|\bmodule"
     r"|\bfeature|\bkeyword|\bprogram|\butility|\btool\b|\bendpoint|\bformat|\bextension|\bmode\b"
@@ -163,18 +165,18 @@ BREAKING_RE = re.compile(
 )
 # A passive removal ("... has been removed") is breaking only when nothing else
 # explains the entry: "a path that was removed" in a bug report is not a removal.
-BREAKING_PASSIVE_RE = re.compile(
+BREAKING_PASSIVE_RE = compile_re(
     r"\b(?:has|have) been (?:removed|dropped|renamed)\b|\b(?:was|were|is|are) (?:now )?(?:removed|dropped|renamed)\b",
     re.I,
 )
-FUTURE_REMOVAL_RE = re.compile(r"\bwill be (?:removed|dropped)|\bto be removed\b|\bscheduled for removal|\bin a future", re.I)
-BREAKING_HINT_RE = re.compile(
+FUTURE_REMOVAL_RE = compile_re(r"\bwill be (?:removed|dropped)|\bto be removed\b|\bscheduled for removal|\bin a future", re.I)
+BREAKING_HINT_RE = compile_re(
     r"breaking|incompatib|backward|removed|removals?\b|changes in behaviou?r|behaviou?r changes?"
     r"|upgrad\w* notes|migration", re.I,
 )
 
 # Rule 3: a default flip is breaking even when framed as an improvement.
-DEFAULT_FLIP_RE = re.compile(
+DEFAULT_FLIP_RE = compile_re(
     r"\b(?:now|is|are) (?:enabled|disabled|on|off|turned on|turned off|used|the default) by default"
     r"|\bby default,? (?:now|no longer)\b|\bdefault (?:\w+ )?(?:has been |was |is now |now )?"
     r"(?:changed|switched|flipped|adjusted|modified)|\bdefaults? (?:is |are )?now\b|\bnow defaults? to\b"
@@ -184,16 +186,16 @@ DEFAULT_FLIP_RE = re.compile(
 )
 
 # Rule 4: still works, but announced for removal or discouraged.
-DEPRECATION_RE = re.compile(
+DEPRECATION_RE = compile_re(
     r"\bdeprecat|\bwill be (?:removed|dropped)|\bscheduled for removal|\bdiscouraged\b"
     r"|\bplanned (?:for )?removal|\bto be removed in\b",
     re.I,
 )
-DEPRECATION_HINT_RE = re.compile(r"deprecat", re.I)
+DEPRECATION_HINT_RE = compile_re(r"deprecat", re.I)
 # "deprecated" that announces nothing: the entry moves off something deprecated elsewhere
 # ("use non-deprecated chown syntax", "remove deprecated C API usage", "since `which` is
 # deprecated") or denies a deprecation ("is not deprecated").
-DEPRECATED_USE_RE = re.compile(
+DEPRECATED_USE_RE = compile_re(
     r"\bnon-?deprecated\b|\bnot (?:be |been )?deprecated\b"
     r"|\b(?:without(?: using)?|avoid\w*|replac\w*|instead of|fix\w*|stop\w* using) (?:\S+ ){0,3}?\(*deprecated\b"
     r"|\b(?:use|usage|calls?) (?:of |to )(?:the |any |all )?deprecated\b"
@@ -201,17 +203,17 @@ DEPRECATED_USE_RE = re.compile(
     r"|\b(?:since|because|as) (?:the )?`?[\w.-]+`? (?:is|are|was|were|has been|have been) deprecated\b",
     re.I,
 )
-NOT_DEPRECATED_RE = re.compile(r"\bnot (?:be |been )?deprecated\b", re.I)
+NOT_DEPRECATED_RE = compile_re(r"\bnot (?:be |been )?deprecated\b", re.I)
 # Rule 4 says "still works": an entry that renames or replaces something yet says the old
 # form is still accepted is a deprecation, not a removal.
-STILL_WORKS_RE = re.compile(
+STILL_WORKS_RE = compile_re(
     r"\bstill (?:be )?(?:works?|accepted|acceptable|supported|available|recogni[sz]ed|understood|honou?red|valid)\b"
     r"|\bcontinues? to (?:work|be (?:accepted|supported|recogni[sz]ed))\b",
     re.I,
 )
 
 # Rules 5-7, 9: the entry's primary intent.
-FIX_RE = re.compile(
+FIX_RE = compile_re(
     r"\bfix(?:e[sd]|ing)?\b|\bbugs?\b(?!-)|\bcrash|\bsegfault|\bsegmentation fault|\bhangs?\b|\bhung\b"
     r"|\bdeadlock|\bleak(?:s|ed|ing)?\b|\bincorrect(?:ly)?\b|\bwrong(?:ly)?\b|\bregression"
     r"|\bno longer (?:crash|fail|hang|abort|exit|error|mis|ignor|report|loop|produc|print|leak|corrupt|truncat|emit|lose|break)"
@@ -223,7 +225,7 @@ FIX_RE = re.compile(
     r"|\bdivi(?:de|sion) by zero|\bnull (?:pointer )?dereference|\bnull pointer",
     re.I,
 )
-PERF_RE = re.compile(
+PERF_RE = compile_re(
     r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
     r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
     r"|\bmore efficient|\befficiency\b|\binefficien|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
@@ -231,7 +233,7 @@ PERF_RE = re.compile(
     r"|\bmultiple threads|\bmulti-?thread|\blazily\b|\bSIMD\b|\bacceleration\b",
     re.I,
 )
-FEATURE_RE = re.compile(
+FEATURE_RE = compile_re(
     r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|enable[ds]?"
     r"|provide[ds]?|expose[ds]?|teach|learn(?:ed|t)?)\b"
     r"|\bnew (?:option|command|flag|feature|function|api|setting|subcommand|mode|tool|variable|parameter|argument)s?\b"
@@ -242,7 +244,7 @@ FEATURE_RE = re.compile(
     r"|\bnow (?!(?:is|are|has|does|uses|needs|requires|fails|works|handles|returns)\b)\w+s\b",
     re.I,
 )
-DOCS_RE = re.compile(
+DOCS_RE = compile_re(
     r"^(?:doc(?:s|umentation)?|man ?pages?|readme)\b[:\s]|\bdocument(?:ation|ed|s)?\b|\bman ?pages?\b"
     r"|\btypos?\b|\bspelling\b|\bhelp (?:text|message|output)|(?<!see )\bREADME\b"
     r"|\b(?:the|a|reference|user|texinfo|info|online) manual\b|\bmanual (?:page|entry|section)s?\b"
@@ -253,38 +255,38 @@ DOCS_RE = re.compile(
 )
 
 HINT_KIND = [
-    (re.compile(r"\bsecurity\b", re.I), Kind.security, 1),
-    (re.compile(r"breaking|incompatib|backward", re.I), Kind.breaking, 2),
-    (re.compile(r"deprecat", re.I), Kind.deprecation, 4),
-    (re.compile(r"\bfix|\bbug|regression", re.I), Kind.fix, 5),
-    (re.compile(r"perform|speed|optimi", re.I), Kind.performance, 6),
-    (re.compile(r"feature|^added\b|\badditions?\b|^new\b|enhancement|improvement", re.I), Kind.feature, 7),
-    (re.compile(r"\bdoc", re.I), Kind.docs, 9),
+    (compile_re(r"\bsecurity\b", re.I), Kind.security, 1),
+    (compile_re(r"breaking|incompatib|backward", re.I), Kind.breaking, 2),
+    (compile_re(r"deprecat", re.I), Kind.deprecation, 4),
+    (compile_re(r"\bfix|\bbug|regression", re.I), Kind.fix, 5),
+    (compile_re(r"perform|speed|optimi", re.I), Kind.performance, 6),
+    (compile_re(r"feature|^added\b|\badditions?\b|^new\b|enhancement|improvement", re.I), Kind.feature, 7),
+    (compile_re(r"\bdoc", re.I), Kind.docs, 9),
 ]
 
-WRONGLY_RE = re.compile(r"\b(?:incorrect(?:ly)?|wrong(?:ly)?|spurious(?:ly)?|bogus|erroneous(?:ly)?)\b", re.I)
-LEADING_FEATURE_RE = re.compile(
+WRONGLY_RE = compile_re(r"\b(?:incorrect(?:ly)?|wrong(?:ly)?|spurious(?:ly)?|bogus|erroneous(?:ly)?)\b", re.I)
+LEADING_FEATURE_RE = compile_re(
     r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b"
     r"(?! (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
 LEADING_VERB_KIND = [
     # rule 9 before rule 5: fixing the help text or the docs changes only documentation
-    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?(?:help|usage) (?:message|text|output)s?\b"
+    (compile_re(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?(?:help|usage) (?:message|text|output)s?\b"
                 r"|^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:\S+ ){0,3}?(?:documentation|docs|man ?pages?|comments?)\b",
                 re.I), Kind.docs, 9),
-    (re.compile(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?"
+    (compile_re(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?"
                 r"|ensure[sd]?|protect(?:s|ed)? against)\b", re.I), Kind.fix, 5),
-    (re.compile(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
+    (compile_re(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
                 r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?"
                 r"(?:SIMD|acceleration|fast(?:er)? path|optimi[sz]ations?))\b", re.I), Kind.performance, 6),
     (LEADING_FEATURE_RE, Kind.feature, 7),
-    (re.compile(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
+    (compile_re(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
                 r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
                 r"|(?:silence[sd]?|suppress(?:es|ed)?|remove[sd]?|reword(?:ed)?|quiet(?:en)?s?) (?:\S+ ){0,3}?(?:warnings?|messages?|diagnostics?)\b)", re.I), Kind.docs, 9),
 ]
 
 # Changes that touch only packaging, CI or tests say nothing to a user (rule 8),
 # unless they also fix something or carry a security cue.
-INTERNAL_RE = re.compile(
+INTERNAL_RE = compile_re(
     r"\bdebian/|(?:^|\s)d/[a-z]|\bdh[_ -]\w|\bdebhelper|build[- ]?dep(?:ends?|endency|endencies)|standards-version"
     r"|\buploaders?\b|\blintian|\.symbols\b|\bsymbols(?:'|\.\w+)? files?\b|\bvcs-\w+|\bsalsa\b|\bwatch file|\bquilt\b|\bcdbs\b"
     r"|\.install\b|\budebs?\b|\bmaintainers?\b|\bsource format|\bgbp\b|\bautopkgtest|\bhardening"
@@ -295,12 +297,12 @@ INTERNAL_RE = re.compile(
     r"|\bdependency (?:upgrade|update|bump)s?\b|\b(?:upgrade|update|bump)(?:s|d|ed)? (?:the )?\S+ dependency\b",
     re.I,
 )
-INTERNAL_FIX_RE = re.compile(r"\bfix(?!e[sd]? #\d)|\bcrash|\bprevent|\bbug\b|\bregression", re.I)
+INTERNAL_FIX_RE = compile_re(r"\bfix(?!e[sd]? #\d)|\bcrash|\bprevent|\bbug\b|\bregression", re.I)
 # A section that gathers internal work with everything else ("Performance, Internal
 # Implementation, Development Support etc.") is no evidence for any one kind.
-INTERNAL_HINT_RE = re.compile(r"\binternal\b|\bdevelopment support\b", re.I)
-PATH_PREFIX_RE = re.compile(r"^[\w.+-]+(?:/[\w.+-]+)+:\s+(?=\w)")
-AREA_RE = re.compile(r"^(?:\*\*)?([a-z0-9_.,/-]{2,30})(?:\*\*)?:\s", re.I)
+INTERNAL_HINT_RE = compile_re(r"\binternal\b|\bdevelopment support\b", re.I)
+PATH_PREFIX_RE = compile_re(r"^[\w.+-]+(?:/[\w.+-]+)+:\s+(?=\w)")
+AREA_RE = compile_re(r"^(?:\*\*)?([a-z0-9_.,/-]{2,30})(?:\*\*)?:\s", re.I)
 INTERNAL_AREAS = {"test", "tests", "build", "tools", "deps", "meta", "benchmark", "ci", "bootstrap",
                   "gyp", "src", "lib", "debian", "d", "test_runner", "typings"}
 DOC_AREAS = {"doc", "docs", "documentation", "man", "manpages"}
@@ -326,8 +328,8 @@ def identifiers(text: str) -> list[str]:
     return list(seen)
 
 
-WS_RE = re.compile(r"\s+")
-TRAILING_PAREN_RE = re.compile(r"\s*\([^)]{0,80}\)\s*(?=[.!]?$)")  # "(no security issue)", "(Closes: #1)"
+WS_RE = compile_re(r"\s+")
+TRAILING_PAREN_RE = compile_re(r"\s*\([^)]{0,80}\)\s*(?=[.!]?$)")  # "(no security issue)", "(Closes: #1)"
 
 
 def is_content_free(text: str) -> bool:
@@ -336,11 +338,11 @@ def is_content_free(text: str) -> bool:
 
 
 MARKUP_RES = [
-    re.compile(r"^\*\*[^*]{1,40}\*\*:\s*"),
-    re.compile(r"^\(?(?:SEMVER-MAJOR|SEMVER-MINOR)\)?\s*", re.I),
-    re.compile(r"^(?:[a-z0-9_.,/-]{2,30}):\s+(?=\w)"),  # "timers: fix ..."
-    re.compile(r"^(?:(?:bug|issue|gh-?)?#\d+|\[[^\]]{1,40}\]|warning|note)[:!.]?\s+", re.I),
-    re.compile(r"\s*\((?:[A-Z][\w.'-]+(?: [A-Z][\w.'-]+){0,3}(?:, )?)+\)\s*$"),
+    compile_re(r"^\*\*[^*]{1,40}\*\*:\s*"),
+    compile_re(r"^\(?(?:SEMVER-MAJOR|SEMVER-MINOR)\)?\s*", re.I),
+    compile_re(r"^(?:[a-z0-9_.,/-]{2,30}):\s+(?=\w)"),  # "timers: fix ..."
+    compile_re(r"^(?:(?:bug|issue|gh-?)?#\d+|\[[^\]]{1,40}\]|warning|note)[:!.]?\s+", re.I),
+    compile_re(r"\s*\((?:[A-Z][\w.'-]+(?: [A-Z][\w.'-]+){0,3}(?:, )?)+\)\s*$"),
 ]
 
 
@@ -352,9 +354,9 @@ def _strip_markup(text: str) -> str:
     return text.strip()
 
 
-NO_SECURITY_RE = re.compile(r"\b(?:no|not a|without) security (?:issue|impact|problem)s?", re.I)
-SEMVER_MAJOR_RE = re.compile(r"SEMVER-MAJOR")
-LEADING_REMOVAL_RE = re.compile(r"^(?:remove|drop|rename)", re.I)
+NO_SECURITY_RE = compile_re(r"\b(?:no|not a|without) security (?:issue|impact|problem)s?", re.I)
+SEMVER_MAJOR_RE = compile_re(r"SEMVER-MAJOR")
+LEADING_REMOVAL_RE = compile_re(r"^(?:remove|drop|rename)", re.I)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -431,13 +433,13 @@ def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
     raise AssertionError("unreachable")
 
 
-CRITICAL_RE = re.compile(
+CRITICAL_RE = compile_re(
     r"remote code execution|\bRCE\b|arbitrary code|actively exploited|in the wild"
     r"|data loss|los(?:e|es|ing|t) (?:data|files|changes|commits|work)|silent(?:ly)? (?:data )?corrupt"
     r"|data corruption|corrupt(?:s|ed|ion of)? (?:the )?(?:data|files?|repositor|database|index|archive)",
     re.I,
 )
-MEDIUM_FIX_RE = re.compile(
+MEDIUM_FIX_RE = compile_re(
     r"\bcrash|\bsegfault|segmentation fault|\bhangs?\b|\bhung\b|\bdeadlock|infinite loop|\babort"
     r"|\bcorrupt|\bdata\b|\bbilling|\bcharg(?:e|ed|ing)\b|\block ?up|\bstuck\b|\bassert(?:ion)? fail",
     re.I,
@@ -458,7 +460,7 @@ def rule_severity(kind: Kind, rule: int, text: str) -> Severity:
     return Severity.low
 
 
-LEAD_WORDS = re.compile(
+LEAD_WORDS = compile_re(
     r"^(?:(?:add(?:ed|s)?|fix(?:ed|es)?|remove[ds]?|drop(?:ped|s)?|rename[ds]?|deprecate[ds]?|update[ds]?"
     r"|improve[ds]?|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|enable[ds]?"
     r"|disable[ds]?|change[ds]?|make|made|makes|use[ds]?|new|document(?:ed|s)?|correct(?:ed|s)?"
@@ -490,18 +492,18 @@ HEAD_NOUNS = {
     "deprecation", "change", "documentation", "performance", "variable", "setting", "function",
     "api", "error", "warning", "overflow", "vulnerability", "message", "output", "format",
 }
-QUOTED_RE = re.compile(r"[`\"']([^`\"'\n]{2,40})[`\"']")
+QUOTED_RE = compile_re(r"[`\"']([^`\"'\n]{2,40})[`\"']")
 
 
-IDENTIFIER_WORD_RE = re.compile(r"[_/.()=\d]|[a-z][A-Z]|^-")
-NON_KEBAB_RE = re.compile(r"[^a-z0-9]+")
+IDENTIFIER_WORD_RE = compile_re(r"[_/.()=\d]|[a-z][A-Z]|^-")
+NON_KEBAB_RE = compile_re(r"[^a-z0-9]+")
 
 
 def _is_identifier(word: str) -> bool:
     return bool(IDENTIFIER_WORD_RE.search(word)) or word.isupper() and len(word) > 1
 
 
-REF_PAREN_RE = re.compile(r"\s*\((?:#\d+|closes:[^)]*|lp: ?#\d+|:\w+:`\d+`)\)", re.I)
+REF_PAREN_RE = compile_re(r"\s*\((?:#\d+|closes:[^)]*|lp: ?#\d+|:\w+:`\d+`)\)", re.I)
 
 
 def _topic(text: str, body: str | None = None) -> list[str]:
@@ -543,7 +545,7 @@ def rule_subject(topic: list[str], kind: Kind, product: str) -> str:
     return " ".join(words[:6])
 
 
-DEADLINE_RE = re.compile(
+DEADLINE_RE = compile_re(
     r"\b(?:until|before|by|after|on)\s+(\d{4}-\d{2}-\d{2})\b"
     r"|\b(?:removed|dropped|deleted|unsupported|disabled|deprecated|remove|drop)\b[^.]{0,40}?"
     r"\b(?:in|by|with|as of|starting (?:with|in)|from)\s+(?:version\s+|release\s+|v)?"
@@ -562,16 +564,16 @@ def rule_deadline(text: str, kind: Kind) -> str | None:
 
 
 AREA_TAGS = [
-    ("credentials", re.compile(r"credential|password|secret|token|private key|api key", re.I)),
-    ("env-var", re.compile(r"environment variable|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b=?|\benv\b", re.I)),
-    ("cli", re.compile(r"(?:^|\s)`?--?[a-z][\w-]*|\bcommand[- ]line|\bsubcommand|\boption\b|\bflag\b", re.I)),
-    ("config", re.compile(r"\bconfig(?:uration)?\b|\bsetting|\.conf\b|\bini\b", re.I)),
-    ("api", re.compile(r"\bAPI\b|\bfunction\b|\w+\(\)|\bABI\b|\blibrary\b", re.I)),
-    ("build", re.compile(r"\bbuild|\bcompil|\bconfigure\b|\bmake(?:file)?\b|\bcmake|\blink(?:er|ing)\b", re.I)),
-    ("network", re.compile(r"\bhttps?\b|\bTLS\b|\bSSL\b|\bnetwork|\bsocket|\bproxy\b|\bDNS\b", re.I)),
-    ("i18n", re.compile(r"translat|locale|\bi18n\b|\bl10n\b|unicode|utf-?8", re.I)),
-    ("tests", re.compile(r"\btests?\b|\btest ?suite|\btesting\b", re.I)),
-    ("docs", re.compile(r"\bdoc(?:s|umentation)\b|\bman ?page", re.I)),
+    ("credentials", compile_re(r"credential|password|secret|token|private key|api key", re.I)),
+    ("env-var", compile_re(r"environment variable|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b=?|\benv\b", re.I)),
+    ("cli", compile_re(r"(?:^|\s)`?--?[a-z][\w-]*|\bcommand[- ]line|\bsubcommand|\boption\b|\bflag\b", re.I)),
+    ("config", compile_re(r"\bconfig(?:uration)?\b|\bsetting|\.conf\b|\bini\b", re.I)),
+    ("api", compile_re(r"\bAPI\b|\bfunction\b|\w+\(\)|\bABI\b|\blibrary\b", re.I)),
+    ("build", compile_re(r"\bbuild|\bcompil|\bconfigure\b|\bmake(?:file)?\b|\bcmake|\blink(?:er|ing)\b", re.I)),
+    ("network", compile_re(r"\bhttps?\b|\bTLS\b|\bSSL\b|\bnetwork|\bsocket|\bproxy\b|\bDNS\b", re.I)),
+    ("i18n", compile_re(r"translat|locale|\bi18n\b|\bl10n\b|unicode|utf-?8", re.I)),
+    ("tests", compile_re(r"\btests?\b|\btest ?suite|\btesting\b", re.I)),
+    ("docs", compile_re(r"\bdoc(?:s|umentation)\b|\bman ?page", re.I)),
 ]
 
 

@@ -1,6 +1,7 @@
 """Small I/O helpers every stage uses: atomic writes, JSONL, hashing, params."""
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -39,16 +39,40 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def sweep_stale_temps(path: Path) -> list[Path]:
+    """Remove the temp files writers of `path` left when they were killed (their pid is
+    gone); a live writer's temp file stays."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it over `path` only on success.
 
-    A killed process leaves a stray temp file, never a half-written output that
-    DVC could cache.
+    A killed process leaves a stray temp file (named with its pid, removed by the next
+    writer of `path`), never a half-written output that DVC could cache.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual umask modes
     try:

@@ -130,6 +130,7 @@ class QuarantineReason(str, Enum):
 
     invalid_utf8 = "invalid_utf8"
     unknown_format = "unknown_format"
+    no_entries = "no_entries"  # a parser read the file and found no entry in it
     unreadable_file = "unreadable_file"
     empty_entry = "empty_entry"
     entry_too_short = "entry_too_short"

@@ -145,7 +145,7 @@ _UNRELEASED = re.compile(r"^\[?(unreleased|next|upcoming|in development|head)\]?
 
 
 def _lines(text: str) -> list[str]:
-    return _NEWLINE.split(text)
+    return _NEWLINE.split(text) if "\r" in text else text.split("\n")
 
 
 def _norm(text: str) -> str:
@@ -224,13 +224,21 @@ def _starts_block(lines: list[str], i: int) -> bool:
     return not prev or bool(_UNDERLINE.match(prev)) or prev.startswith("#")
 
 
+_URL = re.compile(r"<https?://[^>\s]*>|https?://\S+")
+_ALNUM = re.compile(r"[^\W_]")
+
+
 def _is_link_only(text: str) -> bool:
     """Bullets that are nothing but links (tables of contents, "Other versions" lists)."""
-    rest = _MD_LINK.sub("", text)
-    rest = re.sub(r"<https?://[^>\s]*>|https?://\S+", "", rest)
-    return not re.sub(r"[\W_]", "", rest)
+    if "](" in text:  # a Markdown link needs "](": most entries skip the substitution
+        text = _MD_LINK.sub("", text)
+    if "http" in text:
+        text = _URL.sub("", text)
+    return _ALNUM.search(text) is None
 
 
+_HTML_BLOCK = re.compile(r"^<(table|details|pre)\b", re.IGNORECASE)
+_HTML_TAG_LINE = re.compile(r"^</?[a-zA-Z][^>]*>$")
 _MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|~])")
 # Commit-log bullets open with a hash link: Node's "\[[`abc123`](url)] - ", jansi's "[`abc`](url) ".
 _COMMIT_LINK = re.compile(r"^(\\?\[)?\[`?[0-9a-f]{6,40}`?\]\([^)\s]*\)(?:\\?\])?[ \t]*(?:-[ \t]+)?")
@@ -241,7 +249,7 @@ _TRAILING_AUTHOR = re.compile(r"[ \t]*\([^()]{1,80}\)[ \t]*$")
 
 def _md_clean(text: str) -> str:
     """Readable markdown entry: no commit-hash link prefix, no Node-style author/PR trailer."""
-    m = _COMMIT_LINK.match(text)
+    m = _COMMIT_LINK.match(text) if text[:1] in "[\\" else None
     if m:
         text = text[m.end():]
         if m.group(1):  # Node: "... (Author) [#123](url)" -- bookkeeping, not the change
@@ -251,7 +259,7 @@ def _md_clean(text: str) -> str:
                     break
                 text = stripped
             text = _TRAILING_AUTHOR.sub("", text)
-    return _MD_ESCAPE.sub(r"\1", text)
+    return _MD_ESCAPE.sub(r"\1", text) if "\\" in text else text
 
 
 class _Acc:
@@ -277,7 +285,9 @@ def _emit(acc: _Acc | None, clean=None) -> ParsedEntry | None:
         return None
     text = acc.text()
     if clean is not None:
-        text = _norm(clean(text))
+        cleaned = clean(text)
+        if cleaned != text:  # _norm(text) is text: normalise only what clean changed
+            text = _norm(cleaned)
     if not text:
         return None
     return ParsedEntry(text=text, hint=acc.hint, version=acc.version, line=acc.line)
@@ -485,12 +495,13 @@ class MarkdownBullets(SourceFormat):
                 if "-->" not in stripped:
                     in_html = "-->"
                 continue
-            if re.match(r"^<(table|details|pre)\b", stripped, re.IGNORECASE):
+            html = stripped.startswith("<")
+            if html and _HTML_BLOCK.match(stripped):
                 tag = stripped[1:].split(">")[0].split()[0].lower()
                 if f"</{tag}>" not in stripped.lower():
                     in_html = f"</{tag}>"
                 continue
-            if re.match(r"^</?[a-zA-Z][^>]*>$", stripped) or _REFDEF.match(line):
+            if html and _HTML_TAG_LINE.match(stripped) or _REFDEF.match(line):
                 continue  # anchors like <a id="21.1.0"></a>, link reference definitions
             atx = _atx(line)
             # A would-be title right after an entry line is a wrapped line of that entry.

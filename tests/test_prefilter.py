@@ -1,0 +1,116 @@
+"""The regex prefilter changes how fast the labeler's patterns answer, never what they answer."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tuneforge import changelog, prefilter
+from tuneforge.prefilter import Prefiltered, needles
+
+
+def parsed(pattern: str, flags: int = 0):
+    return needles(re._parser.parse(pattern, flags))
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    (r"\bfix(?:e[sd])?\b|\bcrash", {"fix", "crash"}),
+    (r"(?:heap|stack)[- ]buffer", {"buffer"}),          # the longer required literal wins
+    (r"\bCVE-\d{4}|(?-i:\bDoS\b)", {"cve-", "dos"}),      # needles are lower-cased
+    (r"a(?:bc)+d", {"bc"}),                               # a repeat of 1+ must hold its body
+    (r"ab\bcd", {"abcd"}),                                # zero-width ops keep literals adjacent
+    (r"(?:foo)?bar|baz", {"bar", "baz"}),
+])
+def test_needles_read_off_the_pattern(pattern, expected):
+    assert parsed(pattern, re.I) == expected
+
+
+@pytest.mark.parametrize("pattern", [r"\w+", r"fix|\d", r"(?:foo)?", r"x*", r"caf\u00e9|tea"])
+def test_no_needles_when_a_match_need_not_hold_one(pattern):
+    """An optional part, a class-only branch or a non-ASCII literal gives no prefilter."""
+    assert parsed(pattern, re.I) is None
+    assert not isinstance(prefilter.compile_re(pattern, re.I), Prefiltered)
+
+
+def changelog_patterns() -> list[Prefiltered]:
+    found = [v for v in vars(changelog).values() if isinstance(v, Prefiltered)]
+    for group in (changelog.LEADING_VERB_KIND, changelog.HINT_KIND, changelog.AREA_TAGS,
+                  [(p,) for p in changelog.MARKUP_RES]):
+        found += [p for row in group for p in row if isinstance(p, Prefiltered)]
+    return found
+
+
+def test_the_labelers_big_alternations_are_prefiltered():
+    names = {n for n, v in vars(changelog).items() if isinstance(v, Prefiltered)}
+    assert {"SECURITY_RE", "INTERNAL_RE", "DOCS_RE", "BREAKING_RE", "FIX_RE"} <= names
+
+
+@pytest.mark.parametrize("text", ["the parser cra\u017fhed on empty input",  # LONG S
+                                  "fixed a memory lea\u212a in the cache"])       # KELVIN SIGN
+def test_non_ascii_text_that_re_ignorecase_folds_still_matches(text):
+    """str.lower() does not fold LONG S to "s", but re.I matches it: such text skips the
+    prefilter."""
+    assert changelog.FIX_RE.pattern.search(text)
+    assert changelog.FIX_RE.search(text)
+
+
+# words the patterns look for, and the characters around them that decide \b, case and
+# lookarounds; non-ASCII ones (KELVIN SIGN matches "k" under re.I) take the unfiltered path
+FRAGMENTS = ["fix", "crash", "CVE-2024-1234", "DoS", "dos", "security", "deprecated", "removed",
+             "debian/", "d/", "CI", "ci", "test", "docs", "README", "by default", "now",
+             "support", "new", "add", "no longer", "bump", "SONAME", "token", "leak", "data",
+             "\u212a", "\u017f", "\u00e9", "cra\u017fh", "lea\u212a",
+             "-", "`", "'", "(", ")", ".", ":", "/", "_", "1.2"]
+texts = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,-_/:`'\"()#0123456789\n",
+    max_size=6)), max_size=14).map(lambda parts: " ".join(parts) if len(parts) % 2 else "".join(parts))
+
+
+@settings(max_examples=400, deadline=None)
+@given(texts)
+def test_prefiltered_patterns_answer_like_plain_re(text):
+    for p in changelog_patterns():
+        raw = p.pattern
+        plain, fast = raw.search(text), p.search(text)
+        assert (plain and plain.span()) == (fast and fast.span()), raw.pattern
+        assert raw.findall(text) == p.findall(text)
+        assert raw.sub("#", text) == p.sub("#", text)
+        assert bool(raw.match(text)) == bool(p.match(text))
+
+
+def test_rule_labels_are_unchanged_on_the_fixture_corpus(monkeypatch):
+    """The whole labeler with and without the prefilter, on every entry the sample
+    release notes hold."""
+    from pathlib import Path
+
+    from tuneforge.sources import UnknownFormatError, detect_format
+
+    rows = []
+    for path in sorted(Path(__file__).parent.joinpath("fixtures").rglob("*")):
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        try:
+            rows += [(e.text, e.hint, "pkg", e.version)
+                     for e in detect_format(path.name, text).parse(path.name, text)]
+        except UnknownFormatError:
+            continue
+    assert len(rows) > 50
+    fast = [changelog.rule_label(*r) for r in rows]
+
+    def plain(p):
+        return p.pattern if isinstance(p, Prefiltered) else p
+
+    for name, value in list(vars(changelog).items()):
+        if isinstance(value, Prefiltered):
+            monkeypatch.setattr(changelog, name, value.pattern)
+    for name in ("LEADING_VERB_KIND", "HINT_KIND"):
+        monkeypatch.setattr(changelog, name, [(plain(p), *rest) for p, *rest in getattr(changelog, name)])
+    monkeypatch.setattr(changelog, "AREA_TAGS", [(t, plain(p)) for t, p in changelog.AREA_TAGS])
+    monkeypatch.setattr(changelog, "MARKUP_RES", [plain(p) for p in changelog.MARKUP_RES])
+    changelog._hint_cues.cache_clear()
+    assert not changelog_patterns()
+    assert [changelog.rule_label(*r) for r in rows] == fast
+    changelog._hint_cues.cache_clear()
