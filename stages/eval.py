@@ -86,7 +86,8 @@ def score(task: Task, rows: list[dict], outputs: list[str], classes: list[str],
 
 
 def headline(summary: dict, **extra: Any) -> dict:
-    keep = ("n", "parse_errors", "unknown_precision", "unknown_recall", *HEADLINE)
+    keep = ("n", "parse_errors", "unknown_precision", "unknown_recall", *HEADLINE,
+            "kind_agreement_ci95_low", "kind_agreement_ci95_high")
     return {**{k: summary[k] for k in keep}, **extra}
 
 
@@ -138,8 +139,8 @@ def _fmt(v: Any) -> str:
 
 def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
               n_rows: int, n_hf: int, errors: dict[str, list[str]]) -> str:
-    cols = ["n", *HEADLINE, "parse_errors", "unknown_precision", "unknown_recall", "parity",
-            "kind_parity", "size_mb"]
+    cols = ["n", *HEADLINE, "kind_agreement_ci95_low", "kind_agreement_ci95_high", "parse_errors",
+            "unknown_precision", "unknown_recall", "parity", "kind_parity", "size_mb"]
     intro = (f"Holdout rows evaluated: {n_rows} (eval.holdout_limit={cfg['holdout_limit']}); "
              f"HF models and parity on the first {n_hf} of them. Greedy decoding; GGUFs under "
              "the output-schema grammar, HF models unconstrained.")

@@ -53,3 +53,14 @@ def test_table_lists_each_measured_figure_with_its_target():
     text = bench.table(report)
     assert "`sha256_mb_per_s` | 900.0 MB/s | 450.0 MB/s | 2.0×" in text
     assert bench.TARGETS["sha256_mb_per_s"] in text and "entries_per_s" not in text
+
+
+def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
+    """bench.json is written with sorted keys; the table follows dvc.yaml."""
+    stages = {"backfill": 1.0, "eval": 2.0, "evidence": 3.0, "register": 0.5, "train": 9.0}
+    build = {"noop_repro_s": 1.0, "baseline_dvc_status_s": 1.0, "noop_ratio": 1.0,
+             "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0,
+             "incremental_ratio": 0.1, "full_build_s": dict(sorted(stages.items())),
+             "peak_rss_mb": dict(sorted(stages.items()))}
+    text = bench.table({"sections": {"build": build}})
+    assert "1.0 min (backfill 1.0, evidence 3.0, train 9.0, eval 2.0, register 0.5)" in text

@@ -102,6 +102,18 @@ def test_ablation_and_parity():
         metrics.parity(["a"], [])
 
 
+def test_kind_agreement_carries_a_wilson_interval():
+    """Reference values: 21/40 -> 0.3750-0.6706 (Wilson, z=1.96, by hand); 0 and n stay in [0, 1]."""
+    assert metrics.wilson_ci95(21, 40) == pytest.approx((0.3750, 0.6706), abs=1e-4)
+    assert metrics.wilson_ci95(0, 10)[0] == 0.0 and metrics.wilson_ci95(10, 10)[1] == 1.0
+    assert metrics.wilson_ci95(0, 0) == (None, None)
+    s = metrics.summarize(toy_rows(), ["fix", "feature", "unknown", "docs"])
+    assert s["kind_agreement_ci95_low"] < s["kind_agreement"] < s["kind_agreement_ci95_high"]
+    gates = {"min_kind_agreement": 0.9, "max_parse_errors": 5, "min_parity": 0.0}
+    (failed,) = metrics.gate(s, gates, 1.0)
+    assert "95% CI" in failed and "over 14 rows" in failed
+
+
 def test_gates():
     gates = {"min_kind_agreement": 0.6, "max_parse_errors": 0, "min_parity": 0.75}
     good = {"kind_agreement": 0.7, "parse_errors": 0}

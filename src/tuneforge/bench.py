@@ -510,7 +510,7 @@ def table(report: dict) -> str:
         rows.append(f"| `{key}` | {value} | {baseline} | {ratio} | {TARGETS[key]} |")
 
     if d := s.get("data"):
-        for n, r in d["sizes"].items():
+        for n, r in sorted(d["sizes"].items(), key=lambda item: int(item[0])):
             add("entries_per_s", f"{r['entries_per_s']:,} at {int(n):,} entries ({r['s']} s)",
                 f"{r['baseline_json']['entries_per_s']:,} ({r['baseline_json']['s']} s)", f"{r['ratio']}×")
     if b := s.get("build"):
@@ -538,9 +538,15 @@ def table(report: dict) -> str:
         add("sha256_mb_per_s", f"{h['sha256_mb_per_s']} MB/s", f"{h['baseline_sha256sum_mb_per_s']} MB/s",
             f"{h['ratio']}×")
     if b:
-        per = ", ".join(f"{k} {v}" for k, v in b["full_build_s"].items())
-        add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per})", "-", "-")
-        add("peak_rss_mb", ", ".join(f"{k} {v}" for k, v in b["peak_rss_mb"].items()), "-", "-")
+        # bench.json is written with sorted keys: list the stages in dvc.yaml's order
+        order = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+        def per_stage(values: dict) -> str:
+            return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=order.index))
+
+        add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})",
+            "-", "-")
+        add("peak_rss_mb", per_stage(b["peak_rss_mb"]), "-", "-")
     m = report.get("machine", {})
     head = (f"Measured by `make bench` on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
             f"{m.get('memory_gib', '?')} GiB (sections run {', '.join(sorted(report.get('ran', {})))}).")
