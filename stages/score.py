@@ -66,7 +66,7 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
                   and schema_error(task, c.label) is None]
         if any(task.label_class(c.label) != kind for c in others):
             reasons.append("label_sources_disagree")
-        if chosen.rule == 8 and not task.is_content_free(rec.text):
+        if chosen.rule == 8 and not task.unknown_cue(rec.text, rec.hint):
             reasons.append("unknown_without_cue")
         if category is not ScoreCategory.rejected:
             if "hint_rule_disagree" in reasons:

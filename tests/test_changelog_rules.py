@@ -176,3 +176,40 @@ def test_unknown_action_names_the_entry_identifiers():
     label, rule = cl.rule_label(text, None, "binutils", "2.2")
     assert rule == 8 and "`bfd`" in label["action_text"]
     assert cl.style_problems(label, text) == []
+
+
+@pytest.mark.parametrize("text,cue", [
+    ("Bug fixes and reliability improvements", True),           # content-free
+    ("Updated dependencies", True),                             # the contract's internal example
+    ("debian/rules: Remove obsolete dh_strip override", True),  # packaging only
+    ("Bump Standards-Version to 4.6.2", True),
+    ("Drop pwg-raster-attributes.patch", False),                # rule 8 because nothing matched
+    ("The widget sits on the left now", False),
+])
+def test_unknown_cue_separates_rule_8_with_a_reason_from_the_fallback(text, cue):
+    """Both are rule 8; only the first kind says in the entry why it is unknown, so only
+    it is training data (score sends the fallback to review)."""
+    assert cl.rule_kind(text, None) == (cl.Kind.unknown, 8)
+    assert cl.unknown_cue(text, None) is cue
+
+
+def test_score_trains_on_internal_unknowns_and_reviews_the_fallback():
+    from stages.score import score_record
+    from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance
+
+    task = get_task("changelog-actions")
+    cfg = {"hint_disagreement": "needs_human_review", "unknown_without_cue": "needs_human_review",
+           "scorer_version": "t"}
+
+    def scored(text):
+        label, rule = task.rule_label(text, None, "demo", "1.0")
+        rec = EvidenceRecord(id="x", task=task.name, text=text, hint=None, product="demo",
+                             version="1.0", format="markdown_bullets",
+                             provenance=Provenance(source_file="f", line=1, sig_hash="s"),
+                             candidates=[CandidateLabel(source=LabelSource.rules, label=label, rule=rule)])
+        return score_record(task, rec, cfg)
+
+    internal = scored("debian/rules: Remove obsolete dh_strip override")
+    assert internal.category.value == "accepted" and "unknown_without_cue" not in internal.reasons
+    fallback = scored("The widget sits on the left now")
+    assert fallback.category.value == "needs_human_review" and "unknown_without_cue" in fallback.reasons

@@ -368,6 +368,22 @@ def _hint_cues(hint: str) -> tuple:
             bool(DEPRECATION_HINT_RE.search(hint)), bool(BREAKING_HINT_RE.search(hint)), hinted)
 
 
+def _internal_only(text: str, body: str, internal_hint: bool) -> bool:
+    """Rule 8's internal cue: packaging, CI, tests or build plumbing ("Updated
+    dependencies" in the contract), with nothing fixed."""
+    area = AREA_RE.match(text)
+    area_path = area.group(1).lower().split("/") if area else []
+    internal = internal_hint or INTERNAL_RE.search(body) or (
+        area_path and area_path[0] in INTERNAL_AREAS and "patches" not in area_path)
+    return bool(internal) and not INTERNAL_FIX_RE.search(body)
+
+
+def unknown_cue(text: str, hint: str | None) -> bool:
+    """The entry itself says why it is unknown (rule 8): it is content-free, or it only
+    touches internals. Rule 8 without such a cue is the labeler finding nothing at all."""
+    return is_content_free(text) or _internal_only(text, _strip_markup(text), _hint_cues(hint or "")[1])
+
+
 def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
     """Apply the locked kind rules in their precedence order (rule 10)."""
     return _rule_kind(text, _strip_markup(text), hint)
@@ -385,10 +401,7 @@ def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
         return Kind.docs, 9
     if area and area.group(1).lower() in PERF_AREAS:
         return Kind.performance, 6
-    area_path = area.group(1).lower().split("/") if area else []
-    internal = internal_hint or INTERNAL_RE.search(body) or (
-        area_path and area_path[0] in INTERNAL_AREAS and "patches" not in area_path)
-    if internal and not INTERNAL_FIX_RE.search(body):
+    if _internal_only(text, body, internal_hint):
         return Kind.unknown, 8
     if SEMVER_MAJOR_RE.search(text):
         return Kind.breaking, 2

@@ -24,6 +24,7 @@ class Task:
     rule_label: Callable[[str, str | None, str, str | None], tuple[dict, int]]
     style_problems: Callable[[dict, str], list[str]]
     is_content_free: Callable[[str], bool]
+    unknown_cue: Callable[[str, str | None], bool]  # rule 8 with a reason in the entry itself
     hint_kind: Callable[[str | None], object]
     label_class: Callable[[dict], str]  # the stratification/confusion key of a label
 
@@ -59,6 +60,7 @@ register(Task(
     rule_label=changelog.rule_label,
     style_problems=changelog.style_problems,
     is_content_free=changelog.is_content_free,
+    unknown_cue=changelog.unknown_cue,
     hint_kind=changelog.hint_kind,
     label_class=lambda label: label["kind"],
 ))
