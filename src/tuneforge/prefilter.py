@@ -8,7 +8,7 @@ literal strings, read off the parsed pattern (for "\\bfix(?:e[sd])?\\b|\\bcrash"
 and is not run. The check is only a necessary condition, so results never change.
 
 It is applied to ASCII text only: under re.IGNORECASE a few non-ASCII characters match
-ASCII letters (KELVIN SIGN matches "k"), which str.lower() does not reproduce.
+ASCII letters, and str.lower() does not always agree (LONG S matches "s" but stays "\u017f").
 """
 from __future__ import annotations
 
