@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from tuneforge.io import canonical_json, load_params, read_jsonl, sha256_file, write_json, write_text
-from tuneforge.verify_repro import build_clean_clone, compare_locks
+from tuneforge.verify_repro import build_clean_clone, compare_locks, pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "bench.json"
@@ -539,7 +539,7 @@ def table(report: dict) -> str:
             f"{h['ratio']}×")
     if b:
         # bench.json is written with sorted keys: list the stages in dvc.yaml's order
-        order = list(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+        order = pipeline_stages(ROOT)
 
         def per_stage(values: dict) -> str:
             return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=order.index))
