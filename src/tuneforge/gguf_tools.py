@@ -305,6 +305,7 @@ def _grammar_first_class():
 
     class GrammarFirstLlama(Llama):
         _grammar_sampler = None
+        _vocab_buffer = None  # the full-vocabulary array, allocated at the first rejection
         rejected_argmax = 0  # since the last completion started: how often the full mask ran
 
         def _init_sampler(self, *, temp: float = 0.8, grammar=None, repeat_penalty: float = 1.0,
@@ -341,10 +342,12 @@ def _grammar_first_class():
             return one[0].logit != float("-inf")
 
         def _allowed_argmax(self, logits) -> int:
-            data = (C.llama_token_data * self._n_vocab)()
+            if self._vocab_buffer is None:  # one buffer per model, refilled at every rejection
+                self._vocab_buffer = (C.llama_token_data * self._n_vocab)()
+                self._token_ids = np.arange(self._n_vocab, dtype=np.int32)
+            data = self._vocab_buffer
             view = np.frombuffer(data, dtype=token_dtype)
-            view["id"] = np.arange(self._n_vocab, dtype=np.int32)
-            view["logit"] = logits
+            view["id"], view["logit"], view["p"] = self._token_ids, logits, 0.0
             arr = C.llama_token_data_array(data, self._n_vocab, -1, False)
             C.llama_sampler_apply(self._grammar_sampler, ctypes.byref(arr))
             return int(view["id"][np.argmax(view["logit"][:arr.size])])
