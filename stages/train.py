@@ -25,19 +25,22 @@ import json
 import logging
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tuneforge.io import atomic_path, load_params, sha256_file, write_json
+from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_file, write_json
 from tuneforge.llm import (
     SIDECAR,
     atomic_dir,
     check_toolchain,
+    balanced_order,
     load_sft,
     lora_config,
     materialize_base,
     resolve_base,
     sft_config,
+    sft_example,
     token_lengths,
     toolchain,
     train_precision,
@@ -157,15 +160,18 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(base_dir))
-    train_all = load_sft(train_path)
+    rows = list(read_jsonl(train_path))
     valid_all = load_sft(valid_path)[: cfg["valid_examples"]]
-    if not train_all:
+    if not rows:
         raise ValueError(f"{train_path} holds no examples: nothing to train on")
     # A step budget (max_steps) reads only the examples it will train on: the export's
     # train order is already a seeded shuffle, so its first rows are a fair sample, and
     # tokenising all ~27k rows for 240 steps' worth cost ~30 s of the CPU budget.
+    # kind_balance reorders it first so that sample is not 45% fixes.
     per_step = cfg["batch_size"] * cfg["grad_accum"] * state.num_processes
     planned = cfg["max_steps"] * per_step
+    ordered = balanced_order(rows, cfg["kind_balance"], planned)
+    train_all = [sft_example(r) for r in ordered]
     train_ex, too_long, examined, lengths = [], 0, 0, []
     while examined < len(train_all) and (not planned or len(train_ex) < planned):
         chunk = train_all[examined: examined + planned - len(train_ex)] if planned else train_all
@@ -174,9 +180,11 @@ def main() -> int:
         train_ex, too_long, lengths = train_ex + kept, too_long + dropped, lengths + chunk_lengths
         examined += len(chunk)
     valid_ex, _ = split_by_length(valid_all, token_lengths(tok, valid_all), cfg["max_tokens"])
+    kinds_read = dict(sorted(Counter(r["kind"] for r in ordered[:examined]).items()))
     log.info("%d of %d train examples read (%d over %d tokens dropped), mean %.0f tokens; "
-             "%d steps x %d = %d examples planned", examined, len(train_all), too_long,
-             cfg["max_tokens"], sum(lengths) / len(lengths), cfg["max_steps"], per_step, planned)
+             "%d steps x %d = %d examples planned; kinds read %s", examined, len(train_all),
+             too_long, cfg["max_tokens"], sum(lengths) / len(lengths), cfg["max_steps"],
+             per_step, planned, kinds_read)
 
     summary = train(base_dir, train_ex, valid_ex, cfg, adapter_dir)
     if not state.is_main_process:
@@ -189,7 +197,8 @@ def main() -> int:
         "base": {"dir": str(base_dir), "sha256": sha256_file(base_dir / "model.safetensors")},
         "dataset": {"train": {"path": str(train_path), "sha256": sha256_file(train_path)},
                     "valid": {"path": str(valid_path), "sha256": sha256_file(valid_path)}},
-        "examples": {"train": len(train_ex), "too_long": too_long, "valid": len(valid_ex)},
+        "examples": {"train": len(train_ex), "too_long": too_long, "valid": len(valid_ex),
+                     "kinds_read": kinds_read},
         "toolchain": toolchain(),
         **{k: v for k, v in summary.items() if k != "loss_curve"},
     }
@@ -206,7 +215,8 @@ def main() -> int:
     receipt.finish(Path(paths["receipts_dir"]) / "train.json", records_in=examined,
                    records_out=len(train_ex), quarantined=too_long,
                    extra={"steps": summary["steps"], "valid_examples": len(valid_ex),
-                          "export_rows": len(train_all), "not_read": len(train_all) - examined})
+                          "export_rows": len(train_all), "not_read": len(train_all) - examined,
+                          **{f"kind_{k}": v for k, v in kinds_read.items()}})
     log.info("adapter %s (sha256 %s), train loss %.4f, valid loss %s", adapter_dir,
              adapter_sha[:16], summary["train_loss"], summary["valid_loss"])
     return 0

@@ -113,6 +113,10 @@ def test_train_outputs_and_sidecar(chain):
     assert receipt["counts"]["records_in"] == 8 and receipt["invariant_holds"]
     assert receipt["counts"]["extra"]["export_rows"] == 20
     assert receipt["counts"]["extra"]["not_read"] == 12
+    # the kinds of the rows read (after kind_balance reordered the export), in the
+    # receipt and the sidecar
+    kinds = {k[5:]: v for k, v in receipt["counts"]["extra"].items() if k.startswith("kind_")}
+    assert sum(kinds.values()) == 8 and kinds == meta["examples"]["kinds_read"]
 
 
 def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):

@@ -277,3 +277,58 @@ def test_every_stage_declares_the_modules_it_runs():
         missing = sorted(m for m in _tuneforge_imports(ROOT / "stages" / f"{name}.py")
                          if f"src/tuneforge/{m}.py" not in stage["deps"])
         assert missing == [], (name, missing)
+
+
+def _rows(**counts: int) -> list[dict]:
+    """Export-like rows, kinds interleaved the way a seeded shuffle leaves them."""
+    rows, left = [], dict(counts)
+    while any(left.values()):
+        for kind in sorted(left):
+            if left[kind]:
+                rows.append({"id": f"{kind}{counts[kind] - left[kind]}", "kind": kind})
+                left[kind] -= 1
+    return rows
+
+
+def _mix(rows: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        out[r["kind"]] = out.get(r["kind"], 0) + 1
+    return out
+
+
+def test_balanced_order_draws_count_to_the_alpha():
+    from tuneforge.llm import balanced_order
+
+    rows = _rows(a=400, b=100)
+    # weights 400**0.5 = 20 and 100**0.5 = 10: 30 rows split 20 / 10 (as exported: 24 / 6)
+    assert _mix(balanced_order(rows, 0.5, 30)[:30]) == {"a": 20, "b": 10}
+    assert _mix(balanced_order(rows, 0.0, 30)[:30]) == {"a": 15, "b": 15}
+    assert balanced_order(rows, 1.0, 30) == rows
+
+
+def test_balanced_order_caps_a_kind_at_its_rows_and_shares_the_rest():
+    from tuneforge.llm import balanced_order
+
+    # equal shares of 30 are 10 each: c has 3 and b exactly 10, so a takes the other 17
+    assert _mix(balanced_order(_rows(a=100, b=10, c=3), 0.0, 30)[:30]) == {"a": 17, "b": 10, "c": 3}
+    # 4 rows over three equal kinds: 1 each, the remainder to the first name
+    assert _mix(balanced_order(_rows(a=9, b=9, c=9), 0.5, 4)[:4]) == {"a": 2, "b": 1, "c": 1}
+
+
+def test_balanced_order_keeps_export_order_and_every_row():
+    from tuneforge.llm import balanced_order
+
+    rows = _rows(a=50, b=7, c=20)
+    out = balanced_order(rows, 0.0, 21)
+    assert sorted(r["id"] for r in out) == sorted(r["id"] for r in rows)
+    position = {r["id"]: i for i, r in enumerate(rows)}
+    for part in (out[:21], out[21:]):
+        assert [position[r["id"]] for r in part] == sorted(position[r["id"]] for r in part)
+    # each kind gives its earliest rows: a's first 7, all of b, c's first 7
+    assert {r["id"] for r in out[:21]} == {f"a{i}" for i in range(7)} | {
+        f"b{i}" for i in range(7)} | {f"c{i}" for i in range(7)}
+    assert balanced_order(rows, 0.0, 21) == out
+    assert balanced_order(rows, 0.0, 0) == rows and balanced_order(rows, 0.0, 500) == rows
+    with pytest.raises(ValueError, match="within"):
+        balanced_order(rows, 1.5, 10)
