@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,14 @@ def score(task: Task, rows: list[dict], outputs: list[str], classes: list[str],
           min_support: int) -> tuple[dict, list]:
     scored = [score_prediction(o, r["label"], task.parse_label) for o, r in zip(outputs, rows)]
     return summarize(scored, classes, min_support), scored
+
+
+def cut_reason(error: str | None, max_tokens: int) -> str | None:
+    """Under the grammar llama.cpp cannot end an answer before the JSON closes, so an
+    answer that stops inside it was cut by the token cap (a loop, usually): say so."""
+    if error and "EOF while parsing" in error:
+        return f"cut at eval.max_tokens={max_tokens} before the JSON closed ({error})"
+    return error
 
 
 def headline(summary: dict, **extra: Any) -> dict:
@@ -201,8 +210,10 @@ class Run:
         self.predictions: list[dict] = []
 
     def add(self, key: str, rows: list[dict], outs: list[str], size_mb: float | None = None,
-            variant: str = "hint") -> None:
+            variant: str = "hint", grammar: bool = False) -> None:
         summary, scored = score(self.task, rows, outs, self.classes, self.cfg["min_support"])
+        if grammar:
+            scored = [replace(s, error=cut_reason(s.error, self.cfg["max_tokens"])) for s in scored]
         self.errors.setdefault(key, []).extend(s.error for s in scored if s.error)
         if variant == "hint":
             self.outputs[key], self.summaries[key] = outs, summary
@@ -314,10 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, path in ggufs.items():
         key_rows = hf_rows if key == outtype else rows
         run.add(key, key_rows, decode_gguf(path, task, key_rows, cfg, cache=cache, sha256=shas[key]),
-                sizes[key])
+                sizes[key], grammar=True)
         if key in cfg["ablation_models"]:
             run.add(key, rows, decode_gguf(path, task, rows, cfg, with_hint=False, cache=cache,
-                                           sha256=shas[key]), variant="no_hint")
+                                           sha256=shas[key]), variant="no_hint", grammar=True)
     hf_models = {"merged_hf": Path(paths["merged"])}
     if cfg["base_hf"]:
         hf_models["base_hf"] = Path(paths["base_model"])

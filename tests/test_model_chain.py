@@ -242,7 +242,10 @@ def test_metrics_and_verdict(chain):
     confusion = json.loads((chain / "reports/eval/confusion.json").read_text())
     assert len(confusion) == 6 and set(confusion[0]) == {"actual", "predicted"}
     assert (chain / "reports/eval/ladder.csv").read_text().startswith("model,size_mb,")
-    assert "## Release gates" in (chain / "reports/eval/report.md").read_text()
+    report = (chain / "reports/eval/report.md").read_text()
+    assert "## Release gates" in report
+    # 24 tokens cannot close the 6-key JSON; under the grammar that is a cut, and it says so
+    assert "- Q8_0: cut at eval.max_tokens=24 before the JSON closed" in report
     preds = list(read_jsonl(chain / "reports/eval/predictions.jsonl"))
     assert len(preds) == 6 * 5 + 2 * 3  # 4 GGUFs + Q8_0 without hints; f16 + 2 HF models
 

@@ -332,3 +332,12 @@ def test_balanced_order_keeps_export_order_and_every_row():
     assert balanced_order(rows, 0.0, 0) == rows and balanced_order(rows, 0.0, 500) == rows
     with pytest.raises(ValueError, match="within"):
         balanced_order(rows, 1.5, 10)
+
+
+def test_cut_reason_names_the_token_cap():
+    from stages.eval import cut_reason
+
+    eof = "(root): Invalid JSON: EOF while parsing a string at line 1 column 389"
+    assert cut_reason(eof, 160) == f"cut at eval.max_tokens=160 before the JSON closed ({eof})"
+    assert cut_reason("kind: Input should be 'fix'", 160) == "kind: Input should be 'fix'"
+    assert cut_reason(None, 160) is None
