@@ -33,8 +33,8 @@ from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_file, writ
 from tuneforge.llm import (
     SIDECAR,
     atomic_dir,
-    check_toolchain,
     balanced_order,
+    check_toolchain,
     load_sft,
     lora_config,
     materialize_base,
@@ -110,9 +110,9 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     lora = lora_config(cfg)
     with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
         trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, scratch, cuda, precision),
-                             train_dataset=Dataset.from_list(train_ex),
-                             eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
-                             processing_class=tok, peft_config=lora)
+                                        train_dataset=Dataset.from_list(train_ex),
+                                        eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
+                                        processing_class=tok, peft_config=lora)
         result = trainer.train()
         valid_loss = trainer.evaluate()["eval_loss"] if valid_ex else None
         if trainer.is_world_process_zero():
