@@ -29,9 +29,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tuneforge.gguf_tools import gguf_generate, verify_pin
+from tuneforge.gguf_tools import gguf_generate, json_gbnf, verify_pin
 from tuneforge.io import (
-    atomic_path, load_params, read_jsonl, sha256_file, sha256_text, write_json, write_jsonl,
+    atomic_path,
+    load_params,
+    read_jsonl,
+    sha256_file,
+    sha256_text,
+    write_json,
+    write_jsonl,
 )
 from tuneforge.llm import check_toolchain, hf_generate, toolchain
 from tuneforge.metrics import UNPARSED, ablation, gate, parity, score_prediction, summarize
@@ -82,7 +88,7 @@ def prompts(task: Task, rows: list[dict], with_hint: bool = True) -> list[list[d
 
 def score(task: Task, rows: list[dict], outputs: list[str], classes: list[str],
           min_support: int) -> tuple[dict, list]:
-    scored = [score_prediction(o, r["label"], task.parse_label) for o, r in zip(outputs, rows)]
+    scored = [score_prediction(o, r["label"], task.parse_label) for o, r in zip(outputs, rows, strict=True)]
     return summarize(scored, classes, min_support), scored
 
 
@@ -116,7 +122,8 @@ def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: 
     if cache is None:
         return decode(todo)
     model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
-             "schema": schema, "max_tokens": cfg["max_tokens"], "n_ctx": cfg["n_ctx"],
+             "schema": schema, "grammar": sha256_text(json_gbnf(schema)),
+             "max_tokens": cfg["max_tokens"], "n_ctx": cfg["n_ctx"],
              "n_threads": n_threads}
     return cache.answers(model, todo, decode)
 
@@ -221,7 +228,7 @@ class Run:
             self.metrics[key] = headline(summary, **({"size_mb": size_mb} if size_mb else {}))
         else:  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
-        for r, o, s in zip(rows, outs, scored):
+        for r, o, s in zip(rows, outs, scored, strict=True):
             self.predictions.append({
                 "model": key, "variant": variant, "id": sha256_text(r["text"])[:16],
                 "gold_kind": r["label"]["kind"], "pred_kind": s.pred_kind, "parsed": s.parsed,
@@ -346,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = cfg["report_model"]
     write_json(paths["metrics"], run.metrics)
     write_json(out_dir / "confusion.json", [
-        {"actual": r["label"]["kind"], "predicted": k} for r, k in zip(rows, run.kinds[ref])])
+        {"actual": r["label"]["kind"], "predicted": k} for r, k in zip(rows, run.kinds[ref], strict=True)])
     write_csv(out_dir / "per_kind.csv", [
         {"kind": k, "f1": v["f1"], "precision": v["precision"], "recall": v["recall"],
          "support": v["support"]} for k, v in run.summaries[ref]["per_kind"].items()])

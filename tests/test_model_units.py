@@ -58,7 +58,7 @@ def toy_rows() -> list[metrics.Scored]:
              + ["unknown", "NOT JSON"]            # unknown: 1 right, 1 unparsed
              + ["docs"])
     return [metrics.score_prediction(p if p == "NOT JSON" else _answer(p), _label(g), _parse)
-            for g, p in zip(gold, preds)]
+            for g, p in zip(gold, preds, strict=True)]
 
 
 def test_summary_headline_figures():
@@ -184,6 +184,21 @@ def test_grammar_schema_rewrites_escaped_literals_only_outside_classes():
     pattern = grammar_schema(schema)["properties"]["deadline"]["anyOf"][0]["pattern"]
     assert "\\." not in pattern and "([.][0-9]+)*" in pattern
     assert grammar_schema({"pattern": r"[a\.b]\.\d"}) == {"pattern": r"[a\.b][.]\d"}
+
+
+def test_json_gbnf_refuses_a_char_rule_it_does_not_know(monkeypatch):
+    """The control-character fix rewrites one known rule; a converter that writes another
+    must stop eval loudly, not decode under a grammar nobody checked."""
+    grammar_module = pytest.importorskip("llama_cpp.llama_grammar")
+    from tuneforge.gguf_tools import STRICT_CHAR, json_gbnf
+
+    schema = get_task("changelog-actions").output_model.model_json_schema()
+    gbnf = json_gbnf(schema)
+    assert gbnf.count(STRICT_CHAR) == 1 and "char ::= [^\"\\\\] |" not in gbnf
+    monkeypatch.setattr(grammar_module, "json_schema_to_gbnf",
+                        lambda _: 'root ::= char\nchar ::= [^"] | "x"\n')
+    with pytest.raises(RuntimeError, match="unexpected char rule"):
+        json_gbnf(schema)
 
 
 def test_requirement_parsing_and_cache_lookup(tmp_path):

@@ -254,9 +254,33 @@ def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int):
                                   verbose=False)
 
 
+# llama-cpp-python's Python converter lets any character but '"' and '\\' into a string,
+# raw newlines and other control characters included, which strict JSON then rejects;
+# llama.cpp's own C++ converter excludes them. Its rule, byte for byte:
+LOOSE_CHAR = r'char ::= [^"\\] | '
+STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | '
+
+
+def json_gbnf(schema: dict) -> str:
+    """The GBNF grammar eval decodes under: the task's output schema through llama.cpp's
+    schema converter, with JSON strings held to what a strict JSON parser accepts."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    gbnf = json_schema_to_gbnf(json.dumps(grammar_schema(schema)))
+    lines = gbnf.splitlines()
+    loose = [i for i, line in enumerate(lines) if line.startswith("char ::= ")]
+    if len(loose) > 1 or (loose and not lines[loose[0]].startswith(LOOSE_CHAR)):
+        raise RuntimeError(f"llama_cpp's json_schema_to_gbnf wrote an unexpected char rule "
+                           f"{[lines[i] for i in loose]}: check the control-character fix in "
+                           "gguf_tools.json_gbnf against this llama_cpp version")
+    for i in loose:
+        lines[i] = STRICT_CHAR + lines[i][len(LOOSE_CHAR):]
+    return "\n".join(lines) + "\n"
+
+
 def json_grammar(schema: dict):
     from llama_cpp import LlamaGrammar
-    return LlamaGrammar.from_json_schema(json.dumps(grammar_schema(schema)), verbose=False)
+    return LlamaGrammar.from_string(json_gbnf(schema), verbose=False)
 
 
 def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int) -> dict:
