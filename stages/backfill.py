@@ -71,7 +71,7 @@ def check_entry(text: str, min_chars: int, max_chars: int) -> tuple:
 
 # content key -> index of the first file this process saw it in, for the run `_SEEN_RUN`
 _SEEN: dict[str, int] = {}
-_SEEN_RUN: list[str] = [""]
+_SEEN_RUN = ""
 
 
 def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: dict,
@@ -85,10 +85,11 @@ def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: dict
     saw, so not sent), and their redactions. Deduplication of the rest across files
     happens in the parent, in snapshot order.
     """
+    global _SEEN_RUN
     index, (name, raw, error) = item
-    if _SEEN_RUN[0] != run:  # a new run in a reused process (tests) starts from nothing
+    if _SEEN_RUN != run:  # a new run in a reused process (tests) starts from nothing
         _SEEN.clear()
-        _SEEN_RUN[0] = run
+        _SEEN_RUN = run
     if raw is None:  # a corrupt .gz in a directory snapshot: one record, the file
         return [("drop", None, QuarantineReason.unreadable_file, str(error), "")], 0, Counter()
     if len(raw) > cfg["max_file_mb"] << 20:

@@ -3,7 +3,9 @@
 Run: python -m stages.register
 In:  <gguf_dir>/<convert.model_name>-<TYPE>.gguf + SHA256SUMS, <eval_dir>/verdict.json,
      paths.metrics, params.register
+     paths.adapter + paths.base_model sidecars, <eval_dir>/predictions.jsonl, paths.gold
 Out: <modelfile_dir>/<name>-<TYPE>.Modelfile, paths.registry (models/registry.json),
+     paths.model_card (what ships, how it was built, its figures and limits),
      <receipts_dir>/register.json
 
 It runs after eval (dvc.yaml says why): the verdict decides what happens. A GGUF whose
@@ -22,8 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tuneforge import modelcard
 from tuneforge.gguf_tools import read_metadata, verify_pin
-from tuneforge.io import load_params, write_json, write_text
+from tuneforge.io import load_params, read_jsonl, sha256_text, write_json, write_text
 from tuneforge.ollama import (
     check_ollama_name,
     derive_turns,
@@ -63,6 +66,15 @@ def status_of(qtype: str, verdict: dict) -> str:
     if verdict["models"][qtype]["verdict"] != "pass":
         return "rejected"
     return "promoted" if verdict["promoted"] == qtype else "candidate"
+
+
+def card_examples(predictions: Path, gold: Path, model: str, n: int = 2) -> list[dict]:
+    """The first `n` holdout rows eval answered with `model` (with hints), joined with the
+    gold entry text by eval's row id."""
+    rows = [r for r in read_jsonl(predictions) if r["model"] == model and r["variant"] == "hint"]
+    by_id = {sha256_text(g["text"])[:16]: g for g in read_jsonl(gold)}
+    return [{**r, "text": by_id[r["id"]]["text"], "hint": by_id[r["id"]].get("hint")}
+            for r in rows[:n]]
 
 
 def main() -> int:
@@ -122,6 +134,21 @@ def main() -> int:
                 "promoted": promoted, "models": entries}
     write_json(paths["registry"], registry)
     receipt.outputs.append(paths["registry"])
+
+    sidecars = [Path(paths["adapter"]) / "tuneforge.json", Path(paths["base_model"]) / "tuneforge.json"]
+    adapter, base = (json.loads(p.read_text(encoding="utf-8")) for p in sidecars)
+    predictions = Path(paths["eval_dir"]) / "predictions.jsonl"
+    shown = verdict["promoted"] or verdict.get("parity_model") or types[0]
+    card = modelcard.render(
+        task_name=task.name,
+        description=task.output_model.model_json_schema().get("description", ""),
+        schema_path=f"schemas/{task.name}.output.schema.json", entries=entries,
+        promoted=promoted, verdict=verdict, metrics=metrics, adapter=adapter,
+        base=base,
+        examples=card_examples(predictions, Path(paths["gold"]), shown), backend=backend)
+    write_text(paths["model_card"], card)
+    receipt.inputs += [*sidecars, predictions, paths["gold"]]
+    receipt.outputs.append(paths["model_card"])
     rejected = sum(e["status"] == "rejected" for e in entries)
     receipt.finish(Path(paths["receipts_dir"]) / "register.json", records_in=len(entries),
                    records_out=len(entries), extra={"rejected": rejected,

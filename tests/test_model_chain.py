@@ -21,7 +21,7 @@ pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.model
 
 from tuneforge.fetch import PinMismatch
-from tuneforge.io import read_jsonl, sha256_file, write_jsonl
+from tuneforge.io import read_jsonl, sha256_file, sha256_text, write_jsonl
 from tuneforge.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,13 +299,34 @@ def test_registry_marks_rejected(chain):
     assert entry["sha256"] == sha256_file(chain / entry["gguf"])
 
 
+def test_model_card_of_a_rejected_build(chain):
+    card = (chain / "models/MODEL_CARD.md").read_text()
+    reg = json.loads((chain / "models/registry.json").read_text())
+    assert card.startswith("# tuneforge-changelog-actions: no model promoted\n")
+    assert "**No GGUF passed the release gates**" in card and "Nothing to run" in card
+    for entry in reg["models"]:  # every pin, and each model's row with its failed gates
+        assert f"`{entry['sha256']}`" in card
+        assert f"| {entry['quantization']} | rejected |" in card
+        assert ", ".join(entry["failed_gates"]) in card
+    assert "| base (tiny-llama) | reference |" in card
+    assert "4 steps x batch 2" in card and "seed " in card
+    # the examples are eval's first rows for the parity model, with the gold entry text
+    first = next(p for p in read_jsonl(chain / "reports/eval/predictions.jsonl")
+                 if p["model"] == "Q8_0" and p["variant"] == "hint")
+    gold = {sha256_text(g["text"])[:16]: g for g in read_jsonl(chain / "data/gold/holdout.jsonl")}
+    row = gold[first["id"]]
+    hint = f" (section: {row['hint']})" if row.get("hint") else ""
+    assert f"- Entry{hint}: {row['text']}\n" in card
+    assert f"Q8_0 answered: `{first['output']}`" in card
+
+
 def test_passing_gates_promote_the_smallest(chain, tmp_path):
     from stages import eval as eval_stage
     from stages import register
 
     root = tmp_path / "pass"
     shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "merged", "adapter"))
-    for d in ("base", "merged"):
+    for d in ("base", "merged", "adapter"):
         (root / "models" / d).symlink_to(chain / "models" / d)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["eval"].update(base_gguf=False, base_hf=False, ablation_models=[],
@@ -321,6 +342,10 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
     smallest = min(sizes, key=sizes.get)
     assert reg["promoted"].endswith(":" + smallest.lower())
     assert {e["status"] for e in reg["models"]} == {"promoted", "candidate"}
+    card = (root / "models/MODEL_CARD.md").read_text()
+    assert card.startswith(f"# {reg['promoted']}\n")
+    assert f"ollama create {reg['promoted']} -f models/modelfiles/" in card
+    assert f"| {smallest} | promoted |" in card and "| base " not in card  # base off here
 
 
 def test_register_refuses_a_gguf_that_changed(chain, tmp_path):

@@ -1,0 +1,146 @@
+"""The model card register writes beside the registry: what the promoted model is, how it
+was built, how well it does, where it falls short and how to run it.
+
+Every figure comes from the build's own files (registry entries, metrics.json, the gate
+verdict, the adapter and base sidecars, eval's predictions), never typed in, and nothing
+in it depends on the clock or the commit: the same build writes the same bytes.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _kind_cell(m: dict) -> str:
+    if m.get("kind_agreement") is None:
+        return "n/a"
+    low, high = m.get("kind_agreement_ci95_low"), m.get("kind_agreement_ci95_high")
+    interval = f" ({low:.2f}-{high:.2f})" if low is not None and high is not None else ""
+    return f"{m['kind_agreement']:.3f}{interval}"
+
+
+def render(*, task_name: str, description: str, schema_path: str, entries: list[dict],
+           promoted: str | None, verdict: dict, metrics: dict, adapter: dict, base: dict,
+           examples: list[dict], backend: str) -> str:
+    """The card as Markdown. `entries` are register's registry entries (one per GGUF);
+    `examples` are holdout rows with the promoted (or reference) model's answer."""
+    lines: list[str] = []
+    chosen = next((e for e in entries if e["name"] == promoted), None)
+    if chosen is not None:
+        lines += [f"# {promoted}", "",
+                  f"{description} Task `{task_name}`: one entry in, one strict-JSON object out "
+                  f"(schema: `{schema_path}`). Promoted because it is the smallest GGUF that "
+                  "passed every release gate.", ""]
+    else:
+        lines += [f"# {entries[0]['model'] if entries else task_name}: no model promoted", "",
+                  f"{description} Task `{task_name}`. **No GGUF passed the release gates**, so "
+                  "nothing here is fit to ship; the figures below say why.", ""]
+
+    gates = verdict["gates"]
+    gate_text = ", ".join(f"{k}={v}" for k, v in sorted(gates.items()))
+    lines += ["## Release gates and figures", "",
+              f"Gates: {gate_text} (parity of {verdict.get('parity_model')} against the merged "
+              f"HF model: {_num(verdict.get('parity'))}).", "",
+              "| model | status | size MB | rows | kind agreement (95% CI) | severity | macro-F1 "
+              "| parse rate | unknown P / R | failed gates |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [(e["quantization"], e["status"], round(e["size_bytes"] / 1e6, 1),
+             ", ".join(e["failed_gates"]) or "-") for e in entries]
+    if "base" in metrics:
+        rows.append(("base", "reference", metrics["base"].get("size_mb"), "-"))
+    for key, status, size, failed in rows:
+        m = metrics.get(key, {})
+        label = f"{key} ({base.get('name', 'base')})" if key == "base" else key
+        lines.append(f"| {label} | {status} | {size if size is not None else 'n/a'} "
+                     f"| {m.get('n', 'n/a')} | {_kind_cell(m)} "
+                     f"| {_num(m.get('severity_agreement'))} | {_num(m.get('macro_f1'))} "
+                     f"| {_num(m.get('parse_rate'))} | {_num(m.get('unknown_precision'), 2)} / "
+                     f"{_num(m.get('unknown_recall'), 2)} | {failed} |")
+    # eval measures the hint ablation on eval.ablation_models only
+    ablated = sorted(k for k, m in metrics.items() if "hint_ablation" in m)
+    lines.append("")
+    if ablated:
+        ablation = metrics[ablated[0]]["hint_ablation"]
+        lines += [f"Section-hint ablation ({ablated[0]}, same rows, every hint removed): kind "
+                  f"agreement {_num(ablation['with_hint']['kind_agreement'])} with hints, "
+                  f"{_num(ablation['without_hint']['kind_agreement'])} without (delta "
+                  f"{_num(ablation['delta']['kind_agreement'])}); macro-F1 delta "
+                  f"{_num(ablation['delta']['macro_f1'])}.", ""]
+
+    lines += ["## Limits, read before relying on it", ""]
+    n_rows = max((metrics.get(e["quantization"], {}).get("n") or 0 for e in entries), default=0)
+    lines.append(f"- The gates decide on {n_rows} holdout rows (`eval.holdout_limit`); the "
+                 "95% interval above is how far that sample can be off. The whole holdout: "
+                 "`dvc exp run -S eval.holdout_limit=0`.")
+    if chosen is not None:
+        m = metrics.get(chosen["quantization"], {})
+        if m.get("unknown_recall") is not None:
+            lines.append(f"- `unknown` (genuinely ambiguous entries): precision "
+                         f"{_num(m.get('unknown_precision'), 2)}, recall "
+                         f"{_num(m.get('unknown_recall'), 2)}. Where an abstention matters, "
+                         "route answers to a human instead of trusting the kind.")
+    lines.append("- Labels for training come from the project's deterministic rule labeler, "
+                 "not from people (the gold holdout is hand-labeled): the model learns the "
+                 "labeler's habits along with the task.")
+    lines.append("- Decode greedily under the output schema, as eval does: outside it the "
+                 "model may write text that is not JSON.")
+    lines.append("")
+
+    params = adapter.get("params", {})
+    examples_read = adapter.get("examples", {})
+    kinds = examples_read.get("kinds_read") or {}
+    lines += ["## How it was built", "",
+              f"- Base: {base.get('name', '?')} from `{base.get('requirement', '?')}` "
+              f"(`{base.get('member', '?')}`, wheel sha256 `{base.get('wheel_sha256', '?')}`).",
+              f"- LoRA r={params.get('lora_r')}, alpha={params.get('lora_alpha')}, "
+              f"{params.get('target_modules')}; {adapter.get('steps')} steps x batch "
+              f"{params.get('batch_size')}, learning rate {params.get('learning_rate')}, "
+              f"{adapter.get('precision')} on {adapter.get('device')}, seed {params.get('seed')}; "
+              f"train loss {adapter.get('train_loss')}, valid loss {adapter.get('valid_loss')}.",
+              f"- {examples_read.get('train')} training examples read"
+              + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")"
+                 if kinds else "")
+              + f", from `{adapter.get('dataset', {}).get('train', {}).get('path')}` (sha256 "
+              f"`{adapter.get('dataset', {}).get('train', {}).get('sha256')}`).",
+              "- Toolchain: " + ", ".join(f"{k} {v}" for k, v in
+                                           sorted(adapter.get("toolchain", {}).items())) + ".",
+              ""]
+
+    lines += ["## Files and pins", "",
+              "| name | quantization | sha256 | Modelfile |", "|---|---|---|---|"]
+    for e in entries:
+        lines.append(f"| {e['name']} | {e['quantization']} | `{e['sha256']}` "
+                     f"| `{e['modelfile']}` |")
+    lines.append("")
+
+    lines += ["## Run it", ""]
+    if chosen is not None:
+        state = ("register ran `ollama create` for it" if chosen.get("ollama_created")
+                 else "ollama was not on PATH when register ran")
+        lines += [f"With Ollama ({state}):", "", "```sh",
+                  f"ollama create {chosen['name']} -f {chosen['modelfile']}",
+                  f"ollama run {chosen['name']}", "```", "",
+                  "The Modelfile pins greedy decoding, the GGUF's own chat template and the "
+                  "system prompt the model was trained with. eval decoded under a grammar "
+                  f"built from the output schema (`{schema_path}`); with Ollama, pass that "
+                  "schema as the request's `format` for the same constraint"
+                  + ("." if chosen.get("ollama_created") else
+                     " (not tried in this build: no Ollama here)."), ""]
+    else:
+        lines += ["Nothing to run: no model was promoted.", ""]
+
+    if examples:
+        lines += ["## Holdout examples", "",
+                  "The first holdout rows in eval's order, whatever the answer (not picked):", ""]
+        for ex in examples:
+            agree = "agrees with" if ex["pred_kind"] == ex["gold_kind"] else "differs from"
+            hint = f" (section: {ex['hint']})" if ex.get("hint") else ""
+            lines += [f"- Entry{hint}: {ex['text']}", f"  - {ex['model']} answered: "
+                      f"`{ex['output']}`", f"  - its kind {agree} the gold kind "
+                      f"`{ex['gold_kind']}`"]
+        lines.append("")
+    lines.append(f"Written by `tuneforge register` ({backend}); regenerate with `dvc repro`.")
+    return "\n".join(lines) + "\n"
