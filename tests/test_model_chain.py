@@ -310,6 +310,8 @@ def test_model_card_of_a_rejected_build(chain):
         assert ", ".join(entry["failed_gates"]) in card
     assert "| base (tiny-llama) | reference |" in card
     assert "4 steps x batch 2" in card and "seed " in card
+    assert "Licence: **not recorded** in these GGUFs" in card  # the tiny base has none
+    assert all(e["license"] is None for e in reg["models"])
     # the examples are eval's first rows for the parity model, with the gold entry text
     first = next(p for p in read_jsonl(chain / "reports/eval/predictions.jsonl")
                  if p["model"] == "Q8_0" and p["variant"] == "hint")

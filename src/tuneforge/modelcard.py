@@ -109,6 +109,15 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                                            sorted(adapter.get("toolchain", {}).items())) + ".",
               ""]
 
+    licences = sorted({e.get("license") or "" for e in entries})
+    if licences == [""]:
+        lines += [f"Licence: **not recorded** in these GGUFs (`general.license` unset); check "
+                  f"the base's own terms (`{base.get('requirement', base.get('name', '?'))}`) "
+                  "before shipping.", ""]
+    else:
+        lines += ["Licence (GGUF `general.license`): "
+                  + ", ".join(f"`{x}`" if x else "unset in some" for x in licences) + ".", ""]
+
     lines += ["## Files and pins", "",
               "| name | quantization | sha256 | Modelfile |", "|---|---|---|---|"]
     for e in entries:
