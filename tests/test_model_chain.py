@@ -170,6 +170,14 @@ def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
     assert differ == []
 
 
+def test_the_real_base_states_its_licence():
+    from tuneforge.llm import resolve_base
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    # the wheel's GGUF, fetched into the cache by the tiny_base fixture's session
+    assert resolve_base(params["train"]["base"], CACHE).provenance["license"] == "apache-2.0"
+
+
 def test_gguf_name_provenance_and_pins(chain):
     from tuneforge.gguf_tools import provenance_of, read_metadata, read_sums, verify_pin
 
@@ -177,6 +185,11 @@ def test_gguf_name_provenance_and_pins(chain):
     name = "tuneforge-changelog-actions"
     f16 = gguf_dir / f"{name}-f16.gguf"
     assert read_metadata(f16, ["general.name"])["general.name"] == name
+    # the licence the tiny base's model card states, carried into every GGUF
+    assert json.loads((chain / "models/base/tuneforge.json").read_text())["license"] == "mit"
+    for t in ("f16", "base-f16", "Q8_0"):
+        assert read_metadata(gguf_dir / f"{name}-{t}.gguf",
+                             ["general.license"]) == {"general.license": "mit"}
     prov = provenance_of(f16)
     assert prov["dataset_sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
     assert len(prov["params_sha256"]) == 64 and prov["toolchain"]["llama_cpp_python"] == "0.3.36"
@@ -310,8 +323,9 @@ def test_model_card_of_a_rejected_build(chain):
         assert ", ".join(entry["failed_gates"]) in card
     assert "| base (tiny-llama) | reference |" in card
     assert "4 steps x batch 2" in card and "seed " in card
-    assert "Licence: **not recorded** in these GGUFs" in card  # the tiny base has none
-    assert all(e["license"] is None for e in reg["models"])
+    assert "Licence (GGUF `general.license`): `mit`." in card  # the tiny base's card says mit
+    assert all(e["license"] == "mit" for e in reg["models"])
+    assert all('LICENSE """mit"""' in (chain / e["modelfile"]).read_text() for e in reg["models"])
     # the examples are eval's first rows for the parity model, with the gold entry text
     first = next(p for p in read_jsonl(chain / "reports/eval/predictions.jsonl")
                  if p["model"] == "Q8_0" and p["variant"] == "hint")

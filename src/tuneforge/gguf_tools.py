@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tuneforge.fetch import PinMismatch, extract_tar_members, pip_download
 from tuneforge.io import atomic_path, sha256_file, write_text
 
@@ -70,15 +72,35 @@ def provenance_override(model_name: str, provenance: dict[str, Any]) -> dict[str
     return override
 
 
+def staged_with_licence(model_dir: Path, licence: str, td: Path) -> Path:
+    """`model_dir` seen through symlinks, plus a README.md whose YAML front matter states
+    the licence. The converter takes `general.license` only from a model card: its
+    `--metadata` override reads license_name and license_link but not license."""
+    if (model_dir / "README.md").exists():
+        raise RuntimeError(f"{model_dir}/README.md exists; convert writes the model card the "
+                           "converter reads, and will not silently replace one")
+    stage = td / "model" / model_dir.name  # same leaf name: the converter's name heuristics
+    stage.mkdir(parents=True)
+    for f in sorted(model_dir.iterdir()):
+        (stage / f.name).symlink_to(f.resolve())
+    card = yaml.safe_dump({"license": licence}, sort_keys=True)
+    (stage / "README.md").write_text(f"---\n{card}---\n", encoding="utf-8")
+    return stage
+
+
 def convert_hf_to_gguf(converter: Path, model_dir: Path, out_path: Path, *, outtype: str,
-                       model_name: str, metadata: dict[str, Any] | None = None) -> Path:
-    """Run llama.cpp's converter on an HF model dir; the GGUF appears atomically at `out_path`."""
+                       model_name: str, metadata: dict[str, Any] | None = None,
+                       licence: str | None = None) -> Path:
+    """Run llama.cpp's converter on an HF model dir; the GGUF appears atomically at `out_path`.
+    `licence`, when given, becomes `general.license`."""
     if outtype not in CONVERTER_OUTTYPES:
         raise ValueError(f"unknown outtype {outtype!r}; known: {', '.join(CONVERTER_OUTTYPES)}")
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp, tempfile.TemporaryDirectory() as td:
         override = Path(td) / "metadata.json"
         override.write_text(json.dumps(metadata or {}, sort_keys=True, indent=1), encoding="utf-8")
+        if licence:
+            model_dir = staged_with_licence(Path(model_dir), licence, Path(td))
         cmd = [sys.executable, str(converter), str(model_dir), "--outfile", str(tmp),
                "--outtype", outtype, "--model-name", model_name, "--metadata", str(override)]
         # NO_LOCAL_GGUF would make the script import the installed gguf, not the sdist's gguf-py

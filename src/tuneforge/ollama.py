@@ -99,13 +99,17 @@ def _quote(value: str) -> str:
 
 
 def modelfile(gguf_rel: str, fmt: TurnFormat, stops: list[str], system: str,
-              parameters: dict[str, float | int], header: str) -> str:
-    if '"""' in system:
-        raise ValueError('system prompt contains \'"""\'')
+              parameters: dict[str, float | int], header: str,
+              licence: str | None = None) -> str:
+    for what, value in (("system prompt", system), ("licence", licence or "")):
+        if '"""' in value:
+            raise ValueError(f'{what} contains \'"""\'')
     lines = [f"# {line}" for line in header.splitlines()]
     lines += [f"FROM {gguf_rel}", f'TEMPLATE """{go_template(fmt)}"""', f'SYSTEM """{system}"""']
     lines += [f"PARAMETER {k} {v}" for k, v in parameters.items()]
     lines += [f"PARAMETER stop {_quote(s)}" for s in stops]
+    if licence:  # `ollama show --license` prints it
+        lines.append(f'LICENSE """{licence}"""')
     return "\n".join(lines) + "\n"
 
 
@@ -120,7 +124,7 @@ def check_ollama_name(name: str) -> str:
     if len(segments) > 3:
         raise ValueError(f"ollama name {name!r}: more than host/namespace/model")
     kinds = ["host", "namespace", "model"][3 - len(segments):]
-    for kind, part in [*zip(kinds, segments), ("tag", tag)]:
+    for kind, part in [*zip(kinds, segments, strict=True), ("tag", tag)]:
         if (not _PART.fullmatch(part) or part != part.lower() or not part[0].isalnum()
                 or (kind == "namespace" and "." in part)):
             raise ValueError(f"ollama name {name!r}: invalid {kind} part {part!r} "
