@@ -111,18 +111,19 @@ def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: 
     """The GGUF's answers, under a grammar compiled from the task's output schema;
     with a cache, only the prompts it has not answered before are decoded."""
     schema = task.output_model.model_json_schema()
+    gbnf = json_gbnf(schema)  # decoded under, and keyed on
     n_threads = cfg["n_threads"] or os.cpu_count() or 1
 
     def decode(todo: list[list[dict]]) -> list[str]:
         return gguf_generate(path, todo, schema, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
-                             n_threads=n_threads,
+                             n_threads=n_threads, gbnf=gbnf,
                              desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
 
     todo = prompts(task, rows, with_hint)
     if cache is None:
         return decode(todo)
     model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
-             "schema": schema, "grammar": sha256_text(json_gbnf(schema)),
+             "schema": schema, "grammar": sha256_text(gbnf),
              "max_tokens": cfg["max_tokens"], "n_ctx": cfg["n_ctx"],
              "n_threads": n_threads}
     return cache.answers(model, todo, decode)

@@ -28,8 +28,15 @@ from pathlib import Path
 from tuneforge.io import load_params, read_jsonl, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt, drift_report, scored_distributions
 from tuneforge.records import (
-    LabelSource, PreferencePair, Provenance, QuarantineReason, QuarantineRecord, RagSample,
-    ScoreCategory, ScoredRecord, SftSample,
+    LabelSource,
+    PreferencePair,
+    Provenance,
+    QuarantineReason,
+    QuarantineRecord,
+    RagSample,
+    ScoreCategory,
+    ScoredRecord,
+    SftSample,
 )
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key, jaccard, word_shingles

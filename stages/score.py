@@ -24,8 +24,13 @@ from tuneforge import metrics
 from tuneforge.io import load_params, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import (
-    CandidateLabel, EvidenceRecord, LabelSource, QuarantineReason, QuarantineRecord,
-    ScoreCategory, ScoredRecord,
+    CandidateLabel,
+    EvidenceRecord,
+    LabelSource,
+    QuarantineReason,
+    QuarantineRecord,
+    ScoreCategory,
+    ScoredRecord,
 )
 from tuneforge.tasks import Task, get_task
 

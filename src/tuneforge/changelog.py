@@ -50,7 +50,8 @@ class ActionItem(BaseModel):
     subject: str = Field(min_length=1, max_length=64)  # bounds also stop runaway decoding
     action_text: str = Field(min_length=1, max_length=280)
     deadline: str | None = Field(pattern=DEADLINE_PATTERN)
-    tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=40)]] = Field(min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})
+    tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=40)]] = Field(
+        min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})
 
     model_config = ConfigDict(
         extra="forbid",
@@ -133,7 +134,8 @@ CONTENT_FREE_RE = compile_re(
 # Rule 1: vulnerability, credential exposure, bypass, injection, any CVE.
 SECURITY_RE = compile_re(
     r"\bCVE-\d{4}|\bvulnerab|\bsecurity (?:fix|issue|problem|hole|flaw|bug|advisory|vulnerabilit)"
-    r"|\bexploit(?:able|ed)\b|\bexploits? (?:a |the )?(?:bug|flaw|hole|vulnerab)|privilege escalation|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
+    r"|\bexploit(?:able|ed)\b|\bexploits? (?:a |the )?(?:bug|flaw|hole|vulnerab)|privilege escalation"
+    r"|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
     r"|\binjection\b|(?:heap|stack)[- ]buffer[- ]overflow|\bbuffer (?:over|under)(?:flow|run)|heap[- ]overflow"
     r"|out-of-bounds (?:read|write)|use-after-free|denial[- ]of[- ]service|(?-i:\bDoS\b)|sandbox (?:escape|bypass)"
     r"|(?:authentication|auth|permission|access control|signature verification) bypass"
@@ -169,7 +171,8 @@ BREAKING_PASSIVE_RE = compile_re(
     r"\b(?:has|have) been (?:removed|dropped|renamed)\b|\b(?:was|were|is|are) (?:now )?(?:removed|dropped|renamed)\b",
     re.I,
 )
-FUTURE_REMOVAL_RE = compile_re(r"\bwill be (?:removed|dropped)|\bto be removed\b|\bscheduled for removal|\bin a future", re.I)
+FUTURE_REMOVAL_RE = compile_re(r"\bwill be (?:removed|dropped)|\bto be removed\b|\bscheduled for removal"
+                               r"|\bin a future", re.I)
 BREAKING_HINT_RE = compile_re(
     r"breaking|incompatib|backward|removed|removals?\b|changes in behaviou?r|behaviou?r changes?"
     r"|upgrad\w* notes|migration", re.I,
@@ -216,7 +219,8 @@ STILL_WORKS_RE = compile_re(
 FIX_RE = compile_re(
     r"\bfix(?:e[sd]|ing)?\b|\bbugs?\b(?!-)|\bcrash|\bsegfault|\bsegmentation fault|\bhangs?\b|\bhung\b"
     r"|\bdeadlock|\bleak(?:s|ed|ing)?\b|\bincorrect(?:ly)?\b|\bwrong(?:ly)?\b|\bregression"
-    r"|\bno longer (?:crash|fail|hang|abort|exit|error|mis|ignor|report|loop|produc|print|leak|corrupt|truncat|emit|lose|break)"
+    r"|\bno longer "
+    r"(?:crash|fail|hang|abort|exit|error|mis|ignor|report|loop|produc|print|leak|corrupt|truncat|emit|lose|break)"
     r"|\bnow (?:correctly|properly|works|handles)|\bcorrectly\b|\bproperly\b|\berroneous|\bmishandl"
     r"|\bfail(?:s|ed|ure|ing)?\b|\bbroken\b|\brace condition|\bcorrupt|\binfinite loop|\bassert(?:ion)? fail"
     r"|\bwork ?around|\bmisbehav|\bwould (?:sometimes )?(?:crash|fail|hang|report|print)|\binstead of\b"
@@ -227,7 +231,8 @@ FIX_RE = compile_re(
 )
 PERF_RE = compile_re(
     r"\bfaster\b|\bspeed(?:s|ed)? ?up|\bperformance\b|\boptimi[sz]|\bless (?:memory|cpu|time)"
-    r"|\breduc\w* (?:the )?(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
+    r"|\breduc\w* (?:the )?"
+    r"(?:memory|cpu|time|latency|overhead|allocations?|startup|size|number of (?:calls|syscalls|allocations))"
     r"|\bmore efficient|\befficiency\b|\binefficien|\bquicker\b|\bspeedup|\bx faster|\blower (?:memory|latency)"
     r"|\bavoid\w* (?:unnecessary|redundant|needless|extra)\b(?! (?:breakages?|failures?|errors?|warnings?))"
     r"|\bmultiple threads|\bmulti-?thread|\blazily\b|\bSIMD\b|\bacceleration\b",
@@ -266,33 +271,40 @@ HINT_KIND = [
 
 WRONGLY_RE = compile_re(r"\b(?:incorrect(?:ly)?|wrong(?:ly)?|spurious(?:ly)?|bogus|erroneous(?:ly)?)\b", re.I)
 LEADING_FEATURE_RE = compile_re(
-    r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?|expose[ds]?)\b"
+    r"^(?:add(?:ed|s)?|new|introduce[ds]?|implement(?:ed|s)?|support(?:ed|s)?|allow(?:ed|s)?|provide[ds]?"
+    r"|expose[ds]?)\b"
     r"(?! (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b)", re.I)
 LEADING_VERB_KIND = [
     # rule 9 before rule 5: fixing the help text or the docs changes only documentation
-    (compile_re(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?(?:help|usage) (?:message|text|output)s?\b"
+    (compile_re(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:the |a |an |some )?(?:\S+ )?"
+                r"(?:help|usage) (?:message|text|output)s?\b"
                 r"|^(?:fix(?:e[sd])?|correct(?:s|ed)?) (?:\S+ ){0,3}?(?:documentation|docs|man ?pages?|comments?)\b",
                 re.I), Kind.docs, 9),
-    (compile_re(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?|handle[sd]?|catch(?:es)?|restore[ds]?"
+    (compile_re(r"^(?:fix(?:e[sd])?|correct(?:s|ed)?|repair(?:s|ed)?|resolve[sd]?|prevent(?:s|ed)?|avoid(?:s|ed)?"
+                r"|handle[sd]?|catch(?:es)?|restore[ds]?"
                 r"|ensure[sd]?|protect(?:s|ed)? against)\b", re.I), Kind.fix, 5),
     (compile_re(r"^(?:speed(?:s|ed)? up|optimi[sz]e[sd]?|improve[sd]? (?:the )?(?:performance|speed)"
                 r"|(?:add(?:ed|s)?|implement(?:ed|s)?|use[sd]?) (?:\S+ ){0,4}?"
                 r"(?:SIMD|acceleration|fast(?:er)? path|optimi[sz]ations?))\b", re.I), Kind.performance, 6),
     (LEADING_FEATURE_RE, Kind.feature, 7),
     (compile_re(r"^(?:document(?:ed|s)?|doc(?:s)?:|clarif(?:y|ied|ies)|documentation\b"
-                r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,6}?(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
-                r"|(?:silence[sd]?|suppress(?:es|ed)?|remove[sd]?|reword(?:ed)?|quiet(?:en)?s?) (?:\S+ ){0,3}?(?:warnings?|messages?|diagnostics?)\b)", re.I), Kind.docs, 9),
+                r"|(?:add(?:ed|s)?|new|update[ds]?|improve[ds]?|expand(?:ed)?|rewr\w*) (?:\S+ ){0,6}?"
+                r"(?:documentation|docs|comments?|man ?pages?|manual|tutorial|faq)\b"
+                r"|(?:silence[sd]?|suppress(?:es|ed)?|remove[sd]?|reword(?:ed)?"
+                r"|quiet(?:en)?s?) (?:\S+ ){0,3}?(?:warnings?|messages?|diagnostics?)\b)", re.I), Kind.docs, 9),
 ]
 
 # Changes that touch only packaging, CI or tests say nothing to a user (rule 8),
 # unless they also fix something or carry a security cue.
 INTERNAL_RE = compile_re(
     r"\bdebian/|(?:^|\s)d/[a-z]|\bdh[_ -]\w|\bdebhelper|build[- ]?dep(?:ends?|endency|endencies)|standards-version"
-    r"|\buploaders?\b|\blintian|\.symbols\b|\bsymbols(?:'|\.\w+)? files?\b|\bvcs-\w+|\bsalsa\b|\bwatch file|\bquilt\b|\bcdbs\b"
+    r"|\buploaders?\b|\blintian|\.symbols\b|\bsymbols(?:'|\.\w+)? files?\b|\bvcs-\w+|\bsalsa\b|\bwatch file|\bquilt\b"
+    r"|\bcdbs\b"
     r"|\.install\b|\budebs?\b|\bmaintainers?\b|\bsource format|\bgbp\b|\bautopkgtest|\bhardening"
     r"|\bcompat(?:ibility)? (?:level )?to \d|\bcopyright (?:entry|file|years?|notice)|\bbuild flags?\b"
     r"|\bmerge (?:remote-tracking )?branch|\bexport-package|\bswapfile|\bCI\b|\bgithub actions"
-    r"|^(?:add|added|adds|update[ds]?|improve[ds]?|extend(?:ed)?|more|new) (?:a |some |more |the )?(?:unit |regression )?tests?\b"
+    r"|^(?:add|added|adds|update[ds]?|improve[ds]?|extend(?:ed)?|more|new) "
+    r"(?:a |some |more |the )?(?:unit |regression )?tests?\b"
     r"|\btest ?(?:suite|coverage|helper|case)s?\b|\bupstream metadata\b"
     r"|\bdependency (?:upgrade|update|bump)s?\b|\b(?:upgrade|update|bump)(?:s|d|ed)? (?:the )?\S+ dependency\b",
     re.I,

@@ -32,7 +32,7 @@ def pick(entries: list[dict], task_name: str, per_class: int, seed: int,
     for cls in sorted(by_class):
         # round-robin over formats, and over products inside a format, so no source dominates
         queues: dict[str, list[dict]] = defaultdict(list)
-        for product, rows in by_class[cls].items():
+        for rows in by_class[cls].values():
             queues[rows[0]["format"]].append(sorted(rows, key=order))
         for fmt in queues:
             queues[fmt].sort(key=lambda rows: hashlib.sha256(f"{seed}:{rows[0]['product']}".encode()).hexdigest())

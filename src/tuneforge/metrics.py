@@ -124,7 +124,7 @@ def parity(a: list[str], b: list[str]) -> float | None:
     """Share of rows whose two output texts are identical (whitespace at the ends aside)."""
     if len(a) != len(b):
         raise ValueError(f"parity needs equal-length outputs, got {len(a)} and {len(b)}")
-    return _ratio(sum(x.strip() == y.strip() for x, y in zip(a, b)), len(a))
+    return _ratio(sum(x.strip() == y.strip() for x, y in zip(a, b, strict=True)), len(a))
 
 
 def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | None

@@ -42,7 +42,7 @@ class PredictionCache:
         self.misses += len(missing)
         if missing:
             fresh = decode([prompts[i] for i in missing])
-            for i, answer in zip(missing, fresh):
+            for i, answer in zip(missing, fresh, strict=True):  # one answer per prompt
                 found[i] = answer
                 if self.root is not None:
                     write_json(self._path(keys[i]), {"answer": answer})

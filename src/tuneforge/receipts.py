@@ -100,7 +100,8 @@ def scored_distributions(scored_jsonl: str | Path) -> dict[str, Any]:
         out[name] = {k: round(v, 6) for k, v in rows}
     q = con.execute(
         "SELECT quantile_cont(length(text), [0.1, 0.5, 0.9, 0.99]) FROM scored").fetchone()[0]
-    out["text_length"] = dict(zip(["p10", "p50", "p90", "p99"], [round(x, 2) for x in (q or [0, 0, 0, 0])]))
+    out["text_length"] = dict(zip(["p10", "p50", "p90", "p99"],
+                                  [round(x, 2) for x in (q or [0, 0, 0, 0])], strict=True))
     return out
 
 

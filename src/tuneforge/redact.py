@@ -20,11 +20,14 @@ class SecretPattern:
 
 # Token edges: not \b, which fails next to "_" and so missed `__token__` (markdown bold).
 _START, _END = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
-_SECRET_NAME = r"[A-Za-z0-9_]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)[A-Za-z0-9_]*"
+_SECRET_NAME = (r"[A-Za-z0-9_]*"
+                r"(?:SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?)"
+                r"[A-Za-z0-9_]*")
 
 PATTERNS: list[SecretPattern] = [
     SecretPattern("pem_private_key", re.compile(
-        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|$)",
+        r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.*?"
+        r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|$)",
         re.S)),
     SecretPattern("anthropic_key", re.compile(_START + r"sk-ant-[A-Za-z0-9_-]{20,}")),
     SecretPattern("openai_key", re.compile(_START + r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}")),
