@@ -323,7 +323,7 @@ def test_model_card_of_a_rejected_build(chain):
         assert ", ".join(entry["failed_gates"]) in card
     assert "| base (tiny-llama) | reference |" in card
     assert "4 steps x batch 2" in card and "seed " in card
-    assert "Licence (GGUF `general.license`): `mit`." in card  # the tiny base's card says mit
+    assert "Licence (GGUF `general.license`): `mit`: the base's own" in card  # the tiny base's card
     assert all(e["license"] == "mit" for e in reg["models"])
     assert all('LICENSE """mit"""' in (chain / e["modelfile"]).read_text() for e in reg["models"])
     # the examples are eval's first rows for the parity model, with the gold entry text

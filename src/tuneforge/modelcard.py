@@ -116,7 +116,10 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   "before shipping.", ""]
     else:
         lines += ["Licence (GGUF `general.license`): "
-                  + ", ".join(f"`{x}`" if x else "unset in some" for x in licences) + ".", ""]
+                  + ", ".join(f"`{x}`" if x else "unset in some" for x in licences)
+                  + ": the base's own, unless `convert.license` set another. The training "
+                  "entries are quoted from release notes, each under its own package's terms.",
+                  ""]
 
     lines += ["## Files and pins", "",
               "| name | quantization | sha256 | Modelfile |", "|---|---|---|---|"]
