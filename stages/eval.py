@@ -115,8 +115,8 @@ def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: 
     n_threads = cfg["n_threads"] or os.cpu_count() or 1
 
     def decode(todo: list[list[dict]]) -> list[str]:
-        return gguf_generate(path, todo, schema, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
-                             n_threads=n_threads, gbnf=gbnf,
+        return gguf_generate(path, todo, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+                             n_threads=n_threads,
                              desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
 
     todo = prompts(task, rows, with_hint)

@@ -27,6 +27,7 @@ from typing import Any
 from tuneforge import modelcard
 from tuneforge.gguf_tools import read_metadata, verify_pin
 from tuneforge.io import load_params, read_jsonl, sha256_text, write_json, write_text
+from tuneforge.llm import SIDECAR, read_sidecar
 from tuneforge.ollama import (
     check_ollama_name,
     derive_turns,
@@ -137,8 +138,8 @@ def main() -> int:
     write_json(paths["registry"], registry)
     receipt.outputs.append(paths["registry"])
 
-    sidecars = [Path(paths["adapter"]) / "tuneforge.json", Path(paths["base_model"]) / "tuneforge.json"]
-    adapter, base = (json.loads(p.read_text(encoding="utf-8")) for p in sidecars)
+    adapter, base = read_sidecar(paths["adapter"]), read_sidecar(paths["base_model"])
+    sidecars = [Path(paths["adapter"]) / SIDECAR, Path(paths["base_model"]) / SIDECAR]
     predictions = Path(paths["eval_dir"]) / "predictions.jsonl"
     shown = verdict["promoted"] or verdict.get("parity_model") or types[0]
     card = modelcard.render(

@@ -300,10 +300,13 @@ def json_gbnf(schema: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def json_grammar(schema: dict, gbnf: str | None = None):
-    """The compiled grammar; pass `gbnf` when json_gbnf(schema) is already at hand."""
+def compile_gbnf(gbnf: str):
     from llama_cpp import LlamaGrammar
-    return LlamaGrammar.from_string(gbnf or json_gbnf(schema), verbose=False)
+    return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+def json_grammar(schema: dict):
+    return compile_gbnf(json_gbnf(schema))
 
 
 def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int) -> dict:
@@ -313,15 +316,15 @@ def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int) -> dict:
                                       max_tokens=max_tokens, grammar=grammar, seed=0)
 
 
-def gguf_generate(path: str | Path, prompts: list[list[dict]], schema: dict | None, *,
-                  max_tokens: int, n_ctx: int, n_threads: int, desc: str = "generate",
-                  gbnf: str | None = None) -> list[str]:
-    """Greedy chat completions with llama.cpp, constrained by a grammar compiled once from
-    `schema` (or its `gbnf`, from json_gbnf) when given."""
+def gguf_generate(path: str | Path, prompts: list[list[dict]], gbnf: str | None, *,
+                  max_tokens: int, n_ctx: int, n_threads: int, desc: str = "generate"
+                  ) -> list[str]:
+    """Greedy chat completions with llama.cpp, constrained by the GBNF grammar (compiled
+    once; e.g. json_gbnf(schema)) when given."""
     from tqdm import tqdm
 
     llm = open_gguf(path, n_ctx=n_ctx, n_threads=n_threads)
-    grammar = json_grammar(schema, gbnf) if schema is not None else None
+    grammar = compile_gbnf(gbnf) if gbnf is not None else None
     outs = []
     for messages in tqdm(prompts, desc=desc, unit="ex"):
         res = chat_greedy(llm, messages, grammar, max_tokens)
