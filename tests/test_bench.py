@@ -30,6 +30,15 @@ def test_plain_baseline_reads_every_entry_and_dedupes(tmp_path):
     unique = sum(1 for _ in open(tmp_path / "out" / "entries.jsonl"))
     assert unique == len(ENTRIES)
     assert counts["train"] + counts["valid"] <= unique
+    # the labeler's own time is part of the evidence step, which the floor relies on
+    assert 0 < counts["label_s"] <= counts["step_s"]["evidence"]
+    assert list(counts["step_s"]) == ["backfill", "evidence", "score", "export"]
+
+
+def test_dvc_floor_builds_and_times_a_chain_of_empty_stages():
+    floor = bench.dvc_noop_floor(3, reps=1)
+    assert floor["stages"] == 3
+    assert floor["noop_repro_s"] > 0 and floor["dvc_status_s"] > 0 and floor["noop_ratio"] > 0
 
 
 def lock(outs: dict[str, str]) -> str:
@@ -64,3 +73,17 @@ def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
              "peak_rss_mb": dict(sorted(stages.items()))}
     text = bench.table({"sections": {"build": build}})
     assert "1.0 min (backfill 1.0, evidence 3.0, train 9.0, eval 2.0, register 0.5)" in text
+
+
+def test_table_shows_the_floors_beside_the_figures_they_bound():
+    size = {"entries_per_s": 10, "s": 9.0, "ratio": 1.1,
+            "baseline_json": {"entries_per_s": 9, "s": 10.0},
+            "floor": {"stage_startup_s": {"backfill": 0.5, "export": 0.25}, "label_s": 6.0,
+                      "cores": 2, "floor_s": 3.75, "max_ratio": 2.67}}
+    build = {"noop_repro_s": 1.4, "baseline_dvc_status_s": 1.0, "noop_ratio": 1.4,
+             "dvc_floor": {"stages": 10, "noop_repro_s": 0.9, "dvc_status_s": 0.6, "noop_ratio": 1.5},
+             "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0,
+             "incremental_ratio": 0.1, "full_build_s": {"train": 1.0}, "peak_rss_mb": {"train": 1.0}}
+    text = bench.table({"sections": {"data": {"sizes": {"1000": size}}, "build": build}})
+    assert "four stage start-ups 0.75 s + labeling 6.0 s / 2 cores = 3.75 s, at most 2.67×" in text
+    assert "DVC alone, a 10-stage `cp` chain: 0.9 s against 0.6 s, 1.5×" in text
