@@ -67,15 +67,6 @@ def load_gold(path: str | Path, task: Task) -> list[dict]:
     return rows
 
 
-def kind_classes(task: Task, gold: list[dict]) -> list[str]:
-    """Every kind the output schema allows (an enum), else every kind seen in gold."""
-    field = task.output_model.model_fields.get("kind")
-    members = getattr(field.annotation, "__members__", None) if field else None
-    if members:
-        return [m.value for m in members.values()]
-    return sorted({task.label_class(r["label"]) for r in gold})
-
-
 def eval_order(rows: list[dict], limit: int) -> list[dict]:
     ordered = sorted(rows, key=lambda r: sha256_text(r["text"]))
     return ordered[:limit] if limit else ordered
@@ -232,7 +223,7 @@ class Run:
         for r, o, s in zip(rows, outs, scored, strict=True):
             self.predictions.append({
                 "model": key, "variant": variant, "id": sha256_text(r["text"])[:16],
-                "gold_kind": r["label"]["kind"], "pred_kind": s.pred_kind, "parsed": s.parsed,
+                "gold_kind": s.gold_kind, "pred_kind": s.pred_kind, "parsed": s.parsed,
                 "output": o})
 
 
@@ -275,7 +266,7 @@ def by_hand(args: argparse.Namespace) -> int:
     else:
         log.warning("%s has no SHA256SUMS beside it: evaluating an unpinned file", model)
     gold = load_gold(args.gold, task)
-    rows, classes = eval_order(gold, args.limit), kind_classes(task, gold)
+    rows, classes = eval_order(gold, args.limit), list(task.classes)
     outs = decode_gguf(model, task, rows, cfg, with_hint=not args.no_hint)
     summary, _ = score(task, rows, outs, classes, cfg["min_support"])
     print(json.dumps({model.stem: summary}, indent=2, sort_keys=True))
@@ -311,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     receipt.inputs.append(paths["gold"])
 
     gold = load_gold(paths["gold"], task)
-    classes = kind_classes(task, gold)
+    classes = list(task.classes)
     rows = eval_order(gold, cfg["holdout_limit"])
     hf_rows = rows[: cfg["hf_subset"]]
     # full passes: the base (if asked) and every quantisation; the converter's own output
@@ -354,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     ref = cfg["report_model"]
     write_json(paths["metrics"], run.metrics)
     write_json(out_dir / "confusion.json", [
-        {"actual": r["label"]["kind"], "predicted": k} for r, k in zip(rows, run.kinds[ref], strict=True)])
+        {"actual": task.label_class(r["label"]), "predicted": k} for r, k in zip(rows, run.kinds[ref], strict=True)])
     write_csv(out_dir / "per_kind.csv", [
         {"kind": k, "f1": v["f1"], "precision": v["precision"], "recall": v["recall"],
          "support": v["support"]} for k, v in run.summaries[ref]["per_kind"].items()])

@@ -90,25 +90,10 @@ def randomised_hint(rec: ScoredRecord, hints: list[str], cfg: dict) -> str | Non
     return rec.hint
 
 
-CONTENT_FREE_CORES = ["bug fixes", "fixes", "improvements", "cleanups", "updates", "changes",
-                      "tweaks", "enhancements"]
-CONTENT_FREE_QUALIFIERS = ["", "minor ", "various ", "several ", "misc ", "small "]
-CONTENT_FREE_TAILS = ["", " and improvements", " and performance improvements",
-                      " and stability improvements", " and other changes",
-                      " and reliability improvements"]
-CONTENT_FREE_PHRASES = [
-    "Internal refactoring", "Code cleanup", "Updated dependencies", "Bump dependencies",
-    "Refactoring of the code", "Stability improvements",
-    "Reliability improvements", "New upstream release", "No-change rebuild",
-    "See the commit log for details", "See ChangeLog for details",
-]
-
-
 def unknown_augmentation(task: Task, products: list[str], n: int, seed: int) -> list[ScoredRecord]:
-    """n synthetic content-free entries (unknown, rule 8) spread over real products."""
-    texts = sorted({(q + c + t).capitalize() for q in CONTENT_FREE_QUALIFIERS
-                    for c in CONTENT_FREE_CORES for t in CONTENT_FREE_TAILS} | set(CONTENT_FREE_PHRASES))
-    texts = [t + p for t in texts for p in ("", ".") if task.is_content_free(t + p)]
+    """n synthetic content-free entries, spread over real products, each labeled by the
+    task's rule labeler (the abstain class: nothing to act on)."""
+    texts = task.content_free_examples()
     out = []
     for i in range(n if products else 0):
         text = texts[int(seeded_unit(seed, "aug-text", str(i)) * len(texts))]
@@ -156,9 +141,9 @@ def preference_pair(task: Task, rec: ScoredRecord) -> PreferencePair | None:
                                       rejected=rejected_text, chosen_source=rec.label_source,
                                       rejected_source=alt.source.value,
                                       rejected_reasons=["label_sources_disagree"])
-    hinted = task.hint_kind(rec.hint)
-    if hinted is not None and hinted.value != task.label_class(rec.label):
-        anchored = dict(rec.label, kind=hinted.value)
+    hinted = task.hint_class(rec.hint)
+    if hinted is not None and hinted != task.label_class(rec.label):
+        anchored = task.with_class(rec.label, hinted)
         return PreferencePair(id=rec.id, prompt=prompt, chosen=chosen_text,
                               rejected=task.render_label(anchored), chosen_source=rec.label_source,
                               rejected_source="hint_anchored", rejected_reasons=["hint_anchored"])

@@ -37,7 +37,6 @@ from tuneforge.tasks import Task, get_task
 log = logging.getLogger("score")
 PRECEDENCE = [LabelSource.gold, LabelSource.human, LabelSource.teacher, LabelSource.rules]
 HAND_LABELED = {LabelSource.gold, LabelSource.human}
-FIRM_KINDS = {"security", "breaking", "deprecation"}  # rule 10: these outrank a section hint
 
 
 def schema_error(task: Task, label: dict | None) -> str | None:
@@ -61,17 +60,17 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
         label = chosen.label
         kind = task.label_class(label)
         reasons += task.style_problems(label, rec.text)
-        if task.is_content_free(rec.text) and kind != "unknown":
+        if task.is_content_free(rec.text) and kind != task.abstain_class:
             category = ScoreCategory.rejected
             reasons.append("content_free_text")
-        hinted = task.hint_kind(rec.hint)
-        if hinted is not None and hinted.value != kind and kind not in FIRM_KINDS:
+        hinted = task.hint_class(rec.hint)
+        if hinted is not None and hinted != kind and kind not in task.firm_classes:
             reasons.append("hint_rule_disagree")
         others = [c for c in rec.candidates if c is not chosen and c.label is not None
                   and schema_error(task, c.label) is None]
         if any(task.label_class(c.label) != kind for c in others):
             reasons.append("label_sources_disagree")
-        if chosen.rule == 8 and not task.unknown_cue(rec.text, rec.hint):
+        if chosen.rule == task.abstain_rule and not task.unknown_cue(rec.text, rec.hint):
             reasons.append("unknown_without_cue")
         if category is not ScoreCategory.rejected:
             if "hint_rule_disagree" in reasons:
@@ -130,7 +129,7 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
             rows[variant].append(scored)
             if variant == "with_hint":
                 rows[gold_subset(rec.id)].append(scored)
-    classes = [k.value for k in task.output_model.model_fields["kind"].annotation]
+    classes = list(task.classes)
     with_hint = metrics.summarize(rows["with_hint"], classes)
     without_hint = metrics.summarize(rows["without_hint"], classes)
 

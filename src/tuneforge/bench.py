@@ -395,8 +395,8 @@ def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: d
             row = json.loads(line)
             problems = task.style_problems(row["label"], row["text"])
             content_free = task.is_content_free(row["text"])
-            row["accepted"] = not problems and row["rule"] != 8 and not (
-                content_free and row["label"]["kind"] != "unknown")
+            row["accepted"] = not problems and row["rule"] != task.abstain_rule and not (
+                content_free and task.label_class(row["label"]) != task.abstain_class)
             fout.write(json.dumps(row) + "\n")
     step_s["score"], t0 = time.perf_counter() - t0, time.perf_counter()
     gold = {content_key(r["text"]) for r in read_jsonl(gold_path)}

@@ -30,6 +30,13 @@ class Kind(str, Enum):
     unknown = "unknown"
 
 
+# Kinds only the entry's own words decide (rule 10): a section hint neither gives them
+# nor overrides them.
+FIRM_KINDS = (Kind.security, Kind.breaking, Kind.deprecation)
+# The labeler's "nothing a user must act on" (rule 8); its kind is Kind.unknown.
+UNKNOWN_RULE = 8
+
+
 class Severity(str, Enum):
     low = "low"
     medium = "medium"
@@ -390,6 +397,30 @@ def _internal_only(text: str, body: str, internal_hint: bool) -> bool:
     return bool(internal) and not INTERNAL_FIX_RE.search(body)
 
 
+CONTENT_FREE_CORES = ["bug fixes", "fixes", "improvements", "cleanups", "updates", "changes",
+                      "tweaks", "enhancements"]
+CONTENT_FREE_QUALIFIERS = ["", "minor ", "various ", "several ", "misc ", "small "]
+CONTENT_FREE_TAILS = ["", " and improvements", " and performance improvements",
+                      " and stability improvements", " and other changes",
+                      " and reliability improvements"]
+CONTENT_FREE_PHRASES = [
+    "Internal refactoring", "Code cleanup", "Updated dependencies", "Bump dependencies",
+    "Refactoring of the code", "Stability improvements",
+    "Reliability improvements", "New upstream release", "No-change rebuild",
+    "See the commit log for details", "See ChangeLog for details",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def content_free_examples() -> tuple[str, ...]:
+    """Synthetic entries that say nothing a user must act on ("Minor fixes and
+    improvements."), every one content-free by `is_content_free`, in a fixed order:
+    export.unknown_augment draws from them."""
+    texts = sorted({(q + c + t).capitalize() for q in CONTENT_FREE_QUALIFIERS
+                    for c in CONTENT_FREE_CORES for t in CONTENT_FREE_TAILS} | set(CONTENT_FREE_PHRASES))
+    return tuple(t + p for t in texts for p in ("", ".") if is_content_free(t + p))
+
+
 def unknown_cue(text: str, hint: str | None) -> bool:
     """The entry itself says why it is unknown (rule 8): it is content-free, or it only
     touches internals. Rule 8 without such a cue is the labeler finding nothing at all."""
@@ -404,7 +435,7 @@ def rule_kind(text: str, hint: str | None) -> tuple[Kind, int]:
 def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
     security_hint, internal_hint, deprecation_hint, breaking_hint, hint_kind = _hint_cues(hint or "")
     if is_content_free(body):
-        return Kind.unknown, 8
+        return Kind.unknown, UNKNOWN_RULE
     if (SECURITY_RE.search(body) and SECURITY_RE.search(NO_SECURITY_RE.sub("", body))) or (
             security_hint and not DOCS_RE.match(body)):
         return Kind.security, 1
@@ -414,7 +445,7 @@ def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
     if area and area.group(1).lower() in PERF_AREAS:
         return Kind.performance, 6
     if _internal_only(text, body, internal_hint):
-        return Kind.unknown, 8
+        return Kind.unknown, UNKNOWN_RULE
     if SEMVER_MAJOR_RE.search(text):
         return Kind.breaking, 2
     deprecates = DEPRECATION_RE.search(body) and DEPRECATION_RE.search(DEPRECATED_USE_RE.sub(" ", body))
@@ -448,9 +479,9 @@ def _rule_kind(text: str, body: str, hint: str | None) -> tuple[Kind, int]:
         scores[hint_kind[0]] += 1
     best = max(scores.values())
     if best == 0:
-        if hint_kind and hint_kind[0] not in (Kind.security, Kind.breaking, Kind.deprecation):
+        if hint_kind and hint_kind[0] not in FIRM_KINDS:
             return hint_kind
-        return Kind.unknown, 8
+        return Kind.unknown, UNKNOWN_RULE
     rule_of = {Kind.fix: 5, Kind.performance: 6, Kind.feature: 7, Kind.docs: 9}
     for kind in (Kind.fix, Kind.performance, Kind.feature, Kind.docs):  # fixed tie order
         if scores[kind] == best:

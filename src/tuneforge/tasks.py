@@ -24,9 +24,15 @@ class Task:
     rule_label: Callable[[str, str | None, str, str | None], tuple[dict, int]]
     style_problems: Callable[[dict, str], list[str]]
     is_content_free: Callable[[str], bool]
-    unknown_cue: Callable[[str, str | None], bool]  # rule 8 with a reason in the entry itself
-    hint_kind: Callable[[str | None], object]
+    unknown_cue: Callable[[str, str | None], bool]  # the entry itself says why it abstains
+    hint_class: Callable[[str | None], str | None]  # the class a section hint suggests alone
     label_class: Callable[[dict], str]  # the stratification/confusion key of a label
+    with_class: Callable[[dict, str], dict]  # the label with its class replaced
+    classes: tuple[str, ...]  # every value label_class can take, in report order
+    firm_classes: frozenset[str]  # classes a section hint neither gives nor overrides
+    abstain_class: str  # "nothing to act on": the class content-free text must get
+    abstain_rule: int  # the rule labeler's rule number that answers abstain_class
+    content_free_examples: Callable[[], tuple[str, ...]]  # synthetic abstain entries
 
     def messages(self, text: str, hint: str | None, product: str | None) -> list[dict]:
         return [
@@ -61,6 +67,12 @@ register(Task(
     style_problems=changelog.style_problems,
     is_content_free=changelog.is_content_free,
     unknown_cue=changelog.unknown_cue,
-    hint_kind=changelog.hint_kind,
+    hint_class=lambda hint: kind.value if (kind := changelog.hint_kind(hint)) else None,
     label_class=lambda label: label["kind"],
+    with_class=lambda label, kind: dict(label, kind=kind),
+    classes=tuple(k.value for k in changelog.Kind),
+    firm_classes=frozenset(k.value for k in changelog.FIRM_KINDS),
+    abstain_class=changelog.Kind.unknown.value,
+    abstain_rule=changelog.UNKNOWN_RULE,
+    content_free_examples=changelog.content_free_examples,
 ))
