@@ -1,0 +1,120 @@
+"""Run a built model on new entries: one strict-JSON answer per entry, decoded as eval does.
+
+Run: python -m tuneforge.predict [--model GGUF] [--hint H] [--product P] [FILE ...]
+In:  entries from each FILE (or stdin): a text file holds one entry per line (blank
+     lines skipped); a .jsonl file holds {"text", "hint"?, "product"?} per line
+Out: JSONL on stdout, one line per entry, in input order:
+     {"entry", "hint", "product", "output", "label", "error"}
+     (`label` is the parsed answer, null with an `error` when it does not parse);
+     exit 1 when any answer did not parse
+
+The model is the promoted one in the registry (paths.registry) unless --model names a
+GGUF, and it must match the SHA256SUMS pin beside it. Entries are whitespace-normalised
+and redacted as backfill does for training data, so the model sees what it was trained
+on and no secret reaches the prompt or the output. Decoding is eval's: greedy, the
+GGUF's own chat template, the task's prompt, a grammar compiled from the task's output
+schema, eval.max_tokens / n_ctx / n_threads from params.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tuneforge.gguf_tools import gguf_generate, json_gbnf, verify_pin
+from tuneforge.io import load_params
+from tuneforge.redact import redact
+from tuneforge.tasks import get_task
+from tuneforge.text import normalise_ws
+
+log = logging.getLogger("predict")
+
+
+def clean(text: str) -> str:
+    return redact(normalise_ws(text))[0]
+
+
+def read_entries(name: str, lines: list[str], hint: str | None, product: str | None) -> list[dict]:
+    """Entries as {"text", "hint", "product"}; a bad .jsonl line fails naming file and line."""
+    entries = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if name.endswith(".jsonl"):
+            try:
+                row = json.loads(line)
+                text, row_hint, row_product = row["text"], row.get("hint"), row.get("product")
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError("'text' must be a non-empty string")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+                raise ValueError(f"{name}:{i}: not an entry object ({type(e).__name__}: {e})") from None
+        else:
+            text, row_hint, row_product = line, None, None
+        row_hint, row_product = row_hint or hint, row_product or product
+        entries.append({"text": clean(text), "hint": clean(row_hint) if row_hint else None,
+                        "product": row_product})
+    return entries
+
+
+def promoted_gguf(registry: Path) -> Path:
+    if not registry.is_file():
+        raise FileNotFoundError(f"{registry} not found: build first (dvc repro) or pass --model")
+    reg = json.loads(registry.read_text(encoding="utf-8"))
+    promoted = next((m for m in reg["models"] if m["status"] == "promoted"), None)
+    if promoted is None:
+        failed = "; ".join(f"{m['quantization']}: {', '.join(m['failed_gates']) or m['status']}"
+                           for m in reg["models"])
+        raise LookupError(f"{registry}: no model is promoted (every one failed its release gates: "
+                          f"{failed}); pass --model to run one anyway")
+    return Path(promoted["gguf"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    ap = argparse.ArgumentParser(prog="python -m tuneforge.predict",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", help="entry files (.txt: one per line; .jsonl); default stdin")
+    ap.add_argument("--model", help="a pinned GGUF (default: the registry's promoted model)")
+    ap.add_argument("--hint", help="section heading for entries that carry none")
+    ap.add_argument("--product", help="product name for entries that carry none")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+
+    params = load_params(args.params)
+    task, cfg = get_task(params["task"]), params["eval"]
+    model = Path(args.model) if args.model else promoted_gguf(Path(params["paths"]["registry"]))
+    sha256 = verify_pin(model)
+    entries = []
+    for name in args.files or ["-"]:
+        if name == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            lines = Path(name).read_text(encoding="utf-8").splitlines()
+        entries += read_entries("<stdin>" if name == "-" else name, lines, args.hint, args.product)
+    if not entries:
+        log.warning("no entries in %s", ", ".join(args.files) or "stdin")
+        return 0
+
+    gbnf = json_gbnf(task.output_model.model_json_schema())
+    prompts = [task.messages(e["text"], e["hint"], e["product"]) for e in entries]
+    outputs = gguf_generate(model, prompts, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+                            n_threads=cfg["n_threads"] or os.cpu_count() or 1, desc=model.stem)
+    failed = 0
+    for entry, output in zip(entries, outputs, strict=True):
+        try:
+            label, error = task.parse_label(output).model_dump(mode="json"), None
+        except ValueError as e:  # pydantic's ValidationError is a ValueError
+            label, error = None, str(e).splitlines()[0]
+            failed += 1
+        print(json.dumps({"entry": entry["text"], "hint": entry["hint"], "product": entry["product"],
+                          "output": output, "label": label, "error": error}, ensure_ascii=False))
+    log.info("%d entries, %d answers parsed, %s (sha256 %s)", len(entries), len(entries) - failed,
+             model, sha256[:16])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""tuneforge.predict's input and model choice (the decoding itself is checked against
+eval's answers in test_model_chain)."""
+import json
+
+import pytest
+
+from tuneforge import predict
+
+TOKEN = "ghp_" + "x1" * 18
+
+
+def test_text_lines_are_entries_normalised_and_redacted():
+    lines = ["  Fixed a crash   in `foo`.", "", "   ", f"Rotate the leaked token {TOKEN} now."]
+    entries = predict.read_entries("notes.txt", lines, hint="Bug fixes", product="demo")
+    assert [e["text"] for e in entries][0] == "Fixed a crash in `foo`."
+    assert TOKEN not in entries[1]["text"] and "[REDACTED:github_token]" in entries[1]["text"]
+    assert all(e["hint"] == "Bug fixes" and e["product"] == "demo" for e in entries)
+
+
+def test_jsonl_rows_carry_their_own_hint_and_product():
+    lines = [json.dumps({"text": "Added `--json`.", "hint": "Features", "product": "git"}),
+             json.dumps({"text": "Dropped Python 3.8."})]
+    first, second = predict.read_entries("in.jsonl", lines, hint="Changes", product="tool")
+    assert (first["hint"], first["product"]) == ("Features", "git")
+    assert (second["hint"], second["product"]) == ("Changes", "tool")  # the defaults fill in
+
+
+@pytest.mark.parametrize("line", ['{"text": ""}', '{"hint": "x"}', "[1, 2]", "not json", '{"text": 3}'])
+def test_a_bad_jsonl_line_names_file_and_line(line):
+    with pytest.raises(ValueError, match=r"^in\.jsonl:2: not an entry object"):
+        predict.read_entries("in.jsonl", [json.dumps({"text": "ok"}), line], None, None)
+
+
+def test_the_default_model_is_the_promoted_one_and_none_is_an_error(tmp_path):
+    registry = tmp_path / "registry.json"
+    with pytest.raises(FileNotFoundError, match="build first"):
+        predict.promoted_gguf(registry)
+    models = [{"quantization": "Q8_0", "status": "candidate", "failed_gates": [], "gguf": "a.gguf"},
+              {"quantization": "Q4_K_M", "status": "promoted", "failed_gates": [], "gguf": "b.gguf"}]
+    registry.write_text(json.dumps({"models": models}))
+    assert predict.promoted_gguf(registry).name == "b.gguf"
+    for m in models:
+        m.update(status="rejected", failed_gates=["min_kind_agreement"])
+    registry.write_text(json.dumps({"models": models}))
+    with pytest.raises(LookupError, match="no model is promoted .*Q8_0: min_kind_agreement"):
+        predict.promoted_gguf(registry)
