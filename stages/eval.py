@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,8 @@ class Run:
         if variant == "hint":
             self.outputs[key], self.summaries[key] = outs, summary
             self.kinds[key] = [s.pred_kind for s in scored]
-            self.metrics[key] = headline(summary, **({"size_mb": size_mb} if size_mb else {}))
+            self.metrics[key] = headline(summary, **({"size_mb": size_mb} if size_mb else {}),
+                                         **style_figures(self.task, rows, outs, scored))
         else:  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
         for r, o, s in zip(rows, outs, scored, strict=True):
@@ -225,6 +227,22 @@ class Run:
                 "model": key, "variant": variant, "id": sha256_text(r["text"])[:16],
                 "gold_kind": s.gold_kind, "pred_kind": s.pred_kind, "parsed": s.parsed,
                 "output": o})
+
+
+def style_figures(task: Task, rows: list[dict], outs: list[str], scored: list) -> dict:
+    """How the parsed answers fare against STYLE.md, as the scorer checks training labels:
+    the share with no problem, and each problem's count (an invented version shows as
+    style_version_not_in_input)."""
+    problems: Counter = Counter()
+    clean = parsed = 0
+    for r, o, s in zip(rows, outs, scored, strict=True):
+        if not s.parsed:
+            continue
+        found = task.style_problems(json.loads(o), r["text"], r.get("hint"))
+        parsed, clean = parsed + 1, clean + (not found)
+        problems.update(found)
+    return {"style_clean_rate": round(clean / parsed, 6) if parsed else None,
+            "style_problems": dict(sorted(problems.items()))}
 
 
 def check_models(cfg: dict, types: list[str], outtype: str) -> None:

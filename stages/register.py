@@ -141,7 +141,7 @@ def main() -> int:
     adapter, base = read_sidecar(paths["adapter"]), read_sidecar(paths["base_model"])
     sidecars = [Path(paths["adapter"]) / SIDECAR, Path(paths["base_model"]) / SIDECAR]
     predictions = Path(paths["eval_dir"]) / "predictions.jsonl"
-    shown = verdict["promoted"] or verdict.get("parity_model") or types[0]
+    shown = verdict["promoted"] or types[0]  # a GGUF this build ships, never the f16 parity check
     card = modelcard.render(
         task_name=task.name,
         description=task.output_model.model_json_schema().get("description", ""),

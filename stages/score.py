@@ -59,7 +59,7 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
     elif chosen.source not in HAND_LABELED:
         label = chosen.label
         kind = task.label_class(label)
-        reasons += task.style_problems(label, rec.text)
+        reasons += task.style_problems(label, rec.text, rec.hint)
         if task.is_content_free(rec.text) and kind != task.abstain_class:
             category = ScoreCategory.rejected
             reasons.append("content_free_text")

@@ -67,6 +67,23 @@ def test_style_checks_catch_each_rule():
         {**good, "action_text": "Use `--yaml` output."}, text)
     assert "style_action_not_one_sentence" in cl.style_problems(
         {**good, "action_text": "Use `--json` output. It is nice."}, text)
+    invented = {**good, "action_text": "Upgrade to demo 17.1 to use `--json` output."}
+    assert "style_version_not_in_input" in cl.style_problems(invented, text)
+    assert "style_version_not_in_input" not in cl.style_problems(invented, text, hint="demo 17.1")
+    assert "style_version_not_in_input" in cl.style_problems({**good, "deadline": "3.0"}, text)
+
+
+@pytest.mark.parametrize("text, hint, shown", [
+    ("Fixed a crash when the config file is empty.", None, False),    # the heading's version is not input
+    ("Fixed a crash when the config file is empty.", "demo 2.4.1", True),  # a Debian-style heading
+    ("Fixed a crash in the 2.4.1 parser.", None, True),
+])
+def test_the_labeler_names_the_release_version_only_where_the_input_shows_it(text, hint, shown):
+    label, _ = cl.rule_label(text, hint, "demo", "2.4.1")
+    assert ("demo 2.4.1" in label["action_text"]) is shown
+    if not shown:
+        assert "the latest demo release" in label["action_text"]
+    assert cl.style_problems(label, text, hint) == []
 
 
 def test_prompt_and_label_rendering_round_trip():

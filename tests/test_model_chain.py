@@ -361,6 +361,8 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
     card = (root / "models/MODEL_CARD.md").read_text()
     assert card.startswith(f"# {reg['promoted']}\n")
     assert f"ollama create {reg['promoted']} -f models/modelfiles/" in card
+    promoted = next(e for e in reg["models"] if e["status"] == "promoted")
+    assert f"python -m tuneforge.predict --model {promoted['gguf']} --product npm" in card
     assert f"| {smallest} | promoted |" in card and "| base " not in card  # base off here
 
 
@@ -390,3 +392,28 @@ def test_eval_by_hand_prints_metrics(chain, capsys):
                             str(chain / "params.yaml")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3
+
+
+def test_predict_answers_as_eval_did(chain, capsys, tmp_path):
+    """tuneforge.predict on the holdout entries gives eval's own answers, byte for byte."""
+    from tuneforge import predict
+
+    model = "models/gguf/tuneforge-changelog-actions-Q8_0.gguf"
+    evals = {p["id"]: p["output"] for p in read_jsonl(chain / "reports/eval/predictions.jsonl")
+             if p["model"] == "Q8_0" and p["variant"] == "hint"}
+    gold = [g for g in read_jsonl(chain / "data/gold/holdout.jsonl")
+            if sha256_text(g["text"])[:16] in evals][:3]
+    assert len(gold) == 3
+    entries = tmp_path / "entries.jsonl"
+    write_jsonl(entries, [{"text": g["text"], "hint": g["hint"], "product": g["product"]} for g in gold])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(chain)
+        with pytest.raises(LookupError, match="no model is promoted"):  # the tiny model fails its gates
+            predict.main([str(entries)])
+        capsys.readouterr()
+        rc = predict.main([str(entries), "--model", model])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["entry"] for r in rows] == [g["text"] for g in gold]
+    assert [r["output"] for r in rows] == [evals[sha256_text(g["text"])[:16]] for g in gold]
+    assert rc == (1 if any(r["error"] for r in rows) else 0)
+    assert all((r["label"] is None) == bool(r["error"]) for r in rows)

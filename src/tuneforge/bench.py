@@ -393,7 +393,7 @@ def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: d
             open(out / "scored.jsonl", "w", encoding="utf-8") as fout:  # score
         for line in fin:
             row = json.loads(line)
-            problems = task.style_problems(row["label"], row["text"])
+            problems = task.style_problems(row["label"], row["text"], row["hint"])
             content_free = task.is_content_free(row["text"])
             row["accepted"] = not problems and row["rule"] != task.abstain_rule and not (
                 content_free and task.label_class(row["label"]) != task.abstain_class)

@@ -701,7 +701,12 @@ def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: st
 
 
 def rule_label(text: str, hint: str | None, product: str, version: str | None) -> tuple[dict, int]:
-    """The deterministic teacher: all six fields from text + hint, and the deciding rule."""
+    """The deterministic teacher: all six fields from text + hint, and the deciding rule.
+    The release's version is named only where the input shows it (the entry or its
+    section heading): the model sees nothing else, so a label that names it otherwise
+    teaches the model to make versions up."""
+    if version and not in_input(version, text, hint):
+        version = None
     body = _strip_markup(text)
     kind, rule = _rule_kind(text, body, hint)
     severity = rule_severity(kind, rule, text)
@@ -728,9 +733,21 @@ def hint_kind(hint: str | None) -> Kind | None:
 
 # ---------------------------------------------------------------- STYLE checks
 
-def style_problems(label: dict, text: str) -> list[str]:
+VERSION_RE = compile_re(r"(?<![\w.-])v?\d+(?:\.\d+)+(?![\w-]|\.\d)")
+
+
+def in_input(value: str, text: str, hint: str | None) -> bool:
+    return value in text or value in (hint or "")
+
+
+def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]:
     """STYLE.md rules a schema-valid label can still break; each a reason code."""
     problems = []
+    stated = [m.group(0) for m in VERSION_RE.finditer(label["action_text"])]
+    if label["deadline"]:
+        stated.append(label["deadline"])
+    if any(not in_input(v.removeprefix("v"), text, hint) for v in stated):
+        problems.append("style_version_not_in_input")
     subject_words = label["subject"].split()
     if not 2 <= len(subject_words) <= 6:
         problems.append("style_subject_length")

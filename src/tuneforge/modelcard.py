@@ -85,6 +85,10 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines.append("- Labels for training come from the project's deterministic rule labeler, "
                  "not from people (the gold holdout is hand-labeled): the model learns the "
                  "labeler's habits along with the task.")
+    lines.append("- It sees only the entry, its section heading and the product, never the "
+                 "release's version: its training labels name a version only where the entry "
+                 "or heading shows one (STYLE.md), so a version in an answer that is in "
+                 "neither is made up.")
     lines.append("- Decode greedily under the output schema, as eval does: outside it the "
                  "model may write text that is not JSON.")
     lines.append("")
@@ -140,7 +144,11 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   f"built from the output schema (`{schema_path}`); with Ollama, pass that "
                   "schema as the request's `format` for the same constraint"
                   + ("." if chosen.get("ollama_created") else
-                     " (not tried in this build: no Ollama here)."), ""]
+                     " (not tried in this build: no Ollama here)."), "",
+                  "With llama.cpp, from this repository (the same file, prompt, grammar and "
+                  "greedy decoding as eval; one entry per line in, one JSON line per entry out):",
+                  "", "```sh", "printf 'Removed the --legacy-peer-deps flag.\\n' | "
+                  f"python -m tuneforge.predict --model {chosen['gguf']} --product npm", "```", ""]
     else:
         lines += ["Nothing to run: no model was promoted.", ""]
 

@@ -22,7 +22,7 @@ class Task:
     render_label: Callable[[dict], str]
     parse_label: Callable[[str], BaseModel]
     rule_label: Callable[[str, str | None, str, str | None], tuple[dict, int]]
-    style_problems: Callable[[dict, str], list[str]]
+    style_problems: Callable[[dict, str, str | None], list[str]]  # (label, text, hint)
     is_content_free: Callable[[str], bool]
     unknown_cue: Callable[[str, str | None], bool]  # the entry itself says why it abstains
     hint_class: Callable[[str | None], str | None]  # the class a section hint suggests alone
