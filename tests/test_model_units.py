@@ -368,7 +368,8 @@ def test_model_card_states_the_licence_or_its_absence():
     def card(licence):
         entry = {"name": "ns/m:q8_0", "model": "m", "quantization": "Q8_0", "status": "promoted",
                  "size_bytes": 2_000_000, "failed_gates": [], "sha256": "ab" * 32,
-                 "modelfile": "models/modelfiles/m-Q8_0.Modelfile", "license": licence}
+                 "modelfile": "models/modelfiles/m-Q8_0.Modelfile", "license": licence,
+                 "gguf": "models/gguf/m-Q8_0.gguf"}
         return modelcard.render(
             task_name="t", description="D.", schema_path="schemas/t.json", entries=[entry],
             promoted="ns/m:q8_0", verdict={"gates": {"min_kind_agreement": 0.6}},
