@@ -230,3 +230,16 @@ def test_score_trains_on_internal_unknowns_and_reviews_the_fallback():
     assert internal.category.value == "accepted" and "unknown_without_cue" not in internal.reasons
     fallback = scored("The widget sits on the left now")
     assert fallback.category.value == "needs_human_review" and "unknown_without_cue" in fallback.reasons
+
+
+def test_style_codes_match_what_the_checks_give_and_style_md():
+    """One list of codes: STYLE.md documents them, style_problems gives them, eval counts
+    each of them (0 included) from cl.STYLE_CODES."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    given = re.findall(r'problems\.append\("(style_\w+)"\)', inspect.getsource(cl.style_problems))
+    documented = re.findall(r"`(style_\w+)`", (Path(__file__).parents[1] / "STYLE.md").read_text())
+    assert sorted(set(given)) == sorted(cl.STYLE_CODES)
+    assert list(dict.fromkeys(documented)) == list(cl.STYLE_CODES)

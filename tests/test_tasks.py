@@ -49,7 +49,7 @@ def commit_task() -> Task:
     return replace(
         base, name="commit-types", output_model=CommitLabel,
         rule_label=lambda text, hint, product, version: ({"type": "feat", "subject": text}, 1),
-        style_problems=lambda label, text, hint: [],
+        style_problems=lambda label, text, hint: [], style_codes=(),
         is_content_free=lambda text: text.lower() == "wip",
         unknown_cue=lambda text, hint: text.lower() == "wip",
         hint_class=lambda hint: {"Fixes": "fix"}.get(hint or ""),

@@ -740,6 +740,12 @@ def in_input(value: str, text: str, hint: str | None) -> bool:
     return value in text or value in (hint or "")
 
 
+# Every reason code style_problems gives, in STYLE.md's order (a test holds the three together).
+STYLE_CODES = ("style_subject_length", "style_subject_case", "style_action_not_imperative",
+               "style_action_too_long", "style_action_not_one_sentence", "style_identifier_missing",
+               "style_identifier_not_in_input", "style_version_not_in_input", "style_tags")
+
+
 def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]:
     """STYLE.md rules a schema-valid label can still break; each a reason code."""
     problems = []

@@ -23,6 +23,7 @@ class Task:
     parse_label: Callable[[str], BaseModel]
     rule_label: Callable[[str, str | None, str, str | None], tuple[dict, int]]
     style_problems: Callable[[dict, str, str | None], list[str]]  # (label, text, hint)
+    style_codes: tuple[str, ...]  # every code style_problems can give
     is_content_free: Callable[[str], bool]
     unknown_cue: Callable[[str, str | None], bool]  # the entry itself says why it abstains
     hint_class: Callable[[str | None], str | None]  # the class a section hint suggests alone
@@ -65,6 +66,7 @@ register(Task(
     parse_label=changelog.parse_label,
     rule_label=changelog.rule_label,
     style_problems=changelog.style_problems,
+    style_codes=changelog.STYLE_CODES,
     is_content_free=changelog.is_content_free,
     unknown_cue=changelog.unknown_cue,
     hint_class=lambda hint: kind.value if (kind := changelog.hint_kind(hint)) else None,
