@@ -43,14 +43,13 @@ from typing import Any
 
 import yaml
 
-from tuneforge.io import canonical_json, load_params, read_jsonl, sha256_file, write_json, write_text
+from tuneforge.io import canonical_json, load_params, read_jsonl, sha256_file, write_json
 from tuneforge.verify_repro import build_clean_clone, compare_locks, pipeline_stages
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "bench.json"
 README = ROOT / "README.md"
 DATA_STAGES = ("backfill", "evidence", "score", "export")  # what the data section runs and times
-MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
 TARGETS = {
     "entries_per_s": "≥ 100k entries/s at 1M, ≥ 20× the baseline",
     "noop_repro_s": "≤ 1.2× `dvc status`",
@@ -624,12 +623,13 @@ def table(report: dict) -> str:
 
 
 def update_readme(text: str) -> None:
-    readme = README.read_text(encoding="utf-8")
-    if MARK_START not in readme or MARK_END not in readme:
-        raise SystemExit(f"{README}: bench markers {MARK_START} / {MARK_END} missing")
-    head, rest = readme.split(MARK_START, 1)
-    _, tail = rest.split(MARK_END, 1)
-    write_text(README, f"{head}{MARK_START}\n{text}\n{MARK_END}{tail}")
+    """The table between the bench markers (tuneforge.readme_sections, shared with make faults)."""
+    from tuneforge import readme_sections
+
+    try:
+        readme_sections.update(["bench"], README, ROOT, bodies={"bench": text})
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
 
 
 SECTIONS = ("sha256", "decode", "train", "data", "build")

@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "sources"
 GOLD_MINI = ROOT / "tests" / "fixtures" / "gold-mini.jsonl"
 SNAPSHOT = ROOT / "data" / "snapshot" / "release-notes.tar.gz"
+REPORT = ROOT / "reports" / "faults.json"
 DATA_STAGES = ("backfill", "evidence", "score", "export")
 MODEL_STAGES = ("train", "merge", "convert", "quantize")
 KILL_MODEL_STAGES = (*MODEL_STAGES, "eval", "register")
@@ -1307,6 +1308,16 @@ def leakage_suite(scratch: Path) -> dict:
 
 # =============================================================== gates, pins, remote
 
+def nothing_promoted(verdict: dict, registry: dict) -> bool:
+    """True only for a verdict in which every model failed (anything else cannot show the
+    all-fail case) and a registry that lists each of them, rejected, and promotes none."""
+    models = verdict["models"]
+    every_failed = bool(models) and all(m["verdict"] != "pass" for m in models.values())
+    status = {e["quantization"]: e["status"] for e in registry["models"]}
+    return (every_failed and registry["promoted"] is None and set(status) == set(models)
+            and all(s == "rejected" for s in status.values()))
+
+
 def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     """On the tiny chain: failing gates never promote; a GGUF off its pin is refused by
     register, by eval and by eval's by-hand mode; an unpinned GGUF is refused too."""
@@ -1326,7 +1337,17 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     failing = [q for q, v in verdict["models"].items() if v["verdict"] != "pass"]
     checks["failing_models_rejected"] = bool(failing) and all(
         e["status"] == "rejected" for e in reg["models"] if e["quantization"] in failing)
-    checks["nothing_promoted_when_all_fail"] = reg["promoted"] is None or not failing
+    # every model fails (whatever the tiny chain's own verdict was), and the verdict still names
+    # a promotion, as a stale or buggy eval might: register must promote nothing
+    allfail = copy_root(root, scratch / "allfail")
+    v = json.loads((allfail / "reports/eval/verdict.json").read_text())
+    for q in v["models"]:
+        v["models"][q]["verdict"], v["models"][q]["failed"] = "fail", ["min_kind_agreement"]
+    v["promoted"], v["release"] = "Q4_K_M", "fail"
+    write_json(allfail / "reports/eval/verdict.json", v)
+    r = run_stage(allfail, "register")
+    reg0 = json.loads((allfail / "models/registry.json").read_text()) if r.returncode == 0 else None
+    checks["nothing_promoted_when_all_fail"] = reg0 is not None and nothing_promoted(v, reg0)
     # a mixed verdict (only Q4_K_M passes): the failing two stay rejected, Q4_K_M is promoted
     mixed = copy_root(root, scratch / "mixed")
     v = json.loads((mixed / "reports/eval/verdict.json").read_text())
@@ -1364,7 +1385,7 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     checks["register_refuses_unpinned_gguf"] = r.returncode != 0 and "is not pinned" in r.stderr
     r = run_stage(unp, "eval")
     checks["eval_refuses_unpinned_gguf"] = r.returncode != 0 and "is not pinned" in r.stderr
-    for d in ("mixed", "tamper", "unpinned"):
+    for d in ("allfail", "mixed", "tamper", "unpinned"):
         shutil.rmtree(scratch / d, ignore_errors=True)
     return {"checks": checks, "failed": sorted(k for k, ok in checks.items() if not ok),
             "seconds": round(time.monotonic() - start, 1), "_root": str(root)}
@@ -1468,7 +1489,8 @@ def run_all(seed: int = 7, quick: bool = False, model: bool = True, n_plain: int
             "working_tree_dirty": bool(sh(["git", "status", "--porcelain", "--untracked-files=no"],
                                           ROOT, check=False).stdout.strip()),
             "seed": seed,
-            "model_half": why_not or "tiny random-weight llama, SmolLM2 tokenizer",
+            "model_half": why_not or MODEL_HALF,
+            "machine": {"cores": os.cpu_count()},
             "seconds": round(time.monotonic() - started, 1),
             "details": {"bad_inputs": bad, "secrets": sec, "kill": kills, "leakage": leak,
                         "gates_and_pins": gates, "remote": remote},
@@ -1479,12 +1501,48 @@ def run_all(seed: int = 7, quick: bool = False, model: bool = True, n_plain: int
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+MODEL_HALF = "tiny random-weight llama, SmolLM2 tokenizer"
+
+
+def failures(report: dict) -> list[str]:
+    """One line per check that failed or did not run. The exit status and the README's
+    faults section both read this list, so neither can call a run good that it is not."""
+    d, out = report["details"], []
+    counts = [("bad_inputs", "no bad input was run", lambda n: n == 0),
+              ("crashes", "bad inputs crashed a stage in {} cases", bool),
+              ("lost_records", "{} records lost between source and export", bool),
+              ("leaked_secrets", "{} planted secrets reached a produced or tracked file", bool),
+              ("kill_points", "no kill point was run", lambda n: n == 0),
+              ("nonidentical_reruns", "{} reruns after a kill were not byte-identical", bool),
+              ("leaked_gold", "{} gold rows reached train/valid", bool)]
+    out += [msg.format(report[key]) for key, msg, bad in counts if bad(report[key])]
+    if n := d["bad_inputs"]["problem_count"]:
+        out.append(f"{n} quarantine/injection/dedupe problems in the bad-input accounting")
+    if report["secret_kinds"] < len(KINDS):
+        out.append(f"only {report['secret_kinds']} of the redactor's {len(KINDS)} secret kinds were planted")
+    for key, what in (("partial_files_in_dvc_cache", "partial files in the DVC cache after a kill"),
+                      ("stray_temp_files_after_rerun", "temp files left after the reruns")):
+        if n := d["kill"].get(key):
+            out.append(f"{n} {what}")
+    gates = report["gates_and_pins_failed"]
+    if gates:
+        out.append(f"gates and pins failed: {', '.join(gates)}")
+    if gates is None or report["model_half"] != MODEL_HALF:
+        out.append(f"the model half did not run ({report['model_half']}): no gates, pins, model kill "
+                   "points or secrets scan of model artifacts")
+    if not report["remote_corruption_detected"]["verify"]:
+        out.append("a corrupt remote object got past `dvc pull` with the remote's verify = true")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tuneforge.faults", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="the reduced profile the tests run")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--no-model", action="store_true", help="skip the tiny-model half")
-    ap.add_argument("--out", type=Path, default=ROOT / "reports" / "faults.json")
+    ap.add_argument("--no-model", action="store_true",
+                    help="skip the tiny-model half (the run then fails: its checks did not run)")
+    ap.add_argument("--out", type=Path, default=REPORT,
+                    help=f"the report; the README's faults section is rewritten only for {REPORT.name}")
     args = ap.parse_args(argv)
     report = run_all(seed=args.seed, quick=args.quick, model=not args.no_model)
     write_json(args.out, report)
@@ -1493,9 +1551,19 @@ def main(argv: list[str] | None = None) -> int:
                                    "leaked_gold", "gates_and_pins_failed", "remote_corruption_detected")}
     print(json.dumps(head, indent=2))
     print(f"wrote {args.out} ({report['seconds']} s)")
-    bad = (report["crashes"] or report["lost_records"] or report["leaked_secrets"]
-           or report["nonidentical_reruns"] or report["leaked_gold"] or report["gates_and_pins_failed"])
-    return 1 if bad else 0
+    if args.out.resolve() == REPORT.resolve():  # the README describes the committed report only
+        from tuneforge import readme_sections
+
+        try:
+            readme_sections.update(["faults"])
+        except ValueError as e:  # markers missing: the report is written, the README is not
+            log(f"README not updated: {e}")
+            return 1
+        print(f"rewrote the faults section of {readme_sections.README}")
+    fails = failures(report)
+    for f in fails:
+        log(f"FAILED: {f}")
+    return 1 if fails else 0
 
 
 if __name__ == "__main__":

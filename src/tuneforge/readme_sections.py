@@ -1,0 +1,247 @@
+"""README figures rendered from the report JSONs they describe, never typed by hand.
+
+Each section sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` in README.md and is
+written by the command that writes its report (`make bench`, `make faults`), or by
+
+    python -m tuneforge.readme_sections [NAME ...]     # rewrite sections from the committed reports
+    python -m tuneforge.readme_sections --check        # exit 1 naming each section that differs
+
+tests/test_readme_figures.py fails when a committed section differs from its rendering.
+Sections: bench (reports/bench.json), faults (reports/faults.json), labeler
+(reports/labeler.json, with the `v2` figures read from that release's commit in RELEASES).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tuneforge.io import write_text
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def _span(text: str, name: str, where: Path | str) -> tuple[int, int]:
+    """Offsets of the body between NAME's markers; a clear error when they are missing,
+    repeated or out of order."""
+    start, end = markers(name)
+    for m in (start, end):
+        if text.count(m) != 1:
+            raise ValueError(f"{where}: marker {m} appears {text.count(m)} times, expected once")
+    i, j = text.index(start) + len(start), text.index(end)
+    if j < i:
+        line = text.count("\n", 0, j) + 1
+        raise ValueError(f"{where}:{line}: {end} comes before {start}")
+    return i, j
+
+
+def section(text: str, name: str, where: Path | str = "README.md") -> str:
+    """The body between NAME's markers, without the newlines that frame it."""
+    i, j = _span(text, name, where)
+    return text[i:j].strip("\n")
+
+
+def replace(text: str, name: str, body: str, where: Path | str = "README.md") -> str:
+    i, j = _span(text, name, where)
+    return f"{text[:i]}\n{body}\n{text[j:]}"
+
+
+def _report(root: Path, rel: str) -> dict:
+    path = root / rel
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the report: {e}") from e
+
+
+def release_report(root: Path, version: str, rel: str) -> dict:
+    """A report as committed at a release listed in RELEASES (`<tag> <commit>` lines): read
+    with `git show`, so no tag and no checkout is needed."""
+    releases = root / "RELEASES"
+    commits = dict(ln.split()[:2] for ln in releases.read_text(encoding="utf-8").splitlines() if ln.strip())
+    if version not in commits:
+        raise ValueError(f"{releases}: no release {version}")
+    out = subprocess.run(["git", "show", f"{commits[version]}:{rel}"], cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ValueError(f"{rel} at {version} ({commits[version][:12]}): {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+# ---------------------------------------------------------------- renderers
+
+def render_bench(root: Path) -> str:
+    from tuneforge.bench import table  # bench imports this module: import late
+
+    return table(_report(root, "reports/bench.json"))
+
+
+# the fault kinds build_cases crafts, in words (keys: the report's by_category)
+FAULT_WORDS = {
+    "binary": "binary", "confusables": "Unicode confusables", "deep_nesting": "deep nesting",
+    "duplicates": "duplicates", "empty": "empty files", "gzip": "bad/truncated gzip",
+    "huge_line": "huge lines", "invalid_utf8": "invalid UTF-8", "line_endings": "CRLF/CR/mixed endings",
+    "malformed_markup": "malformed markup", "nul_bytes": "NUL bytes", "prompt_injection": "prompt injection",
+}
+
+
+def _remote_words(r: dict) -> str:
+    if r["pull_rc"] == 0 and r["corrupt_file_checked_out"] and r["status_clean"]:
+        return "`dvc pull` checks the corrupt file out and `dvc status` is clean"
+    if r["pull_rc"] != 0 and not r["file_checked_out"] and not r["corrupt_object_in_local_cache"]:
+        return "the pull fails and nothing is checked out"
+    return (f"`dvc pull` exits {r['pull_rc']}, corrupt file checked out: {r['corrupt_file_checked_out']}, "
+            f"`dvc status` clean: {r['status_clean']}")
+
+
+def render_faults(root: Path) -> str:
+    from tuneforge.faults import DATA_STAGES, failures  # faults imports this module: import late
+
+    rep = _report(root, "reports/faults.json")
+    d = rep["details"]
+    bad, sec, kill, leak, remote = (d[k] for k in ("bad_inputs", "secrets", "kill", "leakage", "remote"))
+    machine = rep.get("machine") or {}
+    cores = f" on {machine['cores']} cores" if machine.get("cores") else ""
+    dirty = " with uncommitted changes" if rep["working_tree_dirty"] else ""
+    head = (f"Measured by `make faults` ({rep['profile']} profile, seed {rep['seed']}) at "
+            f"`{rep['git_revision'][:7]}`{dirty}: {rep['seconds'] / 60:.1f} min{cores}.")
+    q = {k.split(":", 1)[1]: n for k, n in bad["quarantined_by_reason"].items() if k.startswith("backfill:")}
+    kinds = ", ".join(FAULT_WORDS.get(k, k) for k in bad["by_category"])
+    rows = [(f"bad inputs: {len(bad['by_format'])} formats x {len(bad['by_category'])} fault kinds ({kinds}), "
+             f"{bad['bytes'] / 1e6:.0f} MB",
+             f"{bad['cases']} cases, {rep['crashes']} crashes, {rep['lost_records']} lost records of "
+             f"{bad['records_checked']:,} traced from source line to export, {bad['problem_count']} quarantine "
+             f"rows without a reason, file or line; backfill quarantined "
+             + ", ".join(f"{n} `{k}`" for k, n in sorted(q.items(), key=lambda kv: -kv[1])))]
+    files = sum(sec["files_scanned"].values())
+    rows.append((f"secrets: {rep['secret_kinds']} kinds, {sec['planted']} placements in source files",
+                 f"{rep['leaked_secrets']} found in {files} produced files (exports, receipts, logs, quarantine, "
+                 f"DVC cache, GGUF bytes and metadata, Modelfiles, registry) or {sec['tracked_files_checked']} "
+                 f"tracked files; backfill's receipt counts {sec['redactions_in_backfill_receipt']} redactions"))
+    by = kill["by_stage"]
+    n_data, n_dvc = sum(by.get(s, 0) for s in DATA_STAGES), by.get("dvc repro", 0)
+    rows.append((f"kill -9 at seeded moments: {n_data} in data stages, {n_dvc} of a whole `dvc repro`, "
+                 f"{kill['points'] - n_data - n_dvc} in model stages",
+                 f"{kill['points']} points, {rep['nonidentical_reruns']} non-identical reruns, "
+                 f"{kill['partial_files_in_dvc_cache']} partial files in the DVC cache; "
+                 f"{kill['killed_mid_write']} kills landed mid-write, "
+                 f"{kill['stray_temp_files_after_rerun']} temp files left after the reruns"))
+    probe, real = leak["probe"], leak.get("real_build")
+    real_words = (f"{real['exact_count'] + real['near_count']} of {real['rows']:,} rows of the default build"
+                  if real else "the default build's exports were not there to check")
+    rows.append((f"gold leakage into train/valid (normalised hash, 3-shingle Jaccard >= {leak['threshold']})",
+                 f"{probe['exact_count'] + probe['near_count']} of {probe['rows']} rows of a build whose sources "
+                 f"also hold {leak['planted_gold']} gold rows (verbatim, upper-cased, full-width, one word "
+                 f"changed); {real_words}"))
+    gates = d.get("gates_and_pins")
+    rows.append(("gates and pins (failing model never promoted; tampered or unpinned GGUF refused by register, "
+                 "eval, eval by hand)",
+                 f"not run: {rep['model_half']}" if gates is None else
+                 f"{len(gates['checks']) - len(gates['failed'])} of {len(gates['checks'])} checks hold"
+                 + (f"; failed: {', '.join(gates['failed'])}" if gates["failed"] else "")))
+    rows.append(("a corrupted object in the local remote",
+                 f"with DVC's defaults {_remote_words(remote['default'])}; with the remote's `verify = true` "
+                 f"{_remote_words(remote['verify'])}"))
+    fails = failures(rep)
+    verdict = ("Every check held (`make faults` exits 0 only then)." if not fails else
+               "Failed (`make faults` exits 1): " + "; ".join(fails) + ".")
+    return "\n".join([head, "", "| check | result |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows), "",
+                      verdict])
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def render_labeler(root: Path) -> str:
+    rep = _report(root, "reports/labeler.json")
+    v2 = release_report(root, "v2", "reports/labeler.json")
+    hint, untouched = rep["with_hint"], rep["gold_subsets"]["untouched"]
+    tuning, human = rep["gold_subsets"]["tuning"], rep["human_labels"]
+    agree = round(hint["kind_agreement"] * rep["gold_records"])
+    return (
+        f"The rule labeler (the default teacher) against the {rep['gold_records']}-row gold holdout\n"
+        f"(`reports/labeler.json`): kind agreement {_pct(hint['kind_agreement'])}, {agree} rows "
+        f"({_pct(v2['with_hint']['kind_agreement'])} at `v2`),\nseverity {_pct(hint['severity_agreement'])}, "
+        f"macro-F1 {hint['macro_f1']:.3f}. It was tuned by reading its errors on {tuning['n']} of the gold\n"
+        f"rows and on the {human['n']} hand-labeled training rows ({_pct(human['kind_agreement'])} there; "
+        f"not independent\neither); on the {untouched['n']} gold rows never read while tuning it scores "
+        f"{_pct(untouched['kind_agreement'])}\n({_pct(v2['gold_subsets']['untouched']['kind_agreement'])} at "
+        f"`v2`) — that is the honest estimate for unseen entries, and the training labels\nare no better "
+        f"than that. The gap to the untouched rows says the rules still fit what was read.\nMore hand labels "
+        f"or a teacher endpoint (`evidence.teacher`) are the way up, not more regexes.")
+
+
+SECTIONS: dict[str, Callable[[Path], str]] = {
+    "bench": render_bench,
+    "faults": render_faults,
+    "labeler": render_labeler,
+}
+
+
+def render(name: str, root: Path = ROOT) -> str:
+    if name not in SECTIONS:
+        raise ValueError(f"unknown README section {name!r} (known: {', '.join(SECTIONS)})")
+    return SECTIONS[name](root)
+
+
+def update(names: list[str] | None = None, readme: Path = README, root: Path = ROOT,
+           bodies: dict[str, str] | None = None) -> list[str]:
+    """Rewrite the named sections (default: all) from their reports, or from `bodies`;
+    returns the names whose text changed."""
+    text = readme.read_text(encoding="utf-8")
+    changed = []
+    for name in names or list(SECTIONS):
+        body = (bodies or {}).get(name)
+        new = replace(text, name, body if body is not None else render(name, root), readme)
+        if new != text:
+            changed.append(name)
+        text = new
+    if changed:
+        write_text(readme, text)
+    return changed
+
+
+def check(readme: Path = README, root: Path = ROOT) -> list[str]:
+    """One line per section whose committed text differs from what its report renders."""
+    text = readme.read_text(encoding="utf-8")
+    out = []
+    for name in SECTIONS:
+        want, have = render(name, root), section(text, name, readme)
+        if want != have:
+            old, new = have.splitlines(), want.splitlines()
+            diff = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
+            line = text.count("\n", 0, text.index(markers(name)[0])) + 2 + diff
+            out.append(f"{readme}:{line}: section {name} differs from its report; "
+                       f"run `python -m tuneforge.readme_sections {name}`")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuneforge.readme_sections", description=__doc__.split("\n")[0])
+    ap.add_argument("names", nargs="*", help=f"sections to rewrite (default: all of {', '.join(SECTIONS)})")
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section differs")
+    args = ap.parse_args(argv)
+    try:
+        if args.check:
+            problems = check(README, ROOT)
+            for p in problems:
+                print(p, file=sys.stderr)
+            return 1 if problems else 0
+        changed = update(args.names or None, README, ROOT)
+    except ValueError as e:
+        print(f"readme_sections: {e}", file=sys.stderr)
+        return 1
+    print(f"README.md: rewrote {', '.join(changed) or 'nothing (already current)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

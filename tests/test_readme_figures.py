@@ -1,0 +1,92 @@
+"""README figures come from the report JSONs they describe (issue 17, item 5): every section
+between `<!-- NAME:start -->` / `<!-- NAME:end -->` markers must equal what
+tuneforge.readme_sections renders from the committed reports."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from tuneforge import readme_sections as rs
+
+ROOT = rs.ROOT
+
+
+def _has_release_history() -> bool:
+    commits = [ln.split()[1] for ln in (ROOT / "RELEASES").read_text().splitlines() if ln.strip()]
+    return all(subprocess.run(["git", "cat-file", "-e", c], cwd=ROOT, capture_output=True).returncode == 0
+               for c in commits)
+
+
+@pytest.mark.parametrize("name", sorted(rs.SECTIONS))
+def test_readme_section_equals_its_rendering_from_the_committed_report(name):
+    if name == "labeler" and not _has_release_history():
+        pytest.skip("a shallow clone: the v2 labeler report is not in this history")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert rs.section(text, name) == rs.render(name), (
+        f"README.md section {name} is stale: run `python -m tuneforge.readme_sections {name}`")
+
+
+def _copy(tmp_path):
+    """A scratch repo root: the README and the reports the renderers read."""
+    for rel in ("README.md", "RELEASES", "dvc.yaml", "reports/bench.json", "reports/faults.json",
+                "reports/labeler.json"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / rel, tmp_path / rel)
+    (tmp_path / ".git").symlink_to(ROOT / ".git")  # release_report's `git show` reads the history
+    return tmp_path
+
+
+def test_check_names_a_section_whose_figure_was_typed_by_hand(tmp_path):
+    root = _copy(tmp_path)
+    readme = root / "README.md"
+    assert [p for p in rs.check(readme, root) if "labeler" not in p or _has_release_history()] == []
+    text = readme.read_text(encoding="utf-8")
+    # planted: the stale hand-typed figure the issue found (100 produced files; the report says 101)
+    assert "0 found in 101 produced files" in rs.section(text, "faults")
+    readme.write_text(text.replace("0 found in 101 produced files", "0 found in 100 produced files"))
+    problems = rs.check(readme, root)
+    assert len(problems) == 1 and "section faults differs" in problems[0], problems
+    line = int(problems[0].split(":")[1])
+    assert "100 produced files" in readme.read_text().splitlines()[line - 1]
+    # the command that writes the report puts the rendered figure back
+    assert rs.update(["faults"], readme, root) == ["faults"]
+    assert rs.check(readme, root) == [] or not _has_release_history()
+
+
+def test_a_changed_report_changes_the_readme_section(tmp_path):
+    root = _copy(tmp_path)
+    rep = json.loads((root / "reports/faults.json").read_text())
+    rep["details"]["secrets"]["tracked_files_checked"] = 75
+    rep["remote_corruption_detected"]["verify"] = False
+    (root / "reports/faults.json").write_text(json.dumps(rep))
+    body = rs.render("faults", root)
+    assert "or 75 tracked files" in body
+    assert "Failed (`make faults` exits 1): a corrupt remote object got past" in body
+    assert [p.split(": ", 1)[1] for p in rs.check(root / "README.md", root)
+            if "faults" in p] == ["section faults differs from its report; run "
+                                  "`python -m tuneforge.readme_sections faults`"]
+
+
+def test_missing_or_repeated_markers_are_named(tmp_path):
+    text = "a\n<!-- x:start -->\nb\n<!-- x:end -->\n"
+    assert rs.section(text, "x") == "b"
+    assert rs.replace(text, "x", "c") == "a\n<!-- x:start -->\nc\n<!-- x:end -->\n"
+    with pytest.raises(ValueError, match=r"README.md: marker <!-- y:start --> appears 0 times"):
+        rs.section(text, "y")
+    with pytest.raises(ValueError, match="appears 2 times"):
+        rs.section(text + "<!-- x:end -->\n", "x")
+    with pytest.raises(ValueError, match=r"README.md:1: <!-- x:end --> comes before"):
+        rs.section("<!-- x:end -->\n<!-- x:start -->\n", "x")
+
+
+def test_cli_check_exits_1_naming_the_stale_section(tmp_path, monkeypatch, capsys):
+    root = _copy(tmp_path)
+    readme = root / "README.md"
+    readme.write_text(readme.read_text().replace("74 tracked files", "70 tracked files"))
+    monkeypatch.setattr(rs, "ROOT", root)
+    monkeypatch.setattr(rs, "README", readme)
+    assert rs.main(["--check"]) == 1
+    assert "section faults differs" in capsys.readouterr().err
