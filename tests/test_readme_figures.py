@@ -12,6 +12,7 @@ import pytest
 from tuneforge import readme_sections as rs
 
 ROOT = rs.ROOT
+HISTORIC = {"labeler", "eval"}  # sections that read earlier releases' reports from git history
 
 
 def _has_release_history() -> bool:
@@ -22,7 +23,7 @@ def _has_release_history() -> bool:
 
 @pytest.mark.parametrize("name", sorted(rs.SECTIONS))
 def test_readme_section_equals_its_rendering_from_the_committed_report(name):
-    if name == "labeler" and not _has_release_history():
+    if name in HISTORIC and not _has_release_history():
         pytest.skip("a shallow clone: the v2 labeler report is not in this history")
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert rs.section(text, name) == rs.render(name), (
@@ -31,8 +32,8 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
 
 def _copy(tmp_path):
     """A scratch repo root: the README and the reports the renderers read."""
-    for rel in ("README.md", "RELEASES", "dvc.yaml", "reports/bench.json", "reports/faults.json",
-                "reports/labeler.json"):
+    for rel in ("README.md", "RELEASES", "dvc.yaml", "params.yaml", "reports/bench.json", "reports/faults.json",
+                "reports/labeler.json", "reports/metrics.json"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     (tmp_path / ".git").symlink_to(ROOT / ".git")  # release_report's `git show` reads the history
@@ -42,7 +43,7 @@ def _copy(tmp_path):
 def test_check_names_a_section_whose_figure_was_typed_by_hand(tmp_path):
     root = _copy(tmp_path)
     readme = root / "README.md"
-    assert [p for p in rs.check(readme, root) if "labeler" not in p or _has_release_history()] == []
+    assert [p for p in rs.check(readme, root) if _has_release_history() or not HISTORIC & set(p.split())] == []
     text = readme.read_text(encoding="utf-8")
     # planted: the stale hand-typed figure the issue found (100 produced files; the report says 101)
     assert "0 found in 101 produced files" in rs.section(text, "faults")
@@ -90,3 +91,18 @@ def test_cli_check_exits_1_naming_the_stale_section(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(rs, "README", readme)
     assert rs.main(["--check"]) == 1
     assert "section faults differs" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not _has_release_history(), reason="a shallow clone: earlier releases' reports are not here")
+def test_eval_table_reads_head_from_metrics_json_and_releases_from_their_commits(tmp_path):
+    root = _copy(tmp_path)
+    before = rs.render("eval", root)
+    m = json.loads((root / "reports/metrics.json").read_text())
+    m["Q8_0"]["kind_agreement"] = 0.123
+    (root / "reports/metrics.json").write_text(json.dumps(m))
+    row = next(r for r in rs.render("eval", root).splitlines() if "Q8_0" in r).split(" | ")
+    assert row[1:5] == next(r for r in before.splitlines() if "Q8_0" in r).split(" | ")[1:5]  # v1..v5
+    assert row[5] == "0.123"
+    (root / "RELEASES").write_text("v1 " + "0" * 40 + "\n")
+    with pytest.raises(ValueError, match="RELEASES: no release v2|reports/metrics.json at v1"):
+        rs.render("eval", root)

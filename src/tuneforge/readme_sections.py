@@ -7,8 +7,10 @@ written by the command that writes its report (`make bench`, `make faults`), or 
     python -m tuneforge.readme_sections --check        # exit 1 naming each section that differs
 
 tests/test_readme_figures.py fails when a committed section differs from its rendering.
-Sections: bench (reports/bench.json), faults (reports/faults.json), labeler
-(reports/labeler.json, with the `v2` figures read from that release's commit in RELEASES).
+Sections: bench and stages (reports/bench.json), faults (reports/faults.json), labeler
+(reports/labeler.json), eval (reports/metrics.json). Figures of earlier releases (the labeler
+at `v2`, kind agreement at v1/v2/v3/v5) are read from that release's commit in RELEASES with
+`git show`, so they too come from the report they describe.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -179,10 +182,60 @@ def render_labeler(root: Path) -> str:
         f"or a teacher endpoint (`evidence.teacher`) are the way up, not more regexes.")
 
 
+def _gb(mb: float) -> str:
+    return f"{mb / 1000:.2f} GB" if mb < 1000 else f"{mb / 1000:.1f} GB"
+
+
+def render_stages(root: Path) -> str:
+    """The build section of reports/bench.json: wall time and peak RSS per stage."""
+    from tuneforge.verify_repro import pipeline_stages
+
+    rep = _report(root, "reports/bench.json")
+    b, machine = rep["sections"]["build"], rep["machine"]
+    order = [s for s in pipeline_stages(root) if s in b["full_build_s"]]
+    total = round(b["full_build_total_s"])
+    same = b["bit_identical"]
+    return "\n".join([
+        f"Wall time per stage of the default build (a clean clone built by `make bench`, {machine['cores']} "
+        f"cores,\n{rep['ran']['build']}; `reports/bench.json`), {total // 60} min {total % 60} s for the whole "
+        f"`dvc repro`, {same['identical']} of its\n{same['compared']} outputs bit-identical to the committed "
+        f"`dvc.lock`:", "",
+        "| " + " | ".join(order) + " |", "|" + "---|" * len(order),
+        "| " + " | ".join(f"{b['full_build_s'][s]:.0f} s" for s in order) + " |", "",
+        textwrap.fill("Peak RSS per stage, same run: " + ", ".join(f"{s} {_gb(b['peak_rss_mb'][s])}"
+                                                                   for s in order) + ".", 88)])
+
+
+# the model table: kind agreement at these releases (their committed metrics), then HEAD's figures
+EVAL_RELEASES = ("v1", "v2", "v3", "v5")
+EVAL_MODELS = ("base", "Q8_0", "Q6_K", "Q4_K_M")
+
+
+def render_eval(root: Path) -> str:
+    import yaml
+
+    head = _report(root, "reports/metrics.json")
+    old = {v: release_report(root, v, "reports/metrics.json") for v in EVAL_RELEASES}
+    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["train"]["base"]["name"]
+    cols = [f"{v} kind" for v in EVAL_RELEASES] + ["HEAD kind", "HEAD severity", "HEAD parse rate",
+                                                  "HEAD macro-F1", "HEAD STYLE-clean"]
+    rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for m in EVAL_MODELS:
+        name = f"base {base} (f16 GGUF, same grammar)" if m == "base" else f"fine-tuned {m}"
+        h = head[m]
+        cells = [f"{old[v][m]['kind_agreement']:.3f}" if m in old[v] else "-" for v in EVAL_RELEASES]
+        cells += [f"{h['kind_agreement']:.3f}", f"{h['severity_agreement']:.3f}", f"{h['parse_rate']:.3f}",
+                  f"{h['macro_f1']:.3f}", f"{h['style_clean_rate']:.3f}" if "style_clean_rate" in h else "-"]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench": render_bench,
     "faults": render_faults,
     "labeler": render_labeler,
+    "stages": render_stages,
+    "eval": render_eval,
 }
 
 
