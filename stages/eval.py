@@ -2,13 +2,15 @@
 plots, a report, and the release-gate verdict that register acts on.
 
 Run: python -m stages.eval
-     python -m stages.eval --gold FILE --model GGUF [--limit N] [--no-hint]
-         (by hand: one GGUF on any holdout file; prints the metrics JSON on stdout)
+     python -m stages.eval --gold FILE --model GGUF [--limit N] [--no-hint] [--allow-unpinned]
+         (by hand: one pinned GGUF on any holdout file, decoded with params.yaml's eval
+         settings and toolchain check; prints the metrics JSON on stdout)
 In:  paths.gold, <gguf_dir>/*.gguf + SHA256SUMS (each verified before use), paths.merged,
      paths.base_model, params.eval (CPU budget, gates)
 Out: paths.metrics (DVC metrics: top level keyed by model name), <eval_dir>/confusion.json,
-     per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md, verdict.json,
-     <receipts_dir>/eval.json
+     per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md,
+     verdict.json (tuneforge.verdict.Verdict: the gates' verdict bound to the SHA-256 of
+     every file judged and the params used), <receipts_dir>/eval.json
 
 GGUFs decode greedily with llama.cpp under a grammar compiled from the task's output
 schema; the HF models decode greedily with transformers (no grammar) on a fixed subset
@@ -30,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tuneforge import gguf_tools, llm
 from tuneforge.gguf_tools import gguf_generate, json_gbnf, verify_pin
 from tuneforge.io import (
     atomic_path,
@@ -42,9 +45,18 @@ from tuneforge.io import (
 )
 from tuneforge.llm import check_toolchain, hf_generate, toolchain
 from tuneforge.metrics import UNPARSED, ablation, gate, parity, score_prediction, summarize
-from tuneforge.predcache import PredictionCache
+from tuneforge.predcache import PredictionCache, code_sha256
 from tuneforge.receipts import Receipt
 from tuneforge.tasks import Task, get_task
+from tuneforge.verdict import (
+    FileHash,
+    ModelVerdict,
+    Verdict,
+    dir_hash,
+    file_hash,
+    pinned_sha256,
+    verdict_params,
+)
 
 log = logging.getLogger("eval")
 
@@ -115,18 +127,20 @@ def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: 
     if cache is None:
         return decode(todo)
     model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
-             "schema": schema, "grammar": sha256_text(gbnf),
+             "code": code_sha256(gguf_tools), "schema": schema, "grammar": sha256_text(gbnf),
              "max_tokens": cfg["max_tokens"], "n_ctx": cfg["n_ctx"],
              "n_threads": n_threads}
     return cache.answers(model, todo, decode)
 
 
 def decode_hf(model_dir: Path, task: Task, rows: list[dict], cfg: dict,
-              cache: PredictionCache, key: str) -> list[str]:
-    """A transformers model's answers (unconstrained), through the cache."""
+              cache: PredictionCache, key: str, sha256: str | None = None) -> list[str]:
+    """A transformers model's answers (unconstrained), through the cache; `sha256` is
+    that of its model.safetensors when already known."""
     todo = prompts(task, rows)
-    model = {"sha256": sha256_file(model_dir / "model.safetensors"),
-             "decoder": toolchain(["transformers", "torch"]), "max_tokens": cfg["max_tokens"]}
+    model = {"sha256": sha256 or sha256_file(model_dir / "model.safetensors"),
+             "decoder": toolchain(["transformers", "torch"]), "code": code_sha256(llm),
+             "max_tokens": cfg["max_tokens"]}
     return cache.answers(model, todo, lambda p: hf_generate(model_dir, p, cfg["max_tokens"], desc=key))
 
 
@@ -258,41 +272,40 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
         raise ValueError(f"eval.ablation_models {unknown} are not in quantize.types {types}")
 
 
-def decide(run: Run, types: list[str], sizes: dict[str, float], cfg: dict) -> dict:
-    """Gate every quantisation; promote the smallest that passes."""
+def decide(run: Run, types: list[str], sizes: dict[str, float], cfg: dict,
+           ggufs: dict[str, Any]) -> dict:
+    """Gate every quantisation; promote the smallest that passes. `ggufs`: each model
+    key's FileHash, so each verdict names the bytes it was made on."""
     ref_parity = run.metrics[cfg["parity_model"]]["parity"]
     models = {}
     for key in types:
         failed = gate(run.summaries[key], cfg["gates"], ref_parity)
-        models[key] = {"verdict": "fail" if failed else "pass", "failed": failed,
-                       "size_mb": sizes[key]}
+        models[key] = ModelVerdict(verdict="fail" if failed else "pass", failed=failed,
+                                   size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
         run.metrics[key]["passed_gates"] = not failed
-    passing = [k for k in types if models[k]["verdict"] == "pass"]
+    passing = [k for k in types if models[k].verdict == "pass"]
     promoted = min(passing, key=lambda k: (sizes[k], k)) if passing else None
     return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
             "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}
 
 
-
 def by_hand(args: argparse.Namespace) -> int:
-    params = load_params(args.params) if Path(args.params).is_file() else {}
-    cfg = params.get("eval", DEFAULTS)
-    task = get_task(params.get("task", "changelog-actions"))
+    """One GGUF, decoded exactly as the stage decodes: params.yaml is the one source of
+    its settings (no defaults of its own), the toolchain is checked, the pin must hold."""
+    if not Path(args.params).is_file():
+        raise FileNotFoundError(f"{args.params} not found: by-hand eval decodes with its eval "
+                                "section and checks its toolchain; pass --params FILE")
+    params = load_params(args.params)
+    cfg, task = params["eval"], get_task(params["task"])
+    check_toolchain(params["toolchain"], ["llama_cpp_python"])
     model = Path(args.model)
-    if (model.parent / "SHA256SUMS").is_file():
-        verify_pin(model)
-    else:
-        log.warning("%s has no SHA256SUMS beside it: evaluating an unpinned file", model)
+    pinned_sha256(model, args.allow_unpinned)
     gold = load_gold(args.gold, task)
     rows, classes = eval_order(gold, args.limit), list(task.classes)
     outs = decode_gguf(model, task, rows, cfg, with_hint=not args.no_hint)
     summary, _ = score(task, rows, outs, classes, cfg["min_support"])
     print(json.dumps({model.stem: summary}, indent=2, sort_keys=True))
     return 0
-
-
-# Used only by the by-hand mode when no params.yaml is at hand.
-DEFAULTS = {"max_tokens": 192, "n_ctx": 1024, "n_threads": 0, "min_support": 5}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="GGUF to evaluate (by-hand mode)")
     ap.add_argument("--limit", type=int, default=0, help="first N rows of the eval order")
     ap.add_argument("--no-hint", action="store_true", help="drop every row's hint")
+    ap.add_argument("--allow-unpinned", action="store_true",
+                    help="run a GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     if args.gold or args.model:
@@ -311,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
 
     params = load_params(args.params)
     cfg, paths, task = params["eval"], params["paths"], get_task(params["task"])
-    check_toolchain(params["toolchain"], TOOLS)
+    installed = check_toolchain(params["toolchain"], TOOLS)
     name, outtype = params["convert"]["model_name"], params["convert"]["outtype"]
     types = params["quantize"]["types"]
     check_models(cfg, types, outtype)
@@ -319,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     gguf_dir, out_dir = Path(paths["gguf_dir"]), Path(paths["eval_dir"])
     receipt.inputs.append(paths["gold"])
 
+    gold_hash = file_hash(paths["gold"])
     gold = load_gold(paths["gold"], task)
     classes = list(task.classes)
     rows = eval_order(gold, cfg["holdout_limit"])
@@ -329,9 +345,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["base_gguf"]:
         ggufs = {"base": gguf_dir / f"{name}-base-{outtype}.gguf", **ggufs}
     ggufs[outtype] = gguf_dir / f"{name}-{outtype}.gguf"
-    sizes, shas = {}, {}
+    sizes, shas, judged = {}, {}, {}
     for key, path in ggufs.items():
         shas[key] = verify_pin(path)  # a file that changed since quantize pinned it is refused here
+        judged[key] = FileHash(path=str(path), sha256=shas[key])  # the verdict names these bytes
         receipt.inputs.append(path)
         sizes[key] = round(path.stat().st_size / 1e6, 1)
 
@@ -349,16 +366,20 @@ def main(argv: list[str] | None = None) -> int:
     hf_models = {"merged_hf": Path(paths["merged"])}
     if cfg["base_hf"]:
         hf_models["base_hf"] = Path(paths["base_model"])
+    hf_hashes = {key: dir_hash(model_dir) for key, model_dir in hf_models.items()}
     for key, model_dir in hf_models.items():
         receipt.inputs.append(model_dir / "model.safetensors")
-        run.add(key, hf_rows, decode_hf(model_dir, task, hf_rows, cfg, cache, key))
+        run.add(key, hf_rows, decode_hf(model_dir, task, hf_rows, cfg, cache, key,
+                                        sha256=hf_hashes[key].files.get("model.safetensors")))
     for key in [*types, outtype]:
         run.metrics[key]["parity"] = parity(run.outputs[key][: len(hf_rows)],
                                             run.outputs["merged_hf"])
         # softer figure beside the gated exact-text parity: the same predicted kind
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
-    verdict = decide(run, types, sizes, cfg)
+    verdict = Verdict(**decide(run, types, sizes, cfg, judged), ggufs=judged, hf_models=hf_hashes,
+                      gold=gold_hash, params=verdict_params(params), toolchain=installed
+                      ).model_dump(mode="json")
 
     ref = cfg["report_model"]
     write_json(paths["metrics"], run.metrics)
@@ -382,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
                           "hf_rows": len(hf_rows),
                           "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions),
-                          "cache_hits": cache.hits, "decoded": cache.misses})
+                          "cache_hits": cache.hits, "decoded": cache.misses,
+                          "cache_corrupt": cache.corrupt})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],
              ", ".join(f"{k}: kind {m['kind_agreement']}" for k, m in run.metrics.items()))
     return 0

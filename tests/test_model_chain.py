@@ -21,6 +21,7 @@ pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.model
 
 from tuneforge.fetch import PinMismatch
+from tuneforge.gguf_tools import write_sums
 from tuneforge.io import read_jsonl, sha256_file, sha256_text, write_jsonl
 from tuneforge.tasks import get_task
 
@@ -289,6 +290,16 @@ def test_metrics_and_verdict(chain):
     # random weights cannot reach 60% kind agreement: every model is rejected
     assert verdict["release"] == "fail" and verdict["promoted"] is None
     assert all(v["verdict"] == "fail" for v in verdict["models"].values())
+    # the verdict names the bytes it judged: every GGUF, the merged model's files, the gold file
+    gguf_dir = chain / "models/gguf"
+    for key, v in verdict["models"].items():
+        assert v["sha256"] == sha256_file(chain / v["gguf"]) == verdict["ggufs"][key]["sha256"]
+    assert set(verdict["ggufs"]) == {"base", "f16", "Q8_0", "Q6_K", "Q4_K_M"}
+    assert verdict["ggufs"]["f16"]["sha256"] == sha256_file(gguf_dir / "tuneforge-changelog-actions-f16.gguf")
+    merged = verdict["hf_models"]["merged_hf"]["files"]
+    assert merged["model.safetensors"] == sha256_file(chain / "models/merged/model.safetensors")
+    assert verdict["gold"]["sha256"] == sha256_file(chain / "data/gold/holdout.jsonl")
+    assert verdict["params"]["eval"]["max_tokens"] == 24 and verdict["params"]["task"] == "changelog-actions"
     confusion = json.loads((chain / "reports/eval/confusion.json").read_text())
     assert len(confusion) == 6 and set(confusion[0]) == {"actual", "predicted"}
     assert (chain / "reports/eval/ladder.csv").read_text().startswith("model,size_mb,")
@@ -310,6 +321,8 @@ def test_registry_marks_rejected(chain):
     assert "FROM ../gguf/tuneforge-changelog-actions-Q8_0.gguf" in mf
     assert 'PARAMETER stop "<|im_end|>"' in mf and "{{ range .Messages }}" in mf
     assert entry["sha256"] == sha256_file(chain / entry["gguf"])
+    assert reg["verdict"] == {"path": "reports/eval/verdict.json",
+                              "sha256": sha256_file(chain / "reports/eval/verdict.json")}
 
 
 def test_model_card_of_a_rejected_build(chain):
@@ -364,6 +377,24 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
     promoted = next(e for e in reg["models"] if e["status"] == "promoted")
     assert f"python -m tuneforge.predict --model {promoted['gguf']} --product npm" in card
     assert f"| {smallest} | promoted |" in card and "| base " not in card  # base off here
+    # predict runs the promoted GGUF while the chain holds; after quantize rewrites it (new
+    # bytes, a new pin), neither register nor predict serves it: no gate saw those bytes
+    from tuneforge import predict
+
+    entries = tmp_path / "entries.txt"
+    entries.write_text(ENTRIES[0][0] + "\n")
+    gguf = root / promoted["gguf"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert predict.main([str(entries)]) in (0, 1)
+        data = bytearray(gguf.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        gguf.write_bytes(bytes(data))
+        write_sums(gguf.parent, sorted(gguf.parent.glob("*.gguf")))
+        with pytest.raises(ValueError, match="is not the file register promoted"):
+            predict.main([str(entries)])
+        with pytest.raises(ValueError, match="is not the file eval judged"):
+            register.main()
 
 
 def test_register_refuses_a_gguf_that_changed(chain, tmp_path):

@@ -1,4 +1,6 @@
 """The eval answer memo: decodes only what it has not seen; any key part changes -> miss."""
+import json
+
 from tuneforge.predcache import PredictionCache
 
 
@@ -28,3 +30,72 @@ def test_off_decodes_everything(tmp_path):
     for _ in range(2):
         cache.answers({"sha256": "a"}, ["p"], lambda ps: calls.append(ps) or ["x"] * len(ps))
     assert len(calls) == 2 and not list(tmp_path.iterdir())
+
+
+
+def test_a_changed_or_broken_entry_is_never_served(tmp_path):
+    """Each entry carries a checksum of itself and its key: an entry edited on disk, cut
+    short, or copied over another prompt's is discarded, counted, and decoded again."""
+    calls = []
+
+    def decode(prompts):
+        calls.append(list(prompts))
+        return [f"answer to {p}" for p in prompts]
+
+    root = tmp_path / "memo"
+    model = {"sha256": "a" * 64}
+    PredictionCache(root).answers(model, ["p1", "p2", "p3"], decode)
+    entry = {json.loads(p.read_text())["answer"]: p for p in root.rglob("*.json")}
+    e1, e2, e3 = (entry[f"answer to p{i}"] for i in (1, 2, 3))
+    e1.write_text(json.dumps({**json.loads(e1.read_text()), "answer": "a stale answer"}))
+    e3.write_text(e2.read_text())  # p2's whole entry filed under p3's key
+    e2.write_text(e2.read_text()[:10])  # cut short
+    again = PredictionCache(root)
+    assert again.answers(model, ["p1", "p2", "p3"], decode) == ["answer to p1", "answer to p2", "answer to p3"]
+    assert calls[1] == ["p1", "p2", "p3"] and (again.corrupt, again.hits) == (3, 0)
+    # the decoded answers replaced the bad entries
+    third = PredictionCache(root)
+    assert third.answers(model, ["p1", "p2", "p3"], decode)[2] == "answer to p3"
+    assert (third.hits, third.corrupt, len(calls)) == (3, 0, 2)
+
+
+def test_eval_keys_answers_on_the_decoding_code(tmp_path, monkeypatch):
+    """A change to the decoding code (gguf_tools for GGUFs, llm for HF models) is a miss:
+    the memo never serves answers an older decoder wrote."""
+    from pathlib import Path
+
+    from stages import eval as eval_stage
+    from tuneforge import gguf_tools, llm
+    from tuneforge.tasks import get_task
+
+    calls = []
+    monkeypatch.setattr(eval_stage, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(eval_stage, "gguf_generate",
+                        lambda path, prompts, gbnf, **kw: calls.append("gguf") or ["{}"] * len(prompts))
+    monkeypatch.setattr(eval_stage, "hf_generate",
+                        lambda path, prompts, n, **kw: calls.append("hf") or ["{}"] * len(prompts))
+    code = {}
+    for module in (gguf_tools, llm):  # each module read from a copy this test can change
+        code[module] = tmp_path / Path(module.__file__).name
+        code[module].write_bytes(Path(module.__file__).read_bytes())
+        monkeypatch.setattr(module, "__file__", str(code[module]))
+    task = get_task("changelog-actions")
+    rows = [{"text": "Fixed a crash.", "hint": None, "product": "git"}]
+    cfg = {"max_tokens": 160, "n_ctx": 1024, "n_threads": 1}
+    model, merged = tmp_path / "m.gguf", tmp_path / "merged"
+    model.write_bytes(b"gguf")
+    merged.mkdir()
+    (merged / "model.safetensors").write_bytes(b"weights")
+    cache = PredictionCache(tmp_path / "memo")
+
+    def both() -> None:
+        eval_stage.decode_gguf(model, task, rows, cfg, cache=cache, sha256="a" * 64)
+        eval_stage.decode_hf(merged, task, rows, cfg, cache, "merged_hf")
+
+    both()
+    both()
+    assert calls == ["gguf", "hf"]
+    for module in (gguf_tools, llm):
+        code[module].write_text(code[module].read_text() + "\n# a decoder fix\n")
+        both()
+    assert calls == ["gguf", "hf", "gguf", "hf"]

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from tuneforge import predict
+from tuneforge.fetch import PinMismatch
+from tuneforge.io import sha256_file
 
 TOKEN = "ghp_" + "x1" * 18
 
@@ -38,9 +40,57 @@ def test_the_default_model_is_the_promoted_one_and_none_is_an_error(tmp_path):
     models = [{"quantization": "Q8_0", "status": "candidate", "failed_gates": [], "gguf": "a.gguf"},
               {"quantization": "Q4_K_M", "status": "promoted", "failed_gates": [], "gguf": "b.gguf"}]
     registry.write_text(json.dumps({"models": models}))
-    assert predict.promoted_gguf(registry).name == "b.gguf"
+    with pytest.raises(FileNotFoundError, match=r"b\.gguf \(promoted in .*\) not found"):
+        predict.promoted_gguf(registry)  # a promoted entry runs only when the chain holds: test_trust
     for m in models:
         m.update(status="rejected", failed_gates=["min_kind_agreement"])
     registry.write_text(json.dumps({"models": models}))
     with pytest.raises(LookupError, match="no model is promoted .*Q8_0: min_kind_agreement"):
         predict.promoted_gguf(registry)
+
+
+def _params(tmp_path, **toolchain):
+    import yaml
+
+    from tuneforge.llm import toolchain as installed
+
+    from .conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["toolchain"].update(installed(["llama_cpp_python"]), **toolchain)  # installed: the check passes
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return str(path)
+
+
+def _fake_decoder(monkeypatch):
+    calls = []
+    monkeypatch.setattr(predict, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(predict, "gguf_generate",
+                        lambda path, prompts, gbnf, **kw: calls.append(str(path)) or ["{}"] * len(prompts))
+    return calls
+
+
+def test_an_unpinned_model_is_refused_unless_the_user_says_so(tmp_path, monkeypatch, capsys):
+    calls = _fake_decoder(monkeypatch)
+    model, entries = tmp_path / "m.gguf", tmp_path / "in.txt"
+    model.write_bytes(b"not pinned anywhere")
+    entries.write_text("Fixed a crash.\n")
+    args = [str(entries), "--model", str(model), "--params", _params(tmp_path)]
+    with pytest.raises(PinMismatch, match=r"m\.gguf is not pinned .*--allow-unpinned"):
+        predict.main(args)
+    assert calls == []
+    assert predict.main([*args, "--allow-unpinned"]) == 1  # ran it: '{}' does not parse
+    assert calls == [str(model)]
+
+
+def test_predict_checks_the_toolchain_before_loading(tmp_path, monkeypatch):
+    calls = _fake_decoder(monkeypatch)
+    model, entries = tmp_path / "m.gguf", tmp_path / "in.txt"
+    model.write_bytes(b"gguf")
+    entries.write_text("Fixed a crash.\n")
+    (tmp_path / "SHA256SUMS").write_text(f"{sha256_file(model)}  m.gguf\n")
+    args = [str(entries), "--model", str(model), "--params", _params(tmp_path, llama_cpp_python="0.0.1")]
+    with pytest.raises(RuntimeError, match="toolchain mismatch .*llama_cpp_python: params 0.0.1"):
+        predict.main(args)
+    assert calls == []

@@ -1,19 +1,41 @@
 """A memo of model answers, so an eval rerun decodes only what it has not seen.
 
 Decoding is greedy and deterministic, so an answer is a function of the model file's
-SHA-256, the decoder and its settings, and the prompt. The key hashes all of them;
-a change to any one is a miss. The memo is machine-local (under paths.cache_dir, like
-pip's cache), never a DVC output: deleting it only costs time. A clean build starts
-without it, so `full_build_s` in the benchmark measures real decoding.
+SHA-256, the decoder (its package version and tuneforge's own decoding code, see
+code_sha256) and its settings, and the prompt. The key hashes all of them; a change to
+any one is a miss. Each entry stores its key and a checksum of key and answer; an entry
+that fails either check on read (edited, cut short, copied under another key) is
+discarded, counted and decoded again, never served. The memo is machine-local (under
+paths.cache_dir, like pip's cache), never a DVC output: deleting it only costs time. A
+clean build starts without it, so `full_build_s` in the benchmark measures real decoding.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from tuneforge.io import sig_hash, write_json
+
+log = logging.getLogger(__name__)
+
+
+def code_sha256(*modules: ModuleType) -> str:
+    """SHA-256 over the source files of the modules that decode. Whole files, not single
+    functions: a decoder calls helpers, and a key that misses one of them would serve an
+    old decoder's answers; a change elsewhere in the file only costs a re-decode."""
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
+def _checksum(key: str, answer: str) -> str:
+    return sig_hash({"key": key, "answer": answer})
 
 
 class PredictionCache:
@@ -21,10 +43,30 @@ class PredictionCache:
         self.root = Path(root) if root else None  # None: caching off, every prompt decodes
         self.hits = 0
         self.misses = 0
+        self.corrupt = 0  # entries found but discarded (they were decoded again)
 
     def _path(self, key: str) -> Path:
         assert self.root is not None
         return self.root / key[:2] / f"{key}.json"
+
+    def _read(self, key: str) -> str | None:
+        """The stored answer for `key`, or None; a bad entry is removed and counted."""
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            answer = entry["answer"]
+            ok = (entry["key"] == key and isinstance(answer, str)
+                  and entry["sha256"] == _checksum(key, answer))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            ok = False
+        if ok:
+            return answer
+        self.corrupt += 1
+        log.warning("eval cache: %s fails its checksum; discarded, decoding again", path)
+        path.unlink(missing_ok=True)
+        return None
 
     def answers(self, model: dict[str, Any], prompts: list[Any],
                 decode: Callable[[list[Any]], list[str]]) -> list[str]:
@@ -34,9 +76,9 @@ class PredictionCache:
         found: dict[int, str] = {}
         if self.root is not None:
             for i, key in enumerate(keys):
-                path = self._path(key)
-                if path.is_file():
-                    found[i] = json.loads(path.read_text(encoding="utf-8"))["answer"]
+                answer = self._read(key)
+                if answer is not None:
+                    found[i] = answer
         missing = [i for i in range(len(prompts)) if i not in found]
         self.hits += len(found)
         self.misses += len(missing)
@@ -45,5 +87,6 @@ class PredictionCache:
             for i, answer in zip(missing, fresh, strict=True):  # one answer per prompt
                 found[i] = answer
                 if self.root is not None:
-                    write_json(self._path(keys[i]), {"answer": answer})
+                    write_json(self._path(keys[i]), {"key": keys[i], "answer": answer,
+                                                     "sha256": _checksum(keys[i], answer)})
         return [found[i] for i in range(len(prompts))]

@@ -8,11 +8,13 @@ Out: JSONL on stdout, one line per entry, in input order:
      (`label` is the parsed answer, null with an `error` when it does not parse);
      exit 1 when any answer did not parse
 
-The model is the promoted one in the registry (paths.registry) unless --model names a
-GGUF, and it must match the SHA256SUMS pin beside it. Entries are whitespace-normalised
-and redacted as backfill does for training data, so the model sees what it was trained
-on and no secret reaches the prompt or the output. Decoding is eval's: greedy, the
-GGUF's own chat template, the task's prompt, a grammar compiled from the task's output
+The model is the promoted one in the registry (paths.registry), run only while its bytes
+are the ones register promoted and eval's verdict passed (tuneforge.verdict.check_promoted),
+unless --model names a GGUF; either must match the SHA256SUMS pin beside it (a file with
+no pin runs only with --allow-unpinned). The toolchain is checked as eval checks it.
+Entries are whitespace-normalised and redacted as backfill does for training data, so the
+model sees what it was trained on and no secret reaches the prompt or the output.
+Decoding is eval's: greedy, the GGUF's own chat template, the task's prompt, a grammar compiled from the task's output
 schema, eval.max_tokens / n_ctx / n_threads from params.yaml.
 """
 from __future__ import annotations
@@ -24,11 +26,13 @@ import os
 import sys
 from pathlib import Path
 
-from tuneforge.gguf_tools import gguf_generate, json_gbnf, verify_pin
+from tuneforge.gguf_tools import gguf_generate, json_gbnf
 from tuneforge.io import load_params
+from tuneforge.llm import check_toolchain
 from tuneforge.redact import redact
 from tuneforge.tasks import get_task
 from tuneforge.text import normalise_ws
+from tuneforge.verdict import check_promoted, pinned_sha256
 
 log = logging.getLogger("predict")
 
@@ -69,6 +73,7 @@ def promoted_gguf(registry: Path) -> Path:
                            for m in reg["models"])
         raise LookupError(f"{registry}: no model is promoted (every one failed its release gates: "
                           f"{failed}); pass --model to run one anyway")
+    check_promoted(registry, reg, promoted)  # the file, its registry entry and its verdict agree
     return Path(promoted["gguf"])
 
 
@@ -80,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="a pinned GGUF (default: the registry's promoted model)")
     ap.add_argument("--hint", help="section heading for entries that carry none")
     ap.add_argument("--product", help="product name for entries that carry none")
+    ap.add_argument("--allow-unpinned", action="store_true",
+                    help="run a --model GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
 
     params = load_params(args.params)
     task, cfg = get_task(params["task"]), params["eval"]
+    check_toolchain(params["toolchain"], ["llama_cpp_python"])  # the runtime eval decoded with
     model = Path(args.model) if args.model else promoted_gguf(Path(params["paths"]["registry"]))
-    sha256 = verify_pin(model)
+    sha256 = pinned_sha256(model, args.allow_unpinned)
     entries = []
     for name in args.files or ["-"]:
         if name == "-":

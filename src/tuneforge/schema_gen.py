@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tuneforge import records
+from tuneforge import records, verdict
 from tuneforge.tasks import TASKS
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -27,6 +27,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "quarantine_record": records.QuarantineRecord,
     "stage_receipt": records.StageReceipt,
     "drift_report": records.DriftReport,
+    "verdict": verdict.Verdict,
 }
 
 

@@ -1,0 +1,235 @@
+"""The trust chain from eval's gate to what register promotes and predict runs: a verdict
+names the files it judged, and nothing downstream serves a file no gate saw.
+
+The stages run for real on a scratch root whose GGUFs are a few bytes each: only the
+decoders (llama.cpp, transformers) and the GGUF metadata read are replaced, so each test
+is fast and what it checks is the stages' own bookkeeping.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import eval as eval_stage
+from stages import register
+from tuneforge import predict
+from tuneforge.fetch import PinMismatch
+from tuneforge.gguf_tools import write_sums
+from tuneforge.io import sha256_file, write_jsonl
+from tuneforge.llm import toolchain
+from tuneforge.ollama import TurnFormat
+from tuneforge.tasks import get_task
+
+from .conftest import ROOT
+
+TASK = get_task("changelog-actions")
+NAME = "tuneforge-changelog-actions"
+ENTRIES = [
+    ("Fixed a crash when `--output` points to a directory.", "Bug fixes", "git"),
+    ("Removed the deprecated `foo` command; use `bar` instead.", "Breaking changes", "npm"),
+    ("Added a `--json` flag to the `status` command.", "Features", "git"),
+    ("Documented the `core.fsmonitor` setting.", "Documentation", "git"),
+]
+# file sizes: the smallest passing quantisation is promoted, here Q4_K_M
+SIZES = {"base-f16": 900, "f16": 800, "Q8_0": 400, "Q6_K": 300, "Q4_K_M": 200}
+CHATML = TurnFormat(prefix={r: f"<|im_start|>{r}\n" for r in ("system", "user", "assistant")},
+                    suffix={r: "<|im_end|>\n" for r in ("system", "user", "assistant")},
+                    generation_prompt="<|im_start|>assistant\n")
+
+
+def gguf(root: Path, key: str) -> Path:
+    return root / "models/gguf" / f"{NAME}-{key}.gguf"
+
+
+def requantize(root: Path, key: str) -> None:
+    """What `dvc repro quantize` does to a file: new bytes, and SHA256SUMS rewritten to match."""
+    path = gguf(root, key)
+    path.write_bytes(path.read_bytes()[:-1] + b"!")
+    write_sums(path.parent, sorted(path.parent.glob("*.gguf")))
+
+
+@pytest.fixture
+def fake_decoders(monkeypatch):
+    """Every decoder answers one valid label; the calls are recorded."""
+    answer = TASK.render_label(TASK.rule_label(*ENTRIES[0], "1.0")[0])
+    calls: list[dict] = []
+
+    def generate(path, prompts, gbnf, **kw):
+        calls.append({"path": str(path), "n": len(prompts), **kw})
+        return [answer] * len(prompts)
+
+    for module in (eval_stage, predict):
+        monkeypatch.setattr(module, "gguf_generate", generate)
+        monkeypatch.setattr(module, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(eval_stage, "hf_generate", lambda d, prompts, n, **kw: [answer] * len(prompts))
+    monkeypatch.setattr(register, "template_and_stops", lambda path: (CHATML, ["<|im_end|>"], NAME, "mit"))
+    return calls
+
+
+@pytest.fixture
+def built(tmp_path, monkeypatch, fake_decoders) -> Path:
+    """A root after eval and register, where every gate passes (gates set to 0)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["toolchain"].update({k: v.split("+")[0] for k, v in toolchain(eval_stage.TOOLS).items()})  # installed
+    params["eval"].update(holdout_limit=0, hf_subset=2, base_hf=False,
+                          gates={"min_kind_agreement": 0.0, "max_parse_errors": 100, "min_parity": 0.0})
+    params["register"]["ollama"] = "never"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    gold = [{"text": t, "hint": h, "product": p, "version": "1.0",
+             "label": TASK.rule_label(t, h, p, "1.0")[0]} for t, h, p in ENTRIES]
+    write_jsonl(tmp_path / params["paths"]["gold"], gold)
+    for key, size in SIZES.items():
+        gguf(tmp_path, key).parent.mkdir(parents=True, exist_ok=True)
+        gguf(tmp_path, key).write_bytes(key.encode() * (size // len(key)))
+    write_sums(tmp_path / "models/gguf", [gguf(tmp_path, k) for k in SIZES])
+    for d, files in (("merged", ("model.safetensors", "config.json")), ("adapter", ()), ("base", ())):
+        (tmp_path / "models" / d).mkdir(parents=True)
+        (tmp_path / "models" / d / "tuneforge.json").write_text("{}")
+        for f in files:
+            (tmp_path / "models" / d / f).write_text(f"{d}/{f}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert eval_stage.main([]) == 0
+    assert register.main() == 0
+    return tmp_path
+
+
+def entries(tmp_path: Path) -> str:
+    path = tmp_path / "entries.txt"
+    path.write_text("Fixed a crash in `foo`.\n")
+    return str(path)
+
+
+# ---------------------------------------------------------------- eval -> verdict
+
+def test_the_verdict_names_every_file_it_judged_and_the_params(built):
+    verdict = json.loads((built / "reports/eval/verdict.json").read_text())
+    for key in ("Q8_0", "Q6_K", "Q4_K_M"):
+        assert verdict["models"][key]["sha256"] == sha256_file(gguf(built, key))
+        assert verdict["models"][key]["gguf"] == f"models/gguf/{NAME}-{key}.gguf"
+    files = {"base": "base-f16", "f16": "f16", "Q8_0": "Q8_0", "Q6_K": "Q6_K", "Q4_K_M": "Q4_K_M"}
+    assert {k: v["sha256"] for k, v in verdict["ggufs"].items()} == {
+        k: sha256_file(gguf(built, f)) for k, f in files.items()}
+    assert verdict["gold"]["sha256"] == sha256_file(built / "data/gold/holdout.jsonl")
+    merged = verdict["hf_models"]["merged_hf"]
+    assert merged["files"] == {f: sha256_file(built / "models/merged" / f)
+                               for f in ("config.json", "model.safetensors", "tuneforge.json")}
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    assert verdict["params"]["eval"] == params["eval"] and verdict["params"]["task"] == params["task"]
+    assert verdict["promoted"] == "Q4_K_M"
+
+
+# ---------------------------------------------------------------- register
+
+def test_register_refuses_a_gguf_no_gate_saw(built):
+    """`dvc repro quantize` (or a repro that stops there) leaves new GGUFs whose pins match
+    and an old verdict: register must not promote them."""
+    (built / "models/registry.json").unlink()
+    requantize(built, "Q4_K_M")
+    with pytest.raises(ValueError, match=r"Q4_K_M\.gguf: sha256 \w+ is not the file eval judged"):
+        register.main()
+    assert not (built / "models/registry.json").exists()
+
+
+def test_register_checks_everything_before_writing(built):
+    """A later type's broken pin stops register before it writes any Modelfile."""
+    for p in (built / "models/modelfiles").iterdir():
+        p.unlink()
+    q6 = gguf(built, "Q6_K")
+    q6.write_bytes(q6.read_bytes()[:-1] + b"!")
+    before = (built / "models/registry.json").read_bytes()
+    with pytest.raises(PinMismatch, match="Q6_K.gguf: sha256 .* does not match its pin"):
+        register.main()
+    assert list((built / "models/modelfiles").iterdir()) == []
+    assert (built / "models/registry.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("change", ["gold", "gates"])
+def test_register_refuses_a_verdict_made_on_other_inputs(built, change):
+    if change == "gold":
+        gold = built / "data/gold/holdout.jsonl"
+        gold.write_text(gold.read_text() + gold.read_text().splitlines()[0] + "\n")
+        match = r"holdout\.jsonl: sha256 \w+ is not the gold file eval judged"
+    else:
+        params = yaml.safe_load((built / "params.yaml").read_text())
+        params["eval"]["gates"]["min_kind_agreement"] = 0.9
+        (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        match = r"verdict\.json was made with other params \(eval\.gates\.min_kind_agreement\)"
+    with pytest.raises(ValueError, match=match):
+        register.main()
+
+
+def test_registry_names_the_verdict_it_acted_on(built):
+    reg = json.loads((built / "models/registry.json").read_text())
+    assert reg["schema_version"] == 2
+    assert reg["verdict"] == {"path": "reports/eval/verdict.json",
+                              "sha256": sha256_file(built / "reports/eval/verdict.json")}
+    assert reg["promoted"].endswith(":q4_k_m")
+
+
+# ---------------------------------------------------------------- predict
+
+def test_predict_runs_the_promoted_model_when_the_chain_holds(built, fake_decoders, capsys):
+    assert predict.main([entries(built)]) == 0
+    assert fake_decoders[-1]["path"] == f"models/gguf/{NAME}-Q4_K_M.gguf"
+    assert json.loads(capsys.readouterr().out)["error"] is None
+
+
+def test_predict_refuses_a_promoted_file_that_changed(built, fake_decoders):
+    requantize(built, "Q4_K_M")  # the pin matches the new bytes; the registry and verdict do not
+    n = len(fake_decoders)
+    with pytest.raises(ValueError, match=r"Q4_K_M\.gguf: sha256 \w+ is not the file register promoted"):
+        predict.main([entries(built)])
+    assert len(fake_decoders) == n  # nothing was loaded
+
+
+def test_predict_refuses_when_the_verdict_changed(built):
+    verdict = built / "reports/eval/verdict.json"
+    v = json.loads(verdict.read_text())
+    v["models"]["Q4_K_M"].update(verdict="fail", failed=["min_kind_agreement"])
+    verdict.write_text(json.dumps(v))
+    with pytest.raises(ValueError, match=r"verdict\.json changed since register"):
+        predict.main([entries(built)])
+    reg = json.loads((built / "models/registry.json").read_text())
+    reg["verdict"]["sha256"] = sha256_file(verdict)  # a registry made to agree: the verdict says fail
+    (built / "models/registry.json").write_text(json.dumps(reg))
+    with pytest.raises(ValueError, match=r"Q4_K_M did not pass its gates"):
+        predict.main([entries(built)])
+
+
+# ---------------------------------------------------------------- by hand
+
+def by_hand(root: Path, model: Path, *extra: str) -> int:
+    return eval_stage.main(["--gold", str(root / "data/gold/holdout.jsonl"), "--model", str(model), *extra])
+
+
+def test_by_hand_eval_refuses_an_unpinned_gguf_unless_told(built, fake_decoders, tmp_path, capsys):
+    loose = tmp_path / "elsewhere" / "m.gguf"
+    loose.parent.mkdir()
+    loose.write_bytes(b"unpinned")
+    with pytest.raises(PinMismatch, match=r"m\.gguf is not pinned .*--allow-unpinned"):
+        by_hand(built, loose)
+    assert not any(c["path"] == str(loose) for c in fake_decoders)
+    assert by_hand(built, loose, "--allow-unpinned") == 0
+    assert json.loads(capsys.readouterr().out)["m"]["n"] == len(ENTRIES)
+
+
+def test_by_hand_eval_decodes_with_the_params_settings(built, fake_decoders, tmp_path):
+    assert by_hand(built, gguf(built, "Q8_0"), "--limit", "1") == 0
+    assert fake_decoders[-1]["max_tokens"] == 160 and fake_decoders[-1]["n_ctx"] == 1024
+    # no params file: an error naming it, never settings of its own
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
+        by_hand(built, gguf(built, "Q8_0"), "--params", str(tmp_path / "nowhere.yaml"))
+
+
+def test_by_hand_eval_checks_the_toolchain(built, fake_decoders):
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    params["toolchain"]["llama_cpp_python"] = "0.0.1"
+    (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    n = len(fake_decoders)
+    with pytest.raises(RuntimeError, match="toolchain mismatch .*llama_cpp_python: params 0.0.1"):
+        by_hand(built, gguf(built, "Q8_0"))
+    assert len(fake_decoders) == n
