@@ -437,20 +437,36 @@ def test_read_jsonl_yields_rows_or_names_file_and_line(tmp_path_factory, lines):
         assert len(rows) == sum(1 for ln in lines if ln.strip())
 
 
+SUM_NAMES = st.from_regex(r"[A-Za-z0-9_.-]{1,20}\.gguf", fullmatch=True)
+SUM_LINES = st.lists(st.tuples(st.from_regex(r"[0-9a-f]{64}", fullmatch=True), st.booleans(), SUM_NAMES),
+                     max_size=4, unique_by=lambda t: t[2])
+
+
+# junk: one line (no line or paragraph separators, which str.splitlines would split on) without
+# the two-space separator
+JUNK = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=80).filter(
+    lambda t: "  " not in t and t.strip())
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.text(max_size=400))
-def test_sha256sums_parser_returns_pins_or_refuses(tmp_path_factory, text):
+@given(SUM_LINES, st.one_of(st.none(), JUNK), st.integers(0, 4))
+def test_sha256sums_parser_returns_pins_or_refuses(tmp_path_factory, pins, junk, at):
+    """`sha256sum` lines (text or `*binary` mode) come back as name -> digest; one line that
+    is not such a line makes the whole file an error naming SHA256SUMS and that line."""
     from tuneforge.fetch import PinMismatch
     from tuneforge.gguf_tools import read_sums
 
+    lines = [f"{digest}  {'*' if binary else ''}{name}" for digest, binary, name in pins]
+    if junk is not None:
+        at = min(at, len(lines))
+        lines.insert(at, junk)
     d = tmp_path_factory.mktemp("sums")
-    (d / "SHA256SUMS").write_text(text, encoding="utf-8", errors="surrogateescape")
-    try:
-        sums = read_sums(d)
-    except PinMismatch as e:
-        assert "SHA256SUMS" in str(e)
+    (d / "SHA256SUMS").write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+    if junk is None:
+        assert read_sums(d) == {name: digest for digest, _, name in pins}
     else:
-        assert all(len(v) == 64 for v in sums.values())
+        with pytest.raises(PinMismatch, match=f"SHA256SUMS:{at + 1}: malformed line"):
+            read_sums(d)
 
 
 def _mutations(label: dict) -> dict[str, str]:

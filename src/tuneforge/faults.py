@@ -1330,7 +1330,7 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     for stage in (*MODEL_STAGES, "eval", "register"):
         r = run_stage(root, stage)
         if r.returncode != 0:
-            raise RuntimeError(f"{stage} failed:\n{r.stderr[-3000:]}")
+            raise RuntimeError(f"{stage} failed (exit {r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
     checks: dict[str, bool] = {}
     reg = json.loads((root / "models/registry.json").read_text())
     verdict = json.loads((root / "reports/eval/verdict.json").read_text())
