@@ -10,15 +10,53 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags verify-repro faults
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags verify-repro faults
 
-# Create .venv with every pinned dependency (torch pinned to the local CPU wheel).
+# Create .venv from requirements.lock: every package of the [model,test] extras pinned with
+# its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
+# sdist, ~10 min on 2 cores). The project itself goes in editable, without deps, after.
 setup: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[model,test]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Rewrite requirements.lock and requirements-gpu.lock from pyproject.toml (after changing a
+# pin; then set params.yaml's toolchain to match: tests/test_lock.py checks all three).
+# uv pip compile, pinned in its own venv under .cache. The GPU lock takes the CPU lock's
+# versions for every shared package and PyPI's CUDA torch build instead of the local CPU one.
+LOCK_TOOL := .cache/lock-tool
+LOCK_FLAGS := --generate-hashes --no-config --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" --quiet
+lock:
+	test -x $(LOCK_TOOL)/bin/uv || { python3 -m venv $(LOCK_TOOL) && $(LOCK_TOOL)/bin/pip install -q uv==0.13.9; }
+	echo "pip==26.3" | $(LOCK_TOOL)/bin/uv pip compile - pyproject.toml --extra model --extra test \
+	  --find-links /opt/wheels $(LOCK_FLAGS) -o requirements.lock
+	sed -n 's/^\([A-Za-z0-9._-]*==[^ ;]*\).*/\1/p' requirements.lock | grep -v '^torch==' > $(LOCK_TOOL)/cpu-pins.txt
+	echo "pip==26.3" | $(LOCK_TOOL)/bin/uv pip compile - pyproject.toml --extra model --extra test --extra gpu \
+	  -c $(LOCK_TOOL)/cpu-pins.txt $(LOCK_FLAGS) -o requirements-gpu.lock
+
+# CUDA machines: .venv-gpu from requirements-gpu.lock (CUDA 13 torch from PyPI, bitsandbytes,
+# llama-cpp-python built with GGML_CUDA, which needs nvcc). PIP_CONFIG_FILE=/dev/null drops
+# this machine's pip config, whose local wheel dir would offer the CPU torch; --no-cache-dir
+# keeps pip from reusing a CPU build of llama-cpp-python from its wheel cache.
+GPU_VENV := .venv-gpu
+setup-gpu: $(GPU_VENV)/.installed
+$(GPU_VENV)/.installed: requirements-gpu.lock pyproject.toml
+	test -x $(GPU_VENV)/bin/python || python3 -m venv $(GPU_VENV)
+	PIP_CONFIG_FILE=/dev/null CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=native" \
+	  $(GPU_VENV)/bin/python -m pip install -q --no-cache-dir --require-hashes -r requirements-gpu.lock
+	$(GPU_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+# The CUDA path (tests/test_gpu.py: QLoRA steps on the tiny model, bf16 LoRA, merge of a
+# QLoRA adapter checked against a bf16 reference, llama.cpp GPU offload), under 8 minutes
+# once .venv-gpu exists. Without an NVIDIA GPU it fails at once, with one line.
+gpu-check:
+	@nvidia-smi -L 2>/dev/null | grep -q '^GPU ' || { echo "make gpu-check: no CUDA GPU here (nvidia-smi lists none); run it on a machine with an NVIDIA GPU and driver >= 580" >&2; exit 1; }
+	$(MAKE) setup-gpu
+	TUNEFORGE_REQUIRE_GPU=1 timeout 480 $(GPU_VENV)/bin/python -m pytest -m gpu tests/test_gpu.py -q
 
 # The main job: the whole pipeline on the committed snapshot and the real base model.
 demo: setup

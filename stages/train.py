@@ -14,9 +14,11 @@ Loss falls on the assistant turn only (trl prompt/completion data), and only tho
 positions go through the LM head (tuneforge.trainer). Batches are drawn length-grouped
 and padded to their longest (~94% real tokens). The same seed, data and hardware give
 the same adapter SHA-256.
-Precision: bf16 base weights + autocast with an fp32 adapter where the hardware has native
-bf16 (CUDA, or a CPU with AVX512-BF16/AMX) and train.bf16 is on; fp32 otherwise. No
-gradient checkpointing on CPU. With CUDA, 4-bit QLoRA if asked.
+Precision: train.precision, bf16 (bf16 base weights + autocast, fp32 adapter) or fp32 as
+written; auto picks bf16 where the hardware has it natively (CUDA, or a CPU with
+AVX512-BF16/AMX). What ran is written into the adapter sidecar (`precision`, `device`,
+`qlora`) and the receipt (params.resolved). No gradient checkpointing on CPU. With CUDA,
+4-bit QLoRA if asked.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from typing import Any
 
 from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_file, write_json
 from tuneforge.llm import (
+    MODEL_PACKAGES,
     SIDECAR,
     atomic_dir,
     balanced_order,
@@ -199,7 +202,7 @@ def main() -> int:
                     "valid": {"path": str(valid_path), "sha256": sha256_file(valid_path)}},
         "examples": {"train": len(train_ex), "too_long": too_long, "valid": len(valid_ex),
                      "kinds_read": kinds_read},
-        "toolchain": toolchain(),
+        "toolchain": toolchain(MODEL_PACKAGES + (["bitsandbytes"] if summary["qlora"] else [])),
         **{k: v for k, v in summary.items() if k != "loss_curve"},
     }
     write_json(adapter_dir / SIDECAR, sidecar)
@@ -209,6 +212,8 @@ def main() -> int:
         "train_loss": summary["train_loss"], "valid_loss": summary["valid_loss"],
         "steps": summary["steps"], "examples": len(train_ex),
         "tokens": summary["loss_curve"][-1]["tokens"] if summary["loss_curve"] else 0})
+    # what train.precision: auto (and the hardware) chose, beside the params DVC keyed on
+    receipt.params["resolved"] = {k: summary[k] for k in ("precision", "device", "qlora")}
     receipt.outputs += [adapter_dir / "adapter_model.safetensors", adapter_dir / SIDECAR,
                         base_dir / "model.safetensors", reports / "loss.csv"]
     # records in: the rows the step budget read; the rest of the export is not consumed

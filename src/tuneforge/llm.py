@@ -26,8 +26,11 @@ from tuneforge.io import read_jsonl, sha256_file, write_json
 log = logging.getLogger(__name__)
 
 SIDECAR = "tuneforge.json"  # metadata sidecar written into every model directory
-MODEL_PACKAGES = ["torch", "transformers", "peft", "trl", "accelerate", "datasets", "gguf",
-                  "llama_cpp_python"]
+# What the sidecars record: the model-side toolchain pins of params.yaml. (bitsandbytes, the
+# [gpu] extra, is absent on CPU, so it is no pin that every stage checks; train records its
+# version when it ran QLoRA.)
+MODEL_PACKAGES = ["torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers",
+                  "jinja2", "safetensors", "numpy", "gguf", "llama_cpp_python"]
 
 
 def toolchain(packages: list[str] | None = None) -> dict[str, str]:
@@ -246,10 +249,50 @@ def native_bf16(cuda: bool) -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
-def train_precision(cfg: dict, cuda: bool) -> str:
-    """'bf16' (bf16 base weights, fp32 adapter, bf16 autocast) when train.bf16 asks and the
-    hardware has it, else 'fp32'. The adapter is fp32 either way."""
-    return "bf16" if cfg["bf16"] and native_bf16(cuda) else "fp32"
+PRECISIONS = ("bf16", "fp32", "auto")
+
+
+def param_line(path: str | Path, keys: list[str]) -> int | None:
+    """1-based line of a nested key in a YAML file (for error messages); None if absent."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        match = [(k, v) for k, v in node.value if k.value == key]
+        if not match:
+            return None
+        line, node = match[0][0].start_mark.line + 1, match[0][1]
+    return line
+
+
+def _where(path: str | Path, keys: list[str]) -> str:
+    line = param_line(path, keys)
+    return f"{path}:{line}" if line else str(path)
+
+
+def train_precision(cfg: dict, cuda: bool, params_file: str | Path = "params.yaml") -> str:
+    """The precision training runs in, from train.precision: 'bf16' (bf16 base weights + bf16
+    autocast, fp32 adapter) or 'fp32', as written, on any hardware (a CPU without native bf16
+    emulates it, slower); 'auto' picks bf16 where the hardware multiplies it natively, else fp32.
+    An explicit value is part of DVC's key; what 'auto' chose is not (DVC keys on the text
+    'auto'), so the train stage writes it into the adapter sidecar (a DVC output, hence in the
+    key of every later stage) and its receipt."""
+    if "bf16" in cfg:
+        raise ValueError(f"{_where(params_file, ['train', 'bf16'])}: train.bf16 was "
+                         "replaced by train.precision: bf16 | fp32 | auto")
+    want = cfg.get("precision")
+    if want not in PRECISIONS:
+        raise ValueError(f"{_where(params_file, ['train', 'precision'])}: train.precision "
+                         f"is {want!r}; use one of {', '.join(PRECISIONS)}")
+    if want == "auto":
+        return "bf16" if native_bf16(cuda) else "fp32"
+    if want == "bf16" and not native_bf16(cuda):
+        log.warning("train.precision bf16 on hardware without native bf16: emulated, slower than fp32 "
+                    "(set fp32 for speed; the result then differs, and so does DVC's key)")
+    return want
 
 
 def sft_config(cfg: dict, out_dir: str, cuda: bool, precision: str = "fp32"):
@@ -365,14 +408,18 @@ def read_sidecar(model_dir: str | Path) -> dict:
 
 
 def check_toolchain(expected: dict[str, str], names: list[str]) -> dict[str, str]:
-    """Fail early when an installed package differs from the version params pin for this
-    stage (`toolchain.<name>`); a local build suffix (`2.13.0+cpu`) is ignored."""
-    installed = toolchain(names)
-    wrong = {n: (str(expected.get(n)), installed[n]) for n in names
+    """Fail early when an installed package differs from its params.yaml pin
+    (`toolchain.<name>`); a local build suffix (`2.13.0+cpu`) is ignored. Every pin is
+    checked, not only `names` (the ones this stage's outputs depend on, which must be pinned
+    too): the environment is locked as a whole (requirements.lock), and a stage run in any
+    other one could differ in ways its own list does not show."""
+    checked = list(dict.fromkeys([*names, *expected]))
+    installed = toolchain(checked)
+    wrong = {n: (str(expected.get(n)), installed[n]) for n in checked
              if installed[n].split("+")[0] != str(expected.get(n))}
     if wrong:
         detail = ", ".join(f"{n}: params {want}, installed {have}"
                            for n, (want, have) in wrong.items())
-        raise RuntimeError(f"toolchain mismatch ({detail}); install the pinned versions "
-                           "(pip install -c constraints.txt -e .[model]) or update params.yaml")
+        raise RuntimeError(f"toolchain mismatch ({detail}); install the locked environment "
+                           "(make setup: requirements.lock) or update params.yaml and the lock")
     return installed
