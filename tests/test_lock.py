@@ -147,3 +147,19 @@ def test_check_toolchain_checks_every_pin():
     check_toolchain(toolchain, ["torch"])
     with pytest.raises(RuntimeError, match=r"jinja2: params 0\.0\.1"):
         check_toolchain(dict(toolchain, jinja2="0.0.1"), ["torch", "transformers", "peft"])
+
+
+def test_make_setup_installs_the_lock_with_hashes():
+    """What `make setup` runs (make -n: printed, not run): the lock with --require-hashes, then
+    the project alone; no other pip install that could pull an unpinned package."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        pytest.skip("no make")
+    out = subprocess.run(["make", "-n", "-B", "-C", str(ROOT), "setup"], capture_output=True, text=True,
+                         check=True).stdout
+    installs = [line for line in out.splitlines() if "pip install" in line]
+    assert installs and all("--require-hashes -r requirements.lock" in line or "--no-deps" in line
+                            for line in installs), installs
+    assert any("--require-hashes -r requirements.lock" in line for line in installs), installs
