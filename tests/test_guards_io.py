@@ -5,12 +5,15 @@ each against an independent oracle (hashlib, json, the file system), not against
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import locale
 import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -18,6 +21,19 @@ from pydantic import BaseModel
 from tuneforge import io
 
 ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"  # FIPS 180-2 vector
+
+
+@pytest.fixture
+def ascii_locale():
+    """A machine whose locale is not UTF-8 (LANG=C on many CI images): outputs must still be UTF-8
+    byte for byte, and inputs read as UTF-8, or the same data hashes differently there."""
+    old = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    if locale.getpreferredencoding(False).lower().replace("-", "") == "utf8":
+        locale.setlocale(locale.LC_CTYPE, old)
+        pytest.skip("this Python reads files as UTF-8 in every locale")
+    yield
+    locale.setlocale(locale.LC_CTYPE, old)
 
 
 def _dead_pid() -> int:
@@ -50,6 +66,14 @@ def test_sha256_file_default_and_small_chunks(tmp_path):
 
 
 def test_alive(monkeypatch):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert io._alive(child.pid) is True
+        time.sleep(0.2)
+        assert child.poll() is None  # probing must not signal the writer (signal 0 only)
+    finally:
+        child.kill()
+        child.wait()
     assert io._alive(os.getpid()) is True
     assert io._alive(_dead_pid()) is False
 
@@ -71,6 +95,19 @@ def test_sweep_removes_only_dead_writers_temps_of_that_file(tmp_path):
     assert io.sweep_stale_temps(out) == [stale]
     assert not stale.exists()
     assert live.exists() and odd.exists() and other.exists()
+
+
+def test_sweep_tolerates_a_concurrent_sweeper(tmp_path, monkeypatch):
+    """Two writers of one output sweep at once: the temp file can vanish between glob and unlink."""
+    out = tmp_path / "o.json"
+    stale = tmp_path / f".o.json.{_dead_pid()}.a.tmp"
+    stale.write_text("partial")
+
+    def other_sweeper_first(pid):
+        stale.unlink()
+        return False
+    monkeypatch.setattr(io, "_alive", other_sweeper_first)
+    assert io.sweep_stale_temps(out) == [stale]
 
 
 def test_atomic_path_replaces_on_success_with_umask_mode(tmp_path):
@@ -131,11 +168,17 @@ class _Row(BaseModel):
     a: str
 
 
+class _Dated(BaseModel):
+    day: dt.date
+
+
 def test_write_jsonl_counts_and_writes_canonical_rows(tmp_path):
     p = tmp_path / "rows.jsonl"
     n = io.write_jsonl(p, iter([{"y": 2, "x": "é"}, _Row(b=1, a="q"), {}]))
     assert n == 3
     assert p.read_text(encoding="utf-8") == '{"x":"é","y":2}\n{"a":"q","b":1}\n{}\n'
+    assert io.write_jsonl(tmp_path / "d.jsonl", [_Dated(day=dt.date(2024, 2, 29))]) == 1
+    assert (tmp_path / "d.jsonl").read_text() == '{"day":"2024-02-29"}\n'  # JSON mode, not Python objects
     assert io.write_jsonl(tmp_path / "empty.jsonl", []) == 0
     assert (tmp_path / "empty.jsonl").read_text() == ""
 
@@ -167,6 +210,8 @@ def test_count_lines_and_load_params(tmp_path):
     p = tmp_path / "x"
     p.write_bytes(b"a\nb\n\nc")
     assert io.count_lines(p) == 4
+    p.write_bytes(b'{"t":"a\rb"}\n{"t":"\xff"}\n')  # a raw CR inside a row, a non-UTF-8 byte
+    assert io.count_lines(p) == 2  # rows are \n-terminated bytes, as `wc -l` counts them
     (tmp_path / "params.yaml").write_text("train:\n  lr: 0.5\nname: é\n", encoding="utf-8")
     assert io.load_params(tmp_path / "params.yaml") == {"train": {"lr": 0.5}, "name": "é"}
 
@@ -195,3 +240,17 @@ def test_git_revision(tmp_path):
     plain = tmp_path.parent / (tmp_path.name + "-plain")
     plain.mkdir()
     assert io.git_revision(plain) == "unknown"  # not a repository: git exits non-zero
+
+
+def test_utf8_regardless_of_locale(tmp_path, ascii_locale):
+    io.write_text(tmp_path / "t.txt", "é")
+    assert (tmp_path / "t.txt").read_bytes() == "é".encode()
+    io.write_json(tmp_path / "j.json", {"k": "é"})
+    assert json.loads((tmp_path / "j.json").read_bytes().decode("utf-8")) == {"k": "é"}
+    io.write_jsonl(tmp_path / "r.jsonl", [{"k": "é"}])
+    assert (tmp_path / "r.jsonl").read_bytes() == '{"k":"é"}\n'.encode()
+    assert list(io.read_jsonl(tmp_path / "r.jsonl")) == [{"k": "é"}]
+    (tmp_path / "m.jsonl").write_bytes('{"b": 1, "a": "é"}\n'.encode())
+    assert list(io.read_models(tmp_path / "m.jsonl", _Row)) == [_Row(b=1, a="é")]
+    (tmp_path / "p.yaml").write_bytes("name: é\n".encode())
+    assert io.load_params(tmp_path / "p.yaml") == {"name": "é"}

@@ -6,6 +6,8 @@ interval tables, so a wrong count, a swapped ratio or a loosened gate fails a te
 from __future__ import annotations
 
 import pytest
+from enum import Enum
+
 from pydantic import BaseModel, ValidationError
 
 from tuneforge import metrics
@@ -34,6 +36,22 @@ def test_score_prediction_parsed_model_and_dict():
     assert s == Scored("fix", "high", "docs", "low", True, None)
     s = metrics.score_prediction("ignored", GOLD, lambda t: {"kind": "fix", "severity": "high", "x": 1})
     assert s == Scored("fix", "high", "fix", "high", True, None)
+
+
+class _Kind(str, Enum):
+    fix = "fix"
+
+
+class _EnumLabel(BaseModel):
+    kind: _Kind
+    severity: str
+
+
+def test_score_prediction_takes_plain_strings_from_enum_labels():
+    """The real task's label has str-Enum fields; in Python 3.11 str(Kind.fix) is 'Kind.fix', so a
+    prediction kept as the enum would print that into reports. Scored holds the JSON value."""
+    s = metrics.score_prediction("x", GOLD, lambda t: _EnumLabel(kind=_Kind.fix, severity="low"))
+    assert type(s.pred_kind) is str and str(s.pred_kind) == "fix" and f"{s.pred_kind}" == "fix"
 
 
 def test_score_prediction_unparsed_carries_pydantic_reason():
@@ -150,6 +168,7 @@ def test_summarize_by_hand():
 def test_summarize_min_support_default_and_unknown():
     rows = [Scored("unknown", "", "unknown", "", True)] * 5 + [Scored("fix", "", "unknown", "", True)] * 4
     s = metrics.summarize(rows, ["unknown", "fix"])
+    assert s["kind_agreement"] == 0.555556 and s["severity_agreement"] == 1.0  # 5 of 9; all ""
     assert s["macro_f1_kinds"] == ["unknown"]  # fix has support 4 < 5
     assert s["unknown_precision"] == 0.555556 and s["unknown_recall"] == 1.0
     assert s["macro_f1"] == metrics.per_class(rows, ["unknown"])["unknown"]["f1"]
@@ -167,6 +186,8 @@ def test_ablation_delta_and_none():
         "without_hint": {"kind_agreement": 0.6, "severity_agreement": 0.7, "parse_rate": 1.0, "macro_f1": 0.5},
         "delta": {"kind_agreement": 0.2, "severity_agreement": -0.2, "parse_rate": None, "macro_f1": -0.25},
     }
+    odd = metrics.ablation(dict(a, kind_agreement=0.1234567), dict(b, kind_agreement=0.0))
+    assert odd["delta"]["kind_agreement"] == 0.123457
     b["parse_rate"], a["parse_rate"] = None, 1.0
     assert metrics.ablation(a, b)["delta"]["parse_rate"] is None
 

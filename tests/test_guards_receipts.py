@@ -70,11 +70,18 @@ def test_finish_defaults_and_packages(chdir_repo):
     assert got.inputs == [] and got.outputs == []
 
 
-def test_finish_duration_is_measured_from_construction(chdir_repo, monkeypatch):
-    clock = iter([100.0, 102.5])
+def test_finish_duration_and_peak_memory(chdir_repo, monkeypatch):
+    clock = iter([100.0, 102.50049])
     monkeypatch.setattr(receipts.time, "monotonic", lambda: next(clock))
+
+    class Usage:
+        ru_maxrss = 123456  # KiB on Linux
+
+    monkeypatch.setattr(receipts.resource, "getrusage", lambda who: Usage())
     r = Receipt("s", {})
-    assert r.finish("r.json", records_in=0, records_out=0).duration_s == 2.5
+    got = r.finish("r.json", records_in=0, records_out=0)
+    assert got.duration_s == 2.5  # milliseconds kept, no more
+    assert got.peak_rss_mb == 120.6  # 123456 KiB / 1024, one decimal
 
 
 @pytest.mark.parametrize("counts", [
@@ -118,6 +125,13 @@ def test_scored_distributions_by_hand(tmp_path):
     assert thirds["product"] == {"git": 0.666667, "vim": 0.333333}
 
 
+def test_scored_distributions_single_row(tmp_path):
+    d = scored_distributions(_scored(tmp_path, [{"text": "abc", "product": "p", "category": "accepted",
+                                                  "label": {"kind": "fix", "severity": "low"}}]))
+    assert d["records"] == 1 and d["kind"] == {"fix": 1.0} and d["product"] == {"p": 1.0}
+    assert d["text_length"] == {"p10": 3.0, "p50": 3.0, "p90": 3.0, "p99": 3.0}
+
+
 def test_scored_distributions_empty_file(tmp_path):
     p = tmp_path / "scored.jsonl"
     p.write_text("")
@@ -148,6 +162,36 @@ def test_drift_report_flags_moves_over_threshold_only():
         ("text_length", "p50", 40.0, 50.0, 0.25),     # relative: +25%
     ]  # product git +0.125 and vim (gone) -0.125 are not over 0.15; test -0.05 is not
     assert r.severity == DriftSeverity.warn and r.has_previous is True and r.previous == prev
+
+
+def test_drift_report_every_dimension_and_keys_that_vanished():
+    cur = {"kind": {"fix": 1.0}, "severity": {"low": 0.5, "high": 0.5}, "product": {"git": 1.0},
+           "category": {"accepted": 0.5, "rejected": 0.5}, "text_length": {"p50": 10.0}}
+    prev = {"kind": {"fix": 0.5, "docs": 0.5}, "severity": {"low": 1.0}, "product": {"vim": 1.0},
+            "category": {"accepted": 1.0}, "text_length": {"p50": 10.0}}
+    got = [(f.dimension, f.key, f.change) for f in drift_report(cur, prev, 0.2).flags]
+    assert got == [("kind", "docs", -0.5), ("kind", "fix", 0.5), ("severity", "high", 0.5),
+                   ("severity", "low", -0.5), ("product", "git", 1.0), ("product", "vim", -1.0),
+                   ("category", "accepted", -0.5), ("category", "rejected", 0.5)]
+
+
+def test_drift_report_against_an_older_report_lacking_dimensions():
+    """A previous report written before a dimension (or the quantiles) existed still compares."""
+    cur = {"kind": {"fix": 1.0}, "severity": {}, "product": {}, "category": {"accepted": 1.0},
+           "text_length": {"p50": 10.0}}
+    prev = {"kind": {"fix": 1.0}}
+    got = [(f.dimension, f.key, f.previous, f.current, f.change) for f in drift_report(cur, prev, 0.2).flags]
+    assert got == [("category", "accepted", 0.0, 1.0, 1.0), ("text_length", "p50", 0.0, 10.0, 1.0)]
+    # a dimension neither report has is simply not compared
+    bare = {"kind": {"fix": 1.0}, "text_length": {}}
+    assert drift_report(bare, {"kind": {"fix": 1.0}}, 0.2).flags == []
+
+
+def test_drift_report_changes_carry_six_decimals():
+    cur = dict(CUR, kind={"fix": 0.8234567, "docs": 0.1765433})
+    prev = dict(CUR, kind={"fix": 0.5, "docs": 0.5}, text_length={"p10": 10.0, "p50": 30.0})
+    got = {(f.dimension, f.key): f.change for f in drift_report(cur, prev, 0.2).flags}
+    assert got == {("kind", "docs"): -0.323457, ("kind", "fix"): 0.323457, ("text_length", "p50"): 0.666667}
 
 
 def test_drift_report_a_move_of_exactly_the_threshold_is_not_flagged():
