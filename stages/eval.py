@@ -378,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
     verdict = Verdict(**decide(run, types, sizes, cfg, judged), ggufs=judged, hf_models=hf_hashes,
-                      gold=gold_hash, params=verdict_params(params), toolchain=installed
+                      gold=gold_hash, params=verdict_params(params),
+                      toolchain={k: installed[k] for k in TOOLS}
                       ).model_dump(mode="json")
 
     ref = cfg["report_model"]
