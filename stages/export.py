@@ -3,6 +3,7 @@
 Run: python -m stages.export
 In:  paths.scored, paths.gold, params.export
 Out: <exports_dir>/sft/{train,valid}.jsonl (chat `messages`, accepted only),
+     paths.leakage (each gold entry's nearest SFT row; removed rows by reason),
      <exports_dir>/rag/rag.jsonl (accepted + partially accepted),
      <exports_dir>/preference/pairs.jsonl (chosen vs rejected label, same entry),
      <quarantine_dir>/export.jsonl (every record not in SFT, one reason code),
@@ -13,8 +14,10 @@ and export.hint_swap_rate randomise the hint so the model cannot lean on it, and
 export.unknown_augment adds synthetic content-free entries labeled unknown.
 
 The gold holdout is the eval set: a record whose normalised content hash equals a
-gold entry's, or whose 3-word shingles overlap one at or above
-export.near_dup_jaccard, is never exported.
+gold entry's, or that is a near-duplicate of one (tuneforge.decontam: word edit
+similarity or containment at or above export.near_dup_threshold), is never exported;
+the synthetic rows pass the same filter. paths.leakage lists, for every gold entry, its
+nearest SFT row and their similarity, so the margin under the threshold can be audited.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from tuneforge.decontam import GoldMatcher, Match
 from tuneforge.io import load_params, read_jsonl, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt, drift_report, scored_distributions
 from tuneforge.records import (
@@ -39,7 +43,7 @@ from tuneforge.records import (
     SftSample,
 )
 from tuneforge.tasks import Task, get_task
-from tuneforge.text import content_key, jaccard, word_shingles
+from tuneforge.text import content_key
 
 log = logging.getLogger("export")
 
@@ -50,27 +54,63 @@ def seeded_unit(seed: int, *parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-class GoldIndex:
-    """Exact (content hash) and near-duplicate (shingle Jaccard) lookups against gold."""
+class GoldFilter:
+    """Exact (content hash) and near-duplicate (tuneforge.decontam) lookups against gold.
 
-    def __init__(self, gold_texts: list[str], threshold: float):
-        self.keys = {content_key(t) for t in gold_texts}
-        self.shingles = [word_shingles(t) for t in gold_texts]
-        self.by_shingle: dict[str, list[int]] = defaultdict(list)
-        for i, sh in enumerate(self.shingles):
-            for s in sh:
-                self.by_shingle[s].append(i)
-        self.threshold = threshold
+    Keeps, for every row it lets through, the gold entries it scored at least the
+    report floor against: the leakage report's nearest rows come from these."""
 
-    def overlap(self, text: str) -> str | None:
-        if content_key(text) in self.keys:
-            return "exact"
-        mine = word_shingles(text)
-        candidates = {i for s in mine for i in self.by_shingle.get(s, ())}
-        for i in sorted(candidates):
-            if jaccard(mine, self.shingles[i]) >= self.threshold:
-                return "near"
+    def __init__(self, gold_texts: list[str], cfg: dict):
+        self.gold_keys = [content_key(t) for t in gold_texts]
+        self.keys = set(self.gold_keys)
+        self.threshold = cfg["near_dup_threshold"]
+        self.matcher = GoldMatcher(gold_texts, min(cfg["leakage_report_floor"], self.threshold),
+                                   cfg["near_dup_min_contained_words"])
+        self.kept: dict[str, list[Match]] = {}
+
+    def overlap(self, rec: ScoredRecord) -> tuple[str, str] | None:
+        """None, or (reason, detail) for a row that must not be exported."""
+        if content_key(rec.text) in self.keys:
+            return "exact", "exact match of a gold holdout entry"
+        found = self.matcher.matches(rec.text)
+        if found and found[0].score >= self.threshold:
+            best = found[0]
+            return f"near_{best.how}", (f"near match ({best.how} {best.score:.3f} >= {self.threshold}) of gold "
+                                        f"holdout entry {self.gold_keys[best.gold][:16]}")
+        self.kept[rec.id] = found
         return None
+
+
+def leakage_report(gold_texts: list[str], gold: GoldFilter, sft: dict[str, list[ScoredRecord]],
+                   removed: Counter) -> dict:
+    """For every gold entry, its nearest SFT row (train or valid) and their similarity."""
+    nearest: dict[int, tuple[Match, ScoredRecord, str]] = {}
+    for split in sorted(sft):
+        for rec in sorted(sft[split], key=lambda r: r.id):
+            for m in gold.kept.get(rec.id, ()):
+                if m.gold not in nearest or m.score > nearest[m.gold][0].score:
+                    nearest[m.gold] = (m, rec, split)
+    rows = []
+    for i, text in enumerate(gold_texts):
+        near = None
+        if i in nearest:
+            m, rec, split = nearest[i]
+            near = {"id": rec.id, "split": split, "text": rec.text[:120], "similarity": round(m.score, 4),
+                    "how": m.how}
+        rows.append({"gold_sha256": gold.gold_keys[i], "text": text[:120], "nearest": near})
+    rows.sort(key=lambda r: (-(r["nearest"] or {}).get("similarity", 0.0), r["gold_sha256"]))
+    kept = [r["nearest"]["similarity"] for r in rows if r["nearest"]]
+    summary = {
+        "gold": len(gold_texts), "sft_rows": sum(len(v) for v in sft.values()),
+        "threshold": gold.threshold, "floor": gold.matcher.floor,
+        "min_contained_words": gold.matcher.min_contained,
+        "max_kept_similarity": max(kept, default=0.0),
+        "margin": round(gold.threshold - max(kept, default=0.0), 4),
+        "gold_with_nearest_at_or_above_floor": len(kept),
+        "removed": {k: removed.get(k, 0) for k in ("exact", "near_edit", "near_contained", "synthetic")},
+    }
+    # a gold entry's nearest is null when no SFT row scores `floor` or more against it
+    return {"summary": summary, "gold": rows}
 
 
 def sft_sample(task: Task, rec: ScoredRecord, split: str, hint: str | None) -> SftSample:
@@ -158,22 +198,22 @@ def main() -> int:
     receipt.inputs += [paths["scored"], paths["gold"]]
     out_dir = Path(paths["exports_dir"])
 
-    gold = GoldIndex([row["text"] for row in read_jsonl(paths["gold"])], cfg["near_dup_jaccard"])
+    gold_texts = [row["text"] for row in read_jsonl(paths["gold"])]
+    gold = GoldFilter(gold_texts, cfg)
     records = list(read_models(paths["scored"], ScoredRecord))
     dropped: list[QuarantineRecord] = []
     sft_pool, rag, pairs = [], [], []
-    counts: Counter = Counter()
 
     def drop(rec: ScoredRecord, reason: QuarantineReason, detail: str) -> None:
         dropped.append(QuarantineRecord(id=rec.id, stage="export", reason=reason, detail=detail,
                                         source_file=rec.provenance.source_file,
                                         line=rec.provenance.line))
 
+    removed: Counter = Counter()  # gold overlaps by kind, for the leakage report
     for rec in records:
-        overlap = gold.overlap(rec.text)
-        if overlap:
-            counts[f"gold_{overlap}"] += 1
-            drop(rec, QuarantineReason.gold_overlap, f"{overlap} match of a gold holdout entry")
+        if overlap := gold.overlap(rec):
+            removed[overlap[0]] += 1
+            drop(rec, QuarantineReason.gold_overlap, overlap[1])
             continue
         if rec.category in (ScoreCategory.accepted, ScoreCategory.partially_accepted):
             rag.append(RagSample(id=rec.id, text=rec.text, hint=rec.hint, product=rec.product,
@@ -193,7 +233,14 @@ def main() -> int:
     train, valid = split_strata(sft_pool, task, cfg["seed"], cfg["valid_fraction"])
     augmented = unknown_augmentation(task, sorted({r.product for r in sft_pool}),
                                      cfg["unknown_augment"], cfg["seed"])
-    train = sorted(train + augmented, key=lambda r: seeded_unit(cfg["seed"], "order", r.id))
+    kept_aug = []
+    for rec in augmented:  # synthetic rows are training rows too: same filter, same quarantine
+        if overlap := gold.overlap(rec):
+            removed["synthetic"] += 1
+            drop(rec, QuarantineReason.gold_overlap, f"synthetic row: {overlap[1]}")
+        else:
+            kept_aug.append(rec)
+    train = sorted(train + kept_aug, key=lambda r: seeded_unit(cfg["seed"], "order", r.id))
     hints = sorted({r.hint for r in train if r.hint})
     rows = {"train": [sft_sample(task, r, "train", randomised_hint(r, hints, cfg)) for r in train],
             "valid": [sft_sample(task, r, "valid", r.hint) for r in valid]}
@@ -208,6 +255,9 @@ def main() -> int:
     for path, out_rows in outputs.items():
         write_jsonl(path, out_rows)
         receipt.outputs.append(path)
+    leakage = leakage_report(gold_texts, gold, {"train": train, "valid": valid}, removed)
+    write_json(paths["leakage"], leakage)
+    receipt.outputs.append(Path(paths["leakage"]))
 
     previous = None
     if Path(paths["drift"]).exists():
@@ -220,14 +270,17 @@ def main() -> int:
 
     reasons = Counter(q.reason.value for q in dropped)
     extra = {"train": len(train), "valid": len(valid), "rag": len(rag), "preference": len(pairs),
-             **{f"quarantine_{k}": v for k, v in reasons.items()}, **counts}
-    extra["unknown_augment"] = len(augmented)
+             **{f"quarantine_{k}": v for k, v in reasons.items()},
+             **{f"gold_{k}": v for k, v in sorted(removed.items())}}
+    extra["unknown_augment"] = len(kept_aug)
     # synthetic rows are outputs without an input record: count them in, so the ledger balances
     receipt.finish(Path(paths["receipts_dir"]) / "export.json",
                    records_in=len(records) + len(augmented),
                    records_out=len(train) + len(valid), quarantined=len(dropped), extra=extra)
     log.info("sft train=%d valid=%d, rag=%d, preference=%d, quarantined=%d",
              len(train), len(valid), len(rag), len(pairs), len(dropped))
+    log.info("gold overlap: %s; nearest kept SFT row %.3f (threshold %.2f)",
+             dict(sorted(removed.items())), leakage["summary"]["max_kept_similarity"], gold.threshold)
     return 0
 
 

@@ -177,7 +177,9 @@ def test_normalised_tree_ignores_timing_but_not_content(tmp_path):
 
 def test_gold_never_reaches_train_or_valid(tmp_path):
     got = faults.leakage_suite(tmp_path)
-    assert got["planted_gold"] >= 4 and got["gold_overlap_quarantined"] >= got["planted_gold"]
+    # every kind of near-duplicate found an entry to plant, and one of a synthetic row
+    assert got["planted_kinds"] == [*faults.LEAK_VARIANTS, "synthetic_short_edit"]
+    assert got["gold_overlap_quarantined"] >= got["planted_gold"] and got["synthetic_quarantined"] > 0
     assert got["probe"]["rows"] > 0
     assert got["leaks"] == 0, got
 
@@ -185,10 +187,12 @@ def test_gold_never_reaches_train_or_valid(tmp_path):
 def test_leakage_check_finds_exact_and_near_duplicates():
     gold = [{"text": "Fixed a crash when the cache directory is missing on first start."}]
     row = lambda t: {"messages": [{}, {"content": f"Product: x\nEntry: {t}"}, {}]}  # noqa: E731
+    cfg = {"near_dup_threshold": 0.75, "near_dup_min_contained_words": 10}
     got = faults.leakage_check([row("FIXED a crash, when the cache directory is missing on first start!"),
                                 row("Fixed a crash when the cache directory is missing on first start today."),
-                                row("Something else entirely.")], gold, 0.8)
-    assert got["exact_count"] == 1 and got["near_count"] == 1
+                                row("Fixed a crash when the config directory is missing on first start."),
+                                row("Something else entirely.")], gold, cfg)
+    assert got["exact_count"] == 1 and got["near_count"] == 2
 
 
 def test_a_corrupt_remote_object_is_caught_with_verify(kills, tmp_path):

@@ -139,10 +139,11 @@ def render_faults(root: Path) -> str:
     probe, real = leak["probe"], leak.get("real_build")
     real_words = (f"{real['exact_count'] + real['near_count']} of {real['rows']:,} rows of the default build"
                   if real else "the default build's exports were not there to check")
-    rows.append((f"gold leakage into train/valid (normalised hash, 3-shingle Jaccard >= {leak['threshold']})",
+    measure = leak.get("measure", "3-shingle Jaccard")  # reports written before issue 17 lack the key
+    planted = leak.get("planted_words", "verbatim, upper-cased, full-width, one word changed")
+    rows.append((f"gold leakage into train/valid (normalised hash, {measure} >= {leak['threshold']})",
                  f"{probe['exact_count'] + probe['near_count']} of {probe['rows']} rows of a build whose sources "
-                 f"also hold {leak['planted_gold']} gold rows (verbatim, upper-cased, full-width, one word "
-                 f"changed); {real_words}"))
+                 f"also hold {leak['planted_gold']} gold rows ({planted}); {real_words}"))
     gates = d.get("gates_and_pins")
     rows.append(("gates and pins (failing model never promoted; tampered or unpinned GGUF refused by register, "
                  "eval, eval by hand)",
