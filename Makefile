@@ -52,11 +52,15 @@ $(GPU_VENV)/.installed: requirements-gpu.lock pyproject.toml
 
 # The CUDA path (tests/test_gpu.py: QLoRA steps on the tiny model, bf16 LoRA, merge of a
 # QLoRA adapter checked against a bf16 reference, llama.cpp GPU offload), under 8 minutes
-# once .venv-gpu exists. Without an NVIDIA GPU it fails at once, with one line.
+# once .venv-gpu exists. Without an NVIDIA GPU it fails at once, with one line; a skipped test
+# (no CUDA in torch, no bitsandbytes, base wheel unreachable) fails it too.
 gpu-check:
 	@nvidia-smi -L 2>/dev/null | grep -q '^GPU ' || { echo "make gpu-check: no CUDA GPU here (nvidia-smi lists none); run it on a machine with an NVIDIA GPU and driver >= 580" >&2; exit 1; }
 	$(MAKE) setup-gpu
-	TUNEFORGE_REQUIRE_GPU=1 timeout 480 $(GPU_VENV)/bin/python -m pytest -m gpu tests/test_gpu.py -q
+	mkdir -p .cache
+	set -o pipefail; TUNEFORGE_REQUIRE_GPU=1 timeout 480 $(GPU_VENV)/bin/python -m pytest -m gpu tests/test_gpu.py \
+	  -q -rs -p no:cacheprovider | tee .cache/gpu-check.log
+	@! grep -q "skipped" .cache/gpu-check.log || { echo "make gpu-check: a GPU test skipped (.cache/gpu-check.log)" >&2; exit 1; }
 
 # The main job: the whole pipeline on the committed snapshot and the real base model.
 demo: setup

@@ -10,6 +10,7 @@ NF4 rounding, not yet measured on a GPU: no session so far had one.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -18,16 +19,24 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+REQUIRE = os.environ.get("TUNEFORGE_REQUIRE_GPU") == "1"
+
+
+def need(module: str):
+    """Import `module`; skip without it, unless gpu-check asked for a run that cannot skip."""
+    return importlib.import_module(module) if REQUIRE else pytest.importorskip(module)
+
+
+torch = need("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.model]
 
 if not torch.cuda.is_available():
     why = f"no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False)"
-    if os.environ.get("TUNEFORGE_REQUIRE_GPU") == "1":
+    if REQUIRE:
         pytest.exit(f"TUNEFORGE_REQUIRE_GPU=1 but {why}", returncode=1)
     pytest.skip(why, allow_module_level=True)
 
-pytest.importorskip("llama_cpp")
+need("llama_cpp")
 from tests.test_model_chain import make_workdir  # noqa: E402 (after the CUDA check)
 
 NAME = "tuneforge-changelog-actions"  # convert.model_name
@@ -58,7 +67,7 @@ def adapter_summary(root: Path) -> tuple[dict, dict]:
 @pytest.fixture(scope="module")
 def qlora_root(tiny_base, tmp_path_factory) -> Path:
     """train (QLoRA, 6 steps) + merge, once."""
-    pytest.importorskip("bitsandbytes")
+    need("bitsandbytes")
     from stages import merge, train
 
     root = make_workdir(tmp_path_factory.mktemp("qlora"), tiny_base,

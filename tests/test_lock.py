@@ -163,3 +163,22 @@ def test_make_setup_installs_the_lock_with_hashes():
     assert installs and all("--require-hashes -r requirements.lock" in line or "--no-deps" in line
                             for line in installs), installs
     assert any("--require-hashes -r requirements.lock" in line for line in installs), installs
+
+
+def test_gpu_check_stops_in_one_line_without_a_gpu(tmp_path):
+    """`make gpu-check` with no GPU (an nvidia-smi that lists none) stops before installing
+    anything, with one line of its own (make then adds its usual `*** Error` line)."""
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("make"):
+        pytest.skip("no make")
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    out = subprocess.run(["make", "-s", "-C", str(ROOT), "gpu-check"], capture_output=True, text=True, env=env)
+    ours = [line for line in out.stderr.splitlines() if not line.startswith("make: ***")]
+    assert out.returncode != 0 and len(ours) == 1 and ours[0].startswith("make gpu-check: no CUDA GPU"), out.stderr
+    assert not out.stdout and not (ROOT / ".venv-gpu").exists()
