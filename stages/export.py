@@ -28,6 +28,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import yaml
+
 from tuneforge.decontam import GoldMatcher, Match
 from tuneforge.io import load_params, read_jsonl, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt, drift_report, scored_distributions
@@ -44,6 +46,7 @@ from tuneforge.records import (
 )
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key
+from tuneforge.toolchain import check_toolchain
 
 log = logging.getLogger("export")
 
@@ -52,6 +55,29 @@ def seeded_unit(seed: int, *parts: str) -> float:
     """A deterministic pseudo-random number in [0, 1) for the given keys."""
     digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def check_decontam_params(cfg: dict, params_file: str = "params.yaml") -> None:
+    """Exit naming file, line and key when the decontamination params are missing or out of range."""
+    def fail(key: str, why: str) -> None:
+        node, line = yaml.compose(Path(params_file).read_text(encoding="utf-8")), 1
+        for k in ("export", key):  # the key's line, for the message
+            hit = [(kn, vn) for kn, vn in node.value if kn.value == k] if isinstance(node, yaml.MappingNode) else []
+            if not hit:
+                break
+            line, node = hit[0][0].start_mark.line + 1, hit[0][1]
+        raise SystemExit(f"{params_file}:{line}: export.{key} {why}")
+
+    if "near_dup_jaccard" in cfg:
+        fail("near_dup_jaccard", "was replaced by export.near_dup_threshold (word edit similarity, see "
+                                 "tuneforge.decontam) and export.near_dup_min_contained_words")
+    for key in ("near_dup_threshold", "leakage_report_floor"):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            fail(key, f"is {value!r}; it must be a number in (0, 1]")
+    value = cfg.get("near_dup_min_contained_words")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        fail("near_dup_min_contained_words", f"is {value!r}; it must be a whole number of words >= 1")
 
 
 class GoldFilter:
@@ -92,12 +118,14 @@ def leakage_report(gold_texts: list[str], gold: GoldFilter, sft: dict[str, list[
                     nearest[m.gold] = (m, rec, split)
     rows = []
     for i, text in enumerate(gold_texts):
-        near = None
+        row: dict = {"gold_sha256": gold.gold_keys[i], "text": text[:120], "nearest": None}
         if i in nearest:
             m, rec, split = nearest[i]
-            near = {"id": rec.id, "split": split, "text": rec.text[:120], "similarity": round(m.score, 4),
-                    "how": m.how}
-        rows.append({"gold_sha256": gold.gold_keys[i], "text": text[:120], "nearest": near})
+            row["nearest"] = {"id": rec.id, "split": split, "text": rec.text[:120],
+                              "similarity": round(m.score, 4), "how": m.how}
+        else:  # finding the exact nearest under the floor costs a comparison with every row
+            row["note"] = f"no SFT row scores {gold.matcher.floor} or more against it"
+        rows.append(row)
     rows.sort(key=lambda r: (-(r["nearest"] or {}).get("similarity", 0.0), r["gold_sha256"]))
     kept = [r["nearest"]["similarity"] for r in rows if r["nearest"]]
     summary = {
@@ -109,7 +137,6 @@ def leakage_report(gold_texts: list[str], gold: GoldFilter, sft: dict[str, list[
         "gold_with_nearest_at_or_above_floor": len(kept),
         "removed": {k: removed.get(k, 0) for k in ("exact", "near_edit", "near_contained", "synthetic")},
     }
-    # a gold entry's nearest is null when no SFT row scores `floor` or more against it
     return {"summary": summary, "gold": rows}
 
 
@@ -194,6 +221,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = load_params()
     cfg, paths, task = params["export"], params["paths"], get_task(params["task"])
+    check_toolchain(params["toolchain"], ["duckdb"], every=False)  # the drift report's engine
+    check_decontam_params(cfg)
     receipt = Receipt("export", {"task": task.name, "export": cfg})
     receipt.inputs += [paths["scored"], paths["gold"]]
     out_dir = Path(paths["exports_dir"])

