@@ -117,6 +117,8 @@ def test_leakage_report_names_each_gold_entrys_nearest_sft_row(workdir, run_pipe
     for g in report["gold"]:
         if g["nearest"]:  # a real SFT row, scored at or above the floor
             assert g["nearest"]["id"] in sft and g["nearest"]["similarity"] >= summary["floor"]
+        else:
+            assert g["note"] == f"no SFT row scores {summary['floor']} or more against it"
     assert not {sft[g["nearest"]["id"]] for g in report["gold"] if g["nearest"]} & {s for s, _ in PLANTED.values()}
     short = next(g for g in report["gold"] if g["gold_sha256"] == content_key(PLANTED["short"][1]))
     assert sft[short["nearest"]["id"]] == CONTROLS[-1] and short["nearest"]["similarity"] == round(1 - 5 / 11, 4)
@@ -203,3 +205,20 @@ def test_the_index_finds_every_pair_a_full_comparison_finds(golds, text, floor, 
     matcher = GoldMatcher([" ".join(g) for g in golds], floor, min_contained)
     got = {m.gold: round(m.score, 9) for m in matcher.matches(" ".join(text))}
     assert got == brute(golds, text, floor, min_contained)
+
+
+def test_bad_decontamination_params_name_file_line_and_key(workdir):
+    import pytest
+
+    from stages import export
+    text = (workdir / "params.yaml").read_text()
+    for old, new, says in [("near_dup_threshold: 0.75", "near_dup_jaccard: 0.8", "replaced by export.near_dup_thr"),
+                           ("near_dup_threshold: 0.75", "near_dup_threshold: 1.5", "near_dup_threshold is 1.5"),
+                           ("leakage_report_floor: 0.5", "leakage_report_floor: 0", "leakage_report_floor is 0"),
+                           ("near_dup_min_contained_words: 10", "near_dup_min_contained_words: ten", "is 'ten'")]:
+        assert old in text
+        bad = text.replace(old, new)
+        (workdir / "params.yaml").write_text(bad)
+        line = next(i for i, ln in enumerate(bad.splitlines(), 1) if new in ln)
+        with pytest.raises(SystemExit, match=f"^params.yaml:{line}: export.*{says}"):
+            export.main()
