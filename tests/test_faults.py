@@ -150,6 +150,15 @@ def test_killed_stages_rerun_byte_identical_and_dvc_caches_no_partial_file(kills
     assert dvc_point["status_clean"] and dvc_point["rerun_rc"] == 0
 
 
+def test_a_stage_that_fails_before_the_kill_is_a_bad_point_not_a_skipped_one(tmp_path, monkeypatch):
+    """Planted: every run exits 1 on its own before the kill lands. It used to be dropped as
+    'finished before the kill' (zero points, nothing flagged); now each is a bad point."""
+    monkeypatch.setattr(faults, "kill_stage", lambda root, cmd, delay: {"rc": 1, "killed": False, "at_s": 0.1})
+    points = faults.plain_kill_points(tmp_path, random.Random(1), 2, faults.crash_snapshot(20_000),
+                                      ("backfill",))
+    assert len(points) == 2 and all(p["differs"] == ["backfill exited 1 before the kill"] for p in points)
+
+
 def test_cache_check_sees_a_corrupt_object(kills, tmp_path):
     _, ref = kills
     repo = faults.copy_root(ref, tmp_path / "repo")
@@ -277,6 +286,7 @@ PLANTED = {  # defect -> (dotted key, value) planted into the committed report
     "gate failed": [("gates_and_pins_failed", ["nothing_promoted_when_all_fail"])],
     "model half missing": [("gates_and_pins_failed", None), ("model_half", "cannot build the tiny base: x")],
     "remote verify missed": [("remote_corruption_detected.verify", False)],
+    "a kill point that never landed": [("kill_points", 27), ("details.kill.requested", 28)],
     "nothing planted": [("bad_inputs", 0)],
 }
 

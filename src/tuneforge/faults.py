@@ -1054,6 +1054,13 @@ def kill_stage(root: Path, cmd: list[str], delay: float) -> dict:
             "at_s": round(time.monotonic() - t0, 3)}
 
 
+def unkilled_failure(stage: str, mode: str, k: dict) -> dict:
+    """A run that failed on its own before the kill landed: a finding, never a skipped point."""
+    return {"stage": stage, "mode": mode, "kill_at_s": None, "partial_outputs": [], "temp_files_left": 0,
+            "rerun_rc": k["rc"], "differs": [f"{stage} exited {k['rc']} before the kill"],
+            "stray_temp_after_rerun": []}
+
+
 def plain_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, bytes],
                       stages: tuple[str, ...] = DATA_STAGES, params: dict | None = None,
                       pre: Path | None = None) -> list[dict]:
@@ -1080,7 +1087,11 @@ def plain_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str
         old = outputs_of(work, stage)  # what a previous run left (absent on a clean state)
         k = kill_stage(work, [sys.executable, "-m", f"stages.{stage}"], frac * durations[stage])
         if not k["killed"]:
-            continue  # finished before the kill: draw another point
+            if k["rc"] != 0:
+                points.append(unkilled_failure(stage, "subprocess", k))
+            else:  # finished before the kill (a faster run than the reference): aim earlier
+                durations[stage] *= 0.7
+            continue
         after = outputs_of(work, stage)
         partial = sorted(rel for rel, h in after.items()
                          if h != expect[stage].get(rel) and h != old.get(rel))
@@ -1139,6 +1150,10 @@ def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, 
         work = copy_root(clean, scratch / "dvc-kill")
         k = kill_stage(work, ["dvc", "repro"], rng.uniform(0.1, 0.97) * total)
         if not k["killed"]:
+            if k["rc"] != 0:
+                points.append(unkilled_failure("dvc repro", "dvc repro (process group)", k))
+            else:  # finished before the kill: aim earlier
+                total *= 0.7
             continue
         bad_cache = verify_dvc_cache(work)
         status_after_kill = sh(["dvc", "status"], work, check=False)
@@ -1183,7 +1198,7 @@ def kill_suite(seed: int, scratch: Path, n_plain: int, n_dvc: int, n_model: int,
     bad = [p for p in points if p["differs"] or p.get("partial_outputs") or p.get("partial_in_cache")
            or p["rerun_rc"] != 0 or p.get("status_clean") is False]
     return {
-        "seed": seed, "points": len(points),
+        "seed": seed, "points": len(points), "requested": n_plain + n_dvc + (n_model if tiny_base else 0),
         "by_stage": dict(sorted(Counter(p["stage"] for p in points).items())),
         "killed_mid_write": sum(1 for p in points if p.get("temp_files_left")),
         "nonidentical": len(bad), "bad_points": bad[:20],
@@ -1562,6 +1577,8 @@ def failures(report: dict) -> list[str]:
         out.append(f"{n} quarantine/injection/dedupe problems in the bad-input accounting")
     if report["secret_kinds"] < len(KINDS):
         out.append(f"only {report['secret_kinds']} of the redactor's {len(KINDS)} secret kinds were planted")
+    if report["kill_points"] < d["kill"].get("requested", 0):
+        out.append(f"only {report['kill_points']} of {d['kill']['requested']} kill points landed")
     for key, what in (("partial_files_in_dvc_cache", "partial files in the DVC cache after a kill"),
                       ("stray_temp_files_after_rerun", "temp files left after the reruns")):
         if n := d["kill"].get(key):
