@@ -305,8 +305,10 @@ def test_metrics_and_verdict(chain):
     assert (chain / "reports/eval/ladder.csv").read_text().startswith("model,size_mb,")
     report = (chain / "reports/eval/report.md").read_text()
     assert "## Release gates" in report
-    # 24 tokens cannot close the 6-key JSON; under the grammar that is a cut, and it says so
-    assert "- Q8_0: cut at eval.max_tokens=24 before the JSON closed" in report
+    # 24 tokens cannot hold the 6-key JSON; under the grammar the answer is closed past the
+    # cap (gguf_tools.CLOSE_RESERVE), so every GGUF answer parses, even a random model's
+    assert "cut at eval.max_tokens" not in report
+    assert all(m[k]["parse_rate"] == 1.0 for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
     preds = list(read_jsonl(chain / "reports/eval/predictions.jsonl"))
     assert len(preds) == 6 * 5 + 2 * 3  # 4 GGUFs + Q8_0 without hints; f16 + 2 HF models
 

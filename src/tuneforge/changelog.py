@@ -45,7 +45,11 @@ class Severity(str, Enum):
 
 
 TAG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-DEADLINE_PATTERN = r"^(v?[0-9]+(\.[0-9]+)*|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+# Bounded, as every string of the output is (the decoding grammar follows the schema, and an
+# unbounded field lets a looping model run to the token cap). The contract says only "a
+# version or date"; up to 4 components matches what the labeler reads (DEADLINE_RE), and 8
+# digits a part is twice the longest in the snapshot (4) and fits a YYYYMMDD date.
+DEADLINE_PATTERN = r"^(v?[0-9]{1,8}(\.[0-9]{1,8}){0,3}|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
 
 
 class ActionItem(BaseModel):
@@ -54,9 +58,13 @@ class ActionItem(BaseModel):
 
     kind: Kind
     severity: Severity
-    subject: str = Field(min_length=1, max_length=64)  # bounds also stop runaway decoding
+    # Character bounds for the contract's word limits (subject 2-6 words, action_text <= 35
+    # words, about 8 characters a word; the gold's longest are 43 and 186 characters). They
+    # also bound the decoding grammar, so a looping answer closes.
+    subject: str = Field(min_length=1, max_length=64)
     action_text: str = Field(min_length=1, max_length=280)
     deadline: str | None = Field(pattern=DEADLINE_PATTERN)
+    # The contract gives tags no length: 40 characters is the gold's longest (27) with margin.
     tags: list[Annotated[str, StringConstraints(pattern=TAG_PATTERN, max_length=40)]] = Field(
         min_length=1, max_length=5, json_schema_extra={"uniqueItems": True})
 

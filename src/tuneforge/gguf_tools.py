@@ -8,6 +8,7 @@ directory and the script runs as a subprocess with that directory's Python path.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import os
@@ -242,13 +243,58 @@ def grammar_schema(schema: Any) -> Any:
     """The JSON schema as llama.cpp's schema-to-grammar converter needs it: it copies an
     escaped literal like `\\.` from a regex `pattern` into the grammar, whose parser then
     rejects it ("unknown escape"), so escaped punctuation outside character classes is
-    rewritten as a one-character class (`[.]`), which means the same."""
+    rewritten as a one-character class (`[.]`), which means the same. The converter drops
+    `maxLength` where there is a `pattern`, so a kebab-case pattern with a maxLength becomes
+    a placeholder literal that json_gbnf replaces with a rule bounding both."""
     if isinstance(schema, dict):
+        kebab = _bounded_kebab(schema)
+        if kebab:
+            rest = {k: v for k, v in schema.items() if k not in ("pattern", "maxLength")}
+            return {**grammar_schema(rest), "pattern": f"^{kebab[0]}$"}
         return {k: _class_escapes(v) if k == "pattern" and isinstance(v, str) else grammar_schema(v)
                 for k, v in schema.items()}
     if isinstance(schema, list):
         return [grammar_schema(v) for v in schema]
     return schema
+
+
+# `^[class]+(SEP[class]+)*$` (tags: `^[a-z0-9]+(-[a-z0-9]+)*$`)
+_KEBAB_RE = re.compile(r"\^\[([^\]\\]+)\]\+\(([^\w\\\[\]()])\[\1\]\+\)\*\$")
+
+
+def _bounded_kebab(schema: dict) -> tuple[str, str, str, int] | None:
+    """(rule name, class, separator, max length) for a kebab-pattern string with a maxLength."""
+    kebab = _KEBAB_RE.fullmatch(str(schema.get("pattern", "")))
+    if not kebab or not isinstance(schema.get("maxLength"), int):
+        return None
+    cls, sep, n = kebab.group(1), kebab.group(2), schema["maxLength"]
+    return f"kebab-{hashlib.sha256((cls + sep).encode()).hexdigest()[:8]}-{n}", cls, sep, n
+
+
+def _bounded_kebabs(schema: Any) -> dict[str, tuple[str, str, int]]:
+    found = {}
+    if isinstance(schema, dict):
+        kebab = _bounded_kebab(schema)
+        if kebab:
+            found[kebab[0]] = kebab[1:]
+        for v in schema.values():
+            found.update(_bounded_kebabs(v))
+    elif isinstance(schema, list):
+        for v in schema:
+            found.update(_bounded_kebabs(v))
+    return found
+
+
+def bounded_kebab_rules(name: str, cls: str, sep: str, n: int) -> list[str]:
+    """GBNF for `[cls]+(sep[cls]+)*` at most `n` characters long: `name-k` is what may follow
+    a class character when k characters are left (another one, or sep and one)."""
+    c, s = f"[{cls}]", json.dumps(sep)
+    lines = [f"{name} ::= {c}" + (f" {name}-{n - 1}" if n > 1 else "")]
+    for k in range(n - 1, 0, -1):
+        one = f"{c} {name}-{k - 1}" if k > 1 else c
+        two = f" | {s} {c}" + (f" {name}-{k - 2}" if k > 2 else "") if k > 1 else ""
+        lines.append(f"{name}-{k} ::= ({one}{two})?")
+    return lines
 
 
 def _class_escapes(pattern: str) -> str:
@@ -297,7 +343,24 @@ def json_gbnf(schema: dict) -> str:
                            "gguf_tools.json_gbnf against this llama_cpp version")
     for i in loose:
         lines[i] = STRICT_CHAR + lines[i][len(LOOSE_CHAR):]
+    for name, (cls, sep, n) in sorted(_bounded_kebabs(schema).items()):
+        placeholder = json.dumps(name)
+        if any(placeholder in line for line in lines):
+            lines = [line.replace(placeholder, name) for line in lines] + bounded_kebab_rules(name, cls, sep, n)
+    unbounded = [line for line in lines if _UNBOUNDED_RE.search(_rule_body(line))]
+    if unbounded:
+        raise ValueError(f"the output schema leaves a string unbounded (give it a maxLength or a bounded "
+                         f"pattern): {unbounded[0][:160]}")
     return "\n".join(lines) + "\n"
+
+
+_UNBOUNDED_RE = re.compile(r"[+*]|\{\d+,\}")
+
+
+def _rule_body(line: str) -> str:
+    """A GBNF rule's right-hand side without its quoted literals and character classes."""
+    body = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line.partition("::=")[2])
+    return re.sub(r"\[(?:[^\]\\]|\\.)*\]", "[]", body)
 
 
 def compile_gbnf(gbnf: str):
@@ -309,27 +372,51 @@ def json_grammar(schema: dict):
     return compile_gbnf(json_gbnf(schema))
 
 
-def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int) -> dict:
+# Tokens an answer still open at max_tokens gets to close in. Closing takes the grammar's
+# shortest way out (GrammarFirstLlama._closing_token): at worst about a token per character
+# of the remaining keys and shortest values, 99 tokens from the changelog answer's first
+# token on tiny byte-level models; tests/test_grammar.py holds every closing to this bound.
+CLOSE_RESERVE = 192
+
+
+def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: bool = False) -> dict:
     """One greedy chat completion (the GGUF's own chat template); temperature 0, no repeat
-    penalty: the same file and prompt give the same text."""
-    return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
-                                      max_tokens=max_tokens, grammar=grammar, seed=0)
+    penalty: the same file and prompt give the same text. With `close` (and a grammar) an
+    answer still open after `max_tokens` tokens is closed within CLOSE_RESERVE more, the
+    shortest way the grammar allows, so it always parses; an answer that ends within
+    `max_tokens` is the same either way."""
+    llm.close_after = max_tokens if close and grammar is not None else None
+    if llm.close_after is not None:
+        max_tokens += CLOSE_RESERVE
+    try:
+        return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
+                                          max_tokens=max_tokens, grammar=grammar, seed=0)
+    finally:
+        llm.close_after = None
 
 
 def gguf_generate(path: str | Path, prompts: list[list[dict]], gbnf: str | None, *,
                   max_tokens: int, n_ctx: int, n_threads: int, desc: str = "generate"
                   ) -> list[str]:
     """Greedy chat completions with llama.cpp, constrained by the GBNF grammar (compiled
-    once; e.g. json_gbnf(schema)) when given."""
+    once; e.g. json_gbnf(schema)) when given. Under a grammar every answer is complete: one
+    still open at `max_tokens` (a model looping inside a string) is closed (chat_greedy)."""
     from tqdm import tqdm
 
     llm = open_gguf(path, n_ctx=n_ctx, n_threads=n_threads)
     grammar = compile_gbnf(gbnf) if gbnf is not None else None
-    outs = []
+    outs, closed = [], 0
     for messages in tqdm(prompts, desc=desc, unit="ex"):
-        res = chat_greedy(llm, messages, grammar, max_tokens)
+        res = chat_greedy(llm, messages, grammar, max_tokens, close=True)
         outs.append(res["choices"][0]["message"]["content"] or "")
+        closed += llm.closed_at_cap
+        if grammar is not None and res["choices"][0]["finish_reason"] != "stop":
+            raise RuntimeError(f"{desc}: an answer under the grammar did not close within "
+                               f"max_tokens={max_tokens} + {CLOSE_RESERVE} tokens: {outs[-1][-200:]!r}")
     llm.close()
+    if closed:
+        log.warning("%s: %d of %d answers were still open at max_tokens=%d (a loop, usually) and "
+                    "were closed the shortest way the grammar allows", desc, closed, len(prompts), max_tokens)
     return outs
 
 
@@ -356,7 +443,11 @@ def _grammar_first_class():
     class GrammarFirstLlama(Llama):
         _grammar_sampler = None
         _vocab_buffer = None  # the full-vocabulary array, allocated at the first rejection
+        _closers: list[int] | None = None
         rejected_argmax = 0  # since the last completion started: how often the full mask ran
+        close_after: int | None = None  # set by chat_greedy(close=True)
+        closed_at_cap = False  # the last completion reached close_after and was closed
+        _sampled = 0
 
         def _init_sampler(self, *, temp: float = 0.8, grammar=None, repeat_penalty: float = 1.0,
                           frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
@@ -367,7 +458,7 @@ def _grammar_first_class():
                 raise ValueError("GrammarFirstLlama decodes greedily only (temperature 0, no "
                                  "penalties, no logits processors)")
             self._free_grammar()
-            self.rejected_argmax = 0
+            self.rejected_argmax, self._sampled, self.closed_at_cap = 0, 0, False
             if grammar is not None:
                 self._grammar_sampler = C.llama_sampler_init_grammar(
                     self._model.vocab, grammar._grammar.encode(), grammar._root.encode())
@@ -379,11 +470,29 @@ def _grammar_first_class():
                                            shape=(self._n_vocab,))
             token = int(np.argmax(logits))
             if self._grammar_sampler is not None:
-                if not self._allowed(token, float(logits[token])):
+                if self.close_after is not None and self._sampled >= self.close_after:
+                    self.closed_at_cap = True
+                    token = self._closing_token(logits)
+                elif not self._allowed(token, float(logits[token])):
                     self.rejected_argmax += 1
                     token = self._allowed_argmax(logits)
                 C.llama_sampler_accept(self._grammar_sampler, token)
+            self._sampled += 1
             return token
+
+        def _closing_token(self, logits) -> int:
+            """The way out of a JSON answer: end it if the grammar is done, else close the
+            string, array or object it is in, else the separator towards the next key; where
+            none of those fits (a key's name, an enum value, an escape, a string's first
+            character) the best token the grammar allows. Strings are closed as soon as they
+            may be, so what remains is the keys and the shortest values the grammar takes."""
+            if self._closers is None:
+                singles = [self.tokenize(c.encode(), add_bos=False, special=False) for c in '"]},:']
+                self._closers = [self.token_eos()] + [t[0] for t in singles if len(t) == 1]
+            for token in self._closers:
+                if self._allowed(token, 0.0):
+                    return token
+            return self._allowed_argmax(logits)
 
         def _allowed(self, token: int, logit: float) -> bool:
             one = (C.llama_token_data * 1)(C.llama_token_data(token, logit, 0.0))

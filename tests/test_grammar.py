@@ -1,0 +1,156 @@
+"""The decoding grammar eval and predict answer under: every string in it is bounded, and
+every answer decoded under it parses, even from a model that loops (issue 17, item 8).
+
+The adversaries are tiny GGUFs (tests/tiny_gguf.py): random ones, and degenerate ones that
+repeat the same tokens wherever the grammar lets them (`\\\\` until the cap, as the Q8_0
+model did on real changelog entries). The inputs are full of backslashes, quotes and
+Windows paths.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.model
+
+from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
+from tuneforge import gguf_tools  # noqa: E402
+from tuneforge.gguf_tools import chat_greedy, compile_gbnf, gguf_generate, json_gbnf, open_gguf  # noqa: E402
+from tuneforge.tasks import get_task  # noqa: E402
+
+TASK = get_task("changelog-actions")
+SCHEMA = TASK.output_model.model_json_schema()
+NASTY = [
+    r'Fixed a crash when the path is C:\Program Files\App\bin\app.exe or \\server\share\dir.',
+    r'The `--sep` option now takes "\\" and "\"" literally: "C:\\Users\\me\\" works.',
+    '\\' * 60 + ' backslashes in a row, then "quotes" "" """ and a trailing \\',
+    r'Windows: set PATH=C:\Windows\System32;%PATH% and quote "C:\a b\c".',
+    'Added `\\u0000` and `\\n` escapes to --format; removed in 3.0.0.0.0.',
+]
+# What each degenerate model repeats, first choice first.
+LOOPS = {
+    "backslashes": ["\\\\\\\\", "\\\\"],  # the issue's loop
+    "escaped-quotes": ['\\"', '""'],
+    "windows-paths": ["C:\\\\", "Program", "\\\\", "Files"],
+    "long-tags": ["aaaa", "-x"],
+    "digits": ["0000", "v1", ".."],
+    "unicode-escapes": ["\\u", "0000"],
+    "whitespace": ["  ", "\n\n", " the"],
+}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny-gguf")
+    out = {f"random-{s}": write_tiny_gguf(root / f"random-{s}.gguf", seed=s) for s in range(3)}
+    out.update({name: write_tiny_gguf(root / f"{name}.gguf", favour=fav) for name, fav in LOOPS.items()})
+    return out
+
+
+def unbounded_repetitions(gbnf: str) -> list[str]:
+    """Rules with a `+`, `*` or open `{m,}` outside quoted literals and character classes."""
+    bad = []
+    for line in gbnf.splitlines():
+        body = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line.partition("::=")[2])
+        body = re.sub(r"\[(?:[^\]\\]|\\.)*\]", "[]", body)
+        if re.search(r"[+*]|\{\d+,\}", body):
+            bad.append(line[:120])
+    return bad
+
+
+def test_every_string_in_the_grammar_is_bounded():
+    assert unbounded_repetitions(json_gbnf(SCHEMA)) == []
+
+
+def test_the_check_sees_an_unbounded_rule():
+    assert unbounded_repetitions('root ::= "\\"" [a-z]+ "\\""\nx ::= "a+" [+*]\ny ::= z{2,}\n') == [
+        'root ::= "\\"" [a-z]+ "\\""', "y ::= z{2,}"]
+
+
+def allows(llm, grammar, prefix: str, piece: str) -> bool:
+    """Whether the grammar, having read `prefix`, lets `piece` (one token) come next."""
+    import ctypes
+
+    from llama_cpp import llama_cpp as C
+
+    sampler = C.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode(),
+                                           grammar._root.encode())
+    try:
+        for token in llm.tokenize(prefix.encode(), add_bos=False, special=False):
+            C.llama_sampler_accept(sampler, token)
+        (token,) = llm.tokenize(piece.encode(), add_bos=False, special=False)
+        one = (C.llama_token_data * 1)(C.llama_token_data(token, 0.0, 0.0))
+        arr = C.llama_token_data_array(one, 1, -1, False)
+        C.llama_sampler_apply(sampler, ctypes.byref(arr))
+        return one[0].logit != float("-inf")
+    finally:
+        C.llama_sampler_free(sampler)
+
+
+def test_tags_and_deadlines_stop_where_the_schema_does(models):
+    """A tag is kebab-case of at most 40 characters (pattern and maxLength together, which
+    llama.cpp's converter cannot express: it drops maxLength); a deadline is bounded too."""
+    llm = open_gguf(models["random-0"], n_ctx=256, n_threads=1)
+    grammar = compile_gbnf(json_gbnf(SCHEMA))
+    head = '{"kind": "fix", "severity": "low", "subject": "a", "action_text": "a", '
+    tags = head + '"deadline": null, "tags": ["'
+    assert allows(llm, grammar, tags + "a" * 39, "a") and allows(llm, grammar, tags + "a" * 39, '"')
+    assert not allows(llm, grammar, tags + "a" * 40, "a") and not allows(llm, grammar, tags + "a" * 40, "-")
+    assert allows(llm, grammar, tags + "a-" * 19 + "a", '"')
+    assert not allows(llm, grammar, tags + "a-" * 19 + "a", "-")
+    assert not allows(llm, grammar, tags + "a", "A") and not allows(llm, grammar, tags + "a-", "-")
+    deadline = head + '"deadline": "'
+    assert allows(llm, grammar, deadline + "1" * 7, "1") and not allows(llm, grammar, deadline + "1" * 8, "1")
+    assert allows(llm, grammar, deadline + "1.1.1", ".") and not allows(llm, grammar, deadline + "1.1.1.1", ".")
+    llm.close()
+
+
+@pytest.mark.parametrize("max_tokens", [160, 0])
+def test_every_answer_under_the_grammar_parses(models, max_tokens):
+    """160 is eval.max_tokens; 0 makes every answer close from its first token."""
+    gbnf = json_gbnf(SCHEMA)
+    prompts = [TASK.messages(text, 'Bug "fixes" \\' if i % 2 else None, "demo") for i, text in enumerate(NASTY)]
+    for name, path in models.items():
+        outs = gguf_generate(path, prompts, gbnf, max_tokens=max_tokens, n_ctx=1024, n_threads=1,
+                             desc=name)
+        for out in outs:
+            try:
+                TASK.parse_label(out)
+            except ValueError as e:
+                pytest.fail(f"{name}, max_tokens={max_tokens}: {str(e).splitlines()[0]}: {out[:400]!r}")
+
+
+def test_closing_takes_at_most_the_reserve(models):
+    """From the worst place (the first token) an answer closes within CLOSE_RESERVE tokens."""
+    grammar = compile_gbnf(json_gbnf(SCHEMA))
+    for name, path in models.items():
+        llm = open_gguf(path, n_ctx=1024, n_threads=1)
+        for text in NASTY[:2]:
+            res = chat_greedy(llm, TASK.messages(text, None, "demo"), grammar, 0, close=True)
+            assert res["choices"][0]["finish_reason"] == "stop", name
+            assert res["usage"]["completion_tokens"] <= gguf_tools.CLOSE_RESERVE, name
+            TASK.parse_label(res["choices"][0]["message"]["content"])
+        llm.close()
+
+
+def test_answers_that_fit_the_cap_are_unchanged(models):
+    """Closing only ever touches an answer that reaches max_tokens: one that ends before it
+    is the stock greedy answer, token for token; a shorter cap changes it, and it parses."""
+    grammar = compile_gbnf(json_gbnf(SCHEMA))
+    gbnf = json_gbnf(SCHEMA)
+    for name in ("random-0", "random-1", "windows-paths"):
+        llm = open_gguf(models[name], n_ctx=2048, n_threads=1)
+        messages = TASK.messages(NASTY[0], "Bug fixes", "demo")
+        free = chat_greedy(llm, messages, grammar, 1500)
+        llm.close()
+        assert free["choices"][0]["finish_reason"] == "stop", name
+        text, used = free["choices"][0]["message"]["content"], free["usage"]["completion_tokens"]
+        TASK.parse_label(text)
+        (same,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used, n_ctx=2048, n_threads=1)
+        assert same == text, name
+        (cut,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used // 2, n_ctx=2048, n_threads=1)
+        assert cut != text and json.loads(cut) and TASK.parse_label(cut), name
