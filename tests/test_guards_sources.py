@@ -625,3 +625,111 @@ def test_git_odd_titles():
     # only the first '=' title names the release; a later one is a section
     assert parse("git_relnotes", "Title 1.3\n=========\nSecond 1.4\n=========\n * a\n", "x/1.3.txt") == \
         [("a", "Second 1.4", "1.3", 5)]
+
+
+# ----------------------------------------------------------------------------- closing entries
+# A heading, fence, directive or transition ends the entry before it; text after one must not be
+# glued onto that entry.
+
+def test_rst_transition_and_directive_close_the_entry():
+    text = ("v1.0\n====\n- a\n----\nprose after transition\n- b\n.. note::\n   body\n"
+            "text after directive\n- c\n\nLabel:\nd\n")
+    assert parse("rst_changes", text, "pkg/CHANGES.rst") == [
+        ("a", None, "1.0", 3), ("b", None, "1.0", 6), ("c", None, "1.0", 10)]
+
+
+def test_rst_overlined_release_outranks_underlined_sections():
+    """reST levels follow the order styles appear: the overlined title is level 1, so an underlined
+    section naming a version below it is a hint, not a new release."""
+    text = ("===========\nRelease 2.0\n===========\n\nBackports from 2.0.1\n====================\n- a\n\n"
+            "Release 1.0\n===========\n- b\n")
+    assert parse("rst_changes", text, "pkg/CHANGES.rst") == [
+        ("a", "Backports from 2.0.1", "2.0", 7), ("b", None, "1.0", 11)]
+
+
+def test_markdown_fence_heading_and_label_close_the_entry():
+    text = ("## 1.0\n- a\n```\ncode\n```\nprose after fence\n- b\n### Fixes\nprose after heading\n- c\n\n"
+            "**Label:**\nprose after label\n")
+    assert parse("markdown_bullets", text, "x/CHANGELOG.md") == [
+        ("a", None, "1.0", 2), ("b", None, "1.0", 7), ("c", "Fixes", "1.0", 10)]
+
+
+def test_keepachangelog_fence_and_heading_close_the_entry():
+    text = "## [1.0]\n- a\n```\ncode\n```\nprose after fence\n- b\n### Fixed\nprose after heading\n"
+    assert parse("keepachangelog", text, "x/CHANGELOG.md") == [("a", None, "1.0", 2), ("b", None, "1.0", 7)]
+
+
+def test_git_section_title_closes_the_entry():
+    text = "Git 1.0 Release Notes\n=====================\n * a\n\nSection\n-------\nprose\n"
+    assert parse("git_relnotes", text, "x/y.txt") == [("a", None, "1.0", 3)]
+
+
+def test_debian_unindented_line_inside_a_stanza_ends_the_entry():
+    text = "foo (1.0) unstable; urgency=low\n  * a\nXorg stray line\n  * b\n"
+    assert parse("debian_changelog", text) == [("a", None, "1.0", 2), ("b", None, "1.0", 4)]
+
+
+def test_debian_twelve_word_colon_bullet_still_heads_its_sub_bullets():
+    head = " ".join(["w"] * 11) + " end:"
+    text = f"foo (1.0) unstable; urgency=low\n  * {head}\n    - child\n"
+    assert parse("debian_changelog", text) == [("child", head[:-1], "1.0", 3)]
+
+
+# ----------------------------------------------------------------------------- helper edges
+
+def test_get_format_error_lists_the_known_names():
+    with pytest.raises(ValueError) as e:
+        s.get_format("nope")
+    assert str(e.value) == ("unknown source format 'nope'; known: debian_changelog, git_relnotes, gnu_news, "
+                            "keepachangelog, markdown_bullets, rst_changes")
+
+
+def test_detect_format_takes_any_positive_confidence(monkeypatch):
+    class Faint(s.SourceFormat):
+        name = "faint"
+
+        def sniff(self, path, text):
+            return 1
+
+        def parse(self, path, text):
+            return iter(())
+    monkeypatch.setitem(s.FORMATS, "faint", Faint)
+    assert s.detect_format("x/README", "just prose\n").name == "faint"
+
+
+@pytest.mark.parametrize("title,version", [
+    ("Fixes Since v2.38", None),                 # "since" in any case names the previous release
+    ("polkit 122 since 121", "122"),
+    ("Version 2.0.0-SNAPSHOT", "2.0.0-SNAPSHOT"),  # the keyword form keeps the qualifier
+    ("Version 1.0-rc1.", "1.0-rc1"),             # trailing punctuation is not part of it
+])
+def test_version_in_more(title, version):
+    assert s._version_in(title) == version
+
+
+def test_setext_underline_indent_is_the_underlines():
+    assert s._setext_underline(["x", "Ttl", "    ---"], 1) is False
+    assert s._setext_underline(["    x", "Ttl", "---"], 1) is True
+
+
+@pytest.mark.parametrize("line,want", [
+    ("## Mac OS X", (2, "Mac OS X")),
+    ("## Mac OS X ##", (2, "Mac OS X")),
+    ("## X#", (2, "X#")),
+])
+def test_atx_titles_ending_in_letters(line, want):
+    assert s._atx(line) == want
+
+
+def test_clean_hint_keeps_leading_letters():
+    assert s._clean_hint("X11 changes:") == "X11 changes"
+    assert s._clean_hint("Mac OS X:") == "Mac OS X"
+
+
+def test_bullet_body_parent_headings_and_paragraph_breaks():
+    """'- Fixes:' heads deeper bullets only; a sibling at its indent ends the group; a paragraph
+    after a blank line ends the entry and is not glued to it."""
+    text = "## 1.0\n- Fixes:\n  - a\n- b\n- c\n- Fixes:\n- d\n- e\n\nparagraph\nmore\n- f\n"
+    assert parse("markdown_bullets", text, "x/CHANGELOG.md") == [
+        ("a", "Fixes", "1.0", 3), ("b", None, "1.0", 4), ("c", None, "1.0", 5), ("Fixes:", None, "1.0", 6),
+        ("d", None, "1.0", 7), ("e", None, "1.0", 8), ("f", None, "1.0", 12)]
