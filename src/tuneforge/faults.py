@@ -22,6 +22,11 @@ are never touched.  The report's headline keys are measured here, never typed in
   must hold no object whose content does not hash to its name.
 
 Fake secrets are assembled at run time from fragments, so no tracked file holds one.
+
+The exit status is 0 only when `failures(report)` is empty: every check held and ran, the
+tiny-model half and the remote's verify=true pull included (`--no-model` therefore exits 1).
+Writing reports/faults.json also rewrites README.md's faults section from it
+(tuneforge.readme_sections).
 """
 from __future__ import annotations
 
