@@ -215,16 +215,14 @@ def test_grammar_first_decoder_gives_the_stock_answers(chain):
     """eval's decoder checks the grammar on the argmax first; it must pick exactly the tokens
     llama-cpp-python's stock chain (grammar over the whole vocabulary, then greedy) picks.
     A random-weight model's argmax is mostly rejected, so both of its paths run."""
-    from llama_cpp import Llama
-
-    from tuneforge.gguf_tools import chat_greedy, json_grammar, open_gguf
+    from tuneforge.gguf_tools import chat_greedy, json_grammar, load_llama, open_gguf
     from tuneforge.tasks import get_task
 
     task = get_task("changelog-actions")
     grammar = json_grammar(task.output_model.model_json_schema())
     path = str(chain / "models/gguf/tuneforge-changelog-actions-Q8_0.gguf")
     ours, stock = (open_gguf(path, n_ctx=512, n_threads=2),
-                   Llama(path, n_ctx=512, n_threads=2, seed=0, verbose=False))
+                   load_llama(path, n_ctx=512, n_threads=2, seed=0, verbose=False))
     rejected = 0
     for text, *_ in ENTRIES[:4]:
         messages = task.messages(text, None, "demo")

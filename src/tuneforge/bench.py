@@ -113,10 +113,9 @@ def bench_sha256(params: dict, reps: int = 3) -> dict:
 
 def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     import torch
-    from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneforge.gguf_tools import chat_greedy, json_grammar, open_gguf, verify_pin
+    from tuneforge.gguf_tools import chat_greedy, json_grammar, load_llama, open_gguf, verify_pin
     from tuneforge.tasks import get_task
 
     paths, cfg = params["paths"], params["eval"]
@@ -132,7 +131,7 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     # eval's decoder (grammar checked on the argmax first), llama-cpp-python's stock sampler
     # chain (grammar over the whole vocabulary every token), and free decoding
     def stock():
-        return Llama(str(gguf), n_ctx=cfg["n_ctx"], n_threads=threads, seed=0, verbose=False)
+        return load_llama(gguf, n_ctx=cfg["n_ctx"], n_threads=threads, seed=0, verbose=False)
 
     def ours():
         return open_gguf(gguf, n_ctx=cfg["n_ctx"], n_threads=threads)

@@ -316,10 +316,78 @@ def _class_escapes(pattern: str) -> str:
     return "".join(out)
 
 
-def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int):
+def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int, verbose: bool = False):
     """A llama.cpp model that decodes greedily with the grammar checked first on the argmax."""
     return _grammar_first_class()(str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=0,
-                                  verbose=False)
+                                  verbose=verbose)
+
+
+def load_llama(path: str | Path, **kwargs: Any):
+    """llama_cpp.Llama(path, **kwargs) with its own sampler chain (a baseline to compare
+    open_gguf's decoder with), loaded into plain CPU buffers like every model opened here."""
+    return _plain_llama_class()(str(path), **kwargs)
+
+
+# ---------------------------------------------------------------- loading without extra buffers
+#
+# llama-cpp-python is built from its sdist with GGML_NATIVE, so on an Intel Xeon with AMX
+# (Sapphire Rapids and later: AMX_INT8 = 1 in llama_print_system_info()) llama.cpp's AMX
+# "extra" buffer type is compiled in. Quantised weights (Q4_0, Q8_0, Q4_K, ...) are then
+# repacked into it at load and the first llama_decode segfaults in ggml_backend_amx_mul_mat
+# (llama.cpp issue #20824; dspy PR #10079 dropped its AMX build for the same crash on CI). So
+# every model this module opens is loaded with use_extra_bufts off (llama.cpp's
+# --no-extra-bufts): weights stay in plain CPU buffers. It is off on every machine, not only
+# AMX ones: the CPU_REPACK buffer it also turns off reorders the arithmetic too, so this keeps
+# the same kernels, and greedy answers, on CI and dev machines; decode speed barely moves on
+# our small models (see tests/test_llama_runtime.py). Llama() has no keyword for it, hence the
+# hook below, written against llama-cpp-python 0.3.36, whose Llama.__init__ assigns
+# `self.model_params = llama_model_default_params()` and fills it in before it loads the
+# model: the class catches that assignment. Both things it relies on (the field, the
+# assignment) are checked on every load, so a llama-cpp-python that changes either fails at
+# load with a clear error instead of decoding on AMX.
+
+def without_extra_bufts(params):
+    """`params` (a llama_model_params) with use_extra_bufts off."""
+    # a setattr on a ctypes Structure without that field would add a Python attribute and
+    # change nothing in what llama.cpp reads
+    if "use_extra_bufts" not in {name for name, *_ in type(params)._fields_}:
+        raise RuntimeError("llama_cpp's llama_model_params has no use_extra_bufts field: cannot keep "
+                           "weights out of llama.cpp's AMX buffer (a segfault on AMX CPUs); update "
+                           "gguf_tools.without_extra_bufts for this llama-cpp-python version")
+    params.use_extra_bufts = False
+    return params
+
+
+_PLAIN_LLAMA = None
+
+
+def _plain_llama_class():
+    """llama_cpp.Llama loading its weights into plain CPU buffers (see above). Built lazily:
+    llama_cpp is an optional import."""
+    global _PLAIN_LLAMA
+    if _PLAIN_LLAMA is not None:
+        return _PLAIN_LLAMA
+    from llama_cpp import Llama
+
+    class PlainBuffersLlama(Llama):
+        @property
+        def model_params(self):
+            return self.__dict__["model_params"]
+
+        @model_params.setter
+        def model_params(self, params) -> None:  # Llama.__init__'s assignment, before the load
+            self.__dict__["model_params"] = without_extra_bufts(params)
+
+        def __init__(self, model_path: str, *args: Any, **kwargs: Any):
+            super().__init__(model_path, *args, **kwargs)
+            if "model_params" not in self.__dict__:
+                self.close()
+                raise RuntimeError("llama_cpp.Llama.__init__ no longer assigns self.model_params: "
+                                   f"{model_path} may have loaded into llama.cpp's AMX buffer (a "
+                                   "segfault on AMX CPUs); update gguf_tools._plain_llama_class")
+
+    _PLAIN_LLAMA = PlainBuffersLlama
+    return _PLAIN_LLAMA
 
 
 # llama-cpp-python's Python converter lets any character but '"' and '\\' into a string,
@@ -434,13 +502,12 @@ def _grammar_first_class():
     if _GRAMMAR_FIRST is not None:
         return _GRAMMAR_FIRST
     import numpy as np
-    from llama_cpp import Llama
     from llama_cpp import llama_cpp as C
 
     token_dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)],
                            align=True)
 
-    class GrammarFirstLlama(Llama):
+    class GrammarFirstLlama(_plain_llama_class()):
         _grammar_sampler = None
         _vocab_buffer = None  # the full-vocabulary array, allocated at the first rejection
         _closers: list[int] | None = None
