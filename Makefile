@@ -95,8 +95,11 @@ schemas: setup
 # Benchmarks: each figure beside a baseline measured in the same run -> reports/bench.json and
 # the README table (~45 min on 2 cores: a clean build, 1M resampled entries, 2x20 train steps).
 # Needs a committed, built tree. One section: make bench ONLY=decode
-ONLY ?= sha256,decode,train,data,build
+BENCH_SECTIONS := sha256,decode,train,data,build
+ONLY ?= $(BENCH_SECTIONS)
 bench: setup
+	@for s in $$(echo "$(ONLY)" | tr , ' '); do case ",$(BENCH_SECTIONS)," in *,$$s,*) ;; \
+	  *) echo "make bench: ONLY=$(ONLY): no section '$$s'; use a comma list of $(BENCH_SECTIONS)" >&2; exit 2;; esac; done
 	$(PY) -m tuneforge.bench --only $(ONLY)
 
 # Faults suite (issue #7): 500+ bad inputs, planted secrets, seeded kill -9 points, leakage,
@@ -118,7 +121,7 @@ remote-local: setup
 # Use S3 instead (dvc-s3), for this clone only: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url].
 # Credentials come from the environment (AWS_ACCESS_KEY_ID/...) and are never written to a file.
 remote-s3: setup
-	test -n "$(BUCKET)" || { echo "usage: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url]"; exit 2; }
+	@case "$(BUCKET)" in s3://?*) ;; *) echo "make remote-s3: BUCKET='$(BUCKET)' is not an s3:// URL; usage: make remote-s3 BUCKET=s3://bucket/path [ENDPOINT=url]" >&2; exit 2;; esac
 	dvc remote add --local --force --default s3 $(BUCKET)
 	dvc remote modify --local s3 verify true
 	if [ -n "$(ENDPOINT)" ]; then dvc remote modify --local s3 endpointurl $(ENDPOINT); fi
@@ -131,8 +134,9 @@ pull: setup
 
 # Tag the current commit as a version and record it in RELEASES (tags don't travel with every clone).
 release:
-	test -n "$(VERSION)" || { echo "usage: make release VERSION=v1"; exit 2; }
-	git diff --quiet HEAD || { echo "commit first: the release must name a clean commit"; exit 2; }
+	@test -n "$(VERSION)" || { echo "make release: no VERSION; usage: make release VERSION=v1" >&2; exit 2; }
+	@git check-ref-format "refs/tags/$(VERSION)" || { echo "make release: VERSION='$(VERSION)' is not a valid tag name; use e.g. VERSION=v7" >&2; exit 2; }
+	@git diff --quiet HEAD || { echo "make release: commit first: the release must name a clean commit" >&2; exit 2; }
 	git tag -a $(VERSION) -m "tuneforge $(VERSION)"
 	echo "$(VERSION) $$(git rev-parse HEAD)" >> RELEASES
 	git add RELEASES && git commit -q -m "RELEASES: $(VERSION) is $$(git rev-parse --short HEAD)"
@@ -146,4 +150,5 @@ tags:
 
 # Refresh the committed release-note snapshot from SRC (default /usr/share/doc).
 harvest: setup
-	$(PY) -m tuneforge.harvest --src $(SRC) --out data/snapshot/release-notes.tar.gz
+	@test -d "$(SRC)" || { echo "make harvest: SRC=$(SRC) is not a directory; pass the directory of changelogs to walk, e.g. make harvest SRC=/usr/share/doc" >&2; exit 2; }
+	$(PY) -m tuneforge.harvest --src "$(SRC)" --out data/snapshot/release-notes.tar.gz

@@ -32,7 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tuneforge import gguf_tools, llm
+from tuneforge import cli, gguf_tools, llm
+from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input
 from tuneforge.gguf_tools import gguf_generate, json_gbnf, verify_pin
 from tuneforge.io import (
     atomic_path,
@@ -295,6 +296,11 @@ def by_hand(args: argparse.Namespace) -> int:
     if not Path(args.params).is_file():
         raise FileNotFoundError(f"{args.params} not found: by-hand eval decodes with its eval "
                                 "section and checks its toolchain; pass --params FILE")
+    if not Path(args.model).is_file():
+        raise UserError(f"--model {args.model}: no such GGUF; name a built one (models/gguf/*.gguf)")
+    decode_utf8(read_input(args.gold, "gold file"), args.gold)  # missing or not UTF-8: say which
+    if args.limit < 0:
+        raise UserError(f"--limit {args.limit}: must be 0 (every row) or a positive row count")
     params = load_params(args.params)
     cfg, task = params["eval"], get_task(params["task"])
     check_toolchain(params["toolchain"], ["llama_cpp_python"])
@@ -310,7 +316,7 @@ def by_hand(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    ap = argparse.ArgumentParser(prog="python -m stages.eval", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog="python -m stages.eval", description=__doc__.split("\n")[0])
     ap.add_argument("--gold", help="holdout JSONL (by-hand mode)")
     ap.add_argument("--model", help="GGUF to evaluate (by-hand mode)")
     ap.add_argument("--limit", type=int, default=0, help="first N rows of the eval order")
@@ -412,4 +418,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if {"--gold", "--model"} & {a.partition("=")[0] for a in sys.argv[1:]}:
+        sys.exit(cli.run(main, "python -m stages.eval"))  # by hand: a bad input is one line, exit 2
     sys.exit(main())

@@ -16,7 +16,6 @@ Members are UTF-8: the few Latin-1 changelogs are transcoded on the way in.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
@@ -30,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from tuneforge.cli import ArgumentParser, run
 from tuneforge.io import atomic_path
 from tuneforge.sources import FORMATS, DebianChangelog, UnknownFormatError, detect_format
 
@@ -275,7 +275,7 @@ def _format_summary(summary: Summary, out: Path, digest: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuneforge.harvest", description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog="python -m tuneforge.harvest", description=__doc__.split("\n")[0])
     ap.add_argument("--src", required=True, type=Path, help="directory to walk, e.g. /usr/share/doc")
     ap.add_argument("--out", required=True, type=Path, help="snapshot to write (.tar.gz)")
     ap.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES,
@@ -283,12 +283,18 @@ def main(argv: list[str] | None = None) -> int:
                          f"(default {DEFAULT_MAX_BYTES:,d})")
     args = ap.parse_args(argv)
     if not args.src.is_dir():
-        ap.error(f"--src {args.src} is not a directory")
+        ap.error(f"--src {args.src} is not a directory; name the directory of changelogs to walk "
+                 "(e.g. /usr/share/doc)")
     if args.max_bytes <= 0:
-        ap.error("--max-bytes must be positive")
+        ap.error(f"--max-bytes {args.max_bytes} must be positive (default {DEFAULT_MAX_BYTES:,d})")
+    if args.out.is_dir():
+        ap.error(f"--out {args.out}: is a directory; name the .tar.gz file to write")
+    if not args.out.name.endswith(".tar.gz"):
+        ap.error(f"--out {args.out}: the snapshot is a .tar.gz; name one ending in .tar.gz")
     picked, summary = select(args.src, args.max_bytes)
     if not picked:
-        print(f"harvest: no release-note files under {args.src}", file=sys.stderr)
+        print(f"python -m tuneforge.harvest: error: no release-note files under {args.src}; point --src at "
+              "a directory holding changelogs, NEWS or release notes", file=sys.stderr)
         return 1
     write_snapshot([(p.member, p.data) for p in picked], args.out)
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
@@ -297,4 +303,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "python -m tuneforge.harvest"))

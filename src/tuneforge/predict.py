@@ -19,13 +19,13 @@ schema, eval.max_tokens / n_ctx / n_threads from params.yaml.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
+from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
 from tuneforge.gguf_tools import gguf_generate, json_gbnf
 from tuneforge.io import load_params
 from tuneforge.llm import check_toolchain
@@ -42,7 +42,7 @@ def clean(text: str) -> str:
 
 
 def read_entries(name: str, lines: list[str], hint: str | None, product: str | None) -> list[dict]:
-    """Entries as {"text", "hint", "product"}; a bad .jsonl line fails naming file and line."""
+    """Entries as {"text", "hint", "product"}; a bad .jsonl line fails naming file, line and fix."""
     entries = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -54,7 +54,8 @@ def read_entries(name: str, lines: list[str], hint: str | None, product: str | N
                 if not isinstance(text, str) or not text.strip():
                     raise ValueError("'text' must be a non-empty string")
             except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-                raise ValueError(f"{name}:{i}: not an entry object ({type(e).__name__}: {e})") from None
+                raise UserError(f"{name}:{i}: not an entry object ({type(e).__name__}: {e}); each line "
+                                'must be {"text": "...", "hint"?: "...", "product"?: "..."}') from None
         else:
             text, row_hint, row_product = line, None, None
         row_hint, row_product = row_hint or hint, row_product or product
@@ -79,8 +80,7 @@ def promoted_gguf(registry: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    ap = argparse.ArgumentParser(prog="python -m tuneforge.predict",
-                                 description=__doc__.split("\n")[0])
+    ap = ArgumentParser(prog="python -m tuneforge.predict", description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="*", help="entry files (.txt: one per line; .jsonl); default stdin")
     ap.add_argument("--model", help="a pinned GGUF (default: the registry's promoted model)")
     ap.add_argument("--hint", help="section heading for entries that carry none")
@@ -89,22 +89,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="run a --model GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
+    if not Path(args.params).is_file():
+        ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
+    if args.model and not Path(args.model).is_file():
+        ap.error(f"--model {args.model}: no such GGUF; name a built one (models/gguf/*.gguf) or leave "
+                 "--model out to run the registry's promoted model")
+    entries = []  # read first: a bad input fails before any model is looked at
+    for name in args.files or ["-"]:
+        text = decode_utf8(read_input(name, "entry file"), "<stdin>" if name == "-" else name)
+        entries += read_entries("<stdin>" if name == "-" else name, text.splitlines(), args.hint, args.product)
+    if not entries:
+        log.warning("no entries in %s", ", ".join(args.files) or "stdin")
+        return 0
 
     params = load_params(args.params)
     task, cfg = get_task(params["task"]), params["eval"]
     check_toolchain(params["toolchain"], ["llama_cpp_python"])  # the runtime eval decoded with
     model = Path(args.model) if args.model else promoted_gguf(Path(params["paths"]["registry"]))
     sha256 = pinned_sha256(model, args.allow_unpinned)
-    entries = []
-    for name in args.files or ["-"]:
-        if name == "-":
-            lines = sys.stdin.read().splitlines()
-        else:
-            lines = Path(name).read_text(encoding="utf-8").splitlines()
-        entries += read_entries("<stdin>" if name == "-" else name, lines, args.hint, args.product)
-    if not entries:
-        log.warning("no entries in %s", ", ".join(args.files) or "stdin")
-        return 0
 
     gbnf = json_gbnf(task.output_model.model_json_schema())
     prompts = [task.messages(e["text"], e["hint"], e["product"]) for e in entries]
@@ -125,4 +127,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main, "python -m tuneforge.predict"))
