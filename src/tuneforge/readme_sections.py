@@ -124,9 +124,11 @@ def render_faults(root: Path) -> str:
              f"rows without a reason, file or line; backfill quarantined "
              + ", ".join(f"{n} `{k}`" for k, n in sorted(q.items(), key=lambda kv: -kv[1])))]
     files = sum(sec["files_scanned"].values())
+    where = ("exports, receipts, logs, quarantine, DVC cache, GGUF bytes and metadata, Modelfiles, registry"
+             if sec["files_scanned"].get("gguf") else "exports, receipts, logs, quarantine, DVC cache; no model "
+             "artifact, the model half did not run")
     rows.append((f"secrets: {rep['secret_kinds']} kinds, {sec['planted']} placements in source files",
-                 f"{rep['leaked_secrets']} found in {files} produced files (exports, receipts, logs, quarantine, "
-                 f"DVC cache, GGUF bytes and metadata, Modelfiles, registry) or {sec['tracked_files_checked']} "
+                 f"{rep['leaked_secrets']} found in {files} produced files ({where}) or {sec['tracked_files_checked']} "
                  f"tracked files; backfill's receipt counts {sec['redactions_in_backfill_receipt']} redactions"))
     by = kill["by_stage"]
     n_data, n_dvc = sum(by.get(s, 0) for s in DATA_STAGES), by.get("dvc repro", 0)
@@ -142,7 +144,7 @@ def render_faults(root: Path) -> str:
     measure = leak.get("measure", "3-shingle Jaccard")  # reports written before issue 17 lack the key
     planted = leak.get("planted_words", "verbatim, upper-cased, full-width, one word changed")
     rows.append((f"gold leakage into train/valid (normalised hash, {measure} >= {leak['threshold']})",
-                 f"{probe['exact_count'] + probe['near_count']} of {probe['rows']} rows of a build whose sources "
+                 f"{probe['exact_count'] + probe['near_count']} of {probe['rows']:,} rows of a build whose sources "
                  f"also hold {leak['planted_gold']} gold rows ({planted}); {real_words}"))
     gates = d.get("gates_and_pins")
     rows.append(("gates and pins (failing model never promoted; tampered or unpinned GGUF refused by register, "
