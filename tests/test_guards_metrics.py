@@ -5,9 +5,9 @@ interval tables, so a wrong count, a swapped ratio or a loosened gate fails a te
 """
 from __future__ import annotations
 
-import pytest
 from enum import Enum
 
+import pytest
 from pydantic import BaseModel, ValidationError
 
 from tuneforge import metrics
