@@ -2,11 +2,12 @@
 
 Run: python -m tuneforge.predict [--model GGUF] [--hint H] [--product P] [FILE ...]
 In:  entries from each FILE (or stdin): a text file holds one entry per line (blank
-     lines skipped); a .jsonl file holds {"text", "hint"?, "product"?} per line
+     lines skipped); a .jsonl file holds {"text", "hint"?, "product"?} per line; both UTF-8
 Out: JSONL on stdout, one line per entry, in input order:
      {"entry", "hint", "product", "output", "label", "error"}
      (`label` is the parsed answer, null with an `error` when it does not parse);
-     exit 1 when any answer did not parse
+     exit 1 when any answer did not parse; a bad input (a missing file, bytes that are not
+     UTF-8, a bad .jsonl row, a --model that does not exist) is one line on stderr, exit 2
 
 The model is the promoted one in the registry (paths.registry), run only while its bytes
 are the ones register promoted and eval's verdict passed (tuneforge.verdict.check_promoted),
