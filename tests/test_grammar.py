@@ -154,3 +154,18 @@ def test_answers_that_fit_the_cap_are_unchanged(models):
         assert same == text, name
         (cut,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used // 2, n_ctx=2048, n_threads=1)
         assert cut != text and json.loads(cut) and TASK.parse_label(cut), name
+
+
+
+def test_an_answer_closes_before_the_context_runs_out(models):
+    """A long entry leaves less than max_tokens + CLOSE_RESERVE of n_ctx: the answer starts
+    closing early enough to end inside the context, and parses."""
+    gbnf = json_gbnf(SCHEMA)
+    messages = TASK.messages(NASTY[2] + " " + NASTY[0], None, "demo")
+    for name in ("random-0", "backslashes"):
+        llm = open_gguf(models[name], n_ctx=512, n_threads=1)  # llama.cpp pads n_ctx to 256s
+        prompt = chat_greedy(llm, messages, None, 1)["usage"]["prompt_tokens"]
+        assert prompt + 400 > llm.n_ctx() > prompt + 100  # the context binds, not max_tokens
+        llm.close()
+        (out,) = gguf_generate(models[name], [messages], gbnf, max_tokens=400, n_ctx=512, n_threads=1)
+        TASK.parse_label(out)
