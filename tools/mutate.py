@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         runtime = time.monotonic() - start
     rep = report(runtime, [Path(c).name if c.endswith("mutmut") else c for c in command], args.min)
     write_json(ROOT / args.out, rep)
+    if args.out == "reports/mutation.json":  # the README's mutation table is rendered from this file
+        from tuneforge.readme_sections import update
+        update(["mutation"])
     t = rep["totals"]
     print(f"mutation score {rep['score']} ({t['killed']} killed of {t['mutants']} mutants, "
           f"{t['equivalent']} equivalent, {t['not_killed']} not killed) -> {args.out}")

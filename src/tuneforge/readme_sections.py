@@ -233,12 +233,40 @@ def render_eval(root: Path) -> str:
     return "\n".join(rows)
 
 
+def render_leakage(root: Path) -> str:
+    """export's gold decontamination (reports/leakage.json)."""
+    s = _report(root, "reports/leakage.json")["summary"]
+    rm = s["removed"]
+    return (
+        f"| gold rows | training rows after the filter | removed: exact | near (edit) | near (contained) "
+        f"| synthetic | threshold | closest row kept | margin |\n|---|---|---|---|---|---|---|---|---|\n"
+        f"| {s['gold']} | {s['sft_rows']:,} | {rm['exact']} | {rm['near_edit']} | {rm['near_contained']} "
+        f"| {rm['synthetic']} | {s['threshold']} | {s['max_kept_similarity']} | {s['margin']} |")
+
+
+def render_mutation(root: Path) -> str:
+    """make mutate (reports/mutation.json): per module and in total."""
+    rep = _report(root, "reports/mutation.json")
+    rows = ["| module | mutants | killed | judged equivalent | not killed | score |", "|---|---|---|---|---|---|"]
+    for mod, m in rep["modules"].items():
+        if not m.get("mutants"):
+            continue
+        rows.append(f"| `{Path(mod).name}` | {m['mutants']:,} | {m['killed']:,} | {m['equivalent']} "
+                    f"| {m['survived']} | {m['score']:.3f} |")
+    t = rep["totals"]
+    rows.append(f"| all | {t['mutants']:,} | {t['killed']:,} | {t['equivalent']} | {t['not_killed']} "
+                f"| {rep['score']:.3f} (minimum {rep['minimum_score']}) |")
+    return "\n".join(rows) + (f"\n\n{rep['tool']} {rep['tool_version']}, one worker, "
+                              f"{rep['runtime_s'] / 60:.1f} min; score = {rep['score_definition']}.")
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench": render_bench,
     "faults": render_faults,
     "labeler": render_labeler,
     "stages": render_stages,
     "eval": render_eval,
+    "leakage": render_leakage,
+    "mutation": render_mutation,
 }
 
 
