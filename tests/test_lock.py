@@ -178,6 +178,9 @@ def test_gpu_check_stops_in_one_line_without_a_gpu(tmp_path):
     fake.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
     fake.chmod(0o755)
     env = dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}")
+    # run as a user would, not as a sub-make of `make test` (that would print make[1]: lines)
+    for var in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(var, None)
     out = subprocess.run(["make", "-s", "-C", str(ROOT), "gpu-check"], capture_output=True, text=True, env=env)
     ours = [line for line in out.stderr.splitlines() if not line.startswith("make: ***")]
     assert out.returncode != 0 and len(ours) == 1 and ours[0].startswith("make gpu-check: no CUDA GPU"), out.stderr

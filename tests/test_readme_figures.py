@@ -33,7 +33,7 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
 def _copy(tmp_path):
     """A scratch repo root: the README and the reports the renderers read."""
     for rel in ("README.md", "RELEASES", "dvc.yaml", "params.yaml", "reports/bench.json", "reports/faults.json",
-                "reports/labeler.json", "reports/metrics.json"):
+                "reports/labeler.json", "reports/metrics.json", "reports/leakage.json", "reports/mutation.json"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     (tmp_path / ".git").symlink_to(ROOT / ".git")  # release_report's `git show` reads the history
