@@ -34,7 +34,7 @@ from typing import Any
 
 from tuneforge import cli, gguf_tools, llm
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input
-from tuneforge.gguf_tools import gguf_generate, json_gbnf, verify_pin
+from tuneforge.gguf_tools import Answer, gguf_answers, json_gbnf, verify_pin
 from tuneforge.io import (
     atomic_path,
     load_params,
@@ -112,15 +112,16 @@ def headline(summary: dict, **extra: Any) -> dict:
 
 
 def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: bool = True,
-                cache: PredictionCache | None = None, sha256: str | None = None) -> list[str]:
-    """The GGUF's answers, under a grammar compiled from the task's output schema;
-    with a cache, only the prompts it has not answered before are decoded."""
+                cache: PredictionCache | None = None, sha256: str | None = None) -> list[Answer]:
+    """The GGUF's answers, under a grammar compiled from the task's output schema, each
+    flagged when the decoder closed it at the cap; with a cache, only the prompts it has
+    not answered before are decoded."""
     schema = task.output_model.model_json_schema()
     gbnf = json_gbnf(schema)  # decoded under, and keyed on
     n_threads = cfg["n_threads"] or os.cpu_count() or 1
 
-    def decode(todo: list[list[dict]]) -> list[str]:
-        return gguf_generate(path, todo, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+    def decode(todo: list[list[dict]]) -> list[Answer]:
+        return gguf_answers(path, todo, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
                              n_threads=n_threads,
                              desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
 
@@ -135,14 +136,15 @@ def decode_gguf(path: Path, task: Task, rows: list[dict], cfg: dict, with_hint: 
 
 
 def decode_hf(model_dir: Path, task: Task, rows: list[dict], cfg: dict,
-              cache: PredictionCache, key: str, sha256: str | None = None) -> list[str]:
-    """A transformers model's answers (unconstrained), through the cache; `sha256` is
-    that of its model.safetensors when already known."""
+              cache: PredictionCache, key: str, sha256: str | None = None) -> list[Answer]:
+    """A transformers model's answers (unconstrained: no grammar, so none is closed by the
+    decoder), through the cache; `sha256` is that of its model.safetensors when known."""
     todo = prompts(task, rows)
     model = {"sha256": sha256 or sha256_file(model_dir / "model.safetensors"),
              "decoder": toolchain(["transformers", "torch"]), "code": code_sha256(llm),
              "max_tokens": cfg["max_tokens"]}
-    return cache.answers(model, todo, lambda p: hf_generate(model_dir, p, cfg["max_tokens"], desc=key))
+    return cache.answers(model, todo, lambda p: [Answer(text) for text in
+                                                 hf_generate(model_dir, p, cfg["max_tokens"], desc=key)])
 
 
 # ---------------------------------------------------------------- outputs
@@ -164,10 +166,13 @@ def _fmt(v: Any) -> str:
 def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
               n_rows: int, n_hf: int, errors: dict[str, list[str]]) -> str:
     cols = ["n", *HEADLINE, "kind_agreement_ci95_low", "kind_agreement_ci95_high", "parse_errors",
-            "unknown_precision", "unknown_recall", "parity", "kind_parity", "size_mb"]
+            "closed_by_decoder", "closed_by_decoder_rate", "unknown_precision", "unknown_recall", "parity",
+            "kind_parity", "size_mb"]
     intro = (f"Holdout rows evaluated: {n_rows} (eval.holdout_limit={cfg['holdout_limit']}); "
              f"HF models and parity on the first {n_hf} of them. Greedy decoding; GGUFs under "
-             "the output-schema grammar, HF models unconstrained.")
+             "the output-schema grammar, HF models unconstrained. closed_by_decoder: GGUF answers "
+             f"still open at eval.max_tokens={cfg['max_tokens']} (a loop, usually) that the decoder "
+             "closed, so they parse; their end is the decoder's, not the model's.")
     out = ["# Eval report", "", intro, "", "## Models", "",
            "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, m in metrics.items():
@@ -175,7 +180,8 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     g = cfg["gates"]
     gates = (f"min_kind_agreement={g['min_kind_agreement']}, max_parse_errors="
              f"{g['max_parse_errors']}, min_parity={g['min_parity']} (parity of "
-             f"{cfg['parity_model']}).")
+             f"{cfg['parity_model']})" + (f", max_closed_by_decoder={g['max_closed_by_decoder']}."
+                                          if "max_closed_by_decoder" in g else "."))
     out += ["", "## Release gates", "", gates, "",
             "| model | verdict | failed gates |", "|---|---|---|"]
     for name, v in verdict["models"].items():
@@ -224,24 +230,35 @@ class Run:
         self.errors: dict[str, list[str]] = {}
         self.predictions: list[dict] = []
 
-    def add(self, key: str, rows: list[dict], outs: list[str], size_mb: float | None = None,
+    def add(self, key: str, rows: list[dict], answers: list[Answer], size_mb: float | None = None,
             variant: str = "hint", grammar: bool = False) -> None:
+        outs = [a.text for a in answers]
         summary, scored = score(self.task, rows, outs, self.classes, self.cfg["min_support"])
+        closed: dict[str, Any] = {}
         if grammar:
             scored = [replace(s, error=cut_reason(s.error, self.cfg["max_tokens"])) for s in scored]
+            closed = closed_figures(answers)
+            summary.update(closed)  # gate() reads the count from the summary
         self.errors.setdefault(key, []).extend(s.error for s in scored if s.error)
         if variant == "hint":
             self.outputs[key], self.summaries[key] = outs, summary
             self.kinds[key] = [s.pred_kind for s in scored]
-            self.metrics[key] = headline(summary, **({"size_mb": size_mb} if size_mb else {}),
+            self.metrics[key] = headline(summary, **closed, **({"size_mb": size_mb} if size_mb else {}),
                                          **style_figures(self.task, rows, outs, scored))
         else:  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
-        for r, o, s in zip(rows, outs, scored, strict=True):
+        for r, a, s in zip(rows, answers, scored, strict=True):
             self.predictions.append({
                 "model": key, "variant": variant, "id": sha256_text(r["text"])[:16],
                 "gold_kind": s.gold_kind, "pred_kind": s.pred_kind, "parsed": s.parsed,
-                "output": o})
+                "closed_by_decoder": a.closed_by_decoder, "output": a.text})
+
+
+def closed_figures(answers: list[Answer]) -> dict[str, Any]:
+    """How many answers the decoder closed at the cap, and their share: they parse, so
+    parse_rate alone would count a looping model's junk as a good answer."""
+    n = sum(a.closed_by_decoder for a in answers)
+    return {"closed_by_decoder": n, "closed_by_decoder_rate": round(n / len(answers), 6) if answers else None}
 
 
 def style_figures(task: Task, rows: list[dict], outs: list[str], scored: list) -> dict:
@@ -308,8 +325,9 @@ def by_hand(args: argparse.Namespace) -> int:
     pinned_sha256(model, args.allow_unpinned)
     gold = load_gold(args.gold, task)
     rows, classes = eval_order(gold, args.limit), list(task.classes)
-    outs = decode_gguf(model, task, rows, cfg, with_hint=not args.no_hint)
-    summary, _ = score(task, rows, outs, classes, cfg["min_support"])
+    answers = decode_gguf(model, task, rows, cfg, with_hint=not args.no_hint)
+    summary, _ = score(task, rows, [a.text for a in answers], classes, cfg["min_support"])
+    summary.update(closed_figures(answers))
     print(json.dumps({model.stem: summary}, indent=2, sort_keys=True))
     return 0
 
@@ -410,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
                           "hf_rows": len(hf_rows),
                           "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions),
+                          "closed_by_decoder": sum(p["closed_by_decoder"] for p in run.predictions),
                           "cache_hits": cache.hits, "decoded": cache.misses,
                           "cache_corrupt": cache.corrupt})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],

@@ -45,7 +45,7 @@ from tuneforge.verdict import Verdict, check_judged, check_made_on, load_verdict
 
 log = logging.getLogger("register")
 
-SUMMARY = ("kind_agreement", "severity_agreement", "parse_rate", "macro_f1", "parity")
+SUMMARY = ("kind_agreement", "severity_agreement", "parse_rate", "closed_by_decoder", "macro_f1", "parity")
 TOKEN_KEYS = ["tokenizer.chat_template", "tokenizer.ggml.tokens", "tokenizer.ggml.bos_token_id",
               "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "general.name",
               "general.license"]

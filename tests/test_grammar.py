@@ -19,7 +19,14 @@ pytestmark = pytest.mark.model
 
 from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
 from tuneforge import gguf_tools  # noqa: E402
-from tuneforge.gguf_tools import chat_greedy, compile_gbnf, gguf_generate, json_gbnf, open_gguf  # noqa: E402
+from tuneforge.gguf_tools import (  # noqa: E402
+    chat_greedy,
+    compile_gbnf,
+    gguf_answers,
+    gguf_generate,
+    json_gbnf,
+    open_gguf,
+)
 from tuneforge.tasks import get_task  # noqa: E402
 
 TASK = get_task("changelog-actions")
@@ -169,3 +176,37 @@ def test_an_answer_closes_before_the_context_runs_out(models):
         llm.close()
         (out,) = gguf_generate(models[name], [messages], gbnf, max_tokens=400, n_ctx=512, n_threads=1)
         TASK.parse_label(out)
+
+
+def test_the_decoder_says_which_answers_it_closed(models):
+    """An answer the decoder closed at the cap says so; a natural one (it ended on its own)
+    does not, and the flag never changes the text."""
+    gbnf = json_gbnf(SCHEMA)
+    messages = TASK.messages(NASTY[0], "Bug fixes", "demo")
+    (looped,) = gguf_answers(models["backslashes"], [messages], gbnf, max_tokens=160, n_ctx=1024, n_threads=1)
+    assert looped.closed_by_decoder and TASK.parse_label(looped.text)
+    (natural,) = gguf_answers(models["random-0"], [messages], gbnf, max_tokens=1500, n_ctx=2048, n_threads=1)
+    assert not natural.closed_by_decoder and TASK.parse_label(natural.text)
+    assert gguf_generate(models["random-0"], [messages], gbnf, max_tokens=1500, n_ctx=2048,
+                         n_threads=1) == [natural.text]
+
+
+def test_eval_counts_the_closed_answers_and_the_memo_keeps_the_flag(models, tmp_path):
+    """A small eval over a looping tiny model: every answer parses, every one is counted as
+    closed by the decoder (metrics, predictions), and a cached answer keeps its flag."""
+    from stages import eval as eval_stage
+    from tuneforge.predcache import PredictionCache
+
+    rows = [{"text": t, "hint": None, "product": "demo", "label": TASK.rule_label(t, None, "demo", "1.0")[0]}
+            for t in NASTY[:3]]
+    cfg = {"max_tokens": 32, "n_ctx": 1024, "n_threads": 1, "min_support": 1}
+    cache = PredictionCache(tmp_path / "memo")
+    first = eval_stage.decode_gguf(models["backslashes"], TASK, rows, cfg, cache=cache)
+    again = eval_stage.decode_gguf(models["backslashes"], TASK, rows, cfg, cache=cache)
+    assert (cache.misses, cache.hits) == (3, 3) and again == first
+    assert [a.closed_by_decoder for a in again] == [True] * 3
+    run = eval_stage.Run(TASK, list(TASK.classes), cfg)
+    run.add("base", rows, again, grammar=True)
+    m = run.metrics["base"]
+    assert (m["parse_errors"], m["closed_by_decoder"], m["closed_by_decoder_rate"]) == (0, 3, 1.0)
+    assert [p["closed_by_decoder"] for p in run.predictions] == [True] * 3

@@ -307,6 +307,9 @@ def test_metrics_and_verdict(chain):
     # cap (gguf_tools.CLOSE_RESERVE), so every GGUF answer parses, even a random model's
     assert "cut at eval.max_tokens" not in report
     assert all(m[k]["parse_rate"] == 1.0 for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
+    # ... and each of them is counted as closed by the decoder, not as a natural answer
+    assert all(m[k]["closed_by_decoder"] == m[k]["n"] and m[k]["closed_by_decoder_rate"] == 1.0
+               for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
     preds = list(read_jsonl(chain / "reports/eval/predictions.jsonl"))
     assert len(preds) == 6 * 5 + 2 * 3  # 4 GGUFs + Q8_0 without hints; f16 + 2 HF models
 
@@ -346,7 +349,8 @@ def test_model_card_of_a_rejected_build(chain):
     row = gold[first["id"]]
     hint = f" (section: {row['hint']})" if row.get("hint") else ""
     assert f"- Entry{hint}: {row['text']}\n" in card
-    assert f"Q8_0 answered: `{first['output']}`" in card
+    assert first["closed_by_decoder"]  # 24 tokens: the decoder closed it, and the card says so
+    assert f"Q8_0 answered (still open at eval.max_tokens: closed by the decoder): `{first['output']}`" in card
 
 
 def test_passing_gates_promote_the_smallest(chain, tmp_path):

@@ -1,7 +1,12 @@
 """The eval answer memo: decodes only what it has not seen; any key part changes -> miss."""
 import json
 
+from tuneforge.gguf_tools import Answer
 from tuneforge.predcache import PredictionCache
+
+
+def texts(answers: list[Answer]) -> list[str]:
+    return [a.text for a in answers]
 
 
 def test_decodes_only_misses_and_keys_on_model(tmp_path):
@@ -9,12 +14,12 @@ def test_decodes_only_misses_and_keys_on_model(tmp_path):
 
     def decode(prompts):
         calls.append(list(prompts))
-        return [f"answer to {p}" for p in prompts]
+        return [Answer(f"answer to {p}") for p in prompts]
 
     cache = PredictionCache(tmp_path / "memo")
     model = {"sha256": "a" * 64, "max_tokens": 160}
-    assert cache.answers(model, ["p1", "p2"], decode) == ["answer to p1", "answer to p2"]
-    assert cache.answers(model, ["p2", "p3", "p1"], decode) == [
+    assert texts(cache.answers(model, ["p1", "p2"], decode)) == ["answer to p1", "answer to p2"]
+    assert texts(cache.answers(model, ["p2", "p3", "p1"], decode)) == [
         "answer to p2", "answer to p3", "answer to p1"]
     assert calls == [["p1", "p2"], ["p3"]]
     assert (cache.hits, cache.misses) == (2, 3)
@@ -28,7 +33,7 @@ def test_off_decodes_everything(tmp_path):
     calls = []
     cache = PredictionCache(None)
     for _ in range(2):
-        cache.answers({"sha256": "a"}, ["p"], lambda ps: calls.append(ps) or ["x"] * len(ps))
+        cache.answers({"sha256": "a"}, ["p"], lambda ps: calls.append(ps) or [Answer("x")] * len(ps))
     assert len(calls) == 2 and not list(tmp_path.iterdir())
 
 
@@ -40,7 +45,7 @@ def test_a_changed_or_broken_entry_is_never_served(tmp_path):
 
     def decode(prompts):
         calls.append(list(prompts))
-        return [f"answer to {p}" for p in prompts]
+        return [Answer(f"answer to {p}") for p in prompts]
 
     root = tmp_path / "memo"
     model = {"sha256": "a" * 64}
@@ -51,11 +56,11 @@ def test_a_changed_or_broken_entry_is_never_served(tmp_path):
     e3.write_text(e2.read_text())  # p2's whole entry filed under p3's key
     e2.write_text(e2.read_text()[:10])  # cut short
     again = PredictionCache(root)
-    assert again.answers(model, ["p1", "p2", "p3"], decode) == ["answer to p1", "answer to p2", "answer to p3"]
+    assert texts(again.answers(model, ["p1", "p2", "p3"], decode)) == ["answer to p1", "answer to p2", "answer to p3"]
     assert calls[1] == ["p1", "p2", "p3"] and (again.corrupt, again.hits) == (3, 0)
     # the decoded answers replaced the bad entries
     third = PredictionCache(root)
-    assert third.answers(model, ["p1", "p2", "p3"], decode)[2] == "answer to p3"
+    assert third.answers(model, ["p1", "p2", "p3"], decode)[2].text == "answer to p3"
     assert (third.hits, third.corrupt, len(calls)) == (3, 0, 2)
 
 
@@ -70,8 +75,8 @@ def test_eval_keys_answers_on_the_decoding_code(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(eval_stage, "json_gbnf", lambda schema: 'root ::= "x"\n')
-    monkeypatch.setattr(eval_stage, "gguf_generate",
-                        lambda path, prompts, gbnf, **kw: calls.append("gguf") or ["{}"] * len(prompts))
+    monkeypatch.setattr(eval_stage, "gguf_answers",
+                        lambda path, prompts, gbnf, **kw: calls.append("gguf") or [Answer("{}")] * len(prompts))
     monkeypatch.setattr(eval_stage, "hf_generate",
                         lambda path, prompts, n, **kw: calls.append("hf") or ["{}"] * len(prompts))
     code = {}
@@ -99,3 +104,33 @@ def test_eval_keys_answers_on_the_decoding_code(tmp_path, monkeypatch):
         code[module].write_text(code[module].read_text() + "\n# a decoder fix\n")
         both()
     assert calls == ["gguf", "hf", "gguf", "hf"]
+
+
+def test_a_cached_answer_keeps_its_closed_flag_and_old_entries_are_not_read(tmp_path):
+    """The memo stores whether the decoder closed an answer with the answer (checksummed
+    together); an entry in the old format (no flag) is a miss, never read as natural."""
+    from tuneforge.gguf_tools import Answer
+    from tuneforge.io import sig_hash
+
+    calls = []
+
+    def decode(prompts):
+        calls.append(list(prompts))
+        return [Answer(f"answer to {p}", p == "p1") for p in prompts]
+
+    root, model = tmp_path / "memo", {"sha256": "a" * 64}
+    old_key = sig_hash({"model": model, "prompt": "p3"})  # the v1 memo's key and entry
+    old = root / old_key[:2] / f"{old_key}.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"key": old_key, "answer": "stale",
+                               "sha256": sig_hash({"key": old_key, "answer": "stale"})}))
+    first = PredictionCache(root).answers(model, ["p1", "p2", "p3"], decode)
+    again = PredictionCache(root)
+    assert again.answers(model, ["p1", "p2", "p3"], decode) == first == [
+        Answer("answer to p1", True), Answer("answer to p2", False), Answer("answer to p3", False)]
+    assert (again.hits, again.corrupt, len(calls)) == (3, 0, 1)
+    flipped = next(p for p in root.rglob("*.json") if json.loads(p.read_text()).get("closed_by_decoder"))
+    flipped.write_text(json.dumps({**json.loads(flipped.read_text()), "closed_by_decoder": False}))
+    third = PredictionCache(root)
+    assert third.answers(model, ["p1"], decode) == [Answer("answer to p1", True)]
+    assert (third.corrupt, len(calls)) == (1, 2)

@@ -17,7 +17,7 @@ from stages import eval as eval_stage
 from stages import register
 from tuneforge import predict
 from tuneforge.fetch import PinMismatch
-from tuneforge.gguf_tools import write_sums
+from tuneforge.gguf_tools import Answer, write_sums
 from tuneforge.io import sha256_file, write_jsonl
 from tuneforge.llm import toolchain
 from tuneforge.ollama import TurnFormat
@@ -53,16 +53,17 @@ def requantize(root: Path, key: str) -> None:
 
 @pytest.fixture
 def fake_decoders(monkeypatch):
-    """Every decoder answers one valid label; the calls are recorded."""
+    """Every decoder answers one valid label; the calls are recorded. The base GGUF's and
+    Q8_0's answers are ones the decoder closed at the token cap (a looping model's)."""
     answer = TASK.render_label(TASK.rule_label(*ENTRIES[0], "1.0")[0])
     calls: list[dict] = []
 
     def generate(path, prompts, gbnf, **kw):
         calls.append({"path": str(path), "n": len(prompts), **kw})
-        return [answer] * len(prompts)
+        return [Answer(answer, "-base-" in str(path) or "Q8_0" in str(path))] * len(prompts)
 
     for module in (eval_stage, predict):
-        monkeypatch.setattr(module, "gguf_generate", generate)
+        monkeypatch.setattr(module, "gguf_answers", generate)
         monkeypatch.setattr(module, "json_gbnf", lambda schema: 'root ::= "x"\n')
     monkeypatch.setattr(eval_stage, "hf_generate", lambda d, prompts, n, **kw: [answer] * len(prompts))
     monkeypatch.setattr(register, "template_and_stops", lambda path: (CHATML, ["<|im_end|>"], NAME, "mit"))
@@ -170,12 +171,49 @@ def test_registry_names_the_verdict_it_acted_on(built):
     assert reg["promoted"].endswith(":q4_k_m")
 
 
+def test_answers_the_decoder_closed_show_in_metrics_report_and_predictions(built):
+    metrics = json.loads((built / "reports/metrics.json").read_text())
+    n = len(ENTRIES)
+    assert (metrics["base"]["closed_by_decoder"], metrics["base"]["closed_by_decoder_rate"]) == (n, 1.0)
+    assert (metrics["Q8_0"]["closed_by_decoder"], metrics["Q4_K_M"]["closed_by_decoder"]) == (n, 0)
+    assert metrics["base"]["parse_errors"] == 0  # they parse: only the new figure tells them apart
+    assert "closed_by_decoder" not in metrics["merged_hf"]  # no grammar, nothing closed
+    header = next(line for line in (built / "reports/eval/report.md").read_text().splitlines()
+                  if line.startswith("| model | n |"))
+    assert "| closed_by_decoder | closed_by_decoder_rate |" in header
+    preds = [json.loads(line) for line in (built / "reports/eval/predictions.jsonl").read_text().splitlines()]
+    assert {p["closed_by_decoder"] for p in preds if p["model"] == "base"} == {True}
+    assert {p["closed_by_decoder"] for p in preds if p["model"] == "Q4_K_M"} == {False}
+    reg = json.loads((built / "models/registry.json").read_text())
+    assert {m["quantization"]: m["metrics"]["closed_by_decoder"] for m in reg["models"]} == {
+        "Q8_0": n, "Q6_K": 0, "Q4_K_M": 0}
+    card = (built / "models/MODEL_CARD.md").read_text()
+    assert "| parse rate (closed by decoder) |" in card and f"| 1.000 ({n}) |" in card
+
+
+def test_a_gguf_whose_answers_the_decoder_closed_fails_the_gate(built):
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    params["eval"]["gates"]["max_closed_by_decoder"] = 0
+    (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert eval_stage.main([]) == 0
+    verdict = json.loads((built / "reports/eval/verdict.json").read_text())
+    assert verdict["models"]["Q8_0"]["failed"] == [f"closed_by_decoder {len(ENTRIES)} > 0"]
+    assert verdict["models"]["Q4_K_M"]["verdict"] == "pass" and verdict["promoted"] == "Q4_K_M"
+
+
 # ---------------------------------------------------------------- predict
 
 def test_predict_runs_the_promoted_model_when_the_chain_holds(built, fake_decoders, capsys):
     assert predict.main([entries(built)]) == 0
     assert fake_decoders[-1]["path"] == f"models/gguf/{NAME}-Q4_K_M.gguf"
-    assert json.loads(capsys.readouterr().out)["error"] is None
+    line = json.loads(capsys.readouterr().out)
+    assert line["error"] is None and line["closed_by_decoder"] is False
+
+
+def test_predict_says_when_the_decoder_closed_an_answer(built, fake_decoders, capsys):
+    assert predict.main([entries(built), "--model", str(gguf(built, "Q8_0"))]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["error"] is None and line["closed_by_decoder"] is True
 
 
 def test_predict_refuses_a_promoted_file_that_changed(built, fake_decoders):

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -463,23 +463,32 @@ def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: b
         llm.close_after = None
 
 
-def gguf_generate(path: str | Path, prompts: list[list[dict]], gbnf: str | None, *,
-                  max_tokens: int, n_ctx: int, n_threads: int, desc: str = "generate"
-                  ) -> list[str]:
+class Answer(NamedTuple):
+    """One decoded answer. `closed_by_decoder`: it was still open at max_tokens (or near the
+    end of the context) and the decoder closed it the shortest way the grammar allows, so
+    it parses, but its end is the decoder's, not the model's (a loop, usually)."""
+    text: str
+    closed_by_decoder: bool = False
+
+
+def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | None, *,
+                 max_tokens: int, n_ctx: int, n_threads: int, desc: str = "generate"
+                 ) -> list[Answer]:
     """Greedy chat completions with llama.cpp, constrained by the GBNF grammar (compiled
     once; e.g. json_gbnf(schema)) when given. Under a grammar every answer is complete: one
-    still open at `max_tokens` (a model looping inside a string) is closed (chat_greedy)."""
+    still open at `max_tokens` (a model looping inside a string) is closed (chat_greedy),
+    and its Answer says so."""
     from tqdm import tqdm
 
     llm = open_gguf(path, n_ctx=n_ctx, n_threads=n_threads)
     grammar = compile_gbnf(gbnf) if gbnf is not None else None
-    outs, closed, cut = [], 0, 0
+    outs, cut = [], 0
     for messages in tqdm(prompts, desc=desc, unit="ex"):
         res = chat_greedy(llm, messages, grammar, max_tokens, close=True)
-        outs.append(res["choices"][0]["message"]["content"] or "")
-        closed += llm.closed_at_cap
+        outs.append(Answer(res["choices"][0]["message"]["content"] or "", bool(llm.closed_at_cap)))
         cut += grammar is not None and res["choices"][0]["finish_reason"] != "stop"
     llm.close()
+    closed = sum(a.closed_by_decoder for a in outs)
     if closed:
         log.warning("%s: %d of %d answers were still open at max_tokens=%d or near the end of the "
                     "context (a loop, usually) and were closed the shortest way the grammar allows",
@@ -488,6 +497,11 @@ def gguf_generate(path: str | Path, prompts: list[list[dict]], gbnf: str | None,
         log.warning("%s: %d answers ran out of context (n_ctx=%d) before they closed: those entries "
                     "are too long for n_ctx", desc, cut, n_ctx)
     return outs
+
+
+def gguf_generate(path: str | Path, prompts: list[list[dict]], gbnf: str | None, **kwargs: Any) -> list[str]:
+    """gguf_answers' texts alone."""
+    return [a.text for a in gguf_answers(path, prompts, gbnf, **kwargs)]
 
 
 _GRAMMAR_FIRST = None

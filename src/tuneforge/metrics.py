@@ -140,6 +140,11 @@ def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | N
         failed.append(f"kind_agreement {ka:.3f} < {gates['min_kind_agreement']}{ci}")
     if summary["parse_errors"] > gates["max_parse_errors"]:
         failed.append(f"parse_errors {summary['parse_errors']} > {gates['max_parse_errors']}")
+    # optional gate: an answer the decoder closed at the token cap parses, but the model never
+    # finished it (a loop); summary["closed_by_decoder"] is set by eval for GGUFs (grammar)
+    cap = gates.get("max_closed_by_decoder")
+    if cap is not None and summary.get("closed_by_decoder", 0) > cap:
+        failed.append(f"closed_by_decoder {summary['closed_by_decoder']} > {cap}")
     if parity_value is None or parity_value < gates["min_parity"]:
         shown = "n/a" if parity_value is None else f"{parity_value:.3f}"
         failed.append(f"parity {shown} < {gates['min_parity']}")

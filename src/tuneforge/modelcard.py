@@ -45,7 +45,7 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
               f"Gates: {gate_text} (parity of {verdict.get('parity_model')} against the merged "
               f"HF model: {_num(verdict.get('parity'))}).", "",
               "| model | status | size MB | rows | kind agreement (95% CI) | severity | macro-F1 "
-              "| parse rate | unknown P / R | failed gates |",
+              "| parse rate (closed by decoder) | unknown P / R | failed gates |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     rows = [(e["quantization"], e["status"], round(e["size_bytes"] / 1e6, 1),
              ", ".join(e["failed_gates"]) or "-") for e in entries]
@@ -57,7 +57,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
         lines.append(f"| {label} | {status} | {size if size is not None else 'n/a'} "
                      f"| {m.get('n', 'n/a')} | {_kind_cell(m)} "
                      f"| {_num(m.get('severity_agreement'))} | {_num(m.get('macro_f1'))} "
-                     f"| {_num(m.get('parse_rate'))} | {_num(m.get('unknown_precision'), 2)} / "
+                     f"| {_num(m.get('parse_rate'))} ({m.get('closed_by_decoder', 'n/a')}) "
+                     f"| {_num(m.get('unknown_precision'), 2)} / "
                      f"{_num(m.get('unknown_recall'), 2)} | {failed} |")
     # eval measures the hint ablation on eval.ablation_models only
     ablated = sorted(k for k, m in metrics.items() if "hint_ablation" in m)
@@ -158,7 +159,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
         for ex in examples:
             agree = "agrees with" if ex["pred_kind"] == ex["gold_kind"] else "differs from"
             hint = f" (section: {ex['hint']})" if ex.get("hint") else ""
-            lines += [f"- Entry{hint}: {ex['text']}", f"  - {ex['model']} answered: "
+            closed = " (still open at eval.max_tokens: closed by the decoder)" if ex.get("closed_by_decoder") else ""
+            lines += [f"- Entry{hint}: {ex['text']}", f"  - {ex['model']} answered{closed}: "
                       f"`{ex['output']}`", f"  - its kind {agree} the gold kind "
                       f"`{ex['gold_kind']}`"]
         lines.append("")

@@ -5,7 +5,8 @@ SHA-256, the decoder (its package version and tuneforge's own decoding code, see
 code_sha256) and its settings, and the prompt. The key hashes all of them; a change to
 any one is a miss. Each entry stores its key and a checksum of key and answer; an entry
 that fails either check on read (edited, cut short, copied under another key) is
-discarded, counted and decoded again, never served. The memo is machine-local (under
+discarded, counted and decoded again, never served. An entry stores the answer with its
+`closed_by_decoder` flag (gguf_tools.Answer), both under the checksum. The memo is machine-local (under
 paths.cache_dir, like pip's cache), never a DVC output: deleting it only costs time. A
 clean build starts without it, so `full_build_s` in the benchmark measures real decoding.
 """
@@ -19,9 +20,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tuneforge.gguf_tools import Answer
 from tuneforge.io import sig_hash, write_json
 
 log = logging.getLogger(__name__)
+
+# Part of every key: a memo written in another entry format is a miss, never misread.
+# 2: entries carry closed_by_decoder (format 1 had the answer text alone).
+FORMAT = 2
 
 
 def code_sha256(*modules: ModuleType) -> str:
@@ -34,8 +40,8 @@ def code_sha256(*modules: ModuleType) -> str:
     return h.hexdigest()
 
 
-def _checksum(key: str, answer: str) -> str:
-    return sig_hash({"key": key, "answer": answer})
+def _checksum(key: str, answer: str, closed: bool) -> str:
+    return sig_hash({"key": key, "answer": answer, "closed_by_decoder": closed})
 
 
 class PredictionCache:
@@ -49,31 +55,31 @@ class PredictionCache:
         assert self.root is not None
         return self.root / key[:2] / f"{key}.json"
 
-    def _read(self, key: str) -> str | None:
+    def _read(self, key: str) -> Answer | None:
         """The stored answer for `key`, or None; a bad entry is removed and counted."""
         path = self._path(key)
         if not path.is_file():
             return None
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-            answer = entry["answer"]
-            ok = (entry["key"] == key and isinstance(answer, str)
-                  and entry["sha256"] == _checksum(key, answer))
+            answer, closed = entry["answer"], entry["closed_by_decoder"]
+            ok = (entry["key"] == key and isinstance(answer, str) and isinstance(closed, bool)
+                  and entry["sha256"] == _checksum(key, answer, closed))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             ok = False
         if ok:
-            return answer
+            return Answer(answer, closed)
         self.corrupt += 1
         log.warning("eval cache: %s fails its checksum; discarded, decoding again", path)
         path.unlink(missing_ok=True)
         return None
 
     def answers(self, model: dict[str, Any], prompts: list[Any],
-                decode: Callable[[list[Any]], list[str]]) -> list[str]:
+                decode: Callable[[list[Any]], list[Answer]]) -> list[Answer]:
         """Answers for `prompts`; `decode` runs once, on the prompts not in the memo.
         `model` names everything the answers depend on besides the prompt."""
-        keys = [sig_hash({"model": model, "prompt": p}) for p in prompts]
-        found: dict[int, str] = {}
+        keys = [sig_hash({"format": FORMAT, "model": model, "prompt": p}) for p in prompts]
+        found: dict[int, Answer] = {}
         if self.root is not None:
             for i, key in enumerate(keys):
                 answer = self._read(key)
@@ -87,6 +93,7 @@ class PredictionCache:
             for i, answer in zip(missing, fresh, strict=True):  # one answer per prompt
                 found[i] = answer
                 if self.root is not None:
-                    write_json(self._path(keys[i]), {"key": keys[i], "answer": answer,
-                                                     "sha256": _checksum(keys[i], answer)})
+                    text, closed = answer
+                    write_json(self._path(keys[i]), {"key": keys[i], "answer": text, "closed_by_decoder": closed,
+                                                     "sha256": _checksum(keys[i], text, closed)})
         return [found[i] for i in range(len(prompts))]

@@ -4,8 +4,10 @@ Run: python -m tuneforge.predict [--model GGUF] [--hint H] [--product P] [FILE .
 In:  entries from each FILE (or stdin): a text file holds one entry per line (blank
      lines skipped); a .jsonl file holds {"text", "hint"?, "product"?} per line; both UTF-8
 Out: JSONL on stdout, one line per entry, in input order:
-     {"entry", "hint", "product", "output", "label", "error"}
-     (`label` is the parsed answer, null with an `error` when it does not parse);
+     {"entry", "hint", "product", "output", "label", "error", "closed_by_decoder"}
+     (`label` is the parsed answer, null with an `error` when it does not parse;
+     `closed_by_decoder` is true when the answer was still open at eval.max_tokens, a model
+     looping, usually, and the decoder closed it: it parses, but the model never finished it);
      exit 1 when any answer did not parse; a bad input (a missing file, bytes that are not
      UTF-8, a bad .jsonl row, a --model that does not exist) is one line on stderr, exit 2
 
@@ -27,7 +29,7 @@ import sys
 from pathlib import Path
 
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
-from tuneforge.gguf_tools import gguf_generate, json_gbnf
+from tuneforge.gguf_tools import gguf_answers, json_gbnf
 from tuneforge.io import load_params
 from tuneforge.llm import check_toolchain
 from tuneforge.redact import redact
@@ -111,19 +113,21 @@ def main(argv: list[str] | None = None) -> int:
 
     gbnf = json_gbnf(task.output_model.model_json_schema())
     prompts = [task.messages(e["text"], e["hint"], e["product"]) for e in entries]
-    outputs = gguf_generate(model, prompts, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+    answers = gguf_answers(model, prompts, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
                             n_threads=cfg["n_threads"] or os.cpu_count() or 1, desc=model.stem)
-    failed = 0
-    for entry, output in zip(entries, outputs, strict=True):
+    failed = closed = 0
+    for entry, (output, closed_by_decoder) in zip(entries, answers, strict=True):
         try:
             label, error = task.parse_label(output).model_dump(mode="json"), None
         except ValueError as e:  # pydantic's ValidationError is a ValueError
             label, error = None, str(e).splitlines()[0]
             failed += 1
         print(json.dumps({"entry": entry["text"], "hint": entry["hint"], "product": entry["product"],
-                          "output": output, "label": label, "error": error}, ensure_ascii=False))
-    log.info("%d entries, %d answers parsed, %s (sha256 %s)", len(entries), len(entries) - failed,
-             model, sha256[:16])
+                          "output": output, "label": label, "error": error,
+                          "closed_by_decoder": closed_by_decoder}, ensure_ascii=False))
+        closed += closed_by_decoder
+    log.info("%d entries, %d answers parsed (%d of them closed by the decoder at max_tokens), %s (sha256 %s)",
+             len(entries), len(entries) - failed, closed, model, sha256[:16])
     return 1 if failed else 0
 
 
