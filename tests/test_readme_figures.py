@@ -4,6 +4,7 @@ tuneforge.readme_sections renders from the committed reports."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -40,18 +41,27 @@ def _copy(tmp_path):
     return tmp_path
 
 
+def _produced_files(text: str) -> int:
+    """The produced-files count the faults section renders (from reports/faults.json)."""
+    m = re.search(r"0 found in (\d+) produced files", rs.section(text, "faults"))
+    assert m, "the faults section names no produced-files count"
+    return int(m.group(1))
+
+
 def test_check_names_a_section_whose_figure_was_typed_by_hand(tmp_path):
     root = _copy(tmp_path)
     readme = root / "README.md"
     assert [p for p in rs.check(readme, root) if _has_release_history() or not HISTORIC & set(p.split())] == []
     text = readme.read_text(encoding="utf-8")
-    # planted: the stale hand-typed figure the issue found (100 produced files; the report says 101)
-    assert "0 found in 101 produced files" in rs.section(text, "faults")
-    readme.write_text(text.replace("0 found in 101 produced files", "0 found in 100 produced files"))
+    # planted: a stale hand-typed figure like the one the issue found (README 100 produced
+    # files where the report said 101): the report's count, one less, typed into the README
+    n = _produced_files(text)
+    stale = f"0 found in {n - 1} produced files"
+    readme.write_text(text.replace(f"0 found in {n} produced files", stale))
     problems = rs.check(readme, root)
     assert len(problems) == 1 and "section faults differs" in problems[0], problems
     line = int(problems[0].split(":")[1])
-    assert "100 produced files" in readme.read_text().splitlines()[line - 1]
+    assert stale in readme.read_text().splitlines()[line - 1]
     # the command that writes the report puts the rendered figure back
     assert rs.update(["faults"], readme, root) == ["faults"]
     assert rs.check(readme, root) == [] or not _has_release_history()
@@ -86,7 +96,9 @@ def test_missing_or_repeated_markers_are_named(tmp_path):
 def test_cli_check_exits_1_naming_the_stale_section(tmp_path, monkeypatch, capsys):
     root = _copy(tmp_path)
     readme = root / "README.md"
-    readme.write_text(readme.read_text().replace("74 tracked files", "70 tracked files"))
+    text = readme.read_text()
+    n = _produced_files(text)
+    readme.write_text(text.replace(f"0 found in {n} produced files", f"0 found in {n + 1} produced files"))
     monkeypatch.setattr(rs, "ROOT", root)
     monkeypatch.setattr(rs, "README", readme)
     assert rs.main(["--check"]) == 1
