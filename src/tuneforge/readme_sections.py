@@ -136,7 +136,7 @@ def render_faults(root: Path) -> str:
                  f"{kill['points'] - n_data - n_dvc} in model stages",
                  f"{kill['points']} points, {rep['nonidentical_reruns']} non-identical reruns, "
                  f"{kill['partial_files_in_dvc_cache']} partial files in the DVC cache; "
-                 f"{kill['killed_mid_write']} kills landed mid-write, "
+                 f"{kill['killed_mid_write']} kill{'' if kill['killed_mid_write'] == 1 else 's'} landed mid-write, "
                  f"{kill['stray_temp_files_after_rerun']} temp files left after the reruns"))
     probe, real = leak["probe"], leak.get("real_build")
     real_words = (f"{real['exact_count'] + real['near_count']} of {real['rows']:,} rows of the default build"
