@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.model
 
+from tests.grammar_probe import allows  # noqa: E402
 from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
 from tuneforge import gguf_tools  # noqa: E402
 from tuneforge.gguf_tools import (  # noqa: E402
@@ -76,26 +77,6 @@ def test_every_string_in_the_grammar_is_bounded():
 def test_the_check_sees_an_unbounded_rule():
     assert unbounded_repetitions('root ::= "\\"" [a-z]+ "\\""\nx ::= "a+" [+*]\ny ::= z{2,}\n') == [
         'root ::= "\\"" [a-z]+ "\\""', "y ::= z{2,}"]
-
-
-def allows(llm, grammar, prefix: str, piece: str) -> bool:
-    """Whether the grammar, having read `prefix`, lets `piece` (one token) come next."""
-    import ctypes
-
-    from llama_cpp import llama_cpp as C
-
-    sampler = C.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode(),
-                                           grammar._root.encode())
-    try:
-        for token in llm.tokenize(prefix.encode(), add_bos=False, special=False):
-            C.llama_sampler_accept(sampler, token)
-        (token,) = llm.tokenize(piece.encode(), add_bos=False, special=False)
-        one = (C.llama_token_data * 1)(C.llama_token_data(token, 0.0, 0.0))
-        arr = C.llama_token_data_array(one, 1, -1, False)
-        C.llama_sampler_apply(sampler, ctypes.byref(arr))
-        return one[0].logit != float("-inf")
-    finally:
-        C.llama_sampler_free(sampler)
 
 
 def test_tags_and_deadlines_stop_where_the_schema_does(models):

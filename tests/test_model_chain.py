@@ -7,7 +7,6 @@ llama.cpp's converter recognises its pre-tokenizer and the chat template is real
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -244,8 +243,8 @@ def test_grammar_keeps_control_characters_out_of_json_strings(chain):
     """Strict JSON rejects a raw newline inside a string; eval's grammar must not let the
     model write one (llama-cpp-python's own converter does), and must still let it escape."""
     from llama_cpp import Llama, LlamaGrammar
-    from llama_cpp import llama_cpp as C
 
+    from tests.grammar_probe import allows
     from tuneforge.gguf_tools import grammar_schema, json_grammar
     from tuneforge.tasks import get_task
 
@@ -253,26 +252,12 @@ def test_grammar_keeps_control_characters_out_of_json_strings(chain):
     llm = Llama(str(chain / "models/gguf/tuneforge-changelog-actions-Q8_0.gguf"), n_ctx=64,
                 verbose=False)
 
-    def allows(grammar, prefix: str, piece: str) -> bool:
-        sampler = C.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode(),
-                                               grammar._root.encode())
-        try:
-            for token in llm.tokenize(prefix.encode(), add_bos=False, special=False):
-                C.llama_sampler_accept(sampler, token)
-            (token,) = llm.tokenize(piece.encode(), add_bos=False, special=False)
-            one = (C.llama_token_data * 1)(C.llama_token_data(token, 0.0, 0.0))
-            arr = C.llama_token_data_array(one, 1, -1, False)
-            C.llama_sampler_apply(sampler, ctypes.byref(arr))
-            return one[0].logit != float("-inf")
-        finally:
-            C.llama_sampler_free(sampler)
-
     prefix = '{"kind": "fix", "severity": "low", "subject": "a'
     strict = json_grammar(schema)
     loose = LlamaGrammar.from_json_schema(json.dumps(grammar_schema(schema)), verbose=False)
-    assert allows(loose, prefix, "\n")  # what the fix is for
-    assert not allows(strict, prefix, "\n") and not allows(strict, prefix, "\t")
-    assert allows(strict, prefix, "b") and allows(strict, prefix, "\\")
+    assert allows(llm, loose, prefix, "\n")  # what the fix is for
+    assert not allows(llm, strict, prefix, "\n") and not allows(llm, strict, prefix, "\t")
+    assert allows(llm, strict, prefix, "b") and allows(llm, strict, prefix, "\\")
     llm.close()
 
 
