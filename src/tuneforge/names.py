@@ -1,0 +1,183 @@
+"""Every name that crosses a stage boundary, in one place.
+
+Artifact paths and file names, the prediction id and the eval order: a stage that writes a file
+and the stage (or user command) that reads it both ask this module, never rebuild the name.
+dvc.yaml repeats the paths (DVC cannot import Python): tests/test_layout.py checks that each
+stage's deps and outs there are the ones this module names.
+
+Layout: a task's artifacts live under directories named after the task, so tasks build side by
+side (`dvc repro train@<task>`); the base model is shared by every task.
+
+    data/<task>/      entries, evidence, scored JSONL; quarantine/; exports/{sft,rag,preference}
+    models/base/      the resolved base model (base stage), fp32 safetensors + tokenizer
+    models/<task>/    adapter/, merged/, gguf/ (+ SHA256SUMS), modelfiles/, registry.json, MODEL_CARD.md
+    reports/<task>/   receipts/, train/, eval/, metrics.json, labeler.json, drift.json, leakage.json
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from tuneforge.io import sha256_text
+
+DATA = Path("data")
+MODELS = Path("models")
+REPORTS = Path("reports")
+CACHE = Path(".cache")
+
+BASE_MODEL = MODELS / "base"          # base stage -> every task's train, convert, eval, register
+EVAL_CACHE = CACHE / "eval"           # eval's memo of model answers (machine-local, keyed by model SHA-256)
+SIDECAR = "tuneforge.json"            # provenance file inside base/, adapter/, merged/
+SUMS = "SHA256SUMS"                   # pins of every GGUF in a gguf dir
+VERDICT = "verdict.json"
+PREDICTIONS = "predictions.jsonl"
+
+
+@dataclass(frozen=True)
+class TaskPaths:
+    """Where one task's artifacts live. Inputs (snapshot, gold, labels) come from params.yaml."""
+    task: str
+
+    @classmethod
+    def for_task(cls, task: str) -> TaskPaths:
+        return cls(task)
+
+    # -- data half
+    @property
+    def data(self) -> Path:
+        return DATA / self.task
+
+    @property
+    def entries(self) -> Path:
+        return self.data / "entries.jsonl"
+
+    @property
+    def evidence(self) -> Path:
+        return self.data / "evidence.jsonl"
+
+    @property
+    def scored(self) -> Path:
+        return self.data / "scored.jsonl"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data / "quarantine"
+
+    def quarantine(self, stage: str) -> Path:
+        return self.quarantine_dir / f"{stage}.jsonl"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data / "exports"
+
+    @property
+    def teacher_cache(self) -> Path:
+        return self.data / "teacher-cache.jsonl"
+
+    # -- model half
+    @property
+    def base_model(self) -> Path:
+        return BASE_MODEL
+
+    @property
+    def models(self) -> Path:
+        return MODELS / self.task
+
+    @property
+    def adapter(self) -> Path:
+        return self.models / "adapter"
+
+    @property
+    def merged(self) -> Path:
+        return self.models / "merged"
+
+    @property
+    def gguf_dir(self) -> Path:
+        return self.models / "gguf"
+
+    @property
+    def modelfile_dir(self) -> Path:
+        return self.models / "modelfiles"
+
+    @property
+    def registry(self) -> Path:
+        return self.models / "registry.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.models / "MODEL_CARD.md"
+
+    # -- reports
+    @property
+    def reports(self) -> Path:
+        return REPORTS / self.task
+
+    @property
+    def receipts_dir(self) -> Path:
+        return self.reports / "receipts"
+
+    def receipt(self, stage: str) -> Path:
+        return self.receipts_dir / f"{stage}.json"
+
+    @property
+    def drift(self) -> Path:
+        return self.reports / "drift.json"
+
+    @property
+    def leakage(self) -> Path:
+        return self.reports / "leakage.json"
+
+    @property
+    def labeler_report(self) -> Path:
+        return self.reports / "labeler.json"
+
+    @property
+    def train_reports(self) -> Path:
+        return self.reports / "train"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.reports / "eval"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"
+
+    @property
+    def verdict(self) -> Path:
+        return self.eval_dir / VERDICT
+
+    @property
+    def predictions(self) -> Path:
+        return self.eval_dir / PREDICTIONS
+
+
+# -- GGUF and Modelfile names: <model_name>-<type>.gguf, the base model's as <model_name>-base-<type>.gguf
+def gguf_name(model_name: str, qtype: str) -> str:
+    return f"{model_name}-{qtype}.gguf"
+
+
+def base_gguf_name(model_name: str, outtype: str) -> str:
+    return f"{model_name}-base-{outtype}.gguf"
+
+
+def modelfile_name(model_name: str, qtype: str) -> str:
+    return f"{model_name}-{qtype}.Modelfile"
+
+
+# -- predictions and the eval order
+def prediction_id(text: str) -> str:
+    """A gold row's id in predictions.jsonl and the registry: the first 16 hex of its text's SHA-256."""
+    return sha256_text(text)[:16]
+
+
+Row = TypeVar("Row", bound=dict)
+
+
+def eval_order(rows: Iterable[Row], limit: int = 0) -> list[Row]:
+    """The holdout sorted by the SHA-256 of each text: a fixed, file-order-free sample when
+    `limit` (eval.holdout_limit) trims it. Eval, bench and by-hand evaluation all use it."""
+    ordered = sorted(rows, key=lambda r: sha256_text(r["text"]))
+    return ordered[:limit] if limit else ordered
