@@ -1,8 +1,8 @@
 """backfill: release-note files -> one redacted, deduplicated entry per change.
 
-Run: python -m stages.backfill
-In:  paths.snapshot (a tar.gz made by `make harvest`, or a directory of changelogs)
-Out: paths.entries (RawEntry JSONL), <quarantine_dir>/backfill.jsonl, <receipts_dir>/backfill.json
+Run: python -m stages.backfill <task>
+In:  tasks.<task>.snapshot (a tar.gz made by `make harvest`, or a directory of changelogs), params.backfill
+Out: data/<task>/entries.jsonl (RawEntry JSONL), quarantine/backfill.jsonl, reports/<task>/receipts/backfill.json
 
 Accounting: every parsed entry, every file no parser reads and every file a parser
 reads without finding an entry is one record in; each ends as an entry, a quarantine
@@ -19,12 +19,12 @@ import re
 import sys
 import uuid
 from collections import Counter
-from pathlib import Path
 
 from tqdm import tqdm
 
+from tuneforge import config
 from tuneforge.harvest import iter_snapshot
-from tuneforge.io import load_params, write_jsonl
+from tuneforge.io import write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import QuarantineReason, QuarantineRecord, RawEntry
 from tuneforge.redact import redact
@@ -74,7 +74,7 @@ _SEEN: dict[str, int] = {}
 _SEEN_RUN = ""
 
 
-def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: dict,
+def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: config.Backfill,
                run: str) -> tuple[list[tuple], int, Counter]:
     """Everything one file needs that no other file does: parse, check, redact, hash.
 
@@ -92,7 +92,7 @@ def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: dict
         _SEEN_RUN = run
     if raw is None:  # a corrupt .gz in a directory snapshot: one record, the file
         return [("drop", None, QuarantineReason.unreadable_file, str(error), "")], 0, Counter()
-    if len(raw) > cfg["max_file_mb"] << 20:
+    if len(raw) > cfg.max_file_mb << 20:
         return [("drop", None, QuarantineReason.unreadable_file,
                  f"{name}: {len(raw)} bytes is over backfill.max_file_mb", "")], 0, Counter()
     # surrogateescape keeps invalid bytes visible per entry instead of failing the file.
@@ -105,7 +105,7 @@ def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: dict
     seen_before, seen_redactions, n_parsed = 0, Counter(), 0
     for parsed in fmt.parse(name, text):
         n_parsed += 1
-        fate = check_entry(parsed.text, cfg["min_chars"], cfg["max_chars"])
+        fate = check_entry(parsed.text, cfg.min_chars, cfg.max_chars)
         if fate[0] == "drop":
             _, reason, detail, body = fate
             out.append(("drop", parsed.line, reason, f"{name}:{parsed.line}: {detail}", body))
@@ -136,13 +136,13 @@ def snapshot_files(path: str) -> list[tuple[str, bytes | None, str | None]]:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths = params["backfill"], params["paths"]
-    receipt = Receipt("backfill", {"backfill": cfg, "snapshot": paths["snapshot"]})
-    receipt.inputs.append(paths["snapshot"])
+    params = config.from_argv("backfill")
+    cfg, paths, snapshot = params.backfill, params.paths, params.task.snapshot
+    receipt = Receipt("backfill", params.declared())
+    receipt.inputs.append(snapshot)
 
-    files = snapshot_files(paths["snapshot"])
-    workers = min(cfg["workers"] or os.cpu_count() or 1, max(len(files), 1))
+    files = snapshot_files(snapshot)
+    workers = min(cfg.workers or os.cpu_count() or 1, max(len(files), 1))
     seen: set[str] = set()
     counts: Counter = Counter()
     entries: list[RawEntry] = []
@@ -179,14 +179,14 @@ def main() -> int:
                                         redactions=sum(n for _, n in found)))
                 counts[f"format_{fmt}"] += 1
 
-    quarantine_path = Path(paths["quarantine_dir"]) / "backfill.jsonl"
-    write_jsonl(paths["entries"], entries)
+    quarantine_path = paths.quarantine("backfill")
+    write_jsonl(paths.entries, entries)
     write_jsonl(quarantine_path, dropped)
-    receipt.outputs += [paths["entries"], quarantine_path]
+    receipt.outputs += [paths.entries, quarantine_path]
     redacted = sum(v for k, v in counts.items() if k.startswith("redacted_"))
     extra = {k: v for k, v in counts.items() if k.startswith(("redacted_", "format_"))}
     extra["redactions"] = redacted
-    receipt.finish(Path(paths["receipts_dir"]) / "backfill.json", records_in=counts["in"],
+    receipt.finish(paths.receipt("backfill"), records_in=counts["in"],
                    records_out=len(entries), quarantined=len(dropped),
                    deduplicated=counts["deduplicated"], extra=extra)
     log.info("%d entries, %d quarantined, %d duplicates, %d secrets redacted",

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tuneforge import teacher
-from tuneforge.io import load_params, read_jsonl, read_models, sig_hash, write_jsonl
+from tuneforge import config, teacher
+from tuneforge.io import read_jsonl, read_models, sig_hash, write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance, RawEntry
 from tuneforge.tasks import Task, get_task
@@ -91,16 +91,16 @@ def build_record(task: Task, entry: RawEntry, gold: dict | None, human: dict | N
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths, task = params["evidence"], params["paths"], get_task(params["task"])
+    params = config.from_argv("evidence")
+    cfg, paths, task = params.section("evidence"), params.paths, get_task(params.task_name)
     receipt = Receipt("evidence", {"task": task.name, "evidence": cfg})
-    receipt.inputs += [paths["entries"], paths["gold"], paths["human_labels"]]
+    receipt.inputs += [paths.entries, params.task.gold, params.task.human_labels]
     if not cfg["rules"] and not cfg["teacher"]["enabled"]:
         raise SystemExit("evidence: no label source enabled (evidence.rules / evidence.teacher.enabled)")
 
-    entries = list(read_models(paths["entries"], RawEntry))
-    gold = hand_labels(paths["gold"])
-    human = hand_labels(paths["human_labels"]) if cfg["human_labels"] else {}
+    entries = list(read_models(paths.entries, RawEntry))
+    gold = hand_labels(params.task.gold)
+    human = hand_labels(params.task.human_labels) if cfg["human_labels"] else {}
     overlap = set(gold) & set(human)
     if overlap:
         raise SystemExit(f"evidence: {len(overlap)} hand-labeled training rows are also in the "
@@ -111,8 +111,8 @@ def main() -> int:
         budget = cfg["teacher"]["max_records"] or len(entries)
         chosen = sorted(entries, key=lambda e: e.id)[:budget]
         prompts = {e.id: task.messages(e.text, e.hint, e.product) for e in chosen}
-        teacher_rows, model_calls = teacher.label_all(prompts, cfg["teacher"], paths["teacher_cache"])
-        receipt.outputs.append(paths["teacher_cache"])
+        teacher_rows, model_calls = teacher.label_all(prompts, cfg["teacher"], paths.teacher_cache)
+        receipt.outputs.append(paths.teacher_cache)
 
     rules = (rule_labels(task, entries, cfg["workers"] or os.cpu_count() or 1) if cfg["rules"]
              else [None] * len(entries))
@@ -121,11 +121,11 @@ def main() -> int:
                      unit="entry", disable=None):
         key = content_key(e.text)
         records.append(build_record(task, e, gold.get(key), human.get(key), teacher_rows.get(e.id), r))
-    write_jsonl(paths["evidence"], records)
-    receipt.outputs.insert(0, paths["evidence"])
+    write_jsonl(paths.evidence, records)
+    receipt.outputs.insert(0, paths.evidence)
     with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))
     with_human = sum(1 for r in records if any(c.source is LabelSource.human for c in r.candidates))
-    receipt.finish(Path(paths["receipts_dir"]) / "evidence.json", records_in=len(entries),
+    receipt.finish(paths.receipt("evidence"), records_in=len(entries),
                    records_out=len(records),
                    extra={"with_gold": with_gold, "with_human": with_human, "teacher_answers": len(teacher_rows),
                           "model_calls": model_calls})

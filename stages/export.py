@@ -30,8 +30,9 @@ from pathlib import Path
 
 import yaml
 
+from tuneforge import config
 from tuneforge.decontam import GoldMatcher, Match
-from tuneforge.io import load_params, read_jsonl, read_models, write_json, write_jsonl
+from tuneforge.io import read_jsonl, read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt, drift_report, scored_distributions
 from tuneforge.records import (
     LabelSource,
@@ -46,7 +47,6 @@ from tuneforge.records import (
 )
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key
-from tuneforge.toolchain import check_toolchain
 
 log = logging.getLogger("export")
 
@@ -219,17 +219,17 @@ def preference_pair(task: Task, rec: ScoredRecord) -> PreferencePair | None:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths, task = params["export"], params["paths"], get_task(params["task"])
-    check_toolchain(params["toolchain"], ["duckdb"], every=False)  # the drift report's engine
+    params = config.from_argv("export")
+    cfg, paths, task = params.section("export"), params.paths, get_task(params.task_name)
+    params.check_toolchain(["duckdb"], every=False)  # the drift report's engine
     check_decontam_params(cfg)
     receipt = Receipt("export", {"task": task.name, "export": cfg})
-    receipt.inputs += [paths["scored"], paths["gold"]]
-    out_dir = Path(paths["exports_dir"])
+    receipt.inputs += [paths.scored, params.task.gold]
+    out_dir = paths.exports_dir
 
-    gold_texts = [row["text"] for row in read_jsonl(paths["gold"])]
+    gold_texts = [row["text"] for row in read_jsonl(params.task.gold)]
     gold = GoldFilter(gold_texts, cfg)
-    records = list(read_models(paths["scored"], ScoredRecord))
+    records = list(read_models(paths.scored, ScoredRecord))
     dropped: list[QuarantineRecord] = []
     sft_pool, rag, pairs = [], [], []
 
@@ -279,20 +279,20 @@ def main() -> int:
         out_dir / "sft" / "valid.jsonl": rows["valid"],
         out_dir / "rag" / "rag.jsonl": sorted(rag, key=lambda r: r.id),
         out_dir / "preference" / "pairs.jsonl": sorted(pairs, key=lambda p: p.id),
-        Path(paths["quarantine_dir"]) / "export.jsonl": sorted(dropped, key=lambda q: q.id),
+        paths.quarantine("export"): sorted(dropped, key=lambda q: q.id),
     }
     for path, out_rows in outputs.items():
         write_jsonl(path, out_rows)
         receipt.outputs.append(path)
     leakage = leakage_report(gold_texts, gold, {"train": train, "valid": valid}, removed)
-    write_json(paths["leakage"], leakage)
-    receipt.outputs.append(Path(paths["leakage"]))
+    write_json(paths.leakage, leakage)
+    receipt.outputs.append(paths.leakage)
 
     previous = None
-    if Path(paths["drift"]).exists():
-        previous = json.loads(Path(paths["drift"]).read_text(encoding="utf-8")).get("current")
-    report = drift_report(scored_distributions(paths["scored"]), previous, cfg["drift_threshold"])
-    write_json(paths["drift"], report.model_dump(mode="json"))
+    if paths.drift.exists():
+        previous = json.loads(paths.drift.read_text(encoding="utf-8")).get("current")
+    report = drift_report(scored_distributions(paths.scored), previous, cfg["drift_threshold"])
+    write_json(paths.drift, report.model_dump(mode="json"))
     if report.flags:
         log.warning("drift: %d distribution swings over %.2f: %s", len(report.flags),
                     cfg["drift_threshold"], ", ".join(f"{f.dimension}/{f.key}" for f in report.flags[:8]))
@@ -303,7 +303,7 @@ def main() -> int:
              **{f"gold_{k}": v for k, v in sorted(removed.items())}}
     extra["unknown_augment"] = len(kept_aug)
     # synthetic rows are outputs without an input record: count them in, so the ledger balances
-    receipt.finish(Path(paths["receipts_dir"]) / "export.json",
+    receipt.finish(paths.receipt("export"),
                    records_in=len(records) + len(augmented),
                    records_out=len(train) + len(valid), quarantined=len(dropped), extra=extra)
     log.info("sft train=%d valid=%d, rag=%d, preference=%d, quarantined=%d",

