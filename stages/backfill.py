@@ -134,9 +134,9 @@ def snapshot_files(path: str) -> list[tuple[str, bytes | None, str | None]]:
     return files
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = config.from_argv("backfill")
+    params = config.from_argv("backfill", argv)
     cfg, paths, snapshot = params.backfill, params.paths, params.task.snapshot
     receipt = Receipt("backfill", params.declared())
     receipt.inputs.append(snapshot)

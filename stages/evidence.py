@@ -89,9 +89,9 @@ def build_record(task: Task, entry: RawEntry, gold: dict | None, human: dict | N
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = config.from_argv("evidence")
+    params = config.from_argv("evidence", argv)
     cfg, paths, task = params.section("evidence"), params.paths, get_task(params.task_name)
     receipt = Receipt("evidence", {"task": task.name, "evidence": cfg})
     receipt.inputs += [paths.entries, params.task.gold, params.task.human_labels]
@@ -104,7 +104,7 @@ def main() -> int:
     overlap = set(gold) & set(human)
     if overlap:
         raise SystemExit(f"evidence: {len(overlap)} hand-labeled training rows are also in the "
-                         f"gold holdout ({paths['human_labels']} vs {paths['gold']})")
+                         f"gold holdout ({params.task.human_labels} vs {params.task.gold})")
     teacher_rows: dict[str, dict] = {}
     model_calls = 0
     if cfg["teacher"]["enabled"]:

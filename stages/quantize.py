@@ -24,9 +24,9 @@ log = logging.getLogger("quantize")
 TOOLS = ["llama_cpp_python"]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = config.from_argv("quantize")
+    params = config.from_argv("quantize", argv)
     cfg, paths = params.section("quantize"), params.paths
     params.check_toolchain(TOOLS)
     name, outtype = check_model_name(params.task.model_name), params.convert.outtype

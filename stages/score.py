@@ -142,9 +142,9 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
             "human_labels": figures("human_labels") if rows["human_labels"] else None}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = config.from_argv("score")
+    params = config.from_argv("score", argv)
     cfg, paths, task = params.section("score"), params.paths, get_task(params.task_name)
     receipt = Receipt("score", {"task": task.name, "score": cfg})
     receipt.inputs.append(paths.evidence)

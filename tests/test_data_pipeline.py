@@ -22,7 +22,7 @@ STAGES = ("backfill", "evidence", "score", "export")
 
 
 def receipts(root: Path) -> dict[str, StageReceipt]:
-    return {s: StageReceipt.model_validate_json((root / f"reports/receipts/{s}.json").read_text())
+    return {s: StageReceipt.model_validate_json((root / f"reports/changelog-actions/receipts/{s}.json").read_text())
             for s in STAGES}
 
 
@@ -38,9 +38,9 @@ def test_every_record_is_accounted_for(workdir, run_pipeline):
     assert got["score"].counts.records_in == got["evidence"].counts.records_out
     assert got["export"].counts.records_in == got["score"].counts.records_out
     # the files agree with the receipts
-    entries = list(read_jsonl(workdir / "data/entries.jsonl"))
+    entries = list(read_jsonl(workdir / "data/changelog-actions/entries.jsonl"))
     assert len(entries) == got["backfill"].counts.records_out
-    q = list(read_jsonl(workdir / "data/quarantine/backfill.jsonl"))
+    q = list(read_jsonl(workdir / "data/changelog-actions/quarantine/backfill.jsonl"))
     assert len(q) == got["backfill"].counts.quarantined
     for row in q:
         QuarantineRecord.model_validate(row)
@@ -50,15 +50,16 @@ def test_every_record_is_accounted_for(workdir, run_pipeline):
 
 def test_outputs_validate_against_their_models(workdir, run_pipeline):
     run_pipeline()
-    for row in read_jsonl(workdir / "data/evidence.jsonl"):
+    for row in read_jsonl(workdir / "data/changelog-actions/evidence.jsonl"):
         rec = EvidenceRecord.model_validate(row)
         assert rec.provenance.sig_hash and rec.candidates
-    for row in read_jsonl(workdir / "data/scored.jsonl"):
+    for row in read_jsonl(workdir / "data/changelog-actions/scored.jsonl"):
         ScoredRecord.model_validate(row)
-    train = [SftSample.model_validate(r) for r in read_jsonl(workdir / "data/exports/sft/train.jsonl")]
+    train = [SftSample.model_validate(r)
+             for r in read_jsonl(workdir / "data/changelog-actions/exports/sft/train.jsonl")]
     assert train, "no SFT rows from the fixtures"
     assert all(s.messages[2].role == "assistant" for s in train)
-    DriftReport.model_validate_json((workdir / "reports/drift.json").read_text())
+    DriftReport.model_validate_json((workdir / "reports/changelog-actions/drift.json").read_text())
 
 
 def test_two_runs_are_byte_identical(workdir, run_pipeline, tmp_path_factory):
@@ -93,8 +94,8 @@ def test_output_does_not_depend_on_worker_count(workdir, run_pipeline):
 
 def test_gold_entries_never_reach_an_export(workdir, run_pipeline):
     run_pipeline()
-    entries = list(read_jsonl(workdir / "data/entries.jsonl"))
-    train = list(read_jsonl(workdir / "data/exports/sft/train.jsonl"))
+    entries = list(read_jsonl(workdir / "data/changelog-actions/entries.jsonl"))
+    train = list(read_jsonl(workdir / "data/changelog-actions/exports/sft/train.jsonl"))
     assert len(train) >= 4
     # promote some training entries to gold (a near-duplicate one with changed case/punctuation)
     picked = [e for e in entries if any(content_key(e["text"]) == t["id"] for t in train)][:3]
@@ -108,16 +109,17 @@ def test_gold_entries_never_reach_an_export(workdir, run_pipeline):
     run_pipeline()
     gold_keys = {content_key(r["text"]) for r in gold_rows}
     for split in ("train", "valid"):
-        for row in read_jsonl(workdir / f"data/exports/sft/{split}.jsonl"):
+        for row in read_jsonl(workdir / f"data/changelog-actions/exports/sft/{split}.jsonl"):
             user = row["messages"][1]["content"]
             entry_text = user.split("Entry: ", 1)[1]
             assert content_key(entry_text) not in gold_keys
-    for row in read_jsonl(workdir / "data/exports/rag/rag.jsonl"):
+    for row in read_jsonl(workdir / "data/changelog-actions/exports/rag/rag.jsonl"):
         assert content_key(row["text"]) not in gold_keys
-    q = [r for r in read_jsonl(workdir / "data/quarantine/export.jsonl") if r["reason"] == "gold_overlap"]
+    q = [r for r in read_jsonl(workdir / "data/changelog-actions/quarantine/export.jsonl")
+         if r["reason"] == "gold_overlap"]
     assert len(q) == 3
     # evidence carries the gold label as a candidate
-    ev = [r for r in read_jsonl(workdir / "data/evidence.jsonl")
+    ev = [r for r in read_jsonl(workdir / "data/changelog-actions/evidence.jsonl")
           if any(c["source"] == "gold" for c in r["candidates"])]
     assert len(ev) == 3
 
@@ -137,16 +139,17 @@ def test_bad_input_is_quarantined_not_fatal(workdir, run_pipeline):
     # read as Keep a Changelog, but nothing in it is an entry: one record, the file
     (snap / "weird" / "CHANGES.md").write_text("# Changelog\n\n## [0.1.0] - 2024-01-01\n\nNothing yet.\n")
     run_pipeline()
-    q = {(r["source_file"], r["reason"]) for r in read_jsonl(workdir / "data/quarantine/backfill.jsonl")}
+    q = {(r["source_file"], r["reason"])
+         for r in read_jsonl(workdir / "data/changelog-actions/quarantine/backfill.jsonl")}
     reasons = {reason for src, reason in q if src.startswith("weird/")}
     assert {"unknown_format", "invalid_utf8", "entry_too_short", "entry_too_long"} <= reasons, reasons
     assert ("weird/CHANGES.md", "no_entries") in q
     # parsers strip C0 control characters (old NEWS files use form feeds); the entry stays
-    texts = [r["text"] for r in read_jsonl(workdir / "data/entries.jsonl")]
+    texts = [r["text"] for r in read_jsonl(workdir / "data/changelog-actions/entries.jsonl")]
     assert "Fix a NUL byte in output" in texts
     backfill = receipts(workdir)["backfill"]
     assert backfill.counts.deduplicated >= 1
-    for row in read_jsonl(workdir / "data/quarantine/backfill.jsonl"):
+    for row in read_jsonl(workdir / "data/changelog-actions/quarantine/backfill.jsonl"):
         if row["reason"] not in ("unknown_format", "no_entries"):
             assert row["line"] and row["line"] >= 1
         assert row["source_file"] in row["detail"] or row["reason"] == "unreadable_file"
@@ -173,10 +176,10 @@ def test_secrets_never_reach_an_output(workdir, run_pipeline):
 
 def test_drift_report_compares_with_the_previous_run(workdir, run_pipeline):
     run_pipeline()
-    first = DriftReport.model_validate_json((workdir / "reports/drift.json").read_text())
+    first = DriftReport.model_validate_json((workdir / "reports/changelog-actions/drift.json").read_text())
     assert not first.has_previous
     run_pipeline()
-    second = DriftReport.model_validate_json((workdir / "reports/drift.json").read_text())
+    second = DriftReport.model_validate_json((workdir / "reports/changelog-actions/drift.json").read_text())
     assert second.has_previous and second.severity == "ok" and not second.flags
 
 
@@ -189,8 +192,9 @@ def test_accounting_mismatch_fails_the_stage(workdir):
 
 def test_oversize_file_is_one_quarantine_row_naming_the_file():
     from stages.backfill import parse_file
+    from tuneforge.config import Backfill
 
-    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 1, "workers": 1}
+    cfg = Backfill(min_chars=8, max_chars=2000, max_file_mb=1, workers=1)
     (row,), _, _ = parse_file((0, ("pkg/NEWS", b"* entry\n" * (1 << 18), None)), cfg, run="t")
     kind, line, reason, detail, _ = row
     assert (kind, line, reason.value) == ("drop", None, "unreadable_file")
@@ -201,8 +205,9 @@ def test_parse_file_keeps_back_entries_its_process_saw_in_an_earlier_file():
     """A worker does not send what it already saw earlier in the snapshot (a duplicate
     whatever the others saw); it counts them, with their redactions. A new run forgets."""
     from stages.backfill import parse_file
+    from tuneforge.config import Backfill
 
-    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 1, "workers": 1}
+    cfg = Backfill(min_chars=8, max_chars=2000, max_file_mb=1, workers=1)
     # built from parts: no tracked file may hold a credential, tests included
     secret = "Fix login via https://bob:" + "hunter2" * 2 + "@example.org/repo now"
     a = f"# Changelog\n\n## 1.0\n\n- Add a frobnicator option\n- {secret}\n".encode()

@@ -17,8 +17,8 @@ def set_params(workdir, **sections):
 def test_hint_randomisation_and_unknown_augmentation(workdir, run_pipeline):
     set_params(workdir, export={"hint_drop_rate": 0.3, "hint_swap_rate": 0.2, "unknown_augment": 40})
     run_pipeline()
-    train = list(read_jsonl(workdir / "data/exports/sft/train.jsonl"))
-    scored = {r["id"]: r for r in read_jsonl(workdir / "data/scored.jsonl")}
+    train = list(read_jsonl(workdir / "data/changelog-actions/exports/sft/train.jsonl"))
+    scored = {r["id"]: r for r in read_jsonl(workdir / "data/changelog-actions/scored.jsonl")}
     real = [r for r in train if r["id"] in scored and scored[r["id"]]["hint"]]
     dropped = [r for r in real if "Section:" not in r["messages"][1]["content"]]
     swapped = [r for r in real if "Section:" in r["messages"][1]["content"]
@@ -28,16 +28,16 @@ def test_hint_randomisation_and_unknown_augmentation(workdir, run_pipeline):
     synthetic = [r for r in train if r["id"] not in scored]
     assert len(synthetic) == 40
     assert all(json.loads(r["messages"][2]["content"])["kind"] == "unknown" for r in synthetic)
-    for row in read_jsonl(workdir / "data/exports/sft/valid.jsonl"):  # valid keeps real hints
+    for row in read_jsonl(workdir / "data/changelog-actions/exports/sft/valid.jsonl"):  # valid keeps real hints
         hint = scored[row["id"]]["hint"]
         assert (f"Section: {hint}\n" in row["messages"][1]["content"]) == bool(hint)
-    receipt = json.loads((workdir / "reports/receipts/export.json").read_text())
+    receipt = json.loads((workdir / "reports/changelog-actions/receipts/export.json").read_text())
     assert receipt["invariant_holds"] and receipt["counts"]["extra"]["unknown_augment"] == 40
 
 
 def test_human_labels_outrank_rules_and_may_not_touch_gold(workdir, run_pipeline):
     run_pipeline()
-    entries = list(read_jsonl(workdir / "data/entries.jsonl"))[:3]
+    entries = list(read_jsonl(workdir / "data/changelog-actions/entries.jsonl"))[:3]
     label = {"kind": "docs", "severity": "low", "subject": "hand labeled row",
              "action_text": "Read the updated documentation.", "deadline": None, "tags": ["demo"]}
     human = workdir / "data/labeled/train.jsonl"
@@ -46,7 +46,7 @@ def test_human_labels_outrank_rules_and_may_not_touch_gold(workdir, run_pipeline
                              for e in entries))
     set_params(workdir, evidence={"human_labels": True})
     run_pipeline()
-    scored = {r["id"]: r for r in read_jsonl(workdir / "data/scored.jsonl")}
+    scored = {r["id"]: r for r in read_jsonl(workdir / "data/changelog-actions/scored.jsonl")}
     for e in entries:
         assert scored[e["id"]]["label_source"] == "human"
         assert scored[e["id"]]["label"] == label and scored[e["id"]]["category"] == "accepted"
@@ -55,4 +55,4 @@ def test_human_labels_outrank_rules_and_may_not_touch_gold(workdir, run_pipeline
         f.write(json.dumps({"text": gold["text"], "label": label, "rule": 9}) + "\n")
     from stages import evidence
     with pytest.raises(SystemExit, match="also in the gold holdout"):
-        evidence.main()
+        evidence.main(["changelog-actions"])

@@ -1,6 +1,6 @@
 """Gold decontamination (issue 17): near-duplicates of a gold entry (a middle word edited,
 words inserted or deleted, short entries) never reach SFT, synthetic rows included, and
-reports/leakage.json names every gold entry's nearest SFT row."""
+reports/changelog-actions/leakage.json names every gold entry's nearest SFT row."""
 import json
 
 import yaml
@@ -63,7 +63,7 @@ def setup(workdir, synthetic_gold: str | None = None, unknown_augment: int = 0) 
 def sft_texts(workdir) -> dict[str, str]:
     out = {}
     for split in ("train", "valid"):
-        for row in read_jsonl(workdir / f"data/exports/sft/{split}.jsonl"):
+        for row in read_jsonl(workdir / f"data/changelog-actions/exports/sft/{split}.jsonl"):
             out[row["id"]] = row["messages"][1]["content"].split("Entry: ", 1)[1]
     return out
 
@@ -71,23 +71,24 @@ def sft_texts(workdir) -> dict[str, str]:
 def test_edited_inserted_deleted_and_short_near_duplicates_are_quarantined(workdir, run_pipeline):
     setup(workdir)
     run_pipeline()
-    entries = {e["text"]: e["id"] for e in read_jsonl(workdir / "data/entries.jsonl")}
+    entries = {e["text"]: e["id"] for e in read_jsonl(workdir / "data/changelog-actions/entries.jsonl")}
     assert all(s in entries for s, _ in PLANTED.values()) and all(c in entries for c in CONTROLS)
-    quarantined = {q["id"]: q for q in read_jsonl(workdir / "data/quarantine/export.jsonl")}
+    quarantined = {q["id"]: q for q in read_jsonl(workdir / "data/changelog-actions/quarantine/export.jsonl")}
     for name, (source, _) in PLANTED.items():
         q = quarantined.get(entries[source])
         assert q is not None and q["reason"] == "gold_overlap", (name, q)
-    texts = set(sft_texts(workdir).values()) | {r["text"] for r in read_jsonl(workdir / "data/exports/rag/rag.jsonl")}
+    rag = workdir / "data/changelog-actions/exports/rag/rag.jsonl"
+    texts = set(sft_texts(workdir).values()) | {r["text"] for r in read_jsonl(rag)}
     assert not texts & {s for s, _ in PLANTED.values()}
     for control in CONTROLS:  # no false positive on rows that merely share words with gold
         q = quarantined.get(entries[control])
         assert q is None or q["reason"] != "gold_overlap", (control, q)
-    receipt = json.loads((workdir / "reports/receipts/export.json").read_text())
+    receipt = json.loads((workdir / "reports/changelog-actions/receipts/export.json").read_text())
     assert receipt["invariant_holds"]
 
 
 def test_synthetic_rows_pass_the_same_filter(workdir, run_pipeline):
-    task = get_task(yaml.safe_load((workdir / "params.yaml").read_text())["task"])
+    task = get_task("changelog-actions")
     # a content-free example the augmentation draws, with one word edited, is a gold entry
     victim = next(t for t in task.content_free_examples() if len(t.split()) >= 5 and t.endswith("."))
     words = victim.split()
@@ -95,17 +96,17 @@ def test_synthetic_rows_pass_the_same_filter(workdir, run_pipeline):
     setup(workdir, synthetic_gold=" ".join(words), unknown_augment=3000)
     run_pipeline()
     assert victim not in set(sft_texts(workdir).values()), f"synthetic {victim!r} reached SFT"
-    synthetic_q = [q for q in read_jsonl(workdir / "data/quarantine/export.jsonl")
+    synthetic_q = [q for q in read_jsonl(workdir / "data/changelog-actions/quarantine/export.jsonl")
                    if q["source_file"] == "(unknown_augment)"]
     assert synthetic_q and all(q["reason"] == "gold_overlap" for q in synthetic_q)
-    receipt = json.loads((workdir / "reports/receipts/export.json").read_text())
+    receipt = json.loads((workdir / "reports/changelog-actions/receipts/export.json").read_text())
     assert receipt["invariant_holds"]
 
 
 def test_leakage_report_names_each_gold_entrys_nearest_sft_row(workdir, run_pipeline):
     gold = setup(workdir)
     run_pipeline()
-    report = json.loads((workdir / "reports/leakage.json").read_text())
+    report = json.loads((workdir / "reports/changelog-actions/leakage.json").read_text())
     params = yaml.safe_load((workdir / "params.yaml").read_text())["export"]
     summary = report["summary"]
     assert summary["threshold"] == params["near_dup_threshold"]
@@ -122,7 +123,7 @@ def test_leakage_report_names_each_gold_entrys_nearest_sft_row(workdir, run_pipe
     assert not {sft[g["nearest"]["id"]] for g in report["gold"] if g["nearest"]} & {s for s, _ in PLANTED.values()}
     short = next(g for g in report["gold"] if g["gold_sha256"] == content_key(PLANTED["short"][1]))
     assert sft[short["nearest"]["id"]] == CONTROLS[-1] and short["nearest"]["similarity"] == round(1 - 5 / 11, 4)
-    q = list(read_jsonl(workdir / "data/quarantine/export.jsonl"))
+    q = list(read_jsonl(workdir / "data/changelog-actions/quarantine/export.jsonl"))
     removed = summary["removed"]
     assert sum(removed.values()) == sum(1 for r in q if r["reason"] == "gold_overlap")
     assert removed["near_edit"] + removed["near_contained"] >= len(PLANTED)
@@ -210,15 +211,17 @@ def test_the_index_finds_every_pair_a_full_comparison_finds(golds, text, floor, 
 def test_bad_decontamination_params_name_file_line_and_key(workdir):
     import pytest
 
-    from stages import export
+    from tuneforge import config
     text = (workdir / "params.yaml").read_text()
     for old, new, says in [("near_dup_threshold: 0.75", "near_dup_jaccard: 0.8", "replaced by export.near_dup_thr"),
-                           ("near_dup_threshold: 0.75", "near_dup_threshold: 1.5", "near_dup_threshold is 1.5"),
-                           ("leakage_report_floor: 0.5", "leakage_report_floor: 0", "leakage_report_floor is 0"),
-                           ("near_dup_min_contained_words: 10", "near_dup_min_contained_words: ten", "is 'ten'")]:
+                           ("near_dup_threshold: 0.75", "near_dup_threshold: 1.5", "less than or equal to 1"),
+                           ("leakage_report_floor: 0.5", "leakage_report_floor: 0", "greater than 0"),
+                           ("near_dup_min_contained_words: 10", "near_dup_min_contained_words: ten",
+                            "valid integer.*'ten'")]:
         assert old in text
         bad = text.replace(old, new)
         (workdir / "params.yaml").write_text(bad)
         line = next(i for i, ln in enumerate(bad.splitlines(), 1) if new in ln)
-        with pytest.raises(SystemExit, match=f"^params.yaml:{line}: export.*{says}"):
-            export.main()
+        key = new.split(":")[0]
+        with pytest.raises(config.ParamsError, match=f"params.yaml:{line}: export.{key}: .*{says}"):
+            config.load(workdir / "params.yaml")

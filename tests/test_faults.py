@@ -373,10 +373,11 @@ def test_backfill_parse_file_accounts_for_every_record(raw, path):
     parser sees (or one for a file no parser reads); a dropped record has a reason and names
     file:line; a kept one is redacted and keyed by its content."""
     from stages.backfill import parse_file
+    from tuneforge.config import Backfill
     from tuneforge.sources import UnknownFormatError, detect_format
     from tuneforge.text import content_key
 
-    cfg = {"min_chars": 8, "max_chars": 2000, "max_file_mb": 16, "workers": 1}
+    cfg = Backfill(min_chars=8, max_chars=2000, max_file_mb=16, workers=1)
     records, seen_before, _ = parse_file((0, (path, raw, None)), cfg, run=uuid.uuid4().hex)
     text = faults.decode_like_backfill(raw)
     try:

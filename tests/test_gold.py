@@ -41,7 +41,7 @@ def test_gold_and_training_rows_are_disjoint():
 
 def test_built_exports_hold_no_gold_entry():
     """Checks the real build's exports, when this checkout has them (dvc repro or dvc pull)."""
-    exports = sorted((ROOT / "data/exports").glob("*/*.jsonl"))
+    exports = sorted((ROOT / "data/changelog-actions/exports").glob("*/*.jsonl"))
     if not exports:
         pytest.skip("no exports in this checkout: run dvc repro or dvc pull")
     gold = {content_key(r["text"]) for r in read_jsonl(GOLD)}

@@ -85,11 +85,11 @@ def test_evidence_stage_records_teacher_candidates(server, workdir, run_pipeline
     params["evidence"]["teacher"].update(enabled=True, base_url=server, max_records=5)
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     run_pipeline()
-    records = list(read_jsonl(workdir / "data/evidence.jsonl"))
+    records = list(read_jsonl(workdir / "data/changelog-actions/evidence.jsonl"))
     with_teacher = [r for r in records if any(c["source"] == "teacher" for c in r["candidates"])]
     assert len(with_teacher) == 5
     # the teacher says "fix" for everything: where rules disagree, score asks a human
-    scored = {r["id"]: r for r in read_jsonl(workdir / "data/scored.jsonl")}
+    scored = {r["id"]: r for r in read_jsonl(workdir / "data/changelog-actions/scored.jsonl")}
     for r in with_teacher:
         if r["id"] in scored and scored[r["id"]]["label_source"] == "teacher":
             rules = next(c for c in r["candidates"] if c["source"] == "rules")

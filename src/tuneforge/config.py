@@ -80,9 +80,9 @@ class Export(Section):
     hint_drop_rate: Fraction
     hint_swap_rate: Fraction
     unknown_augment: Annotated[int, Field(ge=0)]
-    near_dup_threshold: Fraction
-    near_dup_min_contained_words: Annotated[int, Field(ge=1)]
-    leakage_report_floor: Fraction
+    near_dup_threshold: Annotated[float, Field(gt=0.0, le=1.0)]
+    near_dup_min_contained_words: Annotated[int, Field(ge=1, strict=True)]
+    leakage_report_floor: Annotated[float, Field(gt=0.0, le=1.0)]
     drift_threshold: Fraction
 
 
@@ -213,15 +213,44 @@ class UndeclaredParam(ParamsError):
     """A stage read a param its dvc.yaml entry does not declare."""
 
 
-def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith(("function-", "literal[")))
+# Keys earlier versions of params.yaml had: what replaced them, for the error message.
+MOVED = {
+    "task": "replaced by `tasks` (one entry per task: snapshot, gold, human_labels, model_name)",
+    "paths": "removed: artifact paths come from tuneforge.names, a task's inputs from `tasks.<task>`",
+    "train.base": "moved to the top-level `base` section (the base stage)",
+    "convert.model_name": "moved to tasks.<task>.model_name",
+    "export.near_dup_jaccard": "replaced by export.near_dup_threshold (word edit similarity, see "
+                               "tuneforge.decontam) and export.near_dup_min_contained_words",
+}
+
+
+def _loc(loc: tuple) -> list[str]:
+    return [str(p) for p in loc if not str(p).startswith(("function-", "literal["))]
+
+
+def _line(root: yaml.Node | None, keys: list[str]) -> int:
+    """The line of the deepest of `keys` present in the YAML (1 when none is)."""
+    line, node = 1, root
+    for k in keys:
+        if isinstance(node, yaml.SequenceNode) and k.isdigit() and int(k) < len(node.value):
+            node = node.value[int(k)]
+            line = node.start_mark.line + 1
+            continue
+        if not isinstance(node, yaml.MappingNode):
+            break
+        hit = [(kn, vn) for kn, vn in node.value if kn.value == k]
+        if not hit:
+            break
+        line, node = hit[0][0].start_mark.line + 1, hit[0][1]
+    return line
 
 
 def load(path: str | Path = PARAMS) -> Params:
-    """Validate the whole file; each bad value is named by its dotted key."""
+    """Validate the whole file; each bad value is named by file, line and dotted key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw, root = yaml.safe_load(text), yaml.compose(text)
     except (OSError, yaml.YAMLError) as e:
         raise ParamsError(f"{path}: cannot read: {e}") from None
     try:
@@ -229,8 +258,14 @@ def load(path: str | Path = PARAMS) -> Params:
     except ValidationError as e:
         lines = []
         for err in e.errors():
-            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
-            lines.append(f"{path}: {_loc(err['loc'])}: {err['msg']}{got}")
+            keys = _loc(err["loc"])
+            dotted = ".".join(keys)
+            if err["type"] == "extra_forbidden" and dotted in MOVED:
+                msg = MOVED[dotted]
+            else:
+                got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+                msg = f"{err['msg']}{got}"
+            lines.append(f"{path}:{_line(root, keys)}: {dotted}: {msg}")
         raise ParamsError("\n".join(lines)) from None
 
 
@@ -321,7 +356,10 @@ def from_argv(stage: str, argv: list[str] | None = None) -> StageParams:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):
         raise SystemExit(f"usage: python -m stages.{stage} <task>  (a key of params.yaml's tasks)")
-    return for_stage(stage, args[0])
+    try:
+        return for_stage(stage, args[0])
+    except ParamsError as e:  # a user's mistake: the message, not a traceback
+        raise SystemExit(f"{stage}: {e}") from None
 
 
 def for_stage(stage: str, task: str | None = None, *, params: str | Path = PARAMS,
