@@ -2,7 +2,7 @@
 
 Artifact paths and file names, the prediction id and the eval order: a stage that writes a file
 and the stage (or user command) that reads it both ask this module, never rebuild the name.
-dvc.yaml repeats the paths (DVC cannot import Python): tests/test_layout.py checks that each
+dvc.yaml repeats the paths (DVC cannot import Python): tests/test_pipeline_layout.py checks that each
 stage's deps and outs there are the ones this module names.
 
 Layout: a task's artifacts live under directories named after the task, so tasks build side by
@@ -33,6 +33,7 @@ SIDECAR = "tuneforge.json"            # provenance file inside base/, adapter/, 
 SUMS = "SHA256SUMS"                   # pins of every GGUF in a gguf dir
 VERDICT = "verdict.json"
 PREDICTIONS = "predictions.jsonl"
+BASE_RECEIPT = REPORTS / "receipts" / "base.json"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,30 @@ class TaskPaths:
     @property
     def predictions(self) -> Path:
         return self.eval_dir / PREDICTIONS
+
+
+def outputs(stage: str, task: str | None = None, *, model_name: str = "", outtype: str = "",
+            types: Iterable[str] = ()) -> list[Path]:
+    """What a stage writes (dvc.yaml's outs, metrics and plots of its entry, in any order)."""
+    if stage == "base":
+        return [BASE_MODEL, BASE_RECEIPT]
+    p = TaskPaths.for_task(task or "")
+    gguf = [p.gguf_dir / gguf_name(model_name, outtype), p.gguf_dir / base_gguf_name(model_name, outtype)]
+    per_stage = {
+        "backfill": [p.entries, p.quarantine("backfill")],
+        "evidence": [p.evidence],
+        "score": [p.scored, p.quarantine("score"), p.labeler_report],
+        "export": [p.exports_dir / "sft", p.exports_dir / "rag", p.exports_dir / "preference",
+                   p.quarantine("export"), p.drift, p.leakage],
+        "train": [p.adapter, p.train_reports / "metrics.json", p.train_reports / "loss.csv"],
+        "merge": [p.merged],
+        "convert": gguf,
+        "quantize": [*(p.gguf_dir / gguf_name(model_name, t) for t in types), p.gguf_dir / SUMS],
+        "eval": [p.predictions, p.eval_dir / "report.md", p.verdict, p.metrics, p.eval_dir / "confusion.json",
+                 p.eval_dir / "per_kind.csv", p.eval_dir / "ladder.csv"],
+        "register": [p.modelfile_dir, p.registry, p.model_card],
+    }
+    return [*per_stage[stage], p.receipt(stage)]
 
 
 # -- GGUF and Modelfile names: <model_name>-<type>.gguf, the base model's as <model_name>-base-<type>.gguf
