@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))
 NAME = "tuneforge-changelog-actions"
+TASK = "changelog-actions"
 QUANTS = ("Q8_0", "Q6_K", "Q4_K_M")
-GGUFS = [f"models/gguf/{NAME}-{t}.gguf" for t in ("f16", "base-f16", *QUANTS)]
+GGUFS = [f"models/changelog-actions/gguf/{NAME}-{t}.gguf" for t in ("f16", "base-f16", *QUANTS)]
 # fake credentials for the loopback server, assembled at runtime (the tracked-file scan)
 MOTO_ID, MOTO_SIG = "moto-versions-key-id", "-".join(["moto", "versions", "secret", "value"])
 
@@ -109,6 +110,7 @@ def s3():
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     env = dict(os.environ, DVC_NO_ANALYTICS="1", TQDM_DISABLE="1", AWS_DEFAULT_REGION="us-east-1",
+               TUNEFORGE_CACHE=str(CACHE),  # the shared pip downloads (converter sdist)
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                # stages import the project copy's own src/ (dvc runs them in the repo root)
                PYTHONPATH="src", OMP_NUM_THREADS="1", GIT_AUTHOR_NAME="ci", GIT_AUTHOR_EMAIL="ci@example.invalid",
@@ -131,11 +133,11 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(ROOT / name, root / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["paths"].update(snapshot="snapshot", cache_dir=str(CACHE))
+    params["tasks"][TASK]["snapshot"] = "snapshot"
     # one thread everywhere: a model this small gains nothing from more, and on a shared
     # 2-core machine llama.cpp's spinning threads make a busy box 5-10x slower
-    params["train"].update(base={"source": "hf-dir", "path": str(base), "name": "tiny-llama"},
-                           max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
+    params["base"] = {"source": "hf-dir", "path": str(base), "name": "tiny-llama"}
+    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
                            warmup_steps=1, num_threads=1)
     params["quantize"].update(nthread=1)
     params["eval"].update(holdout_limit=4, hf_subset=2, max_tokens=16, n_ctx=512, n_threads=1,
@@ -195,9 +197,9 @@ def test_both_versions_ran_the_whole_pipeline(project):
 def test_metrics_diff_lists_every_figure(project):
     origin, env, _ = project
     old = {f: json.loads(sh(["git", "show", f"v1:{f}"], origin, env))
-           for f in ("reports/metrics.json", "reports/train/metrics.json")}
+           for f in ("reports/changelog-actions/metrics.json", "reports/changelog-actions/train/metrics.json")}
     new = {f: json.loads((origin / f).read_text()) for f in old}
-    eval_figures = leaves(new["reports/metrics.json"])
+    eval_figures = leaves(new["reports/changelog-actions/metrics.json"])
     assert {f"Q8_0.{k}" for k in ("kind_agreement", "severity_agreement", "parse_rate",
                                   "macro_f1")} <= set(eval_figures)
 
@@ -210,15 +212,15 @@ def test_metrics_diff_lists_every_figure(project):
             assert diff[f][key]["new"] == value, (f, key)
             assert diff[f][key]["old"] == was.get(key), (f, key)
     for model in ("base", *QUANTS, "f16", "merged_hf"):
-        assert f"{model}.kind_agreement" in diff["reports/metrics.json"], model
+        assert f"{model}.kind_agreement" in diff["reports/changelog-actions/metrics.json"], model
     # the training data changed between versions, so the loss did
-    train = diff["reports/train/metrics.json"]["train_loss"]
+    train = diff["reports/changelog-actions/train/metrics.json"]["train_loss"]
     assert train["old"] != train["new"] and train["diff"] != 0
 
     # the plain command (what the README shows) prints the changed figures in a table
     table = sh(["dvc", "metrics", "diff", "v1", "v2"], origin, env)
-    assert "reports/train/metrics.json" in table and "train_loss" in table
-    changed = [k for k, v in diff["reports/metrics.json"].items() if v.get("diff")]
+    assert "reports/changelog-actions/train/metrics.json" in table and "train_loss" in table
+    changed = [k for k, v in diff["reports/changelog-actions/metrics.json"].items() if v.get("diff")]
     for key in changed:
         assert key in table, key
     table_all = sh(["dvc", "metrics", "diff", "v1", "v2", "--all"], origin, env)
@@ -229,16 +231,15 @@ def test_metrics_diff_lists_every_figure(project):
 
 def test_plots_diff_renders_every_declared_plot(project, tmp_path):
     origin, env, _ = project
-    declared = {"reports/train/loss.csv", "reports/eval/confusion.json",
-                "reports/eval/per_kind.csv", "reports/eval/ladder.csv"}
+    declared = {"reports/changelog-actions/train/loss.csv", "reports/changelog-actions/eval/confusion.json",
+                "reports/changelog-actions/eval/per_kind.csv", "reports/changelog-actions/eval/ladder.csv"}
     pipeline = yaml.safe_load((origin / "dvc.yaml").read_text())
     params = yaml.safe_load((origin / "params.yaml").read_text())
     from_yaml = set()
     for stage in pipeline["stages"].values():
-        for p in stage.get("plots", []):
+        for p in stage.get("do", stage).get("plots", []):
             path = next(iter(p)) if isinstance(p, dict) else p
-            from_yaml.add(path.replace("${paths.train_reports}", params["paths"]["train_reports"])
-                          .replace("${paths.eval_dir}", params["paths"]["eval_dir"]))
+            from_yaml |= {path.replace("${key}", task) for task in params["tasks"]}
     assert from_yaml == declared
 
     rendered = dvc_json(["plots", "diff", "v1", "v2", "--json"], origin, env)
@@ -256,8 +257,8 @@ def test_plots_diff_renders_every_declared_plot(project, tmp_path):
             assert rows and len(points) == len(rows), (plot, rev, len(points), len(rows))
     # the loss curve's points are each version's own loss.csv
     for rev in ("v1", "v2"):
-        rows = csv.DictReader(io.StringIO(sh(["git", "show", f"{rev}:reports/train/loss.csv"], origin, env)))
-        points = [v for v in data["reports/train/loss.csv"][0]["content"]["data"]["values"]
+        rows = csv.DictReader(io.StringIO(sh(["git", "show", f"{rev}:reports/changelog-actions/train/loss.csv"], origin, env)))
+        points = [v for v in data["reports/changelog-actions/train/loss.csv"][0]["content"]["data"]["values"]
                   if v["rev"] == rev]
         assert [float(r["loss"]) for r in rows] == [float(v["loss"]) for v in points], rev
 
@@ -286,12 +287,12 @@ def test_fresh_clone_pulls_clean_rebuilds_nothing_and_matches_pins(project, tmp_
     # every GGUF equals its pin, and the same bytes origin built
     from tuneforge.gguf_tools import read_sums
 
-    sums = read_sums(work / "models/gguf")
+    sums = read_sums(work / "models/changelog-actions/gguf")
     assert set(sums) == {Path(g).name for g in GGUFS}
     for rel in GGUFS:
         digest = sha256(work / rel)
         assert digest == sums[Path(rel).name] == sha256(origin / rel), rel
-    registry = json.loads((work / "models/registry.json").read_text())
+    registry = json.loads((work / "models/changelog-actions/registry.json").read_text())
     assert [e["quantization"] for e in registry["models"]] == list(QUANTS)
     for entry in registry["models"]:
         assert entry["sha256"] == sha256(work / entry["gguf"]), entry["gguf"]
@@ -301,7 +302,7 @@ def test_fresh_clone_pulls_clean_rebuilds_nothing_and_matches_pins(project, tmp_
     sh(["dvc", "pull"], work, env)
     status = sh(["dvc", "status"], work, env)
     assert "up to date" in status, status
-    v1_sums = read_sums(work / "models/gguf")
+    v1_sums = read_sums(work / "models/changelog-actions/gguf")
     assert v1_sums != sums  # different training data, different weights
     for rel in GGUFS:
         assert sha256(work / rel) == v1_sums[Path(rel).name], rel
@@ -316,8 +317,8 @@ def test_consumer_pulls_only_the_model(project, tmp_path):
     origin, env, _ = project
     work = clone(origin, tmp_path / "consumer", env)
     cached = dvc_outs(work)
-    want = f"models/gguf/{NAME}-Q8_0.gguf"
-    assert want in cached and "models/merged" in cached and "data/entries.jsonl" in cached
+    want = f"models/changelog-actions/gguf/{NAME}-Q8_0.gguf"
+    assert want in cached and "models/changelog-actions/merged" in cached and "data/changelog-actions/entries.jsonl" in cached
     sh(["dvc", "pull", want], work, env)
     assert sha256(work / want) == sha256(origin / want)
     from tuneforge.gguf_tools import verify_pin
@@ -336,8 +337,9 @@ def test_exp_run_with_a_param_and_exp_show_lists_it(project, tmp_path):
     sh(["dvc", "pull"], work, env)
     out = sh(["dvc", "exp", "run", "-n", "steps2", "-S", "train.max_steps=2"], work, env)
     for stage in ("train", "merge", "convert", "quantize", "eval", "register"):
-        assert f"Running stage '{stage}'" in out, stage
-    assert "Running stage 'export'" not in out  # the data half is untouched by a train param
+        assert f"Running stage '{stage}@{TASK}'" in out, stage
+    assert "Running stage 'export@" not in out  # the data half is untouched by a train param
+    assert "Running stage 'base'" not in out    # nor is the base model
 
     shown = dvc_json(["exp", "show", "--json"], work, env)
     exps = [e for rev in shown for e in (rev.get("experiments") or [])]
@@ -346,8 +348,8 @@ def test_exp_run_with_a_param_and_exp_show_lists_it(project, tmp_path):
     data = runs["steps2"]["data"]
     assert data["params"]["params.yaml"]["data"]["train"]["max_steps"] == 2
     metrics = data["metrics"]
-    assert metrics["reports/train/metrics.json"]["data"]["steps"] == 2
-    assert "kind_agreement" in metrics["reports/metrics.json"]["data"]["Q8_0"]
+    assert metrics["reports/changelog-actions/train/metrics.json"]["data"]["steps"] == 2
+    assert "kind_agreement" in metrics["reports/changelog-actions/metrics.json"]["data"]["Q8_0"]
 
     table = sh(["dvc", "exp", "show", "--csv"], work, env)
     rows = list(csv.DictReader(io.StringIO(table)))

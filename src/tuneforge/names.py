@@ -15,6 +15,7 @@ side (`dvc repro train@<task>`); the base model is shared by every task.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ from tuneforge.io import sha256_text
 DATA = Path("data")
 MODELS = Path("models")
 REPORTS = Path("reports")
-CACHE = Path(".cache")
+# Machine-local downloads and memos (pip wheels/sdists, the extracted converter, eval answers):
+# they shape no output, so where they live is the environment's business, not params.yaml's.
+CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ".cache"))
 
 BASE_MODEL = MODELS / "base"          # base stage -> every task's train, convert, eval, register
 EVAL_CACHE = CACHE / "eval"           # eval's memo of model answers (machine-local, keyed by model SHA-256)
