@@ -257,7 +257,8 @@ def test_plots_diff_renders_every_declared_plot(project, tmp_path):
             assert rows and len(points) == len(rows), (plot, rev, len(points), len(rows))
     # the loss curve's points are each version's own loss.csv
     for rev in ("v1", "v2"):
-        rows = csv.DictReader(io.StringIO(sh(["git", "show", f"{rev}:reports/changelog-actions/train/loss.csv"], origin, env)))
+        loss_csv = sh(["git", "show", f"{rev}:reports/changelog-actions/train/loss.csv"], origin, env)
+        rows = csv.DictReader(io.StringIO(loss_csv))
         points = [v for v in data["reports/changelog-actions/train/loss.csv"][0]["content"]["data"]["values"]
                   if v["rev"] == rev]
         assert [float(r["loss"]) for r in rows] == [float(v["loss"]) for v in points], rev
@@ -318,7 +319,7 @@ def test_consumer_pulls_only_the_model(project, tmp_path):
     work = clone(origin, tmp_path / "consumer", env)
     cached = dvc_outs(work)
     want = f"models/changelog-actions/gguf/{NAME}-Q8_0.gguf"
-    assert want in cached and "models/changelog-actions/merged" in cached and "data/changelog-actions/entries.jsonl" in cached
+    assert want in cached and f"models/{TASK}/merged" in cached and f"data/{TASK}/entries.jsonl" in cached
     sh(["dvc", "pull", want], work, env)
     assert sha256(work / want) == sha256(origin / want)
     from tuneforge.gguf_tools import verify_pin
