@@ -158,22 +158,22 @@ def test_general_cues(text, hint, kind, rule):
 
 
 def test_identifiers_read_each_quoting_style():
-    assert labeler.identifiers("Use `--json` and `list`.") == ["--json", "list"]
+    assert style.identifiers("Use `--json` and `list`.") == ["--json", "list"]
     # GNU quotes: a backtick closed by an apostrophe, never paired with the next backtick
-    assert labeler.identifiers("Use the `--limit-rate' option, e.g. `wget --limit-rate=15k URL'.") == [
+    assert style.identifiers("Use the `--limit-rate' option, e.g. `wget --limit-rate=15k URL'.") == [
         "--limit-rate", "wget --limit-rate=15k URL"]
-    assert labeler.identifiers("`L' command is deprecated.") == ["L"]
+    assert style.identifiers("`L' command is deprecated.") == ["L"]
     # reST inline literals, and a code span holding an apostrophe
-    assert labeler.identifiers("new ``--trusted-host`` flag (``pip install --trusted-host x``)") == [
+    assert style.identifiers("new ``--trusted-host`` flag (``pip install --trusted-host x``)") == [
         "--trusted-host", "pip install --trusted-host x"]
-    assert labeler.identifiers("Use `git`'s `don't` and ``<base href='...'>``") == ["git", "don't", "<base href='...'>"]
+    assert style.identifiers("Use `git`'s `don't` and ``<base href='...'>``") == ["git", "don't", "<base href='...'>"]
     # reST roles: code roles name an identifier (target, without ~), cross-references do not
-    assert labeler.identifiers("See :func:`~pkg.mod.frob` and :meth:`Frob <pkg.Frob.run>`.") == [
+    assert style.identifiers("See :func:`~pkg.mod.frob` and :meth:`Frob <pkg.Frob.run>`.") == [
         "pkg.mod.frob", "pkg.Frob.run"]
-    assert labeler.identifiers("by :user:`encukou`, see :ref:`install`, :issue:`123`, :doc:`x`") == []
+    assert style.identifiers("by :user:`encukou`, see :ref:`install`, :issue:`123`, :doc:`x`") == []
     # reST links and TeX-style quotations are not code; bug numbers are not either
-    assert labeler.identifiers("(`#9086 <https://github.com/pypa/pip/issues/9086>`_) and `docs`_") == []
-    assert labeler.identifiers("The pseudo-op ``.mri 1'' switches mode; bug `751956`.") == []
+    assert style.identifiers("(`#9086 <https://github.com/pypa/pip/issues/9086>`_) and `docs`_") == []
+    assert style.identifiers("The pseudo-op ``.mri 1'' switches mode; bug `751956`.") == []
 
 
 def test_style_identifier_check_with_gnu_quotes_and_rest_links():

@@ -3,7 +3,7 @@
 Stages never import a task package directly; they ask `get_task(params["task"])`.
 A task is a package beside this file (changelog_actions/: schema, prompt, labeler,
 STYLE checks, content-free examples) that registers its `Task` when imported; a new
-task (commit messages, tool calls) is a new package named in PACKAGES.
+task (commit messages, tool calls) is a new package and one import line at the end.
 
 Model-side code (merge, register, predict, eval's decoding) needs a task's schema and
 prompt only, so a task gives its labeler-side members as `Lazy`: their module is
@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-
-PACKAGES = ("changelog_actions",)  # the task packages under tuneforge/tasks/, each registers one Task
 
 
 class Lazy:
@@ -90,5 +88,6 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
 
 
-for _package in PACKAGES:  # after register exists: each package calls it when imported
-    importlib.import_module(f"{__name__}.{_package}")
+# The task packages, each registering its Task; imported last, as they use register. A plain
+# import, so the dvc.yaml deps test sees that a stage asking for a task loads the package.
+from tuneforge.tasks import changelog_actions  # noqa: E402, F401

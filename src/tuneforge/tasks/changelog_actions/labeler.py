@@ -1,5 +1,6 @@
 """The deterministic rule labeler (the default teacher): all six fields of an action item
-from the entry, its section hint, product and version, and the rule that decided the kind."""
+from the entry, its section hint, product and version, and the rule that decided the kind.
+What counts as an identifier or as shown in the input is style.py's, so its labels meet STYLE."""
 from __future__ import annotations
 
 import re
@@ -7,47 +8,9 @@ import re
 from tuneforge.prefilter import compile_re
 from tuneforge.tasks.changelog_actions.kinds import WS_RE, body_kind, strip_markup
 from tuneforge.tasks.changelog_actions.schema import Kind, Severity
+from tuneforge.tasks.changelog_actions.style import identifiers, in_input, is_identifier
 
-# Code spans as the entries write them, tried left to right at each backtick:
-#   :func:`name` (a reST role: code roles name an identifier, :ref:/:issue:/... do not),
-#   ``literal`` (reST), `text <url>`_ / `name`_ (reST links: never identifiers),
-#   `code` (Markdown), `--limit-rate' (GNU quotes: a backtick closed by an apostrophe);
-#   ``text'' is a TeX-style quotation, not code.
-IDENT_RE = compile_re(
-    r":(?P<role>(?:[\w-]+:)?[\w-]+):`(?P<role_body>[^`\n]{1,120})`"
-    r"|``(?P<quotation>[^`'\n]{1,120})''"
-    r"|``(?P<literal>[^`\n]{1,120}?)``"
-    r"|`(?P<link>[^`\n]{0,120})`__?(?!\w)"
-    r"|`(?P<code>[^`'\n]{1,120})`"
-    r"|`(?P<gnu>[^`'\n]{1,120})'(?=[\s,;:)!?]|\.(?:\s|$)|$)"
-    r"|`(?P<code_apos>[^`\n]{1,120})`"
-)
-CODE_ROLES = {"func", "meth", "class", "mod", "attr", "data", "const", "exc", "obj", "envvar",
-              "option", "program", "command", "file", "samp", "kbd", "code", "macro", "member",
-              "type", "var", "struct", "enum", "enumerator", "function", "confval", "setting"}
-ROLE_TARGET_RE = compile_re(r"<([^<>]+)>\s*$")
 CVE_RE = compile_re(r"\bCVE-\d{4}-\d{4,}\b", re.I)
-
-
-def identifiers(text: str) -> list[str]:
-    """Backticked code spans in input order, without duplicates (see IDENT_RE for the
-    quoting styles read; reST links and non-code roles are not identifiers)."""
-    seen: dict[str, None] = {}
-    for m in IDENT_RE.finditer(text):
-        if m.group("link") is not None or m.group("quotation") is not None:
-            continue
-        if m.group("role") is not None:
-            if m.group("role").rsplit(":", 1)[-1].lower() not in CODE_ROLES:
-                continue  # :ref:`x`, :issue:`123`, :doc:`...` are cross-references
-            target = ROLE_TARGET_RE.search(m.group("role_body"))  # :func:`title <target>`
-            value = (target.group(1) if target else m.group("role_body")).lstrip("~!")
-        else:
-            value = m.group("literal") or m.group("code") or m.group("gnu") or m.group("code_apos")
-        if value.strip() and not value.strip("#:").isdigit():  # `751956` is a bug number, not code
-            seen.setdefault(value, None)
-    return list(seen)
-
-
 CRITICAL_RE = compile_re(
     r"remote code execution|\bRCE\b|arbitrary code|actively exploited|in the wild"
     r"|data loss|los(?:e|es|ing|t) (?:data|files|changes|commits|work)|silent(?:ly)? (?:data )?corrupt"
@@ -108,14 +71,7 @@ HEAD_NOUNS = {
     "api", "error", "warning", "overflow", "vulnerability", "message", "output", "format",
 }
 QUOTED_RE = compile_re(r"[`\"']([^`\"'\n]{2,40})[`\"']")
-
-
-IDENTIFIER_WORD_RE = compile_re(r"[_/.()=\d]|[a-z][A-Z]|^-")
 NON_KEBAB_RE = compile_re(r"[^a-z0-9]+")
-
-
-def is_identifier(word: str) -> bool:
-    return bool(IDENTIFIER_WORD_RE.search(word)) or word.isupper() and len(word) > 1
 
 
 REF_PAREN_RE = compile_re(r"\s*\((?:#\d+|closes:[^)]*|lp: ?#\d+|:\w+:`\d+`)\)", re.I)
@@ -273,7 +229,3 @@ def rule_label(text: str, hint: str | None, product: str, version: str | None) -
         "tags": rule_tags(text, kind, product),
     }
     return label, rule
-
-
-def in_input(value: str, text: str, hint: str | None) -> bool:
-    return value in text or value in (hint or "")
