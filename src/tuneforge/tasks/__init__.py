@@ -20,7 +20,8 @@ from pydantic import BaseModel
 
 
 class Lazy:
-    """A callable that lives in `module`, imported on its first call (then kept)."""
+    """A task member that lives in `module`, imported on first use and then kept: call it
+    like the function it names, or `resolve()` it for a value (`Lazy(m, "CODES").resolve`)."""
 
     __slots__ = ("module", "name", "_target")
 
