@@ -265,7 +265,7 @@ def style_figures(task: Task, rows: list[dict], outs: list[str], scored: list) -
     """How the parsed answers fare against STYLE.md, as the scorer checks training labels:
     the share with no problem, and each code's count, 0 included (an invented version
     shows as style_version_not_in_input)."""
-    problems = Counter(dict.fromkeys(task.style_codes, 0))  # a code at 0 still shows in diffs
+    problems = Counter(dict.fromkeys(task.style_codes(), 0))  # a code at 0 still shows in diffs
     clean = parsed = 0
     for r, o, s in zip(rows, outs, scored, strict=True):
         if not s.parsed:

@@ -1,8 +1,8 @@
 """The rule labeler (the default teacher) and the STYLE checks, on contract cases."""
 import pytest
 
-from tuneforge import changelog as cl
 from tuneforge.tasks import get_task
+from tuneforge.tasks.changelog_actions import kinds, labeler, schema, style
 
 CASES = [
     # (text, hint, expected kind, expected rule)
@@ -22,55 +22,55 @@ CASES = [
 
 @pytest.mark.parametrize("text,hint,kind,rule", CASES)
 def test_locked_rules(text, hint, kind, rule):
-    assert cl.rule_kind(text, hint) == (cl.Kind(kind), rule)
+    assert kinds.rule_kind(text, hint) == (schema.Kind(kind), rule)
 
 
 @pytest.mark.parametrize("text,hint,kind,rule", CASES)
 def test_rule_labels_are_schema_valid_and_styled(text, hint, kind, rule):
-    label, got_rule = cl.rule_label(text, hint, "demo", "1.2.3")
-    cl.ActionItem.model_validate(label)
+    label, got_rule = labeler.rule_label(text, hint, "demo", "1.2.3")
+    schema.ActionItem.model_validate(label)
     assert got_rule == rule
-    assert cl.style_problems(label, text) == [], label
+    assert style.style_problems(label, text) == [], label
 
 
 def test_severity_rules():
-    assert cl.rule_severity(cl.Kind.security, 1, "remote code execution via crafted URL") == "critical"
-    assert cl.rule_severity(cl.Kind.security, 1, "fix XSS in the web UI") == "high"
-    assert cl.rule_severity(cl.Kind.breaking, 2, "removed --foo") == "high"
-    assert cl.rule_severity(cl.Kind.breaking, 3, "now on by default") == "medium"
-    assert cl.rule_severity(cl.Kind.deprecation, 4, "deprecated") == "medium"
-    assert cl.rule_severity(cl.Kind.fix, 5, "fix a crash on empty input") == "medium"
-    assert cl.rule_severity(cl.Kind.fix, 5, "fix silent data corruption when appending") == "critical"
-    assert cl.rule_severity(cl.Kind.fix, 5, "fix a typo in a label") == "low"
-    assert cl.rule_severity(cl.Kind.feature, 7, "add a flag") == "low"
+    assert labeler.rule_severity(schema.Kind.security, 1, "remote code execution via crafted URL") == "critical"
+    assert labeler.rule_severity(schema.Kind.security, 1, "fix XSS in the web UI") == "high"
+    assert labeler.rule_severity(schema.Kind.breaking, 2, "removed --foo") == "high"
+    assert labeler.rule_severity(schema.Kind.breaking, 3, "now on by default") == "medium"
+    assert labeler.rule_severity(schema.Kind.deprecation, 4, "deprecated") == "medium"
+    assert labeler.rule_severity(schema.Kind.fix, 5, "fix a crash on empty input") == "medium"
+    assert labeler.rule_severity(schema.Kind.fix, 5, "fix silent data corruption when appending") == "critical"
+    assert labeler.rule_severity(schema.Kind.fix, 5, "fix a typo in a label") == "low"
+    assert labeler.rule_severity(schema.Kind.feature, 7, "add a flag") == "low"
 
 
 def test_deadline_versions_and_dates():
-    assert cl.rule_deadline("X is deprecated and will be removed in 3.0.", cl.Kind.deprecation) == "3.0"
-    assert cl.rule_deadline("Support ends; removed by 2027-01-31.", cl.Kind.deprecation) == "2027-01-31"
-    assert cl.rule_deadline("Fixed in 3.0.", cl.Kind.fix) is None
+    assert labeler.rule_deadline("X is deprecated and will be removed in 3.0.", schema.Kind.deprecation) == "3.0"
+    assert labeler.rule_deadline("Support ends; removed by 2027-01-31.", schema.Kind.deprecation) == "2027-01-31"
+    assert labeler.rule_deadline("Fixed in 3.0.", schema.Kind.fix) is None
 
 
 def test_style_checks_catch_each_rule():
     text = "Add `--json` output to the `list` command."
-    good, _ = cl.rule_label(text, None, "demo", "1.0")
-    assert cl.style_problems(good, text) == []
-    assert "style_subject_length" in cl.style_problems({**good, "subject": "json"}, text)
-    assert "style_subject_case" in cl.style_problems({**good, "subject": "Json Output"}, text)
-    assert "style_action_not_imperative" in cl.style_problems(
+    good, _ = labeler.rule_label(text, None, "demo", "1.0")
+    assert style.style_problems(good, text) == []
+    assert "style_subject_length" in style.style_problems({**good, "subject": "json"}, text)
+    assert "style_subject_case" in style.style_problems({**good, "subject": "Json Output"}, text)
+    assert "style_action_not_imperative" in style.style_problems(
         {**good, "action_text": "The `--json` flag is new."}, text)
-    assert "style_action_too_long" in cl.style_problems(
+    assert "style_action_too_long" in style.style_problems(
         {**good, "action_text": "Use `--json` " + "now " * 40 + "."}, text)
-    assert "style_identifier_missing" in cl.style_problems(
+    assert "style_identifier_missing" in style.style_problems(
         {**good, "action_text": "Use the new output flag."}, text)
-    assert "style_identifier_not_in_input" in cl.style_problems(
+    assert "style_identifier_not_in_input" in style.style_problems(
         {**good, "action_text": "Use `--yaml` output."}, text)
-    assert "style_action_not_one_sentence" in cl.style_problems(
+    assert "style_action_not_one_sentence" in style.style_problems(
         {**good, "action_text": "Use `--json` output. It is nice."}, text)
     invented = {**good, "action_text": "Upgrade to demo 17.1 to use `--json` output."}
-    assert "style_version_not_in_input" in cl.style_problems(invented, text)
-    assert "style_version_not_in_input" not in cl.style_problems(invented, text, hint="demo 17.1")
-    assert "style_version_not_in_input" in cl.style_problems({**good, "deadline": "3.0"}, text)
+    assert "style_version_not_in_input" in style.style_problems(invented, text)
+    assert "style_version_not_in_input" not in style.style_problems(invented, text, hint="demo 17.1")
+    assert "style_version_not_in_input" in style.style_problems({**good, "deadline": "3.0"}, text)
 
 
 @pytest.mark.parametrize("text, hint, shown", [
@@ -79,18 +79,18 @@ def test_style_checks_catch_each_rule():
     ("Fixed a crash in the 2.4.1 parser.", None, True),
 ])
 def test_the_labeler_names_the_release_version_only_where_the_input_shows_it(text, hint, shown):
-    label, _ = cl.rule_label(text, hint, "demo", "2.4.1")
+    label, _ = labeler.rule_label(text, hint, "demo", "2.4.1")
     assert ("demo 2.4.1" in label["action_text"]) is shown
     if not shown:
         assert "the latest demo release" in label["action_text"]
-    assert cl.style_problems(label, text, hint) == []
+    assert style.style_problems(label, text, hint) == []
 
 
 def test_prompt_and_label_rendering_round_trip():
     task = get_task("changelog-actions")
     label, _ = task.rule_label("Add `--json` output.", "Added", "demo", "1.0")
     rendered = task.render_label(label)
-    assert list(task.parse_label(rendered).model_dump()) == cl.FIELD_ORDER
+    assert list(task.parse_label(rendered).model_dump()) == schema.FIELD_ORDER
     assert task.parse_label(rendered).model_dump(mode="json") == label
     msgs = task.messages("Add `--json` output.", "Added", "demo")
     assert [m["role"] for m in msgs] == ["system", "user"]
@@ -152,47 +152,47 @@ GENERAL_CASES = [
 
 @pytest.mark.parametrize("text,hint,kind,rule", GENERAL_CASES)
 def test_general_cues(text, hint, kind, rule):
-    assert cl.rule_kind(text, hint) == (cl.Kind(kind), rule)
-    label, _ = cl.rule_label(text, hint, "demo", "1.2.3")
-    assert cl.style_problems(label, text) == [], label
+    assert kinds.rule_kind(text, hint) == (schema.Kind(kind), rule)
+    label, _ = labeler.rule_label(text, hint, "demo", "1.2.3")
+    assert style.style_problems(label, text) == [], label
 
 
 def test_identifiers_read_each_quoting_style():
-    assert cl.identifiers("Use `--json` and `list`.") == ["--json", "list"]
+    assert style.identifiers("Use `--json` and `list`.") == ["--json", "list"]
     # GNU quotes: a backtick closed by an apostrophe, never paired with the next backtick
-    assert cl.identifiers("Use the `--limit-rate' option, e.g. `wget --limit-rate=15k URL'.") == [
+    assert style.identifiers("Use the `--limit-rate' option, e.g. `wget --limit-rate=15k URL'.") == [
         "--limit-rate", "wget --limit-rate=15k URL"]
-    assert cl.identifiers("`L' command is deprecated.") == ["L"]
+    assert style.identifiers("`L' command is deprecated.") == ["L"]
     # reST inline literals, and a code span holding an apostrophe
-    assert cl.identifiers("new ``--trusted-host`` flag (``pip install --trusted-host x``)") == [
+    assert style.identifiers("new ``--trusted-host`` flag (``pip install --trusted-host x``)") == [
         "--trusted-host", "pip install --trusted-host x"]
-    assert cl.identifiers("Use `git`'s `don't` and ``<base href='...'>``") == ["git", "don't", "<base href='...'>"]
+    assert style.identifiers("Use `git`'s `don't` and ``<base href='...'>``") == ["git", "don't", "<base href='...'>"]
     # reST roles: code roles name an identifier (target, without ~), cross-references do not
-    assert cl.identifiers("See :func:`~pkg.mod.frob` and :meth:`Frob <pkg.Frob.run>`.") == [
+    assert style.identifiers("See :func:`~pkg.mod.frob` and :meth:`Frob <pkg.Frob.run>`.") == [
         "pkg.mod.frob", "pkg.Frob.run"]
-    assert cl.identifiers("by :user:`encukou`, see :ref:`install`, :issue:`123`, :doc:`x`") == []
+    assert style.identifiers("by :user:`encukou`, see :ref:`install`, :issue:`123`, :doc:`x`") == []
     # reST links and TeX-style quotations are not code; bug numbers are not either
-    assert cl.identifiers("(`#9086 <https://github.com/pypa/pip/issues/9086>`_) and `docs`_") == []
-    assert cl.identifiers("The pseudo-op ``.mri 1'' switches mode; bug `751956`.") == []
+    assert style.identifiers("(`#9086 <https://github.com/pypa/pip/issues/9086>`_) and `docs`_") == []
+    assert style.identifiers("The pseudo-op ``.mri 1'' switches mode; bug `751956`.") == []
 
 
 def test_style_identifier_check_with_gnu_quotes_and_rest_links():
     text = "You can limit the rate with the `--limit-rate' option. For example, `wget --limit-rate=15k URL'."
-    label, _ = cl.rule_label(text, None, "wget", "1.10")
+    label, _ = labeler.rule_label(text, None, "wget", "1.10")
     assert "`--limit-rate`" in label["action_text"]
-    assert cl.style_problems(label, text) == []
+    assert style.style_problems(label, text) == []
     ok = {**label, "action_text": "Use `--limit-rate` to cap the download rate."}
-    assert cl.style_problems(ok, text) == []
+    assert style.style_problems(ok, text) == []
     linked = "Speed up Git URL installs. (`#9086 <https://github.com/pypa/pip/issues/9086>`_)"
     bad = {**label, "action_text": "Upgrade pip as described in `#9086 <https://github.com/pypa/pip/issues/9086>`."}
-    assert cl.style_problems(bad, linked) == ["style_identifier_not_in_input"]
+    assert style.style_problems(bad, linked) == ["style_identifier_not_in_input"]
 
 
 def test_unknown_action_names_the_entry_identifiers():
     text = "The `bfd' library has been updated."
-    label, rule = cl.rule_label(text, None, "binutils", "2.2")
+    label, rule = labeler.rule_label(text, None, "binutils", "2.2")
     assert rule == 8 and "`bfd`" in label["action_text"]
-    assert cl.style_problems(label, text) == []
+    assert style.style_problems(label, text) == []
 
 
 @pytest.mark.parametrize("text,cue", [
@@ -206,8 +206,8 @@ def test_unknown_action_names_the_entry_identifiers():
 def test_unknown_cue_separates_rule_8_with_a_reason_from_the_fallback(text, cue):
     """Both are rule 8; only the first kind says in the entry why it is unknown, so only
     it is training data (score sends the fallback to review)."""
-    assert cl.rule_kind(text, None) == (cl.Kind.unknown, 8)
-    assert cl.unknown_cue(text, None) is cue
+    assert kinds.rule_kind(text, None) == (schema.Kind.unknown, 8)
+    assert kinds.unknown_cue(text, None) is cue
 
 
 def test_score_trains_on_internal_unknowns_and_reviews_the_fallback():
@@ -234,12 +234,12 @@ def test_score_trains_on_internal_unknowns_and_reviews_the_fallback():
 
 def test_style_codes_match_what_the_checks_give_and_style_md():
     """One list of codes: STYLE.md documents them, style_problems gives them, eval counts
-    each of them (0 included) from cl.STYLE_CODES."""
+    each of them (0 included) from style.STYLE_CODES."""
     import inspect
     import re
     from pathlib import Path
 
-    given = re.findall(r'problems\.append\("(style_\w+)"\)', inspect.getsource(cl.style_problems))
+    given = re.findall(r'problems\.append\("(style_\w+)"\)', inspect.getsource(style.style_problems))
     documented = re.findall(r"`(style_\w+)`", (Path(__file__).parents[1] / "STYLE.md").read_text())
-    assert sorted(set(given)) == sorted(cl.STYLE_CODES)
-    assert list(dict.fromkeys(documented)) == list(cl.STYLE_CODES)
+    assert sorted(set(given)) == sorted(style.STYLE_CODES)
+    assert list(dict.fromkeys(documented)) == list(style.STYLE_CODES)

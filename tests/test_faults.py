@@ -486,7 +486,7 @@ def test_sha256sums_parser_returns_pins_or_refuses(tmp_path_factory, pins, junk,
 
 def _mutations(label: dict) -> dict[str, str]:
     """Texts built from a valid label that the strict parser must refuse, each for one reason."""
-    from tuneforge.changelog import render_label
+    from tuneforge.tasks.changelog_actions.schema import render_label
 
     good = render_label(label)
     wrong_kind = {**label, "kind": "bugfix"}
@@ -508,7 +508,7 @@ def _mutations(label: dict) -> dict[str, str]:
 
 
 def _check_label_parser(parse, label: dict, noise: str) -> None:
-    from tuneforge.changelog import render_label
+    from tuneforge.tasks.changelog_actions.schema import render_label
 
     try:
         got = parse("\n " + render_label(label) + " \n").model_dump(mode="json")
@@ -524,7 +524,7 @@ def _check_label_parser(parse, label: dict, noise: str) -> None:
 
 
 def _valid(label: dict) -> dict:
-    from tuneforge.changelog import ActionItem
+    from tuneforge.tasks.changelog_actions.schema import ActionItem
 
     try:
         ActionItem.model_validate(label)
@@ -538,7 +538,7 @@ def _valid(label: dict) -> dict:
 def test_label_parser_accepts_only_schema_valid_json(data):
     """parse_label takes the rendered label (with only whitespace around it) back to the same
     item, and refuses each kind of near miss a model writes; arbitrary text never parses."""
-    from tuneforge.changelog import parse_label
+    from tuneforge.tasks.changelog_actions.schema import parse_label
 
     _check_label_parser(parse_label, _valid(data.draw(LABELS)), data.draw(st.text(max_size=200)))
 
@@ -548,7 +548,7 @@ def test_the_label_parser_check_fails_on_a_lenient_or_a_refusing_parser():
     refuses everything; the property above must reject both."""
     import re
 
-    from tuneforge.changelog import ActionItem, parse_label
+    from tuneforge.tasks.changelog_actions.schema import ActionItem, parse_label
 
     def lenient(text):
         m = re.search(r"\{.*?\}", text, re.S)
@@ -581,7 +581,7 @@ LABELS = st.fixed_dictionaries({
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(LABELS)
 def test_label_render_parse_roundtrip(label):
-    from tuneforge.changelog import ActionItem, parse_label, render_label
+    from tuneforge.tasks.changelog_actions.schema import ActionItem, parse_label, render_label
 
     try:
         ActionItem.model_validate(label)

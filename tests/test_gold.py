@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from tuneforge.changelog import ActionItem, Kind
 from tuneforge.io import read_jsonl
+from tuneforge.tasks.changelog_actions.schema import ActionItem, Kind
 from tuneforge.text import content_key
 
 from .conftest import ROOT

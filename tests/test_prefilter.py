@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuneforge import changelog, prefilter
+from tuneforge import prefilter
 from tuneforge.prefilter import Prefiltered, needles
+from tuneforge.tasks.changelog_actions import kinds, labeler, style
+
+LABELER = (kinds, labeler, style)  # the changelog task's modules that hold patterns
 
 
 def parsed(pattern: str, flags: int = 0):
@@ -35,15 +38,15 @@ def test_no_needles_when_a_match_need_not_hold_one(pattern):
 
 
 def changelog_patterns() -> list[Prefiltered]:
-    found = [v for v in vars(changelog).values() if isinstance(v, Prefiltered)]
-    for group in (changelog.LEADING_VERB_KIND, changelog.HINT_KIND, changelog.AREA_TAGS,
-                  [(p,) for p in changelog.MARKUP_RES]):
+    found = [v for m in LABELER for v in vars(m).values() if isinstance(v, Prefiltered)]
+    for group in (kinds.LEADING_VERB_KIND, kinds.HINT_KIND, labeler.AREA_TAGS,
+                  [(p,) for p in kinds.MARKUP_RES]):
         found += [p for row in group for p in row if isinstance(p, Prefiltered)]
     return found
 
 
 def test_the_labelers_big_alternations_are_prefiltered():
-    names = {n for n, v in vars(changelog).items() if isinstance(v, Prefiltered)}
+    names = {n for n, v in vars(kinds).items() if isinstance(v, Prefiltered)}
     assert {"SECURITY_RE", "INTERNAL_RE", "DOCS_RE", "BREAKING_RE", "FIX_RE"} <= names
 
 
@@ -52,8 +55,8 @@ def test_the_labelers_big_alternations_are_prefiltered():
 def test_non_ascii_text_that_re_ignorecase_folds_still_matches(text):
     """str.lower() does not fold LONG S to "s", but re.I matches it: such text skips the
     prefilter."""
-    assert changelog.FIX_RE.pattern.search(text)
-    assert changelog.FIX_RE.search(text)
+    assert kinds.FIX_RE.pattern.search(text)
+    assert kinds.FIX_RE.search(text)
 
 
 # words the patterns look for, and the characters around them that decide \b, case and
@@ -98,19 +101,20 @@ def test_rule_labels_are_unchanged_on_the_fixture_corpus(monkeypatch):
         except UnknownFormatError:
             continue
     assert len(rows) > 50
-    fast = [changelog.rule_label(*r) for r in rows]
+    fast = [labeler.rule_label(*r) for r in rows]
 
     def plain(p):
         return p.pattern if isinstance(p, Prefiltered) else p
 
-    for name, value in list(vars(changelog).items()):
-        if isinstance(value, Prefiltered):
-            monkeypatch.setattr(changelog, name, value.pattern)
+    for module in LABELER:
+        for name, value in list(vars(module).items()):
+            if isinstance(value, Prefiltered):
+                monkeypatch.setattr(module, name, value.pattern)
     for name in ("LEADING_VERB_KIND", "HINT_KIND"):
-        monkeypatch.setattr(changelog, name, [(plain(p), *rest) for p, *rest in getattr(changelog, name)])
-    monkeypatch.setattr(changelog, "AREA_TAGS", [(t, plain(p)) for t, p in changelog.AREA_TAGS])
-    monkeypatch.setattr(changelog, "MARKUP_RES", [plain(p) for p in changelog.MARKUP_RES])
-    changelog._hint_cues.cache_clear()
+        monkeypatch.setattr(kinds, name, [(plain(p), *rest) for p, *rest in getattr(kinds, name)])
+    monkeypatch.setattr(labeler, "AREA_TAGS", [(t, plain(p)) for t, p in labeler.AREA_TAGS])
+    monkeypatch.setattr(kinds, "MARKUP_RES", [plain(p) for p in kinds.MARKUP_RES])
+    kinds._hint_cues.cache_clear()
     assert not changelog_patterns()
-    assert [changelog.rule_label(*r) for r in rows] == fast
-    changelog._hint_cues.cache_clear()
+    assert [labeler.rule_label(*r) for r in rows] == fast
+    kinds._hint_cues.cache_clear()

@@ -4,8 +4,8 @@ import jsonschema
 import yaml
 
 from tuneforge import schema_gen
-from tuneforge.changelog import ActionItem
 from tuneforge.records import QuarantineReason
+from tuneforge.tasks.changelog_actions.schema import ActionItem
 
 from .conftest import ROOT
 

@@ -49,7 +49,7 @@ def commit_task() -> Task:
     return replace(
         base, name="commit-types", output_model=CommitLabel,
         rule_label=lambda text, hint, product, version: ({"type": "feat", "subject": text}, 1),
-        style_problems=lambda label, text, hint: [], style_codes=(),
+        style_problems=lambda label, text, hint: [], style_codes=lambda: (),
         is_content_free=lambda text: text.lower() == "wip",
         unknown_cue=lambda text, hint: text.lower() == "wip",
         hint_class=lambda hint: {"Fixes": "fix"}.get(hint or ""),
@@ -87,3 +87,53 @@ def test_score_takes_the_vocabulary_from_the_task():
     fallback = scored("tidy", {"type": "chore", "subject": "s"}, 4)
     assert fallback.category.value == "needs_human_review" and "unknown_without_cue" in fallback.reasons
     assert "label_schema_invalid" in scored("x", {"type": "security", "subject": "s"}, 1).reasons
+
+
+# What model-side code does with a task (merge's probe prompt, register's card, predict's
+# parse), then the labeler-side member score calls; the modules loaded after each, as JSON.
+MODEL_SIDE = """
+import json, sys
+from tuneforge.tasks import get_task
+task = get_task("changelog-actions")
+task.messages("Fix a crash in `foo`.", "Bug fixes", "demo")
+task.output_model.model_json_schema()
+label = {"kind": "fix", "severity": "low", "subject": "foo crash", "action_text": "Upgrade.",
+         "deadline": None, "tags": ["demo"]}
+task.parse_label(task.render_label(label))
+print(json.dumps([task.system_prompt[:4], sorted(m for m in sys.modules if m.startswith("tuneforge"))]))
+task.rule_label("Fix a crash in `foo`.", None, "demo", None)
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("tuneforge"))))
+"""
+
+
+def test_model_side_use_of_a_task_loads_no_labeler():
+    """merge, register and predict need a task's schema and prompt only: asking for the task,
+    building its messages and parsing an answer imports neither the rule labeler, nor the
+    STYLE checks, nor the examples (nor the regex prefilter they use); the first labeler call
+    does. Fails when the task package imports its labeler eagerly."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1] / "src"))
+    proc = subprocess.run([sys.executable, "-c", MODEL_SIDE], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    first, after = proc.stdout.strip().splitlines()
+    _, loaded = json.loads(first)
+    package = "tuneforge.tasks.changelog_actions"
+    labeler_side = {f"{package}.{m}" for m in ("kinds", "labeler", "style", "examples")} | {"tuneforge.prefilter"}
+    assert {f"{package}.schema", f"{package}.prompt"} <= set(loaded)
+    assert not labeler_side & set(loaded), sorted(labeler_side & set(loaded))
+    assert {f"{package}.kinds", f"{package}.labeler"} <= set(json.loads(after))  # the Lazy resolves
+
+
+def test_a_task_name_registers_once_and_an_unknown_one_is_named():
+    from tuneforge.tasks import register
+
+    with pytest.raises(ValueError, match="'changelog-actions' is registered twice"):
+        register(get_task("changelog-actions"))
+    with pytest.raises(ValueError, match=r"unknown task 'commit-types'; known tasks: changelog-actions"):
+        get_task("commit-types")

@@ -1,32 +1,62 @@
 """Task registry: everything task-specific that stages need, looked up by name.
 
-Stages never import a task module directly; they ask `get_task(params["task"])`.
-A new task (commit messages, tool calls) registers its own `Task` here.
+Stages never import a task package directly; they ask `get_task(params["task"])`.
+A task is a package beside this file (changelog_actions/: schema, prompt, labeler,
+STYLE checks, content-free examples) that registers its `Task` when imported; a new
+task (commit messages, tool calls) is a new package and one import line at the end.
+
+Model-side code (merge, register, predict, eval's decoding) needs a task's schema and
+prompt only, so a task gives its labeler-side members as `Lazy`: their module is
+imported on first use, and those stages neither load the labeler nor depend on it.
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
-from tuneforge import changelog
+
+class Lazy:
+    """A task member that lives in `module`, imported on first use and then kept: call it
+    like the function it names, or `resolve()` it for a value (`Lazy(m, "CODES").resolve`)."""
+
+    __slots__ = ("module", "name", "_target")
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name, self._target = module, name, None
+
+    def resolve(self) -> Any:
+        if self._target is None:
+            self._target = getattr(importlib.import_module(self.module), self.name)
+        return self._target
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Lazy({self.module}.{self.name})"
 
 
 @dataclass(frozen=True)
 class Task:
+    # model-facing: what decoding, merge, register and predict need
     name: str
     output_model: type[BaseModel]
     system_prompt: str
     render_user: Callable[[str, str | None, str | None], str]
     render_label: Callable[[dict], str]
     parse_label: Callable[[str], BaseModel]
+    # labeler-side (a task package gives these as `Lazy`)
     rule_label: Callable[[str, str | None, str, str | None], tuple[dict, int]]
     style_problems: Callable[[dict, str, str | None], list[str]]  # (label, text, hint)
-    style_codes: tuple[str, ...]  # every code style_problems can give
+    style_codes: Callable[[], tuple[str, ...]]  # every code style_problems can give
     is_content_free: Callable[[str], bool]
     unknown_cue: Callable[[str, str | None], bool]  # the entry itself says why it abstains
     hint_class: Callable[[str | None], str | None]  # the class a section hint suggests alone
+    # the task's vocabulary
     label_class: Callable[[dict], str]  # the stratification/confusion key of a label
     with_class: Callable[[dict, str], dict]  # the label with its class replaced
     classes: tuple[str, ...]  # every value label_class can take, in report order
@@ -46,6 +76,8 @@ TASKS: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
+    if task.name in TASKS:
+        raise ValueError(f"task {task.name!r} is registered twice (a second package uses its name)")
     TASKS[task.name] = task
     return task
 
@@ -57,24 +89,6 @@ def get_task(name: str) -> Task:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
 
 
-register(Task(
-    name=changelog.TASK_NAME,
-    output_model=changelog.ActionItem,
-    system_prompt=changelog.SYSTEM_PROMPT,
-    render_user=changelog.render_user,
-    render_label=changelog.render_label,
-    parse_label=changelog.parse_label,
-    rule_label=changelog.rule_label,
-    style_problems=changelog.style_problems,
-    style_codes=changelog.STYLE_CODES,
-    is_content_free=changelog.is_content_free,
-    unknown_cue=changelog.unknown_cue,
-    hint_class=lambda hint: kind.value if (kind := changelog.hint_kind(hint)) else None,
-    label_class=lambda label: label["kind"],
-    with_class=lambda label, kind: dict(label, kind=kind),
-    classes=tuple(k.value for k in changelog.Kind),
-    firm_classes=frozenset(k.value for k in changelog.FIRM_KINDS),
-    abstain_class=changelog.Kind.unknown.value,
-    abstain_rule=changelog.UNKNOWN_RULE,
-    content_free_examples=changelog.content_free_examples,
-))
+# The task packages, each registering its Task; imported last, as they use register. A plain
+# import, so the dvc.yaml deps test sees that a stage asking for a task loads the package.
+from tuneforge.tasks import changelog_actions  # noqa: E402, F401
