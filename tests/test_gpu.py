@@ -59,8 +59,8 @@ def cosine(a, b) -> float:
 def adapter_summary(root: Path) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
-    meta = json.loads((root / "models/adapter/tuneforge.json").read_text())
-    weights = load_file(str(root / "models/adapter/adapter_model.safetensors"))
+    meta = json.loads((root / "models/changelog-actions/adapter/tuneforge.json").read_text())
+    weights = load_file(str(root / "models/changelog-actions/adapter/adapter_model.safetensors"))
     return meta, weights
 
 
@@ -80,7 +80,7 @@ def test_qlora_steps_on_the_tiny_model(qlora_root):
     meta, weights = adapter_summary(qlora_root)
     assert (meta["device"], meta["qlora"], meta["precision"], meta["steps"]) == ("cuda", True, "bf16", 6)
     assert math.isfinite(meta["train_loss"]) and math.isfinite(meta["valid_loss"])
-    receipt = json.loads((qlora_root / "reports/receipts/train.json").read_text())
+    receipt = json.loads((qlora_root / "reports/changelog-actions/receipts/train.json").read_text())
     assert receipt["params"]["resolved"] == {"precision": "bf16", "device": "cuda", "qlora": True}
     assert meta["toolchain"]["bitsandbytes"] != "not-installed"
     assert {t.dtype for t in weights.values()} == {torch.float32}, "the adapter is kept in fp32"
@@ -116,9 +116,9 @@ def test_merge_of_a_qlora_adapter_matches_a_bf16_reference(qlora_root):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    merged_meta = json.loads((qlora_root / "models/merged/tuneforge.json").read_text())
+    merged_meta = json.loads((qlora_root / "models/changelog-actions/merged/tuneforge.json").read_text())
     assert merged_meta["probe_max_logit_diff"] <= 1e-3
-    base, adapter, merged = (str(qlora_root / p) for p in ("models/base", "models/adapter", "models/merged"))
+    base, adapter, merged = (str(qlora_root / p) for p in ("models/base", "models/changelog-actions/adapter", "models/changelog-actions/merged"))
     tok = AutoTokenizer.from_pretrained(base)
     bf16 = {"dtype": torch.bfloat16, "device_map": {"": 0}}
     reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, **bf16), adapter).eval()
@@ -153,7 +153,7 @@ def test_llama_cpp_offload_matches_the_cpu(qlora_root, capfd):
         "llama-cpp-python was built without GPU offload: make setup-gpu builds it with "
         "CMAKE_ARGS=-DGGML_CUDA=on (needs nvcc)")
     run_stages(qlora_root, convert)
-    gguf = qlora_root / f"models/gguf/{NAME}-f16.gguf"
+    gguf = qlora_root / f"models/changelog-actions/gguf/{NAME}-f16.gguf"
     text = "Fixed a crash when `--output` points to a directory."
     cpu = llama_scores(gguf, text, 0)
     capfd.readouterr()

@@ -53,8 +53,8 @@ def test_train_records_what_auto_chose(tiny_base, tmp_path, monkeypatch):
     from stages import train
 
     assert train.main() == 0
-    sidecar = json.loads((root / "models/adapter/tuneforge.json").read_text())
-    receipt = json.loads((root / "reports/receipts/train.json").read_text())
+    sidecar = json.loads((root / "models/changelog-actions/adapter/tuneforge.json").read_text())
+    receipt = json.loads((root / "reports/changelog-actions/receipts/train.json").read_text())
     assert sidecar["params"]["precision"] == "auto" and sidecar["precision"] == "fp32"
     assert receipt["params"]["train"]["precision"] == "auto"
     assert receipt["params"]["resolved"] == {"precision": "fp32", "device": "cpu", "qlora": False}

@@ -52,7 +52,7 @@ def make_project(root: Path, endpoint: str, env: dict) -> None:
     pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in DATA_STAGES}
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["paths"]["snapshot"] = "snapshot"
+    params["tasks"]["changelog-actions"]["snapshot"] = "snapshot"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for rel in ("data/gold/holdout.jsonl", "data/labeled/train.jsonl"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +76,10 @@ def test_push_clone_pull_is_clean_and_rebuilds_nothing(s3, tmp_path):
 
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
-    assert not (clone / "data/entries.jsonl").exists()
+    assert not (clone / "data/changelog-actions/entries.jsonl").exists()
     sh(["dvc", "pull"], clone, env)
-    assert (clone / "data/entries.jsonl").read_bytes() == (origin / "data/entries.jsonl").read_bytes()
+    entries = "data/changelog-actions/entries.jsonl"
+    assert (clone / entries).read_bytes() == (origin / entries).read_bytes()
     status = sh(["dvc", "status"], clone, env)
     assert "up to date" in status, status
     repro = sh(["dvc", "repro"], clone, env)
@@ -93,9 +94,9 @@ def test_push_clone_pull_is_clean_and_rebuilds_nothing(s3, tmp_path):
     # a consumer who wants one artifact pulls only that
     consumer = tmp_path / "consumer"
     sh(["git", "clone", "-q", str(origin), str(consumer)], tmp_path, env)
-    sh(["dvc", "pull", "data/exports/sft"], consumer, env)
-    assert (consumer / "data/exports/sft/train.jsonl").exists()
-    assert not (consumer / "data/entries.jsonl").exists()
+    sh(["dvc", "pull", "data/changelog-actions/exports/sft"], consumer, env)
+    assert (consumer / "data/changelog-actions/exports/sft/train.jsonl").exists()
+    assert not (consumer / "data/changelog-actions/entries.jsonl").exists()
 
 
 def test_no_tracked_file_holds_a_credential():
