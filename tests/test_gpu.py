@@ -118,7 +118,8 @@ def test_merge_of_a_qlora_adapter_matches_a_bf16_reference(qlora_root):
 
     merged_meta = json.loads((qlora_root / "models/changelog-actions/merged/tuneforge.json").read_text())
     assert merged_meta["probe_max_logit_diff"] <= 1e-3
-    base, adapter, merged = (str(qlora_root / p) for p in ("models/base", "models/changelog-actions/adapter", "models/changelog-actions/merged"))
+    base, adapter, merged = (str(qlora_root / p) for p in
+                             ("models/base", "models/changelog-actions/adapter", "models/changelog-actions/merged"))
     tok = AutoTokenizer.from_pretrained(base)
     bf16 = {"dtype": torch.bfloat16, "device_map": {"": 0}}
     reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, **bf16), adapter).eval()
