@@ -38,6 +38,8 @@ def _write(tmp_path: Path, edit) -> Path:
     (lambda r: r["tasks"]["changelog-actions"].update(model_name="Bad Name"),
      "tasks.changelog-actions.model_name", "pattern"),
     (lambda r: r["eval"]["gates"].update(min_parity="high"), "eval.gates.min_parity", "valid number"),
+    (lambda r: r["tasks"]["changelog-actions"].update(package="changelog"), "tasks",
+     "lives in package 'changelog_actions'"),
 ])
 def test_a_bad_value_names_its_key_and_the_allowed_values(tmp_path, edit, key, allowed):
     path = _write(tmp_path, edit)

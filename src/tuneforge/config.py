@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tuneforge.names import TaskPaths
 
@@ -35,7 +35,8 @@ Threads = Annotated[int, Field(ge=0)]  # 0 = all cores
 
 
 class TaskEntry(Section):
-    """One entry of `tasks`: the task's committed inputs and its model's name."""
+    """One entry of `tasks`: the task's code, its committed inputs and its model's name."""
+    package: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]   # tuneforge.tasks.<package> (dvc.yaml deps)
     snapshot: Path                 # the raw source the backfill stage reads
     gold: Path                     # hand-labeled holdout (eval set, never trained on)
     human_labels: Path | None = None   # hand-labeled training rows (evidence.human_labels)
@@ -190,6 +191,15 @@ class Register(Section):
 
 
 class Params(Section):
+    @field_validator("tasks")
+    @classmethod
+    def _packages(cls, tasks: dict[str, TaskEntry]) -> dict[str, TaskEntry]:
+        for name, entry in tasks.items():
+            if entry.package != name.replace("-", "_"):
+                raise ValueError(f"{name}.package is {entry.package!r}: task {name!r} lives in package "
+                                 f"{name.replace('-', '_')!r} (tuneforge.tasks.get_task imports it by that name)")
+        return tasks
+
     tasks: Annotated[dict[Annotated[str, Field(pattern=MODEL_NAME)], TaskEntry], Field(min_length=1)]
     backfill: Backfill
     evidence: Evidence

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tuneforge import records, verdict
-from tuneforge.tasks import TASKS
+from tuneforge.tasks import get_task, known
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -33,8 +33,8 @@ MODELS: dict[str, type[BaseModel]] = {
 
 def all_schemas() -> dict[str, str]:
     models = dict(MODELS)
-    for name, task in sorted(TASKS.items()):
-        models[f"{name}.output"] = task.output_model
+    for name in known():
+        models[f"{name}.output"] = get_task(name).output_model
     return {f"{name}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
             for name, model in models.items()}
 

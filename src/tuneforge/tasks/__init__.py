@@ -1,9 +1,12 @@
 """Task registry: everything task-specific that stages need, looked up by name.
 
-Stages never import a task package directly; they ask `get_task(params["task"])`.
-A task is a package beside this file (changelog_actions/: schema, prompt, labeler,
-STYLE checks, content-free examples) that registers its `Task` when imported; a new
-task (commit messages, tool calls) is a new package and one import line at the end.
+Stages never import a task package directly; they ask `get_task(name)`, which imports the
+package `tuneforge.tasks.<name with - as _>` (params.yaml's tasks.<name>.package, which
+dvc.yaml's deps read) on first use. A task is a package beside this file
+(changelog_actions/: schema, prompt, labeler, STYLE checks, content-free examples) that
+registers its `Task` when imported; a new task (commit messages) is a new package, a
+params.yaml `tasks` entry and its data. Only the asked-for task's package is imported, so
+one task's stages neither load nor depend on another task's code.
 
 Model-side code (merge, register, predict, eval's decoding) needs a task's schema and
 prompt only, so a task gives its labeler-side members as `Lazy`: their module is
@@ -14,6 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -82,13 +86,22 @@ def register(task: Task) -> Task:
     return task
 
 
+def package_name(name: str) -> str:
+    """The package that holds task `name`: tuneforge.tasks.<name, '-' -> '_'>."""
+    return name.replace("-", "_")
+
+
+def known() -> list[str]:
+    """Every task package beside this file, by task name."""
+    here = Path(__file__).parent
+    return sorted(p.name.replace("_", "-") for p in here.iterdir() if (p / "__init__.py").is_file())
+
+
 def get_task(name: str) -> Task:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
-
-
-# The task packages, each registering its Task; imported last, as they use register. A plain
-# import, so the dvc.yaml deps test sees that a stage asking for a task loads the package.
-from tuneforge.tasks import changelog_actions  # noqa: E402, F401
+    if name not in TASKS:
+        if name not in known():
+            raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(known())}")
+        importlib.import_module(f"{__name__}.{package_name(name)}")
+        if name not in TASKS:
+            raise ValueError(f"tuneforge.tasks.{package_name(name)} registers no task named {name!r}")
+    return TASKS[name]
