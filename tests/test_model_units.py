@@ -262,20 +262,37 @@ def test_quantize_outs_match_params():
     check_model_name(params["convert"]["model_name"])
 
 
+def _module_file(mod: str) -> Path:
+    """src/tuneforge file of a dotted module under tuneforge ("sources.common"); a package's is
+    its __init__.py."""
+    base = ROOT / "src/tuneforge" / mod.replace(".", "/")
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
 def _tuneforge_imports(path: Path) -> set[str]:
     """Every tuneforge module `path` imports, directly or through another one, in any
-    spelling: `import tuneforge.x`, `from tuneforge.x import y`, `from tuneforge import x`."""
+    spelling: `import tuneforge.x`, `from tuneforge.x import y`, `from tuneforge import x`;
+    importing `tuneforge.pkg.mod` runs (and so counts) `pkg/__init__.py` too."""
     import ast
+
+    def with_parents(mod: str) -> set[str]:
+        parts = mod.split(".")
+        return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
 
     def direct(file: Path) -> set[str]:
         found = set()
         for node in ast.walk(ast.parse(file.read_text())):
             if isinstance(node, ast.Import):
-                found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tuneforge.")}
-            elif isinstance(node, ast.ImportFrom) and node.module == "tuneforge":
-                found |= {a.name for a in node.names if (ROOT / "src/tuneforge" / f"{a.name}.py").exists()}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tuneforge."):
-                found.add(node.module.split(".")[1])
+                for a in node.names:
+                    if a.name.startswith("tuneforge."):
+                        found |= with_parents(a.name.removeprefix("tuneforge."))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tuneforge":
+                pkg = node.module.removeprefix("tuneforge").lstrip(".")
+                if pkg:
+                    found |= with_parents(pkg)
+                # `from tuneforge.pkg import mod` imports the module pkg/mod.py
+                found |= {f"{pkg}.{a.name}".lstrip(".") for a in node.names
+                          if _module_file(f"{pkg}.{a.name}".lstrip(".")).exists()}
         return found
 
     seen: set[str] = set()
@@ -283,7 +300,7 @@ def _tuneforge_imports(path: Path) -> set[str]:
     while todo:
         mod = todo.pop()
         seen.add(mod)
-        todo |= direct(ROOT / "src/tuneforge" / f"{mod}.py") - seen
+        todo |= direct(_module_file(mod)) - seen
     return seen
 
 
@@ -293,8 +310,9 @@ def test_every_stage_declares_the_modules_it_runs():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         assert f"stages/{name}.py" in stage["deps"]
-        missing = sorted(m for m in _tuneforge_imports(ROOT / "stages" / f"{name}.py")
-                         if f"src/tuneforge/{m}.py" not in stage["deps"])
+        missing = sorted(str(_module_file(m).relative_to(ROOT))
+                         for m in _tuneforge_imports(ROOT / "stages" / f"{name}.py")
+                         if str(_module_file(m).relative_to(ROOT)) not in stage["deps"])
         assert missing == [], (name, missing)
 
 
