@@ -6,6 +6,8 @@ import pytest
 
 from tuneforge import sources as s
 from tuneforge.sources import ParsedEntry as E
+from tuneforge.sources import common as c
+from tuneforge.sources import debian_changelog, git_relnotes, gnu_news, keepachangelog, markdown_bullets, rst_changes
 
 
 def parse(name: str, text: str, path: str = "pkg/NEWS") -> list[tuple]:
@@ -115,7 +117,7 @@ def test_debian_nothing_before_the_first_header_or_after_a_sign_off():
     ("", 0),
 ])
 def test_debian_sniff(text, score):
-    assert s.DebianChangelog().sniff("x/changelog", text) == score
+    assert debian_changelog.DebianChangelog().sniff("x/changelog", text) == score
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -134,28 +136,28 @@ def test_product_from_path_empty():
 
 
 def test_lines_norm_indent():
-    assert s._lines("a\r\nb\rc\nd") == ["a", "b", "c", "d"]
-    assert s._lines("a\nb\n") == ["a", "b", ""]
-    assert s._norm(" a\x00b \x1b[1m c\t\n d \x7f") == "ab [1m c d"
-    assert s._norm("keep\x0b\x0cspaces") == "keep spaces"  # \v \f are whitespace, not removed
-    assert s._indent(" \t x ") == 3
-    assert s._indent("") == 0
+    assert c._lines("a\r\nb\rc\nd") == ["a", "b", "c", "d"]
+    assert c._lines("a\nb\n") == ["a", "b", ""]
+    assert c._norm(" a\x00b \x1b[1m c\t\n d \x7f") == "ab [1m c d"
+    assert c._norm("keep\x0b\x0cspaces") == "keep spaces"  # \v \f are whitespace, not removed
+    assert c._indent(" \t x ") == 3
+    assert c._indent("") == 0
 
 
 def test_strip_md_links_and_bare_name():
-    assert s._strip_md_links("see [the docs](https://x.y/z) and ![img](a.png)") == "see the docs and img"
-    assert s._bare_name("A\\B\\NEWS.GZ") == "news"
-    assert s._bare_name("x/CHANGES.rst.gz") == "changes.rst"
-    assert s._bare_name("x/gz") == "gz"
+    assert c._strip_md_links("see [the docs](https://x.y/z) and ![img](a.png)") == "see the docs and img"
+    assert c._bare_name("A\\B\\NEWS.GZ") == "news"
+    assert c._bare_name("x/CHANGES.rst.gz") == "changes.rst"
+    assert c._bare_name("x/gz") == "gz"
 
 
 def test_head_limits_lines_and_chars():
     text = "\n".join(str(i) for i in range(500))
-    assert s._head(text) == [str(i) for i in range(200)]
-    assert s._head(text, 3) == ["0", "1", "2"]
-    assert s._head("a\r\nb\rc", 5) == ["a", "b", "c"]
-    assert s._head("x" * 30000, 5) == ["x" * 20000]
-    assert s._head("abcdef\nz", 5, chars=3) == ["abc"]
+    assert c._head(text) == [str(i) for i in range(200)]
+    assert c._head(text, 3) == ["0", "1", "2"]
+    assert c._head("a\r\nb\rc", 5) == ["a", "b", "c"]
+    assert c._head("x" * 30000, 5) == ["x" * 20000]
+    assert c._head("abcdef\nz", 5, chars=3) == ["abc"]
 
 
 @pytest.mark.parametrize("title,version", [
@@ -177,21 +179,21 @@ def test_head_limits_lines_and_chars():
     ("**[1.0](http://x/y)**", "1.0"),
 ])
 def test_version_in(title, version):
-    assert s._version_in(title) == version
+    assert c._version_in(title) == version
 
 
 def test_setext_underline():
     lines = ["Title", "=====", "  * bullet", "-----", "", "----", "====", "x", "    indented", "----",
              "last"]
-    assert s._setext_underline(lines, 0) is True
-    assert s._setext_underline(lines, 2) is False   # a bullet is no title
-    assert s._setext_underline(lines, 4) is False   # blank
-    assert s._setext_underline(lines, 5) is False   # an underline is no title
-    assert s._setext_underline(lines, 7) is False   # next line is no underline
-    assert s._setext_underline(lines, 8) is False   # indented 4
-    assert s._setext_underline(lines, 10) is False  # last line
-    assert s._setext_underline(["   Ttl", "   ---"], 0) is True
-    assert s._setext_underline(["Ttl", "    ---"], 0) is False
+    assert c._setext_underline(lines, 0) is True
+    assert c._setext_underline(lines, 2) is False   # a bullet is no title
+    assert c._setext_underline(lines, 4) is False   # blank
+    assert c._setext_underline(lines, 5) is False   # an underline is no title
+    assert c._setext_underline(lines, 7) is False   # next line is no underline
+    assert c._setext_underline(lines, 8) is False   # indented 4
+    assert c._setext_underline(lines, 10) is False  # last line
+    assert c._setext_underline(["   Ttl", "   ---"], 0) is True
+    assert c._setext_underline(["Ttl", "    ---"], 0) is False
 
 
 @pytest.mark.parametrize("line,want", [
@@ -208,12 +210,12 @@ def test_setext_underline():
     ("#hashtag", None),
 ])
 def test_atx(line, want):
-    assert s._atx(line) == want
+    assert c._atx(line) == want
 
 
 def test_starts_block():
     lines = ["first", "second", "", "after blank", "----", "after rule", "# h", "after heading"]
-    assert [s._starts_block(lines, i) for i in range(len(lines))] == \
+    assert [c._starts_block(lines, i) for i in range(len(lines))] == \
         [True, False, False, True, False, True, False, True]
 
 
@@ -228,45 +230,45 @@ def test_starts_block():
     ("_", True),
 ])
 def test_is_link_only(text, want):
-    assert s._is_link_only(text) is want
+    assert c._is_link_only(text) is want
 
 
 def test_md_clean():
     node = "\\[[`abc1234`](https://g/c)] - **net**: fix it (Jane Doe) [#123](https://g/p)"
-    assert s._md_clean(node) == "**net**: fix it"
-    assert s._md_clean("[`abcdef1`](https://g/c) fix thing") == "fix thing"
-    assert s._md_clean("[`abcdef1`](https://g/c) fix (kept author)") == "fix (kept author)"
-    assert s._md_clean("no \\*escape\\* here \\[x\\]") == "no *escape* here [x]"
-    assert s._md_clean("plain (Author)") == "plain (Author)"
+    assert c._md_clean(node) == "**net**: fix it"
+    assert c._md_clean("[`abcdef1`](https://g/c) fix thing") == "fix thing"
+    assert c._md_clean("[`abcdef1`](https://g/c) fix (kept author)") == "fix (kept author)"
+    assert c._md_clean("no \\*escape\\* here \\[x\\]") == "no *escape* here [x]"
+    assert c._md_clean("plain (Author)") == "plain (Author)"
     many = "\\[[`abc1234`](u)] - x <https://a> <https://b> <https://c> <https://d> <https://e>"
-    assert s._md_clean(many) == "x <https://a>"  # at most four trailing refs are dropped
+    assert c._md_clean(many) == "x <https://a>"  # at most four trailing refs are dropped
 
 
 def test_clean_hint_and_heading_bullet():
-    assert s._clean_hint("**[Bug fixes](x)**:") == "Bug fixes"
-    assert s._clean_hint(" ## :: ") is None
-    assert s._clean_hint("Notes::") == "Notes"
-    acc = s._Acc(1, 0, None, "1", "Bugs fixed:")
-    assert s._heading_bullet(acc) is True
-    assert s._heading_bullet(s._Acc(1, 0, None, "1", "Fixed a bug.")) is False
-    assert s._heading_bullet(s._Acc(1, 0, None, "1", " ".join(["w"] * 13) + ":")) is False
-    assert s._heading_bullet(s._Acc(1, 0, None, "1", " ".join(["w"] * 12) + ":")) is True
-    assert s._heading_bullet(s._Acc(1, 0, None, "1", "")) is False
+    assert c._clean_hint("**[Bug fixes](x)**:") == "Bug fixes"
+    assert c._clean_hint(" ## :: ") is None
+    assert c._clean_hint("Notes::") == "Notes"
+    acc = c._Acc(1, 0, None, "1", "Bugs fixed:")
+    assert c._heading_bullet(acc) is True
+    assert c._heading_bullet(c._Acc(1, 0, None, "1", "Fixed a bug.")) is False
+    assert c._heading_bullet(c._Acc(1, 0, None, "1", " ".join(["w"] * 13) + ":")) is False
+    assert c._heading_bullet(c._Acc(1, 0, None, "1", " ".join(["w"] * 12) + ":")) is True
+    assert c._heading_bullet(c._Acc(1, 0, None, "1", "")) is False
 
 
 def test_emit():
-    assert s._emit(None) is None
-    assert s._emit(s._Acc(3, 0, "h", None, "text")) is None  # no release: dropped
-    assert s._emit(s._Acc(3, 0, "h", "1.0", " \x00 ")) is None
-    acc = s._Acc(3, 2, "h", "1.0", "a  b")
+    assert c._emit(None) is None
+    assert c._emit(c._Acc(3, 0, "h", None, "text")) is None  # no release: dropped
+    assert c._emit(c._Acc(3, 0, "h", "1.0", " \x00 ")) is None
+    acc = c._Acc(3, 2, "h", "1.0", "a  b")
     acc.parts.append("  c")
-    assert s._emit(acc) == E("a b c", "h", "1.0", 3)
-    assert s._emit(acc, clean=lambda t: t.upper() + "  !") == E("A B C !", "h", "1.0", 3)
-    assert s._emit(acc, clean=lambda t: "  ") is None
+    assert c._emit(acc) == E("a b c", "h", "1.0", 3)
+    assert c._emit(acc, clean=lambda t: t.upper() + "  !") == E("A B C !", "h", "1.0", 3)
+    assert c._emit(acc, clean=lambda t: "  ") is None
 
 
 def test_sections_levels():
-    sec = s._Sections()
+    sec = c._Sections()
     sec.heading(2, "Bug fixes")           # before any release: a hint
     assert (sec.version, sec.hint, sec.level) == (None, "Bug fixes", None)
     sec.heading(2, "Version 1.0")
@@ -298,8 +300,8 @@ def test_register_needs_a_name_and_is_idempotent():
             return iter(())
     with pytest.raises(ValueError, match="Nameless has no name"):
         s.register(Nameless)
-    assert s.register(s.GnuNews) is s.GnuNews
-    assert s.FORMATS["gnu_news"] is s.GnuNews
+    assert s.register(gnu_news.GnuNews) is gnu_news.GnuNews
+    assert s.FORMATS["gnu_news"] is gnu_news.GnuNews
 
 
 def test_detect_format_highest_score_wins():
@@ -323,7 +325,7 @@ def test_detect_format_highest_score_wins():
     ("x" * 20000 + "keepachangelog.com", 0),       # past the sniffed head
 ])
 def test_keepachangelog_sniff(text, score):
-    assert s.KeepAChangelog().sniff("x/CHANGELOG.md", text) == score
+    assert keepachangelog.KeepAChangelog().sniff("x/CHANGELOG.md", text) == score
 
 
 @pytest.mark.parametrize("path,text,score", [
@@ -338,7 +340,7 @@ def test_keepachangelog_sniff(text, score):
     ("x/CHANGELOG", "## 1.0\nprose\n", 0),
 ])
 def test_markdown_sniff(path, text, score):
-    assert s.MarkdownBullets().sniff(path, text) == score
+    assert markdown_bullets.MarkdownBullets().sniff(path, text) == score
 
 
 @pytest.mark.parametrize("path,text,score", [
@@ -353,7 +355,7 @@ def test_markdown_sniff(path, text, score):
     ("git/other/1.txt", "release notes\n", 0),
 ])
 def test_git_sniff(path, text, score):
-    assert s.GitRelNotes().sniff(path, text) == score
+    assert git_relnotes.GitRelNotes().sniff(path, text) == score
 
 
 @pytest.mark.parametrize("text,score", [
@@ -369,7 +371,7 @@ def test_git_sniff(path, text, score):
     ("", 0),
 ])
 def test_gnu_sniff(text, score):
-    assert s.GnuNews().sniff("x/NEWS", text) == score
+    assert gnu_news.GnuNews().sniff("x/NEWS", text) == score
 
 
 @pytest.mark.parametrize("path,text,score", [
@@ -383,7 +385,7 @@ def test_gnu_sniff(text, score):
     ("x/CHANGES", "v1.1\n====\nx\nv1.0\n====\ny\n", 0),         # no bullets
 ])
 def test_rst_sniff(path, text, score):
-    assert s.RstChanges().sniff(path, text) == score
+    assert rst_changes.RstChanges().sniff(path, text) == score
 
 
 # ----------------------------------------------------------------------------- GNU NEWS
@@ -704,12 +706,12 @@ def test_detect_format_takes_any_positive_confidence(monkeypatch):
     ("Version 1.0-rc1.", "1.0-rc1"),             # trailing punctuation is not part of it
 ])
 def test_version_in_more(title, version):
-    assert s._version_in(title) == version
+    assert c._version_in(title) == version
 
 
 def test_setext_underline_indent_is_the_underlines():
-    assert s._setext_underline(["x", "Ttl", "    ---"], 1) is False
-    assert s._setext_underline(["    x", "Ttl", "---"], 1) is True
+    assert c._setext_underline(["x", "Ttl", "    ---"], 1) is False
+    assert c._setext_underline(["    x", "Ttl", "---"], 1) is True
 
 
 @pytest.mark.parametrize("line,want", [
@@ -718,12 +720,12 @@ def test_setext_underline_indent_is_the_underlines():
     ("## X#", (2, "X#")),
 ])
 def test_atx_titles_ending_in_letters(line, want):
-    assert s._atx(line) == want
+    assert c._atx(line) == want
 
 
 def test_clean_hint_keeps_leading_letters():
-    assert s._clean_hint("X11 changes:") == "X11 changes"
-    assert s._clean_hint("Mac OS X:") == "Mac OS X"
+    assert c._clean_hint("X11 changes:") == "X11 changes"
+    assert c._clean_hint("Mac OS X:") == "Mac OS X"
 
 
 def test_bullet_body_parent_headings_and_paragraph_breaks():

@@ -1,6 +1,7 @@
 """Release-note parsers on real excerpts (tests/fixtures/sources), plus robustness properties."""
 from __future__ import annotations
 
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,10 @@ from tuneforge.sources import (
     ParsedEntry,
     SourceFormat,
     UnknownFormatError,
+    common,
     detect_format,
     get_format,
+    gnu_news,
     product_from_path,
     register,
 )
@@ -69,7 +72,16 @@ def test_register_rejects_a_second_class_under_a_taken_name():
 
     with pytest.raises(ValueError, match="registered twice"):
         register(Impostor)
-    assert FORMATS["gnu_news"] is sources.GnuNews
+    assert FORMATS["gnu_news"] is gnu_news.GnuNews
+
+
+def test_every_format_module_is_registered_under_its_own_name():
+    """A format is a module of tuneforge.sources named like the format: a module the package
+    forgets to import never registers, and detection would skip its files without a word."""
+    modules = {m.name for m in pkgutil.iter_modules(sources.__path__)} - {"common"}
+    assert modules == set(FORMATS)
+    for name, cls in FORMATS.items():
+        assert cls.__module__ == f"tuneforge.sources.{name}"
 
 
 def test_detect_format_breaks_ties_by_name(monkeypatch):
@@ -386,7 +398,7 @@ def test_crlf_and_cr_line_endings_give_the_same_entries(rel, name):
 
 
 def test_version_in_headings():
-    v = sources._version_in
+    v = common._version_in
     assert v("* Noteworthy changes in release 9.1 (2022-04-15) [stable]") == "9.1"
     assert v("## 2023-10-24, Version 21.1.0 (Current), @targos") == "21.1.0"
     assert v("## 2015.01.29, Version 0.11.16 (Unstable)") == "0.11.16"
@@ -420,7 +432,7 @@ PATHS = st.sampled_from(["x/NEWS", "x/CHANGES.rst", "x/changelog.Debian", "git/R
 def test_parse_never_raises_and_entries_are_clean(name, text, path):
     fmt = get_format(name)
     assert 0 <= fmt.sniff(path, text) <= 100
-    n_lines = len(sources._lines(text))
+    n_lines = len(common._lines(text))
     for e in fmt.parse(path, text):
         assert isinstance(e, ParsedEntry)
         assert e.text and e.text == " ".join(e.text.split())

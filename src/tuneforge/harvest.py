@@ -31,7 +31,8 @@ from pathlib import Path, PurePosixPath
 
 from tuneforge.cli import ArgumentParser, run
 from tuneforge.io import atomic_path
-from tuneforge.sources import FORMATS, DebianChangelog, UnknownFormatError, detect_format
+from tuneforge.sources import FORMATS, UnknownFormatError, detect_format
+from tuneforge.sources.debian_changelog import DebianChangelog
 
 DEFAULT_MAX_BYTES = 8_000_000
 

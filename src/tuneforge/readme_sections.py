@@ -251,7 +251,8 @@ def render_mutation(root: Path) -> str:
     for mod, m in rep["modules"].items():
         if not m.get("mutants"):
             continue
-        rows.append(f"| `{Path(mod).name}` | {m['mutants']:,} | {m['killed']:,} | {m['equivalent']} "
+        name = mod.removeprefix("src/tuneforge/")  # "sources/common.py": package modules share base names
+        rows.append(f"| `{name}` | {m['mutants']:,} | {m['killed']:,} | {m['equivalent']} "
                     f"| {m['survived']} | {m['score']:.3f} |")
     t = rep["totals"]
     rows.append(f"| all | {t['mutants']:,} | {t['killed']:,} | {t['equivalent']} | {t['not_killed']} "
