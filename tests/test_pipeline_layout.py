@@ -1,6 +1,7 @@
 """dvc.yaml's outputs are the ones tuneforge.names gives, for every stage and task."""
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -79,3 +80,92 @@ def test_quantize_outs_follow_quantize_types_and_eval_register_read_them():
         for stage in ("eval", "register"):
             deps = {render(d, task, entry) for d in PIPELINE["stages"][stage]["do"]["deps"]}
             assert ggufs <= deps, stage
+
+
+# ---------------------------------------------------------------- code deps
+
+def module_file(name: str) -> Path | None:
+    """tuneforge.a.b -> src/tuneforge/a/b.py or src/tuneforge/a/b/__init__.py (None: not a module)."""
+    base = ROOT / "src" / Path(*name.split("."))
+    return next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.exists()), None)
+
+
+def imports(path: Path) -> set[Path]:
+    """Every tuneforge module file `path` imports, directly or through another one, in any
+    spelling; a module in a package runs the package's __init__ too."""
+    def direct(file: Path) -> set[Path]:
+        found = set()
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("tuneforge.")}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tuneforge"):
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        parts = [n.split(".") for n in found]
+        return {module_file(".".join(p[:i])) for p in parts for i in range(2, len(p) + 1)} - {None}
+
+    seen: set[Path] = set()
+    todo = direct(path)
+    while todo:
+        mod = todo.pop()
+        seen.add(mod)
+        todo |= direct(mod) - seen
+    return seen
+
+
+def task_code(task: str, used: set[str]) -> set[Path]:
+    """What `get_task(task)` loads (its package and the package's imports), plus the module of
+    every lazy member among the attribute names `used`."""
+    from dataclasses import fields
+
+    from tuneforge.tasks import Lazy, get_task, package_name
+
+    init = module_file(f"tuneforge.tasks.{package_name(task)}")
+    files = {init, *imports(init)}
+    t = get_task(task)
+    for f in fields(t):
+        value = getattr(t, f.name)
+        lazy = value if isinstance(value, Lazy) else getattr(value, "__self__", None)
+        if isinstance(lazy, Lazy) and f.name in used:
+            mod = module_file(lazy.module)
+            files |= {mod, *imports(mod)}
+    return files
+
+
+def stage_code(stage: str, task: str | None) -> set[Path]:
+    """The library files a stage runs: its imports, and its task's code when it asks for one."""
+    source = ROOT / "stages" / f"{stage}.py"
+    files = imports(source)
+    if task and module_file("tuneforge.tasks") in files:
+        used = {n.attr for f in {source, *files} for n in ast.walk(ast.parse(f.read_text()))
+                if isinstance(n, ast.Attribute)}
+        files |= task_code(task, used)
+    return files
+
+
+def code_deps(stage: str, task: str | None) -> set[str]:
+    entry = PIPELINE["stages"][stage].get("do", PIPELINE["stages"][stage])
+    item = PARAMS["tasks"][task] if task else None
+    return {render(d, task, item) for d in entry["deps"] if render(d, task, item).startswith(("src/", "stages/"))}
+
+
+@pytest.mark.parametrize(("stage", "task"), CASES)
+def test_every_stage_declares_the_code_it_runs(stage, task):
+    """A library module a stage runs (also through another module, or a task's lazy member)
+    is a dvc.yaml dep of that stage, so changing it reruns the stage (the trainer module was
+    missed once)."""
+    deps = code_deps(stage, task)
+    assert f"stages/{stage}.py" in deps
+    missing = sorted(str(f.relative_to(ROOT)) for f in stage_code(stage, task)
+                     if not any(str(f.relative_to(ROOT)) == d or str(f.relative_to(ROOT)).startswith(d + "/")
+                                for d in deps))
+    assert missing == [], missing
+
+
+@pytest.mark.parametrize(("stage", "task"), CASES)
+def test_no_stage_declares_code_it_does_not_run(stage, task):
+    """...and only those: v7's merge listed the changelog rule labeler (its probe prompt came
+    through the task module), so a labeler change reran merge and everything after it."""
+    runs = {str(f.relative_to(ROOT)) for f in stage_code(stage, task)} | {f"stages/{stage}.py"}
+    extra = sorted(d for d in code_deps(stage, task)
+                   if d not in runs and not any(r.startswith(d + "/") for r in runs))
+    assert extra == [], extra
