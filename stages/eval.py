@@ -10,10 +10,10 @@ Out: paths.metrics (DVC metrics: top level keyed by model name), <eval_dir>/conf
      verdict.json (tuneforge.verdict.Verdict: the gates' verdict (tuneforge.gates) bound to the
      SHA-256 of every file judged and the params used), <receipts_dir>/eval.json
 
-GGUFs decode greedily with llama.cpp under a grammar compiled from the task's output
-schema; the HF models decode greedily with transformers (no grammar) on a fixed subset
-(the first eval.hf_subset rows of the eval order), slow on CPU (tuneforge.decode, as
-predict decodes). Parity is the share of that subset where the parity model's GGUF text
+Decoding is tuneforge.decode's, as predict's: GGUFs decode greedily with llama.cpp under
+a grammar compiled from the task's output schema; the HF models decode greedily with
+transformers (no grammar) on a fixed subset (the first eval.hf_subset rows of the eval
+order), slow on CPU. Parity is the share of that subset where the parity model's GGUF text
 equals the merged HF model's. The eval order (tuneforge.names.eval_order) is the holdout
 sorted by the SHA-256 of each text: a fixed, file-order-free sample when
 eval.holdout_limit trims it.
