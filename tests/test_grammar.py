@@ -19,15 +19,9 @@ pytestmark = pytest.mark.model
 
 from tests.grammar_probe import allows  # noqa: E402
 from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
-from tuneforge import gguf_tools  # noqa: E402
-from tuneforge.gguf_tools import (  # noqa: E402
-    chat_greedy,
-    compile_gbnf,
-    gguf_answers,
-    gguf_generate,
-    json_gbnf,
-    open_gguf,
-)
+from tuneforge.decode import Settings, chat_greedy, gguf_answers  # noqa: E402
+from tuneforge.grammar import compile_gbnf, json_gbnf  # noqa: E402
+from tuneforge.llama_private import CLOSE_RESERVE, open_gguf  # noqa: E402
 from tuneforge.tasks import get_task  # noqa: E402
 
 TASK = get_task("changelog-actions")
@@ -57,6 +51,13 @@ def models(tmp_path_factory) -> dict[str, Path]:
     out = {f"random-{s}": write_tiny_gguf(root / f"random-{s}.gguf", seed=s) for s in range(3)}
     out.update({name: write_tiny_gguf(root / f"{name}.gguf", favour=fav) for name, fav in LOOPS.items()})
     return out
+
+
+def gguf_generate(path: Path, prompts: list[list[dict]], gbnf: str, *, max_tokens: int, n_ctx: int,
+                  desc: str = "generate") -> list[str]:
+    """The texts of the answers eval's decoder gives (one thread)."""
+    settings = Settings(max_tokens=max_tokens, n_ctx=n_ctx, n_threads=1)
+    return [a.text for a in gguf_answers(path, prompts, gbnf, settings=settings, desc=desc)]
 
 
 def unbounded_repetitions(gbnf: str) -> list[str]:
@@ -103,8 +104,7 @@ def test_every_answer_under_the_grammar_parses(models, max_tokens):
     gbnf = json_gbnf(SCHEMA)
     prompts = [TASK.messages(text, 'Bug "fixes" \\' if i % 2 else None, "demo") for i, text in enumerate(NASTY)]
     for name, path in models.items():
-        outs = gguf_generate(path, prompts, gbnf, max_tokens=max_tokens, n_ctx=1024, n_threads=1,
-                             desc=name)
+        outs = gguf_generate(path, prompts, gbnf, max_tokens=max_tokens, n_ctx=1024, desc=name)
         for out in outs:
             try:
                 TASK.parse_label(out)
@@ -120,7 +120,7 @@ def test_closing_takes_at_most_the_reserve(models):
         for text in NASTY[:2]:
             res = chat_greedy(llm, TASK.messages(text, None, "demo"), grammar, 0, close=True)
             assert res["choices"][0]["finish_reason"] == "stop", name
-            assert res["usage"]["completion_tokens"] <= gguf_tools.CLOSE_RESERVE, name
+            assert res["usage"]["completion_tokens"] <= CLOSE_RESERVE, name
             TASK.parse_label(res["choices"][0]["message"]["content"])
         llm.close()
 
@@ -138,9 +138,9 @@ def test_answers_that_fit_the_cap_are_unchanged(models):
         assert free["choices"][0]["finish_reason"] == "stop", name
         text, used = free["choices"][0]["message"]["content"], free["usage"]["completion_tokens"]
         TASK.parse_label(text)
-        (same,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used, n_ctx=2048, n_threads=1)
+        (same,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used, n_ctx=2048)
         assert same == text, name
-        (cut,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used // 2, n_ctx=2048, n_threads=1)
+        (cut,) = gguf_generate(models[name], [messages], gbnf, max_tokens=used // 2, n_ctx=2048)
         assert cut != text and json.loads(cut) and TASK.parse_label(cut), name
 
 
@@ -155,7 +155,7 @@ def test_an_answer_closes_before_the_context_runs_out(models):
         prompt = chat_greedy(llm, messages, None, 1)["usage"]["prompt_tokens"]
         assert prompt + 400 > llm.n_ctx() > prompt + 100  # the context binds, not max_tokens
         llm.close()
-        (out,) = gguf_generate(models[name], [messages], gbnf, max_tokens=400, n_ctx=512, n_threads=1)
+        (out,) = gguf_generate(models[name], [messages], gbnf, max_tokens=400, n_ctx=512)
         TASK.parse_label(out)
 
 
@@ -164,26 +164,26 @@ def test_the_decoder_says_which_answers_it_closed(models):
     does not, and the flag never changes the text."""
     gbnf = json_gbnf(SCHEMA)
     messages = TASK.messages(NASTY[0], "Bug fixes", "demo")
-    (looped,) = gguf_answers(models["backslashes"], [messages], gbnf, max_tokens=160, n_ctx=1024, n_threads=1)
+    (looped,) = gguf_answers(models["backslashes"], [messages], gbnf, settings=Settings(160, 1024, 1))
     assert looped.closed_by_decoder and TASK.parse_label(looped.text)
-    (natural,) = gguf_answers(models["random-0"], [messages], gbnf, max_tokens=1500, n_ctx=2048, n_threads=1)
+    (natural,) = gguf_answers(models["random-0"], [messages], gbnf, settings=Settings(1500, 2048, 1))
     assert not natural.closed_by_decoder and TASK.parse_label(natural.text)
-    assert gguf_generate(models["random-0"], [messages], gbnf, max_tokens=1500, n_ctx=2048,
-                         n_threads=1) == [natural.text]
+    assert gguf_generate(models["random-0"], [messages], gbnf, max_tokens=1500, n_ctx=2048) == [natural.text]
 
 
 def test_eval_counts_the_closed_answers_and_the_memo_keeps_the_flag(models, tmp_path):
     """A small eval over a looping tiny model: every answer parses, every one is counted as
     closed by the decoder (metrics, predictions), and a cached answer keeps its flag."""
     from stages import eval as eval_stage
+    from tuneforge.decode import decode
     from tuneforge.predcache import PredictionCache
 
     rows = [{"text": t, "hint": None, "product": "demo", "label": TASK.rule_label(t, None, "demo", "1.0")[0]}
             for t in NASTY[:3]]
     cfg = {"max_tokens": 32, "n_ctx": 1024, "n_threads": 1, "min_support": 1}
     cache = PredictionCache(tmp_path / "memo")
-    first = eval_stage.decode_gguf(models["backslashes"], TASK, rows, cfg, cache=cache)
-    again = eval_stage.decode_gguf(models["backslashes"], TASK, rows, cfg, cache=cache)
+    first = decode(models["backslashes"], TASK, rows, Settings.from_eval(cfg), cache=cache)
+    again = decode(models["backslashes"], TASK, rows, Settings.from_eval(cfg), cache=cache)
     assert (cache.misses, cache.hits) == (3, 3) and again == first
     assert [a.closed_by_decoder for a in again] == [True] * 3
     run = eval_stage.Run(TASK, list(TASK.classes), cfg)

@@ -4,7 +4,7 @@
 Why: llama-cpp-python is built from its sdist with GGML_NATIVE, so on an Intel Xeon with
 AMX (Sapphire Rapids and later) llama.cpp's AMX buffer type is compiled in; quantised
 weights are repacked into it at load and the first decode segfaults in
-ggml_backend_amx_mul_mat (llama.cpp issue #20824). gguf_tools turns use_extra_bufts off
+ggml_backend_amx_mul_mat (llama.cpp issue #20824). llama_private turns use_extra_bufts off
 (llama.cpp's --no-extra-bufts) for every model it opens.
 
 Decoding runs in a subprocess: a segfault must fail one test, not kill the session. On a
@@ -26,14 +26,20 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.model
 
+import yaml  # noqa: E402
+
 from tests.tiny_gguf import write_tiny_gguf  # noqa: E402
-from tuneforge import gguf_tools  # noqa: E402
+from tuneforge import gguf_tools, llama_private  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
 
 # Opens the file as eval/predict do, decodes the same prompt twice (free, then under the
 # task's grammar), and prints the texts; llama.cpp's load log goes to stderr (verbose).
 DECODE = r"""
 import json, sys
-from tuneforge.gguf_tools import chat_greedy, json_grammar, open_gguf
+from tuneforge.decode import chat_greedy
+from tuneforge.grammar import json_grammar
+from tuneforge.llama_private import open_gguf
 from tuneforge.tasks import get_task
 task = get_task("changelog-actions")
 grammar = json_grammar(task.output_model.model_json_schema())
@@ -75,8 +81,8 @@ def test_quantised_gguf_decodes_in_plain_cpu_buffers(quantised, qtype):
 
 
 def test_stock_llama_is_opened_the_same_way(quantised):
-    """bench's stock-sampler baseline and the tests' comparisons load through gguf_tools too."""
-    llm = gguf_tools.load_llama(quantised["Q8_0"], n_ctx=64, n_threads=1, verbose=False)
+    """bench's stock-sampler baseline and the tests' comparisons load through llama_private too."""
+    llm = llama_private.load_llama(quantised["Q8_0"], n_ctx=64, n_threads=1, verbose=False)
     try:
         assert llm.model_params.use_extra_bufts is False
         assert not hasattr(llm, "close_after")  # llama-cpp-python's own sampler chain
@@ -91,7 +97,7 @@ class _ParamsWithoutTheField(ctypes.Structure):
 def test_a_llama_cpp_without_the_switch_is_refused():
     """A setattr on a ctypes Structure without the field would silently do nothing."""
     with pytest.raises(RuntimeError, match="use_extra_bufts"):
-        gguf_tools.without_extra_bufts(_ParamsWithoutTheField())
+        llama_private.without_extra_bufts(_ParamsWithoutTheField())
 
 
 def test_a_llama_cpp_that_builds_params_elsewhere_is_refused(quantised, monkeypatch):
@@ -103,4 +109,25 @@ def test_a_llama_cpp_that_builds_params_elsewhere_is_refused(quantised, monkeypa
         self._stack = contextlib.ExitStack()
     monkeypatch.setattr(llama_cpp.Llama, "__init__", init_without_params)
     with pytest.raises(RuntimeError, match="model_params"):
-        gguf_tools.load_llama(quantised["Q8_0"], n_ctx=64)
+        llama_private.load_llama(quantised["Q8_0"], n_ctx=64)
+
+
+# ---------------------------------------------------------------- the version written against
+
+def test_a_llama_cpp_python_other_than_the_one_written_against_is_refused(tmp_path, monkeypatch):
+    """The subclasses override private methods of one release: any other is refused at
+    every way in, naming both versions, before llama.cpp is touched (the path need not exist)."""
+    monkeypatch.setattr(llama_private, "toolchain", lambda names: {"llama_cpp_python": "0.3.37"})
+    missing = tmp_path / "none.gguf"
+    with pytest.raises(RuntimeError, match=r"llama-cpp-python 0\.3\.37 is installed.* of 0\.3\.36"):
+        llama_private.open_gguf(missing, n_ctx=64, n_threads=1)
+    with pytest.raises(RuntimeError, match=r"llama-cpp-python 0\.3\.37 is installed"):
+        llama_private.load_llama(missing, n_ctx=64)
+    monkeypatch.setattr(llama_private, "toolchain", lambda names: {"llama_cpp_python": "0.3.36+cpu"})
+    llama_private.check_version()  # a local build suffix is the same release
+
+
+def test_the_toolchain_pin_is_the_version_the_private_api_was_written_against():
+    """Moving params.yaml's pin alone fails here: read llama_private against the new release."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    assert str(params["toolchain"]["llama_cpp_python"]) == llama_private.WRITTEN_AGAINST

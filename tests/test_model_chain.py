@@ -214,7 +214,9 @@ def test_grammar_first_decoder_gives_the_stock_answers(chain):
     """eval's decoder checks the grammar on the argmax first; it must pick exactly the tokens
     llama-cpp-python's stock chain (grammar over the whole vocabulary, then greedy) picks.
     A random-weight model's argmax is mostly rejected, so both of its paths run."""
-    from tuneforge.gguf_tools import chat_greedy, json_grammar, load_llama, open_gguf
+    from tuneforge.decode import chat_greedy
+    from tuneforge.grammar import json_grammar
+    from tuneforge.llama_private import load_llama, open_gguf
     from tuneforge.tasks import get_task
 
     task = get_task("changelog-actions")
@@ -245,7 +247,7 @@ def test_grammar_keeps_control_characters_out_of_json_strings(chain):
     from llama_cpp import Llama, LlamaGrammar
 
     from tests.grammar_probe import allows
-    from tuneforge.gguf_tools import grammar_schema, json_grammar
+    from tuneforge.grammar import grammar_schema, json_grammar
     from tuneforge.tasks import get_task
 
     schema = get_task("changelog-actions").output_model.model_json_schema()
@@ -289,7 +291,7 @@ def test_metrics_and_verdict(chain):
     report = (chain / "reports/eval/report.md").read_text()
     assert "## Release gates" in report
     # 24 tokens cannot hold the 6-key JSON; under the grammar the answer is closed past the
-    # cap (gguf_tools.CLOSE_RESERVE), so every GGUF answer parses, even a random model's
+    # cap (llama_private.CLOSE_RESERVE), so every GGUF answer parses, even a random model's
     assert "cut at eval.max_tokens" not in report
     assert all(m[k]["parse_rate"] == 1.0 for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
     # ... and each of them is counted as closed by the decoder, not as a natural answer
@@ -404,12 +406,11 @@ def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
 
 
 def test_eval_by_hand_prints_metrics(chain, capsys):
-    from stages import eval as eval_stage
+    from tuneforge import evaluate
 
     model = chain / "models/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"
-    assert eval_stage.main(["--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
-                            str(model), "--limit", "3", "--params",
-                            str(chain / "params.yaml")]) == 0
+    assert evaluate.main(["--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
+                          str(model), "--limit", "3", "--params", str(chain / "params.yaml")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3
 

@@ -13,12 +13,12 @@ from tuneforge.fetch import PinMismatch, _dist_stem, find_cached
 from tuneforge.gguf_tools import (
     SUMS_NAME,
     check_model_name,
-    grammar_schema,
     provenance_override,
     read_sums,
     verify_pin,
     write_sums,
 )
+from tuneforge.grammar import grammar_schema
 from tuneforge.ollama import (
     check_ollama_name,
     derive_turns,
@@ -190,7 +190,7 @@ def test_json_gbnf_refuses_a_char_rule_it_does_not_know(monkeypatch):
     """The control-character fix rewrites one known rule; a converter that writes another
     must stop eval loudly, not decode under a grammar nobody checked."""
     grammar_module = pytest.importorskip("llama_cpp.llama_grammar")
-    from tuneforge.gguf_tools import STRICT_CHAR, json_gbnf
+    from tuneforge.grammar import STRICT_CHAR, json_gbnf
 
     schema = get_task("changelog-actions").output_model.model_json_schema()
     gbnf = json_gbnf(schema)

@@ -1,7 +1,7 @@
 """The eval answer memo: decodes only what it has not seen; any key part changes -> miss."""
 import json
 
-from tuneforge.gguf_tools import Answer
+from tuneforge.decode import Answer
 from tuneforge.predcache import PredictionCache
 
 
@@ -65,28 +65,28 @@ def test_a_changed_or_broken_entry_is_never_served(tmp_path):
 
 
 def test_eval_keys_answers_on_the_decoding_code(tmp_path, monkeypatch):
-    """A change to the decoding code (gguf_tools for GGUFs, llm for HF models) is a miss:
-    the memo never serves answers an older decoder wrote."""
+    """A change to the decoding code (decode, grammar, llama_private for GGUFs, llm for HF
+    models) is a miss: the memo never serves answers an older decoder wrote."""
     from pathlib import Path
 
-    from stages import eval as eval_stage
-    from tuneforge import gguf_tools, llm
+    from tuneforge import decode, grammar, llama_private, llm
     from tuneforge.tasks import get_task
 
     calls = []
-    monkeypatch.setattr(eval_stage, "json_gbnf", lambda schema: 'root ::= "x"\n')
-    monkeypatch.setattr(eval_stage, "gguf_answers",
+    monkeypatch.setattr(decode, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(decode, "gguf_answers",
                         lambda path, prompts, gbnf, **kw: calls.append("gguf") or [Answer("{}")] * len(prompts))
-    monkeypatch.setattr(eval_stage, "hf_generate",
+    monkeypatch.setattr(decode, "hf_generate",
                         lambda path, prompts, n, **kw: calls.append("hf") or ["{}"] * len(prompts))
+    gguf_code, hf_code = (decode, grammar, llama_private), (llm,)
     code = {}
-    for module in (gguf_tools, llm):  # each module read from a copy this test can change
+    for module in (*gguf_code, *hf_code):  # each module read from a copy this test can change
         code[module] = tmp_path / Path(module.__file__).name
         code[module].write_bytes(Path(module.__file__).read_bytes())
         monkeypatch.setattr(module, "__file__", str(code[module]))
     task = get_task("changelog-actions")
     rows = [{"text": "Fixed a crash.", "hint": None, "product": "git"}]
-    cfg = {"max_tokens": 160, "n_ctx": 1024, "n_threads": 1}
+    settings = decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1)
     model, merged = tmp_path / "m.gguf", tmp_path / "merged"
     model.write_bytes(b"gguf")
     merged.mkdir()
@@ -94,22 +94,25 @@ def test_eval_keys_answers_on_the_decoding_code(tmp_path, monkeypatch):
     cache = PredictionCache(tmp_path / "memo")
 
     def both() -> None:
-        eval_stage.decode_gguf(model, task, rows, cfg, cache=cache, sha256="a" * 64)
-        eval_stage.decode_hf(merged, task, rows, cfg, cache, "merged_hf")
+        decode.decode(model, task, rows, settings, cache=cache, sha256="a" * 64)
+        decode.decode_hf(merged, task, rows, settings, cache, "merged_hf")
 
     both()
     both()
     assert calls == ["gguf", "hf"]
-    for module in (gguf_tools, llm):
+    for module in gguf_code:
         code[module].write_text(code[module].read_text() + "\n# a decoder fix\n")
+        before = len(calls)
         both()
-    assert calls == ["gguf", "hf", "gguf", "hf"]
+        assert calls[before:] == ["gguf"], module.__name__  # only the GGUF answers were decoded again
+    code[llm].write_text(code[llm].read_text() + "\n# a decoder fix\n")
+    both()
+    assert calls == ["gguf", "hf", "gguf", "gguf", "gguf", "hf"]
 
 
 def test_a_cached_answer_keeps_its_closed_flag_and_old_entries_are_not_read(tmp_path):
     """The memo stores whether the decoder closed an answer with the answer (checksummed
     together); an entry in the old format (no flag) is a miss, never read as natural."""
-    from tuneforge.gguf_tools import Answer
     from tuneforge.io import sig_hash
 
     calls = []

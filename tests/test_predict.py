@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tuneforge import predict
+from tuneforge import decode, predict
+from tuneforge.decode import Answer
 from tuneforge.fetch import PinMismatch
-from tuneforge.gguf_tools import Answer
 from tuneforge.io import sha256_file
 
 TOKEN = "ghp_" + "x1" * 18
@@ -67,8 +67,8 @@ def _params(tmp_path, **toolchain):
 
 def _fake_decoder(monkeypatch):
     calls = []
-    monkeypatch.setattr(predict, "json_gbnf", lambda schema: 'root ::= "x"\n')
-    monkeypatch.setattr(predict, "gguf_answers",
+    monkeypatch.setattr(decode, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(decode, "gguf_answers",
                         lambda path, prompts, gbnf, **kw: calls.append(str(path)) or [Answer("{}")] * len(prompts))
     return calls
 

@@ -15,9 +15,10 @@ import yaml
 
 from stages import eval as eval_stage
 from stages import register
-from tuneforge import predict
+from tuneforge import decode, evaluate, predict
+from tuneforge.decode import Answer
 from tuneforge.fetch import PinMismatch
-from tuneforge.gguf_tools import Answer, write_sums
+from tuneforge.gguf_tools import write_sums
 from tuneforge.io import sha256_file, write_jsonl
 from tuneforge.llm import toolchain
 from tuneforge.ollama import TurnFormat
@@ -62,10 +63,9 @@ def fake_decoders(monkeypatch):
         calls.append({"path": str(path), "n": len(prompts), **kw})
         return [Answer(answer, "-base-" in str(path) or "Q8_0" in str(path))] * len(prompts)
 
-    for module in (eval_stage, predict):
-        monkeypatch.setattr(module, "gguf_answers", generate)
-        monkeypatch.setattr(module, "json_gbnf", lambda schema: 'root ::= "x"\n')
-    monkeypatch.setattr(eval_stage, "hf_generate", lambda d, prompts, n, **kw: [answer] * len(prompts))
+    monkeypatch.setattr(decode, "gguf_answers", generate)  # eval, predict and by-hand eval decode here
+    monkeypatch.setattr(decode, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(decode, "hf_generate", lambda d, prompts, n, **kw: [answer] * len(prompts))
     monkeypatch.setattr(register, "template_and_stops", lambda path: (CHATML, ["<|im_end|>"], NAME, "mit"))
     return calls
 
@@ -241,7 +241,7 @@ def test_predict_refuses_when_the_verdict_changed(built):
 # ---------------------------------------------------------------- by hand
 
 def by_hand(root: Path, model: Path, *extra: str) -> int:
-    return eval_stage.main(["--gold", str(root / "data/gold/holdout.jsonl"), "--model", str(model), *extra])
+    return evaluate.main(["--gold", str(root / "data/gold/holdout.jsonl"), "--model", str(model), *extra])
 
 
 def test_by_hand_eval_refuses_an_unpinned_gguf_unless_told(built, fake_decoders, tmp_path, capsys):
@@ -257,7 +257,8 @@ def test_by_hand_eval_refuses_an_unpinned_gguf_unless_told(built, fake_decoders,
 
 def test_by_hand_eval_decodes_with_the_params_settings(built, fake_decoders, tmp_path):
     assert by_hand(built, gguf(built, "Q8_0"), "--limit", "1") == 0
-    assert fake_decoders[-1]["max_tokens"] == 160 and fake_decoders[-1]["n_ctx"] == 1024
+    settings = fake_decoders[-1]["settings"]
+    assert settings.max_tokens == 160 and settings.n_ctx == 1024
     # no params file: an error naming it, never settings of its own
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
         by_hand(built, gguf(built, "Q8_0"), "--params", str(tmp_path / "nowhere.yaml"))

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 PREDICT = [PY, "-m", "tuneforge.predict"]
-EVAL = [PY, "-m", "stages.eval"]
+EVALUATE = [PY, "-m", "tuneforge.evaluate"]
 HARVEST = [PY, "-m", "tuneforge.harvest"]
 MAKE = ["make", "-s", "-o", "setup"]  # never (re)install .venv from a test
 
@@ -39,19 +39,21 @@ CASES = [
     ("predict-missing-params", [*PREDICT, "--params", "{tmp}/p.yaml"], b"x\n",
      r"--params {tmp}/p.yaml: no such file; run from the project root or pass --params FILE", 2),
     ("predict-unknown-option", [*PREDICT, "--bogus"], b"", r"unrecognized arguments: --bogus \(see --help\)", 2),
-    ("eval-gold-only", [*EVAL, "--gold", "{tmp}/gold.jsonl"], b"", r"by-hand mode needs both --gold and --model", 2),
-    ("eval-missing-model", [*EVAL, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/none.gguf"], b"",
+    ("evaluate-gold-only", [*EVALUATE, "--gold", "{tmp}/gold.jsonl"], b"",
+     r"the following arguments are required: --model", 2),
+    ("evaluate-missing-model", [*EVALUATE, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/none.gguf"], b"",
      r"--model {tmp}/none.gguf: no such GGUF", 2),
-    ("eval-missing-gold", [*EVAL, "--gold", "{tmp}/none.jsonl", "--model", "{tmp}/fake.gguf"], b"",
+    ("evaluate-missing-gold", [*EVALUATE, "--gold", "{tmp}/none.jsonl", "--model", "{tmp}/fake.gguf"], b"",
      r"{tmp}/none.jsonl: no such gold file; check the path", 2),
-    ("eval-gold-not-utf8", [*EVAL, "--gold", "{tmp}/latin1.txt", "--model", "{tmp}/fake.gguf"], b"",
+    ("evaluate-gold-not-utf8", [*EVALUATE, "--gold", "{tmp}/latin1.txt", "--model", "{tmp}/fake.gguf"], b"",
      r"{tmp}/latin1.txt:2:9: byte 0xe9 is not UTF-8", 2),
-    ("eval-gold-bad-json", [*EVAL, "--gold", "{tmp}/notjson.jsonl", "--model", "{tmp}/fake.gguf",
+    ("evaluate-gold-bad-json", [*EVALUATE, "--gold", "{tmp}/notjson.jsonl", "--model", "{tmp}/fake.gguf",
                             "--allow-unpinned"], b"", r"{tmp}/notjson.jsonl:1: invalid JSON", 2),
-    ("eval-unpinned", [*EVAL, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/fake.gguf"], b"",
+    ("evaluate-unpinned", [*EVALUATE, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/fake.gguf"], b"",
      r"fake.gguf is not pinned .*pass --allow-unpinned to run it anyway", 2),
-    ("eval-negative-limit", [*EVAL, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/fake.gguf", "--limit", "-1"],
-     b"", r"--limit -1: must be 0 \(every row\) or a positive row count", 2),
+    ("evaluate-negative-limit", [*EVALUATE, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/fake.gguf",
+                                 "--limit", "-1"], b"",
+     r"--limit -1: must be 0 \(every row\) or a positive row count", 2),
     ("harvest-missing-src", [*HARVEST, "--src", "{tmp}/none", "--out", "{tmp}/s.tar.gz"], b"",
      r"--src {tmp}/none is not a directory; name the directory of changelogs", 2),
     ("harvest-out-directory", [*HARVEST, "--src", "{tmp}", "--out", "{tmp}"], b"", r"--out {tmp}: is a directory", 2),

@@ -115,39 +115,49 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneforge.gguf_tools import chat_greedy, json_grammar, load_llama, open_gguf, verify_pin
+    from tuneforge import decode
+    from tuneforge.gguf_tools import verify_pin
+    from tuneforge.grammar import compile_gbnf
+    from tuneforge.llama_private import load_llama
+    from tuneforge.names import eval_order, gguf_name
     from tuneforge.tasks import get_task
 
     paths, cfg = params["paths"], params["eval"]
     task = get_task(params["task"])
-    gold = sorted(read_jsonl(ROOT / paths["gold"]), key=lambda r: hashlib.sha256(
-        r["text"].encode()).hexdigest())[:n_prompts]
-    prompts = [task.messages(r["text"], r.get("hint"), r.get("product")) for r in gold]
-    gguf = ROOT / paths["gguf_dir"] / f"{params['convert']['model_name']}-Q8_0.gguf"
+    gold = eval_order(read_jsonl(ROOT / paths["gold"]), n_prompts)
+    prompts = decode.prompts(task, gold)
+    gguf = ROOT / paths["gguf_dir"] / gguf_name(params["convert"]["model_name"], "Q8_0")
     verify_pin(gguf)
-    threads = cfg["n_threads"] or os.cpu_count() or 1
-    grammar = json_grammar(task.output_model.model_json_schema())
+    settings, gbnf = decode.Settings.from_eval(cfg), decode.task_gbnf(task)
     out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
-    # eval's decoder (grammar checked on the argmax first), llama-cpp-python's stock sampler
-    # chain (grammar over the whole vocabulary every token), and free decoding
+    # eval's decoder (tuneforge.decode: grammar checked on the argmax first), llama-cpp-python's
+    # stock sampler chain (grammar over the whole vocabulary every token), and free decoding;
+    # each opener gives (answer: prompt -> (text, completion tokens), close)
+    def ours(g: str | None):
+        decoder = decode.Decoder(gguf, g, settings)
+        return (lambda p: (decoder.answer(p).text, decoder.last["usage"]["completion_tokens"])), decoder.close
+
     def stock():
-        return load_llama(gguf, n_ctx=cfg["n_ctx"], n_threads=threads, seed=0, verbose=False)
+        llm, grammar = load_llama(gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0,
+                                  verbose=False), compile_gbnf(gbnf)
 
-    def ours():
-        return open_gguf(gguf, n_ctx=cfg["n_ctx"], n_threads=threads)
+        def answer(p: list[dict]) -> tuple[str, int]:
+            res = decode.chat_greedy(llm, p, grammar, settings.max_tokens)
+            return res["choices"][0]["message"]["content"], res["usage"]["completion_tokens"]
+        return answer, llm.close
 
-    decoders = {"grammar": (ours, grammar), "grammar_stock": (stock, grammar), "free": (ours, None)}
+    openers = {"grammar": lambda: ours(gbnf), "grammar_stock": stock, "free": lambda: ours(None)}
     texts: dict[str, list[str]] = {}
-    for variant, (opener, g) in decoders.items():
-        llm = opener()
-        chat_greedy(llm, prompts[0], g, 8)  # warm
+    for variant, opener in openers.items():
+        answer, close = opener()
+        answer(prompts[0])  # warm
         tokens, texts[variant], t0 = 0, [], time.perf_counter()
         for p in prompts:
-            res = chat_greedy(llm, p, g, cfg["max_tokens"])
-            tokens += res["usage"]["completion_tokens"]
-            texts[variant].append(res["choices"][0]["message"]["content"])
+            text, n = answer(p)
+            tokens += n
+            texts[variant].append(text)
         dt = time.perf_counter() - t0
-        llm.close()
+        close()
         out[f"q8_0_{variant}"] = {"tokens": tokens, "s": round(dt, 2),
                                   "tokens_per_s": round(tokens / dt, 1)}
     # the speed-up must not change a single answer

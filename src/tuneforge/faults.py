@@ -1382,7 +1382,7 @@ def nothing_promoted(verdict: dict, registry: dict) -> bool:
 
 def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     """On the tiny chain: failing gates never promote; a GGUF off its pin is refused by
-    register, by eval and by eval's by-hand mode; an unpinned GGUF is refused too."""
+    register, by eval and by-hand evaluation (tuneforge.evaluate); an unpinned GGUF is refused too."""
     freeze_code(scratch.parent if scratch.name else scratch)
     start = time.monotonic()
     root = make_root(scratch / "chain", {})
@@ -1437,7 +1437,8 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     checks["register_left_registry_unchanged"] = (tam / "models/registry.json").read_bytes() == registry_before
     r = run_stage(tam, "eval")
     checks["eval_refuses_tampered_gguf"] = r.returncode != 0 and "does not match its pin" in r.stderr
-    r = run_stage(tam, "eval", args=["--gold", "data/gold/holdout.jsonl", "--model", str(q6), "--limit", "1"])
+    r = sh([sys.executable, "-m", "tuneforge.evaluate", "--gold", "data/gold/holdout.jsonl", "--model", str(q6),
+            "--limit", "1"], tam, check=False)
     checks["eval_by_hand_refuses_tampered_gguf"] = r.returncode != 0 and "does not match its pin" in r.stderr
     # unpinned: drop Q8_0's line from SHA256SUMS
     unp = copy_root(root, scratch / "unpinned")

@@ -2,25 +2,23 @@
 
 Decoding is greedy and deterministic, so an answer is a function of the model file's
 SHA-256, the decoder (its package version and tuneforge's own decoding code, see
-code_sha256) and its settings, and the prompt. The key hashes all of them; a change to
+decode.code_sha256) and its settings, and the prompt. The key hashes all of them; a change to
 any one is a miss. Each entry stores its key and a checksum of key and answer; an entry
 that fails either check on read (edited, cut short, copied under another key) is
 discarded, counted and decoded again, never served. An entry stores the answer with its
-`closed_by_decoder` flag (gguf_tools.Answer), both under the checksum. The memo is machine-local (under
+`closed_by_decoder` flag (decode.Answer), both under the checksum. The memo is machine-local (under
 paths.cache_dir, like pip's cache), never a DVC output: deleting it only costs time. A
 clean build starts without it, so `full_build_s` in the benchmark measures real decoding.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from tuneforge.gguf_tools import Answer
+from tuneforge.decode import Answer
 from tuneforge.io import sig_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -28,16 +26,6 @@ log = logging.getLogger(__name__)
 # Part of every key: a memo written in another entry format is a miss, never misread.
 # 2: entries carry closed_by_decoder (format 1 had the answer text alone).
 FORMAT = 2
-
-
-def code_sha256(*modules: ModuleType) -> str:
-    """SHA-256 over the source files of the modules that decode. Whole files, not single
-    functions: a decoder calls helpers, and a key that misses one of them would serve an
-    old decoder's answers; a change elsewhere in the file only costs a re-decode."""
-    h = hashlib.sha256()
-    for module in modules:
-        h.update(Path(module.__file__).read_bytes())
-    return h.hexdigest()
 
 
 def _checksum(key: str, answer: str, closed: bool) -> str:

@@ -17,19 +17,18 @@ unless --model names a GGUF; either must match the SHA256SUMS pin beside it (a f
 no pin runs only with --allow-unpinned). The toolchain is checked as eval checks it.
 Entries are whitespace-normalised and redacted as backfill does for training data, so the
 model sees what it was trained on and no secret reaches the prompt or the output.
-Decoding is eval's: greedy, the GGUF's own chat template, the task's prompt, a grammar compiled from the task's output
-schema, eval.max_tokens / n_ctx / n_threads from params.yaml.
+Decoding is eval's own (tuneforge.decode): greedy, the GGUF's own chat template, the task's prompt, a grammar
+compiled from the task's output schema, eval.max_tokens / n_ctx / n_threads from params.yaml.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
-from tuneforge.gguf_tools import gguf_answers, json_gbnf
+from tuneforge.decode import Settings, decode
 from tuneforge.io import load_params
 from tuneforge.llm import check_toolchain
 from tuneforge.redact import redact
@@ -111,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     model = Path(args.model) if args.model else promoted_gguf(Path(params["paths"]["registry"]))
     sha256 = pinned_sha256(model, args.allow_unpinned)
 
-    gbnf = json_gbnf(task.output_model.model_json_schema())
-    prompts = [task.messages(e["text"], e["hint"], e["product"]) for e in entries]
-    answers = gguf_answers(model, prompts, gbnf, max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
-                            n_threads=cfg["n_threads"] or os.cpu_count() or 1, desc=model.stem)
+    answers = decode(model, task, entries, Settings.from_eval(cfg))
     failed = closed = 0
     for entry, (output, closed_by_decoder) in zip(entries, answers, strict=True):
         try:

@@ -1,0 +1,172 @@
+"""Decoding: the one way a task's entries become a model's answers, for eval, predict, bench
+and by-hand evaluation alike.
+
+A GGUF decodes with llama.cpp, greedily (temperature 0, top_k 1, no repeat penalty, seed 0)
+through the GGUF's own chat template, under the grammar compiled from the task's output schema
+(tuneforge.grammar), with params.yaml's eval.max_tokens / n_ctx / n_threads (Settings): the
+same file and entry give the same answer wherever they are decoded. An answer still open at
+max_tokens is closed by the decoder, and its Answer says so. The llama.cpp classes it decodes
+with reach into llama-cpp-python's private API and live apart, pinned to the version they were
+written against (tuneforge.llama_private). Eval's HF models decode here too (decode_hf:
+transformers, no grammar). With a PredictionCache, only prompts not answered before decode.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from tuneforge import grammar, llama_private, llm
+from tuneforge.grammar import compile_gbnf, json_gbnf
+from tuneforge.io import sha256_file, sha256_text
+from tuneforge.llama_private import CLOSE_RESERVE, open_gguf
+from tuneforge.llm import hf_generate
+from tuneforge.tasks import Task
+from tuneforge.toolchain import toolchain
+
+if TYPE_CHECKING:
+    from tuneforge.predcache import PredictionCache
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What an answer depends on besides the model and the prompt (params.yaml's eval section)."""
+    max_tokens: int
+    n_ctx: int
+    n_threads: int  # resolved: eval.n_threads 0 means every core
+
+    @classmethod
+    def from_eval(cls, cfg: dict) -> Settings:
+        return cls(max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
+                   n_threads=cfg["n_threads"] or os.cpu_count() or 1)
+
+
+class Answer(NamedTuple):
+    """One decoded answer. `closed_by_decoder`: it was still open at max_tokens (or near the
+    end of the context) and the decoder closed it the shortest way the grammar allows, so
+    it parses, but its end is the decoder's, not the model's (a loop, usually)."""
+    text: str
+    closed_by_decoder: bool = False
+
+
+def prompts(task: Task, rows: list[dict], with_hint: bool = True) -> list[list[dict]]:
+    """The chat prompt of each row ({"text", "hint"?, "product"?}: a gold row or an entry)."""
+    return [task.messages(r["text"], r.get("hint") if with_hint else None, r.get("product"))
+            for r in rows]
+
+
+def task_gbnf(task: Task) -> str:
+    return json_gbnf(task.output_model.model_json_schema())
+
+
+def decode(path: Path, task: Task, rows: list[dict], settings: Settings, *, with_hint: bool = True,
+           cache: PredictionCache | None = None, sha256: str | None = None) -> list[Answer]:
+    """The GGUF's answer to each row, under the task's output grammar, each flagged when the
+    decoder closed it at the cap; with a cache, only the prompts it has not answered before
+    are decoded (`sha256`: the file's, when the caller has verified it already)."""
+    schema = task.output_model.model_json_schema()
+    gbnf = json_gbnf(schema)  # decoded under, and keyed on
+    desc = f"{path.stem}{'' if with_hint else ' (no hint)'}"
+    todo = prompts(task, rows, with_hint)
+    if cache is None:
+        return gguf_answers(path, todo, gbnf, settings=settings, desc=desc)
+    model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
+             "code": code_sha256(sys.modules[__name__], grammar, llama_private), "schema": schema,
+             "grammar": sha256_text(gbnf), "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx,
+             "n_threads": settings.n_threads}
+    return cache.answers(model, todo, lambda p: gguf_answers(path, p, gbnf, settings=settings, desc=desc))
+
+
+def decode_hf(model_dir: Path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
+              desc: str, sha256: str | None = None) -> list[Answer]:
+    """A transformers model's answers (unconstrained: no grammar, so none is closed by the
+    decoder), through the cache; `sha256` is that of its model.safetensors when known."""
+    todo = prompts(task, rows)
+    model = {"sha256": sha256 or sha256_file(model_dir / "model.safetensors"),
+             "decoder": toolchain(["transformers", "torch"]), "code": code_sha256(llm),
+             "max_tokens": settings.max_tokens}
+    return cache.answers(model, todo, lambda p: [Answer(text) for text in
+                                                 hf_generate(model_dir, p, settings.max_tokens, desc=desc)])
+
+
+def code_sha256(*modules: ModuleType) -> str:
+    """SHA-256 over the source files of the modules that decode (part of a cache key). Whole
+    files, not single functions: a decoder calls helpers, and a key that misses one of them
+    would serve an old decoder's answers; a change elsewhere in a file only costs a re-decode."""
+    h = hashlib.sha256()
+    for module in modules:
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- llama.cpp
+
+def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: bool = False) -> dict:
+    """One greedy chat completion (the GGUF's own chat template); temperature 0, no repeat
+    penalty: the same file and prompt give the same text. With `close` (and a grammar) an
+    answer still open after `max_tokens` tokens is closed within CLOSE_RESERVE more, the
+    shortest way the grammar allows, so it always parses; an answer that ends within
+    `max_tokens` is the same either way."""
+    llm.close_after = max_tokens if close and grammar is not None else None
+    if llm.close_after is not None:
+        max_tokens += CLOSE_RESERVE
+    try:
+        return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
+                                          max_tokens=max_tokens, grammar=grammar, seed=0)
+    finally:
+        llm.close_after = None
+
+
+class Decoder:
+    """A GGUF open for answers: greedy completions under `gbnf` (None: free), each still open
+    at settings.max_tokens closed by the decoder. `last` is llama.cpp's last completion
+    (usage, finish_reason)."""
+
+    def __init__(self, path: str | Path, gbnf: str | None, settings: Settings):
+        self.max_tokens = settings.max_tokens
+        self.llm = open_gguf(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+        self.grammar = compile_gbnf(gbnf) if gbnf is not None else None  # compiled once
+        self.last: dict[str, Any] = {}
+
+    def answer(self, messages: list[dict]) -> Answer:
+        self.last = chat_greedy(self.llm, messages, self.grammar, self.max_tokens, close=True)
+        return Answer(self.last["choices"][0]["message"]["content"] or "", bool(self.llm.closed_at_cap))
+
+    def close(self) -> None:
+        self.llm.close()
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | None, *, settings: Settings,
+                 desc: str = "generate") -> list[Answer]:
+    """Greedy chat completions with llama.cpp, constrained by the GBNF grammar when given.
+    Under a grammar every answer is complete: one still open at max_tokens (a model looping
+    inside a string) is closed (chat_greedy), and its Answer says so."""
+    from tqdm import tqdm
+
+    outs, cut = [], 0
+    with Decoder(path, gbnf, settings) as decoder:
+        for messages in tqdm(prompts, desc=desc, unit="ex"):
+            outs.append(decoder.answer(messages))
+            cut += gbnf is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
+    closed = sum(a.closed_by_decoder for a in outs)
+    if closed:
+        log.warning("%s: %d of %d answers were still open at max_tokens=%d or near the end of the "
+                    "context (a loop, usually) and were closed the shortest way the grammar allows",
+                    desc, closed, len(prompts), settings.max_tokens)
+    if cut:  # only a prompt that leaves less than CLOSE_RESERVE tokens of n_ctx gets here
+        log.warning("%s: %d answers ran out of context (n_ctx=%d) before they closed: those entries "
+                    "are too long for n_ctx", desc, cut, settings.n_ctx)
+    return outs

@@ -1,0 +1,79 @@
+"""What eval writes for people and plots: report.md (models, release gates, hint ablation,
+per-kind figures and confusion of the report model, first parse errors) and the CSV plots."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from tuneforge.io import atomic_path
+
+# The figures eval puts first: the metrics' headline, the report's and ladder.csv's columns.
+HEADLINE = ("kind_agreement", "severity_agreement", "parse_rate", "macro_f1")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["model"],
+                           lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
+              n_rows: int, n_hf: int, errors: dict[str, list[str]]) -> str:
+    cols = ["n", *HEADLINE, "kind_agreement_ci95_low", "kind_agreement_ci95_high", "parse_errors",
+            "closed_by_decoder", "closed_by_decoder_rate", "unknown_precision", "unknown_recall", "parity",
+            "kind_parity", "size_mb"]
+    intro = (f"Holdout rows evaluated: {n_rows} (eval.holdout_limit={cfg['holdout_limit']}); "
+             f"HF models and parity on the first {n_hf} of them. Greedy decoding; GGUFs under "
+             "the output-schema grammar, HF models unconstrained. closed_by_decoder: GGUF answers "
+             f"still open at eval.max_tokens={cfg['max_tokens']} (a loop, usually) that the decoder "
+             "closed, so they parse; their end is the decoder's, not the model's.")
+    out = ["# Eval report", "", intro, "", "## Models", "",
+           "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, m in metrics.items():
+        out.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
+    g = cfg["gates"]
+    gates = (f"min_kind_agreement={g['min_kind_agreement']}, max_parse_errors="
+             f"{g['max_parse_errors']}, min_parity={g['min_parity']} (parity of "
+             f"{cfg['parity_model']})" + (f", max_closed_by_decoder={g['max_closed_by_decoder']}."
+                                          if "max_closed_by_decoder" in g else "."))
+    out += ["", "## Release gates", "", gates, "",
+            "| model | verdict | failed gates |", "|---|---|---|"]
+    for name, v in verdict["models"].items():
+        out.append(f"| {name} | {v['verdict']} | {'; '.join(v['failed']) or '-'} |")
+    promoted = verdict["promoted"] or "none"
+    out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate).", ""]
+    for name in [n for n in metrics if "hint_ablation" in metrics[n]]:
+        ab = metrics[name]["hint_ablation"]
+        out += [f"## Hint ablation ({name})", "", "| | " + " | ".join(HEADLINE) + " |",
+                "|---|" + "---|" * len(HEADLINE)]
+        for k in ("with_hint", "without_hint", "delta"):
+            out.append(f"| {k} | " + " | ".join(_fmt(ab[k][h]) for h in HEADLINE) + " |")
+        out.append("")
+    s = summaries[ref]
+    macro = (f"macro-F1 over kinds with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
+             f"({', '.join(s['macro_f1_kinds']) or 'no kind has enough support'})")
+    out += [f"## Per-kind precision / recall / F1 ({ref})", "", macro, "",
+            "| kind | precision | recall | F1 | support | predicted |", "|---|---|---|---|---|---|"]
+    for k, v in s["per_kind"].items():
+        out.append(f"| {k} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | "
+                   f"{v['support']} | {v['predicted']} |")
+    kinds = sorted({p for row in s["confusion"].values() for p in row} | set(s["confusion"]))
+    out += ["", f"## Confusion matrix ({ref}; rows gold, columns predicted)", "",
+            "| gold \\ pred | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
+    for g in sorted(s["confusion"]):
+        out.append(f"| {g} | " + " | ".join(str(s["confusion"][g].get(p, 0) or "")
+                                             for p in kinds) + " |")
+    if any(errors.values()):
+        out += ["", "## Parse errors (first 3 per model)", ""]
+        for name, errs in errors.items():
+            out += [f"- {name}: {e}" for e in errs[:3]]
+    return "\n".join(out) + "\n"

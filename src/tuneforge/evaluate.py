@@ -1,0 +1,68 @@
+"""Evaluate one GGUF by hand: any gold file, decoded and scored as the eval stage does.
+
+Run: python -m tuneforge.evaluate --gold FILE --model GGUF [--limit N] [--no-hint] [--allow-unpinned]
+         [--params FILE]
+In:  a gold JSONL ({"text", "hint"?, "product"?, "label"} per line), a GGUF pinned by the
+     SHA256SUMS beside it (or --allow-unpinned), params.yaml: its eval section is the one
+     source of the decoding settings (no defaults here) and its toolchain pins are checked
+Out: the metrics JSON on stdout, keyed by the GGUF's file stem; a bad input (a missing or
+     non-UTF-8 file, an invalid gold row, a pin that does not hold) is one line on stderr, exit 2
+
+Rows are taken in the eval order (tuneforge.names.eval_order), the first --limit of them.
+The gold reader and the scoring are the eval stage's own (tuneforge.scoring), so a by-hand
+figure and the stage's figure for the same file and rows cannot differ.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
+from tuneforge.decode import Settings, decode
+from tuneforge.io import load_params
+from tuneforge.names import eval_order
+from tuneforge.scoring import closed_figures, load_gold, score
+from tuneforge.tasks import get_task
+from tuneforge.toolchain import check_toolchain
+from tuneforge.verdict import pinned_sha256
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One GGUF, decoded exactly as the stage decodes: params.yaml is the one source of
+    its settings (no defaults of its own), the toolchain is checked, the pin must hold."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    ap = ArgumentParser(prog="python -m tuneforge.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--gold", required=True, help="holdout JSONL")
+    ap.add_argument("--model", required=True, help="GGUF to evaluate")
+    ap.add_argument("--limit", type=int, default=0, help="first N rows of the eval order")
+    ap.add_argument("--no-hint", action="store_true", help="drop every row's hint")
+    ap.add_argument("--allow-unpinned", action="store_true",
+                    help="run a GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    if not Path(args.params).is_file():
+        raise FileNotFoundError(f"{args.params} not found: by-hand eval decodes with its eval "
+                                "section and checks its toolchain; pass --params FILE")
+    if not Path(args.model).is_file():
+        raise UserError(f"--model {args.model}: no such GGUF; name a built one (models/gguf/*.gguf)")
+    decode_utf8(read_input(args.gold, "gold file"), args.gold)  # missing or not UTF-8: say which
+    if args.limit < 0:
+        raise UserError(f"--limit {args.limit}: must be 0 (every row) or a positive row count")
+    params = load_params(args.params)
+    cfg, task = params["eval"], get_task(params["task"])
+    check_toolchain(params["toolchain"], ["llama_cpp_python"])
+    model = Path(args.model)
+    pinned_sha256(model, args.allow_unpinned)
+    gold = load_gold(args.gold, task)
+    rows, classes = eval_order(gold, args.limit), list(task.classes)
+    answers = decode(model, task, rows, Settings.from_eval(cfg), with_hint=not args.no_hint)
+    summary, _ = score(task, rows, [a.text for a in answers], classes, cfg["min_support"])
+    summary.update(closed_figures(answers))
+    print(json.dumps({model.stem: summary}, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, "python -m tuneforge.evaluate"))  # a bad input is one line, exit 2

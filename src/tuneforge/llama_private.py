@@ -1,0 +1,225 @@
+"""The two llama_cpp.Llama subclasses that reach into llama-cpp-python's private API, written
+against llama-cpp-python 0.3.36 (WRITTEN_AGAINST) and refused by any other version.
+
+- PlainBuffersLlama catches the `self.model_params = ...` assignment in Llama.__init__ to
+  load the weights into plain CPU buffers (there is no keyword for it).
+- GrammarFirstLlama replaces Llama._init_sampler and Llama.sample, and reads the private
+  `_model`, `_ctx`, `_n_vocab` and LlamaGrammar's `_grammar` / `_root`, to check the grammar
+  on the argmax alone and to close an answer still open at the token cap.
+
+Private names change between releases without notice, and a change need not raise: it can
+decode differently or load onto the AMX buffer that segfaults. So every load (open_gguf,
+load_llama: the only ways in) first checks the installed llama-cpp-python against
+WRITTEN_AGAINST, and tests/test_llama_runtime.py holds params.yaml's toolchain pin to it:
+moving the pin means reading these classes against the new release, then WRITTEN_AGAINST.
+Models are opened through here by tuneforge.decode, bench's baseline and the tests.
+"""
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Any
+
+from tuneforge.toolchain import toolchain
+
+WRITTEN_AGAINST = "0.3.36"  # llama-cpp-python; the version whose private API this module uses
+
+# Tokens an answer still open at max_tokens gets to close in. Closing takes the grammar's
+# shortest way out (GrammarFirstLlama._closing_token): at worst about a token per character
+# of the remaining keys and shortest values, 99 tokens from the changelog answer's first
+# token on tiny byte-level models; tests/test_grammar.py holds every closing to this bound.
+CLOSE_RESERVE = 192
+
+
+def check_version() -> None:
+    """Refuse a llama-cpp-python other than the one this module was written against (a
+    local build suffix, `0.3.36+cpu`, is ignored, as tuneforge.toolchain ignores it)."""
+    installed = toolchain(["llama_cpp_python"])["llama_cpp_python"]
+    if installed.split("+")[0] != WRITTEN_AGAINST:
+        raise RuntimeError(f"llama-cpp-python {installed} is installed, but tuneforge.llama_private "
+                           f"overrides private methods of {WRITTEN_AGAINST}: install the locked "
+                           "environment (make setup: requirements.lock), or check its subclasses "
+                           "against the new version and update WRITTEN_AGAINST")
+
+
+def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int, verbose: bool = False):
+    """A llama.cpp model that decodes greedily with the grammar checked first on the argmax."""
+    check_version()  # before anything private is touched
+    return _grammar_first_class()(str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=0,
+                                  verbose=verbose)
+
+
+def load_llama(path: str | Path, **kwargs: Any):
+    """llama_cpp.Llama(path, **kwargs) with its own sampler chain (a baseline to compare
+    open_gguf's decoder with), loaded into plain CPU buffers like every model opened here."""
+    check_version()
+    return _plain_llama_class()(str(path), **kwargs)
+
+
+# ---------------------------------------------------------------- loading without extra buffers
+#
+# llama-cpp-python is built from its sdist with GGML_NATIVE, so on an Intel Xeon with AMX
+# (Sapphire Rapids and later: AMX_INT8 = 1 in llama_print_system_info()) llama.cpp's AMX
+# "extra" buffer type is compiled in. Quantised weights (Q4_0, Q8_0, Q4_K, ...) are then
+# repacked into it at load and the first llama_decode segfaults in ggml_backend_amx_mul_mat
+# (llama.cpp issue #20824; dspy PR #10079 dropped its AMX build for the same crash on CI). So
+# every model this module opens is loaded with use_extra_bufts off (llama.cpp's
+# --no-extra-bufts): weights stay in plain CPU buffers. It is off on every machine, not only
+# AMX ones: the CPU_REPACK buffer it also turns off reorders the arithmetic too, so this keeps
+# the same kernels, and greedy answers, on CI and dev machines; decode speed barely moves on
+# our small models (see tests/test_llama_runtime.py). Llama() has no keyword for it, hence the
+# hook below: Llama.__init__ (0.3.36) assigns `self.model_params = llama_model_default_params()`
+# and fills it in before it loads the model, and the class catches that assignment. Both
+# things it relies on (the field, the assignment) are checked on every load, so a version
+# that slipped past check_version and changed either fails at load instead of decoding on AMX.
+
+def without_extra_bufts(params):
+    """`params` (a llama_model_params) with use_extra_bufts off."""
+    # a setattr on a ctypes Structure without that field would add a Python attribute and
+    # change nothing in what llama.cpp reads
+    if "use_extra_bufts" not in {name for name, *_ in type(params)._fields_}:
+        raise RuntimeError("llama_cpp's llama_model_params has no use_extra_bufts field: cannot keep "
+                           "weights out of llama.cpp's AMX buffer (a segfault on AMX CPUs); update "
+                           "llama_private.without_extra_bufts for this llama-cpp-python version")
+    params.use_extra_bufts = False
+    return params
+
+
+_PLAIN_LLAMA = None
+
+
+def _plain_llama_class():
+    """llama_cpp.Llama loading its weights into plain CPU buffers (see above). Built lazily:
+    llama_cpp is an optional import."""
+    global _PLAIN_LLAMA
+    if _PLAIN_LLAMA is not None:
+        return _PLAIN_LLAMA
+    from llama_cpp import Llama
+
+    class PlainBuffersLlama(Llama):
+        @property
+        def model_params(self):
+            return self.__dict__["model_params"]
+
+        @model_params.setter
+        def model_params(self, params) -> None:  # Llama.__init__'s assignment, before the load
+            self.__dict__["model_params"] = without_extra_bufts(params)
+
+        def __init__(self, model_path: str, *args: Any, **kwargs: Any):
+            super().__init__(model_path, *args, **kwargs)
+            if "model_params" not in self.__dict__:
+                self.close()
+                raise RuntimeError("llama_cpp.Llama.__init__ no longer assigns self.model_params: "
+                                   f"{model_path} may have loaded into llama.cpp's AMX buffer (a "
+                                   "segfault on AMX CPUs); update llama_private._plain_llama_class")
+
+    _PLAIN_LLAMA = PlainBuffersLlama
+    return _PLAIN_LLAMA
+
+
+# ---------------------------------------------------------------- grammar-first sampling
+
+_GRAMMAR_FIRST = None
+
+
+def _grammar_first_class():
+    """llama-cpp-python applies a grammar to every vocabulary entry (49k strings matched
+    against the grammar's stacks) before picking a token, at every step. For greedy decoding
+    that is wasted work whenever the argmax is allowed, and then it is also the allowed argmax.
+    So, as llama.cpp's own common sampler does: check the argmax alone, and mask the whole
+    vocabulary only when the grammar rejects it. Same tokens (ties go to the lowest id either
+    way), ~2x faster under the JSON grammar. Built lazily: llama_cpp is an optional import."""
+    global _GRAMMAR_FIRST
+    if _GRAMMAR_FIRST is not None:
+        return _GRAMMAR_FIRST
+    import numpy as np
+    from llama_cpp import llama_cpp as C
+
+    token_dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)],
+                           align=True)
+
+    class GrammarFirstLlama(_plain_llama_class()):
+        _grammar_sampler = None
+        _vocab_buffer = None  # the full-vocabulary array, allocated at the first rejection
+        _closers: list[int] | None = None
+        rejected_argmax = 0  # since the last completion started: how often the full mask ran
+        close_after: int | None = None  # set by decode.chat_greedy(close=True)
+        closed_at_cap = False  # the last completion reached close_after and was closed
+        _sampled = 0
+
+        def _init_sampler(self, *, temp: float = 0.8, grammar=None, repeat_penalty: float = 1.0,
+                          frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
+                          logits_processor=None, **_: Any):
+            # Called once per completion by Llama.generate: a fresh grammar state each time.
+            if temp != 0.0 or logits_processor or (repeat_penalty, frequency_penalty,
+                                                   presence_penalty) != (1.0, 0.0, 0.0):
+                raise ValueError("GrammarFirstLlama decodes greedily only (temperature 0, no "
+                                 "penalties, no logits processors)")
+            self._free_grammar()
+            self.rejected_argmax, self._sampled, self.closed_at_cap = 0, 0, False
+            if grammar is not None:
+                self._grammar_sampler = C.llama_sampler_init_grammar(
+                    self._model.vocab, grammar._grammar.encode(), grammar._root.encode())
+            return self  # Llama.sample only needs a non-None sampler; ours is self.sample
+
+        def sample(self, *, idx: int | None = None, **_: Any) -> int:
+            ridx = idx - self.n_tokens if idx is not None else -1
+            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx.ctx, ridx),
+                                           shape=(self._n_vocab,))
+            token = int(np.argmax(logits))
+            if self._grammar_sampler is not None:
+                # close at the token budget, or where what is left of the context could only
+                # just hold the way out (a long entry)
+                if self.close_after is not None and (self._sampled >= self.close_after or
+                                                     self.n_tokens + CLOSE_RESERVE >= self.n_ctx()):
+                    self.closed_at_cap = True
+                    token = self._closing_token(logits)
+                elif not self._allowed(token, float(logits[token])):
+                    self.rejected_argmax += 1
+                    token = self._allowed_argmax(logits)
+                C.llama_sampler_accept(self._grammar_sampler, token)
+            self._sampled += 1
+            return token
+
+        def _closing_token(self, logits) -> int:
+            """The way out of a JSON answer: end it if the grammar is done, else close the
+            string, array or object it is in, else the separator towards the next key; where
+            none of those fits (a key's name, an enum value, an escape, a string's first
+            character) the best token the grammar allows. Strings are closed as soon as they
+            may be, so what remains is the keys and the shortest values the grammar takes."""
+            if self._closers is None:
+                singles = [self.tokenize(c.encode(), add_bos=False, special=False) for c in '"]},:']
+                self._closers = [self.token_eos()] + [t[0] for t in singles if len(t) == 1]
+            for token in self._closers:
+                if self._allowed(token, 0.0):
+                    return token
+            return self._allowed_argmax(logits)
+
+        def _allowed(self, token: int, logit: float) -> bool:
+            one = (C.llama_token_data * 1)(C.llama_token_data(token, logit, 0.0))
+            arr = C.llama_token_data_array(one, 1, -1, False)
+            C.llama_sampler_apply(self._grammar_sampler, ctypes.byref(arr))
+            return one[0].logit != float("-inf")
+
+        def _allowed_argmax(self, logits) -> int:
+            if self._vocab_buffer is None:  # one buffer per model, refilled at every rejection
+                self._vocab_buffer = (C.llama_token_data * self._n_vocab)()
+                self._token_ids = np.arange(self._n_vocab, dtype=np.int32)
+            data = self._vocab_buffer
+            view = np.frombuffer(data, dtype=token_dtype)
+            view["id"], view["logit"], view["p"] = self._token_ids, logits, 0.0
+            arr = C.llama_token_data_array(data, self._n_vocab, -1, False)
+            C.llama_sampler_apply(self._grammar_sampler, ctypes.byref(arr))
+            return int(view["id"][np.argmax(view["logit"][:arr.size])])
+
+        def _free_grammar(self) -> None:
+            if self._grammar_sampler is not None:
+                C.llama_sampler_free(self._grammar_sampler)
+                self._grammar_sampler = None
+
+        def close(self) -> None:
+            self._free_grammar()
+            super().close()
+
+    _GRAMMAR_FIRST = GrammarFirstLlama
+    return _GRAMMAR_FIRST

@@ -1,0 +1,41 @@
+"""Scoring answers against gold rows: the gold reader and the figures the eval stage and
+by-hand evaluation (tuneforge.evaluate) share, so their figures for the same rows agree."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tuneforge.decode import Answer
+from tuneforge.io import read_jsonl
+from tuneforge.metrics import score_prediction, summarize
+from tuneforge.tasks import Task
+
+
+def load_gold(path: str | Path, task: Task) -> list[dict]:
+    """Gold rows, each label validated by the task's strict parser (fail early, name the row)."""
+    rows, bad = [], []
+    for i, row in enumerate(read_jsonl(path), 1):
+        try:
+            task.parse_label(json.dumps(row["label"]))
+            rows.append(row)
+        except (KeyError, ValueError) as e:
+            bad.append(f"line {i}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+    if bad:
+        raise ValueError(f"{path}: {len(bad)} gold rows are invalid: " + "; ".join(bad[:5]))
+    if not rows:
+        raise ValueError(f"{path} holds no gold rows")
+    return rows
+
+
+def score(task: Task, rows: list[dict], outputs: list[str], classes: list[str],
+          min_support: int) -> tuple[dict, list]:
+    scored = [score_prediction(o, r["label"], task.parse_label) for o, r in zip(outputs, rows, strict=True)]
+    return summarize(scored, classes, min_support), scored
+
+
+def closed_figures(answers: list[Answer]) -> dict[str, Any]:
+    """How many answers the decoder closed at the cap, and their share: they parse, so
+    parse_rate alone would count a looping model's junk as a good answer."""
+    n = sum(a.closed_by_decoder for a in answers)
+    return {"closed_by_decoder": n, "closed_by_decoder_rate": round(n / len(answers), 6) if answers else None}
