@@ -122,7 +122,7 @@ def s3():
 
 
 def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
-    """The whole project (ten stages) on the fixture snapshot and a tiny base model."""
+    """The whole project (eleven stages) on the fixture snapshot and a tiny base model."""
     root.mkdir()
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, root / name,
@@ -134,8 +134,8 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     params["paths"].update(snapshot="snapshot", cache_dir=str(CACHE))
     # one thread everywhere: a model this small gains nothing from more, and on a shared
     # 2-core machine llama.cpp's spinning threads make a busy box 5-10x slower
-    params["train"].update(base={"source": "hf-dir", "path": str(base), "name": "tiny-llama"},
-                           max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
+    params["base"] = {"source": "hf-dir", "path": str(base), "name": "tiny-llama"}
+    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
                            warmup_steps=1, num_threads=1)
     params["quantize"].update(nthread=1)
     params["eval"].update(holdout_limit=4, hf_subset=2, max_tokens=16, n_ctx=512, n_threads=1,
@@ -180,13 +180,14 @@ def clone(origin: Path, dest: Path, env: dict) -> Path:
 
 def test_both_versions_ran_the_whole_pipeline(project):
     origin, env, logs = project
-    stages = ("backfill", "evidence", "score", "export", "train", "merge", "convert", "quantize",
+    stages = ("backfill", "evidence", "score", "export", "base", "train", "merge", "convert", "quantize",
               "eval", "register")
     for stage in stages:
         assert f"Running stage '{stage}'" in logs["v1"], stage
-    # v2 changes evidence/export knobs only: backfill is skipped, export and the model half rerun
-    assert "Running stage 'backfill'" not in logs["v2"]
-    for stage in ("evidence", "export", *stages[4:]):
+    # v2 changes evidence/export knobs only: backfill and base are skipped, export and the
+    # model half from train on rerun
+    assert "Running stage 'backfill'" not in logs["v2"] and "Running stage 'base'" not in logs["v2"]
+    for stage in ("evidence", "export", *stages[5:]):
         assert f"Running stage '{stage}'" in logs["v2"], stage
     status = sh(["dvc", "status"], origin, env)
     assert "up to date" in status, status
@@ -338,6 +339,7 @@ def test_exp_run_with_a_param_and_exp_show_lists_it(project, tmp_path):
     for stage in ("train", "merge", "convert", "quantize", "eval", "register"):
         assert f"Running stage '{stage}'" in out, stage
     assert "Running stage 'export'" not in out  # the data half is untouched by a train param
+    assert "Running stage 'base'" not in out  # and so is the base model
 
     shown = dvc_json(["exp", "show", "--json"], work, env)
     exps = [e for rev in shown for e in (rev.get("experiments") or [])]
