@@ -9,7 +9,7 @@ Out: <gguf_dir>/<convert.model_name>-<outtype>.gguf        the fine-tuned model
 
 `general.name` is set at conversion (`--model-name`), never by rewriting the file
 afterwards. `general.license` is `convert.license`, or else the licence the base states
-(recorded in its sidecar when train resolved it); neither means the key stays unset and
+(recorded in its sidecar when the base stage resolved it); neither means the key stays unset and
 the model card says so. Provenance goes in through the converter's `--metadata` override file:
 `general.description` holds {"tuneforge": {dataset sha256, params sha256, git revision,
 toolchain versions, ...}} as JSON, and general.datasets / general.base_models carry the
@@ -37,7 +37,7 @@ from tuneforge.receipts import Receipt
 log = logging.getLogger("convert")
 
 TOOLS = ["torch", "transformers", "peft", "trl", "llama_cpp_python"]
-MODEL_PARAMS = ("task", "train", "merge", "convert", "toolchain")  # what shaped the weights
+MODEL_PARAMS = ("task", "base", "train", "merge", "convert", "toolchain")  # what shaped the weights
 
 
 def provenance(params: dict, merged_meta: dict, kind: str) -> dict[str, Any]:

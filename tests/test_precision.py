@@ -50,9 +50,9 @@ def test_train_records_what_auto_chose(tiny_base, tmp_path, monkeypatch):
     root = make_workdir(tmp_path / "w", tiny_base, train={"precision": "auto", "max_steps": 1})
     monkeypatch.chdir(root)
     monkeypatch.setattr(llm, "native_bf16", lambda cuda: False)
-    from stages import train
+    from stages import base, train
 
-    assert train.main() == 0
+    assert base.main() == 0 and train.main(["changelog-actions"]) == 0
     sidecar = json.loads((root / "models/changelog-actions/adapter/tuneforge.json").read_text())
     receipt = json.loads((root / "reports/changelog-actions/receipts/train.json").read_text())
     assert sidecar["params"]["precision"] == "auto" and sidecar["precision"] == "fp32"

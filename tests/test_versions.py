@@ -124,7 +124,7 @@ def s3():
 
 
 def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
-    """The whole project (ten stages) on the fixture snapshot and a tiny base model."""
+    """The whole project (eleven stages) on the fixture snapshot and a tiny base model."""
     root.mkdir()
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, root / name,
@@ -182,13 +182,14 @@ def clone(origin: Path, dest: Path, env: dict) -> Path:
 
 def test_both_versions_ran_the_whole_pipeline(project):
     origin, env, logs = project
-    stages = ("backfill", "evidence", "score", "export", "train", "merge", "convert", "quantize",
+    stages = ("backfill", "evidence", "score", "export", "base", "train", "merge", "convert", "quantize",
               "eval", "register")
     for stage in stages:
         assert f"Running stage '{stage}'" in logs["v1"], stage
-    # v2 changes evidence/export knobs only: backfill is skipped, export and the model half rerun
-    assert "Running stage 'backfill'" not in logs["v2"]
-    for stage in ("evidence", "export", *stages[4:]):
+    # v2 changes evidence/export knobs only: backfill and base are skipped, export and the
+    # model half from train on rerun
+    assert "Running stage 'backfill'" not in logs["v2"] and "Running stage 'base'" not in logs["v2"]
+    for stage in ("evidence", "export", *stages[5:]):
         assert f"Running stage '{stage}'" in logs["v2"], stage
     status = sh(["dvc", "status"], origin, env)
     assert "up to date" in status, status

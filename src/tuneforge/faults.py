@@ -66,7 +66,7 @@ GOLD_MINI = ROOT / "tests" / "fixtures" / "gold-mini.jsonl"
 SNAPSHOT = ROOT / "data" / "snapshot" / "release-notes.tar.gz"
 REPORT = ROOT / "reports" / "faults.json"
 DATA_STAGES = ("backfill", "evidence", "score", "export")
-MODEL_STAGES = ("train", "merge", "convert", "quantize")
+MODEL_STAGES = ("base", "train", "merge", "convert", "quantize")
 KILL_MODEL_STAGES = (*MODEL_STAGES, "eval", "register")
 FILE_LEVEL_REASONS = {"unknown_format", "unreadable_file", "no_entries"}
 
@@ -853,19 +853,20 @@ def scan_for_secrets(root: Path, planted: list[tuple[str, Planted]],
 def tiny_model_params(params: dict, tiny_base: Path) -> dict:
     """The tiny-model chain's params (tests/test_model_chain.py): seconds, not minutes."""
     params["paths"]["cache_dir"] = str(Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache")))
-    params["train"].update(base={"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"},
-                           max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
+    params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
+    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512)
     params["register"]["ollama"] = "never"
     return params
 
 
 def build_tiny_base(out: Path) -> Path:
-    from tuneforge.llm import build_tiny_model, load_tokenizer, resolve_base
+    from tuneforge.base_models import load_tokenizer, resolve_base
+    from tuneforge.llm import build_tiny_model
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     cache = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))
-    src = resolve_base(params["train"]["base"], cache)
+    src = resolve_base(params["base"], cache)
     return build_tiny_model(load_tokenizer(src), out, seed=0)
 
 
@@ -1000,7 +1001,8 @@ STAGE_OUTPUTS = {
               "reports/receipts/score.json"),
     "export": ("data/exports", "data/quarantine/export.jsonl", "reports/drift.json",
                "reports/receipts/export.json"),
-    "train": ("models/adapter", "models/base", "reports/train", "reports/receipts/train.json"),
+    "base": ("models/base", "reports/receipts/base.json"),
+    "train": ("models/adapter", "reports/train", "reports/receipts/train.json"),
     "merge": ("models/merged", "reports/receipts/merge.json"),
     "convert": ("models/gguf", "reports/receipts/convert.json"),
     "quantize": ("models/gguf", "reports/receipts/quantize.json"),
@@ -1522,7 +1524,7 @@ def run_all(seed: int = 7, quick: bool = False, model: bool = True, n_plain: int
         kills, dvc_ref = kill_suite(
             seed, scratch / "kill", n_plain if n_plain is not None else (4 if quick else 16),
             n_dvc if n_dvc is not None else (1 if quick else 6),
-            (n_model if n_model is not None else (0 if quick else 6)) if tiny is not None else 0,
+            (n_model if n_model is not None else (0 if quick else len(KILL_MODEL_STAGES))) if tiny is not None else 0,
             tiny, 150_000 if quick else 600_000)
         log(f"kill points: {kills['points']}, {kills['nonidentical']} non-identical, {kills['seconds']} s")
         log("leakage ...")

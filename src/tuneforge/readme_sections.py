@@ -219,7 +219,7 @@ def render_eval(root: Path) -> str:
 
     head = _report(root, "reports/metrics.json")
     old = {v: release_report(root, v, "reports/metrics.json") for v in EVAL_RELEASES}
-    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["train"]["base"]["name"]
+    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["base"]["name"]
     cols = [f"{v} kind" for v in EVAL_RELEASES] + ["HEAD kind", "HEAD severity", "HEAD parse rate",
                                                   "HEAD macro-F1", "HEAD STYLE-clean"]
     rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
