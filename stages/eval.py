@@ -46,18 +46,12 @@ from tuneforge.io import (
 )
 from tuneforge.llm import check_toolchain, hf_generate, toolchain
 from tuneforge.metrics import UNPARSED, ablation, gate, parity, score_prediction, summarize
+from tuneforge.names import prediction_id
+from tuneforge.names.shapes import FileHash, ModelVerdict, Prediction, Verdict
 from tuneforge.predcache import PredictionCache, code_sha256
 from tuneforge.receipts import Receipt
 from tuneforge.tasks import Task, get_task
-from tuneforge.verdict import (
-    FileHash,
-    ModelVerdict,
-    Verdict,
-    dir_hash,
-    file_hash,
-    pinned_sha256,
-    verdict_params,
-)
+from tuneforge.verdict import dir_hash, file_hash, pinned_sha256, verdict_params
 
 log = logging.getLogger("eval")
 
@@ -228,7 +222,7 @@ class Run:
         self.outputs: dict[str, list[str]] = {}
         self.kinds: dict[str, list[str]] = {}  # predicted kind per row (parity, confusion)
         self.errors: dict[str, list[str]] = {}
-        self.predictions: list[dict] = []
+        self.predictions: list[Prediction] = []
 
     def add(self, key: str, rows: list[dict], answers: list[Answer], size_mb: float | None = None,
             variant: str = "hint", grammar: bool = False) -> None:
@@ -248,10 +242,9 @@ class Run:
         else:  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
         for r, a, s in zip(rows, answers, scored, strict=True):
-            self.predictions.append({
-                "model": key, "variant": variant, "id": sha256_text(r["text"])[:16],
-                "gold_kind": s.gold_kind, "pred_kind": s.pred_kind, "parsed": s.parsed,
-                "closed_by_decoder": a.closed_by_decoder, "output": a.text})
+            self.predictions.append(Prediction(
+                model=key, variant=variant, id=prediction_id(r["text"]), gold_kind=s.gold_kind,
+                pred_kind=s.pred_kind, parsed=s.parsed, closed_by_decoder=a.closed_by_decoder, output=a.text))
 
 
 def closed_figures(answers: list[Answer]) -> dict[str, Any]:
@@ -427,8 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                    records_out=len(rows),
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
                           "hf_rows": len(hf_rows),
-                          "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions),
-                          "closed_by_decoder": sum(p["closed_by_decoder"] for p in run.predictions),
+                          "unparsed": sum(p.pred_kind == UNPARSED for p in run.predictions),
+                          "closed_by_decoder": sum(p.closed_by_decoder for p in run.predictions),
                           "cache_hits": cache.hits, "decoded": cache.misses,
                           "cache_corrupt": cache.corrupt})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],

