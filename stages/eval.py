@@ -9,7 +9,7 @@ In:  paths.gold, <gguf_dir>/*.gguf + SHA256SUMS (each verified before use), path
      paths.base_model, params.eval (CPU budget, gates)
 Out: paths.metrics (DVC metrics: top level keyed by model name), <eval_dir>/confusion.json,
      per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md,
-     verdict.json (tuneforge.verdict.Verdict: the gates' verdict bound to the SHA-256 of
+     verdict.json (tuneforge.names.shapes.Verdict: the gates' verdict bound to the SHA-256 of
      every file judged and the params used), <receipts_dir>/eval.json
 
 GGUFs decode greedily with llama.cpp under a grammar compiled from the task's output

@@ -133,18 +133,14 @@ def main() -> int:
     gguf_dir, mf_dir = Path(paths["gguf_dir"]), Path(paths["modelfile_dir"])
     receipt.inputs += [verdict_path, paths["metrics"]]
 
-    adapter_path, base_path = Path(paths["adapter"]) / SIDECAR, Path(paths["base_model"]) / SIDECAR
-    adapter, base = read_sidecar(paths["adapter"], AdapterSidecar), read_sidecar(paths["base_model"], BaseSidecar).root
-
     # Every check and read first; nothing is written or created until all of them pass.
     entries: list[RegistryEntry] = []
-    modelfiles, provenances, promoted = [], {}, None
+    modelfiles, promoted = [], None
     for qtype in types:
         gguf = gguf_dir / f"{name}-{qtype}.gguf"
         sha = verify_pin(gguf)  # refuses a file that is not the one quantize pinned
         judged = check_judged(verdict, verdict_path, qtype, gguf, sha)  # ... nor the one eval judged
         receipt.inputs.append(gguf)
-        provenances[qtype] = gguf_provenance(gguf, adapter, adapter_path)
         tag = qtype.lower()
         full = check_ollama_name(f"{cfg['namespace']}/{name}:{tag}" if cfg["namespace"]
                                  else f"{name}:{tag}")
@@ -168,6 +164,9 @@ def main() -> int:
             ollama_created=backend == "ollama" and status != "rejected",
             metrics=RegistryMetrics(**{k: metrics.get(qtype, {}).get(k) for k in RegistryMetrics.model_fields}),
         ))
+    adapter_path, base_path = Path(paths["adapter"]) / SIDECAR, Path(paths["base_model"]) / SIDECAR
+    adapter, base = read_sidecar(paths["adapter"], AdapterSidecar), read_sidecar(paths["base_model"], BaseSidecar).root
+    provenances = {e.quantization: gguf_provenance(Path(e.gguf), adapter, adapter_path) for e in entries}
     predictions = Path(paths["eval_dir"]) / "predictions.jsonl"
     shown = verdict.promoted or types[0]  # a GGUF this build ships, never the f16 parity check
     if base.name != provenances[shown].base_model:
