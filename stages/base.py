@@ -46,7 +46,7 @@ def main() -> int:
     receipt.inputs += [src.directory / src.gguf_file] if src.gguf_file else []
     receipt.outputs += [out_dir / "model.safetensors", out_dir / "tokenizer.json", out_dir / SIDECAR]
     receipt.finish(Path(paths["receipts_dir"]) / "base.json", records_in=1, records_out=1)
-    log.info("base %s (%s, licence %s) -> %s", name, sidecar["source"], sidecar.get("license"), out_dir)
+    log.info("base %s (%s, licence %s) -> %s", name, sidecar.root.source, sidecar.root.license, out_dir)
     return 0
 
 

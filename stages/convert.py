@@ -31,7 +31,8 @@ from tuneforge.gguf_tools import (
     read_metadata,
 )
 from tuneforge.io import load_params, sig_hash
-from tuneforge.llm import check_toolchain, read_sidecar, toolchain
+from tuneforge.llm import check_toolchain, toolchain
+from tuneforge.names.shapes import BaseSidecar, GgufProvenance, MergedSidecar, read_sidecar
 from tuneforge.receipts import Receipt
 
 log = logging.getLogger("convert")
@@ -40,17 +41,12 @@ TOOLS = ["torch", "transformers", "peft", "trl", "llama_cpp_python"]
 MODEL_PARAMS = ("task", "base", "train", "merge", "convert", "toolchain")  # what shaped the weights
 
 
-def provenance(params: dict, merged_meta: dict, kind: str) -> dict[str, Any]:
-    prov: dict[str, Any] = {
-        "kind": kind, "task": params["task"], "base_model": merged_meta.get("base"),
-        "params_sha256": sig_hash({k: params.get(k) for k in MODEL_PARAMS}),
-        "toolchain": toolchain(TOOLS),
-    }
-    if kind == "finetuned":
-        prov.update(dataset_sha256=merged_meta["dataset"]["train"]["sha256"],
-                    dataset_name=f"{params['task']}-sft",
-                    adapter_sha256=merged_meta["adapter_sha256"])
-    return prov
+def provenance(params: dict, merged_meta: MergedSidecar, kind: str) -> dict[str, Any]:
+    finetuned = {"dataset_sha256": merged_meta.dataset.train.sha256, "dataset_name": f"{params['task']}-sft",
+                 "adapter_sha256": merged_meta.adapter_sha256} if kind == "finetuned" else {}
+    return GgufProvenance(kind=kind, task=params["task"], base_model=merged_meta.base,
+                          params_sha256=sig_hash({k: params.get(k) for k in MODEL_PARAMS}),
+                          toolchain=toolchain(TOOLS), **finetuned).dump()
 
 
 def convert_one(converter: Path, model_dir: Path, out: Path, outtype: str, name: str,
@@ -77,8 +73,8 @@ def main() -> int:
     converter = ensure_converter(requirement, paths["cache_dir"], cfg["sdist_sha256"])
     gguf_dir = Path(paths["gguf_dir"])
     merged_dir, base_dir = Path(paths["merged"]), Path(paths["base_model"])
-    merged_meta = read_sidecar(merged_dir)
-    licence = cfg.get("license") or read_sidecar(base_dir).get("license")
+    merged_meta = read_sidecar(merged_dir, MergedSidecar)
+    licence = cfg.get("license") or read_sidecar(base_dir, BaseSidecar).root.license
     if not licence:
         log.warning("no licence: convert.license is null and the base states none; "
                     "general.license stays unset")

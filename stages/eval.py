@@ -7,7 +7,7 @@ In:  paths.gold, <gguf_dir>/*.gguf + SHA256SUMS (each verified before use), path
      paths.base_model, params.eval (CPU budget, gates)
 Out: paths.metrics (DVC metrics: top level keyed by model name), <eval_dir>/confusion.json,
      per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md (tuneforge.evalreport),
-     verdict.json (tuneforge.verdict.Verdict: the gates' verdict (tuneforge.gates) bound to the
+     verdict.json (tuneforge.names.shapes.Verdict: the gates' verdict (tuneforge.gates) bound to the
      SHA-256 of every file judged and the params used), <receipts_dir>/eval.json
 
 Decoding is tuneforge.decode's, as predict's: GGUFs decode greedily with llama.cpp under
@@ -37,11 +37,12 @@ from tuneforge.io import atomic_path, load_params, write_json, write_jsonl
 from tuneforge.llm import check_toolchain
 from tuneforge.metrics import UNPARSED, ablation, parity
 from tuneforge.names import PREDICTIONS, VERDICT, base_gguf_name, eval_order, gguf_name, prediction_id
+from tuneforge.names.shapes import FileHash, Prediction, Verdict
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
 from tuneforge.scoring import closed_figures, load_gold, score
 from tuneforge.tasks import Task, get_task
-from tuneforge.verdict import FileHash, Verdict, dir_hash, file_hash, verdict_params
+from tuneforge.verdict import dir_hash, file_hash, verdict_params
 
 log = logging.getLogger("eval")
 
@@ -72,7 +73,7 @@ class Run:
         self.outputs: dict[str, list[str]] = {}
         self.kinds: dict[str, list[str]] = {}  # predicted kind per row (parity, confusion)
         self.errors: dict[str, list[str]] = {}
-        self.predictions: list[dict] = []
+        self.predictions: list[Prediction] = []
 
     def add(self, key: str, rows: list[dict], answers: list[Answer], size_mb: float | None = None,
             variant: str = "hint", grammar: bool = False) -> None:
@@ -92,10 +93,9 @@ class Run:
         else:  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
         for r, a, s in zip(rows, answers, scored, strict=True):
-            self.predictions.append({
-                "model": key, "variant": variant, "id": prediction_id(r["text"]),
-                "gold_kind": s.gold_kind, "pred_kind": s.pred_kind, "parsed": s.parsed,
-                "closed_by_decoder": a.closed_by_decoder, "output": a.text})
+            self.predictions.append(Prediction(
+                model=key, variant=variant, id=prediction_id(r["text"]), gold_kind=s.gold_kind,
+                pred_kind=s.pred_kind, parsed=s.parsed, closed_by_decoder=a.closed_by_decoder, output=a.text))
 
 
 def style_figures(task: Task, rows: list[dict], outs: list[str], scored: list) -> dict:
@@ -203,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                    records_out=len(rows),
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
                           "hf_rows": len(hf_rows),
-                          "unparsed": sum(p["pred_kind"] == UNPARSED for p in run.predictions),
-                          "closed_by_decoder": sum(p["closed_by_decoder"] for p in run.predictions),
+                          "unparsed": sum(p.pred_kind == UNPARSED for p in run.predictions),
+                          "closed_by_decoder": sum(p.closed_by_decoder for p in run.predictions),
                           "cache_hits": cache.hits, "decoded": cache.misses,
                           "cache_corrupt": cache.corrupt})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from tuneforge.io import load_params, sha256_file, write_json
-from tuneforge.llm import SIDECAR, atomic_dir, check_toolchain, read_sidecar, toolchain
+from tuneforge.llm import atomic_dir, check_toolchain, toolchain
+from tuneforge.names import SIDECAR
+from tuneforge.names.shapes import AdapterSidecar, BaseSidecar, MergedSidecar, read_sidecar
 from tuneforge.receipts import Receipt
 from tuneforge.tasks import get_task
 
@@ -60,24 +62,22 @@ def main() -> int:
     if cfg["dtype"] not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"merge.dtype {cfg['dtype']!r}: use float32, bfloat16 or float16")
 
-    adapter_meta = read_sidecar(adapter_dir)
-    base_meta = read_sidecar(base_dir)
+    adapter_meta = read_sidecar(adapter_dir, AdapterSidecar)
+    base_meta = read_sidecar(base_dir, BaseSidecar).root
     model, tok, diff = merge(base_dir, adapter_dir, task.messages(*PROBE), cfg["dtype"])
     if diff > cfg["max_logit_diff"]:
         raise RuntimeError(f"merged logits differ from the adapter model's by {diff:.2e} "
                            f"(> merge.max_logit_diff {cfg['max_logit_diff']}); not saving")
-    model.config.name_or_path = f"{base_meta.get('name', 'base')}+lora"
-    sidecar = {
-        "kind": "merged", "base": base_meta.get("name"), "dtype": cfg["dtype"],
-        "base_sha256": sha256_file(base_dir / "model.safetensors"),
-        "adapter_sha256": adapter_meta["adapter_sha256"],
-        "dataset": adapter_meta["dataset"], "train_params": adapter_meta["params"],
-        "probe_max_logit_diff": diff, "toolchain": toolchain(),
-    }
+    model.config.name_or_path = f"{base_meta.name}+lora"
+    sidecar = MergedSidecar(
+        base=base_meta.name, dtype=cfg["dtype"], base_sha256=sha256_file(base_dir / "model.safetensors"),
+        adapter_sha256=adapter_meta.adapter_sha256, dataset=adapter_meta.dataset,
+        train_params=adapter_meta.params, probe_max_logit_diff=diff, toolchain=toolchain(),
+    )
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        write_json(tmp / SIDECAR, sidecar)
+        write_json(tmp / SIDECAR, sidecar.model_dump(mode="json"))
     receipt.outputs += [out_dir / "model.safetensors", out_dir / SIDECAR]
     receipt.finish(Path(paths["receipts_dir"]) / "merge.json", records_in=1, records_out=1)
     log.info("merged %s + adapter -> %s (probe max |logit diff| %.2e)", base_dir, out_dir, diff)

@@ -3,7 +3,9 @@
 Run: python -m stages.register
 In:  <gguf_dir>/<convert.model_name>-<TYPE>.gguf + SHA256SUMS, <eval_dir>/verdict.json,
      paths.metrics, params.register
-     paths.adapter + paths.base_model sidecars, <eval_dir>/predictions.jsonl, paths.gold
+     paths.adapter + paths.base_model sidecars (the card's training recipe and base origin; the
+     base name, dataset and adapter hashes come from each GGUF's provenance, which convert wrote),
+     <eval_dir>/predictions.jsonl, paths.gold
 Out: <modelfile_dir>/<name>-<TYPE>.Modelfile, paths.registry (models/registry.json),
      paths.model_card (what ships, how it was built, its figures and limits),
      <receipts_dir>/register.json
@@ -27,10 +29,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tuneforge import modelcard
-from tuneforge.gguf_tools import read_metadata, verify_pin
-from tuneforge.io import load_params, read_jsonl, sha256_file, sha256_text, write_json, write_text
-from tuneforge.llm import SIDECAR, read_sidecar
+from tuneforge.gguf_tools import provenance_of, read_metadata, verify_pin
+from tuneforge.io import load_params, read_jsonl, read_models, sha256_file, write_json, write_text
+from tuneforge.names import SIDECAR, prediction_id
+from tuneforge.names.shapes import (
+    AdapterSidecar,
+    BaseSidecar,
+    FileHash,
+    GgufProvenance,
+    Prediction,
+    Registry,
+    RegistryEntry,
+    RegistryMetrics,
+    read_sidecar,
+    where,
+)
 from tuneforge.ollama import (
     check_ollama_name,
     derive_turns,
@@ -45,7 +61,6 @@ from tuneforge.verdict import Verdict, check_judged, check_made_on, load_verdict
 
 log = logging.getLogger("register")
 
-SUMMARY = ("kind_agreement", "severity_agreement", "parse_rate", "closed_by_decoder", "macro_f1", "parity")
 TOKEN_KEYS = ["tokenizer.chat_template", "tokenizer.ggml.tokens", "tokenizer.ggml.bos_token_id",
               "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "general.name",
               "general.license"]
@@ -75,12 +90,26 @@ def status_of(qtype: str, verdict: Verdict) -> str:
     return "promoted" if verdict.promoted == qtype else "candidate"
 
 
+def gguf_provenance(gguf: Path, adapter: AdapterSidecar, adapter_path: Path) -> GgufProvenance:
+    """What convert wrote into the GGUF (quantize copies it on), bound to the adapter sidecar
+    the card takes its training recipe from: the recipe must be the one that made this file."""
+    try:
+        prov = GgufProvenance.model_validate(provenance_of(gguf))
+    except ValidationError as e:
+        raise ValueError(f"{gguf}: general.description is not the provenance convert writes "
+                         f"({where(e)}): rerun convert (dvc repro)") from None
+    if prov.kind != "finetuned" or prov.adapter_sha256 != adapter.adapter_sha256:
+        raise ValueError(f"{gguf} was converted from adapter {prov.adapter_sha256} ({prov.kind}), not "
+                         f"the one {adapter_path} describes ({adapter.adapter_sha256}): rebuild (dvc repro)")
+    return prov
+
+
 def card_examples(predictions: Path, gold: Path, model: str, n: int = 2) -> list[dict]:
     """The first `n` holdout rows eval answered with `model` (with hints), joined with the
     gold entry text by eval's row id."""
-    rows = [r for r in read_jsonl(predictions) if r["model"] == model and r["variant"] == "hint"]
-    by_id = {sha256_text(g["text"])[:16]: g for g in read_jsonl(gold)}
-    return [{**r, "text": by_id[r["id"]]["text"], "hint": by_id[r["id"]].get("hint")}
+    rows = [r for r in read_models(predictions, Prediction) if r.model == model and r.variant == "hint"]
+    by_id = {prediction_id(g["text"]): g for g in read_jsonl(gold)}
+    return [{**r.model_dump(), "text": by_id[r.id]["text"], "hint": by_id[r.id].get("hint")}
             for r in rows[:n]]
 
 
@@ -105,7 +134,8 @@ def main() -> int:
     receipt.inputs += [verdict_path, paths["metrics"]]
 
     # Every check and read first; nothing is written or created until all of them pass.
-    entries, modelfiles, promoted = [], [], None
+    entries: list[RegistryEntry] = []
+    modelfiles, promoted = [], None
     for qtype in types:
         gguf = gguf_dir / f"{name}-{qtype}.gguf"
         sha = verify_pin(gguf)  # refuses a file that is not the one quantize pinned
@@ -126,48 +156,50 @@ def main() -> int:
         status = status_of(qtype, verdict)
         if status == "promoted":
             promoted = full
-        entries.append({
-            "name": full, "model": name, "tag": tag, "quantization": qtype, "gguf": str(gguf),
-            "sha256": sha, "size_bytes": gguf.stat().st_size, "modelfile": str(mf_path),
-            "stop": stops, "verdict": judged.verdict, "failed_gates": judged.failed,
-            "status": status, "license": licence,
+        entries.append(RegistryEntry(
+            name=full, model=name, tag=tag, quantization=qtype, gguf=str(gguf), sha256=sha,
+            size_bytes=gguf.stat().st_size, modelfile=str(mf_path), stop=stops, verdict=judged.verdict,
+            failed_gates=judged.failed, status=status, license=licence,
             # created below, before anything reads it; a failing `ollama create` stops the run
-            "ollama_created": backend == "ollama" and status != "rejected",
-            "metrics": {k: metrics.get(qtype, {}).get(k) for k in SUMMARY},
-        })
-    adapter, base = read_sidecar(paths["adapter"]), read_sidecar(paths["base_model"])
-    sidecars = [Path(paths["adapter"]) / SIDECAR, Path(paths["base_model"]) / SIDECAR]
+            ollama_created=backend == "ollama" and status != "rejected",
+            metrics=RegistryMetrics(**{k: metrics.get(qtype, {}).get(k) for k in RegistryMetrics.model_fields}),
+        ))
+    adapter_path, base_path = Path(paths["adapter"]) / SIDECAR, Path(paths["base_model"]) / SIDECAR
+    adapter, base = read_sidecar(paths["adapter"], AdapterSidecar), read_sidecar(paths["base_model"], BaseSidecar).root
+    provenances = {e.quantization: gguf_provenance(Path(e.gguf), adapter, adapter_path) for e in entries}
     predictions = Path(paths["eval_dir"]) / "predictions.jsonl"
     shown = verdict.promoted or types[0]  # a GGUF this build ships, never the f16 parity check
+    if base.name != provenances[shown].base_model:
+        raise ValueError(f"{base_path} is base {base.name!r}, but {shown} was converted from "
+                         f"{provenances[shown].base_model!r}: rebuild (dvc repro)")
     card = modelcard.render(
         task_name=task.name,
         description=task.output_model.model_json_schema().get("description", ""),
         schema_path=f"schemas/{task.name}.output.schema.json", entries=entries,
-        promoted=promoted, verdict=verdict.model_dump(mode="json"), metrics=metrics,
-        adapter=adapter, base=base, examples=card_examples(predictions, Path(paths["gold"]), shown),
+        promoted=promoted, verdict=verdict, metrics=metrics,
+        provenance=provenances[shown], adapter=adapter, base=base,
+        examples=card_examples(predictions, Path(paths["gold"]), shown),
         backend=backend)
 
     for (mf_path, text), entry in zip(modelfiles, entries, strict=True):
         write_text(mf_path, text)
-        if entry["ollama_created"]:
-            ollama_create(entry["name"], mf_path)
+        if entry.ollama_created:
+            ollama_create(entry.name, mf_path)
         receipt.outputs.append(mf_path)
-        log.info("%s: %s%s", entry["name"], entry["status"],
-                 " (ollama create)" if entry["ollama_created"] else "")
+        log.info("%s: %s%s", entry.name, entry.status, " (ollama create)" if entry.ollama_created else "")
     # the verdict this registry acted on: predict trusts an entry only while it is unchanged
-    registry = {"schema_version": 2, "backend": backend, "release": verdict.release,
-                "promoted": promoted, "verdict": {"path": str(verdict_path), "sha256": verdict_sha},
-                "models": entries}
-    write_json(paths["registry"], registry)
+    registry = Registry(backend=backend, release=verdict.release, promoted=promoted,
+                        verdict=FileHash(path=str(verdict_path), sha256=verdict_sha), models=entries)
+    write_json(paths["registry"], registry.model_dump(mode="json"))
     receipt.outputs.append(paths["registry"])
 
     write_text(paths["model_card"], card)
-    receipt.inputs += [*sidecars, predictions, paths["gold"]]
+    receipt.inputs += [adapter_path, base_path, predictions, paths["gold"]]
     receipt.outputs.append(paths["model_card"])
-    rejected = sum(e["status"] == "rejected" for e in entries)
+    rejected = sum(e.status == "rejected" for e in entries)
     receipt.finish(Path(paths["receipts_dir"]) / "register.json", records_in=len(entries),
                    records_out=len(entries), extra={"rejected": rejected,
-                                                    "ollama_created": sum(e["ollama_created"]
+                                                    "ollama_created": sum(e.ollama_created
                                                                           for e in entries)})
     where = ("ollama create for each passing model" if backend == "ollama"
              else f"ollama not on PATH: recorded in {paths['registry']} only")

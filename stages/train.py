@@ -31,7 +31,6 @@ from typing import Any
 from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_file, write_json
 from tuneforge.llm import (
     MODEL_PACKAGES,
-    SIDECAR,
     atomic_dir,
     balanced_order,
     check_toolchain,
@@ -44,6 +43,8 @@ from tuneforge.llm import (
     toolchain,
     train_precision,
 )
+from tuneforge.names import SIDECAR
+from tuneforge.names.shapes import AdapterSidecar, BaseRef, Dataset, ExamplesRead, FileHash
 from tuneforge.receipts import Receipt
 
 log = logging.getLogger("train")
@@ -206,17 +207,17 @@ def main() -> int:
     adapter_sha = sha256_file(adapter_dir / "adapter_model.safetensors")
     # No git revision here (the receipt has it): an artifact depends on its inputs only,
     # so a clean build at any commit with the same inputs gives the same bytes.
-    sidecar = {
-        "kind": "adapter", "params": cfg, "adapter_sha256": adapter_sha,
-        "base": {"dir": str(base_dir), "sha256": sha256_file(base_dir / "model.safetensors")},
-        "dataset": {"train": {"path": str(train_path), "sha256": sha256_file(train_path)},
-                    "valid": {"path": str(valid_path), "sha256": sha256_file(valid_path)}},
-        "examples": {"train": len(train_ex), "too_long": too_long, "valid": len(valid_ex),
-                     "kinds_read": kinds_read},
-        "toolchain": toolchain(MODEL_PACKAGES + (["bitsandbytes"] if summary["qlora"] else [])),
+    sidecar = AdapterSidecar(
+        params=cfg, adapter_sha256=adapter_sha,
+        base=BaseRef(dir=str(base_dir), sha256=sha256_file(base_dir / "model.safetensors")),
+        dataset=Dataset(train=FileHash(path=str(train_path), sha256=sha256_file(train_path)),
+                        valid=FileHash(path=str(valid_path), sha256=sha256_file(valid_path))),
+        examples=ExamplesRead(train=len(train_ex), too_long=too_long, valid=len(valid_ex),
+                              kinds_read=kinds_read),
+        toolchain=toolchain(MODEL_PACKAGES + (["bitsandbytes"] if summary["qlora"] else [])),
         **{k: v for k, v in summary.items() if k != "loss_curve"},
-    }
-    write_json(adapter_dir / SIDECAR, sidecar)
+    )
+    write_json(adapter_dir / SIDECAR, sidecar.model_dump(mode="json"))
     write_csv(reports / "loss.csv", summary["loss_curve"],
               ["step", "loss", "learning_rate", "tokens"])
     write_json(reports / "metrics.json", {

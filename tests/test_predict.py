@@ -8,6 +8,9 @@ from tuneforge import decode, predict
 from tuneforge.decode import Answer
 from tuneforge.fetch import PinMismatch
 from tuneforge.io import sha256_file
+from tuneforge.names.shapes import FileHash, Registry
+
+from .shape_examples import registry_entry
 
 TOKEN = "ghp_" + "x1" * 18
 
@@ -38,14 +41,16 @@ def test_the_default_model_is_the_promoted_one_and_none_is_an_error(tmp_path):
     registry = tmp_path / "registry.json"
     with pytest.raises(FileNotFoundError, match="build first"):
         predict.promoted_gguf(registry)
-    models = [{"quantization": "Q8_0", "status": "candidate", "failed_gates": [], "gguf": "a.gguf"},
-              {"quantization": "Q4_K_M", "status": "promoted", "failed_gates": [], "gguf": "b.gguf"}]
-    registry.write_text(json.dumps({"models": models}))
+    models = [registry_entry(quantization="Q8_0", status="candidate", gguf="a.gguf"),
+              registry_entry(quantization="Q4_K_M", status="promoted", gguf="b.gguf")]
+    reg = Registry(backend="registry-file", release="pass", promoted="ns/m:q4_k_m", models=models,
+                   verdict=FileHash(path="reports/eval/verdict.json", sha256="00" * 32))
+    registry.write_text(reg.model_dump_json())
     with pytest.raises(FileNotFoundError, match=r"b\.gguf \(promoted in .*\) not found"):
         predict.promoted_gguf(registry)  # a promoted entry runs only when the chain holds: test_trust
     for m in models:
-        m.update(status="rejected", failed_gates=["min_kind_agreement"])
-    registry.write_text(json.dumps({"models": models}))
+        m.status, m.failed_gates = "rejected", ["min_kind_agreement"]
+    registry.write_text(reg.model_dump_json())
     with pytest.raises(LookupError, match="no model is promoted .*Q8_0: min_kind_agreement"):
         predict.promoted_gguf(registry)
 

@@ -24,6 +24,7 @@ from tuneforge.llm import toolchain
 from tuneforge.ollama import TurnFormat
 from tuneforge.tasks import get_task
 
+from . import shape_examples
 from .conftest import ROOT
 
 TASK = get_task("changelog-actions")
@@ -67,6 +68,8 @@ def fake_decoders(monkeypatch):
     monkeypatch.setattr(decode, "json_gbnf", lambda schema: 'root ::= "x"\n')
     monkeypatch.setattr(decode, "hf_generate", lambda d, prompts, n, **kw: [answer] * len(prompts))
     monkeypatch.setattr(register, "template_and_stops", lambda path: (CHATML, ["<|im_end|>"], NAME, "mit"))
+    prov = shape_examples.provenance(shape_examples.adapter()).dump()  # what convert wrote
+    monkeypatch.setattr(register, "provenance_of", lambda path: prov)
     return calls
 
 
@@ -86,9 +89,11 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
         gguf(tmp_path, key).parent.mkdir(parents=True, exist_ok=True)
         gguf(tmp_path, key).write_bytes(key.encode() * (size // len(key)))
     write_sums(tmp_path / "models/gguf", [gguf(tmp_path, k) for k in SIZES])
+    sidecars = {"merged": {}, "adapter": shape_examples.adapter().model_dump(mode="json"),
+                "base": shape_examples.base().model_dump(mode="json")}
     for d, files in (("merged", ("model.safetensors", "config.json")), ("adapter", ()), ("base", ())):
         (tmp_path / "models" / d).mkdir(parents=True)
-        (tmp_path / "models" / d / "tuneforge.json").write_text("{}")
+        (tmp_path / "models" / d / "tuneforge.json").write_text(json.dumps(sidecars[d]))
         for f in files:
             (tmp_path / "models" / d / f).write_text(f"{d}/{f}")
     monkeypatch.chdir(tmp_path)

@@ -17,7 +17,9 @@ import yaml
 
 from tuneforge.fetch import extract_zip_member, pip_download
 from tuneforge.io import sha256_file, write_json
-from tuneforge.llm import SIDECAR, atomic_dir
+from tuneforge.llm import atomic_dir
+from tuneforge.names import SIDECAR
+from tuneforge.names.shapes import BaseSidecar
 from tuneforge.toolchain import toolchain
 
 
@@ -147,7 +149,7 @@ def load_tokenizer(src: BaseSource):
     return tok
 
 
-def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> dict[str, Any]:
+def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> BaseSidecar:
     """Load the base (dequantising a GGUF to fp32: a GGUF quantizer left attached makes
     save_pretrained and the trainer refuse the model) and save plain fp32 safetensors,
     tokenizer and chat template to `out_dir`, atomically. Returns the sidecar."""
@@ -160,9 +162,10 @@ def materialize_base(src: BaseSource, out_dir: str | Path, name: str) -> dict[st
         kwargs.update(gguf_file=src.gguf_file, quantization_config=GgufConfig(dequantize=True))
     model = AutoModelForCausalLM.from_pretrained(src.directory, **kwargs)
     model.config.name_or_path = name
-    sidecar = {"kind": "base", "name": name, **src.provenance, "toolchain": toolchain()}
+    sidecar = BaseSidecar.model_validate({"kind": "base", "name": name, **src.provenance,
+                                          "toolchain": toolchain()})
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        write_json(tmp / SIDECAR, sidecar)
+        write_json(tmp / SIDECAR, sidecar.model_dump(mode="json"))
     return sidecar

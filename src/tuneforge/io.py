@@ -128,8 +128,10 @@ def read_models(path: str | Path, model: type) -> Iterator[Any]:
             try:
                 yield model.model_validate_json(line)
             except ValidationError as e:
+                first = e.errors()[0]  # name the field, not only the count of errors
+                field = ".".join(str(x) for x in first["loc"]) or "top level"
                 raise ValueError(f"{path}:{lineno}: not a valid {model.__name__}: "
-                                 f"{str(e).splitlines()[0]}") from e
+                                 f"{str(e).splitlines()[0]} ({field}: {first['msg']})") from e
 
 
 def count_lines(path: str | Path) -> int:

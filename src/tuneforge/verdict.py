@@ -1,4 +1,4 @@
-"""The gate verdict as a typed record, and the checks that bind it to the files it judged.
+"""The checks that bind the gate verdict (tuneforge.names.shapes.Verdict) to the files it judged.
 
 eval writes one Verdict: per gated GGUF its pass/fail and SHA-256, the SHA-256 of every
 other file it read (each GGUF, a manifest of each HF model directory, the gold file) and
@@ -11,57 +11,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from typing import Any
 
 from tuneforge.fetch import PinMismatch
 from tuneforge.gguf_tools import SUMS_NAME, read_sums, verify_pin
 from tuneforge.io import sha256_file, sig_hash
+from tuneforge.names.shapes import DirHash, FileHash, ModelVerdict, Registry, RegistryEntry, Verdict, read_model
 
 log = logging.getLogger(__name__)
-
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class FileHash(_Strict):
-    path: str = Field(description="as eval read it, relative to the pipeline root")
-    sha256: Sha256
-
-
-class DirHash(_Strict):
-    path: str
-    sha256: Sha256 = Field(description="sha256 of the canonical JSON of `files`")
-    files: dict[str, Sha256] = Field(description="relative file path -> its sha256, every file in the directory")
-
-
-class ModelVerdict(_Strict):
-    verdict: Literal["pass", "fail"]
-    failed: list[str] = Field(description="the gates it failed, empty on pass")
-    size_mb: float
-    gguf: str = Field(description="the GGUF file eval judged")
-    sha256: Sha256 = Field(description="its bytes: register and predict accept no other")
-
-
-class Verdict(_Strict):
-    """reports/eval/verdict.json: the release gates' verdict and what it was made on."""
-
-    schema_version: Literal[2] = 2
-    parity_model: str
-    parity: float | None
-    gates: dict[str, int | float]
-    models: dict[str, ModelVerdict] = Field(description="every quantize.types GGUF, gated")
-    promoted: str | None = Field(description="the smallest passing GGUF; null when none passes")
-    release: Literal["pass", "fail"]
-    ggufs: dict[str, FileHash] = Field(description="every GGUF eval decoded, gated or not (base, converter output)")
-    hf_models: dict[str, DirHash] = Field(description="the transformers models eval decoded")
-    gold: FileHash
-    params: dict[str, Any] = Field(description="the params eval ran with (verdict_params)")
-    toolchain: dict[str, str] = Field(description="installed versions of the decoders")
 
 
 def verdict_params(params: dict) -> dict:
@@ -87,16 +44,7 @@ def dir_hash(path: str | Path) -> DirHash:
 
 
 def load_verdict(path: str | Path) -> Verdict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run eval first")
-    try:
-        return Verdict.model_validate_json(path.read_bytes())
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(x) for x in first["loc"]) or "top level"
-        raise ValueError(f"{path}: not a verdict this eval writes ({where}: {first['msg']}): "
-                         "rerun eval") from None
+    return read_model(path, Verdict, "rerun eval")
 
 
 def _diff(a: Any, b: Any, at: str = "") -> list[str]:
@@ -131,27 +79,24 @@ def check_judged(verdict: Verdict, where: Path, qtype: str, gguf: Path, sha256: 
     return judged
 
 
-def check_promoted(registry: Path, reg: dict, entry: dict) -> str:
+def check_promoted(registry: Path, reg: Registry, entry: RegistryEntry) -> str:
     """predict's trust check of the registry's promoted entry: the file is the one register
     promoted, the verdict is the one register read, and that verdict passed this file.
     Returns the file's sha256."""
-    gguf = Path(entry["gguf"])
+    gguf = Path(entry.gguf)
     if not gguf.is_file():
         raise FileNotFoundError(f"{gguf} (promoted in {registry}) not found: rebuild (dvc repro)")
     now = sha256_file(gguf)
-    if now != entry["sha256"]:
-        raise ValueError(f"{gguf}: sha256 {now} is not the file register promoted ({entry['sha256']} "
+    if now != entry.sha256:
+        raise ValueError(f"{gguf}: sha256 {now} is not the file register promoted ({entry.sha256} "
                          f"in {registry}); rerun eval and register (dvc repro)")
-    bound = reg.get("verdict")
-    if not isinstance(bound, dict):
-        raise ValueError(f"{registry} names no verdict (written by an older register): rerun register")
-    where = Path(bound["path"])
-    if not where.is_file() or sha256_file(where) != bound["sha256"]:
+    where = Path(reg.verdict.path)
+    if not where.is_file() or sha256_file(where) != reg.verdict.sha256:
         raise ValueError(f"{where} changed since register wrote {registry} (or is missing): "
                          "rerun register (dvc repro)")
-    judged = check_judged(load_verdict(where), where, entry["quantization"], gguf, now)
+    judged = check_judged(load_verdict(where), where, entry.quantization, gguf, now)
     if judged.verdict != "pass":
-        raise ValueError(f"{where}: {entry['quantization']} did not pass its gates "
+        raise ValueError(f"{where}: {entry.quantization} did not pass its gates "
                          f"({', '.join(judged.failed)}); {registry} is stale: rerun register")
     return now
 
