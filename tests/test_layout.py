@@ -53,10 +53,11 @@ def imported(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
                 base = ".".join([*anchor, base] if base else anchor)
             out.add(base)
             out |= {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules}
-        elif isinstance(node, ast.Call) and path.name == "__init__.py" and name != "tuneforge" \
+        elif isinstance(node, ast.Call) and package != "tuneforge" \
                 and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "iter_modules"):
-            # a subpackage that discovers its own submodules (a registry) imports all of them
-            out |= {m for m in modules if m.startswith(name + ".")}
+            # a subpackage that discovers its own modules (a registry) imports all of them; in the
+            # top-level package that would excuse every module, so there it counts for nothing
+            out |= {m for m in modules if m.startswith(package + ".")}
     for dotted in list(out):
         parts = dotted.split(".")
         out |= {".".join(parts[:i]) for i in range(1, len(parts))}
@@ -129,14 +130,16 @@ def test_every_package_module_serves_a_stage_or_a_user_command():
 
 def test_the_checks_see_an_unused_module_a_harness_import_and_a_fixture_path(tmp_path, monkeypatch):
     """Planted: a package module nothing imports, one that imports tools/, one that reads the
-    test fixtures; and a registry package whose submodules are discovered, not named."""
+    test fixtures; a registry package whose submodules are discovered, not named; and a dynamic
+    import in the top-level package, which excuses nothing."""
     me = sys.modules[__name__]
     pkg = tmp_path / "src" / "tuneforge"
     (pkg / "formats").mkdir(parents=True)
     (tmp_path / "stages").mkdir()
     (tmp_path / "stages" / "one.py").write_text("from tuneforge import used\n")
     (pkg / "__init__.py").write_text("")
-    (pkg / "used.py").write_text("from . import helper\nfrom .formats import x\n")
+    (pkg / "used.py").write_text("from . import helper\nfrom .formats import x\n"
+                                 "import importlib\nimportlib.import_module('tuneforge.' + 'any')\n")
     (pkg / "helper.py").write_text("import tools.faults\n")
     (pkg / "formats" / "__init__.py").write_text("import importlib, pkgutil\n"
                                                  "for m in pkgutil.iter_modules(__path__):\n"
