@@ -81,11 +81,11 @@ repro: setup
 
 # Build HEAD from scratch in a clean clone; every artifact's hash must equal the committed dvc.lock (~15 min).
 verify-repro: setup
-	$(PY) -m tuneforge.verify_repro
+	$(PY) -m tools.verify_repro
 
 # Style and schema drift.
 lint: setup
-	$(PY) -m ruff check src stages tests
+	$(PY) -m ruff check src stages tests tools
 	$(PY) -m tuneforge.schema_gen --check
 
 # Regenerate schemas/ from the pydantic models.
@@ -100,12 +100,12 @@ ONLY ?= $(BENCH_SECTIONS)
 bench: setup
 	@for s in $$(echo "$(ONLY)" | tr , ' '); do case ",$(BENCH_SECTIONS)," in *,$$s,*) ;; \
 	  *) echo "make bench: ONLY=$(ONLY): no section '$$s'; use a comma list of $(BENCH_SECTIONS)" >&2; exit 2;; esac; done
-	$(PY) -m tuneforge.bench --only $(ONLY)
+	$(PY) -m tools.bench --only $(ONLY)
 
 # Faults suite (issue #7): 500+ bad inputs, planted secrets, seeded kill -9 points, leakage,
 # gates and pins, a corrupted remote object; in scratch dirs -> reports/faults.json (~15 min).
 faults: setup
-	$(PY) -m tuneforge.faults
+	$(PY) -m tools.faults
 
 # Mutation testing (mutmut, one worker; not in CI) of io, redact, text, receipts, metrics, sources
 # with the test files named in setup.cfg -> reports/mutation.json; fails under a 0.8 score.

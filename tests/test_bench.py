@@ -2,8 +2,9 @@
 the lock comparison verify-repro and bench build rely on, and the README table."""
 import yaml
 
-from tuneforge import bench
-from tuneforge.verify_repro import compare_locks
+from tools.bench.pipeline import dvc_noop_floor, plain_pipeline, real_entries, write_resampled
+from tools.bench.report import TARGETS, table
+from tools.verify_repro import compare_locks
 
 from .conftest import ROOT
 
@@ -13,19 +14,19 @@ ENTRIES = [("Fixed a crash when `--output` is a directory.", "Bug fixes", "1.0",
 
 
 def test_resampled_snapshot_parses_back_to_every_entry(tmp_path):
-    written = bench.write_resampled(ENTRIES, 500, seed=1, out_dir=tmp_path / "snap", per_file=120)
+    written = write_resampled(ENTRIES, 500, seed=1, out_dir=tmp_path / "snap", per_file=120)
     assert written == 500
     assert len(list((tmp_path / "snap").rglob("*.md"))) >= 5  # split into files of <= 120
-    parsed = bench.real_entries(tmp_path / "snap")
+    parsed = real_entries(tmp_path / "snap")
     assert len(parsed) == 500
     assert {(t, h, p) for t, h, _, p in parsed} <= {(t, h, p) for t, h, _, p in ENTRIES}
 
 
 def test_plain_baseline_reads_every_entry_and_dedupes(tmp_path):
-    bench.write_resampled(ENTRIES, 300, seed=2, out_dir=tmp_path / "snap")
+    write_resampled(ENTRIES, 300, seed=2, out_dir=tmp_path / "snap")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    counts = bench.plain_pipeline(tmp_path / "snap", tmp_path / "out", ROOT / params["paths"]["gold"],
-                                  params["task"], params)
+    counts = plain_pipeline(tmp_path / "snap", tmp_path / "out", ROOT / params["paths"]["gold"],
+                            params["task"], params)
     assert counts["in"] == 300
     unique = sum(1 for _ in open(tmp_path / "out" / "entries.jsonl"))
     assert unique == len(ENTRIES)
@@ -36,7 +37,7 @@ def test_plain_baseline_reads_every_entry_and_dedupes(tmp_path):
 
 
 def test_dvc_floor_builds_and_times_a_chain_of_empty_stages():
-    floor = bench.dvc_noop_floor(3, reps=1)
+    floor = dvc_noop_floor(3, reps=1)
     assert floor["stages"] == 3
     assert floor["noop_repro_s"] > 0 and floor["dvc_status_s"] > 0 and floor["noop_ratio"] > 0
 
@@ -59,19 +60,19 @@ def test_table_lists_each_measured_figure_with_its_target():
     report = {"machine": {"cpu": "cpu", "cores": 2, "memory_gib": 24}, "ran": {"sha256": "d"},
               "sections": {"sha256": {"sha256_mb_per_s": 900.0, "baseline_sha256sum_mb_per_s": 450.0,
                                       "ratio": 2.0}}}
-    text = bench.table(report)
+    text = table(report)
     assert "`sha256_mb_per_s` | 900.0 MB/s | 450.0 MB/s | 2.0×" in text
-    assert bench.TARGETS["sha256_mb_per_s"] in text and "entries_per_s" not in text
+    assert TARGETS["sha256_mb_per_s"] in text and "entries_per_s" not in text
 
 
 def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
-    """bench.json is written with sorted keys; the table follows dvc.yaml."""
+    """json is written with sorted keys; the table follows dvc.yaml."""
     stages = {"backfill": 1.0, "eval": 2.0, "evidence": 3.0, "register": 0.5, "train": 9.0}
     build = {"noop_repro_s": 1.0, "baseline_dvc_status_s": 1.0, "noop_ratio": 1.0,
              "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0,
              "incremental_ratio": 0.1, "full_build_s": dict(sorted(stages.items())),
              "peak_rss_mb": dict(sorted(stages.items()))}
-    text = bench.table({"sections": {"build": build}})
+    text = table({"sections": {"build": build}})
     assert "1.0 min (backfill 1.0, evidence 3.0, train 9.0, eval 2.0, register 0.5)" in text
 
 
@@ -84,6 +85,6 @@ def test_table_shows_the_floors_beside_the_figures_they_bound():
              "dvc_floor": {"stages": 10, "noop_repro_s": 0.9, "dvc_status_s": 0.6, "noop_ratio": 1.5},
              "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0,
              "incremental_ratio": 0.1, "full_build_s": {"train": 1.0}, "peak_rss_mb": {"train": 1.0}}
-    text = bench.table({"sections": {"data": {"sizes": {"1000": size}}, "build": build}})
+    text = table({"sections": {"data": {"sizes": {"1000": size}}, "build": build}})
     assert "four stage start-ups 0.75 s + labeling 6.0 s / 2 cores = 3.75 s, at most 2.67×" in text
     assert "DVC alone, a 10-stage `cp` chain: 0.9 s against 0.6 s, 1.5×" in text

@@ -1,4 +1,4 @@
-"""The faults suite (issue #7), reduced: the same code paths `python -m tuneforge.faults`
+"""The faults suite (issue #7), reduced: the same code paths `python -m tools.faults`
 runs in full (`make faults`), on fewer cases and kill points.  Plus property-based tests
 for the parsers and the redactor that tests/test_sources.py and tests/test_redact.py do
 not already cover."""
@@ -13,10 +13,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuneforge import faults
+from tools.faults.bad_input import bad_input_suite, check_root, decode_like_backfill
+from tools.faults.cases import build_cases
+from tools.faults.gates import gates_and_pins_suite, nothing_promoted, remote_suite
+from tools.faults.kill import crash_snapshot, kill_suite, plain_kill_points, tree, verify_dvc_cache
+from tools.faults.leakage import LEAK_VARIANTS, leakage_check, leakage_suite
+from tools.faults.planted_secrets import make_secrets, scan_for_secrets, secrets_suite
+from tools.faults.report import failures, main
+from tools.faults.roots import DATA_STAGES, KILL_MODEL_STAGES, ROOT, base_params, copy_root, make_root, run_inproc
+from tools.faults.tiny import model_available, tiny_model_params, write_tiny_exports
+from tuneforge.io import read_jsonl
 from tuneforge.redact import KINDS, find_secrets, redact
 from tuneforge.sources import FORMATS
 
@@ -29,7 +39,7 @@ CATEGORIES = {"malformed_markup", "invalid_utf8", "nul_bytes", "huge_line", "emp
 # ----------------------------------------------------------------------------- bad input
 
 def test_full_case_set_covers_every_format_and_fault():
-    cases = faults.build_cases(seed=7, quick=False)
+    cases = build_cases(seed=7, quick=False)
     assert len(cases) >= 500
     assert {c.fmt for c in cases} == set(FORMATS)
     assert {c.category for c in cases} == CATEGORIES
@@ -42,13 +52,13 @@ def test_full_case_set_covers_every_format_and_fault():
     gz = [n for c in cases for n in c.files if n.endswith(".gz")]
     assert len(gz) >= 6 * 5
     # seeded: the same seed gives the same bytes
-    again = faults.build_cases(seed=7, quick=False)
+    again = build_cases(seed=7, quick=False)
     assert [c.files for c in again[:40]] == [c.files for c in cases[:40]]
 
 
 @pytest.fixture(scope="module")
 def bad_inputs(tmp_path_factory):
-    return faults.bad_input_suite(seed=7, quick=True, scratch=tmp_path_factory.mktemp("bad"))
+    return bad_input_suite(seed=7, quick=True, scratch=tmp_path_factory.mktemp("bad"))
 
 
 def test_bad_inputs_never_crash_and_nothing_is_lost(bad_inputs):
@@ -64,38 +74,38 @@ def test_bad_inputs_never_crash_and_nothing_is_lost(bad_inputs):
 
 def _built_root(tmp_path: Path, extra: dict[str, bytes]) -> Path:
     files = {str(p.relative_to(FIXTURES)): p.read_bytes() for p in FIXTURES.rglob("*") if p.is_file()}
-    root = faults.make_root(tmp_path / "root", {**files, **extra})
-    assert faults.run_inproc(root) is None
+    root = make_root(tmp_path / "root", {**files, **extra})
+    assert run_inproc(root) is None
     return root
 
 
 def test_a_corrupt_gz_file_is_quarantined_naming_it(tmp_path):
     gz = gzip.compress(b"* Noteworthy changes in release 1.0\n\n** Bug fixes\n\n  Fixed it.\n")
     root = _built_root(tmp_path, {"broken/NEWS.gz": gz[: len(gz) // 2], "plain/NEWS.gz": b"not gzip"})
-    q = [r for r in faults.read_jsonl(root / "data/quarantine/backfill.jsonl")
+    q = [r for r in read_jsonl(root / "data/quarantine/backfill.jsonl")
          if r["reason"] == "unreadable_file"]
     assert sorted(r["source_file"] for r in q) == ["broken/NEWS.gz", "plain/NEWS.gz"]
     assert all(r["source_file"] in r["detail"] for r in q)
-    assert faults.check_root(root).lost == []
+    assert check_root(root).lost == []
 
 
 def test_the_accounting_check_catches_a_lost_record(tmp_path):
     root = _built_root(tmp_path, {})
-    assert faults.check_root(root).lost == []
+    assert check_root(root).lost == []
     for rel in ("data/entries.jsonl", "data/scored.jsonl"):
         p = root / rel
         rows = p.read_text().splitlines()
         p.write_text("\n".join(rows[1:]) + "\n")  # drop one record
-        acc = faults.check_root(root)
+        acc = check_root(root)
         assert acc.lost and acc.receipt_errors, rel
         p.write_text("\n".join(rows) + "\n")
-    assert faults.check_root(root).lost == []
+    assert check_root(root).lost == []
 
 
 # ----------------------------------------------------------------------------- secrets
 
 def test_every_redactor_kind_is_planted_and_visible_to_the_scanner():
-    planted = faults.make_secrets(random.Random(1))
+    planted = make_secrets(random.Random(1))
     assert {p.kind for p in planted} == set(KINDS) and len(KINDS) >= 12
     for p in planted:
         assert p.kind in find_secrets(p.text)
@@ -104,7 +114,7 @@ def test_every_redactor_kind_is_planted_and_visible_to_the_scanner():
 
 
 def test_secrets_never_reach_a_data_artifact(tmp_path):
-    got = faults.secrets_suite(seed=7, scratch=tmp_path, model=False, tiny_base=None)
+    got = secrets_suite(seed=7, scratch=tmp_path, model=False, tiny_base=None)
     assert len(got["kinds"]) >= 12 and got["planted"] >= 6 * 12
     assert got["leak_count"] == 0, got["leaks"]
     assert got["redactions_in_backfill_receipt"] >= 6 * 12  # the secrets reached the redactor
@@ -114,7 +124,7 @@ def test_secrets_never_reach_a_data_artifact(tmp_path):
 def test_the_scanner_finds_secrets_in_text_binary_and_gguf_metadata(tmp_path):
     from gguf import GGUFWriter
 
-    sec = faults.make_secrets(random.Random(2))
+    sec = make_secrets(random.Random(2))
     gh, pem = next(p for p in sec if p.kind == "github_token"), next(p for p in sec if p.kind == "pem_private_key")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "export.jsonl").write_text(json.dumps({"text": gh.text}) + "\n")
@@ -124,7 +134,7 @@ def test_the_scanner_finds_secrets_in_text_binary_and_gguf_metadata(tmp_path):
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.close()
-    scan = faults.scan_for_secrets(tmp_path, [("x", gh), ("y", pem)])
+    scan = scan_for_secrets(tmp_path, [("x", gh), ("y", pem)])
     hits = {(x["file"], x["how"]) for x in scan["leaks"]}
     assert ("out/export.jsonl", "bytes") in hits and ("out/export.jsonl", "find_secrets") in hits
     assert ("out/weights.bin", "bytes") in hits
@@ -135,14 +145,14 @@ def test_the_scanner_finds_secrets_in_text_binary_and_gguf_metadata(tmp_path):
 
 @pytest.fixture(scope="module")
 def kills(tmp_path_factory):
-    return faults.kill_suite(seed=11, scratch=tmp_path_factory.mktemp("kill"), n_plain=4, n_dvc=1,
-                             n_model=0, tiny_base=None, crash_bytes=150_000)
+    return kill_suite(seed=11, scratch=tmp_path_factory.mktemp("kill"), n_plain=4, n_dvc=1,
+                      n_model=0, tiny_base=None, crash_bytes=150_000)
 
 
 def test_killed_stages_rerun_byte_identical_and_dvc_caches_no_partial_file(kills):
     report, _ = kills
     assert report["points"] == 5
-    assert set(report["by_stage"]) == {*faults.DATA_STAGES, "dvc repro"}
+    assert set(report["by_stage"]) == {*DATA_STAGES, "dvc repro"}
     assert all(p["stage"] == "dvc repro" or p["partial_outputs"] == [] for p in report["points_detail"])
     assert report["partial_files_in_dvc_cache"] == 0
     assert report["nonidentical"] == 0, report["bad_points"]
@@ -153,41 +163,41 @@ def test_killed_stages_rerun_byte_identical_and_dvc_caches_no_partial_file(kills
 def test_a_stage_that_fails_before_the_kill_is_a_bad_point_not_a_skipped_one(tmp_path, monkeypatch):
     """Planted: every run exits 1 on its own before the kill lands. It used to be dropped as
     'finished before the kill' (zero points, nothing flagged); now each is a bad point."""
-    monkeypatch.setattr(faults, "kill_stage", lambda root, cmd, delay: {"rc": 1, "killed": False, "at_s": 0.1})
-    points = faults.plain_kill_points(tmp_path, random.Random(1), 2, faults.crash_snapshot(20_000),
-                                      ("backfill",))
+    monkeypatch.setattr("tools.faults.kill.kill_stage",
+                        lambda root, cmd, delay: {"rc": 1, "killed": False, "at_s": 0.1})
+    points = plain_kill_points(tmp_path, random.Random(1), 2, crash_snapshot(20_000), ("backfill",))
     assert len(points) == 2 and all(p["differs"] == ["backfill exited 1 before the kill"] for p in points)
 
 
 def test_cache_check_sees_a_corrupt_object(kills, tmp_path):
     _, ref = kills
-    repo = faults.copy_root(ref, tmp_path / "repo")
-    assert faults.verify_dvc_cache(repo) == []
+    repo = copy_root(ref, tmp_path / "repo")
+    assert verify_dvc_cache(repo) == []
     obj = next(p for p in sorted((repo / ".dvc/cache/files/md5").rglob("*")) if p.is_file())
     obj.chmod(0o644)
     obj.write_bytes(obj.read_bytes()[:-1])  # a truncated (partial) object
-    assert faults.verify_dvc_cache(repo) == [obj.relative_to(repo).as_posix()]
+    assert verify_dvc_cache(repo) == [obj.relative_to(repo).as_posix()]
 
 
 def test_normalised_tree_ignores_timing_but_not_content(tmp_path):
     root = _built_root(tmp_path, {})
-    before, _ = faults.tree(root, ("data", "reports"))
+    before, _ = tree(root, ("data", "reports"))
     rec = root / "reports/receipts/score.json"
     obj = json.loads(rec.read_text())
     obj["duration_s"] += 5
     rec.write_text(json.dumps(obj))
-    assert faults.tree(root, ("data", "reports"))[0] == before
+    assert tree(root, ("data", "reports"))[0] == before
     obj["counts"]["records_out"] += 1
     rec.write_text(json.dumps(obj))
-    assert faults.tree(root, ("data", "reports"))[0] != before
+    assert tree(root, ("data", "reports"))[0] != before
 
 
 # ----------------------------------------------------------------------------- leakage, remote
 
 def test_gold_never_reaches_train_or_valid(tmp_path):
-    got = faults.leakage_suite(tmp_path)
+    got = leakage_suite(tmp_path)
     # every kind of near-duplicate found an entry to plant, and one of a synthetic row
-    assert got["planted_kinds"] == [*faults.LEAK_VARIANTS, "synthetic_short_edit"]
+    assert got["planted_kinds"] == [*LEAK_VARIANTS, "synthetic_short_edit"]
     assert got["gold_overlap_quarantined"] >= got["planted_gold"] and got["synthetic_quarantined"] > 0
     assert got["probe"]["rows"] > 0
     assert got["leaks"] == 0, got
@@ -197,16 +207,16 @@ def test_leakage_check_finds_exact_and_near_duplicates():
     gold = [{"text": "Fixed a crash when the cache directory is missing on first start."}]
     row = lambda t: {"messages": [{}, {"content": f"Product: x\nEntry: {t}"}, {}]}  # noqa: E731
     cfg = {"near_dup_threshold": 0.75, "near_dup_min_contained_words": 10}
-    got = faults.leakage_check([row("FIXED a crash, when the cache directory is missing on first start!"),
-                                row("Fixed a crash when the cache directory is missing on first start today."),
-                                row("Fixed a crash when the config directory is missing on first start."),
-                                row("Something else entirely.")], gold, cfg)
+    got = leakage_check([row("FIXED a crash, when the cache directory is missing on first start!"),
+                         row("Fixed a crash when the cache directory is missing on first start today."),
+                         row("Fixed a crash when the config directory is missing on first start."),
+                         row("Something else entirely.")], gold, cfg)
     assert got["exact_count"] == 1 and got["near_count"] == 2
 
 
 def test_a_corrupt_remote_object_is_caught_with_verify(kills, tmp_path):
     _, ref = kills
-    got = faults.remote_suite(tmp_path, ref)
+    got = remote_suite(tmp_path, ref)
     # DVC's default (remote `verify` false) trusts the object name: the corrupt file is
     # checked out and `dvc status` is clean.  With `verify = true` the pull fails and the
     # corrupt bytes reach neither the cache nor the workspace.
@@ -222,7 +232,7 @@ def test_a_corrupt_remote_object_is_caught_with_verify(kills, tmp_path):
 # tiny_base: the session fixture in conftest.py (one tiny llama per test session)
 @pytest.fixture(autouse=False)
 def model_ready():
-    why = faults.model_available()
+    why = model_available()
     if why:
         pytest.skip(why)
 
@@ -237,7 +247,7 @@ GATE_CHECKS = {"failing_models_rejected", "nothing_promoted_when_all_fail",
 @pytest.mark.slow
 @pytest.mark.model
 def test_gates_and_pins(model_ready, tiny_base, tmp_path):
-    got = faults.gates_and_pins_suite(tmp_path, tiny_base)
+    got = gates_and_pins_suite(tmp_path, tiny_base)
     assert got["failed"] == [], got["checks"]
     assert set(got["checks"]) == GATE_CHECKS
 
@@ -259,20 +269,20 @@ def test_nothing_promoted_check_fails_on_a_promotion_or_a_scenario_where_somethi
     so it tested nothing on a build whose models pass. The scenario is now forced all-fail and
     the check refuses any other scenario."""
     all_rejected = _registry({"Q8_0": "rejected", "Q6_K": "rejected", "Q4_K_M": "rejected"})
-    assert faults.nothing_promoted(_verdict(set()), all_rejected)
+    assert nothing_promoted(_verdict(set()), all_rejected)
     # planted defects: register promotes (or keeps as candidate) a failing model
-    assert not faults.nothing_promoted(_verdict(set()), _registry({"Q8_0": "rejected", "Q6_K": "rejected",
-                                                                   "Q4_K_M": "promoted"}))
-    assert not faults.nothing_promoted(_verdict(set()), _registry({"Q8_0": "rejected", "Q6_K": "candidate",
-                                                                   "Q4_K_M": "rejected"}))
-    assert not faults.nothing_promoted(_verdict(set()), {"promoted": None, "models": []})  # nothing registered
+    assert not nothing_promoted(_verdict(set()), _registry({"Q8_0": "rejected", "Q6_K": "rejected",
+                                                            "Q4_K_M": "promoted"}))
+    assert not nothing_promoted(_verdict(set()), _registry({"Q8_0": "rejected", "Q6_K": "candidate",
+                                                            "Q4_K_M": "rejected"}))
+    assert not nothing_promoted(_verdict(set()), {"promoted": None, "models": []})  # nothing registered
     # a scenario in which a model passed cannot vouch for the all-fail case
-    assert not faults.nothing_promoted(_verdict({"Q4_K_M"}), all_rejected)
+    assert not nothing_promoted(_verdict({"Q4_K_M"}), all_rejected)
 
 
 # ----------------------------------------------------------------------------- the verdict
 
-REPORT = faults.ROOT / "reports" / "faults.json"
+REPORT = ROOT / "reports" / "faults.json"
 
 PLANTED = {  # defect -> (dotted key, value) planted into the committed report
     "crash": [("crashes", 1)],
@@ -303,22 +313,22 @@ def _plant(report: dict, changes: list[tuple[str, object]]) -> dict:
 
 
 def test_the_committed_report_passes():
-    assert faults.failures(json.loads(REPORT.read_text())) == []
+    assert failures(json.loads(REPORT.read_text())) == []
 
 
 @pytest.mark.parametrize("defect", sorted(PLANTED))
 def test_each_planted_defect_fails_the_suite(defect, monkeypatch, tmp_path, capsys):
     report = _plant(json.loads(REPORT.read_text()), PLANTED[defect])
-    assert faults.failures(report), defect
-    monkeypatch.setattr(faults, "run_all", lambda **kw: report)
-    assert faults.main(["--out", str(tmp_path / "faults.json")]) == 1, defect
+    assert failures(report), defect
+    monkeypatch.setattr("tools.faults.report.run_all", lambda **kw: report)
+    assert main(["--out", str(tmp_path / "faults.json")]) == 1, defect
     assert "FAILED" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 @pytest.mark.model
 def test_secrets_never_reach_a_model_artifact(model_ready, tiny_base, tmp_path):
-    got = faults.secrets_suite(seed=3, scratch=tmp_path, model=True, tiny_base=tiny_base)
+    got = secrets_suite(seed=3, scratch=tmp_path, model=True, tiny_base=tiny_base)
     assert got["files_scanned"].get("gguf", 0) >= 5
     assert got["leak_count"] == 0, got["leaks"]
 
@@ -326,13 +336,12 @@ def test_secrets_never_reach_a_model_artifact(model_ready, tiny_base, tmp_path):
 @pytest.mark.slow
 @pytest.mark.model
 def test_killed_model_stages_rerun_byte_identical(model_ready, tiny_base, tmp_path):
-    pre = faults.make_root(tmp_path / "ref", {})
-    params = faults.tiny_model_params(faults.base_params(), tiny_base)
-    (pre / "params.yaml").write_text(faults.yaml.safe_dump(params, sort_keys=False))
-    faults.write_tiny_exports(pre)
-    points = faults.plain_kill_points(tmp_path, random.Random(5), len(faults.KILL_MODEL_STAGES), {},
-                                     faults.KILL_MODEL_STAGES, pre=pre)
-    assert [p["stage"] for p in points] == list(faults.KILL_MODEL_STAGES)
+    pre = make_root(tmp_path / "ref", {})
+    params = tiny_model_params(base_params(), tiny_base)
+    (pre / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_tiny_exports(pre)
+    points = plain_kill_points(tmp_path, random.Random(5), len(KILL_MODEL_STAGES), {}, KILL_MODEL_STAGES, pre=pre)
+    assert [p["stage"] for p in points] == list(KILL_MODEL_STAGES)
     assert all(p["differs"] == [] and p["partial_outputs"] == [] and p["rerun_rc"] == 0 for p in points), points
 
 
@@ -345,7 +354,7 @@ SEPARATORS = st.sampled_from(list(" \t\n`'\"()[]{}<>,;:|!?*") + ["\r\n", "**", "
 @given(st.sampled_from(sorted(KINDS)), SEPARATORS, SEPARATORS, st.text(max_size=40), st.integers(0, 10**6))
 def test_planted_secret_framed_by_markup_never_survives(kind, left, right, noise, seed):
     """Secrets quoted, back-ticked, bracketed or bolded the way changelogs write them."""
-    sec = next(p for p in faults.make_secrets(random.Random(seed)) if p.kind == kind)
+    sec = next(p for p in make_secrets(random.Random(seed)) if p.kind == kind)
     text = f"{noise} {left}{sec.text}{right} {noise}"
     out, counts = redact(text)
     assert counts[kind] >= 1
@@ -380,7 +389,7 @@ def test_backfill_parse_file_accounts_for_every_record(raw, path):
 
     cfg = Backfill(min_chars=8, max_chars=2000, max_file_mb=16, workers=1)
     records, seen_before, _ = parse_file((0, (path, raw, None)), cfg, run=uuid.uuid4().hex)
-    text = faults.decode_like_backfill(raw)
+    text = decode_like_backfill(raw)
     try:
         # a file a parser accepts but that holds no entry (an empty CHANGES.rst) is one
         # record, like a file no parser reads

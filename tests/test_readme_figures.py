@@ -1,6 +1,6 @@
 """README figures come from the report JSONs they describe (issue 17, item 5): every section
 between `<!-- NAME:start -->` / `<!-- NAME:end -->` markers must equal what
-tuneforge.readme_sections renders from the committed reports."""
+tools.readme_sections renders from the committed reports."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tuneforge import readme_sections as rs
+from tools import readme_sections as rs
 
 ROOT = rs.ROOT
 HISTORIC = {"labeler", "eval"}  # sections that read earlier releases' reports from git history
@@ -28,7 +28,7 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
         pytest.skip("a shallow clone: the v2 labeler report is not in this history")
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert rs.section(text, name) == rs.render(name), (
-        f"README.md section {name} is stale: run `python -m tuneforge.readme_sections {name}`")
+        f"README.md section {name} is stale: run `python -m tools.readme_sections {name}`")
 
 
 def _copy(tmp_path):
@@ -78,7 +78,7 @@ def test_a_changed_report_changes_the_readme_section(tmp_path):
     assert "Failed (`make faults` exits 1): a corrupt remote object got past" in body
     assert [p.split(": ", 1)[1] for p in rs.check(root / "README.md", root)
             if "faults" in p] == ["section faults differs from its report; run "
-                                  "`python -m tuneforge.readme_sections faults`"]
+                                  "`python -m tools.readme_sections faults`"]
 
 
 def test_missing_or_repeated_markers_are_named(tmp_path):

@@ -27,7 +27,7 @@ from configparser import ConfigParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # run as a plain script: tools (the README renderer) and the package
 from tuneforge.io import write_json  # noqa: E402  (after the path set-up: run as a plain script)
 
 EQUIVALENT = ROOT / "tools" / "mutation_equivalent.json"
@@ -109,7 +109,7 @@ def report(runtime_s: float | None, command: list[str], minimum: float) -> dict:
         "survivors": survivors,
         "out_of_scope_for_now": ["src/tuneforge/stages/eval.py", "src/tuneforge/stages/register.py",
                                  "src/tuneforge/predict.py", "src/tuneforge/gguf_tools.py",
-                                 "src/tuneforge/export.py", "src/tuneforge/faults.py"],
+                                 "src/tuneforge/export.py", "tools/faults/"],
         "note": ("mutmut 3 mutates code inside functions and methods only: module-level tables "
                  "(redact.PATTERNS' regexes, sources' regex constants) and pydantic field "
                  "declarations (records.py) make no mutants here; tests/test_redact.py and "
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = report(runtime, [Path(c).name if c.endswith("mutmut") else c for c in command], args.min)
     write_json(ROOT / args.out, rep)
     if args.out == "reports/mutation.json":  # the README's mutation table is rendered from this file
-        from tuneforge.readme_sections import update
+        from tools.readme_sections import update
         update(["mutation"])
     t = rep["totals"]
     print(f"mutation score {rep['score']} ({t['killed']} killed of {t['mutants']} mutants, "

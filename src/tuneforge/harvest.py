@@ -109,7 +109,7 @@ class Summary:
     products: set[str] = field(default_factory=set)
 
 
-def _walk_sorted(root: Path) -> list[str]:
+def walk_sorted(root: Path) -> list[str]:
     """Relative POSIX paths of the files under ``root``, sorted; symlinked dirs are not entered."""
     found = []
     for dirpath, _dirnames, filenames in os.walk(root):
@@ -138,7 +138,7 @@ def select(src: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Picked],
     seen_members: set[str] = set()
     seen_debian_heads: set[str] = set()
     per_product: Counter = Counter()
-    for rel in _walk_sorted(src):
+    for rel in walk_sorted(src):
         path = src / rel
         if len(PurePosixPath(rel).parts) < 2 or not is_candidate(rel) or path.is_symlink():
             continue
@@ -225,7 +225,7 @@ def iter_snapshot(path: str | Path, on_error: Callable[[str, SnapshotError], Non
     """
     path = Path(path)
     if path.is_dir():
-        for rel in _walk_sorted(path):
+        for rel in walk_sorted(path):
             raw = (path / rel).read_bytes()
             if rel.endswith(".gz"):
                 try:

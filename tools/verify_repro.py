@@ -1,7 +1,7 @@
 """Build HEAD from scratch in a clean clone and check every artifact's hash against the
 committed dvc.lock.
 
-Run: python -m tuneforge.verify_repro   (or `make verify-repro`; one full CPU build, ~15 min)
+Run: python -m tools.verify_repro   (or `make verify-repro`; one full CPU build, ~15 min)
 
 dvc.lock records the hash of every output. The clone gets its own empty DVC cache (no
 run-cache to restore from) and only the machine's download cache (.cache: the pinned

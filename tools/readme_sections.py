@@ -3,8 +3,8 @@
 Each section sits between `<!-- NAME:start -->` and `<!-- NAME:end -->` in README.md and is
 written by the command that writes its report (`make bench`, `make faults`), or by
 
-    python -m tuneforge.readme_sections [NAME ...]     # rewrite sections from the committed reports
-    python -m tuneforge.readme_sections --check        # exit 1 naming each section that differs
+    python -m tools.readme_sections [NAME ...]     # rewrite sections from the committed reports
+    python -m tools.readme_sections --check        # exit 1 naming each section that differs
 
 tests/test_readme_figures.py fails when a committed section differs from its rendering.
 Sections: bench and stages (reports/bench.json), faults (reports/faults.json), labeler
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tuneforge.io import write_text
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 
@@ -81,7 +81,7 @@ def release_report(root: Path, version: str, rel: str) -> dict:
 # ---------------------------------------------------------------- renderers
 
 def render_bench(root: Path) -> str:
-    from tuneforge.bench import table  # bench imports this module: import late
+    from tools.bench.report import table  # bench imports this module: import late
 
     return table(_report(root, "reports/bench.json"))
 
@@ -105,7 +105,8 @@ def _remote_words(r: dict) -> str:
 
 
 def render_faults(root: Path) -> str:
-    from tuneforge.faults import DATA_STAGES, failures  # faults imports this module: import late
+    from tools.faults.report import failures  # faults imports this module: import late
+    from tools.faults.roots import DATA_STAGES
 
     rep = _report(root, "reports/faults.json")
     d = rep["details"]
@@ -191,7 +192,7 @@ def _gb(mb: float) -> str:
 
 def render_stages(root: Path) -> str:
     """The build section of reports/bench.json: wall time and peak RSS per stage."""
-    from tuneforge.verify_repro import pipeline_stages
+    from tools.verify_repro import pipeline_stages
 
     rep = _report(root, "reports/bench.json")
     b, machine = rep["sections"]["build"], rep["machine"]
@@ -305,12 +306,12 @@ def check(readme: Path = README, root: Path = ROOT) -> list[str]:
             diff = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
             line = text.count("\n", 0, text.index(markers(name)[0])) + 2 + diff
             out.append(f"{readme}:{line}: section {name} differs from its report; "
-                       f"run `python -m tuneforge.readme_sections {name}`")
+                       f"run `python -m tools.readme_sections {name}`")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tuneforge.readme_sections", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.readme_sections", description=__doc__.split("\n")[0])
     ap.add_argument("names", nargs="*", help=f"sections to rewrite (default: all of {', '.join(SECTIONS)})")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a section differs")
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """Pick entries for hand labeling: a seeded, stratified sample of the backfilled entries.
 
-Run: python -m tuneforge.gold_candidates --entries data/entries.jsonl --out FILE [--per-class N]
+Run: python -m tools.gold_candidates --entries data/entries.jsonl --out FILE [--per-class N]
 
 Stratification uses the rule labeler's *guess* only to make rare classes appear
 often enough; the gold label itself comes from a person reading the entry against

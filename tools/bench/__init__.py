@@ -1,0 +1,29 @@
+"""make bench: the figures users compare, each beside a baseline measured in the same run.
+
+Run: python -m tools.bench [--only build,data,train,decode,sha256] [--sizes 10000,100000]
+Out: reports/bench.json (sections merged, so --only refreshes one) and the README table
+     between the bench markers.
+
+Sections (issue #6):
+  build   a clean clone of HEAD built from scratch, stage by stage (full_build_s,
+          peak_rss_mb), its outputs compared with the committed dvc.lock (bit-identical
+          check), then one eval.* param changed (incremental_ratio), then a no-op
+          `dvc repro` against `dvc status` (noop_repro_s), and the same two commands on
+          a chain of as many empty `cp` stages (dvc_floor: DVC's own no-op ratio)
+  data    backfill -> export on entries resampled from the real snapshot, against a
+          plain-Python `json` implementation of the same steps (entries_per_s); at the
+          largest size, the floor: four stage start-ups plus the shared labeler's time
+          spread over every core, and the largest ratio it leaves (floor)
+  train   20 LoRA steps with the train stage's settings (padding-free) against a plain
+          transformers Trainer padding each batch (train_tokens_per_s, real-token share)
+  decode  the Q8_0 GGUF under eval's grammar against transformers `generate` on the
+          merged model, same prompts (decode_tokens_per_s)
+  sha256  pinning the GGUFs (hashlib, as quantize/eval do) against `sha256sum`
+
+Needs a built pipeline in the working tree (models/, data/exports) for train, decode
+and sha256; `build` needs a committed, clean tree. Absolute times are printed; only
+ratios carry targets, and no test asserts a time.
+
+Modules: common (paths, timing, shell), model (sha256, decode, train), pipeline (data,
+build), report (the README table, main).
+"""

@@ -1,0 +1,223 @@
+"""Bench sections on the built models: sha256 pinning, decoding, training steps."""
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any
+
+from tools.bench.common import ROOT, run, timed
+from tuneforge.io import read_jsonl, sha256_file
+
+# ---------------------------------------------------------------- sha256
+
+def bench_sha256(params: dict, reps: int = 3) -> dict:
+    gguf_dir = ROOT / params["paths"]["gguf_dir"]
+    files = sorted(gguf_dir.glob("*.gguf"))
+    if not files:
+        raise SystemExit(f"bench sha256: no GGUF in {gguf_dir}; build first (dvc repro)")
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    ours, theirs = [], []
+    for _ in range(reps):  # alternate, best of each: both read from the page cache
+        ours.append(timed(lambda: [sha256_file(f) for f in files])[0])
+        theirs.append(timed(run, ["sha256sum", *map(str, files)])[0])
+    ours_s, theirs_s = min(ours), min(theirs)
+    return {"files": len(files), "mb": round(mb, 1),
+            "sha256_mb_per_s": round(mb / ours_s, 1),
+            "baseline_sha256sum_mb_per_s": round(mb / theirs_s, 1),
+            "ratio": round(theirs_s / ours_s, 3)}
+
+
+# ---------------------------------------------------------------- decode
+
+def bench_decode(params: dict, n_prompts: int = 6) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge import decode
+    from tuneforge.gguf_tools import verify_pin
+    from tuneforge.grammar import compile_gbnf
+    from tuneforge.llama_private import load_llama
+    from tuneforge.names import eval_order, gguf_name
+    from tuneforge.tasks import get_task
+
+    paths, cfg = params["paths"], params["eval"]
+    task = get_task(params["task"])
+    gold = eval_order(read_jsonl(ROOT / paths["gold"]), n_prompts)
+    prompts = decode.prompts(task, gold)
+    gguf = ROOT / paths["gguf_dir"] / gguf_name(params["convert"]["model_name"], "Q8_0")
+    verify_pin(gguf)
+    settings, gbnf = decode.Settings.from_eval(cfg), decode.task_gbnf(task)
+    out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
+    # eval's decoder (tuneforge.decode: grammar checked on the argmax first), llama-cpp-python's
+    # stock sampler chain (grammar over the whole vocabulary every token), and free decoding;
+    # each opener gives (answer: prompt -> (text, completion tokens), close)
+    def ours(g: str | None):
+        decoder = decode.Decoder(gguf, g, settings)
+        return (lambda p: (decoder.answer(p).text, decoder.last["usage"]["completion_tokens"])), decoder.close
+
+    def stock():
+        llm, grammar = load_llama(gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0,
+                                  verbose=False), compile_gbnf(gbnf)
+
+        def answer(p: list[dict]) -> tuple[str, int]:
+            res = decode.chat_greedy(llm, p, grammar, settings.max_tokens)
+            return res["choices"][0]["message"]["content"], res["usage"]["completion_tokens"]
+        return answer, llm.close
+
+    openers = {"grammar": lambda: ours(gbnf), "grammar_stock": stock, "free": lambda: ours(None)}
+    texts: dict[str, list[str]] = {}
+    for variant, opener in openers.items():
+        answer, close = opener()
+        answer(prompts[0])  # warm
+        tokens, texts[variant], t0 = 0, [], time.perf_counter()
+        for p in prompts:
+            text, n = answer(p)
+            tokens += n
+            texts[variant].append(text)
+        dt = time.perf_counter() - t0
+        close()
+        out[f"q8_0_{variant}"] = {"tokens": tokens, "s": round(dt, 2),
+                                  "tokens_per_s": round(tokens / dt, 1)}
+    # the speed-up must not change a single answer
+    out["grammar_first_same_texts"] = texts["grammar"] == texts["grammar_stock"]
+
+    merged = ROOT / paths["merged"]
+    tok = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    tokens, elapsed = 0, 0.0
+    with torch.inference_mode():
+        for i, p in enumerate([prompts[0], *prompts]):
+            enc = tok.apply_chat_template(p, add_generation_prompt=True, return_tensors="pt",
+                                          return_dict=True)
+            t0 = time.perf_counter()
+            gen = model.generate(**enc, do_sample=False, max_new_tokens=cfg["max_tokens"],
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            if i:  # the first call warms up
+                elapsed += time.perf_counter() - t0
+                tokens += gen.shape[1] - enc["input_ids"].shape[1]
+    out["baseline_transformers"] = {"tokens": tokens, "s": round(elapsed, 2),
+                                    "tokens_per_s": round(tokens / elapsed, 1)}
+    base = out["baseline_transformers"]["tokens_per_s"]
+    out["decode_tokens_per_s"] = out["q8_0_grammar"]["tokens_per_s"]
+    out["ratio"] = round(out["q8_0_grammar"]["tokens_per_s"] / base, 2)
+    out["ratio_free"] = round(out["q8_0_free"]["tokens_per_s"] / base, 2)
+    out["ratio_stock_grammar"] = round(out["q8_0_grammar_stock"]["tokens_per_s"] / base, 2)
+    return out
+
+
+# ---------------------------------------------------------------- train
+
+class TokenCount:
+    """Wraps a data collator; counts the tokens each batch computes on and the real ones."""
+
+    def __init__(self, collator):
+        self.collator, self.computed, self.real = collator, 0, 0
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        ids = batch["input_ids"]
+        self.computed += ids.numel()
+        mask = batch.get("attention_mask")
+        self.real += int(mask.sum()) if mask is not None else ids.numel()
+        return batch
+
+
+def bench_train(params: dict, steps: int = 20) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from tuneforge.llm import load_sft, lora_config, sft_config, token_lengths, train_precision
+    from tuneforge.trainer import CompletionLossTrainer
+
+    paths = params["paths"]
+    cfg = dict(params["train"], max_steps=steps, logging_steps=steps)
+    base = ROOT / paths["base_model"]
+    if not (base / "model.safetensors").is_file():
+        raise SystemExit(f"bench train: {base} not built; run dvc repro first")
+    tok = AutoTokenizer.from_pretrained(base)
+    pool = load_sft(ROOT / paths["exports_dir"] / "sft" / "train.jsonl")
+    need = steps * cfg["batch_size"] * cfg["grad_accum"]
+    lengths = token_lengths(tok, pool[: need * 2])
+    examples = [ex for ex, n in zip(pool, lengths, strict=False) if n <= cfg["max_tokens"]][:need]
+    precision = train_precision(cfg, cuda=False)
+    out: dict[str, Any] = {"steps": steps, "batch_size": cfg["batch_size"], "max_tokens": cfg["max_tokens"],
+                           "examples": len(examples), "threads": torch.get_num_threads(),
+                           "precision": precision}
+
+    def fresh_model(dtype=torch.float32):
+        torch.manual_seed(cfg["seed"])
+        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+
+    def stage_trainer(scratch: str, n_steps: int):
+        args = sft_config(dict(cfg, max_steps=n_steps, logging_steps=n_steps), scratch, cuda=False,
+                          precision=precision)
+        args.disable_tqdm = True
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        return CompletionLossTrainer(model=fresh_model(dtype), args=args,
+                                     train_dataset=Dataset.from_list(examples),
+                                     processing_class=tok, peft_config=lora_config(cfg))
+
+    with tempfile.TemporaryDirectory() as scratch:  # one untimed step: thread pools, kernels
+        stage_trainer(scratch, 1).train()
+    # ours: the train stage's trainer and settings
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = stage_trainer(scratch, steps)
+        trainer.data_collator = counter = TokenCount(trainer.data_collator)
+        dt, result = timed(trainer.train)
+    out["ours"] = {"s": round(dt, 2), "real_tokens": counter.real, "computed_tokens": counter.computed,
+                   "tokens_per_s": round(counter.real / dt, 1),
+                   "real_share": round(counter.real / counter.computed, 4),
+                   "train_loss": round(result.training_loss, 4)}
+
+    # baseline: plain Trainer, prompt masked out of the loss, each batch padded to its longest
+    def encode(ex: dict) -> dict:
+        prompt = tok.apply_chat_template(ex["prompt"], add_generation_prompt=True, tokenize=True)
+        full = tok.apply_chat_template(ex["prompt"] + ex["completion"], tokenize=True)
+        prompt, full = (x["input_ids"] if hasattr(x, "keys") else x for x in (prompt, full))
+        return {"input_ids": full, "attention_mask": [1] * len(full),
+                "labels": [-100] * len(prompt) + full[len(prompt):]}
+
+    data = Dataset.from_list([encode(ex) for ex in examples])
+
+    def plain_trainer(padding: str, n_steps: int, bf16: bool = False) -> dict:
+        with tempfile.TemporaryDirectory() as scratch:
+            args = TrainingArguments(
+                output_dir=scratch, seed=cfg["seed"], max_steps=n_steps,
+                per_device_train_batch_size=cfg["batch_size"], learning_rate=cfg["learning_rate"],
+                lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
+                logging_steps=n_steps, save_strategy="no", report_to=[], use_cpu=True, bf16=bf16,
+                disable_tqdm=True, dataloader_num_workers=0)
+            counter = TokenCount(DataCollatorForSeq2Seq(
+                tok, padding=padding, max_length=cfg["max_tokens"], label_pad_token_id=-100))
+            trainer = Trainer(model=get_peft_model(fresh_model(), lora_config(cfg)), args=args,
+                              train_dataset=data, data_collator=counter)
+            dt, _ = timed(trainer.train)
+        return {"steps": n_steps, "s": round(dt, 2), "real_tokens": counter.real,
+                "computed_tokens": counter.computed, "tokens_per_s": round(counter.real / dt, 1),
+                "real_share": round(counter.real / counter.computed, 4)}
+
+    # the headline baseline pads each batch to its longest example (the collator's default);
+    # padding to train.max_tokens (the fixed-length recipe) is slow, so it runs 5 steps
+    out["baseline_padded"] = plain_trainer("longest", steps)
+    out["baseline_max_length"] = plain_trainer("max_length", min(steps, 5))
+    # not the baseline: the plain Trainer with bf16 autocast, to show how much of the gain is
+    # the precision alone and how much is the stage's batching and loss
+    if precision == "bf16":
+        out["plain_padded_bf16"] = plain_trainer("longest", steps, bf16=True)
+    out["ratio_max_length"] = round(out["ours"]["tokens_per_s"]
+                                    / out["baseline_max_length"]["tokens_per_s"], 2)
+    out["train_tokens_per_s"] = out["ours"]["tokens_per_s"]
+    out["real_token_share"] = out["ours"]["real_share"]
+    out["ratio"] = round(out["ours"]["tokens_per_s"] / out["baseline_padded"]["tokens_per_s"], 2)
+    return out
+
+
+# ---------------------------------------------------------------- data stages

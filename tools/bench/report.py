@@ -1,0 +1,132 @@
+"""bench.json's figures as the README table beside their targets; the command."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import time
+
+from tools import bench
+from tools.bench.common import README, REPORT, ROOT, machine
+from tools.bench.model import bench_decode, bench_sha256, bench_train
+from tools.bench.pipeline import bench_build, bench_data
+from tools.verify_repro import pipeline_stages
+from tuneforge.io import canonical_json, load_params, write_json
+
+TARGETS = {
+    "entries_per_s": "≥ 100k entries/s at 1M, ≥ 20× the baseline",
+    "noop_repro_s": "≤ 1.2× `dvc status`",
+    "train_tokens_per_s": "≥ 2× the padded Trainer, ≥ 90% real tokens",
+    "decode_tokens_per_s": "≥ 5× transformers `generate`",
+    "incremental_ratio": "≤ 10% of the full build",
+    "sha256_mb_per_s": "≥ 0.8× `sha256sum`",
+    "full_build_s": "≤ 15 min on 2 cores",
+    "peak_rss_mb": "reported",
+}
+
+
+def table(report: dict) -> str:
+    s = report.get("sections", {})
+    rows = []
+
+    def add(key: str, value: str, baseline: str, ratio: str) -> None:
+        rows.append(f"| `{key}` | {value} | {baseline} | {ratio} | {TARGETS[key]} |")
+
+    if d := s.get("data"):
+        for n, r in sorted(d["sizes"].items(), key=lambda item: int(item[0])):
+            floor = r.get("floor")
+            add("entries_per_s", f"{r['entries_per_s']:,} at {int(n):,} entries ({r['s']} s)" + (
+                f"; floor with this labeler: four stage start-ups {sum(floor['stage_startup_s'].values()):.2f} s"
+                f" + labeling {floor['label_s']} s / {floor['cores']} cores = {floor['floor_s']} s, "
+                f"at most {floor['max_ratio']}×" if floor else ""),
+                f"{r['baseline_json']['entries_per_s']:,} ({r['baseline_json']['s']} s)", f"{r['ratio']}×")
+    if b := s.get("build"):
+        floor = b.get("dvc_floor")
+        add("noop_repro_s", f"{b['noop_repro_s']} s" + (
+            f" (DVC alone, a {floor['stages']}-stage `cp` chain: {floor['noop_repro_s']} s against "
+            f"{floor['dvc_status_s']} s, {floor['noop_ratio']}×)" if floor else ""),
+            f"`dvc status` {b['baseline_dvc_status_s']} s", f"{b['noop_ratio']}×")
+    if t := s.get("train"):
+        bf16 = t.get("plain_padded_bf16")
+        add("train_tokens_per_s", f"{t['train_tokens_per_s']} tok/s, {t['real_token_share']:.0%} real "
+            f"({t.get('precision', 'fp32')})",
+            f"padded to longest: {t['baseline_padded']['tokens_per_s']} tok/s, "
+            f"{t['baseline_padded']['real_share']:.0%} real; padded to {t.get('max_tokens', 512)}: "
+            f"{t['baseline_max_length']['tokens_per_s']} tok/s"
+            + (f"; plain Trainer with bf16 autocast: {bf16['tokens_per_s']} tok/s" if bf16 else ""),
+            f"{t['ratio']}× ({t['ratio_max_length']}× vs fixed length)")
+    if d := s.get("decode"):
+        stock = d.get("q8_0_grammar_stock", {}).get("tokens_per_s", "?")
+        add("decode_tokens_per_s", f"{d['decode_tokens_per_s']} tok/s (Q8_0, grammar checked on the "
+            f"argmax first; stock sampler chain {stock}, free {d['q8_0_free']['tokens_per_s']}; "
+            f"same texts: {'yes' if d.get('grammar_first_same_texts') else 'NO'})",
+            f"{d['baseline_transformers']['tokens_per_s']} tok/s", f"{d['ratio']}×")
+    if b:
+        add("incremental_ratio", f"{b['incremental']['s']} s ({b['incremental']['param']})",
+            f"full build {b['full_build_total_s']} s", f"{b['incremental_ratio']:.1%}")
+    if h := s.get("sha256"):
+        add("sha256_mb_per_s", f"{h['sha256_mb_per_s']} MB/s", f"{h['baseline_sha256sum_mb_per_s']} MB/s",
+            f"{h['ratio']}×")
+    if b:
+        # bench.json is written with sorted keys: list the stages in dvc.yaml's order
+        order = pipeline_stages(ROOT)
+
+        def per_stage(values: dict) -> str:
+            return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=order.index))
+
+        add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})",
+            "-", "-")
+        add("peak_rss_mb", per_stage(b["peak_rss_mb"]), "-", "-")
+    m = report.get("machine", {})
+    head = (f"Measured by `make bench` on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+            f"{m.get('memory_gib', '?')} GiB (sections run {', '.join(sorted(report.get('ran', {})))}).")
+    return "\n".join([head, "", "| figure | ours | baseline (same run) | ratio | target |",
+                      "|---|---|---|---|---|", *rows])
+
+
+def update_readme(text: str) -> None:
+    """The table between the bench markers (tools.readme_sections, shared with make faults)."""
+    from tools import readme_sections
+
+    try:
+        readme_sections.update(["bench"], README, ROOT, bodies={"bench": text})
+    except ValueError as e:
+        raise SystemExit(str(e)) from e
+
+
+SECTIONS = ("sha256", "decode", "train", "data", "build")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=bench.__doc__.split("\n")[0])
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="data section entry counts")
+    ap.add_argument("--train-steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    os.chdir(ROOT)
+    params = load_params(ROOT / "params.yaml")
+    report = json.loads(REPORT.read_text()) if REPORT.is_file() else {}
+    report.setdefault("sections", {})
+    report.setdefault("ran", {})
+    report["machine"] = machine()
+    for name in args.only.split(","):
+        if name not in SECTIONS:
+            ap.error(f"unknown section {name!r}")
+        print(f"bench: {name} ...", flush=True)
+        t0 = time.perf_counter()
+        if name == "data":
+            result = bench_data(params, [int(x) for x in args.sizes.split(",")])
+        elif name == "train":
+            result = bench_train(params, args.train_steps)
+        else:
+            result = {"sha256": bench_sha256, "decode": bench_decode, "build": bench_build}[name](params)
+        result["bench_s"] = round(time.perf_counter() - t0, 1)
+        report["sections"][name] = result
+        report["ran"][name] = datetime.date.today().isoformat()
+        print(canonical_json({name: result}), flush=True)
+        write_json(REPORT, report)
+    text = table(report)
+    update_readme(text)
+    print(text)
+    return 0

@@ -1,0 +1,290 @@
+"""kill -9: SIGKILLs at seeded moments of the stages and of `dvc repro`; reruns byte-identical."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from tools.faults.roots import (
+    DATA_STAGES,
+    FIXTURES,
+    KILL_MODEL_STAGES,
+    SNAPSHOT,
+    base_params,
+    copy_root,
+    freeze_code,
+    init_dvc_repo,
+    make_root,
+    run_stage,
+    sh,
+    stage_env,
+)
+from tools.faults.tiny import tiny_model_params, write_tiny_exports
+from tuneforge.io import canonical_json, sha256_file
+
+
+def _norm_file(p: Path) -> str:
+    """sha256 of a file; receipts without their timing fields and eval's answer-memo counts
+    (machine-local state: a rerun after a kill finds the answers the killed run memoised),
+    and the drift report without its previous-run half; all of these differ by design."""
+    if p.parent.name == "receipts" and p.suffix == ".json":
+        obj = json.loads(p.read_text(encoding="utf-8"))
+        obj.pop("duration_s", None)
+        obj.pop("peak_rss_mb", None)
+        for key in ("cache_hits", "decoded"):
+            obj.get("counts", {}).get("extra", {}).pop(key, None)
+        return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+    if p.name == "drift.json":
+        obj = json.loads(p.read_text(encoding="utf-8"))
+        return hashlib.sha256(canonical_json({"current": obj.get("current"),
+                                              "threshold": obj.get("threshold")}).encode()).hexdigest()
+    return sha256_file(p)
+
+
+def is_temp(p: Path) -> bool:
+    return p.name.startswith(".") and p.name.endswith(".tmp")
+
+
+def tree(root: Path, subdirs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """Normalised digests of every output file under `subdirs`, and stray temp files."""
+    out, temps = {}, []
+    for sub in subdirs:
+        base = root / sub
+        if not base.exists():
+            continue
+        for p in sorted(base.rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if rel.startswith(("data/gold", "data/labeled", "data/snapshot")):
+                continue
+            if is_temp(p):
+                temps.append(rel)
+            elif p.is_file():
+                out[rel] = _norm_file(p)
+    return out, temps
+
+
+STAGE_OUTPUTS = {
+    "backfill": ("data/entries.jsonl", "data/quarantine/backfill.jsonl", "reports/receipts/backfill.json"),
+    "evidence": ("data/evidence.jsonl", "reports/receipts/evidence.json"),
+    "score": ("data/scored.jsonl", "data/quarantine/score.jsonl", "reports/labeler.json",
+              "reports/receipts/score.json"),
+    "export": ("data/exports", "data/quarantine/export.jsonl", "reports/drift.json",
+               "reports/receipts/export.json"),
+    "base": ("models/base", "reports/receipts/base.json"),
+    "train": ("models/adapter", "reports/train", "reports/receipts/train.json"),
+    "merge": ("models/merged", "reports/receipts/merge.json"),
+    "convert": ("models/gguf", "reports/receipts/convert.json"),
+    "quantize": ("models/gguf", "reports/receipts/quantize.json"),
+    "eval": ("reports/eval", "reports/metrics.json", "reports/receipts/eval.json"),
+    "register": ("models/registry.json", "models/modelfiles", "reports/receipts/register.json"),
+}
+
+
+def outputs_of(root: Path, stage: str) -> dict[str, str]:
+    got = {}
+    for rel in STAGE_OUTPUTS[stage]:
+        p = root / rel
+        if p.is_dir():
+            got.update(tree(root, (rel,))[0])
+        elif p.is_file():
+            got[rel] = _norm_file(p)
+    return got
+
+
+def crash_snapshot(max_bytes: int) -> dict[str, bytes]:
+    """A slice of the real committed snapshot (every format), or the fixtures when absent."""
+    from tuneforge.harvest import iter_snapshot
+
+    if not SNAPSHOT.exists():
+        return {str(p.relative_to(FIXTURES)): p.read_bytes() for p in FIXTURES.rglob("*") if p.is_file()}
+    members = list(iter_snapshot(SNAPSHOT))
+    out, total = {}, 0
+    for i in range(0, len(members), 7):  # a spread over products and formats
+        name, data = members[i]
+        if total + len(data) > max_bytes:
+            continue
+        out[name] = data
+        total += len(data)
+    return out
+
+
+def kill_stage(root: Path, cmd: list[str], delay: float) -> dict:
+    """Start `cmd` in its own process group, SIGKILL the whole group after `delay` s."""
+    p = subprocess.Popen(cmd, cwd=root, env=stage_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.monotonic()
+    try:
+        p.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    return {"rc": p.returncode, "killed": p.returncode == -signal.SIGKILL,
+            "at_s": round(time.monotonic() - t0, 3)}
+
+
+def unkilled_failure(stage: str, mode: str, k: dict) -> dict:
+    """A run that failed on its own before the kill landed: a finding, never a skipped point."""
+    return {"stage": stage, "mode": mode, "kill_at_s": None, "partial_outputs": [], "temp_files_left": 0,
+            "rerun_rc": k["rc"], "differs": [f"{stage} exited {k['rc']} before the kill"],
+            "stray_temp_after_rerun": []}
+
+
+def plain_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, bytes],
+                      stages: tuple[str, ...] = DATA_STAGES, params: dict | None = None,
+                      pre: Path | None = None) -> list[dict]:
+    """Reference run stage by stage (saving the state before each stage); then for each
+    seeded point: copy the state before the stage, SIGKILL it mid-run, check no output is a
+    partial file, rerun the stage and compare its outputs with the reference."""
+    ref = pre or make_root(scratch / "ref", files, params=params)
+    before, durations, expect = {}, {}, {}
+    for stage in stages:
+        before[stage] = copy_root(ref, scratch / f"before-{stage}")
+        t0 = time.monotonic()
+        r = run_stage(ref, stage)
+        if r.returncode != 0:
+            raise RuntimeError(f"reference {stage} failed:\n{r.stderr[-3000:]}")
+        durations[stage] = time.monotonic() - t0
+        expect[stage] = outputs_of(ref, stage)
+    points = []
+    attempts = 0
+    while len(points) < n and attempts < 4 * n:
+        stage = stages[len(points) % len(stages)]
+        frac = rng.uniform(0.15, 0.97)
+        attempts += 1
+        work = copy_root(before[stage], scratch / "kill")
+        old = outputs_of(work, stage)  # what a previous run left (absent on a clean state)
+        k = kill_stage(work, [sys.executable, "-m", f"stages.{stage}"], frac * durations[stage])
+        if not k["killed"]:
+            if k["rc"] != 0:
+                points.append(unkilled_failure(stage, "subprocess", k))
+            else:  # finished before the kill (a faster run than the reference): aim earlier
+                durations[stage] *= 0.7
+            continue
+        after = outputs_of(work, stage)
+        partial = sorted(rel for rel, h in after.items()
+                         if h != expect[stage].get(rel) and h != old.get(rel))
+        temps = tree(work, ("data", "reports", "models"))[1]
+        r = run_stage(work, stage)
+        got = outputs_of(work, stage)
+        diff = sorted(rel for rel in set(got) | set(expect[stage]) if got.get(rel) != expect[stage].get(rel))
+        temps_after = tree(work, ("data", "reports", "models"))[1]
+        points.append({"stage": stage, "mode": "subprocess", "kill_at_s": k["at_s"],
+                       "stage_s": round(durations[stage], 2), "partial_outputs": partial,
+                       "temp_files_left": len(temps), "rerun_rc": r.returncode,
+                       "differs": diff, "stray_temp_after_rerun": temps_after})
+    for d in [*before.values(), scratch / "kill"]:
+        shutil.rmtree(d, ignore_errors=True)
+    return points
+
+
+def verify_dvc_cache(root: Path) -> list[str]:
+    """Cache objects whose content does not hash to their name (a partial file DVC cached)."""
+    bad = []
+    base = root / ".dvc" / "cache" / "files" / "md5"
+    if not base.exists():
+        return bad
+    for p in sorted(base.rglob("*")):
+        if not p.is_file() or is_temp(p):
+            continue
+        name = p.parent.name + p.name
+        want = name.removesuffix(".dir")
+        md5 = hashlib.md5(p.read_bytes()).hexdigest()
+        if md5 != want:
+            bad.append(p.relative_to(root).as_posix())
+    return bad
+
+
+def lock_outs(root: Path) -> dict[str, str]:
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
+    return {o["path"]: o.get("md5", "") for s in lock["stages"].values() for o in s.get("outs", [])}
+
+
+def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, bytes]) -> tuple[list[dict], Path]:
+    """SIGKILL the whole `dvc repro` process group (DVC and the running stage) at seeded
+    moments; check the cache, rerun `dvc repro`, compare outputs and dvc.lock with an
+    uninterrupted build, and require `dvc status` to be clean."""
+    clean = make_root(scratch / "dvc-clean", files)
+    init_dvc_repo(clean, DATA_STAGES)
+    ref = copy_root(clean, scratch / "dvc-ref")
+    t0 = time.monotonic()
+    sh(["dvc", "repro"], ref)
+    total = time.monotonic() - t0
+    want_tree = tree(ref, ("data", "reports"))[0]
+    want_lock = lock_outs(ref)
+    points = []
+    attempts = 0
+    while len(points) < n and attempts < 4 * n:
+        attempts += 1
+        work = copy_root(clean, scratch / "dvc-kill")
+        k = kill_stage(work, ["dvc", "repro"], rng.uniform(0.1, 0.97) * total)
+        if not k["killed"]:
+            if k["rc"] != 0:
+                points.append(unkilled_failure("dvc repro", "dvc repro (process group)", k))
+            else:  # finished before the kill: aim earlier
+                total *= 0.7
+            continue
+        bad_cache = verify_dvc_cache(work)
+        status_after_kill = sh(["dvc", "status"], work, check=False)
+        rerun = sh(["dvc", "repro"], work, check=False)
+        status = sh(["dvc", "status"], work, check=False)
+        got_tree, temps = tree(work, ("data", "reports"))
+        diff = sorted(rel for rel in set(got_tree) | set(want_tree) if got_tree.get(rel) != want_tree.get(rel))
+        lock_diff = []
+        if (work / "dvc.lock").exists():
+            got_lock = lock_outs(work)
+            lock_diff = sorted(p for p in set(got_lock) | set(want_lock)
+                               if got_lock.get(p) != want_lock.get(p) and not p.startswith("reports/"))
+        points.append({
+            "stage": "dvc repro", "mode": "dvc repro (process group)", "kill_at_s": k["at_s"],
+            "repro_s": round(total, 2), "partial_in_cache": bad_cache + verify_dvc_cache(work),
+            "status_after_kill_clean": "up to date" in status_after_kill.stdout,
+            "rerun_rc": rerun.returncode, "rerun_error": rerun.stderr[-400:] if rerun.returncode else "",
+            "status_clean": "up to date" in status.stdout, "differs": diff + lock_diff,
+            "stray_temp_after_rerun": temps})
+    shutil.rmtree(scratch / "dvc-kill", ignore_errors=True)
+    return points, ref
+
+
+def kill_suite(seed: int, scratch: Path, n_plain: int, n_dvc: int, n_model: int,
+               tiny_base: Path | None, crash_bytes: int) -> tuple[dict, Path]:
+    start = time.monotonic()
+    freeze_code(scratch.parent)
+    rng = random.Random(seed)
+    files = crash_snapshot(crash_bytes)
+    points = plain_kill_points(scratch / "plain", rng, n_plain, files)
+    dvc_points, dvc_ref = dvc_kill_points(scratch / "dvc", rng, n_dvc, files)
+    points += dvc_points
+    model_note = None
+    if n_model and tiny_base is not None:
+        pre = make_root(scratch / "model" / "ref", {})
+        params = tiny_model_params(base_params(), tiny_base)
+        (pre / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_tiny_exports(pre)
+        points += plain_kill_points(scratch / "model", rng, n_model, {}, KILL_MODEL_STAGES, pre=pre)
+    elif n_model:
+        model_note = "model stages skipped (no tiny base)"
+    bad = [p for p in points if p["differs"] or p.get("partial_outputs") or p.get("partial_in_cache")
+           or p["rerun_rc"] != 0 or p.get("status_clean") is False]
+    return {
+        "seed": seed, "points": len(points), "requested": n_plain + n_dvc + (n_model if tiny_base else 0),
+        "by_stage": dict(sorted(Counter(p["stage"] for p in points).items())),
+        "killed_mid_write": sum(1 for p in points if p.get("temp_files_left")),
+        "nonidentical": len(bad), "bad_points": bad[:20],
+        "partial_files_in_dvc_cache": sum(len(p.get("partial_in_cache", [])) for p in points),
+        "stray_temp_files_after_rerun": sum(len(p["stray_temp_after_rerun"]) for p in points),
+        "snapshot_files": len(files), "snapshot_bytes": sum(map(len, files.values())),
+        "model_note": model_note, "points_detail": points,
+        "seconds": round(time.monotonic() - start, 1),
+    }, dvc_ref
