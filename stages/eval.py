@@ -1,11 +1,11 @@
 """eval: every built GGUF, the base and the merged HF model on the gold holdout -> metrics,
 plots, a report, and the release-gate verdict that register acts on.
 
-Run: python -m stages.eval
+Run: python -m stages.eval <task>
      (one GGUF on any gold file, by hand: python -m tuneforge.evaluate --gold FILE --model GGUF)
-In:  paths.gold, <gguf_dir>/*.gguf + SHA256SUMS (each verified before use), paths.merged,
-     paths.base_model, params.eval (CPU budget, gates)
-Out: paths.metrics (DVC metrics: top level keyed by model name), <eval_dir>/confusion.json,
+In:  tasks.<task>.gold, models/<task>/gguf/*.gguf + SHA256SUMS (each verified before use),
+     models/<task>/merged, models/base, params.eval (CPU budget, gates)
+Out: reports/<task>/metrics.json (DVC metrics: top level keyed by model name), reports/<task>/eval/: confusion.json,
      per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md (tuneforge.evalreport),
      verdict.json (tuneforge.names.shapes.Verdict: the gates' verdict (tuneforge.gates) bound to the
      SHA-256 of every file judged and the params used), <receipts_dir>/eval.json
@@ -25,18 +25,16 @@ import logging
 import sys
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from tuneforge.cli import ArgumentParser
+from tuneforge import config, names
 from tuneforge.decode import Answer, Settings, decode, decode_hf
 from tuneforge.evalreport import HEADLINE, report_md, write_csv
 from tuneforge.gates import check_models, decide
 from tuneforge.gguf_tools import verify_pin
-from tuneforge.io import atomic_path, load_params, write_json, write_jsonl
-from tuneforge.llm import check_toolchain
+from tuneforge.io import atomic_path, write_json, write_jsonl
 from tuneforge.metrics import UNPARSED, ablation, parity
-from tuneforge.names import PREDICTIONS, VERDICT, base_gguf_name, eval_order, gguf_name, prediction_id
+from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FileHash, Prediction, Verdict
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
@@ -116,23 +114,20 @@ def style_figures(task: Task, rows: list[dict], outs: list[str], scored: list) -
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    ap = ArgumentParser(prog="python -m stages.eval", description=__doc__.split("\n")[0])
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args(argv)
 
     # setup: params, toolchain, the rows in eval order, every GGUF checked against its pin
-    params = load_params(args.params)
-    cfg, paths, task = params["eval"], params["paths"], get_task(params["task"])
-    installed = check_toolchain(params["toolchain"], TOOLS)
-    name, outtype = params["convert"]["model_name"], params["convert"]["outtype"]
-    types = params["quantize"]["types"]
+    params = config.from_argv("eval", argv)
+    cfg, paths, task = params.section("eval"), params.paths, get_task(params.task_name)
+    installed = params.check_toolchain(TOOLS)
+    name, outtype = params.task.model_name, params.convert.outtype
+    types = list(params.quantize.types)
     check_models(cfg, types, outtype)
-    receipt = Receipt("eval", {"eval": cfg}, packages=TOOLS)
-    gguf_dir, out_dir = Path(paths["gguf_dir"]), Path(paths["eval_dir"])
-    receipt.inputs.append(paths["gold"])
+    receipt = Receipt("eval", params.declared(), packages=TOOLS)
+    gguf_dir, out_dir, gold_path = paths.gguf_dir, paths.eval_dir, params.task.gold
+    receipt.inputs.append(gold_path)
 
-    gold_hash = file_hash(paths["gold"])
-    gold = load_gold(paths["gold"], task)
+    gold_hash = file_hash(gold_path)
+    gold = load_gold(gold_path, task)
     classes = list(task.classes)
     rows = eval_order(gold, cfg["holdout_limit"])
     hf_rows = rows[: cfg["hf_subset"]]
@@ -153,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     # decoder settings + prompt, so a change that alters no answer (a gate, min_support,
     # report_model) re-scores without decoding
     settings = Settings.from_eval(cfg)
-    cache = PredictionCache(paths["eval_cache"] if cfg["cache"] else None)
+    cache = PredictionCache(names.EVAL_CACHE if cfg["cache"] else None)
     run = Run(task, classes, cfg)
     for key, path in ggufs.items():
         key_rows = hf_rows if key == outtype else rows
@@ -162,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         if key in cfg["ablation_models"]:
             run.add(key, rows, decode(path, task, rows, settings, with_hint=False, cache=cache,
                                       sha256=shas[key]), variant="no_hint", grammar=True)
-    hf_models = {"merged_hf": Path(paths["merged"])}
+    hf_models = {"merged_hf": paths.merged}
     if cfg["base_hf"]:
-        hf_models["base_hf"] = Path(paths["base_model"])
+        hf_models["base_hf"] = paths.base_model
     hf_hashes = {key: dir_hash(model_dir) for key, model_dir in hf_models.items()}
     for key, model_dir in hf_models.items():
         receipt.inputs.append(model_dir / "model.safetensors")
@@ -183,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # write: metrics, plots, predictions, the verdict, the report, the receipt
     ref = cfg["report_model"]
-    write_json(paths["metrics"], run.metrics)
+    write_json(paths.metrics, run.metrics)
     write_json(out_dir / "confusion.json", [
         {"actual": task.label_class(r["label"]), "predicted": k} for r, k in zip(rows, run.kinds[ref], strict=True)])
     write_csv(out_dir / "per_kind.csv", [
@@ -193,13 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         {"model": k, "size_mb": sizes[k], **{h: run.metrics[k][h] for h in HEADLINE},
          "parity": run.metrics[k].get("parity"), "kind_parity": run.metrics[k].get("kind_parity")}
         for k in ggufs if k != outtype])
-    write_jsonl(out_dir / PREDICTIONS, run.predictions)
-    write_json(out_dir / VERDICT, verdict)
+    write_jsonl(paths.predictions, run.predictions)
+    write_json(paths.verdict, verdict)
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(report_md(run.metrics, run.summaries, verdict, ref, cfg, len(rows),
                                  len(hf_rows), run.errors), encoding="utf-8")
-    receipt.outputs += [paths["metrics"], out_dir / VERDICT, out_dir / PREDICTIONS]
-    receipt.finish(Path(paths["receipts_dir"]) / "eval.json", records_in=len(rows),
+    receipt.outputs += [paths.metrics, paths.verdict, paths.predictions]
+    receipt.finish(paths.receipt("eval"), records_in=len(rows),
                    records_out=len(rows),
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
                           "hf_rows": len(hf_rows),

@@ -1,9 +1,9 @@
 """merge: base model + LoRA adapter -> one merged Hugging Face model (CPU).
 
-Run: python -m stages.merge
-In:  paths.base_model, paths.adapter, params.merge
-Out: paths.merged   safetensors + tokenizer + chat template + tuneforge.json sidecar,
-     <receipts_dir>/merge.json
+Run: python -m stages.merge <task>
+In:  models/base, models/<task>/adapter, params.merge
+Out: models/<task>/merged   safetensors + tokenizer + chat template + tuneforge.json sidecar,
+     reports/<task>/receipts/merge.json
 
 `merge_and_unload` folds the LoRA deltas into the base weights. Before saving, the
 merged model's logits on a probe prompt are compared with the adapter model's; a
@@ -16,8 +16,9 @@ import logging
 import sys
 from pathlib import Path
 
-from tuneforge.io import load_params, sha256_file, write_json
-from tuneforge.llm import atomic_dir, check_toolchain, toolchain
+from tuneforge import config
+from tuneforge.io import sha256_file, write_json
+from tuneforge.llm import atomic_dir, toolchain
 from tuneforge.names import SIDECAR
 from tuneforge.names.shapes import AdapterSidecar, BaseSidecar, MergedSidecar, read_sidecar
 from tuneforge.receipts import Receipt
@@ -50,14 +51,13 @@ def merge(base_dir: Path, adapter_dir: Path, probe: list[dict], dtype: str):
     return merged, tok, diff
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths, task = params["merge"], params["paths"], get_task(params["task"])
-    check_toolchain(params["toolchain"], TOOLS)
-    receipt = Receipt("merge", {"merge": cfg}, packages=TOOLS)
-    base_dir, adapter_dir, out_dir = (Path(paths["base_model"]), Path(paths["adapter"]),
-                                      Path(paths["merged"]))
+    params = config.from_argv("merge", argv)
+    cfg, paths, task = params.section("merge"), params.paths, get_task(params.task_name)
+    params.check_toolchain(TOOLS)
+    receipt = Receipt("merge", params.declared(), packages=TOOLS)
+    base_dir, adapter_dir, out_dir = paths.base_model, paths.adapter, paths.merged
     receipt.inputs += [base_dir / "model.safetensors", adapter_dir / "adapter_model.safetensors"]
     if cfg["dtype"] not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"merge.dtype {cfg['dtype']!r}: use float32, bfloat16 or float16")
@@ -79,7 +79,7 @@ def main() -> int:
         tok.save_pretrained(str(tmp))
         write_json(tmp / SIDECAR, sidecar.model_dump(mode="json"))
     receipt.outputs += [out_dir / "model.safetensors", out_dir / SIDECAR]
-    receipt.finish(Path(paths["receipts_dir"]) / "merge.json", records_in=1, records_out=1)
+    receipt.finish(paths.receipt("merge"), records_in=1, records_out=1)
     log.info("merged %s + adapter -> %s (probe max |logit diff| %.2e)", base_dir, out_dir, diff)
     return 0
 

@@ -1,11 +1,11 @@
 """train: base model + SFT export -> LoRA adapter, loss curve, metadata sidecar.
 
-Run: python -m stages.train            (or: accelerate launch -m stages.train)
-In:  params.train (LoRA and optimiser settings, CPU budget), paths.base_model (the base
-     stage's fp32 safetensors + tokenizer + sidecar), <exports_dir>/sft/{train,valid}.jsonl
-Out: paths.adapter      adapter_model.safetensors, adapter_config.json, tuneforge.json
-     <train_reports>/loss.csv (DVC plots), <train_reports>/metrics.json (DVC metrics),
-     <receipts_dir>/train.json
+Run: python -m stages.train <task>     (or: accelerate launch -m stages.train <task>)
+In:  params.train (LoRA and optimiser settings, CPU budget), models/base (the base stage's
+     fp32 safetensors + tokenizer + sidecar), data/<task>/exports/sft/{train,valid}.jsonl
+Out: models/<task>/adapter   adapter_model.safetensors, adapter_config.json, tuneforge.json
+     reports/<task>/train/loss.csv (DVC plots), .../train/metrics.json (DVC metrics),
+     reports/<task>/receipts/train.json
 
 Loss falls on the assistant turn only (trl prompt/completion data), and only those
 positions go through the LM head (tuneforge.trainer). Batches are drawn length-grouped
@@ -28,12 +28,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tuneforge.io import atomic_path, load_params, read_jsonl, sha256_file, write_json
+from tuneforge import config
+from tuneforge.io import atomic_path, read_jsonl, sha256_file, write_json
 from tuneforge.llm import (
     MODEL_PACKAGES,
     atomic_dir,
     balanced_order,
-    check_toolchain,
     load_sft,
     lora_config,
     read_sidecar,
@@ -152,24 +152,21 @@ def sort_target_modules(config_path: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    params = load_params()
-    cfg, paths = params["train"], params["paths"]
-    if "base" in cfg:  # silently ignored, it would train on whatever paths.base_model holds
-        raise ValueError("params.yaml train.base: the base model's settings moved to the top-level "
-                         "`base` section, read by the base stage (python -m stages.base)")
-    check_toolchain(params["toolchain"], TOOLS)
-    base_dir, adapter_dir = Path(paths["base_model"]), Path(paths["adapter"])
+    params = config.from_argv("train", argv)
+    cfg, paths = params.section("train"), params.paths
+    params.check_toolchain(TOOLS)
+    base_dir, adapter_dir = paths.base_model, paths.adapter
     base = check_base(base_dir)
     log.info("base %s from %s", base["name"], base_dir)
     from accelerate import PartialState
 
     state = PartialState()
-    receipt = Receipt("train", {"train": cfg}, packages=TOOLS)
-    sft_dir = Path(paths["exports_dir"]) / "sft"
+    receipt = Receipt("train", params.declared(), packages=TOOLS)
+    sft_dir = paths.exports_dir / "sft"
     train_path, valid_path = sft_dir / "train.jsonl", sft_dir / "valid.jsonl"
-    reports = Path(paths["train_reports"])
+    reports = paths.train_reports
     receipt.inputs += [train_path, valid_path, base_dir / "model.safetensors"]
 
     from transformers import AutoTokenizer
@@ -229,7 +226,7 @@ def main() -> int:
     receipt.outputs += [adapter_dir / "adapter_model.safetensors", adapter_dir / SIDECAR,
                         reports / "loss.csv"]
     # records in: the rows the step budget read; the rest of the export is not consumed
-    receipt.finish(Path(paths["receipts_dir"]) / "train.json", records_in=examined,
+    receipt.finish(paths.receipt("train"), records_in=examined,
                    records_out=len(train_ex), quarantined=too_long,
                    extra={"steps": summary["steps"], "valid_examples": len(valid_ex),
                           "export_rows": len(train_all), "not_read": len(train_all) - examined,

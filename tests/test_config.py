@@ -127,7 +127,7 @@ def test_each_stage_reads_only_params_its_entry_declares(stage):
     source = (ROOT / "stages" / f"{stage}.py").read_text()
     assert f'"{stage}"' in source and ("config.from_argv" in source or "config.for_stage" in source), \
         f"stages/{stage}.py does not read its params through tuneforge.config"
-    assert "load_params" not in source and "yaml" not in source, f"stages/{stage}.py reads params.yaml raw"
+    assert "load_params" not in source and "import yaml" not in source, f"stages/{stage}.py reads params.yaml raw"
     assert undeclared(stage, source) == [], f"stages/{stage}.py reads params dvc.yaml does not declare for it"
 
 

@@ -55,7 +55,7 @@ class Teacher(Section):
     base_url: str
     model: str
     concurrency: Annotated[int, Field(ge=1)]
-    timeout_s: Annotated[float, Field(gt=0)]
+    timeout_s: Annotated[int, Field(gt=0)]
     max_records: Annotated[int, Field(ge=0)]
 
 
@@ -117,7 +117,7 @@ class Base(Section):
 class Train(Section):
     seed: int
     lora_r: Annotated[int, Field(ge=1, le=256)]
-    lora_alpha: Annotated[float, Field(gt=0)]
+    lora_alpha: Annotated[int, Field(gt=0)]
     lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
     target_modules: str | list[str]
     learning_rate: Annotated[float, Field(gt=0)]
@@ -360,14 +360,17 @@ def _dump(value: Any) -> Any:
         str(value) if isinstance(value, Path) else value
 
 
-def from_argv(stage: str, argv: list[str] | None = None) -> StageParams:
-    """`python -m stages.<stage> <task>`, as dvc.yaml's foreach runs it."""
+def from_argv(stage: str, argv: list[str] | None = None, *, per_task: bool = True) -> StageParams:
+    """`python -m stages.<stage> <task>` as dvc.yaml's foreach runs it (no argument for a stage
+    every task shares: base); a bad params.yaml exits with its one-line message."""
     import sys
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or args[0].startswith("-"):
+    if per_task and (len(args) != 1 or args[0].startswith("-")):
         raise SystemExit(f"usage: python -m stages.{stage} <task>  (a key of params.yaml's tasks)")
+    if not per_task and args:
+        raise SystemExit(f"usage: python -m stages.{stage}  (one {stage} for every task: no arguments)")
     try:
-        return for_stage(stage, args[0])
+        return for_stage(stage, args[0] if per_task else None)
     except ParamsError as e:  # a user's mistake: the message, not a traceback
         raise SystemExit(f"{stage}: {e}") from None
 

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneforge.fetch import PinMismatch
 from tuneforge.gguf_tools import SUMS_NAME, read_sums, verify_pin
 from tuneforge.io import sha256_file, sig_hash
 from tuneforge.names.shapes import DirHash, FileHash, ModelVerdict, Registry, RegistryEntry, Verdict, read_model
 
+if TYPE_CHECKING:  # predict imports this module; it needs no params view
+    from tuneforge.config import StageParams
+
 log = logging.getLogger(__name__)
 
 
-def verdict_params(params: dict) -> dict:
+def verdict_params(params: StageParams) -> dict:
     """The part of params.yaml a verdict depends on: compared by register, so a verdict
-    made with other gates or decoding settings is never acted on."""
-    return {"task": params["task"], "eval": params["eval"],
-            "convert": {k: params["convert"][k] for k in ("model_name", "outtype")},
-            "quantize": {"types": params["quantize"]["types"]}}
+    made with other gates or decoding settings is never acted on. Eval and register both
+    declare these params in dvc.yaml."""
+    return {"task": params.task_name, "model_name": params.task.model_name, "eval": params.section("eval"),
+            "convert": {"outtype": params.convert.outtype}, "quantize": {"types": list(params.quantize.types)}}
 
 
 def file_hash(path: str | Path) -> FileHash:
@@ -55,7 +58,7 @@ def _diff(a: Any, b: Any, at: str = "") -> list[str]:
     return [] if a == b else [at]
 
 
-def check_made_on(verdict: Verdict, where: Path, params: dict, gold: str | Path) -> None:
+def check_made_on(verdict: Verdict, where: Path, params: StageParams, gold: str | Path) -> None:
     """The verdict was made with these params and this gold file, or it is stale."""
     differ = _diff(verdict.params, verdict_params(params))
     if differ:
