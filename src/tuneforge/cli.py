@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 from tuneforge.fetch import PinMismatch
+from tuneforge.toolchain import ToolchainMismatch
 
 EXIT_BAD_INPUT = 2  # as argparse exits on a bad argument
 
@@ -61,7 +62,7 @@ def run(main: Callable[[], int], prog: str | None = None) -> int:
     prog = prog or os.path.basename(sys.argv[0])
     try:
         return main()
-    except (ValueError, PinMismatch, OSError, LookupError) as e:
+    except (ValueError, PinMismatch, OSError, LookupError, ToolchainMismatch) as e:
         # ValueError covers UserError, UnicodeDecodeError, pydantic's ValidationError and the
         # readers' "file:line: reason" errors; LookupError a registry with nothing promoted
         if os.environ.get("TUNEFORGE_TRACEBACK"):

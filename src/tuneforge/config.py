@@ -360,6 +360,18 @@ def _dump(value: Any) -> Any:
         str(value) if isinstance(value, Path) else value
 
 
+def for_command(path: str | Path = PARAMS, task: str | None = None) -> tuple[Params, str]:
+    """A user command's (predict, evaluate) params and task: --task, or the only one listed."""
+    p = load(path)
+    if task is None:
+        if len(p.tasks) != 1:
+            raise ParamsError(f"{path} lists {len(p.tasks)} tasks ({', '.join(p.tasks)}): pass --task")
+        task = next(iter(p.tasks))
+    if task not in p.tasks:
+        raise ParamsError(f"--task {task}: not in {path}'s tasks ({', '.join(p.tasks)})")
+    return p, task
+
+
 def from_argv(stage: str, argv: list[str] | None = None, *, per_task: bool = True) -> StageParams:
     """`python -m stages.<stage> <task>` as dvc.yaml's foreach runs it (no argument for a stage
     every task shares: base); a bad params.yaml exits with its one-line message."""

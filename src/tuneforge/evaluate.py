@@ -19,9 +19,9 @@ import logging
 import sys
 from pathlib import Path
 
+from tuneforge import config
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
 from tuneforge.decode import Settings, decode
-from tuneforge.io import load_params
 from tuneforge.names import eval_order
 from tuneforge.scoring import closed_figures, load_gold, score
 from tuneforge.tasks import get_task
@@ -40,19 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-hint", action="store_true", help="drop every row's hint")
     ap.add_argument("--allow-unpinned", action="store_true",
                     help="run a GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
+    ap.add_argument("--task", help="a key of params.yaml's tasks (default: the only one listed)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     if not Path(args.params).is_file():
         raise FileNotFoundError(f"{args.params} not found: by-hand eval decodes with its eval "
                                 "section and checks its toolchain; pass --params FILE")
     if not Path(args.model).is_file():
-        raise UserError(f"--model {args.model}: no such GGUF; name a built one (models/gguf/*.gguf)")
+        raise UserError(f"--model {args.model}: no such GGUF; name a built one (models/<task>/gguf/*.gguf)")
     decode_utf8(read_input(args.gold, "gold file"), args.gold)  # missing or not UTF-8: say which
     if args.limit < 0:
         raise UserError(f"--limit {args.limit}: must be 0 (every row) or a positive row count")
-    params = load_params(args.params)
-    cfg, task = params["eval"], get_task(params["task"])
-    check_toolchain(params["toolchain"], ["llama_cpp_python"])
+    params, name = config.for_command(args.params, args.task)
+    cfg, task = params.eval.model_dump(), get_task(name)
+    check_toolchain(params.toolchain.model_dump(), ["llama_cpp_python"])
     model = Path(args.model)
     pinned_sha256(model, args.allow_unpinned)
     gold = load_gold(args.gold, task)

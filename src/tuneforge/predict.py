@@ -1,6 +1,6 @@
 """Run a built model on new entries: one strict-JSON answer per entry, decoded as eval does.
 
-Run: python -m tuneforge.predict [--model GGUF] [--hint H] [--product P] [FILE ...]
+Run: python -m tuneforge.predict [--task T] [--model GGUF] [--hint H] [--product P] [FILE ...]
 In:  entries from each FILE (or stdin): a text file holds one entry per line (blank
      lines skipped); a .jsonl file holds {"text", "hint"?, "product"?} per line; both UTF-8
 Out: JSONL on stdout, one line per entry, in input order:
@@ -11,7 +11,7 @@ Out: JSONL on stdout, one line per entry, in input order:
      exit 1 when any answer did not parse; a bad input (a missing file, bytes that are not
      UTF-8, a bad .jsonl row, a --model that does not exist) is one line on stderr, exit 2
 
-The model is the promoted one in the registry (paths.registry), run only while its bytes
+The model is the promoted one in the task's registry (models/<task>/registry.json), run only while its bytes
 are the ones register promoted and eval's verdict passed (tuneforge.verdict.check_promoted),
 unless --model names a GGUF; either must match the SHA256SUMS pin beside it (a file with
 no pin runs only with --allow-unpinned). The toolchain is checked as eval checks it.
@@ -27,14 +27,15 @@ import logging
 import sys
 from pathlib import Path
 
+from tuneforge import config
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
 from tuneforge.decode import Settings, decode
-from tuneforge.io import load_params
-from tuneforge.llm import check_toolchain
+from tuneforge.names import TaskPaths
 from tuneforge.names.shapes import Registry, read_model
 from tuneforge.redact import redact
 from tuneforge.tasks import get_task
 from tuneforge.text import normalise_ws
+from tuneforge.toolchain import check_toolchain
 from tuneforge.verdict import check_promoted, pinned_sha256
 
 log = logging.getLogger("predict")
@@ -87,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--product", help="product name for entries that carry none")
     ap.add_argument("--allow-unpinned", action="store_true",
                     help="run a --model GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
+    ap.add_argument("--task", help="a key of params.yaml's tasks (default: the only one listed)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     if not Path(args.params).is_file():
         ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
     if args.model and not Path(args.model).is_file():
-        ap.error(f"--model {args.model}: no such GGUF; name a built one (models/gguf/*.gguf) or leave "
+        ap.error(f"--model {args.model}: no such GGUF; name a built one (models/<task>/gguf/*.gguf) or leave "
                  "--model out to run the registry's promoted model")
     entries = []  # read first: a bad input fails before any model is looked at
     for name in args.files or ["-"]:
@@ -102,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("no entries in %s", ", ".join(args.files) or "stdin")
         return 0
 
-    params = load_params(args.params)
-    task, cfg = get_task(params["task"]), params["eval"]
-    check_toolchain(params["toolchain"], ["llama_cpp_python"])  # the runtime eval decoded with
-    model = Path(args.model) if args.model else promoted_gguf(Path(params["paths"]["registry"]))
+    params, name = config.for_command(args.params, args.task)
+    task, cfg = get_task(name), params.eval.model_dump()
+    check_toolchain(params.toolchain.model_dump(), ["llama_cpp_python"])  # the runtime eval decoded with
+    model = Path(args.model) if args.model else promoted_gguf(TaskPaths(name).registry)
     sha256 = pinned_sha256(model, args.allow_unpinned)
 
     answers = decode(model, task, entries, Settings.from_eval(cfg))

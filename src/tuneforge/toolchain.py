@@ -12,6 +12,10 @@ MODEL_PACKAGES = ["torch", "transformers", "peft", "trl", "accelerate", "dataset
                   "jinja2", "safetensors", "numpy", "gguf", "llama_cpp_python"]
 
 
+class ToolchainMismatch(RuntimeError):
+    """An installed package is not the version params.yaml pins (the user's fix: make setup)."""
+
+
 def toolchain(packages: list[str] | None = None) -> dict[str, str]:
     out = {}
     for name in packages or MODEL_PACKAGES:
@@ -36,6 +40,6 @@ def check_toolchain(expected: dict[str, str], names: list[str], every: bool = Tr
     if wrong:
         detail = ", ".join(f"{n}: params {want}, installed {have}"
                            for n, (want, have) in wrong.items())
-        raise RuntimeError(f"toolchain mismatch ({detail}); install the locked environment "
+        raise ToolchainMismatch(f"toolchain mismatch ({detail}); install the locked environment "
                            "(make setup: requirements.lock) or update params.yaml and the lock")
     return installed
