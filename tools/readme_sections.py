@@ -192,11 +192,11 @@ def _gb(mb: float) -> str:
 
 def render_stages(root: Path) -> str:
     """The build section of reports/bench.json: wall time and peak RSS per stage."""
-    from tools.verify_repro import pipeline_stages
+    from tools.verify_repro import stage_rank
 
     rep = _report(root, "reports/bench.json")
     b, machine = rep["sections"]["build"], rep["machine"]
-    order = [s for s in pipeline_stages(root) if s in b["full_build_s"]]
+    order = sorted(b["full_build_s"], key=stage_rank(root))
     total = round(b["full_build_total_s"])
     same = b["bit_identical"]
     return "\n".join([
