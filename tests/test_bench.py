@@ -1,5 +1,6 @@
 """The benchmark's own plumbing (never its timings): resampling, the plain baseline,
 the lock comparison verify-repro and bench build rely on, and the README table."""
+import os
 import shutil
 import subprocess
 
@@ -9,8 +10,8 @@ import yaml
 from tools.bench import pipeline
 from tools.bench.pipeline import dvc_noop_floor, plain_pipeline, real_entries, receipt_of, write_resampled
 from tools.bench.report import TARGETS, table
-from tools.verify_repro import compare_locks, pipeline_stages
-from tuneforge import config
+from tools.verify_repro import build_clean_clone, compare_locks, pipeline_stages
+from tuneforge import config, names
 
 from .conftest import ROOT, TASK
 
@@ -87,6 +88,29 @@ def test_clean_build_targets_are_the_stages_dvc_expands_in_pipeline_order(tmp_pa
     listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=repo, check=True,
                             capture_output=True, text=True).stdout.split()
     assert stages == listed
+
+
+def test_clean_clone_builds_every_target_with_its_own_cache_holding_only_downloads(tmp_path, monkeypatch):
+    """A toy pipeline in a committed repo: each target sees the clone's own .cache (never this
+    machine's TUNEFORGE_CACHE) with the shared downloads linked in and the eval memo left out."""
+    repo, machine = tmp_path / "repo", tmp_path / "machine-cache"
+    for d in ("wheels", "eval"):
+        (machine / d).mkdir(parents=True)
+    monkeypatch.setattr(names, "CACHE", machine)
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(machine))
+    repo.mkdir()
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    check = 'test -z "$TUNEFORGE_CACHE" && test -L .cache/wheels && test ! -e .cache/eval'
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "base": {"cmd": f"{check} && echo b > b.txt", "outs": ["b.txt"]},
+        "train": {"foreach": "${tasks}", "do": {"cmd": f"{check} && cat b.txt > t-${{key}}.txt",
+                                                "deps": ["b.txt"], "outs": ["t-${key}.txt"]}}}}))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "toy"]):
+        subprocess.run(cmd, cwd=repo, check=True, env={**os.environ, **env})
+    stage_s, _ = build_clean_clone(repo, tmp_path / "clone")
+    assert list(stage_s) == ["base", f"train@{TASK}"]
+    assert (tmp_path / "clone" / f"t-{TASK}.txt").read_text() == "b\n"
 
 
 def test_each_build_target_has_its_receipt_where_the_stage_writes_it():

@@ -4,7 +4,7 @@ committed dvc.lock.
 Run: python -m tools.verify_repro   (or `make verify-repro`; one full CPU build, ~15 min)
 
 dvc.lock records the hash of every output. The clone gets its own empty DVC cache (no
-run-cache to restore from) and its own machine cache (TUNEFORGE_CACHE) holding only this
+run-cache to restore from) and its own machine cache (`.cache` in the clone) holding only this
 machine's downloads (the pinned wheel and sdist, the extracted converter, never the eval
 answer memo), so every stage really runs, `base` and every `<stage>@<task>` of dvc.yaml.
 Artifacts record no git revision or time (receipts do), so any output whose hash differs from
@@ -78,16 +78,17 @@ def compare_locks(expected: Path, built: Path, tasks: Iterable[str]) -> tuple[in
     return len(a.keys() | b.keys()) - len(moved), moved, len(a.keys() | b.keys())
 
 
-def clone_env(clone: Path) -> dict[str, str]:
-    """The environment the clone builds in: its own machine cache, whatever this one's is."""
-    return dict(os.environ, TUNEFORGE_CACHE=str(clone / ".cache"))
+def clone_env() -> dict[str, str]:
+    """The environment a clone builds in: its own machine cache, the default `.cache` inside it
+    (relative, as a fresh checkout's), whatever TUNEFORGE_CACHE says here."""
+    return {k: v for k, v in os.environ.items() if k != "TUNEFORGE_CACHE"}
 
 
 def build_clean_clone(repo: Path, clone: Path) -> tuple[dict[str, float], float]:
     """git clone HEAD into `clone` and build it stage by stage; (seconds per stage, total)."""
     subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
-    env = clone_env(clone)
-    mine, theirs = repo / names.CACHE, Path(env["TUNEFORGE_CACHE"])  # names.CACHE may be absolute
+    env = clone_env()
+    mine, theirs = repo / names.CACHE, clone / ".cache"  # names.CACHE may be absolute; .cache is its default
     theirs.mkdir(parents=True, exist_ok=True)
     for name in SHARED_CACHE:
         if (mine / name).exists():

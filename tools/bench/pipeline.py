@@ -268,7 +268,7 @@ def bench_build(params: Params) -> dict:
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-build-") as tmp:
         clone = Path(tmp) / "repo"
         stage_s, total_s = build_clean_clone(ROOT, clone)
-        env = clone_env(clone)
+        env = clone_env()
         rss = {stage: json.loads((clone / receipt_of(stage)).read_text())["peak_rss_mb"] for stage in stage_s}
         identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params.tasks)
 
