@@ -62,10 +62,13 @@ gpu-check:
 	  -q -rs -p no:cacheprovider | tee .cache/gpu-check.log
 	@! grep -q "skipped" .cache/gpu-check.log || { echo "make gpu-check: a GPU test skipped (.cache/gpu-check.log)" >&2; exit 1; }
 
-# The main job: the whole pipeline on the committed snapshot and the real base model.
+# The main job: the whole pipeline on the committed snapshots and the real base model; then
+# each task's eval report (reports/<task>/eval/report.md, tuneforge.names) up to its hint ablation.
 demo: setup
 	dvc repro
-	@sed -n '1,/^## Hint ablation/p' reports/eval/report.md
+	@for report in $$($(PY) -c 'from tuneforge import config, names; \
+	  print(*(names.TaskPaths(t).eval_dir / "report.md" for t in config.load().tasks))'); do \
+	  sed -n '1,/^## Hint ablation/p' "$$report"; done
 
 # The test suite (what .ci/run calls); slow real-model tests are excluded.
 test: setup
@@ -148,7 +151,12 @@ tags:
 	  git rev-parse -q --verify "refs/tags/$$version" >/dev/null || { git tag "$$version" "$$commit" && echo "tagged $$version $$commit"; }; \
 	done < RELEASES
 
-# Refresh the committed release-note snapshot from SRC (default /usr/share/doc).
+# Refresh the committed release-note snapshot from SRC (default /usr/share/doc): the file
+# params.yaml names as HARVEST_TASK's snapshot (tasks.<task>.snapshot).
+HARVEST_TASK ?= changelog-actions
 harvest: setup
 	@test -d "$(SRC)" || { echo "make harvest: SRC=$(SRC) is not a directory; pass the directory of changelogs to walk, e.g. make harvest SRC=/usr/share/doc" >&2; exit 2; }
-	$(PY) -m tuneforge.harvest --src "$(SRC)" --out data/snapshot/release-notes.tar.gz
+	@out=$$($(PY) -c 'from tuneforge import config; p = config.load(); t = "$(HARVEST_TASK)"; \
+	  print(p.tasks[t].snapshot if t in p.tasks else "")') && test -n "$$out" || { \
+	  echo "make harvest: HARVEST_TASK=$(HARVEST_TASK) is not a task in params.yaml's tasks" >&2; exit 2; }; \
+	  echo "$(PY) -m tuneforge.harvest --src $(SRC) --out $$out"; $(PY) -m tuneforge.harvest --src "$(SRC)" --out "$$out"

@@ -1,12 +1,19 @@
 """The benchmark's own plumbing (never its timings): resampling, the plain baseline,
 the lock comparison verify-repro and bench build rely on, and the README table."""
+import os
+import shutil
+import subprocess
+
+import pytest
 import yaml
 
-from tools.bench.pipeline import dvc_noop_floor, plain_pipeline, real_entries, write_resampled
+from tools.bench import pipeline
+from tools.bench.pipeline import dvc_noop_floor, plain_pipeline, real_entries, receipt_of, write_resampled
 from tools.bench.report import TARGETS, table
-from tools.verify_repro import compare_locks
+from tools.verify_repro import build_clean_clone, compare_locks, pipeline_stages
+from tuneforge import config, names
 
-from .conftest import ROOT
+from .conftest import ROOT, TASK
 
 ENTRIES = [("Fixed a crash when `--output` is a directory.", "Bug fixes", "1.0", "git"),
            ("Added a `--json` flag to `status`.", None, "1.1", "git"),
@@ -24,9 +31,8 @@ def test_resampled_snapshot_parses_back_to_every_entry(tmp_path):
 
 def test_plain_baseline_reads_every_entry_and_dedupes(tmp_path):
     write_resampled(ENTRIES, 300, seed=2, out_dir=tmp_path / "snap")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    counts = plain_pipeline(tmp_path / "snap", tmp_path / "out", ROOT / params["paths"]["gold"],
-                            params["task"], params)
+    params = config.load(ROOT / "params.yaml")
+    counts = plain_pipeline(tmp_path / "snap", tmp_path / "out", ROOT / params.tasks[TASK].gold, TASK, params)
     assert counts["in"] == 300
     unique = sum(1 for _ in open(tmp_path / "out" / "entries.jsonl"))
     assert unique == len(ENTRIES)
@@ -48,12 +54,82 @@ def lock(outs: dict[str, str]) -> str:
 
 
 def test_compare_locks_flags_changed_and_missing_outputs_but_not_exempt_ones(tmp_path):
-    params = {"paths": {"receipts_dir": "reports/receipts", "drift": "reports/drift.json"}}
+    """Exempt: each task's receipts and drift report, and the shared base stage's receipt;
+    another task's, or a file that only starts like a receipts folder, is compared."""
     a, b = tmp_path / "a.lock", tmp_path / "b.lock"
-    a.write_text(lock({"m.gguf": "1", "x.json": "2", "reports/receipts/t.json": "3", "gone": "4"}))
-    b.write_text(lock({"m.gguf": "1", "x.json": "9", "reports/receipts/t.json": "8"}))
-    identical, moved, compared = compare_locks(a, b, params)
-    assert (identical, moved, compared) == (1, ["gone", "x.json"], 3)
+    exempt = {"reports/t1/receipts/train.json": ("3", "8"), "reports/t1/drift.json": ("5", "6"),
+              "reports/receipts/base.json": ("7", "0")}
+    compared = {"reports/t2/drift.json": ("1", "2"), "reports/t1/receipts.json": ("1", "2")}
+    a.write_text(lock({"m.gguf": "1", "x.json": "2", "gone": "4"} | {k: v[0] for k, v in (exempt | compared).items()}))
+    b.write_text(lock({"m.gguf": "1", "x.json": "9"} | {k: v[1] for k, v in (exempt | compared).items()}))
+    identical, moved, n = compare_locks(a, b, ["t1"])
+    assert (identical, moved, n) == (1, ["gone", *sorted(compared), "x.json"], 5)
+
+
+def _pipeline_with_two_tasks(tmp_path):
+    """The repo's dvc.yaml and params.yaml with a second task listed."""
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["tasks"]["commit-messages"] = dict(params["tasks"][TASK], package="commit_messages",
+                                              model_name="tuneforge-commit-messages")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def test_clean_build_targets_are_the_stages_dvc_expands_in_pipeline_order(tmp_path):
+    """verify-repro and bench build run `dvc repro --single-item` on each of these: base once,
+    every other stage once per task, named as DVC names them."""
+    repo = _pipeline_with_two_tasks(tmp_path)
+    stages = pipeline_stages(repo)
+    assert stages[:3] == [f"backfill@{TASK}", "backfill@commit-messages", f"evidence@{TASK}"]
+    assert stages.count("base") == 1 and len(stages) == 1 + 2 * 10
+    assert stages.index("base") < stages.index(f"train@{TASK}")
+    subprocess.run(["dvc", "init", "-q", "--no-scm"], cwd=repo, check=True)
+    listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=repo, check=True,
+                            capture_output=True, text=True).stdout.split()
+    assert stages == listed
+
+
+def test_clean_clone_builds_every_target_with_its_own_cache_holding_only_downloads(tmp_path, monkeypatch):
+    """A toy pipeline in a committed repo: each target sees the clone's own .cache (never this
+    machine's TUNEFORGE_CACHE) with the shared downloads linked in and the eval memo left out."""
+    repo, machine = tmp_path / "repo", tmp_path / "machine-cache"
+    for d in ("wheels", "eval"):
+        (machine / d).mkdir(parents=True)
+    monkeypatch.setattr(names, "CACHE", machine)
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(machine))
+    repo.mkdir()
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    check = 'test -z "$TUNEFORGE_CACHE" && test -L .cache/wheels && test ! -e .cache/eval'
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "base": {"cmd": f"{check} && echo b > b.txt", "outs": ["b.txt"]},
+        "train": {"foreach": "${tasks}", "do": {"cmd": f"{check} && cat b.txt > t-${{key}}.txt",
+                                                "deps": ["b.txt"], "outs": ["t-${key}.txt"]}}}}))
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "toy"]):
+        subprocess.run(cmd, cwd=repo, check=True, env={**os.environ, **env})
+    stage_s, _ = build_clean_clone(repo, tmp_path / "clone")
+    assert list(stage_s) == ["base", f"train@{TASK}"]
+    assert (tmp_path / "clone" / f"t-{TASK}.txt").read_text() == "b\n"
+
+
+def test_each_build_target_has_its_receipt_where_the_stage_writes_it():
+    assert str(receipt_of(f"train@{TASK}")) == f"reports/{TASK}/receipts/train.json"
+    assert str(receipt_of("base")) == "reports/receipts/base.json"
+    with pytest.raises(ValueError, match="every stage but base runs per task"):
+        receipt_of("train")
+
+
+def test_data_section_runs_the_task_stages_on_the_resampled_snapshot(monkeypatch):
+    """The data section's plumbing (the repo's params with the task's snapshot swapped, dvc.yaml
+    beside them, `python -m stages.<stage> <task>`, the task's receipts), on 3 entries x 100."""
+    monkeypatch.setattr(pipeline, "real_entries", lambda snapshot: ENTRIES)
+    params, task = config.for_command(ROOT / "params.yaml", TASK)
+    out = pipeline.bench_data(params, task, [300])
+    size = out["sizes"]["300"]
+    assert size["entries"] == size["parsed"] == 300 and size["unique"] == len(ENTRIES)
+    assert list(size["stage_s"]) == ["backfill", "evidence", "score", "export"]
+    assert size["baseline_json"]["parsed"] == 300 and out["at_entries"] == 300
 
 
 def test_table_lists_each_measured_figure_with_its_target():
@@ -74,6 +150,11 @@ def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
              "peak_rss_mb": dict(sorted(stages.items()))}
     text = table({"sections": {"build": build}})
     assert "1.0 min (backfill 1.0, evidence 3.0, train 9.0, eval 2.0, register 0.5)" in text
+    # the per-task pipeline's names (<stage>@<task>, base shared): by stage, then task
+    stages = {f"train@{TASK}": 9.0, "base": 4.0, "eval@b": 1.0, f"eval@{TASK}": 2.0, f"backfill@{TASK}": 1.0}
+    build |= {"full_build_s": dict(sorted(stages.items())), "peak_rss_mb": dict(sorted(stages.items()))}
+    assert (f"(backfill@{TASK} 1.0, base 4.0, train@{TASK} 9.0, eval@b 1.0, eval@{TASK} 2.0)"
+            in table({"sections": {"build": build}}))
 
 
 def test_table_shows_the_floors_beside_the_figures_they_bound():

@@ -15,9 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "tuneforge"
 
-# The commands a user runs (README: predict; harvest; the schemas `make lint` checks). A new
-# `python -m tuneforge.X` in README.md or the Makefile must be added here on purpose, or live in tools/.
-USER_COMMANDS = ("tuneforge.predict", "tuneforge.harvest", "tuneforge.schema_gen")
+# The commands a user runs (README: predict, evaluate by hand; harvest; the schemas `make lint`
+# checks). A new `python -m tuneforge.X` in README.md or the Makefile must be added here on purpose,
+# or live in tools/.
+USER_COMMANDS = ("tuneforge.predict", "tuneforge.evaluate", "tuneforge.harvest", "tuneforge.schema_gen")
 OUTSIDE = ("tools", "tests")  # top-level packages of the repo the library must not reach into
 PATH_INTO_OUTSIDE = re.compile(r"(^|/)(tests|tools)/")
 
@@ -67,7 +68,8 @@ def imported(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
 def command_modules() -> set[str]:
     """`python -m tuneforge.X` commands README.md and the Makefile name, and pyproject's scripts."""
     text = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "Makefile").read_text(encoding="utf-8")
-    found = set(re.findall(r"-m (tuneforge(?:\.\w+)+)", text))
+    # module names are snake_case: `python -m tuneforge.X` in the README's layout diagram is a placeholder
+    found = set(re.findall(r"-m (tuneforge(?:\.[a-z_][a-z0-9_]*)+)\b", text))
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"].get("scripts", {})
     return found | {target.split(":")[0] for target in scripts.values()}
 

@@ -4,6 +4,7 @@ tools.readme_sections renders from the committed reports."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,10 +32,13 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
         f"README.md section {name} is stale: run `python -m tools.readme_sections {name}`")
 
 
+TASK_REPORTS = (rs.LABELER[0], rs.METRICS[0], str(rs._PATHS.leakage))  # reports/<task>/...
+
+
 def _copy(tmp_path):
     """A scratch repo root: the README and the reports the renderers read."""
     for rel in ("README.md", "RELEASES", "dvc.yaml", "params.yaml", "reports/bench.json", "reports/faults.json",
-                "reports/labeler.json", "reports/metrics.json", "reports/leakage.json", "reports/mutation.json"):
+                "reports/mutation.json", *TASK_REPORTS):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
     (tmp_path / ".git").symlink_to(ROOT / ".git")  # release_report's `git show` reads the history
@@ -109,12 +113,61 @@ def test_cli_check_exits_1_naming_the_stale_section(tmp_path, monkeypatch, capsy
 def test_eval_table_reads_head_from_metrics_json_and_releases_from_their_commits(tmp_path):
     root = _copy(tmp_path)
     before = rs.render("eval", root)
-    m = json.loads((root / "reports/metrics.json").read_text())
+    m = json.loads((root / rs.METRICS[0]).read_text())
     m["Q8_0"]["kind_agreement"] = 0.123
-    (root / "reports/metrics.json").write_text(json.dumps(m))
+    (root / rs.METRICS[0]).write_text(json.dumps(m))
     row = next(r for r in rs.render("eval", root).splitlines() if "Q8_0" in r).split(" | ")
     assert row[1:5] == next(r for r in before.splitlines() if "Q8_0" in r).split(" | ")[1:5]  # v1..v5
     assert row[5] == "0.123"
     (root / "RELEASES").write_text("v1 " + "0" * 40 + "\n")
-    with pytest.raises(ValueError, match="RELEASES: no release v2|reports/metrics.json at v1"):
+    with pytest.raises(ValueError, match=f"RELEASES: no release v2|{rs.METRICS[0]} or reports/metrics.json at v1"):
         rs.render("eval", root)
+
+
+def _commit(repo, files: dict[str, dict | None], message: str) -> str:
+    """Write (or, for None, remove) report files in a scratch git repo and commit; the commit id."""
+    for rel, body in files.items():
+        path = repo / rel
+        if body is None:
+            path.unlink()
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(body))
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", message]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _metrics(kind: float) -> dict:
+    fig = {"kind_agreement": kind, "severity_agreement": 0.5, "parse_rate": 1.0, "macro_f1": 0.4}
+    return {m: fig for m in rs.EVAL_MODELS}
+
+
+def test_releases_from_before_the_per_task_layout_still_render(tmp_path):
+    """v1..v7 committed reports/metrics.json (one task, no reports/<task>/): a release's report is
+    read from the task's path when its commit has it, else from the v7 path; HEAD's only from
+    the task's path."""
+    repo = tmp_path
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    v7 = _commit(repo, {"reports/metrics.json": _metrics(0.25)}, "v7 layout")
+    per_task = _commit(repo, {rs.METRICS[0]: _metrics(0.5), "reports/metrics.json": None}, "per-task layout")
+    stale = _commit(repo, {rs.METRICS[0]: _metrics(0.75), "reports/metrics.json": _metrics(0.0)}, "both")
+    empty = _commit(repo, {rs.METRICS[0]: None, "reports/metrics.json": None}, "neither")
+    (repo / "RELEASES").write_text(f"v1 {v7}\nv2 {per_task}\nv3 {stale}\nv5 {v7}\nv9 {empty}\n")
+    assert [rs.release_report(repo, v, rs.METRICS)["Q8_0"]["kind_agreement"] for v in ("v1", "v2", "v3")] == \
+        [0.25, 0.5, 0.75]
+    with pytest.raises(ValueError, match=f"{rs.METRICS[0]} or reports/metrics.json at v9"):
+        rs.release_report(repo, "v9", rs.METRICS)
+    # the whole table: releases from both layouts beside HEAD's task report
+    (repo / rs.METRICS[0]).parent.mkdir(parents=True, exist_ok=True)  # left empty by the last commit
+    (repo / rs.METRICS[0]).write_text(json.dumps(_metrics(0.875)))
+    row = next(r for r in rs.render("eval", repo).splitlines() if "Q8_0" in r).split(" | ")
+    assert row[1:6] == ["0.250", "0.500", "0.750", "0.250", "0.875"]
+    (repo / rs.METRICS[0]).unlink()  # HEAD never falls back to the v7 path (its file is stale)
+    (repo / "reports" / "metrics.json").write_text(json.dumps(_metrics(0.0)))
+    with pytest.raises(ValueError, match=f"{rs.METRICS[0]}: cannot read the report"):
+        rs.render("eval", repo)

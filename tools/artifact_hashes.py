@@ -5,6 +5,10 @@ merged safetensors, GGUF tensor data (not its metadata, which names the layout),
 Prints one JSON object; `--compare FILE` exits 1 naming every hash that differs from FILE's.
 
     python tools/artifact_hashes.py --task changelog-actions [--compare old.json]
+    python tools/artifact_hashes.py --params v7-params.yaml   # a v7 build (git show v7:params.yaml)
+
+The layout comes from the params file (default: the root's params.yaml): v7's one-task `paths:`
+section when it has one, else the task's directories from tuneforge.names.
 """
 from __future__ import annotations
 
@@ -34,13 +38,20 @@ def gguf_tensor_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _some(paths: list[Path], where: Path, pattern: str) -> list[Path]:
+    if not paths:  # a missing build would print fewer hashes, and a --compare only names them as gone
+        raise SystemExit(f"{where}: no {pattern}; is the task built there?")
+    return paths
+
+
 def hashes(root: Path, layout: dict[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key in ("adapter", "merged", "base"):
         d = root / layout[key]
-        for f in sorted(d.glob("*.safetensors")):
+        for f in _some(sorted(d.glob("*.safetensors")), d, "*.safetensors"):
             out[f"{key}/{f.name}"] = sha256_file(f)
-    for f in sorted((root / layout["gguf_dir"]).glob("*.gguf")):
+    gguf_dir = root / layout["gguf_dir"]
+    for f in _some(sorted(gguf_dir.glob("*.gguf")), gguf_dir, "*.gguf"):
         out[f"gguf-tensors/{f.name.rsplit('-', 1)[-1] if 'base' not in f.name else 'base-f16.gguf'}"] = \
             gguf_tensor_sha256(f)
     for name in ("predictions.jsonl",):
@@ -50,27 +61,32 @@ def hashes(root: Path, layout: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def layout_for(root: Path, task: str) -> dict[str, str]:
-    try:  # the per-task layout, once tuneforge.names owns it
-        from tuneforge import names
-        p = names.TaskPaths.for_task(task)
-        return {"adapter": str(p.adapter), "merged": str(p.merged), "base": str(p.base_model),
-                "gguf_dir": str(p.gguf_dir), "eval_dir": str(p.eval_dir), "exports_dir": str(p.exports_dir)}
-    except ImportError:  # the v7 layout: one task, paths in params.yaml
-        import yaml
-        paths = yaml.safe_load((root / "params.yaml").read_text())["paths"]
-        return {k: paths[k] for k in ("adapter", "merged", "base_model", "gguf_dir", "eval_dir", "exports_dir")} | \
+def layout_for(params_file: Path, task: str) -> dict[str, str]:
+    import yaml
+
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    if "paths" in params:  # the v7 layout: one task, its paths in params.yaml
+        paths = params["paths"]
+        return {k: paths[k] for k in ("adapter", "merged", "gguf_dir", "eval_dir", "exports_dir")} | \
             {"base": paths["base_model"]}
+    from tuneforge import names
+
+    if task not in params.get("tasks", {}):
+        raise SystemExit(f"{params_file}: tasks: no task {task!r} (listed: {', '.join(params.get('tasks', {}))})")
+    p = names.TaskPaths.for_task(task)
+    return {"adapter": str(p.adapter), "merged": str(p.merged), "base": str(p.base_model),
+            "gguf_dir": str(p.gguf_dir), "eval_dir": str(p.eval_dir), "exports_dir": str(p.exports_dir)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="changelog-actions")
     ap.add_argument("--root", default=".")
+    ap.add_argument("--params", help="the params file whose layout the build has (default: ROOT/params.yaml)")
     ap.add_argument("--compare", help="a JSON file of an earlier run; exit 1 on any difference")
     args = ap.parse_args()
     root = Path(args.root)
-    now = hashes(root, layout_for(root, args.task))
+    now = hashes(root, layout_for(Path(args.params) if args.params else root / "params.yaml", args.task))
     print(json.dumps(now, indent=2, sort_keys=True))
     if args.compare:
         old = json.loads(Path(args.compare).read_text())

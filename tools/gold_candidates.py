@@ -1,6 +1,7 @@
 """Pick entries for hand labeling: a seeded, stratified sample of the backfilled entries.
 
-Run: python -m tools.gold_candidates --entries data/entries.jsonl --out FILE [--per-class N]
+Run: python -m tools.gold_candidates --out FILE [--task T] [--entries FILE] [--per-class N]
+     (entries: the task's backfilled data/<task>/entries.jsonl unless --entries names a file)
 
 Stratification uses the rule labeler's *guess* only to make rare classes appear
 often enough; the gold label itself comes from a person reading the entry against
@@ -12,8 +13,10 @@ import argparse
 import hashlib
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 from tuneforge.io import read_jsonl, write_jsonl
+from tuneforge.names import TaskPaths
 from tuneforge.tasks import get_task
 
 
@@ -54,15 +57,23 @@ def pick(entries: list[dict], task_name: str, per_class: int, seed: int,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--entries", required=True)
+    ap.add_argument("--entries", help="backfilled entries JSONL (default: the task's, from tuneforge.names)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--task", default="changelog-actions")
     ap.add_argument("--per-class", type=int, default=45)
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--exclude", help="JSONL whose ids are skipped (already labeled)")
     args = ap.parse_args(argv)
+    try:
+        get_task(args.task)
+    except ValueError as e:
+        ap.error(f"--task: {e}")
+    entries = args.entries or TaskPaths.for_task(args.task).entries
+    if not Path(entries).is_file():
+        ap.error(f"{entries}: no such file" + ("" if args.entries else
+                                               f" (build it first: dvc repro backfill@{args.task})"))
     exclude = {r["id"] for r in read_jsonl(args.exclude)} if args.exclude else set()
-    rows = pick(list(read_jsonl(args.entries)), args.task, args.per_class, args.seed, exclude)
+    rows = pick(list(read_jsonl(entries)), args.task, args.per_class, args.seed, exclude)
     n = write_jsonl(args.out, rows)
     print(f"{n} candidates -> {args.out}")
     return 0

@@ -107,14 +107,24 @@ def report(runtime_s: float | None, command: list[str], minimum: float) -> dict:
         "equivalent": excused,
         "stale_equivalent_entries": stale,
         "survivors": survivors,
-        "out_of_scope_for_now": ["src/tuneforge/stages/eval.py", "src/tuneforge/stages/register.py",
-                                 "src/tuneforge/predict.py", "src/tuneforge/gguf_tools.py",
-                                 "src/tuneforge/export.py", "tools/faults/"],
+        "out_of_scope_for_now": out_of_scope(),
         "note": ("mutmut 3 mutates code inside functions and methods only: module-level tables "
                  "(redact.PATTERNS' regexes, sources' regex constants) and pydantic field "
                  "declarations (records.py) make no mutants here; tests/test_redact.py and "
                  "tests/test_sources.py hold those by example."),
     }
+
+
+# Guarding code not mutated yet (the report says so); each path must exist, so a move updates it.
+OUT_OF_SCOPE = ("stages/eval.py", "stages/register.py", "stages/export.py", "src/tuneforge/predict.py",
+                "src/tuneforge/gguf_tools.py", "tools/faults/")
+
+
+def out_of_scope() -> list[str]:
+    missing = [p for p in OUT_OF_SCOPE if not (ROOT / p).exists()]
+    if missing:
+        sys.exit(f"mutate: tools/mutate.py OUT_OF_SCOPE names paths that do not exist: {missing}")
+    return list(OUT_OF_SCOPE)
 
 
 def _natural(name: str) -> tuple:

@@ -7,10 +7,13 @@ written by the command that writes its report (`make bench`, `make faults`), or 
     python -m tools.readme_sections --check        # exit 1 naming each section that differs
 
 tests/test_readme_figures.py fails when a committed section differs from its rendering.
-Sections: bench and stages (reports/bench.json), faults (reports/faults.json), labeler
-(reports/labeler.json), eval (reports/metrics.json). Figures of earlier releases (the labeler
-at `v2`, kind agreement at v1/v2/v3/v5) are read from that release's commit in RELEASES with
-`git show`, so they too come from the report they describe.
+Sections: bench and stages (reports/bench.json), faults (reports/faults.json), mutation
+(reports/mutation.json), and the figures of the task the README describes (TASK): labeler,
+eval and leakage (reports/<task>/labeler.json, metrics.json, leakage.json; tuneforge.names).
+Figures of earlier releases (the labeler at `v2`, kind agreement at v1/v2/v3/v5) are read from
+that release's commit in RELEASES with `git show`, so they too come from the report they
+describe; releases up to v7 predate the per-task layout and hold those reports at reports/X.json,
+so a release's report is read from the task's path, else from the v7 one.
 """
 from __future__ import annotations
 
@@ -22,10 +25,16 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from tuneforge import config, names
 from tuneforge.io import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+TASK = "changelog-actions"  # the task whose figures the README shows
+_PATHS = names.TaskPaths.for_task(TASK)
+# a task report, then where releases up to v7 (one task, no reports/<task>/) committed it
+LABELER = (str(_PATHS.labeler_report), "reports/labeler.json")
+METRICS = (str(_PATHS.metrics), "reports/metrics.json")
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -65,17 +74,21 @@ def _report(root: Path, rel: str) -> dict:
         raise ValueError(f"{path}: cannot read the report: {e}") from e
 
 
-def release_report(root: Path, version: str, rel: str) -> dict:
+def release_report(root: Path, version: str, rels: tuple[str, ...]) -> dict:
     """A report as committed at a release listed in RELEASES (`<tag> <commit>` lines): read
-    with `git show`, so no tag and no checkout is needed."""
+    with `git show`, so no tag and no checkout is needed. `rels`: where the report may sit, the
+    current layout's path first; the first one the release's commit holds is read."""
     releases = root / "RELEASES"
     commits = dict(ln.split()[:2] for ln in releases.read_text(encoding="utf-8").splitlines() if ln.strip())
     if version not in commits:
         raise ValueError(f"{releases}: no release {version}")
-    out = subprocess.run(["git", "show", f"{commits[version]}:{rel}"], cwd=root, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise ValueError(f"{rel} at {version} ({commits[version][:12]}): {out.stderr.strip()}")
-    return json.loads(out.stdout)
+    errors = []
+    for rel in rels:
+        out = subprocess.run(["git", "show", f"{commits[version]}:{rel}"], cwd=root, capture_output=True, text=True)
+        if out.returncode == 0:
+            return json.loads(out.stdout)
+        errors.append(out.stderr.strip())
+    raise ValueError(f"{' or '.join(rels)} at {version} ({commits[version][:12]}): {'; '.join(errors)}")
 
 
 # ---------------------------------------------------------------- renderers
@@ -168,14 +181,14 @@ def _pct(x: float) -> str:
 
 
 def render_labeler(root: Path) -> str:
-    rep = _report(root, "reports/labeler.json")
-    v2 = release_report(root, "v2", "reports/labeler.json")
+    rep = _report(root, LABELER[0])
+    v2 = release_report(root, "v2", LABELER)
     hint, untouched = rep["with_hint"], rep["gold_subsets"]["untouched"]
     tuning, human = rep["gold_subsets"]["tuning"], rep["human_labels"]
     agree = round(hint["kind_agreement"] * rep["gold_records"])
     return (
         f"The rule labeler (the default teacher) against the {rep['gold_records']}-row gold holdout\n"
-        f"(`reports/labeler.json`): kind agreement {_pct(hint['kind_agreement'])}, {agree} rows "
+        f"(`{LABELER[0]}`): kind agreement {_pct(hint['kind_agreement'])}, {agree} rows "
         f"({_pct(v2['with_hint']['kind_agreement'])} at `v2`),\nseverity {_pct(hint['severity_agreement'])}, "
         f"macro-F1 {hint['macro_f1']:.3f}. It was tuned by reading its errors on {tuning['n']} of the gold\n"
         f"rows and on the {human['n']} hand-labeled training rows ({_pct(human['kind_agreement'])} there; "
@@ -192,11 +205,11 @@ def _gb(mb: float) -> str:
 
 def render_stages(root: Path) -> str:
     """The build section of reports/bench.json: wall time and peak RSS per stage."""
-    from tools.verify_repro import pipeline_stages
+    from tools.verify_repro import stage_rank
 
     rep = _report(root, "reports/bench.json")
     b, machine = rep["sections"]["build"], rep["machine"]
-    order = [s for s in pipeline_stages(root) if s in b["full_build_s"]]
+    order = sorted(b["full_build_s"], key=stage_rank(root))
     total = round(b["full_build_total_s"])
     same = b["bit_identical"]
     return "\n".join([
@@ -216,11 +229,9 @@ EVAL_MODELS = ("base", "Q8_0", "Q6_K", "Q4_K_M")
 
 
 def render_eval(root: Path) -> str:
-    import yaml
-
-    head = _report(root, "reports/metrics.json")
-    old = {v: release_report(root, v, "reports/metrics.json") for v in EVAL_RELEASES}
-    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["base"]["name"]
+    head = _report(root, METRICS[0])
+    old = {v: release_report(root, v, METRICS) for v in EVAL_RELEASES}
+    base = config.load(root / config.PARAMS).base.name
     cols = [f"{v} kind" for v in EVAL_RELEASES] + ["HEAD kind", "HEAD severity", "HEAD parse rate",
                                                   "HEAD macro-F1", "HEAD STYLE-clean"]
     rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
@@ -235,8 +246,8 @@ def render_eval(root: Path) -> str:
 
 
 def render_leakage(root: Path) -> str:
-    """export's gold decontamination (reports/leakage.json)."""
-    s = _report(root, "reports/leakage.json")["summary"]
+    """export's gold decontamination (reports/<task>/leakage.json)."""
+    s = _report(root, str(_PATHS.leakage))["summary"]
     rm = s["removed"]
     return (
         f"| gold rows | training rows after the filter | removed: exact | near (edit) | near (contained) "

@@ -4,29 +4,59 @@ committed dvc.lock.
 Run: python -m tools.verify_repro   (or `make verify-repro`; one full CPU build, ~15 min)
 
 dvc.lock records the hash of every output. The clone gets its own empty DVC cache (no
-run-cache to restore from) and only the machine's download cache (.cache: the pinned
-wheel and sdist, never the eval answer memo), so every stage really runs. Artifacts
-record no git revision or time (receipts do), so any output whose hash differs from
-the committed lock is a source of nondeterminism. Receipts (durations) and the drift
+run-cache to restore from) and its own machine cache (`.cache` in the clone) holding only this
+machine's downloads (the pinned wheel and sdist, the extracted converter, never the eval
+answer memo), so every stage really runs, `base` and every `<stage>@<task>` of dvc.yaml.
+Artifacts record no git revision or time (receipts do), so any output whose hash differs from
+the committed lock is a source of nondeterminism. Receipts (durations) and each task's drift
 report (it compares with the previous run) differ by design and are exempt.
 """
 from __future__ import annotations
 
+import argparse
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import yaml
 
-from tuneforge.io import load_params
+from tuneforge import config, names
 
 SHARED_CACHE = ("wheels", "sdists", "base", "llama.cpp")  # downloads, never results
 
 
 def pipeline_stages(repo: Path) -> list[str]:
-    """Stage names in dvc.yaml's order, which is the pipeline's (the file is the diagram)."""
-    return list(yaml.safe_load((repo / "dvc.yaml").read_text(encoding="utf-8"))["stages"])
+    """Stage names as `dvc repro` takes them, in dvc.yaml's order (the file is the diagram): a
+    stage that runs per task (`foreach: ${tasks}`) once per task of params.yaml, `<stage>@<task>`."""
+    pipeline = repo / config.PIPELINE
+    stages = yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"]
+    tasks = list(config.load(repo / config.PARAMS).tasks)
+    out: list[str] = []
+    for name, entry in stages.items():
+        if "matrix" in entry or entry.get("foreach", "${tasks}") != "${tasks}":
+            raise ValueError(f"{pipeline}: stage {name!r}: only `foreach: ${{tasks}}` is expanded here, "
+                             f"not {entry.get('foreach', 'matrix')!r}")
+        out += [f"{name}@{task}" for task in tasks] if "foreach" in entry else [name]
+    return out
+
+
+def stage_rank(repo: Path) -> Callable[[str], tuple[int, str]]:
+    """A sort key putting stage names in dvc.yaml's order: `<stage>@<task>` by its stage, then
+    task; a bare name (a report from before the per-task pipeline) by itself; unknown ones last."""
+    groups = list(yaml.safe_load((repo / config.PIPELINE).read_text(encoding="utf-8"))["stages"])
+    return lambda s: (groups.index(s.partition("@")[0]) if s.partition("@")[0] in groups else len(groups), s)
+
+
+def exempt_paths(tasks: Iterable[str]) -> tuple[str, ...]:
+    """Outputs that differ between two builds by design: receipts (durations) and drift reports."""
+    out = [str(names.BASE_RECEIPT)]
+    for task in tasks:
+        p = names.TaskPaths.for_task(task)
+        out += [f"{p.receipts_dir}/", str(p.drift)]
+    return tuple(out)
 
 
 def output_hashes(lock_text: str, exempt: tuple[str, ...]) -> dict[str, str]:
@@ -39,29 +69,35 @@ def output_hashes(lock_text: str, exempt: tuple[str, ...]) -> dict[str, str]:
     return hashes
 
 
-def compare_locks(expected: Path, built: Path, params: dict) -> tuple[int, list[str], int]:
+def compare_locks(expected: Path, built: Path, tasks: Iterable[str]) -> tuple[int, list[str], int]:
     """(identical outputs, changed paths, outputs compared)."""
-    paths = params["paths"]
-    exempt = (paths["receipts_dir"], paths["drift"])
+    exempt = exempt_paths(tasks)
     a = output_hashes(expected.read_text(encoding="utf-8"), exempt)
     b = output_hashes(built.read_text(encoding="utf-8"), exempt)
     moved = sorted(p for p in a.keys() | b.keys() if a.get(p) != b.get(p))
     return len(a.keys() | b.keys()) - len(moved), moved, len(a.keys() | b.keys())
 
 
+def clone_env() -> dict[str, str]:
+    """The environment a clone builds in: its own machine cache, the default `.cache` inside it
+    (relative, as a fresh checkout's), whatever TUNEFORGE_CACHE says here."""
+    return {k: v for k, v in os.environ.items() if k != "TUNEFORGE_CACHE"}
+
+
 def build_clean_clone(repo: Path, clone: Path) -> tuple[dict[str, float], float]:
     """git clone HEAD into `clone` and build it stage by stage; (seconds per stage, total)."""
     subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
-    cache_dir = Path(load_params(repo / "params.yaml")["paths"]["cache_dir"])
-    (clone / cache_dir).mkdir(parents=True, exist_ok=True)
+    env = clone_env()
+    mine, theirs = repo / names.CACHE, clone / ".cache"  # names.CACHE may be absolute; .cache is its default
+    theirs.mkdir(parents=True, exist_ok=True)
     for name in SHARED_CACHE:
-        if (repo / cache_dir / name).exists():
-            (clone / cache_dir / name).symlink_to((repo / cache_dir / name).resolve())
+        if (mine / name).exists():
+            (theirs / name).symlink_to((mine / name).resolve())
     stage_s: dict[str, float] = {}
     t_all = time.perf_counter()
     for stage in pipeline_stages(clone):
         t0 = time.perf_counter()
-        out = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=clone,
+        out = subprocess.run(["dvc", "repro", "--single-item", stage], cwd=clone, env=env,
                              capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"clean build: stage {stage} failed:\n{out.stdout[-3000:]}\n"
@@ -71,11 +107,18 @@ def build_clean_clone(repo: Path, clone: Path) -> tuple[dict[str, float], float]
     return stage_s, time.perf_counter() - t_all
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     import tempfile
 
+    argparse.ArgumentParser(prog="python -m tools.verify_repro", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog=__doc__.split("\n\n", 1)[1]).parse_args(argv)
     repo = Path.cwd()
-    params = load_params()
+    try:
+        tasks = list(config.load(repo / config.PARAMS).tasks)
+    except config.ParamsError as e:
+        print(f"verify-repro: {e}", file=sys.stderr)
+        return 2
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True, check=True).stdout.strip()
     if dirty:
@@ -84,7 +127,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tuneforge-verify-") as tmp:
         clone = Path(tmp) / "repo"
         _, total = build_clean_clone(repo, clone)
-        identical, moved, compared = compare_locks(repo / "dvc.lock", clone / "dvc.lock", params)
+        identical, moved, compared = compare_locks(repo / "dvc.lock", clone / "dvc.lock", tasks)
     for path in moved:
         print(f"changed: {path}")
     print(f"{identical} of {compared} artifacts bit-identical to the committed dvc.lock "

@@ -1,6 +1,6 @@
 """make bench: the figures users compare, each beside a baseline measured in the same run.
 
-Run: python -m tools.bench [--only build,data,train,decode,sha256] [--sizes 10000,100000]
+Run: python -m tools.bench [--only build,data,train,decode,sha256] [--sizes 10000,100000] [--task T]
 Out: reports/bench.json (sections merged, so --only refreshes one) and the README table
      between the bench markers.
 
@@ -20,8 +20,9 @@ Sections (issue #6):
           merged model, same prompts (decode_tokens_per_s)
   sha256  pinning the GGUFs (hashlib, as quantize/eval do) against `sha256sum`
 
-Needs a built pipeline in the working tree (models/, data/exports) for train, decode
-and sha256; `build` needs a committed, clean tree. Absolute times are printed; only
+data, train, decode and sha256 measure one task (--task; default: the only one params.yaml
+lists) and need it built in the working tree (models/base, models/<task>/, data/<task>/exports);
+`build` builds every task and needs a committed, clean tree. Absolute times are printed; only
 ratios carry targets, and no test asserts a time.
 
 Modules: common (paths, timing, shell), model (sha256, decode, train), pipeline (data,

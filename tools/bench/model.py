@@ -6,12 +6,14 @@ import time
 from typing import Any
 
 from tools.bench.common import ROOT, run, timed
+from tuneforge.config import Params
 from tuneforge.io import read_jsonl, sha256_file
+from tuneforge.names import TaskPaths
 
 # ---------------------------------------------------------------- sha256
 
-def bench_sha256(params: dict, reps: int = 3) -> dict:
-    gguf_dir = ROOT / params["paths"]["gguf_dir"]
+def bench_sha256(params: Params, task: str, reps: int = 3) -> dict:
+    gguf_dir = ROOT / TaskPaths.for_task(task).gguf_dir
     files = sorted(gguf_dir.glob("*.gguf"))
     if not files:
         raise SystemExit(f"bench sha256: no GGUF in {gguf_dir}; build first (dvc repro)")
@@ -29,7 +31,7 @@ def bench_sha256(params: dict, reps: int = 3) -> dict:
 
 # ---------------------------------------------------------------- decode
 
-def bench_decode(params: dict, n_prompts: int = 6) -> dict:
+def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -40,11 +42,11 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     from tuneforge.names import eval_order, gguf_name
     from tuneforge.tasks import get_task
 
-    paths, cfg = params["paths"], params["eval"]
-    task = get_task(params["task"])
-    gold = eval_order(read_jsonl(ROOT / paths["gold"]), n_prompts)
+    paths, entry, cfg = TaskPaths.for_task(task_name), params.tasks[task_name], params.eval.model_dump()
+    task = get_task(task_name)
+    gold = eval_order(read_jsonl(ROOT / entry.gold), n_prompts)
     prompts = decode.prompts(task, gold)
-    gguf = ROOT / paths["gguf_dir"] / gguf_name(params["convert"]["model_name"], "Q8_0")
+    gguf = ROOT / paths.gguf_dir / gguf_name(entry.model_name, "Q8_0")
     verify_pin(gguf)
     settings, gbnf = decode.Settings.from_eval(cfg), decode.task_gbnf(task)
     out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
@@ -81,7 +83,7 @@ def bench_decode(params: dict, n_prompts: int = 6) -> dict:
     # the speed-up must not change a single answer
     out["grammar_first_same_texts"] = texts["grammar"] == texts["grammar_stock"]
 
-    merged = ROOT / paths["merged"]
+    merged = ROOT / paths.merged
     tok = AutoTokenizer.from_pretrained(merged)
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     tokens, elapsed = 0, 0.0
@@ -122,7 +124,7 @@ class TokenCount:
         return batch
 
 
-def bench_train(params: dict, steps: int = 20) -> dict:
+def bench_train(params: Params, task: str, steps: int = 20) -> dict:
     import torch
     from datasets import Dataset
     from peft import get_peft_model
@@ -137,13 +139,13 @@ def bench_train(params: dict, steps: int = 20) -> dict:
     from tuneforge.llm import load_sft, lora_config, sft_config, token_lengths, train_precision
     from tuneforge.trainer import CompletionLossTrainer
 
-    paths = params["paths"]
-    cfg = dict(params["train"], max_steps=steps, logging_steps=steps)
-    base = ROOT / paths["base_model"]
+    paths = TaskPaths.for_task(task)
+    cfg = dict(params.train.model_dump(mode="json"), max_steps=steps, logging_steps=steps)
+    base = ROOT / paths.base_model
     if not (base / "model.safetensors").is_file():
         raise SystemExit(f"bench train: {base} not built; run dvc repro first")
     tok = AutoTokenizer.from_pretrained(base)
-    pool = load_sft(ROOT / paths["exports_dir"] / "sft" / "train.jsonl")
+    pool = load_sft(ROOT / paths.exports_dir / "sft" / "train.jsonl")
     need = steps * cfg["batch_size"] * cfg["grad_accum"]
     lengths = token_lengths(tok, pool[: need * 2])
     examples = [ex for ex, n in zip(pool, lengths, strict=False) if n <= cfg["max_tokens"]][:need]

@@ -15,7 +15,9 @@ from typing import Any
 import yaml
 
 from tools.bench.common import DATA_STAGES, README, REPORT, ROOT, run, timed
-from tools.verify_repro import build_clean_clone, compare_locks
+from tools.verify_repro import build_clean_clone, clone_env, compare_locks
+from tuneforge import config, names
+from tuneforge.config import Params
 from tuneforge.io import read_jsonl
 
 
@@ -69,7 +71,7 @@ def write_resampled(entries: list, n: int, seed: int, out_dir: Path, per_file: i
     return written
 
 
-def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: dict) -> dict:
+def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: Params) -> dict:
     """The same steps in plain Python and `json`, one record at a time: parse, redact,
     dedupe, label, score, export (gold excluded, seeded split). The baseline."""
     from tuneforge.redact import redact
@@ -92,7 +94,7 @@ def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: d
                 elif line.startswith("- "):
                     n_in += 1
                     text = normalise_ws(line[2:])
-                    if not cfg["backfill"]["min_chars"] <= len(text) <= cfg["backfill"]["max_chars"]:
+                    if not cfg.backfill.min_chars <= len(text) <= cfg.backfill.max_chars:
                         continue
                     text, _ = redact(text)
                     key = content_key(text)
@@ -135,7 +137,7 @@ def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: d
             messages = task.messages(row["text"], row["hint"], row["product"])
             messages.append({"role": "assistant", "content": task.render_label(row["label"])})
             u = int(hashlib.sha256(f"split:{row['id']}".encode()).hexdigest()[:8], 16) / 2**32
-            split = "valid" if u < cfg["export"]["valid_fraction"] else "train"
+            split = "valid" if u < cfg.export.valid_fraction else "train"
             (fvalid if split == "valid" else ftrain).write(json.dumps({"messages": messages}) + "\n")
             counts[split] += 1
     step_s["export"] = time.perf_counter() - t0
@@ -143,35 +145,38 @@ def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: d
     return counts
 
 
-def bench_data(params: dict, sizes: list[int]) -> dict:
-    paths = params["paths"]
+def bench_data(params: Params, task: str, sizes: list[int]) -> dict:
+    entry, receipts = params.tasks[task], names.TaskPaths.for_task(task)
     t0 = time.perf_counter()
-    entries = real_entries(ROOT / paths["snapshot"])
+    entries = real_entries(ROOT / entry.snapshot)
     out: dict[str, Any] = {"real_entries": len(entries),
                            "sample_s": round(time.perf_counter() - t0, 1), "sizes": {}}
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}", TQDM_DISABLE="1")
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="tuneforge-bench-data-") as tmp:
             work = Path(tmp)
-            written = write_resampled(entries, n, params["export"]["seed"], work / "snapshot")
-            p = json.loads(json.dumps(params))
-            p["paths"].update(snapshot="snapshot", gold=str(ROOT / paths["gold"]),
-                              human_labels=str(ROOT / paths["human_labels"]))
-            (work / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+            written = write_resampled(entries, n, params.export.seed, work / "snapshot")
+            # this repo's params and pipeline (a stage reads what its dvc.yaml entry declares),
+            # the task's snapshot swapped for the resampled one, its other inputs from here
+            p = yaml.safe_load((ROOT / config.PARAMS).read_text(encoding="utf-8"))
+            p["tasks"][task].update(snapshot="snapshot", gold=str(ROOT / entry.gold), human_labels=(
+                str(ROOT / entry.human_labels) if entry.human_labels else None))
+            (work / config.PARAMS).write_text(yaml.safe_dump(p, sort_keys=False))
+            (work / config.PIPELINE).write_text((ROOT / config.PIPELINE).read_text(encoding="utf-8"))
             stage_s = {}
             for stage in DATA_STAGES:
-                stage_s[stage] = round(timed(run, [sys.executable, "-m", f"stages.{stage}"],
+                stage_s[stage] = round(timed(run, [sys.executable, "-m", f"stages.{stage}", task],
                                              work, env)[0], 2)
             ours_s = sum(stage_s.values())
-            receipt = json.loads((work / paths["receipts_dir"] / "backfill.json").read_text())
-            export = json.loads((work / paths["receipts_dir"] / "export.json").read_text())
+            receipt = json.loads((work / receipts.receipt("backfill")).read_text())
+            export = json.loads((work / receipts.receipt("export")).read_text())
             # Markdown rendering merges or drops a few odd entries (~0.2%); more would mean
             # the figure counts work the stages never did
             if abs(receipt["counts"]["records_in"] - written) > 0.01 * written:
                 raise RuntimeError(f"bench data: {written} entries written, backfill read "
                                    f"{receipt['counts']['records_in']}")
             base_s, counts = timed(plain_pipeline, work / "snapshot", work / "plain",
-                                   ROOT / paths["gold"], params["task"], params)
+                                   ROOT / entry.gold, task, params)
         out["sizes"][str(n)] = {
             "entries": written, "parsed": receipt["counts"]["records_in"],
             "unique": receipt["counts"]["records_out"],
@@ -242,8 +247,18 @@ def dvc_noop_floor(n_stages: int, reps: int = 3) -> dict:
             "dvc_status_s": round(status, 2), "noop_ratio": round(repro / status, 3)}
 
 
-def bench_build(params: dict) -> dict:
-    """Clean build of HEAD in a scratch clone; the incremental rebuild; the no-op repro."""
+def receipt_of(stage: str) -> Path:
+    """A `dvc repro` target's receipt: `<stage>@<task>` under the task's reports, `base` shared."""
+    name, _, task = stage.partition("@")
+    if task:
+        return names.TaskPaths.for_task(task).receipt(name)
+    if name != "base":
+        raise ValueError(f"stage {stage!r}: every stage but base runs per task (<stage>@<task>)")
+    return names.BASE_RECEIPT
+
+
+def bench_build(params: Params) -> dict:
+    """Clean build of HEAD in a scratch clone (every task); the incremental rebuild; the no-op repro."""
     # what the earlier sections of this same run wrote does not count as uncommitted work
     ours = {str(REPORT.relative_to(ROOT)), str(README.relative_to(ROOT))}
     dirty = [line[3:] for line in run(["git", "status", "--porcelain", "--untracked-files=no"]
@@ -253,25 +268,22 @@ def bench_build(params: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-build-") as tmp:
         clone = Path(tmp) / "repo"
         stage_s, total_s = build_clean_clone(ROOT, clone)
-        rss = {}
-        for stage in stage_s:
-            receipt = clone / params["paths"]["receipts_dir"] / f"{stage}.json"
-            rss[stage] = json.loads(receipt.read_text())["peak_rss_mb"]
-        identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params)
+        env = clone_env()
+        rss = {stage: json.loads((clone / receipt_of(stage)).read_text())["peak_rss_mb"] for stage in stage_s}
+        identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params.tasks)
 
         # incremental: one eval.* param changed (a release gate), then repro
-        clone_params = yaml.safe_load((clone / "params.yaml").read_text())
-        old = clone_params["eval"]["gates"]["min_kind_agreement"]
+        old = config.load(clone / config.PARAMS).eval.gates.min_kind_agreement
         new = round(old - 0.05, 2)
         text = (clone / "params.yaml").read_text()
         needle = f"min_kind_agreement: {old:.2f}"
         if needle not in text:
             raise RuntimeError(f"bench build: {needle!r} not found in params.yaml")
         (clone / "params.yaml").write_text(text.replace(needle, f"min_kind_agreement: {new:.2f}", 1))
-        incremental_s, log = timed(run, ["dvc", "repro"], clone)
+        incremental_s, log = timed(run, ["dvc", "repro"], clone, env)
         reran = sorted({s for s in stage_s if f"Running stage '{s}'" in log})
 
-        status, repro = noop_times(clone)
+        status, repro = noop_times(clone, env)
     return {
         "full_build_s": stage_s, "full_build_total_s": round(total_s, 1),
         "peak_rss_mb": rss,

@@ -11,8 +11,9 @@ from tools import bench
 from tools.bench.common import README, REPORT, ROOT, machine
 from tools.bench.model import bench_decode, bench_sha256, bench_train
 from tools.bench.pipeline import bench_build, bench_data
-from tools.verify_repro import pipeline_stages
-from tuneforge.io import canonical_json, load_params, write_json
+from tools.verify_repro import stage_rank
+from tuneforge import config
+from tuneforge.io import canonical_json, write_json
 
 TARGETS = {
     "entries_per_s": "≥ 100k entries/s at 1M, ≥ 20× the baseline",
@@ -70,10 +71,10 @@ def table(report: dict) -> str:
             f"{h['ratio']}×")
     if b:
         # bench.json is written with sorted keys: list the stages in dvc.yaml's order
-        order = pipeline_stages(ROOT)
+        rank = stage_rank(ROOT)
 
         def per_stage(values: dict) -> str:
-            return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=order.index))
+            return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=rank))
 
         add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})",
             "-", "-")
@@ -103,9 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     ap.add_argument("--sizes", default="10000,100000,1000000", help="data section entry counts")
     ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--task", help="the task whose data and models the sections use (default: the only "
+                                   "one params.yaml lists); build builds every task")
     args = ap.parse_args(argv)
     os.chdir(ROOT)
-    params = load_params(ROOT / "params.yaml")
+    try:
+        params, task = config.for_command(ROOT / config.PARAMS, args.task)
+    except config.ParamsError as e:
+        ap.error(str(e))
     report = json.loads(REPORT.read_text()) if REPORT.is_file() else {}
     report.setdefault("sections", {})
     report.setdefault("ran", {})
@@ -116,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name} ...", flush=True)
         t0 = time.perf_counter()
         if name == "data":
-            result = bench_data(params, [int(x) for x in args.sizes.split(",")])
+            result = bench_data(params, task, [int(x) for x in args.sizes.split(",")])
         elif name == "train":
-            result = bench_train(params, args.train_steps)
+            result = bench_train(params, task, args.train_steps)
+        elif name == "build":
+            result = bench_build(params)
         else:
-            result = {"sha256": bench_sha256, "decode": bench_decode, "build": bench_build}[name](params)
+            result = {"sha256": bench_sha256, "decode": bench_decode}[name](params, task)
+        if name != "build":  # build builds every task
+            result["task"] = task
         result["bench_s"] = round(time.perf_counter() - t0, 1)
         report["sections"][name] = result
         report["ran"][name] = datetime.date.today().isoformat()
