@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     "ollama_created": sum(e.ollama_created
                                                                           for e in entries)})
     where = ("ollama create for each passing model" if backend == "ollama"
-             else f"ollama not on PATH: recorded in {paths['registry']} only")
+             else f"ollama not on PATH: recorded in {paths.registry} only")
     log.info("registered %d models (%d rejected, promoted %s): %s", len(entries), rejected,
              promoted or "none", where)
     return 0

@@ -36,7 +36,6 @@ from tuneforge.llm import (
     balanced_order,
     load_sft,
     lora_config,
-    read_sidecar,
     sft_config,
     sft_example,
     token_lengths,
@@ -44,7 +43,7 @@ from tuneforge.llm import (
     train_precision,
 )
 from tuneforge.names import SIDECAR
-from tuneforge.names.shapes import AdapterSidecar, BaseRef, Dataset, ExamplesRead, FileHash
+from tuneforge.names.shapes import AdapterSidecar, BaseRef, BaseSidecar, Dataset, ExamplesRead, FileHash, read_sidecar
 from tuneforge.receipts import Receipt
 
 log = logging.getLogger("train")
@@ -59,7 +58,7 @@ def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
     return kept, len(examples) - len(kept)
 
 
-def check_base(base_dir: Path) -> dict:
+def check_base(base_dir: Path) -> BaseSidecar:
     """The base stage's sidecar, or an error naming `base_dir` when that stage has not run
     (train reads the base; it no longer resolves or writes it)."""
     run = "run the base stage first (python -m stages.base, or dvc repro base)"
@@ -69,10 +68,7 @@ def check_base(base_dir: Path) -> dict:
         raise FileNotFoundError(f"base model {base_dir} has no {SIDECAR}: {run}")
     if not (base_dir / "model.safetensors").is_file():
         raise FileNotFoundError(f"base model {base_dir} has no model.safetensors: {run}")
-    meta = read_sidecar(base_dir)
-    if meta.get("kind") != "base":
-        raise ValueError(f"{base_dir / SIDECAR}: kind {meta.get('kind')!r}, not 'base'; {run}")
-    return meta
+    return read_sidecar(base_dir, BaseSidecar)  # a sidecar of another kind fails, naming file and field
 
 
 def load_model(base_dir: Path, cfg: dict, cuda: bool, precision: str):
@@ -159,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     params.check_toolchain(TOOLS)
     base_dir, adapter_dir = paths.base_model, paths.adapter
     base = check_base(base_dir)
-    log.info("base %s from %s", base["name"], base_dir)
+    log.info("base %s from %s", base.root.name, base_dir)
     from accelerate import PartialState
 
     state = PartialState()

@@ -11,6 +11,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))  # pip downloads, shared
+# every scratch root a test builds reads the same machine cache (tuneforge.names.CACHE)
+os.environ["TUNEFORGE_CACHE"] = str(CACHE)
 TASK = "changelog-actions"  # the task the fixtures hold data for
 
 

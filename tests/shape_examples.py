@@ -33,8 +33,8 @@ def base(**over: Any) -> PypiGgufBase:
 def adapter(**over: Any) -> AdapterSidecar:
     return AdapterSidecar(**{
         "params": TRAIN, "adapter_sha256": "52" * 32, "base": BaseRef(dir="models/base", sha256="a6" * 32),
-        "dataset": Dataset(train=FileHash(path="data/exports/sft/train.jsonl", sha256="4c" * 32),
-                           valid=FileHash(path="data/exports/sft/valid.jsonl", sha256="1c" * 32)),
+        "dataset": Dataset(train=FileHash(path="data/changelog-actions/exports/sft/train.jsonl", sha256="4c" * 32),
+                           valid=FileHash(path="data/changelog-actions/exports/sft/valid.jsonl", sha256="1c" * 32)),
         "examples": ExamplesRead(train=960, too_long=0, valid=24, kinds_read={"fix": 600, "docs": 360}),
         "toolchain": TOOLCHAIN, "steps": 240, "train_loss": 0.253148, "valid_loss": 0.101545,
         "device": "cpu", "precision": "bf16", "qlora": False, **over})
@@ -51,8 +51,8 @@ def provenance(of: AdapterSidecar, **over: Any) -> GgufProvenance:
 def registry_entry(**over: Any) -> RegistryEntry:
     return RegistryEntry(**{
         "name": "ns/m:q8_0", "model": "m", "tag": "q8_0", "quantization": "Q8_0",
-        "gguf": "models/gguf/m-Q8_0.gguf", "sha256": "ab" * 32, "size_bytes": 2_000_000,
-        "modelfile": "models/modelfiles/m-Q8_0.Modelfile", "stop": ["<|im_end|>"], "verdict": "pass",
+        "gguf": "models/changelog-actions/gguf/m-Q8_0.gguf", "sha256": "ab" * 32, "size_bytes": 2_000_000,
+        "modelfile": "models/changelog-actions/modelfiles/m-Q8_0.Modelfile", "stop": ["<|im_end|>"], "verdict": "pass",
         "failed_gates": [], "status": "promoted", "license": "apache-2.0", "ollama_created": False,
         "metrics": RegistryMetrics(kind_agreement=0.65, severity_agreement=0.8, parse_rate=1.0,
                                    closed_by_decoder=0, macro_f1=0.72, parity=0.67), **over})

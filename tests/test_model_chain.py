@@ -26,7 +26,8 @@ from tuneforge.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))
-TASK = get_task("changelog-actions")
+TASK_NAME = "changelog-actions"
+TASK = get_task(TASK_NAME)
 
 ENTRIES = [
     ("Fixed a crash when `--output` points to a directory.", "Bug fixes", "git"),
@@ -60,7 +61,6 @@ def gold_row(text: str, hint: str | None, product: str) -> dict:
 
 def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["paths"]["cache_dir"] = str(CACHE)
     params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
@@ -68,10 +68,11 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
         params[section].update(values)
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sft = root / params["paths"]["exports_dir"] / "sft"
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")  # each stage's declared params
+    sft = root / "data" / TASK_NAME / "exports" / "sft"
     write_jsonl(sft / "train.jsonl", [sft_row(i, *e, "train") for i, e in enumerate(ENTRIES * 2)])
     write_jsonl(sft / "valid.jsonl", [sft_row(i, *e, "valid") for i, e in enumerate(ENTRIES[:3])])
-    write_jsonl(root / params["paths"]["gold"], [gold_row(*e) for e in ENTRIES])
+    write_jsonl(root / params["tasks"][TASK_NAME]["gold"], [gold_row(*e) for e in ENTRIES])
     return root
 
 
@@ -82,10 +83,9 @@ def run_chain(root: Path) -> Path:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        for stage in (base, train, merge, convert, quantize):
-            assert stage.main() == 0, stage.__name__
-        assert eval_stage.main([]) == 0
-        assert register.main() == 0
+        assert base.main([]) == 0
+        for stage in (train, merge, convert, quantize, eval_stage, register):
+            assert stage.main([TASK_NAME]) == 0, stage.__name__
     return root
 
 
@@ -96,19 +96,19 @@ def chain(tiny_base, tmp_path_factory) -> Path:
 
 
 def test_train_outputs_and_sidecar(chain):
-    adapter = chain / "models/adapter"
+    adapter = chain / "models/changelog-actions/adapter"
     meta = json.loads((adapter / "tuneforge.json").read_text())
     assert meta["adapter_sha256"] == sha256_file(adapter / "adapter_model.safetensors")
-    assert meta["dataset"]["train"]["sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
+    assert meta["dataset"]["train"]["sha256"] == sha256_file(chain / "data/changelog-actions/exports/sft/train.jsonl")
     # train.precision: bf16 in params.yaml is used as written, whatever the CPU has
     assert meta["steps"] == 4 and meta["precision"] == "bf16" and meta["device"] == "cpu"
     # peft writes target_modules from a set (order follows PYTHONHASHSEED); train sorts them
     targets = json.loads((adapter / "adapter_config.json").read_text())["target_modules"]
     assert targets == sorted(targets) and targets
     assert {"torch", "transformers", "peft", "trl"} <= set(meta["toolchain"])
-    loss = (chain / "reports/train/loss.csv").read_text().splitlines()
+    loss = (chain / "reports/changelog-actions/train/loss.csv").read_text().splitlines()
     assert loss[0] == "step,loss,learning_rate,tokens" and len(loss) == 5
-    receipt = json.loads((chain / "reports/receipts/train.json").read_text())
+    receipt = json.loads((chain / "reports/changelog-actions/receipts/train.json").read_text())
     # the step budget (4 steps x 2) reads 8 of the 20 export rows, in export order
     assert receipt["counts"]["records_in"] == 8 and receipt["invariant_holds"]
     assert receipt["counts"]["extra"]["export_rows"] == 20
@@ -160,9 +160,10 @@ def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
     (adapter, merged weights, every GGUF and its pin file, metrics, registry)."""
     again = run_chain(make_workdir(tmp_path / "again", tiny_base))
     artifacts = sorted(
-        str(p.relative_to(chain)) for sub in ("models", "reports/eval", "reports/train")
+        str(p.relative_to(chain))
+        for sub in ("models", "reports/changelog-actions/eval", "reports/changelog-actions/train")
         for p in (chain / sub).rglob("*") if p.is_file()
-    ) + ["reports/metrics.json"]
+    ) + ["reports/changelog-actions/metrics.json"]
     assert any(a.endswith("adapter_model.safetensors") for a in artifacts)
     assert any(a.endswith("Q8_0.gguf") for a in artifacts)
     differ = [a for a in artifacts if sha256_file(again / a) != sha256_file(chain / a)]
@@ -180,7 +181,7 @@ def test_the_real_base_states_its_licence():
 def test_gguf_name_provenance_and_pins(chain):
     from tuneforge.gguf_tools import provenance_of, read_metadata, read_sums, verify_pin
 
-    gguf_dir = chain / "models/gguf"
+    gguf_dir = chain / "models/changelog-actions/gguf"
     name = "tuneforge-changelog-actions"
     f16 = gguf_dir / f"{name}-f16.gguf"
     assert read_metadata(f16, ["general.name"])["general.name"] == name
@@ -190,7 +191,7 @@ def test_gguf_name_provenance_and_pins(chain):
         assert read_metadata(gguf_dir / f"{name}-{t}.gguf",
                              ["general.license"]) == {"general.license": "mit"}
     prov = provenance_of(f16)
-    assert prov["dataset_sha256"] == sha256_file(chain / "data/exports/sft/train.jsonl")
+    assert prov["dataset_sha256"] == sha256_file(chain / "data/changelog-actions/exports/sft/train.jsonl")
     assert len(prov["params_sha256"]) == 64 and prov["toolchain"]["llama_cpp_python"] == "0.3.36"
     q8 = gguf_dir / f"{name}-Q8_0.gguf"
     assert provenance_of(q8) == prov  # quantisation keeps the metadata
@@ -203,7 +204,7 @@ def test_gguf_name_provenance_and_pins(chain):
 def test_llama_cpp_loads_the_quantised_file(chain):
     from llama_cpp import Llama
 
-    llm = Llama(str(chain / "models/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"), n_ctx=256,
+    llm = Llama(str(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"), n_ctx=256,
                 verbose=False)
     assert llm.n_vocab() == 49152
     llm.close()
@@ -220,7 +221,7 @@ def test_grammar_first_decoder_gives_the_stock_answers(chain):
 
     task = get_task("changelog-actions")
     grammar = json_grammar(task.output_model.model_json_schema())
-    path = str(chain / "models/gguf/tuneforge-changelog-actions-Q8_0.gguf")
+    path = str(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf")
     ours, stock = (open_gguf(path, n_ctx=512, n_threads=2),
                    load_llama(path, n_ctx=512, n_threads=2, seed=0, verbose=False))
     rejected = 0
@@ -250,7 +251,7 @@ def test_grammar_keeps_control_characters_out_of_json_strings(chain):
     from tuneforge.tasks import get_task
 
     schema = get_task("changelog-actions").output_model.model_json_schema()
-    llm = Llama(str(chain / "models/gguf/tuneforge-changelog-actions-Q8_0.gguf"), n_ctx=64,
+    llm = Llama(str(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf"), n_ctx=64,
                 verbose=False)
 
     prefix = '{"kind": "fix", "severity": "low", "subject": "a'
@@ -263,31 +264,31 @@ def test_grammar_keeps_control_characters_out_of_json_strings(chain):
 
 
 def test_metrics_and_verdict(chain):
-    m = json.loads((chain / "reports/metrics.json").read_text())
+    m = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())
     assert set(m) == {"base", "Q8_0", "Q6_K", "Q4_K_M", "f16", "merged_hf", "base_hf"}
     for model in m.values():
         assert {"kind_agreement", "severity_agreement", "parse_rate", "macro_f1"} <= set(model)
     assert m["Q8_0"]["n"] == 6 and m["merged_hf"]["n"] == 2 and m["f16"]["n"] == 2
     assert m["f16"]["parity"] is not None and "kind_parity" in m["Q4_K_M"]
     assert set(m["Q8_0"]["hint_ablation"]) == {"with_hint", "without_hint", "delta"}
-    verdict = json.loads((chain / "reports/eval/verdict.json").read_text())
+    verdict = json.loads((chain / "reports/changelog-actions/eval/verdict.json").read_text())
     # random weights cannot reach 60% kind agreement: every model is rejected
     assert verdict["release"] == "fail" and verdict["promoted"] is None
     assert all(v["verdict"] == "fail" for v in verdict["models"].values())
     # the verdict names the bytes it judged: every GGUF, the merged model's files, the gold file
-    gguf_dir = chain / "models/gguf"
+    gguf_dir = chain / "models/changelog-actions/gguf"
     for key, v in verdict["models"].items():
         assert v["sha256"] == sha256_file(chain / v["gguf"]) == verdict["ggufs"][key]["sha256"]
     assert set(verdict["ggufs"]) == {"base", "f16", "Q8_0", "Q6_K", "Q4_K_M"}
     assert verdict["ggufs"]["f16"]["sha256"] == sha256_file(gguf_dir / "tuneforge-changelog-actions-f16.gguf")
     merged = verdict["hf_models"]["merged_hf"]["files"]
-    assert merged["model.safetensors"] == sha256_file(chain / "models/merged/model.safetensors")
+    assert merged["model.safetensors"] == sha256_file(chain / "models/changelog-actions/merged/model.safetensors")
     assert verdict["gold"]["sha256"] == sha256_file(chain / "data/gold/holdout.jsonl")
     assert verdict["params"]["eval"]["max_tokens"] == 24 and verdict["params"]["task"] == "changelog-actions"
-    confusion = json.loads((chain / "reports/eval/confusion.json").read_text())
+    confusion = json.loads((chain / "reports/changelog-actions/eval/confusion.json").read_text())
     assert len(confusion) == 6 and set(confusion[0]) == {"actual", "predicted"}
-    assert (chain / "reports/eval/ladder.csv").read_text().startswith("model,size_mb,")
-    report = (chain / "reports/eval/report.md").read_text()
+    assert (chain / "reports/changelog-actions/eval/ladder.csv").read_text().startswith("model,size_mb,")
+    report = (chain / "reports/changelog-actions/eval/report.md").read_text()
     assert "## Release gates" in report
     # 24 tokens cannot hold the 6-key JSON; under the grammar the answer is closed past the
     # cap (llama_private.CLOSE_RESERVE), so every GGUF answer parses, even a random model's
@@ -296,12 +297,12 @@ def test_metrics_and_verdict(chain):
     # ... and each of them is counted as closed by the decoder, not as a natural answer
     assert all(m[k]["closed_by_decoder"] == m[k]["n"] and m[k]["closed_by_decoder_rate"] == 1.0
                for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
-    preds = list(read_jsonl(chain / "reports/eval/predictions.jsonl"))
+    preds = list(read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl"))
     assert len(preds) == 6 * 5 + 2 * 3  # 4 GGUFs + Q8_0 without hints; f16 + 2 HF models
 
 
 def test_registry_marks_rejected(chain):
-    reg = json.loads((chain / "models/registry.json").read_text())
+    reg = json.loads((chain / "models/changelog-actions/registry.json").read_text())
     assert reg["backend"] in ("registry-file", "ollama") and reg["promoted"] is None
     assert [e["status"] for e in reg["models"]] == ["rejected"] * 3
     entry = reg["models"][0]
@@ -310,13 +311,13 @@ def test_registry_marks_rejected(chain):
     assert "FROM ../gguf/tuneforge-changelog-actions-Q8_0.gguf" in mf
     assert 'PARAMETER stop "<|im_end|>"' in mf and "{{ range .Messages }}" in mf
     assert entry["sha256"] == sha256_file(chain / entry["gguf"])
-    assert reg["verdict"] == {"path": "reports/eval/verdict.json",
-                              "sha256": sha256_file(chain / "reports/eval/verdict.json")}
+    assert reg["verdict"] == {"path": "reports/changelog-actions/eval/verdict.json",
+                              "sha256": sha256_file(chain / "reports/changelog-actions/eval/verdict.json")}
 
 
 def test_model_card_of_a_rejected_build(chain):
-    card = (chain / "models/MODEL_CARD.md").read_text()
-    reg = json.loads((chain / "models/registry.json").read_text())
+    card = (chain / "models/changelog-actions/MODEL_CARD.md").read_text()
+    reg = json.loads((chain / "models/changelog-actions/registry.json").read_text())
     assert card.startswith("# tuneforge-changelog-actions: no model promoted\n")
     assert "**No GGUF passed the release gates**" in card and "Nothing to run" in card
     for entry in reg["models"]:  # every pin, and each model's row with its failed gates
@@ -329,7 +330,7 @@ def test_model_card_of_a_rejected_build(chain):
     assert all(e["license"] == "mit" for e in reg["models"])
     assert all('LICENSE """mit"""' in (chain / e["modelfile"]).read_text() for e in reg["models"])
     # the examples are eval's first rows for the parity model, with the gold entry text
-    first = next(p for p in read_jsonl(chain / "reports/eval/predictions.jsonl")
+    first = next(p for p in read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl")
                  if p["model"] == "Q8_0" and p["variant"] == "hint")
     gold = {sha256_text(g["text"])[:16]: g for g in read_jsonl(chain / "data/gold/holdout.jsonl")}
     row = gold[first["id"]]
@@ -345,25 +346,25 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
 
     root = tmp_path / "pass"
     shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "merged", "adapter"))
-    for d in ("base", "merged", "adapter"):
+    for d in ("base", f"{TASK_NAME}/merged", f"{TASK_NAME}/adapter"):
         (root / "models" / d).symlink_to(chain / "models" / d)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["eval"].update(base_gguf=False, base_hf=False, ablation_models=[],
-                          gates={"min_kind_agreement": 0.0, "max_parse_errors": 100,
-                                 "min_parity": 0.0})
+                          gates={**params["eval"]["gates"], "min_kind_agreement": 0.0,
+                                 "max_parse_errors": 100, "min_parity": 0.0})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        assert eval_stage.main([]) == 0
-        assert register.main() == 0
-    reg = json.loads((root / "models/registry.json").read_text())
+        assert eval_stage.main([TASK_NAME]) == 0
+        assert register.main([TASK_NAME]) == 0
+    reg = json.loads((root / "models/changelog-actions/registry.json").read_text())
     sizes = {e["quantization"]: e["size_bytes"] for e in reg["models"]}
     smallest = min(sizes, key=sizes.get)
     assert reg["promoted"].endswith(":" + smallest.lower())
     assert {e["status"] for e in reg["models"]} == {"promoted", "candidate"}
-    card = (root / "models/MODEL_CARD.md").read_text()
+    card = (root / "models/changelog-actions/MODEL_CARD.md").read_text()
     assert card.startswith(f"# {reg['promoted']}\n")
-    assert f"ollama create {reg['promoted']} -f models/modelfiles/" in card
+    assert f"ollama create {reg['promoted']} -f models/changelog-actions/modelfiles/" in card
     promoted = next(e for e in reg["models"] if e["status"] == "promoted")
     assert f"python -m tuneforge.predict --model {promoted['gguf']} --product npm" in card
     assert f"| {smallest} | promoted |" in card and "| base " not in card  # base off here
@@ -384,7 +385,7 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
         with pytest.raises(ValueError, match="is not the file register promoted"):
             predict.main([str(entries)])
         with pytest.raises(ValueError, match="is not the file eval judged"):
-            register.main()
+            register.main([TASK_NAME])
 
 
 def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
@@ -392,7 +393,7 @@ def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
 
     root = tmp_path / "tamper"
     shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "merged", "adapter"))
-    q6 = root / "models/gguf/tuneforge-changelog-actions-Q6_K.gguf"
+    q6 = root / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q6_K.gguf"
     with open(q6, "r+b") as f:
         f.seek(-1, 2)
         last = f.read(1)
@@ -401,13 +402,13 @@ def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         with pytest.raises(PinMismatch, match="Q6_K.gguf: sha256 .* does not match its pin"):
-            register.main()
+            register.main([TASK_NAME])
 
 
 def test_eval_by_hand_prints_metrics(chain, capsys):
     from tuneforge import evaluate
 
-    model = chain / "models/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"
+    model = chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"
     assert evaluate.main(["--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
                           str(model), "--limit", "3", "--params", str(chain / "params.yaml")]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -418,8 +419,8 @@ def test_predict_answers_as_eval_did(chain, capsys, tmp_path):
     """tuneforge.predict on the holdout entries gives eval's own answers, byte for byte."""
     from tuneforge import predict
 
-    model = "models/gguf/tuneforge-changelog-actions-Q8_0.gguf"
-    evals = {p["id"]: p["output"] for p in read_jsonl(chain / "reports/eval/predictions.jsonl")
+    model = "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf"
+    evals = {p["id"]: p["output"] for p in read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl")
              if p["model"] == "Q8_0" and p["variant"] == "hint"}
     gold = [g for g in read_jsonl(chain / "data/gold/holdout.jsonl")
             if sha256_text(g["text"])[:16] in evals][:3]

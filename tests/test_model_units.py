@@ -378,6 +378,7 @@ def _params_root(tmp_path: Path, monkeypatch, **edit) -> Path:
     for section, value in edit.items():
         params[section] = value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())  # each stage's declared params
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -389,18 +390,19 @@ def test_train_refuses_to_run_before_the_base_stage(tmp_path, monkeypatch):
     from tuneforge.io import write_json
 
     root = _params_root(tmp_path, monkeypatch)
+    task = ["changelog-actions"]
     with pytest.raises(FileNotFoundError, match=r"base model models/base missing: run the base stage"):
-        train.main()
+        train.main(task)
     (root / "models/base").mkdir(parents=True)  # a directory the base stage never finished
     with pytest.raises(FileNotFoundError, match=r"base model models/base has no tuneforge\.json: run the base"):
-        train.main()
+        train.main(task)
     write_json(root / "models/base/tuneforge.json", {"kind": "base", "name": "x"})
     with pytest.raises(FileNotFoundError, match=r"models/base has no model\.safetensors: run the base"):
-        train.main()
+        train.main(task)
     (root / "models/base/model.safetensors").write_bytes(b"")
     write_json(root / "models/base/tuneforge.json", {"kind": "adapter"})
-    with pytest.raises(ValueError, match=r"models/base/tuneforge\.json: kind 'adapter', not 'base'"):
-        train.main()
+    with pytest.raises(ValueError, match=r"models/base/tuneforge\.json: not a BaseSidecar"):
+        train.main(task)
 
 
 def test_train_refuses_the_old_train_base_section(tmp_path, monkeypatch):
@@ -408,8 +410,8 @@ def test_train_refuses_the_old_train_base_section(tmp_path, monkeypatch):
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     _params_root(tmp_path, monkeypatch, train={**params["train"], "base": params["base"]})
-    with pytest.raises(ValueError, match=r"train\.base: the base model's settings moved to the top-level"):
-        train.main()
+    with pytest.raises(SystemExit, match=r"train\.base: moved to the top-level `base` section"):
+        train.main(["changelog-actions"])
 
 
 def test_base_stage_needs_its_section(tmp_path, monkeypatch):
@@ -417,10 +419,10 @@ def test_base_stage_needs_its_section(tmp_path, monkeypatch):
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.pop("base")
+    _params_root(tmp_path, monkeypatch)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"params\.yaml has no top-level `base` section"):
-        base.main()
+    with pytest.raises(SystemExit, match=r"params\.yaml:\d+: base: Field required"):
+        base.main([])
 
 
 @pytest.mark.parametrize("cfg, error, why", [

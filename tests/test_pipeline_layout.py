@@ -169,3 +169,28 @@ def test_no_stage_declares_code_it_does_not_run(stage, task):
     extra = sorted(d for d in code_deps(stage, task)
                    if d not in runs and not any(r.startswith(d + "/") for r in runs))
     assert extra == [], extra
+
+
+def test_a_second_task_is_a_params_entry_not_a_copied_stage(tmp_path):
+    """Listing a second task expands every per-task stage for it (DVC's own reading of
+    dvc.yaml), each writing under its own directories; only the base model is shared."""
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["tasks"]["commit-messages"] = {
+        "package": "commit_messages", "snapshot": "data/snapshot/patches.tar.gz",
+        "gold": "data/gold/commit-messages.jsonl", "human_labels": "data/labeled/commit-messages.jsonl",
+        "model_name": "tuneforge-commit-messages"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    subprocess.run([dvc, "init", "-q"], cwd=tmp_path, check=True)
+    listed = subprocess.run([dvc, "stage", "list", "--name-only"], cwd=tmp_path, check=True,
+                            capture_output=True, text=True).stdout.split()
+    per_task = [s for s, e in PIPELINE["stages"].items() if "foreach" in e]
+    assert sorted(listed) == sorted(["base", *(f"{s}@{t}" for s in per_task for t in params["tasks"])])
+    outs = {t: {str(p) for s in per_task for p in names.outputs(
+        s, t, model_name=params["tasks"][t]["model_name"], outtype="f16", types=["Q8_0"])} for t in params["tasks"]}
+    assert not outs["changelog-actions"] & outs["commit-messages"]

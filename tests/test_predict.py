@@ -44,7 +44,7 @@ def test_the_default_model_is_the_promoted_one_and_none_is_an_error(tmp_path):
     models = [registry_entry(quantization="Q8_0", status="candidate", gguf="a.gguf"),
               registry_entry(quantization="Q4_K_M", status="promoted", gguf="b.gguf")]
     reg = Registry(backend="registry-file", release="pass", promoted="ns/m:q4_k_m", models=models,
-                   verdict=FileHash(path="reports/eval/verdict.json", sha256="00" * 32))
+                   verdict=FileHash(path="reports/changelog-actions/eval/verdict.json", sha256="00" * 32))
     registry.write_text(reg.model_dump_json())
     with pytest.raises(FileNotFoundError, match=r"b\.gguf \(promoted in .*\) not found"):
         predict.promoted_gguf(registry)  # a promoted entry runs only when the chain holds: test_trust

@@ -30,15 +30,15 @@ def as_written(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-@pytest.mark.parametrize(("rel", "model"), [("models/registry.json", Registry),
-                                            ("reports/eval/verdict.json", Verdict)])
+@pytest.mark.parametrize(("rel", "model"), [("models/changelog-actions/registry.json", Registry),
+                                            ("reports/changelog-actions/eval/verdict.json", Verdict)])
 def test_committed_files_round_trip_byte_identical(rel, model):
     text = (ROOT / rel).read_text(encoding="utf-8")
     assert as_written(model.model_validate_json(text).model_dump(mode="json")) == text
 
 
 def test_predictions_round_trip_byte_identical():
-    path = ROOT / "reports/eval/predictions.jsonl"
+    path = ROOT / "reports/changelog-actions/eval/predictions.jsonl"
     if not path.is_file():
         pytest.skip(f"{path}: not built here (a DVC output)")
     raw = path.read_bytes()
@@ -74,7 +74,7 @@ def test_a_bad_sidecar_fails_naming_file_and_field(tmp_path, model, good, field,
 
 
 def test_a_bad_registry_fails_naming_file_and_field(tmp_path):
-    reg = json.loads((ROOT / "models/registry.json").read_text(encoding="utf-8"))
+    reg = json.loads((ROOT / "models/changelog-actions/registry.json").read_text(encoding="utf-8"))
     reg["models"][2]["status"] = "promotd"  # the untyped code read this as "nothing is promoted"
     path = tmp_path / "registry.json"
     path.write_text(json.dumps(reg), encoding="utf-8")

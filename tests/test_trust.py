@@ -8,6 +8,7 @@ is fast and what it checks is the stages' own bookkeeping.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ CHATML = TurnFormat(prefix={r: f"<|im_start|>{r}\n" for r in ("system", "user", 
 
 
 def gguf(root: Path, key: str) -> Path:
-    return root / "models/gguf" / f"{NAME}-{key}.gguf"
+    return root / "models/changelog-actions/gguf" / f"{NAME}-{key}.gguf"
 
 
 def requantize(root: Path, key: str) -> None:
@@ -79,27 +80,31 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["toolchain"] = {k: v.split("+")[0] for k, v in toolchain(list(params["toolchain"])).items()}  # installed
     params["eval"].update(holdout_limit=0, hf_subset=2, base_hf=False,
-                          gates={"min_kind_agreement": 0.0, "max_parse_errors": 100, "min_parity": 0.0})
+                          gates={**params["eval"]["gates"], "min_kind_agreement": 0.0, "max_parse_errors": 100,
+                                 "min_parity": 0.0})
     params["register"]["ollama"] = "never"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # each stage's declared params
     gold = [{"text": t, "hint": h, "product": p, "version": "1.0",
              "label": TASK.rule_label(t, h, p, "1.0")[0]} for t, h, p in ENTRIES]
-    write_jsonl(tmp_path / params["paths"]["gold"], gold)
+    write_jsonl(tmp_path / params["tasks"]["changelog-actions"]["gold"], gold)
     for key, size in SIZES.items():
         gguf(tmp_path, key).parent.mkdir(parents=True, exist_ok=True)
         gguf(tmp_path, key).write_bytes(key.encode() * (size // len(key)))
-    write_sums(tmp_path / "models/gguf", [gguf(tmp_path, k) for k in SIZES])
+    write_sums(tmp_path / "models/changelog-actions/gguf", [gguf(tmp_path, k) for k in SIZES])
     sidecars = {"merged": {}, "adapter": shape_examples.adapter().model_dump(mode="json"),
                 "base": shape_examples.base().model_dump(mode="json")}
+    dirs = {"merged": "models/changelog-actions/merged", "adapter": "models/changelog-actions/adapter",
+            "base": "models/base"}
     for d, files in (("merged", ("model.safetensors", "config.json")), ("adapter", ()), ("base", ())):
-        (tmp_path / "models" / d).mkdir(parents=True)
-        (tmp_path / "models" / d / "tuneforge.json").write_text(json.dumps(sidecars[d]))
+        (tmp_path / dirs[d]).mkdir(parents=True)
+        (tmp_path / dirs[d] / "tuneforge.json").write_text(json.dumps(sidecars[d]))
         for f in files:
-            (tmp_path / "models" / d / f).write_text(f"{d}/{f}")
+            (tmp_path / dirs[d] / f).write_text(f"{d}/{f}")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    assert eval_stage.main([]) == 0
-    assert register.main() == 0
+    assert eval_stage.main(["changelog-actions"]) == 0
+    assert register.main(["changelog-actions"]) == 0
     return tmp_path
 
 
@@ -112,19 +117,19 @@ def entries(tmp_path: Path) -> str:
 # ---------------------------------------------------------------- eval -> verdict
 
 def test_the_verdict_names_every_file_it_judged_and_the_params(built):
-    verdict = json.loads((built / "reports/eval/verdict.json").read_text())
+    verdict = json.loads((built / "reports/changelog-actions/eval/verdict.json").read_text())
     for key in ("Q8_0", "Q6_K", "Q4_K_M"):
         assert verdict["models"][key]["sha256"] == sha256_file(gguf(built, key))
-        assert verdict["models"][key]["gguf"] == f"models/gguf/{NAME}-{key}.gguf"
+        assert verdict["models"][key]["gguf"] == f"models/changelog-actions/gguf/{NAME}-{key}.gguf"
     files = {"base": "base-f16", "f16": "f16", "Q8_0": "Q8_0", "Q6_K": "Q6_K", "Q4_K_M": "Q4_K_M"}
     assert {k: v["sha256"] for k, v in verdict["ggufs"].items()} == {
         k: sha256_file(gguf(built, f)) for k, f in files.items()}
     assert verdict["gold"]["sha256"] == sha256_file(built / "data/gold/holdout.jsonl")
     merged = verdict["hf_models"]["merged_hf"]
-    assert merged["files"] == {f: sha256_file(built / "models/merged" / f)
+    assert merged["files"] == {f: sha256_file(built / "models/changelog-actions/merged" / f)
                                for f in ("config.json", "model.safetensors", "tuneforge.json")}
     params = yaml.safe_load((built / "params.yaml").read_text())
-    assert verdict["params"]["eval"] == params["eval"] and verdict["params"]["task"] == params["task"]
+    assert verdict["params"]["eval"] == params["eval"] and verdict["params"]["task"] == "changelog-actions"
     assert verdict["promoted"] == "Q4_K_M"
 
 
@@ -133,24 +138,24 @@ def test_the_verdict_names_every_file_it_judged_and_the_params(built):
 def test_register_refuses_a_gguf_no_gate_saw(built):
     """`dvc repro quantize` (or a repro that stops there) leaves new GGUFs whose pins match
     and an old verdict: register must not promote them."""
-    (built / "models/registry.json").unlink()
+    (built / "models/changelog-actions/registry.json").unlink()
     requantize(built, "Q4_K_M")
     with pytest.raises(ValueError, match=r"Q4_K_M\.gguf: sha256 \w+ is not the file eval judged"):
-        register.main()
-    assert not (built / "models/registry.json").exists()
+        register.main(["changelog-actions"])
+    assert not (built / "models/changelog-actions/registry.json").exists()
 
 
 def test_register_checks_everything_before_writing(built):
     """A later type's broken pin stops register before it writes any Modelfile."""
-    for p in (built / "models/modelfiles").iterdir():
+    for p in (built / "models/changelog-actions/modelfiles").iterdir():
         p.unlink()
     q6 = gguf(built, "Q6_K")
     q6.write_bytes(q6.read_bytes()[:-1] + b"!")
-    before = (built / "models/registry.json").read_bytes()
+    before = (built / "models/changelog-actions/registry.json").read_bytes()
     with pytest.raises(PinMismatch, match="Q6_K.gguf: sha256 .* does not match its pin"):
-        register.main()
-    assert list((built / "models/modelfiles").iterdir()) == []
-    assert (built / "models/registry.json").read_bytes() == before
+        register.main(["changelog-actions"])
+    assert list((built / "models/changelog-actions/modelfiles").iterdir()) == []
+    assert (built / "models/changelog-actions/registry.json").read_bytes() == before
 
 
 @pytest.mark.parametrize("change", ["gold", "gates"])
@@ -165,34 +170,35 @@ def test_register_refuses_a_verdict_made_on_other_inputs(built, change):
         (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         match = r"verdict\.json was made with other params \(eval\.gates\.min_kind_agreement\)"
     with pytest.raises(ValueError, match=match):
-        register.main()
+        register.main(["changelog-actions"])
 
 
 def test_registry_names_the_verdict_it_acted_on(built):
-    reg = json.loads((built / "models/registry.json").read_text())
+    reg = json.loads((built / "models/changelog-actions/registry.json").read_text())
     assert reg["schema_version"] == 2
-    assert reg["verdict"] == {"path": "reports/eval/verdict.json",
-                              "sha256": sha256_file(built / "reports/eval/verdict.json")}
+    assert reg["verdict"] == {"path": "reports/changelog-actions/eval/verdict.json",
+                              "sha256": sha256_file(built / "reports/changelog-actions/eval/verdict.json")}
     assert reg["promoted"].endswith(":q4_k_m")
 
 
 def test_answers_the_decoder_closed_show_in_metrics_report_and_predictions(built):
-    metrics = json.loads((built / "reports/metrics.json").read_text())
+    metrics = json.loads((built / "reports/changelog-actions/metrics.json").read_text())
     n = len(ENTRIES)
     assert (metrics["base"]["closed_by_decoder"], metrics["base"]["closed_by_decoder_rate"]) == (n, 1.0)
     assert (metrics["Q8_0"]["closed_by_decoder"], metrics["Q4_K_M"]["closed_by_decoder"]) == (n, 0)
     assert metrics["base"]["parse_errors"] == 0  # they parse: only the new figure tells them apart
     assert "closed_by_decoder" not in metrics["merged_hf"]  # no grammar, nothing closed
-    header = next(line for line in (built / "reports/eval/report.md").read_text().splitlines()
+    header = next(line for line in (built / "reports/changelog-actions/eval/report.md").read_text().splitlines()
                   if line.startswith("| model | n |"))
     assert "| closed_by_decoder | closed_by_decoder_rate |" in header
-    preds = [json.loads(line) for line in (built / "reports/eval/predictions.jsonl").read_text().splitlines()]
+    preds = [json.loads(line)
+             for line in (built / "reports/changelog-actions/eval/predictions.jsonl").read_text().splitlines()]
     assert {p["closed_by_decoder"] for p in preds if p["model"] == "base"} == {True}
     assert {p["closed_by_decoder"] for p in preds if p["model"] == "Q4_K_M"} == {False}
-    reg = json.loads((built / "models/registry.json").read_text())
+    reg = json.loads((built / "models/changelog-actions/registry.json").read_text())
     assert {m["quantization"]: m["metrics"]["closed_by_decoder"] for m in reg["models"]} == {
         "Q8_0": n, "Q6_K": 0, "Q4_K_M": 0}
-    card = (built / "models/MODEL_CARD.md").read_text()
+    card = (built / "models/changelog-actions/MODEL_CARD.md").read_text()
     assert "| parse rate (closed by decoder) |" in card and f"| 1.000 ({n}) |" in card
 
 
@@ -200,8 +206,8 @@ def test_a_gguf_whose_answers_the_decoder_closed_fails_the_gate(built):
     params = yaml.safe_load((built / "params.yaml").read_text())
     params["eval"]["gates"]["max_closed_by_decoder"] = 0
     (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert eval_stage.main([]) == 0
-    verdict = json.loads((built / "reports/eval/verdict.json").read_text())
+    assert eval_stage.main(["changelog-actions"]) == 0
+    verdict = json.loads((built / "reports/changelog-actions/eval/verdict.json").read_text())
     assert verdict["models"]["Q8_0"]["failed"] == [f"closed_by_decoder {len(ENTRIES)} > 0"]
     assert verdict["models"]["Q4_K_M"]["verdict"] == "pass" and verdict["promoted"] == "Q4_K_M"
 
@@ -210,7 +216,7 @@ def test_a_gguf_whose_answers_the_decoder_closed_fails_the_gate(built):
 
 def test_predict_runs_the_promoted_model_when_the_chain_holds(built, fake_decoders, capsys):
     assert predict.main([entries(built)]) == 0
-    assert fake_decoders[-1]["path"] == f"models/gguf/{NAME}-Q4_K_M.gguf"
+    assert fake_decoders[-1]["path"] == f"models/changelog-actions/gguf/{NAME}-Q4_K_M.gguf"
     line = json.loads(capsys.readouterr().out)
     assert line["error"] is None and line["closed_by_decoder"] is False
 
@@ -230,15 +236,15 @@ def test_predict_refuses_a_promoted_file_that_changed(built, fake_decoders):
 
 
 def test_predict_refuses_when_the_verdict_changed(built):
-    verdict = built / "reports/eval/verdict.json"
+    verdict = built / "reports/changelog-actions/eval/verdict.json"
     v = json.loads(verdict.read_text())
     v["models"]["Q4_K_M"].update(verdict="fail", failed=["min_kind_agreement"])
     verdict.write_text(json.dumps(v))
     with pytest.raises(ValueError, match=r"verdict\.json changed since register"):
         predict.main([entries(built)])
-    reg = json.loads((built / "models/registry.json").read_text())
+    reg = json.loads((built / "models/changelog-actions/registry.json").read_text())
     reg["verdict"]["sha256"] = sha256_file(verdict)  # a registry made to agree: the verdict says fail
-    (built / "models/registry.json").write_text(json.dumps(reg))
+    (built / "models/changelog-actions/registry.json").write_text(json.dumps(reg))
     with pytest.raises(ValueError, match=r"Q4_K_M did not pass its gates"):
         predict.main([entries(built)])
 

@@ -39,7 +39,10 @@ class TaskEntry(Section):
     package: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]   # tuneforge.tasks.<package> (dvc.yaml deps)
     snapshot: Path                 # the raw source the backfill stage reads
     gold: Path                     # hand-labeled holdout (eval set, never trained on)
-    human_labels: Path | None = None   # hand-labeled training rows (evidence.human_labels)
+    # hand-labeled training rows (read when evidence.human_labels is on). Always a path, an empty
+    # file for a task with none: dvc.yaml's evidence stage lists it as a dep for every task, and
+    # DVC cannot skip a dep per task
+    human_labels: Path
     model_name: Annotated[str, Field(pattern=MODEL_NAME)]   # GGUF general.name + file stem
 
 
