@@ -13,7 +13,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,8 +23,8 @@ from tools.faults.kill import crash_snapshot, kill_suite, plain_kill_points, tre
 from tools.faults.leakage import LEAK_VARIANTS, leakage_check, leakage_suite
 from tools.faults.planted_secrets import make_secrets, scan_for_secrets, secrets_suite
 from tools.faults.report import failures, main
-from tools.faults.roots import DATA_STAGES, KILL_MODEL_STAGES, ROOT, base_params, copy_root, make_root, run_inproc
-from tools.faults.tiny import model_available, tiny_model_params, write_tiny_exports
+from tools.faults.roots import DATA_STAGES, KILL_MODEL_STAGES, PATHS, ROOT, copy_root, make_root, run_inproc
+from tools.faults.tiny import model_available, write_tiny_exports, write_tiny_params
 from tuneforge.io import read_jsonl
 from tuneforge.redact import KINDS, find_secrets, redact
 from tuneforge.sources import FORMATS
@@ -82,7 +81,7 @@ def _built_root(tmp_path: Path, extra: dict[str, bytes]) -> Path:
 def test_a_corrupt_gz_file_is_quarantined_naming_it(tmp_path):
     gz = gzip.compress(b"* Noteworthy changes in release 1.0\n\n** Bug fixes\n\n  Fixed it.\n")
     root = _built_root(tmp_path, {"broken/NEWS.gz": gz[: len(gz) // 2], "plain/NEWS.gz": b"not gzip"})
-    q = [r for r in read_jsonl(root / "data/quarantine/backfill.jsonl")
+    q = [r for r in read_jsonl(root / PATHS.quarantine("backfill"))
          if r["reason"] == "unreadable_file"]
     assert sorted(r["source_file"] for r in q) == ["broken/NEWS.gz", "plain/NEWS.gz"]
     assert all(r["source_file"] in r["detail"] for r in q)
@@ -92,7 +91,7 @@ def test_a_corrupt_gz_file_is_quarantined_naming_it(tmp_path):
 def test_the_accounting_check_catches_a_lost_record(tmp_path):
     root = _built_root(tmp_path, {})
     assert check_root(root).lost == []
-    for rel in ("data/entries.jsonl", "data/scored.jsonl"):
+    for rel in (PATHS.entries, PATHS.scored):
         p = root / rel
         rows = p.read_text().splitlines()
         p.write_text("\n".join(rows[1:]) + "\n")  # drop one record
@@ -182,7 +181,7 @@ def test_cache_check_sees_a_corrupt_object(kills, tmp_path):
 def test_normalised_tree_ignores_timing_but_not_content(tmp_path):
     root = _built_root(tmp_path, {})
     before, _ = tree(root, ("data", "reports"))
-    rec = root / "reports/receipts/score.json"
+    rec = root / PATHS.receipt("score")
     obj = json.loads(rec.read_text())
     obj["duration_s"] += 5
     rec.write_text(json.dumps(obj))
@@ -337,8 +336,7 @@ def test_secrets_never_reach_a_model_artifact(model_ready, tiny_base, tmp_path):
 @pytest.mark.model
 def test_killed_model_stages_rerun_byte_identical(model_ready, tiny_base, tmp_path):
     pre = make_root(tmp_path / "ref", {})
-    params = tiny_model_params(base_params(), tiny_base)
-    (pre / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_tiny_params(pre, tiny_base)
     write_tiny_exports(pre)
     points = plain_kill_points(tmp_path, random.Random(5), len(KILL_MODEL_STAGES), {}, KILL_MODEL_STAGES, pre=pre)
     assert [p["stage"] for p in points] == list(KILL_MODEL_STAGES)

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from tools.faults.cases import Case, build_cases
-from tools.faults.roots import DATA_STAGES, FIXTURES, make_root, run_inproc
+from tools.faults.roots import DATA_STAGES, FIXTURES, PATHS, TASK, make_root, run_inproc, task_entry
 from tuneforge.harvest import walk_sorted
 from tuneforge.io import read_jsonl
 from tuneforge.redact import redact
@@ -76,9 +76,8 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
 
     acc = Accounting()
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
-    paths = params["paths"]
     receipts = {s: StageReceipt.model_validate_json(
-        (root / paths["receipts_dir"] / f"{s}.json").read_text(encoding="utf-8")) for s in DATA_STAGES}
+        (root / PATHS.receipt(s)).read_text(encoding="utf-8")) for s in DATA_STAGES}
     for s, r in receipts.items():
         c = r.counts
         if not r.invariant_holds or c.records_in != c.records_out + c.quarantined + c.deduplicated:
@@ -89,10 +88,9 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
                 != receipts[up].counts.records_out:
             acc.receipt_errors.append(f"{down} read {receipts[down].counts.records_in} records, "
                                       f"{up} wrote {receipts[up].counts.records_out}")
-    qdir = root / paths["quarantine_dir"]
-    files = {"backfill": (root / paths["entries"], qdir / "backfill.jsonl"),
-             "evidence": (root / paths["evidence"], None),
-             "score": (root / paths["scored"], qdir / "score.jsonl")}
+    files = {"backfill": (root / PATHS.entries, root / PATHS.quarantine("backfill")),
+             "evidence": (root / PATHS.evidence, None),
+             "score": (root / PATHS.scored, root / PATHS.quarantine("score"))}
     for s, (out, q) in files.items():
         n_out = sum(1 for _ in read_jsonl(out))
         if n_out != receipts[s].counts.records_out:
@@ -104,7 +102,7 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
 
     # quarantine rows: a reason from the taxonomy, the file, and (per record) the line
     for stage in DATA_STAGES:
-        qp = qdir / f"{stage}.jsonl"
+        qp = root / PATHS.quarantine(stage)
         if not qp.exists():
             continue
         for row in read_jsonl(qp):
@@ -126,13 +124,13 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
                 acc.bad_quarantine.append(f"{qp.name}: detail {rec.detail!r} does not name file:line")
 
     # backfill: each entry our own read finds is an entry, a quarantine row or a duplicate
-    entries = list(read_jsonl(root / paths["entries"]))
+    entries = list(read_jsonl(root / PATHS.entries))
     entry_ids = {e["id"] for e in entries}
     at = {(e["source_file"], e["line"]) for e in entries}
-    q_back = list(read_jsonl(qdir / "backfill.jsonl"))
+    q_back = list(read_jsonl(root / PATHS.quarantine("backfill")))
     q_at = {(q["source_file"], q["line"]) for q in q_back}
     q_files = {q["source_file"] for q in q_back if q["reason"] in FILE_LEVEL_REASONS}
-    expected, file_level = expected_entries(root / "snapshot", params["backfill"])
+    expected, file_level = expected_entries(root / task_entry(params)["snapshot"], params["backfill"])
     acc.records = len(expected) + len(file_level)
     for name in file_level:
         if name not in q_files:
@@ -150,23 +148,23 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
                                   f"by our count, receipt says {dedup}")
 
     # downstream: ids flow entries -> evidence -> scored | score quarantine -> sft | export quarantine
-    ev_ids = set(_ids(root / paths["evidence"]))
+    ev_ids = set(_ids(root / PATHS.evidence))
     for i in sorted(entry_ids - ev_ids):
         acc.lost.append(f"evidence: entry {i[:12]} missing")
-    scored = set(_ids(root / paths["scored"]))
-    q_score = set(_ids(qdir / "score.jsonl"))
+    scored = set(_ids(root / PATHS.scored))
+    q_score = set(_ids(root / PATHS.quarantine("score")))
     for i in sorted(ev_ids - scored - q_score):
         acc.lost.append(f"score: evidence {i[:12]} neither scored nor quarantined")
-    sft = root / paths["exports_dir"] / "sft"
+    sft = root / PATHS.exports_dir / "sft"
     sft_ids = set(_ids(sft / "train.jsonl")) | set(_ids(sft / "valid.jsonl"))
-    q_export = set(_ids(qdir / "export.jsonl"))
+    q_export = set(_ids(root / PATHS.quarantine("export")))
     for i in sorted(scored - sft_ids - q_export):
         acc.lost.append(f"export: scored {i[:12]} neither exported nor quarantined")
 
     # prompt-injection text stays data: three turns, the task's system prompt, a valid label
     from tuneforge.tasks import get_task
 
-    task = get_task(params["task"])
+    task = get_task(TASK)
     for split in ("train", "valid"):
         for row in read_jsonl(sft / f"{split}.jsonl"):
             msgs = row["messages"]

@@ -7,11 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from tools.faults.kill import lock_outs
-from tools.faults.roots import MODEL_STAGES, base_params, copy_root, freeze_code, make_root, run_stage, sh
-from tools.faults.tiny import tiny_model_params, write_tiny_exports
+from tools.faults.roots import MODEL_STAGES, PATHS, TASK, copy_root, freeze_code, make_root, run_stage, sh, task_entry
+from tools.faults.tiny import model_name, write_tiny_exports, write_tiny_params
+from tuneforge import names
 from tuneforge.io import write_json
 
 
@@ -31,63 +30,62 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     freeze_code(scratch.parent if scratch.name else scratch)
     start = time.monotonic()
     root = make_root(scratch / "chain", {})
-    params = tiny_model_params(base_params(), tiny_base)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params = write_tiny_params(root, tiny_base)
     write_tiny_exports(root)
     for stage in (*MODEL_STAGES, "eval", "register"):
         r = run_stage(root, stage)
         if r.returncode != 0:
             raise RuntimeError(f"{stage} failed (exit {r.returncode}):\n{(r.stdout + r.stderr)[-3000:]}")
     checks: dict[str, bool] = {}
-    reg = json.loads((root / "models/registry.json").read_text())
-    verdict = json.loads((root / "reports/eval/verdict.json").read_text())
+    reg = json.loads((root / PATHS.registry).read_text())
+    verdict = json.loads((root / PATHS.verdict).read_text())
     failing = [q for q, v in verdict["models"].items() if v["verdict"] != "pass"]
     checks["failing_models_rejected"] = bool(failing) and all(
         e["status"] == "rejected" for e in reg["models"] if e["quantization"] in failing)
     # every model fails (whatever the tiny chain's own verdict was), and the verdict still names
     # a promotion, as a stale or buggy eval might: register must promote nothing
     allfail = copy_root(root, scratch / "allfail")
-    v = json.loads((allfail / "reports/eval/verdict.json").read_text())
+    v = json.loads((allfail / PATHS.verdict).read_text())
     for q in v["models"]:
         v["models"][q]["verdict"], v["models"][q]["failed"] = "fail", ["min_kind_agreement"]
     v["promoted"], v["release"] = "Q4_K_M", "fail"
-    write_json(allfail / "reports/eval/verdict.json", v)
+    write_json(allfail / PATHS.verdict, v)
     r = run_stage(allfail, "register")
-    reg0 = json.loads((allfail / "models/registry.json").read_text()) if r.returncode == 0 else None
+    reg0 = json.loads((allfail / PATHS.registry).read_text()) if r.returncode == 0 else None
     checks["nothing_promoted_when_all_fail"] = reg0 is not None and nothing_promoted(v, reg0)
     # a mixed verdict (only Q4_K_M passes): the failing two stay rejected, Q4_K_M is promoted
     mixed = copy_root(root, scratch / "mixed")
-    v = json.loads((mixed / "reports/eval/verdict.json").read_text())
+    v = json.loads((mixed / PATHS.verdict).read_text())
     for q in v["models"]:
         v["models"][q]["verdict"] = "pass" if q == "Q4_K_M" else "fail"
         v["models"][q]["failed"] = [] if q == "Q4_K_M" else ["min_kind_agreement"]
     v["promoted"], v["release"] = "Q4_K_M", "pass"
-    write_json(mixed / "reports/eval/verdict.json", v)
+    write_json(mixed / PATHS.verdict, v)
     r = run_stage(mixed, "register")
-    reg2 = json.loads((mixed / "models/registry.json").read_text()) if r.returncode == 0 else {"models": []}
+    reg2 = json.loads((mixed / PATHS.registry).read_text()) if r.returncode == 0 else {"models": []}
     st = {e["quantization"]: e["status"] for e in reg2["models"]}
     checks["mixed_verdict_promotes_only_the_passing_model"] = (
         st.get("Q4_K_M") == "promoted" and st.get("Q8_0") == "rejected" and st.get("Q6_K") == "rejected")
     # tamper: flip one byte of Q6_K (same size), then register, eval and eval by hand
     tam = copy_root(root, scratch / "tamper")
-    q6 = tam / "models/gguf/tuneforge-changelog-actions-Q6_K.gguf"
+    q6 = tam / PATHS.gguf_dir / names.gguf_name(model_name(params), "Q6_K")
     with open(q6, "r+b") as f:
         f.seek(q6.stat().st_size // 2)
         b = f.read(1)
         f.seek(q6.stat().st_size // 2)
         f.write(bytes([b[0] ^ 0x01]))
-    registry_before = (tam / "models/registry.json").read_bytes()
+    registry_before = (tam / PATHS.registry).read_bytes()
     r = run_stage(tam, "register")
     checks["register_refuses_tampered_gguf"] = r.returncode != 0 and "does not match its pin" in r.stderr
-    checks["register_left_registry_unchanged"] = (tam / "models/registry.json").read_bytes() == registry_before
+    checks["register_left_registry_unchanged"] = (tam / PATHS.registry).read_bytes() == registry_before
     r = run_stage(tam, "eval")
     checks["eval_refuses_tampered_gguf"] = r.returncode != 0 and "does not match its pin" in r.stderr
-    r = sh([sys.executable, "-m", "tuneforge.evaluate", "--gold", "data/gold/holdout.jsonl", "--model", str(q6),
-            "--limit", "1"], tam, check=False)
+    r = sh([sys.executable, "-m", "tuneforge.evaluate", "--task", TASK, "--gold", task_entry(params)["gold"],
+            "--model", str(q6), "--limit", "1"], tam, check=False)
     checks["eval_by_hand_refuses_tampered_gguf"] = r.returncode != 0 and "does not match its pin" in r.stderr
     # unpinned: drop Q8_0's line from SHA256SUMS
     unp = copy_root(root, scratch / "unpinned")
-    sums = unp / "models/gguf/SHA256SUMS"
+    sums = unp / PATHS.gguf_dir / names.SUMS
     sums.write_text("".join(ln + "\n" for ln in sums.read_text().splitlines() if "Q8_0" not in ln))
     r = run_stage(unp, "register")
     checks["register_refuses_unpinned_gguf"] = r.returncode != 0 and "is not pinned" in r.stderr
@@ -110,7 +108,7 @@ def remote_suite(scratch: Path, built: Path) -> dict:
     sh(["git", "add", "-A"], origin)
     sh(["git", "commit", "-q", "-m", "build + remote"], origin)
     sh(["dvc", "push"], origin)
-    md5 = lock_outs(origin)["data/entries.jsonl"]
+    md5 = lock_outs(origin)[PATHS.entries.as_posix()]
     obj = remote / "files" / "md5" / md5[:2] / md5[2:]
     data = bytearray(obj.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -123,7 +121,7 @@ def remote_suite(scratch: Path, built: Path) -> dict:
         if mode == "verify":
             sh(["dvc", "remote", "modify", "--local", "local", "verify", "true"], clone)
         pull = sh(["dvc", "pull"], clone, check=False)
-        target = clone / "data/entries.jsonl"
+        target = clone / PATHS.entries
         checked_out = target.exists()
         status = sh(["dvc", "status"], clone, check=False)
         out[mode] = {

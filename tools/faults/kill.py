@@ -9,7 +9,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -20,17 +19,21 @@ from tools.faults.roots import (
     DATA_STAGES,
     FIXTURES,
     KILL_MODEL_STAGES,
-    SNAPSHOT,
-    base_params,
+    TASK,
     copy_root,
     freeze_code,
     init_dvc_repo,
     make_root,
+    repo_params,
     run_stage,
     sh,
+    snapshot_path,
+    stage_cmd,
     stage_env,
+    task_entry,
 )
-from tools.faults.tiny import tiny_model_params, write_tiny_exports
+from tools.faults.tiny import write_tiny_exports, write_tiny_params
+from tuneforge import names
 from tuneforge.io import canonical_json, sha256_file
 
 
@@ -56,6 +59,10 @@ def is_temp(p: Path) -> bool:
     return p.name.startswith(".") and p.name.endswith(".tmp")
 
 
+# The task's inputs (gold, hand labels, snapshot): under data/, but no stage writes them.
+INPUTS = tuple(task_entry(repo_params())[k] for k in ("gold", "human_labels", "snapshot"))
+
+
 def tree(root: Path, subdirs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
     """Normalised digests of every output file under `subdirs`, and stray temp files."""
     out, temps = {}, []
@@ -65,7 +72,7 @@ def tree(root: Path, subdirs: tuple[str, ...]) -> tuple[dict[str, str], list[str
             continue
         for p in sorted(base.rglob("*")):
             rel = p.relative_to(root).as_posix()
-            if rel.startswith(("data/gold", "data/labeled", "data/snapshot")):
+            if any(rel == i or rel.startswith(i + "/") for i in INPUTS):
                 continue
             if is_temp(p):
                 temps.append(rel)
@@ -74,26 +81,13 @@ def tree(root: Path, subdirs: tuple[str, ...]) -> tuple[dict[str, str], list[str
     return out, temps
 
 
-STAGE_OUTPUTS = {
-    "backfill": ("data/entries.jsonl", "data/quarantine/backfill.jsonl", "reports/receipts/backfill.json"),
-    "evidence": ("data/evidence.jsonl", "reports/receipts/evidence.json"),
-    "score": ("data/scored.jsonl", "data/quarantine/score.jsonl", "reports/labeler.json",
-              "reports/receipts/score.json"),
-    "export": ("data/exports", "data/quarantine/export.jsonl", "reports/drift.json",
-               "reports/receipts/export.json"),
-    "base": ("models/base", "reports/receipts/base.json"),
-    "train": ("models/adapter", "reports/train", "reports/receipts/train.json"),
-    "merge": ("models/merged", "reports/receipts/merge.json"),
-    "convert": ("models/gguf", "reports/receipts/convert.json"),
-    "quantize": ("models/gguf", "reports/receipts/quantize.json"),
-    "eval": ("reports/eval", "reports/metrics.json", "reports/receipts/eval.json"),
-    "register": ("models/registry.json", "models/modelfiles", "reports/receipts/register.json"),
-}
-
-
 def outputs_of(root: Path, stage: str) -> dict[str, str]:
+    """Normalised digests of what `stage` writes in `root` (tuneforge.names.outputs, with the
+    root's own model name, convert type and quantisation types)."""
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     got = {}
-    for rel in STAGE_OUTPUTS[stage]:
+    for rel in names.outputs(stage, TASK, model_name=task_entry(params)["model_name"],
+                             outtype=params["convert"]["outtype"], types=params["quantize"]["types"]):
         p = root / rel
         if p.is_dir():
             got.update(tree(root, (rel,))[0])
@@ -106,9 +100,10 @@ def crash_snapshot(max_bytes: int) -> dict[str, bytes]:
     """A slice of the real committed snapshot (every format), or the fixtures when absent."""
     from tuneforge.harvest import iter_snapshot
 
-    if not SNAPSHOT.exists():
+    snapshot = snapshot_path()
+    if not snapshot.exists():
         return {str(p.relative_to(FIXTURES)): p.read_bytes() for p in FIXTURES.rglob("*") if p.is_file()}
-    members = list(iter_snapshot(SNAPSHOT))
+    members = list(iter_snapshot(snapshot))
     out, total = {}, 0
     for i in range(0, len(members), 7):  # a spread over products and formats
         name, data = members[i]
@@ -165,7 +160,7 @@ def plain_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str
         attempts += 1
         work = copy_root(before[stage], scratch / "kill")
         old = outputs_of(work, stage)  # what a previous run left (absent on a clean state)
-        k = kill_stage(work, [sys.executable, "-m", f"stages.{stage}"], frac * durations[stage])
+        k = kill_stage(work, stage_cmd(stage), frac * durations[stage])
         if not k["killed"]:
             if k["rc"] != 0:
                 points.append(unkilled_failure(stage, "subprocess", k))
@@ -244,8 +239,9 @@ def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, 
         lock_diff = []
         if (work / "dvc.lock").exists():
             got_lock = lock_outs(work)
+            reports = f"{names.REPORTS.as_posix()}/"  # receipts: timings differ by design
             lock_diff = sorted(p for p in set(got_lock) | set(want_lock)
-                               if got_lock.get(p) != want_lock.get(p) and not p.startswith("reports/"))
+                               if got_lock.get(p) != want_lock.get(p) and not p.startswith(reports))
         points.append({
             "stage": "dvc repro", "mode": "dvc repro (process group)", "kill_at_s": k["at_s"],
             "repro_s": round(total, 2), "partial_in_cache": bad_cache + verify_dvc_cache(work),
@@ -269,8 +265,7 @@ def kill_suite(seed: int, scratch: Path, n_plain: int, n_dvc: int, n_model: int,
     model_note = None
     if n_model and tiny_base is not None:
         pre = make_root(scratch / "model" / "ref", {})
-        params = tiny_model_params(base_params(), tiny_base)
-        (pre / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        write_tiny_params(pre, tiny_base)
         write_tiny_exports(pre)
         points += plain_kill_points(scratch / "model", rng, n_model, {}, KILL_MODEL_STAGES, pre=pre)
     elif n_model:

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tools.faults.roots import FIXTURES, GOLD_MINI, ROOT, base_params, make_root, run_inproc
+from tools.faults.roots import FIXTURES, GOLD_MINI, PATHS, ROOT, TASK, base_params, make_root, run_inproc, task_entry
 from tuneforge.decontam import GoldMatcher, words
 from tuneforge.io import read_jsonl
 from tuneforge.text import content_key
@@ -73,8 +73,8 @@ def leakage_suite(scratch: Path) -> dict:
     # plant every fixture entry the pipeline would export as gold too, in variants
     root = make_root(scratch / "leak-probe", fixtures)
     assert run_inproc(root) is None
-    entries = list(read_jsonl(root / "data/entries.jsonl"))
-    train = list(read_jsonl(root / "data/exports/sft/train.jsonl"))
+    entries = list(read_jsonl(root / PATHS.entries))
+    train = list(read_jsonl(root / PATHS.exports_dir / "sft" / "train.jsonl"))
     by_id = {e["id"]: e for e in entries}
     pool = [by_id[t["id"]] for t in train if t["id"] in by_id]
     labels = {t["id"]: json.loads(t["messages"][2]["content"]) for t in train}
@@ -94,7 +94,7 @@ def leakage_suite(scratch: Path) -> dict:
                                  "rule": 7, "kind": kind})
                 break
     params = base_params()
-    content_free = get_task(params["task"]).content_free_examples()
+    content_free = get_task(TASK).content_free_examples()
     params["export"]["unknown_augment"] = 3 * len(content_free)  # draws nearly every example
     synthetic = next(t for t in content_free if len(t.split()) >= 5)
     variants.append({"text": _edit_words(synthetic, "short_edit"), "hint": None, "product": "synthetic",
@@ -103,9 +103,9 @@ def leakage_suite(scratch: Path) -> dict:
     root2 = make_root(scratch / "leak", fixtures, gold_rows=gold_all, params=params)
     assert run_inproc(root2) is None
     cfg = params["export"]
-    rows = [r for s in ("train", "valid") for r in read_jsonl(root2 / f"data/exports/sft/{s}.jsonl")]
+    rows = [r for s in ("train", "valid") for r in read_jsonl(root2 / PATHS.exports_dir / "sft" / f"{s}.jsonl")]
     probe = leakage_check(rows, gold_all, cfg)
-    quarantine = list(read_jsonl(root2 / "data/quarantine/export.jsonl"))
+    quarantine = list(read_jsonl(root2 / PATHS.quarantine("export")))
     q = Counter(r["reason"] for r in quarantine)
     out = {"planted_gold": len(variants), "planted_kinds": [v["kind"] for v in variants],
            "measure": "word edit similarity or containment",
@@ -115,8 +115,8 @@ def leakage_suite(scratch: Path) -> dict:
            "synthetic_quarantined": sum(1 for r in quarantine if r["source_file"] == "(unknown_augment)"),
            "probe": probe, "threshold": cfg["near_dup_threshold"]}
     # the real default build in this checkout (read-only), when its exports are present
-    real_sft = ROOT / "data/exports/sft"
-    real_gold = ROOT / "data/gold/holdout.jsonl"
+    real_sft = ROOT / PATHS.exports_dir / "sft"
+    real_gold = ROOT / task_entry(params)["gold"]
     if (real_sft / "train.jsonl").exists() and real_gold.exists():
         rows = [r for s in ("train", "valid") for r in read_jsonl(real_sft / f"{s}.jsonl")]
         out["real_build"] = leakage_check(rows, list(read_jsonl(real_gold)), cfg)

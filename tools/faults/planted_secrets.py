@@ -11,20 +11,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tools.faults.cases import BASE_FILES, after_first_heading, as_entries, base_text, entry_lines, split_lines, utf8
 from tools.faults.roots import (
     DATA_STAGES,
     FIXTURES,
     MODEL_STAGES,
+    PATHS,
     freeze_code,
+    full_pipeline,
     init_dvc_repo,
     make_root,
     run_stage,
     sh,
 )
-from tools.faults.tiny import tiny_model_params
+from tools.faults.tiny import write_tiny_params
 from tuneforge.redact import KINDS, find_secrets
 from tuneforge.sources import FORMATS
 
@@ -212,15 +212,15 @@ def secrets_suite(seed: int, scratch: Path, model: bool, tiny_base: Path | None)
     sh(["git", "commit", "-q", "-m", "build"], root)
     model_note = None
     if model and tiny_base is not None:
-        params = tiny_model_params(yaml.safe_load((root / "params.yaml").read_text()), tiny_base)
-        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        full_pipeline(root)  # the model stages' dvc.yaml entries (their declared params)
+        write_tiny_params(root, tiny_base)
         for stage in (*MODEL_STAGES, "eval", "register"):
             r = run_stage(root, stage, logs)
             if r.returncode != 0:
                 raise RuntimeError(f"{stage} failed on the secrets build:\n{r.stderr[-3000:]}")
     else:
         model_note = "model half skipped"
-    receipt = json.loads((root / "reports/receipts/backfill.json").read_text())
+    receipt = json.loads((root / PATHS.receipt("backfill")).read_text())
     redactions = receipt["counts"]["extra"].get("redactions", 0)
     scan = scan_for_secrets(root, planted, exclude=("snapshot", "src", "stages", ".git"))
     tracked = sh(["git", "ls-files"], root).stdout.split()

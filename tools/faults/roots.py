@@ -1,4 +1,7 @@
-"""Scratch pipeline roots: the repo's paths, a frozen copy of the code, stage runs, shell steps."""
+"""Scratch pipeline roots: the repo's paths, a frozen copy of the code, stage runs, shell steps.
+
+The suite feeds one task: the changelog task, whose fixtures (tests/fixtures) it mutates. Every
+artifact path comes from tuneforge.names for that task (PATHS), never typed in here."""
 from __future__ import annotations
 
 import contextlib
@@ -14,11 +17,18 @@ from pathlib import Path
 
 import yaml
 
+from tuneforge import names
+from tuneforge.names import TaskPaths
+
 ROOT = Path(__file__).resolve().parents[2]
+TASK = "changelog-actions"  # the task the fixtures below hold sources and gold for
+PATHS = TaskPaths.for_task(TASK)  # relative: the same layout in the repo and in every scratch root
 FIXTURES = ROOT / "tests" / "fixtures" / "sources"
 GOLD_MINI = ROOT / "tests" / "fixtures" / "gold-mini.jsonl"
-SNAPSHOT = ROOT / "data" / "snapshot" / "release-notes.tar.gz"
 REPORT = ROOT / "reports" / "faults.json"
+# The machine's download cache (pip wheels/sdists, the extracted converter), as the stages find
+# it: TUNEFORGE_CACHE, else .cache in the repo.
+SHARED_CACHE = ROOT / names.CACHE
 DATA_STAGES = ("backfill", "evidence", "score", "export")
 MODEL_STAGES = ("base", "train", "merge", "convert", "quantize")
 KILL_MODEL_STAGES = (*MODEL_STAGES, "eval", "register")
@@ -45,8 +55,29 @@ def freeze_code(scratch: Path) -> Path:
     return CODE
 
 
+def repo_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+
+
+def task_entry(params: dict) -> dict:
+    """params.yaml's entry for TASK; a clear error when the file no longer lists it."""
+    try:
+        return params["tasks"][TASK]
+    except (KeyError, TypeError):
+        raise KeyError(f"params.yaml: tasks: no task {TASK!r}, which the faults suite feeds "
+                       "(tests/fixtures hold its sources and gold)") from None
+
+
+def snapshot_path() -> Path:
+    """The committed real snapshot of TASK (params.yaml tasks.<task>.snapshot)."""
+    return ROOT / task_entry(repo_params())["snapshot"]
+
+
 def stage_env() -> dict[str, str]:
-    env = dict(os.environ, TQDM_DISABLE="1", DVC_NO_ANALYTICS="1", PYTHONHASHSEED="0",
+    # TUNEFORGE_CACHE: each root's own .cache (eval's answer memo stays in the root, scanned
+    # for secrets and absent from a kill point's starting state); the tiny chain links the
+    # shared downloads into it (tiny.write_tiny_params)
+    env = dict(os.environ, TQDM_DISABLE="1", DVC_NO_ANALYTICS="1", PYTHONHASHSEED="0", TUNEFORGE_CACHE=".cache",
                GIT_AUTHOR_NAME="faults", GIT_AUTHOR_EMAIL="faults@example.invalid",
                GIT_COMMITTER_NAME="faults", GIT_COMMITTER_EMAIL="faults@example.invalid")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -56,8 +87,10 @@ def stage_env() -> dict[str, str]:
 
 
 def base_params(v1: bool = True) -> dict:
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["paths"]["snapshot"] = "snapshot"
+    """The repo's params for a scratch root: TASK alone (so dvc.yaml's foreach builds just it),
+    its snapshot the root's snapshot/ directory."""
+    params = repo_params()
+    params["tasks"] = {TASK: {**task_entry(params), "snapshot": "snapshot"}}
     if v1:  # the fixture-sized runs use the dataset v1 knobs (no hand labels, no augmentation)
         params["evidence"]["human_labels"] = False
         params["export"].update(hint_drop_rate=0.0, hint_swap_rate=0.0, unknown_augment=0)
@@ -66,15 +99,18 @@ def base_params(v1: bool = True) -> dict:
 
 def make_root(root: Path, files: dict[str, bytes], gold_rows: list[dict] | None = None,
               params: dict | None = None) -> Path:
-    """A pipeline root: params.yaml, snapshot/ holding `files`, data/gold/holdout.jsonl."""
+    """A pipeline root: params.yaml, dvc.yaml (each stage reads the params its entry declares),
+    snapshot/ holding `files`, TASK's gold file."""
+    params = params or base_params()
     root.mkdir(parents=True, exist_ok=True)
-    (root / "params.yaml").write_text(yaml.safe_dump(params or base_params(), sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     for rel, data in files.items():
         p = root / "snapshot" / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
     (root / "snapshot").mkdir(exist_ok=True)
-    gold = root / "data" / "gold" / "holdout.jsonl"
+    gold = root / task_entry(params)["gold"]
     gold.parent.mkdir(parents=True, exist_ok=True)
     if gold_rows is None:
         shutil.copy(GOLD_MINI, gold)
@@ -104,7 +140,7 @@ def run_inproc(root: Path) -> tuple[str, str] | None:
         for name in DATA_STAGES:
             stage = importlib.import_module(f"stages.{name}")
             try:
-                rc = stage.main()
+                rc = stage.main([TASK])
             except BaseException as e:  # noqa: BLE001 - any escape is a crash we count
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -114,10 +150,15 @@ def run_inproc(root: Path) -> tuple[str, str] | None:
     return None
 
 
-def run_stage(root: Path, stage: str, logs: Path | None = None, args: list[str] | None = None,
+def stage_cmd(stage: str) -> list[str]:
+    """A stage as dvc.yaml runs it: `python -m stages.<stage> <task>`; base, shared by every task, bare."""
+    return [sys.executable, "-m", f"stages.{stage}", *([] if stage == "base" else [TASK])]
+
+
+def run_stage(root: Path, stage: str, logs: Path | None = None,
               timeout: float = 900) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", f"stages.{stage}", *(args or [])], cwd=root,
-                         env=stage_env(), capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(stage_cmd(stage), cwd=root, env=stage_env(), capture_output=True, text=True,
+                         timeout=timeout)
     if logs is not None:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{stage}.log", "a", encoding="utf-8") as f:
@@ -142,14 +183,15 @@ def copy_root(src: Path, dst: Path) -> Path:
 
 
 def init_dvc_repo(root: Path, stages: tuple[str, ...]) -> None:
-    """Turn a pipeline root into a git+DVC project reduced to `stages` (as tests/test_remote.py)."""
+    """Turn a pipeline root into a git+DVC project reduced to `stages` (as tests/test_remote.py).
+    The full dvc.yaml comes back with full_pipeline (the model stages read their entries)."""
     for name in ("stages", "src"):
         shutil.copytree((CODE or ROOT) / name, root / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
     pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in stages}
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    for rel in ("data/labeled/train.jsonl",):
+    for rel in (task_entry(repo_params())["human_labels"],):
         if (ROOT / rel).exists() and not (root / rel).exists():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / rel, root / rel)
@@ -157,3 +199,8 @@ def init_dvc_repo(root: Path, stages: tuple[str, ...]) -> None:
     sh(["dvc", "init", "-q"], root)
     sh(["git", "add", "-A"], root)
     sh(["git", "commit", "-q", "-m", "scratch"], root)
+
+
+def full_pipeline(root: Path) -> None:
+    """The repo's whole dvc.yaml in `root`: what a model stage reads its declared params from."""
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")

@@ -1,17 +1,16 @@
 """The tiny-model chain the model half runs: params, the tiny base, the SFT rows it trains on."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
-from tools.faults.roots import ROOT
+from tools.faults.roots import PATHS, SHARED_CACHE, TASK, repo_params, task_entry
+from tuneforge import names
 
 
 def tiny_model_params(params: dict, tiny_base: Path) -> dict:
     """The tiny-model chain's params (tests/test_model_chain.py): seconds, not minutes."""
-    params["paths"]["cache_dir"] = str(Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache")))
     params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512)
@@ -19,13 +18,29 @@ def tiny_model_params(params: dict, tiny_base: Path) -> dict:
     return params
 
 
+def write_tiny_params(root: Path, tiny_base: Path) -> dict:
+    """Turn `root`'s params.yaml into the tiny chain's, and give the root's cache (the stages'
+    TUNEFORGE_CACHE, roots.stage_env) the machine's downloads: convert's sdist and converter.
+    Links, so a download lands in the shared cache; eval's answer memo is not linked."""
+    params = tiny_model_params(yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")), tiny_base)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    cache = root / ".cache"
+    cache.mkdir(exist_ok=True)
+    for sub in sorted(SHARED_CACHE.glob("*")) if SHARED_CACHE.is_dir() else []:
+        if sub.name != names.EVAL_CACHE.name and not (cache / sub.name).exists():
+            (cache / sub.name).symlink_to(sub.resolve(), target_is_directory=sub.is_dir())
+    return params
+
+
+def model_name(params: dict) -> str:
+    return task_entry(params)["model_name"]
+
+
 def build_tiny_base(out: Path) -> Path:
     from tuneforge.base_models import load_tokenizer, resolve_base
     from tuneforge.llm import build_tiny_model
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    cache = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))
-    src = resolve_base(params["base"], cache)
+    src = resolve_base(repo_params()["base"], SHARED_CACHE)
     return build_tiny_model(load_tokenizer(src), out, seed=0)
 
 
@@ -44,7 +59,7 @@ def write_tiny_exports(root: Path) -> None:
     from tuneforge.io import write_jsonl
     from tuneforge.tasks import get_task
 
-    task = get_task("changelog-actions")
+    task = get_task(TASK)
     entries = [
         ("Fixed a crash when `--output` points to a directory.", "Bug fixes", "git"),
         ("Removed the deprecated `foo` command; use `bar` instead.", "Breaking changes", "npm"),
@@ -62,7 +77,7 @@ def write_tiny_exports(root: Path) -> None:
         return {"id": f"{split}-{i}", "messages": msgs, "kind": label["kind"], "product": product,
                 "hint_shown": hint is not None, "split": split}
 
-    sft = root / "data" / "exports" / "sft"
+    sft = root / PATHS.exports_dir / "sft"
     write_jsonl(sft / "train.jsonl", [row(i, *e, "train") for i, e in enumerate(entries * 2)])
     write_jsonl(sft / "valid.jsonl", [row(i, *e, "valid") for i, e in enumerate(entries[:3])])
     gold = []
@@ -70,4 +85,4 @@ def write_tiny_exports(root: Path) -> None:
         label, rule = task.rule_label(text, hint, product, "1.0")
         gold.append({"text": text, "hint": hint, "product": product, "version": "1.0", "label": label,
                      "rule": rule})
-    write_jsonl(root / "data" / "gold" / "holdout.jsonl", gold)
+    write_jsonl(root / task_entry(repo_params())["gold"], gold)
