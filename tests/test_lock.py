@@ -115,7 +115,7 @@ def test_dvc_toolchain_params_are_known_and_used():
     is a param of at least one stage, so changing it reruns what it shapes."""
     toolchain = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["toolchain"]
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    used = {p.split(".", 1)[1] for s in stages.values() for p in s.get("params", [])
+    used = {p.split(".", 1)[1] for s in stages.values() for p in s.get("do", s).get("params", [])
             if isinstance(p, str) and p.startswith("toolchain.")}
     assert used <= toolchain.keys(), f"dvc.yaml lists unknown toolchain keys {sorted(used - toolchain.keys())}"
     assert toolchain.keys() - used == {"dvc"}, f"toolchain keys no stage lists: {sorted(toolchain.keys() - used)}"
@@ -193,10 +193,10 @@ def test_export_checks_its_duckdb_pin(workdir):
     from stages import backfill, evidence, export, score
 
     for stage in (backfill, evidence, score):
-        assert stage.main() == 0
+        assert stage.main(["changelog-actions"]) == 0
     params = yaml.safe_load((workdir / "params.yaml").read_text(encoding="utf-8"))
     params["toolchain"]["duckdb"] = "0.0.1"
     params["toolchain"]["torch"] = "0.0.1"  # not export's: not checked there
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     with pytest.raises(RuntimeError, match=r"toolchain mismatch \(duckdb: params 0\.0\.1, installed [0-9.]+\);"):
-        export.main()
+        export.main(["changelog-actions"])

@@ -52,7 +52,7 @@ def test_train_records_what_auto_chose(tiny_base, tmp_path, monkeypatch):
     monkeypatch.setattr(llm, "native_bf16", lambda cuda: False)
     from stages import base, train
 
-    assert base.main() == 0 and train.main(["changelog-actions"]) == 0
+    assert base.main([]) == 0 and train.main(["changelog-actions"]) == 0
     sidecar = json.loads((root / "models/changelog-actions/adapter/tuneforge.json").read_text())
     receipt = json.loads((root / "reports/changelog-actions/receipts/train.json").read_text())
     assert sidecar["params"]["precision"] == "auto" and sidecar["precision"] == "fp32"
