@@ -59,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     receipt = Receipt("merge", params.declared(), packages=TOOLS)
     base_dir, adapter_dir, out_dir = paths.base_model, paths.adapter, paths.merged
     receipt.inputs += [base_dir / "model.safetensors", adapter_dir / "adapter_model.safetensors"]
-    if cfg["dtype"] not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"merge.dtype {cfg['dtype']!r}: use float32, bfloat16 or float16")
 
     adapter_meta = read_sidecar(adapter_dir, AdapterSidecar)
     base_meta = read_sidecar(base_dir, BaseSidecar).root

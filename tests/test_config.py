@@ -60,11 +60,12 @@ def test_an_unknown_or_missing_key_is_named(tmp_path):
 
 def test_a_key_of_an_older_params_yaml_says_what_replaced_it(tmp_path):
     path = _write(tmp_path, lambda r: (r.update(paths={"entries": "data/entries.jsonl"}),
-                                       r["train"].update(base=r["base"])))
+                                       r["train"].update(base=r["base"], bf16=True)))
     with pytest.raises(config.ParamsError) as e:
         config.load(path)
     assert ": paths: removed: artifact paths come from tuneforge.names" in str(e.value)
     assert ": train.base: moved to the top-level `base` section" in str(e.value)
+    assert ": train.bf16: replaced by train.precision: bf16 | fp32 | auto" in str(e.value)
 
 
 def test_a_stage_started_with_bad_params_exits_with_the_message(tmp_path, monkeypatch):

@@ -18,13 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from tuneforge.io import sha256_file
 
 
 def gguf_tensor_sha256(path: Path) -> str:
@@ -54,8 +48,7 @@ def hashes(root: Path, layout: dict[str, str]) -> dict[str, str]:
     for f in _some(sorted(gguf_dir.glob("*.gguf")), gguf_dir, "*.gguf"):
         out[f"gguf-tensors/{f.name.rsplit('-', 1)[-1] if 'base' not in f.name else 'base-f16.gguf'}"] = \
             gguf_tensor_sha256(f)
-    for name in ("predictions.jsonl",):
-        out[f"eval/{name}"] = sha256_file(root / layout["eval_dir"] / name)
+    out["eval/predictions.jsonl"] = sha256_file(root / layout["eval_dir"] / "predictions.jsonl")
     for name in ("train.jsonl", "valid.jsonl"):
         out[f"sft/{name}"] = sha256_file(root / layout["exports_dir"] / "sft" / name)
     return out

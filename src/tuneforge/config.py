@@ -231,6 +231,7 @@ MOVED = {
     "task": "replaced by `tasks` (one entry per task: snapshot, gold, human_labels, model_name)",
     "paths": "removed: artifact paths come from tuneforge.names, a task's inputs from `tasks.<task>`",
     "train.base": "moved to the top-level `base` section (the base stage)",
+    "train.bf16": "replaced by train.precision: bf16 | fp32 | auto",
     "convert.model_name": "moved to tasks.<task>.model_name",
     "export.near_dup_jaccard": "replaced by export.near_dup_threshold (word edit similarity, see "
                                "tuneforge.decontam) and export.near_dup_min_contained_words",
@@ -241,21 +242,28 @@ def _loc(loc: tuple) -> list[str]:
     return [str(p) for p in loc if not str(p).startswith(("function-", "literal["))]
 
 
-def _line(root: yaml.Node | None, keys: list[str]) -> int:
-    """The line of the deepest of `keys` present in the YAML (1 when none is)."""
+def _line(root: yaml.Node | None, keys: list[str], *, whole: bool = False) -> int | None:
+    """The line of the deepest of `keys` present in the YAML (1 when none is); with `whole`,
+    the line of the last key, None unless every key is there."""
     line, node = 1, root
     for k in keys:
         if isinstance(node, yaml.SequenceNode) and k.isdigit() and int(k) < len(node.value):
             node = node.value[int(k)]
             line = node.start_mark.line + 1
             continue
-        if not isinstance(node, yaml.MappingNode):
-            break
-        hit = [(kn, vn) for kn, vn in node.value if kn.value == k]
+        hit = [(kn, vn) for kn, vn in node.value if kn.value == k] if isinstance(node, yaml.MappingNode) else []
         if not hit:
-            break
+            return None if whole else line
         line, node = hit[0][0].start_mark.line + 1, hit[0][1]
     return line
+
+
+def key_line(path: str | Path, keys: list[str]) -> int | None:
+    """1-based line of a nested key in a YAML file (for error messages); None if absent or unreadable."""
+    try:
+        return _line(yaml.compose(Path(path).read_text(encoding="utf-8")), keys, whole=True)
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 def load(path: str | Path = PARAMS) -> Params:

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
+from tuneforge.config import key_line
 from tuneforge.io import read_jsonl, write_json
 from tuneforge.names import SIDECAR
 from tuneforge.names.shapes import TinyBase
@@ -95,24 +94,8 @@ def native_bf16(cuda: bool) -> bool:
 PRECISIONS = ("bf16", "fp32", "auto")
 
 
-def param_line(path: str | Path, keys: list[str]) -> int | None:
-    """1-based line of a nested key in a YAML file (for error messages); None if absent."""
-    try:
-        node = yaml.compose(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        match = [(k, v) for k, v in node.value if k.value == key]
-        if not match:
-            return None
-        line, node = match[0][0].start_mark.line + 1, match[0][1]
-    return line
-
-
 def _where(path: str | Path, keys: list[str]) -> str:
-    line = param_line(path, keys)
+    line = key_line(path, keys)
     return f"{path}:{line}" if line else str(path)
 
 
