@@ -44,6 +44,11 @@ class TaskEntry(Section):
     # DVC cannot skip a dep per task
     human_labels: Path
     model_name: Annotated[str, Field(pattern=MODEL_NAME)]   # GGUF general.name + file stem
+    # this task's values for shared sections' knobs ({train: {max_steps: 80}}): a diff's prompt is
+    # longer than a changelog entry's, so one step budget does not fit both. Deep-merged over the
+    # section by for_stage and validated by the same models; `tasks.<task>` is a param of every
+    # per-task stage, so DVC reruns what an override touches (and, coarsely, the stages before it)
+    overrides: dict[str, dict[str, Any]] = {}
 
 
 class Backfill(Section):
@@ -84,6 +89,7 @@ class Export(Section):
     hint_drop_rate: Fraction
     hint_swap_rate: Fraction
     unknown_augment: Annotated[int, Field(ge=0)]
+    augment_rate: Fraction   # share of train rows the task's augment hook changes (commits: junk injection)
     near_dup_threshold: Annotated[float, Field(gt=0.0, le=1.0)]
     near_dup_min_contained_words: Annotated[int, Field(ge=1, strict=True)]
     leakage_report_floor: Annotated[float, Field(gt=0.0, le=1.0)]
@@ -163,7 +169,7 @@ class Quantize(Section):
 
 
 class Gates(Section):
-    min_kind_agreement: Fraction
+    min_class_agreement: Fraction   # share of rows whose class (the task's class field: kind, type) matches gold
     max_parse_errors: Annotated[int, Field(ge=0)]
     max_closed_by_decoder: Annotated[int, Field(ge=0)]
     min_parity: Fraction
@@ -232,6 +238,7 @@ MOVED = {
     "paths": "removed: artifact paths come from tuneforge.names, a task's inputs from `tasks.<task>`",
     "train.base": "moved to the top-level `base` section (the base stage)",
     "train.bf16": "replaced by train.precision: bf16 | fp32 | auto",
+    "eval.gates.min_kind_agreement": "renamed eval.gates.min_class_agreement (the task's class: kind, type)",
     "convert.model_name": "moved to tasks.<task>.model_name",
     "export.near_dup_jaccard": "replaced by export.near_dup_threshold (word edit similarity, see "
                                "tuneforge.decontam) and export.near_dup_min_contained_words",
@@ -380,7 +387,7 @@ def for_command(path: str | Path = PARAMS, task: str | None = None) -> tuple[Par
         task = next(iter(p.tasks))
     if task not in p.tasks:
         raise ParamsError(f"--task {task}: not in {path}'s tasks ({', '.join(p.tasks)})")
-    return p, task
+    return with_overrides(p, task, path), task
 
 
 def from_argv(stage: str, argv: list[str] | None = None, *, per_task: bool = True) -> StageParams:
@@ -398,9 +405,44 @@ def from_argv(stage: str, argv: list[str] | None = None, *, per_task: bool = Tru
         raise SystemExit(f"{stage}: {e}") from None
 
 
+# Sections every task shares: one base model and one environment, never overridden per task.
+SHARED = ("tasks", "toolchain", "base")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def with_overrides(p: Params, task: str, path: str | Path = PARAMS) -> Params:
+    """`p` with task's `overrides` merged into its sections and validated like the file."""
+    over = p.tasks[task].overrides
+    if not over:
+        return p
+    raw = p.model_dump(mode="json", by_alias=True)
+    bad = sorted(k for k in over if k in SHARED or k not in raw)
+    if bad:
+        raise ParamsError(f"{path}:{key_line(path, ['tasks', task, 'overrides', bad[0]])}: tasks.{task}.overrides."
+                          f"{bad[0]}: not a section a task may override (sections: "
+                          f"{', '.join(k for k in raw if k not in SHARED)})")
+    try:
+        return Params.model_validate(_merge(raw, over))
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            keys = ["tasks", task, "overrides", *_loc(err["loc"])]
+            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+            lines.append(f"{path}:{key_line(path, keys)}: {'.'.join(keys)}: {err['msg']}{got}")
+        raise ParamsError("\n".join(lines)) from None
+
+
 def for_stage(stage: str, task: str | None = None, *, params: str | Path = PARAMS,
               pipeline: str | Path = PIPELINE) -> StageParams:
     p = load(params)
     if task is not None and task not in p.tasks:
         raise ParamsError(f"{params}: tasks: no task {task!r} (listed: {', '.join(p.tasks)})")
+    if task is not None:
+        p = with_overrides(p, task, params)
     return StageParams(p, stage, task, declared(stage, task, pipeline))

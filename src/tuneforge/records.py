@@ -141,6 +141,10 @@ class QuarantineReason(str, Enum):
     partial_not_for_sft = "partial_not_for_sft"
     gold_overlap = "gold_overlap"
     no_preference_pair = "no_preference_pair"
+    # patch sources (commit-messages): a unit that is a patch but not a (diff, message) pair
+    patch_without_message = "patch_without_message"  # a bare diff: no author's message to learn from
+    patch_without_diff = "patch_without_diff"  # a message (or headers) with no diff hunk
+    unparseable_patch = "unparseable_patch"  # headers or diff the patch parser cannot read
 
 
 class QuarantineRecord(Strict):

@@ -29,6 +29,7 @@ from pathlib import PurePosixPath
 __all__ = [
     "FORMATS",
     "ParsedEntry",
+    "Rejected",
     "SourceFormat",
     "UnknownFormatError",
     "detect_format",
@@ -40,10 +41,19 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ParsedEntry:
-    text: str  # whitespace-normalised entry, markup kept
-    hint: str | None  # nearest section heading, e.g. "Bug fixes"
+    text: str  # whitespace-normalised entry, markup kept (a verbatim format: the diff, as is)
+    hint: str | None  # nearest section heading, e.g. "Bug fixes" (a patch format: the author's message)
     version: str | None  # release the entry belongs to, e.g. "2.39.0"
     line: int  # 1-based line where the entry starts
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A unit of a file a format recognises but cannot use (a patch with no message): backfill
+    quarantines it under `reason` (a tuneforge.records.QuarantineReason value) instead of an entry."""
+    reason: str
+    detail: str
+    line: int
 
 
 class UnknownFormatError(ValueError):
@@ -59,14 +69,16 @@ class SourceFormat(abc.ABC):
     """Base of every format; subclasses set ``name`` and implement both methods."""
 
     name: str = ""
+    # entries are kept byte for byte (a diff), not whitespace-normalised (release-note prose)
+    verbatim: bool = False
 
     @abc.abstractmethod
     def sniff(self, path: str, text: str) -> int:
         """Confidence 0..100 that ``text`` (read from ``path``) is this format."""
 
     @abc.abstractmethod
-    def parse(self, path: str, text: str) -> Iterator[ParsedEntry]:
-        """Yield the entries of ``text`` in file order."""
+    def parse(self, path: str, text: str) -> Iterator[ParsedEntry | Rejected]:
+        """Yield the entries of ``text`` in file order (and a ``Rejected`` per unusable unit)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -94,10 +106,14 @@ def get_format(name: str) -> SourceFormat:
                          f"{', '.join(sorted(FORMATS))}") from None
 
 
-def detect_format(path: str, text: str) -> SourceFormat:
-    """The format with the highest sniff score; ties go to the first name in sorted order."""
+def detect_format(path: str, text: str, among: tuple[str, ...] = ()) -> SourceFormat:
+    """The format with the highest sniff score; ties go to the first name in sorted order.
+    `among`: only these formats (a task's source_formats); () = every registered one."""
+    unknown = sorted(set(among) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown source formats {unknown}; known: {', '.join(sorted(FORMATS))}")
     best: tuple[int, str] | None = None
-    for name in sorted(FORMATS):
+    for name in sorted(among or FORMATS):
         score = FORMATS[name]().sniff(path, text)
         if score > 0 and (best is None or score > best[0]):
             best = (score, name)

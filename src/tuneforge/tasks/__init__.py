@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,22 @@ class Task:
     abstain_class: str  # "nothing to act on": the class content-free text must get
     abstain_rule: int  # the rule labeler's rule number that answers abstain_class
     content_free_examples: Callable[[], tuple[str, ...]]  # synthetic abstain entries
+    # how eval names the graded fields: metrics "<class_field>_agreement" (the class is
+    # label_class's) and "<second_field>_agreement" (label[second_field], compared as a string)
+    class_field: str = "kind"
+    second_field: str = "severity"
+    # tuneforge.sources format names backfill may detect in this task's snapshot; () = every format
+    source_formats: tuple[str, ...] = ()
+    # export: no product (a source package) has rows in both the gold holdout and SFT, and the
+    # valid split takes whole products (the contract's "split by source package")
+    holdout_by_product: bool = False
+    # export: (train records, export.augment_rate, export.seed) -> the same number of records, a
+    # seeded share of them changed with a ground truth known by construction (junk injection)
+    augment: Callable[[list, float, int], list] | None = None
+    # eval: (gold rows, answer texts) -> the task's own figures for one model (chrF, ...)
+    eval_figures: Callable[[list[dict], list[str]], dict] | None = None
+    # predict --format: name -> label renderer (json, the canonical render_label, is always there)
+    formats: dict[str, Callable[[dict], str]] = field(default_factory=dict)
 
     def messages(self, text: str, hint: str | None, product: str | None) -> list[dict]:
         return [

@@ -32,4 +32,6 @@ TASK = register(Task(
     abstain_class=schema.Kind.unknown.value,
     abstain_rule=schema.UNKNOWN_RULE,
     content_free_examples=Lazy(f"{__name__}.examples", "content_free_examples"),
+    source_formats=("debian_changelog", "git_relnotes", "gnu_news", "keepachangelog", "markdown_bullets",
+                    "rst_changes"),
 ))
