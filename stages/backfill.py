@@ -1,7 +1,8 @@
 """backfill: release-note files -> one redacted, deduplicated entry per change.
 
 Run: python -m stages.backfill <task>
-In:  tasks.<task>.snapshot (a tar.gz made by `make harvest`, or a directory of changelogs), params.backfill
+In:  tasks.<task>.snapshot (a tar.gz made by `make harvest` / `make harvest-patches`, or a directory),
+     params.backfill; the task's source formats (tuneforge.tasks.Task.source_formats)
 Out: data/<task>/entries.jsonl (RawEntry JSONL), quarantine/backfill.jsonl, reports/<task>/receipts/backfill.json
 
 Accounting: every parsed entry, every file no parser reads and every file a parser
@@ -27,8 +28,9 @@ from tuneforge.harvest import iter_snapshot
 from tuneforge.io import write_jsonl
 from tuneforge.receipts import Receipt
 from tuneforge.records import QuarantineReason, QuarantineRecord, RawEntry
-from tuneforge.redact import redact
-from tuneforge.sources import UnknownFormatError, detect_format, product_from_path
+from tuneforge.redact import redact, redact_people
+from tuneforge.sources import Rejected, UnknownFormatError, detect_format, product_from_path
+from tuneforge.tasks import get_task
 from tuneforge.text import content_key, normalise_ws
 
 log = logging.getLogger("backfill")
@@ -44,17 +46,23 @@ _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes surrogateescape kept from inv
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def redact_once(text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """redact() memoised: the same entry text recurs across packages' changelogs."""
+def redact_once(text: str, people: bool = False) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """redact() memoised: the same entry text recurs across packages' changelogs. `people`
+    (verbatim sources: diffs and their authors' messages) also removes names with addresses."""
     body, found = redact(text)
+    if people:
+        body, n = redact_people(body)
+        if n:
+            found["person"] += n
     return body, tuple(sorted(found.items()))
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def check_entry(text: str, min_chars: int, max_chars: int) -> tuple:
+def check_entry(text: str, min_chars: int, max_chars: int, verbatim: bool = False) -> tuple:
     """One parsed entry's fate, memoised like redact_once: ("drop", reason, detail, text)
-    or ("entry", content key, redacted text, redactions found)."""
-    body = normalise_ws(text)
+    or ("entry", content key, redacted text, redactions found). A verbatim entry (a diff)
+    keeps its whitespace: only its ends' blank lines go."""
+    body = text.strip("\n") if verbatim else normalise_ws(text)
     if _NOT_UTF8.search(body):
         return ("drop", QuarantineReason.invalid_utf8, "entry holds bytes that are not UTF-8", body)
     if not body:
@@ -65,7 +73,7 @@ def check_entry(text: str, min_chars: int, max_chars: int) -> tuple:
     if len(body) > max_chars:
         return ("drop", QuarantineReason.entry_too_long,
                 f"{len(body)} chars > backfill.max_chars", body)
-    body, found = redact_once(body)
+    body, found = redact_once(body, verbatim)
     return ("entry", content_key(body), body, found)
 
 
@@ -75,7 +83,7 @@ _SEEN_RUN = ""
 
 
 def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: config.Backfill,
-               run: str) -> tuple[list[tuple], int, Counter]:
+               run: str, formats: tuple[str, ...] = ()) -> tuple[list[tuple], int, Counter]:
     """Everything one file needs that no other file does: parse, check, redact, hash.
 
     Runs in a worker process. Returns the file's records in order as plain tuples (cheap
@@ -98,14 +106,18 @@ def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: conf
     # surrogateescape keeps invalid bytes visible per entry instead of failing the file.
     text = raw.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n").replace("\r", "\n")
     try:
-        fmt = detect_format(name, text)
+        fmt = detect_format(name, text, formats)
     except UnknownFormatError as e:
         return [("drop", None, QuarantineReason.unknown_format, str(e), "")], 0, Counter()
     out: list[tuple] = []
     seen_before, seen_redactions, n_parsed = 0, Counter(), 0
     for parsed in fmt.parse(name, text):
         n_parsed += 1
-        fate = check_entry(parsed.text, cfg.min_chars, cfg.max_chars)
+        if isinstance(parsed, Rejected):  # a unit the format knows but cannot use (a bare patch)
+            out.append(("drop", parsed.line, QuarantineReason(parsed.reason),
+                        f"{name}:{parsed.line}: {parsed.detail}", ""))
+            continue
+        fate = check_entry(parsed.text, cfg.min_chars, cfg.max_chars, fmt.verbatim)
         if fate[0] == "drop":
             _, reason, detail, body = fate
             out.append(("drop", parsed.line, reason, f"{name}:{parsed.line}: {detail}", body))
@@ -118,7 +130,7 @@ def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: conf
                 seen_redactions.update(dict(found))
             continue
         _SEEN[key] = index
-        hint = redact_once(parsed.hint)[0] if parsed.hint else None
+        hint = redact_once(parsed.hint, fmt.verbatim)[0] if parsed.hint else None
         out.append(("entry", key, body, hint, parsed.version, parsed.line, fmt.name, found))
     if not n_parsed:  # one record, the file: a format was detected but nothing came of it
         return [("drop", None, QuarantineReason.no_entries,
@@ -138,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = config.from_argv("backfill", argv)
     cfg, paths, snapshot = params.backfill, params.paths, params.task.snapshot
+    formats = get_task(params.task_name).source_formats
     receipt = Receipt("backfill", params.declared())
     receipt.inputs.append(snapshot)
 
@@ -148,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     entries: list[RawEntry] = []
     dropped: list[QuarantineRecord] = []
     with contextlib.ExitStack() as stack:
-        work = functools.partial(parse_file, cfg=cfg, run=uuid.uuid4().hex)
+        work = functools.partial(parse_file, cfg=cfg, run=uuid.uuid4().hex, formats=formats)
         if workers > 1:  # imap keeps snapshot order, so the output does not depend on workers
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
             results = pool.imap(work, enumerate(files), chunksize=4)

@@ -29,11 +29,11 @@ from typing import Any
 
 from tuneforge import config, names
 from tuneforge.decode import Answer, Settings, decode, decode_hf
-from tuneforge.evalreport import HEADLINE, report_md, write_csv
+from tuneforge.evalreport import report_md, write_csv
 from tuneforge.gates import check_models, decide
 from tuneforge.gguf_tools import verify_pin
 from tuneforge.io import atomic_path, write_json, write_jsonl
-from tuneforge.metrics import UNPARSED, ablation, parity
+from tuneforge.metrics import UNPARSED, ablation, headline_keys, parity
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FileHash, Prediction, Verdict
 from tuneforge.predcache import PredictionCache
@@ -55,9 +55,9 @@ def cut_reason(error: str | None, max_tokens: int) -> str | None:
     return error
 
 
-def headline(summary: dict, **extra: Any) -> dict:
-    keep = ("n", "parse_errors", "unknown_precision", "unknown_recall", *HEADLINE,
-            "kind_agreement_ci95_low", "kind_agreement_ci95_high")
+def headline(summary: dict, fields: tuple[str, str], **extra: Any) -> dict:
+    keep = ("n", "parse_errors", "unknown_precision", "unknown_recall", *headline_keys(fields),
+            f"{fields[0]}_agreement_ci95_low", f"{fields[0]}_agreement_ci95_high")
     return {**{k: summary[k] for k in keep}, **extra}
 
 
@@ -72,6 +72,7 @@ class Run:
         self.kinds: dict[str, list[str]] = {}  # predicted kind per row (parity, confusion)
         self.errors: dict[str, list[str]] = {}
         self.predictions: list[Prediction] = []
+        self.own_keys: list[str] = []  # the task's own figures (Task.eval_figures), report columns
 
     def add(self, key: str, rows: list[dict], answers: list[Answer], size_mb: float | None = None,
             variant: str = "hint", grammar: bool = False) -> None:
@@ -86,10 +87,13 @@ class Run:
         if variant == "hint":
             self.outputs[key], self.summaries[key] = outs, summary
             self.kinds[key] = [s.pred_kind for s in scored]
-            self.metrics[key] = headline(summary, **closed, **({"size_mb": size_mb} if size_mb else {}),
-                                         **style_figures(self.task, rows, outs, scored))
+            own = self.task.eval_figures(rows, outs) if self.task.eval_figures is not None else {}
+            self.own_keys = list(dict.fromkeys([*self.own_keys, *own]))
+            self.metrics[key] = headline(summary, self.task.fields, **closed,
+                                         **({"size_mb": size_mb} if size_mb else {}),
+                                         **style_figures(self.task, rows, outs, scored), **own)
         else:  # the hint ablation: the same rows with every hint removed
-            self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary)
+            self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary, self.task.fields)
         for r, a, s in zip(rows, answers, scored, strict=True):
             self.predictions.append(Prediction(
                 model=key, variant=variant, id=prediction_id(r["text"]), gold_kind=s.gold_kind,
@@ -171,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         # softer figure beside the gated exact-text parity: the same predicted kind
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
-    verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged), ggufs=judged,
+    verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged, task.class_field),
+                      ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),
                       toolchain={k: installed[k] for k in TOOLS}
                       ).model_dump(mode="json")
@@ -185,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         {"kind": k, "f1": v["f1"], "precision": v["precision"], "recall": v["recall"],
          "support": v["support"]} for k, v in run.summaries[ref]["per_kind"].items()])
     write_csv(out_dir / "ladder.csv", [
-        {"model": k, "size_mb": sizes[k], **{h: run.metrics[k][h] for h in HEADLINE},
+        {"model": k, "size_mb": sizes[k], **{h: run.metrics[k][h] for h in headline_keys(task.fields)},
          "parity": run.metrics[k].get("parity"), "kind_parity": run.metrics[k].get("kind_parity")}
         for k in ggufs if k != outtype])
     write_jsonl(paths.predictions, run.predictions)
     write_json(paths.verdict, verdict)
     with atomic_path(out_dir / "report.md") as tmp:
-        tmp.write_text(report_md(run.metrics, run.summaries, verdict, ref, cfg, len(rows),
-                                 len(hf_rows), run.errors), encoding="utf-8")
+        tmp.write_text(report_md(run.metrics, run.summaries, verdict, ref, cfg, len(rows), len(hf_rows),
+                                 run.errors, task.fields, tuple(run.own_keys)), encoding="utf-8")
     receipt.outputs += [paths.metrics, paths.verdict, paths.predictions]
     receipt.finish(paths.receipt("eval"), records_in=len(rows),
                    records_out=len(rows),
@@ -203,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                           "cache_hits": cache.hits, "decoded": cache.misses,
                           "cache_corrupt": cache.corrupt})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],
-             ", ".join(f"{k}: kind {m['kind_agreement']}" for k, m in run.metrics.items()))
+             ", ".join(f"{k}: {task.class_field} {m[f'{task.class_field}_agreement']}"
+                       for k, m in run.metrics.items()))
     return 0
 
 

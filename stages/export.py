@@ -109,7 +109,8 @@ def leakage_report(gold_texts: list[str], gold: GoldFilter, sft: dict[str, list[
         "max_kept_similarity": max(kept, default=0.0),
         "margin": round(gold.threshold - max(kept, default=0.0), 4),
         "gold_with_nearest_at_or_above_floor": len(kept),
-        "removed": {k: removed.get(k, 0) for k in ("exact", "near_edit", "near_contained", "synthetic")},
+        "removed": {k: removed.get(k, 0) for k in ("exact", "near_edit", "near_contained", "synthetic")
+                    + (("package",) if "package" in removed else ())},
     }
     return {"summary": summary, "gold": rows}
 
@@ -152,7 +153,10 @@ def unknown_augmentation(task: Task, products: list[str], n: int, seed: int) -> 
 
 def split_strata(records: list[ScoredRecord], task: Task, seed: int,
                  valid_fraction: float) -> tuple[list[ScoredRecord], list[ScoredRecord]]:
-    """Seeded split, stratified by (kind, product): each stratum gives its share to valid."""
+    """Seeded split, stratified by (kind, product): each stratum gives its share to valid.
+    A task split by product (Task.holdout_by_product) gives valid whole products instead."""
+    if task.holdout_by_product:
+        return split_products(records, seed, valid_fraction)
     strata: dict[tuple[str, str], list[ScoredRecord]] = defaultdict(list)
     for rec in records:
         strata[(task.label_class(rec.label), rec.product)].append(rec)
@@ -164,6 +168,23 @@ def split_strata(records: list[ScoredRecord], task: Task, seed: int,
         train += members[n_valid:]
     order = lambda r: seeded_unit(seed, "order", r.id)  # noqa: E731 - shuffled, reproducible
     return sorted(train, key=order), sorted(valid, key=order)
+
+
+def split_products(records: list[ScoredRecord], seed: int,
+                   valid_fraction: float) -> tuple[list[ScoredRecord], list[ScoredRecord]]:
+    """Whole products to valid, in seeded order, until they hold valid_fraction of the rows."""
+    by_product: dict[str, list[ScoredRecord]] = defaultdict(list)
+    for rec in records:
+        by_product[rec.product].append(rec)
+    target, valid_products, n = round(len(records) * valid_fraction), set(), 0
+    for product in sorted(by_product, key=lambda p: seeded_unit(seed, "split-product", p)):
+        if n >= target:
+            break
+        valid_products.add(product)
+        n += len(by_product[product])
+    order = lambda r: seeded_unit(seed, "order", r.id)  # noqa: E731 - shuffled, reproducible
+    return (sorted((r for r in records if r.product not in valid_products), key=order),
+            sorted((r for r in records if r.product in valid_products), key=order))
 
 
 def preference_pair(task: Task, rec: ScoredRecord) -> PreferencePair | None:
@@ -200,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     receipt.inputs += [paths.scored, params.task.gold]
     out_dir = paths.exports_dir
 
-    gold_texts = [row["text"] for row in read_jsonl(params.task.gold)]
+    gold_rows = list(read_jsonl(params.task.gold))
+    gold_texts = [row["text"] for row in gold_rows]
     gold = GoldFilter(gold_texts, cfg)
+    # split by source package: a holdout package gives no training row at all
+    gold_products = {row.get("product") for row in gold_rows} - {None} if task.holdout_by_product else set()
     records = list(read_models(paths.scored, ScoredRecord))
     dropped: list[QuarantineRecord] = []
     sft_pool, rag, pairs = [], [], []
@@ -213,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
 
     removed: Counter = Counter()  # gold overlaps by kind, for the leakage report
     for rec in records:
+        if rec.product in gold_products:
+            removed["package"] += 1
+            drop(rec, QuarantineReason.gold_overlap, f"source package {rec.product} has gold holdout rows")
+            continue
         if overlap := gold.overlap(rec):
             removed[overlap[0]] += 1
             drop(rec, QuarantineReason.gold_overlap, overlap[1])
@@ -243,9 +271,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             kept_aug.append(rec)
     train = sorted(train + kept_aug, key=lambda r: seeded_unit(cfg["seed"], "order", r.id))
-    hints = sorted({r.hint for r in train if r.hint})
-    rows = {"train": [sft_sample(task, r, "train", randomised_hint(r, hints, cfg)) for r in train],
-            "valid": [sft_sample(task, r, "valid", r.hint) for r in valid]}
+    augmented_rows = 0
+    if task.augment is not None and cfg["augment_rate"] > 0:  # ground truth known by construction
+        changed = task.augment(train, cfg["augment_rate"], cfg["seed"])
+        augmented_rows = sum(a.id != r.id for a, r in zip(changed, train, strict=True))
+        train = changed
+    if task.hint_in_prompt:
+        hints = sorted({r.hint for r in train if r.hint})
+        rows = {"train": [sft_sample(task, r, "train", randomised_hint(r, hints, cfg)) for r in train],
+                "valid": [sft_sample(task, r, "valid", r.hint) for r in valid]}
+    else:  # the hint is the label's source (a commit's message): no prompt shows it
+        rows = {split: [sft_sample(task, r, split, None) for r in recs]
+                for split, recs in (("train", train), ("valid", valid))}
 
     outputs = {
         out_dir / "sft" / "train.jsonl": rows["train"],
@@ -264,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = None
     if paths.drift.exists():
         previous = json.loads(paths.drift.read_text(encoding="utf-8")).get("current")
-    report = drift_report(scored_distributions(paths.scored), previous, cfg["drift_threshold"])
+    report = drift_report(scored_distributions(paths.scored, (task.class_field, task.second_field)),
+                          previous, cfg["drift_threshold"])
     write_json(paths.drift, report.model_dump(mode="json"))
     if report.flags:
         log.warning("drift: %d distribution swings over %.2f: %s", len(report.flags),
@@ -275,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
              **{f"quarantine_{k}": v for k, v in reasons.items()},
              **{f"gold_{k}": v for k, v in sorted(removed.items())}}
     extra["unknown_augment"] = len(kept_aug)
+    if task.augment is not None:
+        extra["augmented"] = augmented_rows
     # synthetic rows are outputs without an input record: count them in, so the ledger balances
     receipt.finish(paths.receipt("export"),
                    records_in=len(records) + len(augmented),

@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             failed_gates=judged.failed, status=status, license=licence,
             # created below, before anything reads it; a failing `ollama create` stops the run
             ollama_created=backend == "ollama" and status != "rejected",
-            metrics=RegistryMetrics(**{k: metrics.get(qtype, {}).get(k) for k in RegistryMetrics.model_fields}),
+            metrics=RegistryMetrics.of(metrics.get(qtype, {}), task.fields),
         ))
     adapter_path, base_path = paths.adapter / SIDECAR, paths.base_model / SIDECAR
     adapter, base = read_sidecar(paths.adapter, AdapterSidecar), read_sidecar(paths.base_model, BaseSidecar).root
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         promoted=promoted, verdict=verdict, metrics=metrics,
         provenance=provenances[shown], adapter=adapter, base=base,
         examples=card_examples(predictions, Path(params.task.gold), shown),
-        backend=backend)
+        backend=backend, fields=task.fields, notes=task.card_notes)
 
     for (mf_path, text), entry in zip(modelfiles, entries, strict=True):
         write_text(mf_path, text)

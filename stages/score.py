@@ -119,25 +119,25 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
         human = next((c for c in rec.candidates if c.source is LabelSource.human), None)
         if gold is None and human is not None:
             rows["human_labels"].append(metrics.score_prediction(
-                task.render_label(rules_label(task, rec, rec.hint)), human.label, task.parse_label))
+                task.render_label(rules_label(task, rec, rec.hint)), human.label, task.parse_label, task.fields))
         if gold is None:
             continue
         for variant, hint in (("with_hint", rec.hint), ("without_hint", None)):
             label = rules_label(task, rec, hint)
-            scored = metrics.score_prediction(task.render_label(label), gold.label, task.parse_label)
+            scored = metrics.score_prediction(task.render_label(label), gold.label, task.parse_label, task.fields)
             rows[variant].append(scored)
             if variant == "with_hint":
                 rows[gold_subset(rec.id)].append(scored)
     classes = list(task.classes)
-    with_hint = metrics.summarize(rows["with_hint"], classes)
-    without_hint = metrics.summarize(rows["without_hint"], classes)
+    with_hint = metrics.summarize(rows["with_hint"], classes, fields=task.fields)
+    without_hint = metrics.summarize(rows["without_hint"], classes, fields=task.fields)
 
     def figures(name: str) -> dict:
-        summary = metrics.summarize(rows[name], classes)
-        return {k: summary[k] for k in ("n", "kind_agreement", "severity_agreement", "macro_f1")}
+        summary = metrics.summarize(rows[name], classes, fields=task.fields)
+        return {k: summary[k] for k in ("n", *metrics.headline_keys(task.fields)) if k != "parse_rate"}
 
     return {"labeler": "rules", "gold_records": len(rows["with_hint"]),
-            "with_hint": with_hint, "hint_ablation": metrics.ablation(with_hint, without_hint),
+            "with_hint": with_hint, "hint_ablation": metrics.ablation(with_hint, without_hint, task.fields),
             "gold_subsets": {name: figures(name) for name in ("tuning", "untouched")},
             "human_labels": figures("human_labels") if rows["human_labels"] else None}
 
@@ -177,10 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                    records_in=records_in, records_out=len(scored),
                    quarantined=len(rejected), extra=extra)
     log.info("categories: %s; rejected: %d", dict(sorted(categories.items())), len(rejected))
-    log.info("rule labeler on %d gold records: kind agreement %s (untouched subset %s), "
-             "severity agreement %s", report["gold_records"], report["with_hint"]["kind_agreement"],
-             report["gold_subsets"]["untouched"]["kind_agreement"],
-             report["with_hint"]["severity_agreement"])
+    c, s = (f"{f}_agreement" for f in task.fields)
+    log.info("rule labeler on %d gold records: %s %s (untouched subset %s), %s %s", report["gold_records"],
+             c, report["with_hint"][c], report["gold_subsets"]["untouched"][c], s, report["with_hint"][s])
     return 0
 
 

@@ -54,13 +54,14 @@ def registry_entry(**over: Any) -> RegistryEntry:
         "gguf": "models/changelog-actions/gguf/m-Q8_0.gguf", "sha256": "ab" * 32, "size_bytes": 2_000_000,
         "modelfile": "models/changelog-actions/modelfiles/m-Q8_0.Modelfile", "stop": ["<|im_end|>"], "verdict": "pass",
         "failed_gates": [], "status": "promoted", "license": "apache-2.0", "ollama_created": False,
-        "metrics": RegistryMetrics(kind_agreement=0.65, severity_agreement=0.8, parse_rate=1.0,
+        "metrics": RegistryMetrics(class_field="kind", class_agreement=0.65, second_field="severity",
+                                   second_agreement=0.8, parse_rate=1.0,
                                    closed_by_decoder=0, macro_f1=0.72, parity=0.67), **over})
 
 
 def verdict(**over: Any) -> Verdict:
     return Verdict(**{
-        "parity_model": "Q8_0", "parity": 0.67, "gates": {"min_kind_agreement": 0.6}, "models": {},
+        "parity_model": "Q8_0", "parity": 0.67, "gates": {"min_class_agreement": 0.6}, "models": {},
         "promoted": None, "release": "fail", "ggufs": {}, "hf_models": {},
         "gold": FileHash(path="data/gold/holdout.jsonl", sha256="60" * 32), "params": {}, "toolchain": {},
         **over})

@@ -199,7 +199,7 @@ def test_parity():
         metrics.parity(["a", "b"], ["a"])
 
 
-GATES = {"min_kind_agreement": 0.6, "max_parse_errors": 1, "min_parity": 0.9}
+GATES = {"min_class_agreement": 0.6, "max_parse_errors": 1, "min_parity": 0.9}
 
 
 def _summary(ka, errors, n=40, low=None, high=None):

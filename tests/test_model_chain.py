@@ -350,7 +350,7 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
         (root / "models" / d).symlink_to(chain / "models" / d)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["eval"].update(base_gguf=False, base_hf=False, ablation_models=[],
-                          gates={**params["eval"]["gates"], "min_kind_agreement": 0.0,
+                          gates={**params["eval"]["gates"], "min_class_agreement": 0.0,
                                  "max_parse_errors": 100, "max_closed_by_decoder": 100, "min_parity": 0.0})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:

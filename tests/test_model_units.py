@@ -109,13 +109,13 @@ def test_kind_agreement_carries_a_wilson_interval():
     assert metrics.wilson_ci95(0, 0) == (None, None)
     s = metrics.summarize(toy_rows(), ["fix", "feature", "unknown", "docs"])
     assert s["kind_agreement_ci95_low"] < s["kind_agreement"] < s["kind_agreement_ci95_high"]
-    gates = {"min_kind_agreement": 0.9, "max_parse_errors": 5, "min_parity": 0.0}
+    gates = {"min_class_agreement": 0.9, "max_parse_errors": 5, "min_parity": 0.0}
     (failed,) = metrics.gate(s, gates, 1.0)
     assert "95% CI" in failed and "over 14 rows" in failed
 
 
 def test_gates():
-    gates = {"min_kind_agreement": 0.6, "max_parse_errors": 0, "min_parity": 0.75}
+    gates = {"min_class_agreement": 0.6, "max_parse_errors": 0, "min_parity": 0.75}
     good = {"kind_agreement": 0.7, "parse_errors": 0}
     assert metrics.gate(good, gates, 1.0) == []
     failed = metrics.gate({"kind_agreement": 0.5, "parse_errors": 2}, gates, None)

@@ -49,9 +49,9 @@ def test_the_default_model_is_the_promoted_one_and_none_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"b\.gguf \(promoted in .*\) not found"):
         predict.promoted_gguf(registry)  # a promoted entry runs only when the chain holds: test_trust
     for m in models:
-        m.status, m.failed_gates = "rejected", ["min_kind_agreement"]
+        m.status, m.failed_gates = "rejected", ["min_class_agreement"]
     registry.write_text(reg.model_dump_json())
-    with pytest.raises(LookupError, match="no model is promoted .*Q8_0: min_kind_agreement"):
+    with pytest.raises(LookupError, match="no model is promoted .*Q8_0: min_class_agreement"):
         predict.promoted_gguf(registry)
 
 

@@ -80,7 +80,7 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["toolchain"] = {k: v.split("+")[0] for k, v in toolchain(list(params["toolchain"])).items()}  # installed
     params["eval"].update(holdout_limit=0, hf_subset=2, base_hf=False,
-                          gates={**params["eval"]["gates"], "min_kind_agreement": 0.0, "max_parse_errors": 100,
+                          gates={**params["eval"]["gates"], "min_class_agreement": 0.0, "max_parse_errors": 100,
                                  "min_parity": 0.0})
     params["register"]["ollama"] = "never"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -166,9 +166,9 @@ def test_register_refuses_a_verdict_made_on_other_inputs(built, change):
         match = r"holdout\.jsonl: sha256 \w+ is not the gold file eval judged"
     else:
         params = yaml.safe_load((built / "params.yaml").read_text())
-        params["eval"]["gates"]["min_kind_agreement"] = 0.9
+        params["eval"]["gates"]["min_class_agreement"] = 0.9
         (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-        match = r"verdict\.json was made with other params \(eval\.gates\.min_kind_agreement\)"
+        match = r"verdict\.json was made with other params \(eval\.gates\.min_class_agreement\)"
     with pytest.raises(ValueError, match=match):
         register.main(["changelog-actions"])
 
@@ -238,7 +238,7 @@ def test_predict_refuses_a_promoted_file_that_changed(built, fake_decoders):
 def test_predict_refuses_when_the_verdict_changed(built):
     verdict = built / "reports/changelog-actions/eval/verdict.json"
     v = json.loads(verdict.read_text())
-    v["models"]["Q4_K_M"].update(verdict="fail", failed=["min_kind_agreement"])
+    v["models"]["Q4_K_M"].update(verdict="fail", failed=["min_class_agreement"])
     verdict.write_text(json.dumps(v))
     with pytest.raises(ValueError, match=r"verdict\.json changed since register"):
         predict.main([entries(built)])

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.io import atomic_path
-
-# The figures eval puts first: the metrics' headline, the report's and ladder.csv's columns.
-HEADLINE = ("kind_agreement", "severity_agreement", "parse_rate", "macro_f1")
+from tuneforge.metrics import FIELDS, headline_keys
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -27,10 +25,15 @@ def _fmt(v: Any) -> str:
 
 
 def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
-              n_rows: int, n_hf: int, errors: dict[str, list[str]]) -> str:
-    cols = ["n", *HEADLINE, "kind_agreement_ci95_low", "kind_agreement_ci95_high", "parse_errors",
+              n_rows: int, n_hf: int, errors: dict[str, list[str]], fields: tuple[str, str] = FIELDS,
+              extra: tuple[str, ...] = ()) -> str:
+    """`fields`: the task's graded fields (tuneforge.metrics.FIELDS); `extra`: more metrics
+    columns (the task's own figures, Task.eval_figures)."""
+    heads = headline_keys(fields)
+    c = fields[0]
+    cols = ["n", *heads, f"{c}_agreement_ci95_low", f"{c}_agreement_ci95_high", "parse_errors",
             "closed_by_decoder", "closed_by_decoder_rate", "unknown_precision", "unknown_recall", "parity",
-            "kind_parity", "size_mb"]
+            "kind_parity", *extra, "size_mb"]
     intro = (f"Holdout rows evaluated: {n_rows} (eval.holdout_limit={cfg['holdout_limit']}); "
              f"HF models and parity on the first {n_hf} of them. Greedy decoding; GGUFs under "
              "the output-schema grammar, HF models unconstrained. closed_by_decoder: GGUF answers "
@@ -41,7 +44,7 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     for name, m in metrics.items():
         out.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
     g = cfg["gates"]
-    gates = (f"min_kind_agreement={g['min_kind_agreement']}, max_parse_errors="
+    gates = (f"min_class_agreement={g['min_class_agreement']} ({c}), max_parse_errors="
              f"{g['max_parse_errors']}, min_parity={g['min_parity']} (parity of "
              f"{cfg['parity_model']})" + (f", max_closed_by_decoder={g['max_closed_by_decoder']}."
                                           if "max_closed_by_decoder" in g else "."))
@@ -53,16 +56,16 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate).", ""]
     for name in [n for n in metrics if "hint_ablation" in metrics[n]]:
         ab = metrics[name]["hint_ablation"]
-        out += [f"## Hint ablation ({name})", "", "| | " + " | ".join(HEADLINE) + " |",
-                "|---|" + "---|" * len(HEADLINE)]
+        out += [f"## Hint ablation ({name})", "", "| | " + " | ".join(heads) + " |",
+                "|---|" + "---|" * len(heads)]
         for k in ("with_hint", "without_hint", "delta"):
-            out.append(f"| {k} | " + " | ".join(_fmt(ab[k][h]) for h in HEADLINE) + " |")
+            out.append(f"| {k} | " + " | ".join(_fmt(ab[k][h]) for h in heads) + " |")
         out.append("")
     s = summaries[ref]
-    macro = (f"macro-F1 over kinds with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
-             f"({', '.join(s['macro_f1_kinds']) or 'no kind has enough support'})")
-    out += [f"## Per-kind precision / recall / F1 ({ref})", "", macro, "",
-            "| kind | precision | recall | F1 | support | predicted |", "|---|---|---|---|---|---|"]
+    macro = (f"macro-F1 over {c}s with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
+             f"({', '.join(s['macro_f1_kinds']) or f'no {c} has enough support'})")
+    out += [f"## Per-{c} precision / recall / F1 ({ref})", "", macro, "",
+            f"| {c} | precision | recall | F1 | support | predicted |", "|---|---|---|---|---|---|"]
     for k, v in s["per_kind"].items():
         out.append(f"| {k} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | "
                    f"{v['support']} | {v['predicted']} |")

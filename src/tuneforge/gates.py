@@ -22,14 +22,15 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
 
 
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
-           sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash]) -> dict[str, Any]:
+           sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash],
+           class_field: str = "kind") -> dict[str, Any]:
     """Gate every quantisation; promote the smallest that passes (ties by name). `metrics`
     and `summaries`: eval's, per model key (each gated one gets `passed_gates` in its
     metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on."""
     ref_parity = metrics[cfg["parity_model"]]["parity"]
     models = {}
     for key in types:
-        failed = gate(summaries[key], cfg["gates"], ref_parity)
+        failed = gate(summaries[key], cfg["gates"], ref_parity, class_field)
         models[key] = ModelVerdict(verdict="fail" if failed else "pass", failed=failed,
                                    size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed

@@ -7,6 +7,7 @@ never a false positive for another kind).
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -14,11 +15,25 @@ from dataclasses import dataclass
 from typing import Any
 
 UNPARSED = "(unparsed)"
+# A task grades two label fields (tuneforge.tasks.Task.class_field, .second_field): its class
+# (changelog: kind; commits: type), which confusion and per-class figures use, and a second one
+# (severity; breaking). Figures are named after them: "kind_agreement", "type_agreement".
+FIELDS = ("kind", "severity")
+
+
+def headline_keys(fields: tuple[str, str] = FIELDS) -> tuple[str, ...]:
+    """The figures eval puts first: metrics' headline, the report's and ladder.csv's columns."""
+    return (f"{fields[0]}_agreement", f"{fields[1]}_agreement", "parse_rate", "macro_f1")
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v) if isinstance(v, bool) else str(v)  # breaking: "true"/"false"
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One holdout row's outcome."""
+    """One holdout row's outcome: the class (gold_kind, pred_kind) and the second field, as
+    strings, whatever the task names them."""
 
     gold_kind: str
     gold_severity: str
@@ -28,13 +43,15 @@ class Scored:
     error: str | None = None
 
 
-def score_prediction(text: str, gold: dict, parse: Callable[[str], Any]) -> Scored:
+def score_prediction(text: str, gold: dict, parse: Callable[[str], Any],
+                     fields: tuple[str, str] = FIELDS) -> Scored:
+    c, s = fields
     try:
         label = parse(text)
     except ValueError as e:  # pydantic's ValidationError is a ValueError
-        return Scored(gold["kind"], gold["severity"], UNPARSED, UNPARSED, False, _reason(e))
+        return Scored(gold[c], _value(gold[s]), UNPARSED, UNPARSED, False, _reason(e))
     data = label.model_dump(mode="json") if hasattr(label, "model_dump") else dict(label)
-    return Scored(gold["kind"], gold["severity"], data["kind"], data["severity"], True)
+    return Scored(gold[c], _value(gold[s]), data[c], _value(data[s]), True)
 
 
 def _reason(e: ValueError) -> str:
@@ -84,8 +101,10 @@ def confusion(rows: list[Scored]) -> dict[str, dict[str, int]]:
     return out
 
 
-def summarize(rows: list[Scored], classes: list[str], min_support: int = 5) -> dict[str, Any]:
+def summarize(rows: list[Scored], classes: list[str], min_support: int = 5,
+              fields: tuple[str, str] = FIELDS) -> dict[str, Any]:
     """The contract's figures for one model on one holdout pass."""
+    c, s = fields
     n = len(rows)
     pcs = per_class(rows, classes)
     well = [k for k in classes if pcs[k]["support"] >= min_support]
@@ -97,10 +116,10 @@ def summarize(rows: list[Scored], classes: list[str], min_support: int = 5) -> d
         "n": n,
         "parse_rate": _ratio(sum(r.parsed for r in rows), n),
         "parse_errors": sum(not r.parsed for r in rows),
-        "kind_agreement": _ratio(kind_hits, n),
-        "kind_agreement_ci95_low": ci_low,
-        "kind_agreement_ci95_high": ci_high,
-        "severity_agreement": _ratio(sum(r.gold_severity == r.pred_severity for r in rows), n),
+        f"{c}_agreement": _ratio(kind_hits, n),
+        f"{c}_agreement_ci95_low": ci_low,
+        f"{c}_agreement_ci95_high": ci_high,
+        f"{s}_agreement": _ratio(sum(r.gold_severity == r.pred_severity for r in rows), n),
         "macro_f1": macro,
         "macro_f1_kinds": well,
         "unknown_precision": unknown.get("precision"),
@@ -110,9 +129,10 @@ def summarize(rows: list[Scored], classes: list[str], min_support: int = 5) -> d
     }
 
 
-def ablation(with_hint: dict[str, Any], without_hint: dict[str, Any]) -> dict[str, Any]:
+def ablation(with_hint: dict[str, Any], without_hint: dict[str, Any],
+             fields: tuple[str, str] = FIELDS) -> dict[str, Any]:
     """Hint ablation: both passes' headline figures and the delta (with - without)."""
-    keys = ("kind_agreement", "severity_agreement", "parse_rate", "macro_f1")
+    keys = headline_keys(fields)
     delta = {k: (round(with_hint[k] - without_hint[k], 6)
                  if with_hint[k] is not None and without_hint[k] is not None else None)
              for k in keys}
@@ -127,17 +147,18 @@ def parity(a: list[str], b: list[str]) -> float | None:
     return _ratio(sum(x.strip() == y.strip() for x, y in zip(a, b, strict=True)), len(a))
 
 
-def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | None
-         ) -> list[str]:
+def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | None,
+         class_field: str = FIELDS[0]) -> list[str]:
     """The release gates a model fails (empty = passes), each as a readable reason."""
     failed = []
-    ka = summary["kind_agreement"] or 0.0
-    if ka < gates["min_kind_agreement"]:
+    key = f"{class_field}_agreement"
+    ka = summary[key] or 0.0
+    if ka < gates["min_class_agreement"]:
         ci = ""
-        if summary.get("kind_agreement_ci95_high") is not None:
-            ci = (f" (95% CI {summary['kind_agreement_ci95_low']:.2f}-"
-                  f"{summary['kind_agreement_ci95_high']:.2f} over {summary['n']} rows)")
-        failed.append(f"kind_agreement {ka:.3f} < {gates['min_kind_agreement']}{ci}")
+        if summary.get(f"{key}_ci95_high") is not None:
+            ci = (f" (95% CI {summary[f'{key}_ci95_low']:.2f}-"
+                  f"{summary[f'{key}_ci95_high']:.2f} over {summary['n']} rows)")
+        failed.append(f"{key} {ka:.3f} < {gates['min_class_agreement']}{ci}")
     if summary["parse_errors"] > gates["max_parse_errors"]:
         failed.append(f"parse_errors {summary['parse_errors']} > {gates['max_parse_errors']}")
     # optional gate: an answer the decoder closed at the token cap parses, but the model never

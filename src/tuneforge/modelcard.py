@@ -26,12 +26,13 @@ def _num(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _kind_cell(m: dict) -> str:
-    if m.get("kind_agreement") is None:
+def _class_cell(m: dict, class_field: str) -> str:
+    key = f"{class_field}_agreement"
+    if m.get(key) is None:
         return "n/a"
-    low, high = m.get("kind_agreement_ci95_low"), m.get("kind_agreement_ci95_high")
+    low, high = m.get(f"{key}_ci95_low"), m.get(f"{key}_ci95_high")
     interval = f" ({low:.2f}-{high:.2f})" if low is not None and high is not None else ""
-    return f"{m['kind_agreement']:.3f}{interval}"
+    return f"{m[key]:.3f}{interval}"
 
 
 def base_origin(base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase) -> str:
@@ -48,11 +49,14 @@ def base_origin(base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase) -> str
 def render(*, task_name: str, description: str, schema_path: str, entries: list[RegistryEntry],
            promoted: str | None, verdict: Verdict, metrics: dict, provenance: GgufProvenance,
            adapter: AdapterSidecar, base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase,
-           examples: list[dict], backend: str) -> str:
+           examples: list[dict], backend: str, fields: tuple[str, str] = ("kind", "severity"),
+           notes: tuple[str, ...] = ()) -> str:
     """The card as Markdown. `entries` are register's registry entries (one per GGUF);
     `provenance` is the shown GGUF's (convert wrote it), `adapter` and `base` the sidecars
     of the adapter it was converted from and of its base; `examples` are holdout rows with
-    the promoted (or reference) model's answer."""
+    the promoted (or reference) model's answer; `fields` the task's graded fields, `notes` its
+    own limits (tuneforge.tasks.Task.card_notes)."""
+    c, s = fields
     lines: list[str] = []
     chosen = next((e for e in entries if e.name == promoted), None)
     if chosen is not None:
@@ -69,7 +73,7 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines += ["## Release gates and figures", "",
               f"Gates: {gate_text} (parity of {verdict.parity_model} against the merged "
               f"HF model: {_num(verdict.parity)}).", "",
-              "| model | status | size MB | rows | kind agreement (95% CI) | severity | macro-F1 "
+              f"| model | status | size MB | rows | {c} agreement (95% CI) | {s} | macro-F1 "
               "| parse rate (closed by decoder) | unknown P / R | failed gates |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     rows = [(e.quantization, e.status, round(e.size_bytes / 1e6, 1), ", ".join(e.failed_gates) or "-")
@@ -80,8 +84,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
         m = metrics.get(key, {})
         label = f"{key} ({provenance.base_model})" if key == "base" else key
         lines.append(f"| {label} | {status} | {size if size is not None else 'n/a'} "
-                     f"| {m.get('n', 'n/a')} | {_kind_cell(m)} "
-                     f"| {_num(m.get('severity_agreement'))} | {_num(m.get('macro_f1'))} "
+                     f"| {m.get('n', 'n/a')} | {_class_cell(m, c)} "
+                     f"| {_num(m.get(f'{s}_agreement'))} | {_num(m.get('macro_f1'))} "
                      f"| {_num(m.get('parse_rate'))} ({m.get('closed_by_decoder', 'n/a')}) "
                      f"| {_num(m.get('unknown_precision'), 2)} / "
                      f"{_num(m.get('unknown_recall'), 2)} | {failed} |")
@@ -90,10 +94,10 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines.append("")
     if ablated:
         ablation = metrics[ablated[0]]["hint_ablation"]
-        lines += [f"Section-hint ablation ({ablated[0]}, same rows, every hint removed): kind "
-                  f"agreement {_num(ablation['with_hint']['kind_agreement'])} with hints, "
-                  f"{_num(ablation['without_hint']['kind_agreement'])} without (delta "
-                  f"{_num(ablation['delta']['kind_agreement'])}); macro-F1 delta "
+        lines += [f"Section-hint ablation ({ablated[0]}, same rows, every hint removed): {c} "
+                  f"agreement {_num(ablation['with_hint'][f'{c}_agreement'])} with hints, "
+                  f"{_num(ablation['without_hint'][f'{c}_agreement'])} without (delta "
+                  f"{_num(ablation['delta'][f'{c}_agreement'])}); macro-F1 delta "
                   f"{_num(ablation['delta']['macro_f1'])}.", ""]
 
     lines += ["## Limits, read before relying on it", ""]
@@ -108,13 +112,7 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                          f"{_num(m.get('unknown_precision'), 2)}, recall "
                          f"{_num(m.get('unknown_recall'), 2)}. Where an abstention matters, "
                          "route answers to a human instead of trusting the kind.")
-    lines.append("- Labels for training come from the project's deterministic rule labeler, "
-                 "not from people (the gold holdout is hand-labeled): the model learns the "
-                 "labeler's habits along with the task.")
-    lines.append("- It sees only the entry, its section heading and the product, never the "
-                 "release's version: its training labels name a version only where the entry "
-                 "or heading shows one (STYLE.md), so a version in an answer that is in "
-                 "neither is made up.")
+    lines += [f"- {note}" for note in notes]
     lines.append("- Decode greedily under the output schema, as eval does: outside it the "
                  "model may write text that is not JSON.")
     lines.append("")

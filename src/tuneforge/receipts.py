@@ -79,16 +79,17 @@ class Receipt:
 
 # ---------------------------------------------------------------- drift
 
-def scored_distributions(scored_jsonl: str | Path) -> dict[str, Any]:
-    """Shares per kind, severity, product, score category; text-length quantiles."""
+def scored_distributions(scored_jsonl: str | Path, fields: tuple[str, ...] = ("kind", "severity")
+                         ) -> dict[str, Any]:
+    """Shares per label field (the task's class and second field: kind, severity), product and
+    score category; text-length quantiles."""
     con = duckdb.connect()
     src = f"read_json('{Path(scored_jsonl).as_posix()}', format='newline_delimited', " \
           "columns={text: 'VARCHAR', product: 'VARCHAR', category: 'VARCHAR', label: 'JSON'})"
     con.execute(f"CREATE TEMP VIEW scored AS SELECT * FROM {src}")
     total = con.execute("SELECT count(*) FROM scored").fetchone()[0]
     dims = {
-        "kind": "coalesce(label->>'kind', '(none)')",
-        "severity": "coalesce(label->>'severity', '(none)')",
+        **{f: f"coalesce(label->>'{f}', '(none)')" for f in fields},
         "product": "product",
         "category": "category",
     }
@@ -111,7 +112,7 @@ def drift_report(current: dict[str, Any], previous: dict[str, Any] | None,
     quantile that moved by more than `threshold` (relative)."""
     flags: list[DriftFlag] = []
     if previous:
-        for dim in ("kind", "severity", "product", "category"):
+        for dim in [d for d in current if d not in ("records", "text_length")]:
             keys = sorted(set(current.get(dim, {})) | set(previous.get(dim, {})))
             for key in keys:
                 cur, prev = current[dim].get(key, 0.0), previous.get(dim, {}).get(key, 0.0)

@@ -64,6 +64,20 @@ def redact(text: str) -> tuple[str, Counter]:
     return text, counts
 
 
+# Author identities in verbatim sources (diffs): `Name <address>` and bare addresses. Not in
+# PATTERNS: release-note entries keep theirs as they always have (their outputs are pinned), and
+# a patch parser drops its header and trailer lines before this sees the message.
+_PERSON = re.compile(r"(?:[^\W\d_][\w.'-]*[ \t]+){0,3}<[\w.+-]+@[\w-]+(?:\.[\w-]+)+>")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])")
+
+
+def redact_people(text: str) -> tuple[str, int]:
+    """Replace `Name <address>` and bare e-mail addresses with `[REDACTED:person]`."""
+    text, n = _PERSON.subn("[REDACTED:person]", text)
+    text, m = _EMAIL.subn("[REDACTED:person]", text)
+    return text, n + m
+
+
 def find_secrets(text: str) -> list[str]:
     """Kinds of secrets still present in text (for leak scans of artifacts)."""
     found = []

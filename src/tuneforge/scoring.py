@@ -30,8 +30,9 @@ def load_gold(path: str | Path, task: Task) -> list[dict]:
 
 def score(task: Task, rows: list[dict], outputs: list[str], classes: list[str],
           min_support: int) -> tuple[dict, list]:
-    scored = [score_prediction(o, r["label"], task.parse_label) for o, r in zip(outputs, rows, strict=True)]
-    return summarize(scored, classes, min_support), scored
+    scored = [score_prediction(o, r["label"], task.parse_label, task.fields)
+              for o, r in zip(outputs, rows, strict=True)]
+    return summarize(scored, classes, min_support, task.fields), scored
 
 
 def closed_figures(answers: list[Answer]) -> dict[str, Any]:

@@ -273,13 +273,13 @@ def bench_build(params: Params) -> dict:
         identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params.tasks)
 
         # incremental: one eval.* param changed (a release gate), then repro
-        old = config.load(clone / config.PARAMS).eval.gates.min_kind_agreement
+        old = config.load(clone / config.PARAMS).eval.gates.min_class_agreement
         new = round(old - 0.05, 2)
         text = (clone / "params.yaml").read_text()
-        needle = f"min_kind_agreement: {old:.2f}"
+        needle = f"min_class_agreement: {old:.2f}"
         if needle not in text:
             raise RuntimeError(f"bench build: {needle!r} not found in params.yaml")
-        (clone / "params.yaml").write_text(text.replace(needle, f"min_kind_agreement: {new:.2f}", 1))
+        (clone / "params.yaml").write_text(text.replace(needle, f"min_class_agreement: {new:.2f}", 1))
         incremental_s, log = timed(run, ["dvc", "repro"], clone, env)
         reran = sorted({s for s in stage_s if f"Running stage '{s}'" in log})
 
@@ -288,7 +288,7 @@ def bench_build(params: Params) -> dict:
         "full_build_s": stage_s, "full_build_total_s": round(total_s, 1),
         "peak_rss_mb": rss,
         "bit_identical": {"identical": identical, "compared": compared, "changed": moved},
-        "incremental": {"param": f"eval.gates.min_kind_agreement {old} -> {new}",
+        "incremental": {"param": f"eval.gates.min_class_agreement {old} -> {new}",
                         "s": round(incremental_s, 1), "stages_rerun": reran},
         "incremental_ratio": round(incremental_s / total_s, 4),
         "noop_repro_s": round(repro, 2), "baseline_dvc_status_s": round(status, 2),

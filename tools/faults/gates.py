@@ -47,7 +47,7 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     allfail = copy_root(root, scratch / "allfail")
     v = json.loads((allfail / PATHS.verdict).read_text())
     for q in v["models"]:
-        v["models"][q]["verdict"], v["models"][q]["failed"] = "fail", ["min_kind_agreement"]
+        v["models"][q]["verdict"], v["models"][q]["failed"] = "fail", ["min_class_agreement"]
     v["promoted"], v["release"] = "Q4_K_M", "fail"
     write_json(allfail / PATHS.verdict, v)
     r = run_stage(allfail, "register")
@@ -58,7 +58,7 @@ def gates_and_pins_suite(scratch: Path, tiny_base: Path) -> dict:
     v = json.loads((mixed / PATHS.verdict).read_text())
     for q in v["models"]:
         v["models"][q]["verdict"] = "pass" if q == "Q4_K_M" else "fail"
-        v["models"][q]["failed"] = [] if q == "Q4_K_M" else ["min_kind_agreement"]
+        v["models"][q]["failed"] = [] if q == "Q4_K_M" else ["min_class_agreement"]
     v["promoted"], v["release"] = "Q4_K_M", "pass"
     write_json(mixed / PATHS.verdict, v)
     r = run_stage(mixed, "register")

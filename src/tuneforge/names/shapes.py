@@ -215,12 +215,22 @@ class Prediction(_Strict):
 
 class RegistryMetrics(_Strict):
     """The figures from metrics.json a registry entry repeats (null where eval has none)."""
-    kind_agreement: float | None
-    severity_agreement: float | None
+    class_field: str = Field(description="the task's class (tuneforge.tasks.Task.class_field): kind, type")
+    class_agreement: float | None
+    second_field: str = Field(description="the task's second graded field: severity, breaking")
+    second_agreement: float | None
     parse_rate: float | None
     closed_by_decoder: int | None
     macro_f1: float | None
     parity: float | None
+
+    @classmethod
+    def of(cls, m: dict, fields: tuple[str, str]) -> RegistryMetrics:
+        """One model's metrics.json entry, its figures named by the task's `fields`."""
+        c, s = fields
+        return cls(class_field=c, class_agreement=m.get(f"{c}_agreement"), second_field=s,
+                   second_agreement=m.get(f"{s}_agreement"),
+                   **{k: m.get(k) for k in ("parse_rate", "closed_by_decoder", "macro_f1", "parity")})
 
 
 class RegistryEntry(_Strict):

@@ -74,6 +74,9 @@ class Task:
     second_field: str = "severity"
     # tuneforge.sources format names backfill may detect in this task's snapshot; () = every format
     source_formats: tuple[str, ...] = ()
+    # the prompt shows the record's hint (a changelog's section heading); False when the hint is
+    # the label's source (a commit's own message), which no prompt may show
+    hint_in_prompt: bool = True
     # export: no product (a source package) has rows in both the gold holdout and SFT, and the
     # valid split takes whole products (the contract's "split by source package")
     holdout_by_product: bool = False
@@ -82,8 +85,15 @@ class Task:
     augment: Callable[[list, float, int], list] | None = None
     # eval: (gold rows, answer texts) -> the task's own figures for one model (chrF, ...)
     eval_figures: Callable[[list[dict], list[str]], dict] | None = None
+    # the model card's "Limits" bullets that only this task has (where its labels come from, ...)
+    card_notes: tuple[str, ...] = ()
     # predict --format: name -> label renderer (json, the canonical render_label, is always there)
     formats: dict[str, Callable[[dict], str]] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> tuple[str, str]:
+        """(class_field, second_field): the names tuneforge.metrics gives the graded figures."""
+        return self.class_field, self.second_field
 
     def messages(self, text: str, hint: str | None, product: str | None) -> list[dict]:
         return [

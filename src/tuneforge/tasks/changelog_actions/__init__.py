@@ -32,6 +32,13 @@ TASK = register(Task(
     abstain_class=schema.Kind.unknown.value,
     abstain_rule=schema.UNKNOWN_RULE,
     content_free_examples=Lazy(f"{__name__}.examples", "content_free_examples"),
+    card_notes=(
+        "Labels for training come from the project's deterministic rule labeler, not from people (the gold "
+        "holdout is hand-labeled): the model learns the labeler's habits along with the task.",
+        "It sees only the entry, its section heading and the product, never the release's version: its "
+        "training labels name a version only where the entry or heading shows one (STYLE.md), so a version "
+        "in an answer that is in neither is made up.",
+    ),
     source_formats=("debian_changelog", "git_relnotes", "gnu_news", "keepachangelog", "markdown_bullets",
                     "rst_changes"),
 ))
