@@ -111,6 +111,7 @@ class Toolchain(Section):
     numpy: str
     gguf: str
     duckdb: str
+    sacrebleu: str
     dvc: str
 
 
