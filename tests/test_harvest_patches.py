@@ -198,7 +198,7 @@ def debian_tar(files: dict[str, bytes], mode: str = "w:xz") -> bytes:
 def test_extract_patches_keeps_patches_only(mode):
     data = debian_tar({"./debian/patches/series": b"a.patch\n", "./debian/patches/b.patch": b"bb",
                        "debian/patches/sub/a.patch": b"aa", "debian/control": b"Source: x\n",
-                       "debian/patches/sub/series": b"x\n"}, mode)
+                       "debian/patches/sub/series": b"x\n", "debian/patches/series.hurd-i386": b"a.patch\n"}, mode)
     assert extract_patches(data, "x.debian.tar") == [("b.patch", b"bb"), ("sub/a.patch", b"aa")]
     with pytest.raises(ValueError, match="unreadable tarball: x.debian.tar.xz"):
         extract_patches(data[: len(data) // 2], "x.debian.tar.xz")

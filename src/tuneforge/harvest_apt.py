@@ -33,7 +33,7 @@ _C_ENV = {**os.environ, "LC_ALL": "C", "LANGUAGE": ""}
 # apt-get source --print-uris: 'URI' file-name size HASH:hex  (apt 2.6 prints one, the best hash)
 _URI_LINE = re.compile(r"^'(?P<uri>[^']+)' (?P<name>\S+) (?P<size>\d+) (?P<algo>[A-Za-z0-9]+):(?P<hex>[0-9a-fA-F]+)$")
 _DEBIAN_TARBALL = re.compile(r"\.debian\.tar\.(xz|gz|bz2|lzma)$")
-_SKIP_NAMES = {"series", "00list"}  # quilt's and dpatch's patch lists, not patches
+_SKIP_NAMES = {"series", "00list"}  # quilt's and dpatch's patch lists (and series.<arch>), not patches
 
 
 class ChecksumError(ValueError):
@@ -131,7 +131,7 @@ def extract_patches(data: bytes, name: str) -> list[tuple[str, bytes]]:
                     continue
                 rel = path.removeprefix("debian/patches/")
                 parts = rel.split("/")
-                if parts[-1] in _SKIP_NAMES or ".." in parts or "" in parts:
+                if parts[-1].split(".")[0] in _SKIP_NAMES or ".." in parts or "" in parts:
                     continue
                 fh = tar.extractfile(info)
                 out.append((rel, fh.read() if fh is not None else b""))
