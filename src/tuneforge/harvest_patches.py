@@ -140,14 +140,14 @@ def harvest_debian(apt: Apt, sources: list[tuple[str, str]], jobs: int) -> tuple
     return patches, summary
 
 
-def _git(repo: Path, *args: str) -> str:
+def _git(repo: Path, *args: str, fix: str = "") -> str:
     # -c: keep a user's diff/format settings from changing the snapshot's bytes
     p = subprocess.run(["git", "-C", str(repo), "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false",
                         "-c", "format.from=false", *args], capture_output=True, text=True,
                        env={**os.environ, "LC_ALL": "C"}, check=False)
     if p.returncode != 0:
         why = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
-        raise UserError(f"{repo}: git {args[0]} failed: {why}")
+        raise UserError(f"{repo}: git {args[0]} failed: {why}{fix}")
     return p.stdout
 
 
@@ -160,9 +160,10 @@ def harvest_git(repo: Path) -> tuple[str, list[Patch], dict]:
     (a commit body may itself hold a line starting with "From ")."""
     if not repo.is_dir():
         raise UserError(f"--repo {repo}: not a directory; name a local git repository")
-    top = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    top = Path(_git(repo, "rev-parse", "--show-toplevel", fix="; --repo must name a local git repository").strip())
     name = top.name
-    revs = _git(top, "rev-list", "--first-parent", "--reverse", "--parents", "HEAD").split("\n")
+    revs = _git(top, "rev-list", "--first-parent", "--reverse", "--parents", "HEAD",
+                fix="; --repo needs a repository with commits on HEAD").split("\n")
     commits = [line.split() for line in revs if line.strip()]
     width = max(4, len(str(len(commits))))
     nonmerge = [(i, c[0]) for i, c in enumerate(commits, 1) if len(c) <= 2]
