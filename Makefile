@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest schemas remote-local remote-s3 push pull release tags verify-repro faults mutate
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -160,3 +160,14 @@ harvest: setup
 	  print(p.tasks[t].snapshot if t in p.tasks else "")') && test -n "$$out" || { \
 	  echo "make harvest: HARVEST_TASK=$(HARVEST_TASK) is not a task in params.yaml's tasks" >&2; exit 2; }; \
 	  echo "$(PY) -m tuneforge.harvest --src $(SRC) --out $$out"; $(PY) -m tuneforge.harvest --src "$(SRC)" --out "$$out"
+
+# Refresh data/snapshot/debian-patches.tar.gz: installed packages' debian/patches via apt (private
+# state in .cache/harvest-patches). REPO=path: that repo's commits -> data/snapshot/<dir>-commits.tar.gz.
+REPO ?=
+harvest-patches: setup
+	@if [ -n "$(REPO)" ]; then \
+	  test -d "$(REPO)" || { echo "make harvest-patches: REPO=$(REPO) is not a directory; pass a local git repository, e.g. make harvest-patches REPO=../myproject" >&2; exit 2; }; \
+	  echo "$(PY) -m tuneforge.harvest_patches --repo $(REPO)"; $(PY) -m tuneforge.harvest_patches --repo "$(REPO)"; \
+	else \
+	  echo "$(PY) -m tuneforge.harvest_patches"; $(PY) -m tuneforge.harvest_patches; \
+	fi

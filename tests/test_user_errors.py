@@ -18,6 +18,7 @@ PY = sys.executable
 PREDICT = [PY, "-m", "tuneforge.predict"]
 EVALUATE = [PY, "-m", "tuneforge.evaluate"]
 HARVEST = [PY, "-m", "tuneforge.harvest"]
+PATCHES = [PY, "-m", "tuneforge.harvest_patches"]
 MAKE = ["make", "-s", "-o", "setup"]  # never (re)install .venv from a test
 
 # (id, argv with {tmp} for the scratch dir, stdin, expected error line (regex), exit status)
@@ -63,6 +64,19 @@ CASES = [
      r"--max-bytes 0 must be positive", 2),
     ("harvest-nothing-found", [*HARVEST, "--src", "{tmp}/empty", "--out", "{tmp}/s.tar.gz"], b"",
      r"no release-note files under {tmp}/empty; point --src at a directory", 1),
+    ("patches-repo-missing", [*PATCHES, "--repo", "{tmp}/none"], b"",
+     r"--repo {tmp}/none: not a directory; name a local git repository", 2),
+    ("patches-repo-not-git", [*PATCHES, "--repo", "{tmp}/empty"], b"",
+     r"{tmp}/empty: git rev-parse failed: fatal: not a git repository.*; --repo must name a local git", 2),
+    ("patches-repo-no-commits", [*PATCHES, "--repo", "{tmp}/fresh-repo"], b"",
+     r"fresh-repo: git rev-list failed: .*; --repo needs a repository with commits on HEAD", 2),
+    ("patches-out-not-targz", [*PATCHES, "--repo", "{tmp}", "--out", "{tmp}/s.zip"], b"",
+     r"--out {tmp}/s.zip: the snapshot is a .tar.gz", 2),
+    ("patches-max-bytes", [*PATCHES, "--max-bytes", "0"], b"", r"--max-bytes 0 must be positive", 2),
+    ("patches-packages-with-repo", [*PATCHES, "--repo", "{tmp}", "--packages", "zlib"], b"",
+     r"--packages is for Debian mode", 2),
+    ("make-harvest-patches-repo", [*MAKE, "harvest-patches", "REPO={tmp}/none"], b"",
+     r"make harvest-patches: REPO={tmp}/none is not a directory; pass a local git repository", 2),
     ("make-harvest-src", [*MAKE, "harvest", "SRC={tmp}/none"], b"",
      r"make harvest: SRC={tmp}/none is not a directory; pass the directory of changelogs", 2),
     ("make-bench-only", [*MAKE, "bench", "ONLY=decode,nope"], b"",
@@ -83,6 +97,7 @@ def scratch(tmp_path_factory) -> Path:
     (tmp / "gold.jsonl").write_text('{"text": "x"}\n')
     (tmp / "fake.gguf").write_bytes(b"GGUF not really")
     (tmp / "empty").mkdir()
+    subprocess.run(["git", "init", "-q", str(tmp / "fresh-repo")], check=True)
     return tmp
 
 
