@@ -104,10 +104,16 @@ def test_format_patch_mbox_with_no_hunk_is_rejected_without_diff():
     assert (u.reason, u.line) == ("patch_without_diff", 1)
 
 
-def test_binary_only_git_diff_has_no_text_hunk():
-    text = ("Description: Update the logo\n\ndiff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
-            "GIT binary patch\nliteral 4\nLcmZ?wbXH&p\n\n")
-    [u] = get_format("dep3").parse("pkg/logo.patch", text)
+@pytest.mark.parametrize(("name", "head"), [
+    ("dep3", "Description: Update the logo\n\n"),
+    ("format_patch", "From 7777777777777777777777777777777777777777 Mon Sep 17 00:00:00 2001\n"
+                     "Subject: [PATCH] Update the logo\n\n---\n logo.png | Bin\n\n"),
+])
+def test_binary_only_git_diff_has_no_text_hunk(name, head):
+    text = head + ("diff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
+                   "GIT binary patch\nliteral 4\nLcmZ?wbXH&p\n\n")
+    assert detect_format("pkg/logo.patch", text).name == name
+    [u] = get_format(name).parse("pkg/logo.patch", text)
     assert u.reason == "patch_without_diff" and "binary" in u.detail
 
 
@@ -195,3 +201,19 @@ def test_parse_never_raises_and_units_are_well_formed(name, text):
         assert u.version is None and u.text.endswith("\n") and u.text[:-1] in text
         assert "@@ " in u.text
         assert u.hint and u.hint.split("\n", 1)[0].strip() and not EMAIL.search(u.hint)
+
+
+def test_dep3_boilerplate_without_a_dashes_line_is_not_the_message():
+    text = ("Description: Fix it\nForwarded: no\n\nThis patch header follows DEP-3: http://dep.debian.net/deps/dep3/\n"
+            "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+    [e] = get_format("dep3").parse("pkg/f.patch", text)
+    assert e.hint == "Fix it"
+
+
+def test_an_address_or_author_name_in_the_subject_is_cut_out():
+    text = ("From 6666666666666666666666666666666666666666 Mon Sep 17 00:00:00 2001\n"
+            "From: Kim Park <kim@example.org>\nDate: Mon, 2 Jan 2023 09:00:00 +0000\n"
+            "Subject: [PATCH] Thank Kim Park in AUTHORS, mail <kim@example.org>\n\n---\n"
+            "diff --git a/AUTHORS b/AUTHORS\n--- a/AUTHORS\n+++ b/AUTHORS\n@@ -1 +1,2 @@\n a\n+b\n")
+    [e] = get_format("format_patch").parse("pkg/x.patch", text)
+    assert e.hint == "[PATCH] Thank in AUTHORS, mail"
