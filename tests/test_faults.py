@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tools.faults.bad_input import bad_input_suite, check_root, decode_like_backfill
-from tools.faults.cases import build_cases
+from tools.faults.cases import BASE_FILES, build_cases
 from tools.faults.gates import gates_and_pins_suite, nothing_promoted, remote_suite
 from tools.faults.kill import crash_snapshot, kill_suite, plain_kill_points, tree, verify_dvc_cache
 from tools.faults.leakage import LEAK_VARIANTS, leakage_check, leakage_suite
@@ -27,7 +27,6 @@ from tools.faults.roots import DATA_STAGES, KILL_MODEL_STAGES, PATHS, ROOT, copy
 from tools.faults.tiny import model_available, write_tiny_exports, write_tiny_params
 from tuneforge.io import read_jsonl
 from tuneforge.redact import KINDS, find_secrets, redact
-from tuneforge.sources import FORMATS
 
 from .conftest import FIXTURES
 
@@ -40,9 +39,9 @@ CATEGORIES = {"malformed_markup", "invalid_utf8", "nul_bytes", "huge_line", "emp
 def test_full_case_set_covers_every_format_and_fault():
     cases = build_cases(seed=7, quick=False)
     assert len(cases) >= 500
-    assert {c.fmt for c in cases} == set(FORMATS)
+    assert {c.fmt for c in cases} == set(BASE_FILES)
     assert {c.category for c in cases} == CATEGORIES
-    for fmt in FORMATS:  # every fault kind is tried on every format
+    for fmt in BASE_FILES:  # every fault kind is tried on every format
         assert {c.category for c in cases if c.fmt == fmt} == CATEGORIES, fmt
     assert len({c.id for c in cases}) == len(cases)
     sizes = [max(len(b) for b in c.files.values()) for c in cases if c.category == "huge_line"]

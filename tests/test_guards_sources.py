@@ -286,8 +286,15 @@ def test_sections_levels():
 def test_unknown_format_error_and_repr():
     e = s.UnknownFormatError("a/README")
     assert e.path == "a/README"
-    assert str(e) == ("a/README: no release-note parser accepted this file (known: debian_changelog, "
-                      "git_relnotes, gnu_news, keepachangelog, markdown_bullets, rst_changes)")
+    assert str(e) == ("a/README: no release-note parser accepted this file (known: debian_changelog, dep3, "
+                      "format_patch, git_relnotes, gnu_news, keepachangelog, markdown_bullets, rst_changes)")
+    # asked among a task's formats, the message names those only (changelog-actions' quarantine
+    # details stay byte-identical with the patch formats registered)
+    six = ("rst_changes", "debian_changelog", "git_relnotes", "gnu_news", "keepachangelog", "markdown_bullets")
+    with pytest.raises(s.UnknownFormatError) as raised:
+        s.detect_format("a/README", "plain prose\n", among=six)
+    assert str(raised.value) == ("a/README: no release-note parser accepted this file (known: debian_changelog, "
+                                 "git_relnotes, gnu_news, keepachangelog, markdown_bullets, rst_changes)")
     assert repr(s.get_format("gnu_news")) == "<GnuNews 'gnu_news'>"
 
 
@@ -682,8 +689,8 @@ def test_debian_twelve_word_colon_bullet_still_heads_its_sub_bullets():
 def test_get_format_error_lists_the_known_names():
     with pytest.raises(ValueError) as e:
         s.get_format("nope")
-    assert str(e.value) == ("unknown source format 'nope'; known: debian_changelog, git_relnotes, gnu_news, "
-                            "keepachangelog, markdown_bullets, rst_changes")
+    assert str(e.value) == ("unknown source format 'nope'; known: debian_changelog, dep3, format_patch, "
+                            "git_relnotes, gnu_news, keepachangelog, markdown_bullets, rst_changes")
 
 
 def test_detect_format_takes_any_positive_confidence(monkeypatch):

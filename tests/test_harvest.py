@@ -11,6 +11,7 @@ import pytest
 from tuneforge import harvest
 from tuneforge.harvest import (
     QUOTAS,
+    RELEASE_NOTE_FORMATS,
     SnapshotError,
     is_candidate,
     iter_snapshot,
@@ -18,7 +19,6 @@ from tuneforge.harvest import (
     select,
     write_snapshot,
 )
-from tuneforge.sources import FORMATS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sources"
 
@@ -78,7 +78,7 @@ def test_two_runs_give_identical_bytes(doc, tmp_path, capsys):
     assert data[:3] == b"\x1f\x8b\x08" and data[3] == 0  # gzip, no FNAME/FEXTRA flags
     assert data[4:8] == b"\0\0\0\0"  # gzip header mtime 0
     out = capsys.readouterr().out
-    for name in FORMATS:
+    for name in RELEASE_NOTE_FORMATS:
         assert name in out
     assert "sha256" in out and "compressed" in out
     assert not [p for p in a.parent.iterdir() if p.name != "a.tar.gz"]  # no temp files left
@@ -108,7 +108,7 @@ def test_selection_skips_duplicates_unknown_formats_and_bad_gzip(doc, capsys):
     assert summary.skipped["unknown format"] == 1  # ed/NEWS prose
     assert summary.skipped["bad gzip"] == 1
     assert "broken/NEWS.gz" in capsys.readouterr().err
-    assert set(summary.files) == set(FORMATS)  # every format is represented
+    assert set(summary.files) == set(RELEASE_NOTE_FORMATS)  # every format is represented
     assert sum(summary.entries.values()) == sum(p.entries for p in picked) > 90
 
 

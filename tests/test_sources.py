@@ -54,9 +54,9 @@ def at(entries: list[ParsedEntry], line: int) -> ParsedEntry:
 # ----------------------------------------------------------------------------- registry
 
 
-def test_registry_holds_the_six_formats():
-    assert sorted(FORMATS) == ["debian_changelog", "git_relnotes", "gnu_news", "keepachangelog",
-                               "markdown_bullets", "rst_changes"]
+def test_registry_holds_the_eight_formats():
+    assert sorted(FORMATS) == ["debian_changelog", "dep3", "format_patch", "git_relnotes", "gnu_news",
+                               "keepachangelog", "markdown_bullets", "rst_changes"]
     for name, cls in FORMATS.items():
         assert cls.name == name and issubclass(cls, SourceFormat)
 
@@ -426,7 +426,8 @@ PATHS = st.sampled_from(["x/NEWS", "x/CHANGES.rst", "x/changelog.Debian", "git/R
                          "x/CHANGELOG.md", "x/NEWS.md.gz", "", "weird/\x00/\u00e9"])
 
 
-@pytest.mark.parametrize("name", sorted(FORMATS))
+# release-note formats; the verbatim patch formats have their own properties (test_sources_patches)
+@pytest.mark.parametrize("name", sorted(n for n, cls in FORMATS.items() if not cls.verbatim))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=TEXTS, path=PATHS)
 def test_parse_never_raises_and_entries_are_clean(name, text, path):

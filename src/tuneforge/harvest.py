@@ -59,8 +59,11 @@ QUOTAS: dict[str, Quota] = {
     "markdown_bullets": Quota(0.15, 300_000, 4),
     "rst_changes": Quota(0.32, 250_000, 3),
 }
-if set(QUOTAS) != set(FORMATS):
-    raise RuntimeError(f"harvest quotas {sorted(QUOTAS)} do not match the formats {sorted(FORMATS)}")
+# The release-note formats; verbatim ones (patches, the commit-messages task) have their own harvest.
+RELEASE_NOTE_FORMATS = tuple(sorted(name for name, cls in FORMATS.items() if not cls.verbatim))
+if set(QUOTAS) != set(RELEASE_NOTE_FORMATS):
+    raise RuntimeError(f"harvest quotas {sorted(QUOTAS)} do not match the release-note formats "
+                       f"{list(RELEASE_NOTE_FORMATS)}")
 
 _CANDIDATE = re.compile(r"^(news|changes|changelog)", re.IGNORECASE)
 
@@ -156,7 +159,7 @@ def select(src: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[Picked],
         seen_content.add(digest)
         text, latin1 = decode(raw)
         try:
-            fmt = detect_format(member, text)
+            fmt = detect_format(member, text, among=RELEASE_NOTE_FORMATS)
         except UnknownFormatError:
             summary.skipped["unknown format"] += 1
             continue
@@ -264,7 +267,7 @@ def iter_snapshot(path: str | Path, on_error: Callable[[str, SnapshotError], Non
 
 def _format_summary(summary: Summary, out: Path, digest: str) -> str:
     lines = [f"{'format':18} {'files':>6} {'entries':>8} {'bytes':>11}"]
-    for name in sorted(FORMATS):
+    for name in RELEASE_NOTE_FORMATS:
         lines.append(f"{name:18} {summary.files[name]:6d} {summary.entries[name]:8d} "
                      f"{summary.raw_bytes[name]:11,d}")
     lines.append(f"{'total':18} {sum(summary.files.values()):6d} "

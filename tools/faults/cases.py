@@ -117,8 +117,10 @@ CONFUSABLES = [
 
 def build_cases(seed: int = 7, quick: bool = False) -> list[Case]:
     """Crafted bad inputs for every registered format; `quick` keeps one variant per kind."""
-    if set(BASE_FILES) != set(FORMATS):
-        raise RuntimeError(f"faults knows {sorted(BASE_FILES)}, the registry {sorted(FORMATS)}")
+    # release-note formats only: the patch formats (verbatim) are not covered by these faults yet
+    release_notes = {name for name, cls in FORMATS.items() if not cls.verbatim}
+    if set(BASE_FILES) != release_notes:
+        raise RuntimeError(f"faults knows {sorted(BASE_FILES)}, the registry {sorted(release_notes)}")
     rng = random.Random(seed)
     cases: list[Case] = []
 
@@ -131,7 +133,7 @@ def build_cases(seed: int = 7, quick: bool = False) -> list[Case]:
                           heavy, checks))
 
     reps = 1 if quick else 3
-    for fmt in sorted(FORMATS):
+    for fmt in sorted(BASE_FILES):
         text = base_text(fmt)
         rel = BASE_FILES[fmt].split("/", 1)[1]
         bullet, step = _bullet_of(fmt)

@@ -26,7 +26,6 @@ from tools.faults.roots import (
 )
 from tools.faults.tiny import write_tiny_params
 from tuneforge.redact import KINDS, find_secrets
-from tuneforge.sources import FORMATS
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def plant_secrets(seed: int) -> tuple[dict[str, bytes], list[tuple[str, Planted]
     rng = random.Random(seed)
     files: dict[str, bytes] = {}
     planted: list[tuple[str, Planted]] = []
-    for fmt in sorted(FORMATS):
+    for fmt in sorted(BASE_FILES):
         text = base_text(fmt)
         rel = BASE_FILES[fmt].split("/", 1)[1]
         lines = split_lines(text)

@@ -59,9 +59,11 @@ class Rejected:
 class UnknownFormatError(ValueError):
     """No registered parser accepted a file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, known: tuple[str, ...] = ()) -> None:
+        # known: the formats that were asked (detect_format's `among`), so a task's quarantine
+        # details name its own formats only, whatever else is registered; () = every format
         super().__init__(f"{path}: no release-note parser accepted this file (known: "
-                         f"{', '.join(sorted(FORMATS))})")
+                         f"{', '.join(sorted(known or FORMATS))})")
         self.path = path
 
 
@@ -118,7 +120,7 @@ def detect_format(path: str, text: str, among: tuple[str, ...] = ()) -> SourceFo
         if score > 0 and (best is None or score > best[0]):
             best = (score, name)
     if best is None:
-        raise UnknownFormatError(path)
+        raise UnknownFormatError(path, among)
     return FORMATS[best[1]]()
 
 
@@ -134,6 +136,8 @@ def product_from_path(path: str) -> str:
 # and register from this module, so the imports come after those definitions.
 from tuneforge.sources import (  # noqa: E402, F401
     debian_changelog,
+    dep3,
+    format_patch,
     git_relnotes,
     gnu_news,
     keepachangelog,

@@ -1,0 +1,130 @@
+"""DEP-3 patches (https://dep-team.pages.debian.net/deps/dep3/) and every other unified diff.
+
+A DEP-3 patch opens with one or two sets of RFC 822-like fields (``Description:`` or ``Subject:``
+whose first line is the summary and whose continuation lines, a lone " ." standing for a blank
+line, are the long description; ``Author:``, ``Origin:``, ``Bug*:``, ``Forwarded:``,
+``Last-Update:`` ...), then free text (more long description), then the diff; a ``---`` line ends
+the meta-information.  dpatch's ``## DP:`` comment lines are the description of older patches.
+The file is one entry: its text is the diff, verbatim; its hint is summary + blank line + long
+description, without people (see ``format_patch.scrub_message``).
+
+This format also claims any file holding a unified diff that no better format does, so a bare
+patch (a diff with no message) is quarantined as ``patch_without_message`` rather than left as
+an unknown file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from tuneforge.sources import ParsedEntry, Rejected, SourceFormat, register
+from tuneforge.sources.format_patch import (
+    field,
+    find_diff_start,
+    has_unified_diff,
+    people_in,
+    read_diff,
+    read_fields,
+    scrub_message,
+    scrub_subject,
+    split_lines,
+)
+
+_DEP3_KEYS = re.compile(r"^(?:Origin|Forwarded|Author|From|Bug(?:-[A-Za-z]+)?|Last-Update|Applied-Upstream|"
+                        r"Reviewed-by|Acked-by):", re.MULTILINE | re.IGNORECASE)
+_SUMMARY_KEY = re.compile(r"^(?:Description|Subject):", re.MULTILINE | re.IGNORECASE)
+# Boilerplate some tools write under the fields; not the author's words.
+_BOILERPLATE = re.compile(r"^\s*(?:This patch header follows DEP-3|@DPATCH@\s*$)", re.IGNORECASE)
+_DPATCH_DP = re.compile(r"^##\s?DP:\s?(.*)$")
+
+
+def _meta_lines(lines: list[str], end: int) -> list[str]:
+    """The lines before the diff, with dpatch and comment-style DEP-3 prefixes taken off."""
+    meta = [line.rstrip("\r") for line in lines[:end]]
+    if any(_DPATCH_DP.match(line) for line in meta):  # dpatch: only the "## DP:" lines describe
+        return [m.group(1) for m in map(_DPATCH_DP.match, meta) if m]
+    if meta and meta[0].startswith("#!"):
+        meta = [line[2:] if line.startswith("# ") else ("" if line.startswith("#") else line)
+                for line in meta[1:]]
+    return [line for line in meta if not _BOILERPLATE.match(line)]
+
+
+def _paragraphs(meta: list[str]) -> list[list[str]]:
+    out: list[list[str]] = [[]]
+    for line in meta:
+        if line.strip():
+            out[-1].append(line)
+        elif out[-1]:
+            out.append([])
+    return [p for p in out if p]
+
+
+def _long_description(value: list[str]) -> tuple[str, list[str]]:
+    """(summary, long description lines) of a Description/Subject field value."""
+    rest = []
+    for line in value[1:]:
+        line = line[1:] if line[:1] in (" ", "\t") else line
+        rest.append("" if line.strip() == "." else line)  # " ." is DEP-3's blank line
+    summary = value[0].strip()
+    if not summary:  # "Description:" alone, the text on the lines below
+        while rest and not rest[0].strip():
+            rest.pop(0)
+        summary = rest.pop(0).strip() if rest else ""
+    return summary, rest
+
+
+@register
+class Dep3(SourceFormat):
+    """DEP-3 headed patches, dpatch patches and bare diffs (the last are rejected)."""
+
+    name = "dep3"
+    verbatim = True
+
+    def sniff(self, path: str, text: str) -> int:
+        if has_unified_diff(text):
+            return 90
+        head = text.lstrip()[:4000]
+        # a DEP-3 header with no diff: claimed so that it is quarantined as patch_without_diff
+        return 50 if _SUMMARY_KEY.match(head) and _DEP3_KEYS.search(head) else 0
+
+    def parse(self, path: str, text: str) -> Iterator[ParsedEntry | Rejected]:
+        lines = split_lines(text)
+        n = len(lines)
+        first = next((i for i, line in enumerate(lines) if line.strip()), 0)
+        lineno = first + 1
+        diff_at = find_diff_start(lines, 0, n)
+        meta_end = diff_at if diff_at is not None else n
+        meta_end = next((i for i in range(meta_end) if lines[i].rstrip() == "---"), meta_end)
+        fields: list[tuple[str, list[str]]] = []
+        free: list[list[str]] = []
+        for para in _paragraphs(_meta_lines(lines, meta_end)):
+            found, after = read_fields(para, 0, len(para))
+            fields += found
+            if after < len(para):
+                free.append(para[after:])
+        value = field(fields, "Description", "Subject")
+        summary, long = _long_description(value) if value else ("", [])
+        if not summary and free:  # no field: the free text is the description
+            summary, free = " ".join(" ".join(free[0]).split()), free[1:]
+        body = list(long)
+        for para in free:
+            body += [""] + para
+        names = people_in(fields, [line for para in free for line in para])
+        summary = scrub_subject(summary, names)
+        if not summary:
+            what = "only " + ", ".join(sorted({k for k, _ in fields})) if fields else "no header"
+            yield Rejected("patch_without_message", f"line {lineno}: patch has {what}", lineno)
+            return
+        message = "\n".join([summary, ""] + scrub_message(body, names)).rstrip("\n")
+        if diff_at is None:
+            yield Rejected("patch_without_diff", f"line {lineno}: patch {summary[:60]!r} has no diff", lineno)
+            return
+        diff, hunks, error = read_diff(lines, diff_at, n, 1)
+        if error:
+            yield Rejected("unparseable_patch", error, lineno)
+        elif not hunks:
+            yield Rejected("patch_without_diff",
+                           f"line {lineno}: the diff has no text hunk (binary, mode or rename only)", lineno)
+        else:
+            yield ParsedEntry(text=diff, hint=message, version=None, line=lineno)

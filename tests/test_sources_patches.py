@@ -1,0 +1,219 @@
+"""Patch formats (format_patch, dep3) on hand-written fixtures (tests/fixtures/patches): the diff
+kept verbatim, the author's message as the hint, people never in it, unusable patches rejected."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tuneforge.records import QuarantineReason
+from tuneforge.sources import FORMATS, ParsedEntry, Rejected, detect_format, get_format
+
+PATCHES = Path(__file__).resolve().parent / "fixtures" / "patches"
+RELEASE_NOTES = Path(__file__).resolve().parent / "fixtures" / "sources"
+# every person named anywhere in the fixtures (headers, trailers, prose)
+PEOPLE = ["Jürgen Müller", "Juergen", "Ana Lima", "Pat Doe", "Sam Roe", "Kim Park", "Morgan Lee", "Lee, Morgan",
+          "Chris Tan", "Dana Fox"]
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def read(name: str) -> str:
+    return (PATCHES / name).read_text(encoding="utf-8")
+
+
+def parse(name: str, path: str | None = None) -> tuple[str, list[ParsedEntry | Rejected]]:
+    """(detected format, units) of a fixture, read as the snapshot member <package>/<name>."""
+    member = path or f"pkg/{name}"
+    fmt = detect_format(member, read(name))
+    return fmt.name, list(fmt.parse(member, read(name)))
+
+
+def test_patch_formats_are_registered_verbatim():
+    assert FORMATS["format_patch"].verbatim and FORMATS["dep3"].verbatim
+
+
+def test_format_patch_decodes_a_folded_mime_subject_and_drops_the_signature():
+    name, units = parse("0001-mime-subject.patch")
+    assert name == "format_patch"
+    [e] = units
+    assert e == ParsedEntry(
+        text=read("0001-mime-subject.patch").split("\n\n", 3)[3].split("-- \n2.39.2")[0],
+        hint="[PATCH] l10n: update the German translation for \u201cr\u00e9sum\u00e9\u201d strings\n\n"
+             "The plural forms were swapped, so \"1 Dateien\" was shown.",
+        version=None, line=1)
+    assert e.text.startswith("diff --git a/po/de.po b/po/de.po\n") and e.text.endswith(' msgid "R\u00e9sum\u00e9"\n')
+
+
+def test_two_patches_in_one_mbox_with_and_without_a_diffstat():
+    name, units = parse("two-patches.mbox")
+    assert name == "format_patch"
+    assert [(e.line, e.hint) for e in units] == [
+        (1, "[PATCH 1/2] udev: skip devices without a serial\n\n"
+            "Devices without ID_SERIAL made the rule match every disk."),
+        (23, "[PATCH 2/2] docs: drop the empty list item from the README"),
+    ]
+    first, second = units
+    assert first.text.endswith(' SUBSYSTEM!="block", GOTO="disk_end"\n') and "2.40.1" not in first.text
+    assert "rules/60-disk.rules | 1 +" not in first.text  # the diffstat is skipped
+    # the removed "- " line reads "-- " like a signature; the hunk's counts say it is not one
+    assert second.text.endswith(" - --serial: match by serial\n-- \n - --path: match by path\n \n")
+    assert "2.40.1" not in second.text
+
+
+def test_dep3_multi_line_description_and_free_text():
+    name, units = parse("dep3-multiline.patch")
+    assert name == "dep3"
+    [e] = units
+    assert e.hint == ("Fix a crash when the config file is empty\n\n"
+                      "parse_config() read the first byte of an empty buffer.\n\n"
+                      "Check the length first and fall back to the defaults.\n\n"
+                      "The empty file is what the installer writes on first boot.")
+    assert e.text.startswith("Index: project-1.2/src/config.c\n====")
+    assert e.text == read("dep3-multiline.patch").split("http://dep.debian.net/deps/dep3/\n", 1)[1]
+    assert (e.version, e.line) == (None, 1)
+
+
+def test_a_bare_quilt_patch_is_claimed_and_rejected_without_message():
+    name, units = parse("bare-quilt.diff")
+    assert name == "dep3"  # detected (not unknown_format), so it is quarantined with a reason
+    assert [(u.reason, u.line) for u in units] == [("patch_without_message", 1)]
+    assert units[0].reason in {r.value for r in QuarantineReason}
+
+
+def test_headers_only_author_and_origin_are_no_message():
+    text = "Author: Kim Park <kim@example.org>\nOrigin: vendor\n\n" + read("bare-quilt.diff")
+    [u] = get_format("dep3").parse("pkg/x.patch", text)
+    assert isinstance(u, Rejected) and u.reason == "patch_without_message"
+    assert "Kim" not in u.detail and "@" not in u.detail
+
+
+def test_dep3_without_a_diff_is_rejected_without_diff():
+    name, units = parse("dep3-no-diff.patch")
+    assert name == "dep3"
+    assert [(u.reason, u.line) for u in units] == [("patch_without_diff", 1)]
+
+
+def test_format_patch_mbox_with_no_hunk_is_rejected_without_diff():
+    text = ("From 4444444444444444444444444444444444444444 Mon Sep 17 00:00:00 2001\nFrom: A B <a@b.c>\n"
+            "Subject: [PATCH] Merge branch 'next'\n\n")
+    assert detect_format("pkg/merge.patch", text).name == "format_patch"
+    [u] = get_format("format_patch").parse("pkg/merge.patch", text)
+    assert (u.reason, u.line) == ("patch_without_diff", 1)
+
+
+@pytest.mark.parametrize(("name", "head"), [
+    ("dep3", "Description: Update the logo\n\n"),
+    ("format_patch", "From 7777777777777777777777777777777777777777 Mon Sep 17 00:00:00 2001\n"
+                     "Subject: [PATCH] Update the logo\n\n---\n logo.png | Bin\n\n"),
+])
+def test_binary_only_git_diff_has_no_text_hunk(name, head):
+    text = head + ("diff --git a/logo.png b/logo.png\nindex 1..2 100644\n"
+                   "GIT binary patch\nliteral 4\nLcmZ?wbXH&p\n\n")
+    assert detect_format("pkg/logo.patch", text).name == name
+    [u] = get_format(name).parse("pkg/logo.patch", text)
+    assert u.reason == "patch_without_diff" and "binary" in u.detail
+
+
+@pytest.mark.parametrize(("hunks", "why"), [
+    ("@@ -1,3 +1,3 @@\n-a\n-b\n+c\n", "cut short"),  # a removal and an addition short, then the end
+    ("@@ -x +1 @@\n-a\n+b\n", "malformed hunk header at line 5"),
+    ("@@ -1,2 +1,2 @@\n-a\nnot a hunk line\n+b\n c\n", "ends early at line 7"),
+])
+def test_a_diff_that_cannot_be_read_is_unparseable(hunks, why):
+    text = "Description: Fix it\n\n--- a/f\n+++ b/f\n" + hunks
+    [u] = get_format("dep3").parse("pkg/f.patch", text)
+    assert u.reason == "unparseable_patch" and why in u.detail
+
+
+def test_an_undecodable_subject_is_unparseable():
+    text = ("From 5555555555555555555555555555555555555555 Mon Sep 17 00:00:00 2001\nFrom: A B <a@b.c>\n"
+            "Subject: =?x-no-such-charset?q?abc?=\n\n---\ndiff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+    [u] = get_format("format_patch").parse("pkg/x.patch", text)
+    assert u.reason == "unparseable_patch" and "Subject" in u.detail
+
+
+def test_dpatch_description_lines():
+    text = ("#! /bin/sh /usr/share/dpatch/dpatch-run\n## 01_fix.dpatch by Kim Park <kim@example.org>\n##\n"
+            "## All lines beginning with `## DP:' are a description of the patch.\n## DP: Build with -fPIC.\n\n"
+            "@DPATCH@\ndiff -urNad x~/Makefile x/Makefile\n--- x~/Makefile\n+++ x/Makefile\n@@ -1 +1 @@\n"
+            "-CFLAGS = -O2\n+CFLAGS = -O2 -fPIC\n")
+    [e] = get_format(detect_format("pkg/01_fix.dpatch", text).name).parse("pkg/01_fix.dpatch", text)
+    assert e.hint == "Build with -fPIC." and e.text.startswith("diff -urNad x~/Makefile")
+
+
+def test_no_author_name_or_email_reaches_a_hint_or_a_detail():
+    units = []
+    for path in sorted(PATCHES.iterdir()):
+        units += parse(path.name)[1]
+    assert len([u for u in units if isinstance(u, ParsedEntry)]) == 5
+    people = [p.lower() for p in PEOPLE]
+    fixture_emails = {m for p in PATCHES.iterdir() for m in EMAIL.findall(p.read_text(encoding="utf-8"))}
+    assert len(fixture_emails) >= 8
+    for u in units:
+        said = (u.hint or "") if isinstance(u, ParsedEntry) else u.detail
+        assert not EMAIL.search(said), said
+        assert not [p for p in people if p in said.lower()], said
+    # the prose around a dropped name stays when it names nobody
+    e = next(u for u in parse("0002-from-email.patch")[1])
+    assert e.hint == ("[PATCH] http_chunks: reset the trailer between chunks\n\n"
+                      "Curl_httpchunk_read kept the trailer buffer between chunks, so it leaked.")
+
+
+def test_release_notes_are_never_claimed():
+    for path in sorted(p for p in RELEASE_NOTES.rglob("*") if p.is_file()):
+        text = path.read_text(encoding="utf-8")
+        rel = str(path.relative_to(RELEASE_NOTES))
+        assert get_format("format_patch").sniff(rel, text) == 0, rel
+        assert get_format("dep3").sniff(rel, text) == 0, rel
+
+
+def test_each_format_claims_its_own_and_both_claim_any_diff():
+    assert get_format("format_patch").sniff("pkg/x", read("dep3-multiline.patch")) == 0
+    assert get_format("dep3").sniff("pkg/x", read("dep3-multiline.patch")) == 90
+    assert get_format("format_patch").sniff("pkg/x", read("two-patches.mbox")) == 95
+    assert get_format("dep3").sniff("pkg/x", "just prose, no patch\n--- not a diff\n") == 0
+
+
+LINE_BITS = st.sampled_from([
+    "From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001\n", "From: A B <a@b.c>\n",
+    "Subject: [PATCH] x\n", " continued\n", "Description: d\n", " .\n", "---\n", "-- \n", "2.1.0\n",
+    "diff --git a/f b/f\n", "--- a/f\n", "+++ b/f\n", "@@ -1,2 +1,2 @@\n", "@@ -1 +1 @@\n", " ctx\n",
+    "-old\n", "+new\n", "\\ No newline at end of file\n", "\n", "Index: f\n", "=?utf-8?q?=C3=A9?=\n",
+    "Signed-off-by: A B <a@b.c>\n", "text\n", "\r\n",
+])
+
+
+@pytest.mark.parametrize("name", ["format_patch", "dep3"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.one_of(st.text(max_size=300), st.lists(LINE_BITS, max_size=80).map("".join)))
+def test_parse_never_raises_and_units_are_well_formed(name, text):
+    fmt = get_format(name)
+    assert 0 <= fmt.sniff("pkg/x.patch", text) <= 100
+    n_lines = text.count("\n") + 1
+    for u in fmt.parse("pkg/x.patch", text):
+        assert 1 <= u.line <= n_lines
+        if isinstance(u, Rejected):
+            assert u.reason in {r.value for r in QuarantineReason} and u.detail
+            continue
+        assert u.version is None and u.text.endswith("\n") and u.text[:-1] in text
+        assert "@@ " in u.text
+        assert u.hint and u.hint.split("\n", 1)[0].strip() and not EMAIL.search(u.hint)
+
+
+def test_dep3_boilerplate_without_a_dashes_line_is_not_the_message():
+    text = ("Description: Fix it\nForwarded: no\n\nThis patch header follows DEP-3: http://dep.debian.net/deps/dep3/\n"
+            "--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+    [e] = get_format("dep3").parse("pkg/f.patch", text)
+    assert e.hint == "Fix it"
+
+
+def test_an_address_or_author_name_in_the_subject_is_cut_out():
+    text = ("From 6666666666666666666666666666666666666666 Mon Sep 17 00:00:00 2001\n"
+            "From: Kim Park <kim@example.org>\nDate: Mon, 2 Jan 2023 09:00:00 +0000\n"
+            "Subject: [PATCH] Thank Kim Park in AUTHORS, mail <kim@example.org>\n\n---\n"
+            "diff --git a/AUTHORS b/AUTHORS\n--- a/AUTHORS\n+++ b/AUTHORS\n@@ -1 +1,2 @@\n a\n+b\n")
+    [e] = get_format("format_patch").parse("pkg/x.patch", text)
+    assert e.hint == "[PATCH] Thank in AUTHORS, mail"
