@@ -65,10 +65,14 @@ gpu-check:
 # The main job: the whole pipeline on the committed snapshots and the real base model; then
 # each task's eval report (reports/<task>/eval/report.md, tuneforge.names) up to its hint ablation.
 demo: setup
+	@$(PY) -c 'from tuneforge import config; p = config.load(); \
+	  print("make demo: dvc repro builds the shared base model, then for each task in params.yaml (" \
+	        + ", ".join(p.tasks) + ") its data stages, LoRA fine-tune, GGUFs (" + ", ".join(p.quantize.types) \
+	        + "), eval and registry; then prints each task'"'"'s model table.")'
 	dvc repro
 	@for report in $$($(PY) -c 'from tuneforge import config, names; \
 	  print(*(names.TaskPaths(t).eval_dir / "report.md" for t in config.load().tasks))'); do \
-	  sed -n '1,/^## Hint ablation/p' "$$report"; done
+	  echo "== $$report"; sed -n '/^## Models/,/^Promoted:/p' "$$report"; done
 
 # The test suite (what .ci/run calls); slow real-model tests are excluded.
 test: setup

@@ -138,3 +138,41 @@ def test_the_scan_catches_the_v7_convert_gap():
     planted = 'params = config.from_argv("convert")\nx = params.train.seed, params.section("merge"), ' \
               'params.convert.outtype, params.toolchain.gguf\n'
     assert undeclared("convert", planted) == ["merge", "toolchain.gguf", "train", "train.seed"]
+
+
+# ---------------------------------------------------------------- per-task overrides
+
+def test_a_task_override_changes_only_that_tasks_view():
+    """tasks.<task>.overrides merge into the shared sections for that task alone (a diff's
+    prompt is ~4x a changelog entry's, so one step budget cannot fit both)."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    over = raw["tasks"]["commit-messages"]["overrides"]
+    commits = config.for_stage("train", "commit-messages", params=ROOT / "params.yaml", pipeline=ROOT / "dvc.yaml")
+    changelog = config.for_stage("train", "changelog-actions", params=ROOT / "params.yaml",
+                                 pipeline=ROOT / "dvc.yaml")
+    assert commits.section("train")["max_steps"] == over["train"]["max_steps"]
+    assert changelog.section("train")["max_steps"] == raw["train"]["max_steps"] != over["train"]["max_steps"]
+    # a key the override leaves alone is the shared value; a nested one merges, not replaces
+    assert commits.section("train")["lora_r"] == raw["train"]["lora_r"]
+    ev = config.for_stage("eval", "commit-messages", params=ROOT / "params.yaml", pipeline=ROOT / "dvc.yaml")
+    assert ev.section("eval")["gates"]["min_parity"] == raw["eval"]["gates"]["min_parity"]
+    # and the declared values (what provenance hashes) are the task's own
+    assert commits.declared()["train"]["max_steps"] == over["train"]["max_steps"]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda o: o["train"].update(max_steps=-1),
+     r"params\.yaml:\d+: tasks\.commit-messages\.overrides\.train\.max_steps: Input should be greater than"),
+    (lambda o: o["train"].update(max_stepz=5),
+     r"params\.yaml:\d+: tasks\.commit-messages\.overrides\.train\.max_stepz: Extra inputs are not permitted"),
+    (lambda o: o.update(toolchain={"torch": "2.0"}),
+     r"params\.yaml:\d+: tasks\.commit-messages\.overrides\.toolchain: not a section a task may override"),
+    (lambda o: o.update(trian={"max_steps": 1}),
+     r"tasks\.commit-messages\.overrides\.trian: not a section a task may override"),
+])
+def test_a_bad_override_is_named_by_file_line_and_key(tmp_path, edit, message):
+    path = _write(tmp_path, lambda r: edit(r["tasks"]["commit-messages"]["overrides"]))
+    with pytest.raises(config.ParamsError, match=message):
+        config.for_stage("train", "commit-messages", params=path, pipeline=ROOT / "dvc.yaml")
+    # the other task's stages are not blocked by it
+    config.for_stage("train", "changelog-actions", params=path, pipeline=ROOT / "dvc.yaml")
