@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate install-hook
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -175,3 +175,11 @@ harvest-patches: setup
 	else \
 	  echo "$(PY) -m tuneforge.harvest_patches"; $(PY) -m tuneforge.harvest_patches; \
 	fi
+
+# Install a prepare-commit-msg hook in the git repository REPO (a path, relative to this directory or
+# absolute): a plain `git commit` there starts from the commit-messages model's message for the
+# staged diff (tuneforge.hook: predict with the task's promoted model, run here). A hook there that
+# is not tuneforge's is refused unless FORCE=1 (then kept beside it); installing again replaces ours.
+install-hook: setup
+	@test -n "$(REPO)" || { echo "make install-hook: no REPO; usage: make install-hook REPO=path/to/repo [FORCE=1]" >&2; exit 2; }
+	$(PY) -m tuneforge.hook install --repo "$(REPO)" $(if $(filter 1,$(FORCE)),--force)

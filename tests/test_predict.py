@@ -17,7 +17,7 @@ TOKEN = "ghp_" + "x1" * 18
 
 def test_text_lines_are_entries_normalised_and_redacted():
     lines = ["  Fixed a crash   in `foo`.", "", "   ", f"Rotate the leaked token {TOKEN} now."]
-    entries = predict.read_entries("notes.txt", lines, hint="Bug fixes", product="demo")
+    entries = predict.read_entries("notes.txt", "\n".join(lines), hint="Bug fixes", product="demo")
     assert [e["text"] for e in entries][0] == "Fixed a crash in `foo`."
     assert TOKEN not in entries[1]["text"] and "[REDACTED:github_token]" in entries[1]["text"]
     assert all(e["hint"] == "Bug fixes" and e["product"] == "demo" for e in entries)
@@ -26,7 +26,7 @@ def test_text_lines_are_entries_normalised_and_redacted():
 def test_jsonl_rows_carry_their_own_hint_and_product():
     lines = [json.dumps({"text": "Added `--json`.", "hint": "Features", "product": "git"}),
              json.dumps({"text": "Dropped Python 3.8."})]
-    first, second = predict.read_entries("in.jsonl", lines, hint="Changes", product="tool")
+    first, second = predict.read_entries("in.jsonl", "\n".join(lines), hint="Changes", product="tool")
     assert (first["hint"], first["product"]) == ("Features", "git")
     assert (second["hint"], second["product"]) == ("Changes", "tool")  # the defaults fill in
 
@@ -34,7 +34,7 @@ def test_jsonl_rows_carry_their_own_hint_and_product():
 @pytest.mark.parametrize("line", ['{"text": ""}', '{"hint": "x"}', "[1, 2]", "not json", '{"text": 3}'])
 def test_a_bad_jsonl_line_names_file_and_line(line):
     with pytest.raises(ValueError, match=r"^in\.jsonl:2: not an entry object"):
-        predict.read_entries("in.jsonl", [json.dumps({"text": "ok"}), line], None, None)
+        predict.read_entries("in.jsonl", json.dumps({"text": "ok"}) + "\n" + line, None, None)
 
 
 def test_the_default_model_is_the_promoted_one_and_none_is_an_error(tmp_path):
@@ -101,3 +101,105 @@ def test_predict_checks_the_toolchain_before_loading(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="toolchain mismatch .*llama_cpp_python: params 0.0.1"):
         predict.main(args)
     assert calls == []
+
+
+DIFF = f"""diff --git a/src/http.c b/src/http.c
+index 1111111..2222222 100644
+--- a/src/http.c
++++ b/src/http.c
+@@ -10,7 +10,8 @@ static int read_chunk(struct chunk *ch)
+ {{
+-    if (ch->len)
++    if (ch->len  &&  ch->trailer)
++        free(ch->trailer);  /* token {TOKEN} */
+
+     return 0;
+"""
+
+
+def _document_task(**changes):
+    """changelog-actions with a task's document reading and formats: the task package of a
+    document task (commit-messages) is not what these tests are about."""
+    from dataclasses import replace
+
+    from tuneforge.tasks import get_task
+    return replace(get_task("changelog-actions"), **changes)
+
+
+def test_a_document_is_one_entry_its_lines_kept_and_redacted():
+    (entry,) = predict.read_entries("<stdin>", DIFF, None, "curl", "document")
+    assert entry["text"] == DIFF.replace(TOKEN, "[REDACTED:github_token]")  # spacing and blank line kept
+    assert entry["hint"] is None and entry["product"] == "curl"
+    assert len(predict.read_entries("<stdin>", DIFF, None, None)) == 10  # a line task: one per line
+    assert predict.read_entries("<stdin>", " \n\n\t\n", None, None, "document") == []
+    (row,) = predict.read_entries("in.jsonl", json.dumps({"text": DIFF, "product": "x"}), None, None, "document")
+    assert row["text"] == entry["text"] and row["product"] == "x"  # a .jsonl row of a document task too
+
+
+def test_a_task_reads_lines_or_documents_and_nothing_else():
+    from tuneforge.tasks import register
+
+    with pytest.raises(ValueError, match="input_kind 'documents' is neither 'line' nor 'document'"):
+        register(_document_task(name="a-typo", input_kind="documents"))
+
+
+def test_stdin_of_a_document_task_is_one_prompt(tmp_path, monkeypatch, capsys):
+    import io
+
+    task = _document_task(input_kind="document")
+    monkeypatch.setattr(predict, "get_task", lambda name: task)
+    seen = []
+    answer = task.render_label({"kind": "fix", "severity": "low", "subject": "chunk trailer",
+                                "action_text": "Upgrade.", "deadline": None, "tags": ["http"]})
+    monkeypatch.setattr(decode, "json_gbnf", lambda schema: 'root ::= "x"\n')
+    monkeypatch.setattr(decode, "gguf_answers", lambda path, prompts, gbnf, **kw: seen.extend(prompts)
+                        or [Answer(answer)] * len(prompts))
+    monkeypatch.setattr(predict.sys, "stdin", io.TextIOWrapper(io.BytesIO(DIFF.encode())))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"gguf")
+    rc = predict.main(["--model", str(model), "--allow-unpinned", "--format", "json", "--product", "curl",
+                       "--params", _params(tmp_path)])
+    assert rc == 0
+    (prompt,) = seen
+    assert prompt[1]["content"] == task.render_user(DIFF.replace(TOKEN, "[REDACTED:github_token]"), None, "curl")
+    assert capsys.readouterr().out == answer + "\n"
+
+
+GIT_CASES = [
+    ({"type": "fix", "scope": "http_chunks", "subject": "Reset the trailer to avoid a memory leak",
+      "body": "Curl_httpchunk_read kept the trailer buffer between chunks, so it leaked.", "breaking": False,
+      "ignore": []},
+     "fix(http_chunks): Reset the trailer to avoid a memory leak\n\n"
+     "Curl_httpchunk_read kept the trailer buffer between chunks, so it\nleaked."),
+    ({"type": "feat", "scope": None, "subject": "Drop the  --legacy\toption", "body": None, "breaking": True,
+      "ignore": [".env"]},
+     "feat!: Drop the --legacy option"),
+    ({"type": "docs", "scope": "man", "subject": "Document --json", "breaking": False, "ignore": [],
+      "body": "The man page now lists every flag that the tool reads, as users asked in #1234 and\n#1240."},
+     # wrapped at 72, "#1234" would start a line, and git drops such a line as a comment
+     "docs(man): Document --json\n\nThe man page now lists every flag that the tool reads, as users asked in"
+     " #1234\nand #1240."),
+]
+
+
+@pytest.mark.parametrize("label,message", GIT_CASES, ids=["scope-body", "breaking-no-scope", "wrapped-body"])
+def test_format_git_renders_a_ready_commit_message(label, message):
+    from tuneforge.tasks.commit_messages.formats import render_git
+
+    task = _document_task(formats={"git": render_git})
+    assert list(predict.renderers(task)) == ["json", "git"]
+    assert predict.render(task, label, "git") == message
+    assert not any(line.startswith("#") for line in message.splitlines())
+
+
+def test_a_format_the_task_lacks_is_one_line_naming_the_ones_it_has(tmp_path, monkeypatch, capsys):
+    calls = _fake_decoder(monkeypatch)
+    monkeypatch.setattr(predict, "get_task", lambda name: _document_task(formats={"git": str}))
+    entries = tmp_path / "in.txt"
+    entries.write_text("Fixed a crash.\n")
+    with pytest.raises(SystemExit) as e:
+        predict.main([str(entries), "--format", "xml", "--params", _params(tmp_path)])
+    assert e.value.code == 2 and calls == []
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["python -m tuneforge.predict: error: --format xml: task changelog-actions has no such format; "
+                   "available: json, git (see --help)"]

@@ -19,6 +19,7 @@ PREDICT = [PY, "-m", "tuneforge.predict"]
 EVALUATE = [PY, "-m", "tuneforge.evaluate"]
 HARVEST = [PY, "-m", "tuneforge.harvest"]
 PATCHES = [PY, "-m", "tuneforge.harvest_patches"]
+HOOK = [PY, "-m", "tuneforge.hook"]
 MAKE = ["make", "-s", "-o", "setup"]  # never (re)install .venv from a test
 
 # (id, argv with {tmp} for the scratch dir, stdin, expected error line (regex), exit status)
@@ -40,6 +41,11 @@ CASES = [
     ("predict-missing-params", [*PREDICT, "--params", "{tmp}/p.yaml"], b"x\n",
      r"--params {tmp}/p.yaml: no such file; run from the project root or pass --params FILE", 2),
     ("predict-unknown-option", [*PREDICT, "--bogus"], b"", r"unrecognized arguments: --bogus \(see --help\)", 2),
+    ("predict-unknown-format", [*PREDICT, "--task", "changelog-actions", "--format", "xml"], b"x\n",
+     r"--format xml: task changelog-actions has no such format; available: json \(see --help\)", 2),
+    ("hook-not-a-repo", [*HOOK, "install", "--repo", "{tmp}/empty"], b"",
+     r"--repo {tmp}/empty: not a git work tree \(git rev-parse --is-inside-work-tree: fatal: not a git "
+     r"repository.*\); name a repository you commit in", 2),
     ("evaluate-gold-only", [*EVALUATE, "--gold", "{tmp}/gold.jsonl"], b"",
      r"the following arguments are required: --model", 2),
     ("evaluate-missing-model", [*EVALUATE, "--gold", "{tmp}/gold.jsonl", "--model", "{tmp}/none.gguf"], b"",
@@ -83,6 +89,8 @@ CASES = [
      r"make bench: ONLY=decode,nope: no section 'nope'; use a comma list of sha256,decode", 2),
     ("make-release-version", [*MAKE, "release", "VERSION=bad..name"], b"",
      r"make release: VERSION='bad..name' is not a valid tag name", 2),
+    ("make-install-hook-repo", [*MAKE, "install-hook"], b"",
+     r"make install-hook: no REPO; usage: make install-hook REPO=path/to/repo \[FORCE=1\]", 2),
     ("make-remote-s3-bucket", [*MAKE, "remote-s3", "BUCKET=bucket/path"], b"",
      r"make remote-s3: BUCKET='bucket/path' is not an s3:// URL; usage:", 2),
 ]

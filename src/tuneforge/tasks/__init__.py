@@ -18,7 +18,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -89,6 +89,9 @@ class Task:
     card_notes: tuple[str, ...] = ()
     # predict --format: name -> label renderer (json, the canonical render_label, is always there)
     formats: dict[str, Callable[[dict], str]] = field(default_factory=dict)
+    # predict: what one entry of a plain-text input is. "line": each non-blank line, whitespace
+    # normalised (a release note); "document": the whole input, its line breaks kept (a diff)
+    input_kind: Literal["line", "document"] = "line"
 
     @property
     def fields(self) -> tuple[str, str]:
@@ -108,6 +111,8 @@ TASKS: dict[str, Task] = {}
 def register(task: Task) -> Task:
     if task.name in TASKS:
         raise ValueError(f"task {task.name!r} is registered twice (a second package uses its name)")
+    if task.input_kind not in ("line", "document"):  # predict would read any other word as "line"
+        raise ValueError(f"task {task.name!r}: input_kind {task.input_kind!r} is neither 'line' nor 'document'")
     TASKS[task.name] = task
     return task
 
