@@ -2,10 +2,13 @@
 repository made here, and commits made through it.
 
 The message comes from a real program reading the staged diff on stdin: a Python one-liner that
-names the diff's files (--command), or the real predict (the default command) in a scratch
-project whose params.yaml has no commit-messages task, where it must fail without blocking."""
+names the diff's files (--command); the real predict (the default command) in a scratch project
+whose params.yaml has no commit-messages task, where it must fail without blocking; and the real
+predict on the commit-messages task with a real GGUF (tiny, random weights: what it says is
+noise, but it is a model's answer, decoded as eval decodes, that the commit ends up with)."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import stat
@@ -203,3 +206,41 @@ def test_a_directory_that_is_not_a_work_tree_is_refused(repo, tmp_path):
     assert not (bare / "hooks" / "prepare-commit-msg").exists()
     with pytest.raises(UserError, match="none: no such directory"):
         hook.install(tmp_path / "none", ROOT, COMMAND)
+
+
+def test_a_commit_through_the_hook_takes_the_models_message(repo, tmp_path):
+    """End to end: the hook pipes the staged diff to predict --task commit-messages --format git
+    on a GGUF, and the commit's message is that model's answer, rendered, as git cleans it up.
+    predict's --model stands in for the registry's promoted model (a built registry is
+    test_model_chain's business): the hook's default command differs from this one only there."""
+    pytest.importorskip("tuneforge.tasks.commit_messages.prompt",
+                        reason="the commit-messages task package (branch h19-task) is not merged yet")
+    from tuneforge.llm import toolchain
+    from tuneforge.tasks import get_task
+
+    from .tiny_gguf import write_tiny_gguf
+
+    task = get_task("commit-messages")
+    assert task.input_kind == "document" and "git" in task.formats
+    project = tmp_path / "project"
+    project.mkdir()
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["toolchain"] = {k: v.split("+")[0] for k, v in toolchain(list(params["toolchain"])).items()}
+    params["tasks"].setdefault("commit-messages", {**params["tasks"]["changelog-actions"], "package": "commit_messages",
+                                                   "model_name": "tuneforge-commit-messages"})
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    model = write_tiny_gguf(tmp_path / "tiny.gguf", seed=0)
+    predict = [sys.executable, "-m", "tuneforge.predict", "--task", "commit-messages", "--model", str(model),
+               "--allow-unpinned", "--product", "scratch-repo"]
+    assert installed(repo, "--command", shlex.join([*predict, "--format", "git"]), project=project).returncode == 0
+
+    staged = git(repo, "diff", "--cached").stdout
+    proc = subprocess.run(predict, input=staged, cwd=project, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]  # the whole diff: one entry
+    assert record["entry"] == staged and record["product"] == "scratch-repo" and record["label"]
+    git(repo, "commit", "-q", env={"GIT_EDITOR": "true"})
+    # git commit cleans an edited message up (comment lines, blank runs, trailing spaces) as stripspace -s does
+    expected = subprocess.run(["git", "stripspace", "--strip-comments"], input=task.formats["git"](record["label"]),
+                              capture_output=True, text=True, check=True).stdout.rstrip("\n")
+    assert expected and last_message(repo) == expected

@@ -165,31 +165,35 @@ def test_stdin_of_a_document_task_is_one_prompt(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out == answer + "\n"
 
 
-GIT_CASES = [
+def test_render_gives_json_and_the_tasks_own_formats():
+    task = _document_task(formats={"shout": lambda label: label["subject"].upper() + "!\n"})
+    label = {"kind": "fix", "severity": "low", "subject": "chunk trailer", "action_text": "Upgrade.",
+             "deadline": None, "tags": ["http"]}
+    assert list(predict.renderers(task)) == ["json", "shout"]
+    assert predict.render(task, label, "json") == task.render_label(label)
+    assert predict.render(task, label, "shout") == "CHUNK TRAILER!"  # predict prints the line end itself
+
+
+@pytest.mark.parametrize("label,message", [
     ({"type": "fix", "scope": "http_chunks", "subject": "Reset the trailer to avoid a memory leak",
-      "body": "Curl_httpchunk_read kept the trailer buffer between chunks, so it leaked.", "breaking": False,
-      "ignore": []},
+      "body": "Curl_httpchunk_read kept the trailer buffer between chunks.", "breaking": False, "ignore": []},
      "fix(http_chunks): Reset the trailer to avoid a memory leak\n\n"
-     "Curl_httpchunk_read kept the trailer buffer between chunks, so it\nleaked."),
-    ({"type": "feat", "scope": None, "subject": "Drop the  --legacy\toption", "body": None, "breaking": True,
+     "Curl_httpchunk_read kept the trailer buffer between chunks."),
+    ({"type": "feat", "scope": None, "subject": "Drop the --legacy option", "body": None, "breaking": True,
       "ignore": [".env"]},
      "feat!: Drop the --legacy option"),
-    ({"type": "docs", "scope": "man", "subject": "Document --json", "breaking": False, "ignore": [],
-      "body": "The man page now lists every flag that the tool reads, as users asked in #1234 and\n#1240."},
-     # wrapped at 72, "#1234" would start a line, and git drops such a line as a comment
-     "docs(man): Document --json\n\nThe man page now lists every flag that the tool reads, as users asked in"
-     " #1234\nand #1240."),
-]
+], ids=["scope-body", "breaking-no-scope"])
+def test_format_git_is_a_ready_commit_message(label, message):
+    """The commit-messages task's git format, as predict --format git prints it: `type(scope)!:
+    subject`, a blank line, the body (issue 19 item 6)."""
+    pytest.importorskip("tuneforge.tasks.commit_messages.schema",
+                        reason="the commit-messages task package (branch h19-task) is not merged yet")
+    from tuneforge.tasks import get_task
 
-
-@pytest.mark.parametrize("label,message", GIT_CASES, ids=["scope-body", "breaking-no-scope", "wrapped-body"])
-def test_format_git_renders_a_ready_commit_message(label, message):
-    from tuneforge.tasks.commit_messages.formats import render_git
-
-    task = _document_task(formats={"git": render_git})
+    task = get_task("commit-messages")
+    assert task.input_kind == "document"  # a diff is one entry
     assert list(predict.renderers(task)) == ["json", "git"]
     assert predict.render(task, label, "git") == message
-    assert not any(line.startswith("#") for line in message.splitlines())
 
 
 def test_a_format_the_task_lacks_is_one_line_naming_the_ones_it_has(tmp_path, monkeypatch, capsys):

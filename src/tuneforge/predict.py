@@ -103,8 +103,9 @@ def renderers(task: Task) -> dict[str, Callable[[dict], str]]:
 
 
 def render(task: Task, label: dict, fmt: str) -> str:
-    """A parsed label as --format `fmt` prints it."""
-    return renderers(task)[fmt](label)
+    """A parsed label as --format `fmt` prints it; predict ends each rendering itself, so a
+    renderer's own final newline goes."""
+    return renderers(task)[fmt](label).rstrip("\n")
 
 
 def promoted_gguf(registry: Path) -> Path:
