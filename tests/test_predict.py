@@ -83,7 +83,7 @@ def test_an_unpinned_model_is_refused_unless_the_user_says_so(tmp_path, monkeypa
     model, entries = tmp_path / "m.gguf", tmp_path / "in.txt"
     model.write_bytes(b"not pinned anywhere")
     entries.write_text("Fixed a crash.\n")
-    args = [str(entries), "--model", str(model), "--params", _params(tmp_path)]
+    args = [str(entries), "--model", str(model), "--task", "changelog-actions", "--params", _params(tmp_path)]
     with pytest.raises(PinMismatch, match=r"m\.gguf is not pinned .*--allow-unpinned"):
         predict.main(args)
     assert calls == []
@@ -97,7 +97,8 @@ def test_predict_checks_the_toolchain_before_loading(tmp_path, monkeypatch):
     model.write_bytes(b"gguf")
     entries.write_text("Fixed a crash.\n")
     (tmp_path / "SHA256SUMS").write_text(f"{sha256_file(model)}  m.gguf\n")
-    args = [str(entries), "--model", str(model), "--params", _params(tmp_path, llama_cpp_python="0.0.1")]
+    args = [str(entries), "--model", str(model), "--task", "changelog-actions",
+            "--params", _params(tmp_path, llama_cpp_python="0.0.1")]
     with pytest.raises(RuntimeError, match="toolchain mismatch .*llama_cpp_python: params 0.0.1"):
         predict.main(args)
     assert calls == []
@@ -158,7 +159,7 @@ def test_stdin_of_a_document_task_is_one_prompt(tmp_path, monkeypatch, capsys):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"gguf")
     rc = predict.main(["--model", str(model), "--allow-unpinned", "--format", "json", "--product", "curl",
-                       "--params", _params(tmp_path)])
+                       "--task", "changelog-actions", "--params", _params(tmp_path)])
     assert rc == 0
     (prompt,) = seen
     assert prompt[1]["content"] == task.render_user(DIFF.replace(TOKEN, "[REDACTED:github_token]"), None, "curl")
@@ -202,7 +203,7 @@ def test_a_format_the_task_lacks_is_one_line_naming_the_ones_it_has(tmp_path, mo
     entries = tmp_path / "in.txt"
     entries.write_text("Fixed a crash.\n")
     with pytest.raises(SystemExit) as e:
-        predict.main([str(entries), "--format", "xml", "--params", _params(tmp_path)])
+        predict.main([str(entries), "--format", "xml", "--task", "changelog-actions", "--params", _params(tmp_path)])
     assert e.value.code == 2 and calls == []
     err = capsys.readouterr().err.splitlines()
     assert err == ["python -m tuneforge.predict: error: --format xml: task changelog-actions has no such format; "
