@@ -43,7 +43,8 @@ msg=$1
 say() {{ echo "tuneforge hook: $1; the message is left as it was" >&2; exit 0; }}
 tmp=$(mktemp -d "${{TMPDIR:-/tmp}}/tuneforge-hook.XXXXXX") || say "no temporary directory"
 trap 'rm -rf "$tmp"' EXIT
-git diff --cached --no-color --no-ext-diff >"$tmp/diff" 2>"$tmp/err" \\
+# the diff as the model was trained on it, whatever this repository's diff settings (noprefix, color)
+git diff --cached --no-color --no-ext-diff --src-prefix=a/ --dst-prefix=b/ >"$tmp/diff" 2>"$tmp/err" \\
   || say "git diff --cached failed ($(tail -n 1 "$tmp/err"))"
 [ -s "$tmp/diff" ] || say "nothing staged to describe"
 # the command runs in the tuneforge project, outside this repository's git environment
