@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 PREDICT = [PY, "-m", "tuneforge.predict"]
-EVALUATE = [PY, "-m", "tuneforge.evaluate"]
+EVALUATE = [PY, "-m", "tuneforge.evaluate", "--task", "changelog-actions"]
 HARVEST = [PY, "-m", "tuneforge.harvest"]
 PATCHES = [PY, "-m", "tuneforge.harvest_patches"]
 HOOK = [PY, "-m", "tuneforge.hook"]
