@@ -78,7 +78,7 @@ CUE_RULES = [(6, FIX_RE), (7, FEAT_RE), (8, PERF_RE), (9, REFACTOR_RE), (10, STY
 BREAKING_RE = re.compile(
     r"\bBREAKING[ -]CHANGE\b|(?-i:\bBREAKING\b)"
     r"|\b(?:remove[sd]?|drop(?:s|ped)?|delete[sd]?)\s+(?:the\s+|support for (?:the\s+)?)?(?:deprecated\s+|obsolete\s+)?"
-    r"(?:[`'\"]?[\w.-]+[`'\"]?\s+)?(?:option|flag|command|argument|parameter|API|function|interface|setting"
+    r"(?:[`'\"]?[\w.-]+(?:\(\))?[`'\"]?\s+)?(?:option|flag|command|argument|parameter|API|function|interface|setting"
     r"|variable)s?\b"
     r"|\b(?:remove[sd]?|drop(?:s|ped)?)\s+(?:the\s+)?[`'\"]?--[\w-]+"
     r"|\brename[sd]?\b.{0,40}\b(?:option|flag|command|API|function|setting)s?\b"

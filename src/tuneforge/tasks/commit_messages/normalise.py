@@ -31,6 +31,7 @@ CREDIT_RE = re.compile(r"^\s*(?:thanks|thank you)\b|\b(?:patch|reported|written|
 ADDRESS_RE = re.compile(r"(?:[\w.'-]+ ){0,3}<[^<>\s]+@[^<>\s]+>|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 WS_RE = re.compile(r"\s+")
+PUNCT_GAP_RE = re.compile(r"[\s,;:]+([.,;:!?])")
 
 # Imperative verbs a subject may start with; their -s/-ed/-ing forms come from inflect().
 VERBS = (
@@ -120,6 +121,7 @@ def normalise_body(paragraphs: list[str]) -> str | None:
     for para in paragraphs:
         lines = [ln for ln in para.splitlines() if not TRAILER_RE.match(ln) and not CREDIT_RE.search(ln)]
         text = WS_RE.sub(" ", ADDRESS_RE.sub("", " ".join(lines))).strip()
+        text = PUNCT_GAP_RE.sub(r"\1", text)  # "see <a@b.org>." left "see ." behind
         if text:
             kept.append(text)
     sentences = SENTENCE_END_RE.split(" ".join(kept)) if kept else []

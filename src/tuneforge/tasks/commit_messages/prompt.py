@@ -24,7 +24,7 @@ SYSTEM_PROMPT = (
 # with the text and is the same on every machine. Code averages about one real token per
 # estimated one, so 320 keeps prompt + label well inside train.max_tokens (see SCHEMA.md).
 PROMPT_BUDGET = 320
-MAX_FILES = 40  # paths listed; a larger change says how many more there are
+MAX_FILES = 24  # paths listed (about 7 tokens each); a larger change says how many more there are
 LINE_CHARS = 160  # a longer hunk line (minified code, a base64 blob) is cut and marked
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
 
@@ -53,7 +53,7 @@ def render_user(text: str, hint: str | None, product: str | None) -> str:
     head += [file_line(c) for c in changes[:MAX_FILES]]
     if len(changes) > MAX_FILES:
         head.append(f"... and {len(changes) - MAX_FILES} more files")
-    tail_reserve = estimate_tokens("Hunks: Hunks left out: 9999 of 9999")  # the lines that close the view
+    tail_reserve = estimate_tokens("Hunks: [hunk cut] Hunks left out: 9999 of 9999")  # the lines that close the view
     if not changes:  # not a diff this parser reads: show its first lines, to the same budget
         head.append("(no file sections found; the start of the text follows)")
         budget = PROMPT_BUDGET - estimate_tokens("\n".join(head)) - tail_reserve

@@ -74,7 +74,7 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
         problems.append("style_subject_too_long")
     if subject.rstrip().endswith("."):
         problems.append("style_subject_trailing_period")
-    if not is_imperative(subject):
+    if not is_imperative(TYPE_PREFIX_RE.sub("", subject)):  # a prefix is its own problem
         problems.append("style_subject_not_imperative")
     if TYPE_PREFIX_RE.match(subject):
         problems.append("style_subject_has_type_prefix")
