@@ -61,6 +61,14 @@ def test_diff_reads_quilt_patches_and_counts_by_hunk_header():
     assert diff.parse_diff(text)[0].hunks[0].lines[-1].startswith("\\ No newline")
 
 
+def test_diff_splits_lines_on_newlines_only():
+    """A form feed (GNU sources' page break) or a CR inside a line is content, not a line end."""
+    text = git_diff("src/a.c", ["old\x0c", "x\ry"], ["new\x0c", "x\ry"], context=("\x0c",))
+    text += git_diff("src/b.c", ["a"], ["b"])
+    got = [(c.path, c.added, c.removed, len(c.hunks[0].lines)) for c in diff.parse_diff(text)]
+    assert got == [("src/a.c", 2, 2, 5), ("src/b.c", 1, 1, 3)]
+
+
 # ---------------------------------------------------------------- prompt view
 
 
@@ -121,6 +129,9 @@ UDEV = git_diff("src/udev/udev-event.c", ["  free(x);"], ["  x = NULL;"])
     ("[PATCH] src/udev/udev-event.c: removed a leak", UDEV, "udev-event", "Remove a leak"),
     ("Updating the event code (thanks to A Person <ap@example.org>)", UDEV, None, "Update the event code"),
     ("  skip   the\n  flaky test...", UDEV, None, "Skip the flaky test"),
+    ("net: udev: Fixed a crash", UDEV, "udev", "Fix a crash"),  # nested components: the last one shown
+    ("[clang] [udev] re-enables the event", UDEV, "udev", "Re-enable the event"),  # LLVM-style tags
+    ("* always use bash", UDEV, None, "Always use bash"),  # a bullet goes; an adverb keeps the verb first
 ])
 def test_normalise_subject_and_scope(message, diff_text, scope, subject):
     got = normalise.normalise(message, diff_text)
@@ -129,7 +140,7 @@ def test_normalise_subject_and_scope(message, diff_text, scope, subject):
 
 def test_normalise_body_drops_trailers_people_and_addresses_and_cuts_at_a_sentence():
     first = "The trailer buffer was kept between chunks. " * 5  # 35 words
-    message = (f"Fix the leak\n\n{first}\nReported by Jane Roe.\nIt leaked on every call, see Jane Roe "
+    message = (f"Fix the leak\n\n{first}\nReported by Jane Roe.\n-- Jane Roe\nIt leaked on every call, see Jane Roe "
                "<jr@example.org>. A third sentence pushes it well past sixty words, which is the limit "
                "the contract sets for a body of a commit message here.\n\nBug-Debian: https://bugs.debian.org/1\n"
                "Signed-off-by: Joe <joe@example.org>\nForwarded: not-needed\n")
@@ -137,6 +148,9 @@ def test_normalise_body_drops_trailers_people_and_addresses_and_cuts_at_a_senten
     assert got.body == first + "It leaked on every call."  # "see Jane Roe <...>" goes
     assert len(got.body.split()) <= 60 and "@" not in got.body and "Jane" not in got.body
     assert normalise.normalise("Fix it\n\nSigned-off-by: J <j@x.org>", SRC).body is None
+    linked = normalise.normalise("Fix it\n\nSee https://bugs.debian.org/1 and <https://x.org/a>. Ship the .pc file.",
+                                 SRC)
+    assert linked.body == "See and. Ship the .pc file."  # links go (never in a diff); ".pc" stays
     wordy = "Fix it\n\n" + "Internationalisation considerations notwithstanding. " * 12  # 24 words, 600 chars
     body = normalise.normalise(wordy, SRC).body
     assert len(body) <= schema.BODY_MAX and body.endswith("notwithstanding.") and len(body) > 300
@@ -276,6 +290,7 @@ def test_identifiers():
     assert style.identifiers(text) == ["Curl_httpchunk_read()", "lib/http_chunks.c", "v1.2.3", "#12",
                                        "CVE-2021-1234", "--no-foo", "myFunc", "os.path.join", "FooBar"]
     assert style.not_in_diff("Reset Curl_httpchunk_read() and ch->trailer in 1.2", SRC) == ["1.2"]
+    assert style.identifiers("Port to GNU/Hurd with OpenSSL and/or NetBSD via ./configure") == ["./configure"]
 
 
 # ---------------------------------------------------------------- junk

@@ -47,6 +47,14 @@ def strip_prefix(path: str) -> str:
     return path.split("/", 1)[1] if "/" in path else path
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines on "\n" only, as patch reads them: str.splitlines also breaks at form feeds and
+    other separators that sit inside source lines (GNU code's ^L), which would throw the hunk
+    counts off. A "\r" of a CRLF file stays with its line."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 class _Section:
     """One file's part of the diff while it is read."""
 
@@ -84,7 +92,7 @@ def parse_diff(text: str) -> list[FileChange]:
     """Every file the diff changes, in diff order (see the module docstring for what is read)."""
     sections: list[_Section] = []
     cur: _Section | None = None
-    lines = text.splitlines()
+    lines = split_lines(text)
     i = 0
     while i < len(lines):
         line = lines[i]

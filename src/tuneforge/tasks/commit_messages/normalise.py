@@ -7,7 +7,7 @@ a Conventional Commits prefix; a leading `component: ` becomes the scope when th
 that component, else it is dropped; no trailing period; the first verb put in the imperative
 where the change is mechanical (VERB_FORMS); the first letter capitalised.
 Body: the paragraphs after it, without trailer lines (Signed-off-by:, Bug-Debian:, ...), lines
-that credit people, e-mail addresses and `Name <address>`, whitespace-joined and cut at a
+that credit or sign with a name, links, e-mail addresses and `Name <address>`, whitespace-joined and cut at a
 sentence end to <= 60 words; null when nothing is left.
 """
 from __future__ import annotations
@@ -22,16 +22,20 @@ PATCH_TAG_RE = re.compile(r"^\s*(?:\[[^\]]*\b(?:PATCH|RFC)\b[^\]]*\]\s*)+", re.I
 TYPES_ALT = "|".join(t.value for t in CommitType)
 TYPE_PREFIX_RE = re.compile(rf"^(?:{TYPES_ALT})(?:\(([^)]{{1,40}})\))?!?:\s+", re.I)
 COMPONENT_RE = re.compile(r"^([\w.+/-]{1,40}):\s+(?=\S)")
+TAG_RE = re.compile(r"^\[([\w.+/ -]{1,40})\]\s*")  # "[clang] ", "[3.11] ": LLVM's and CPython's tags
+BULLET_RE = re.compile(r"^[*-]\s+")
 TRAILER_RE = re.compile(
     r"^\s*(?:Bug(?:-[\w]+)?|Forwarded|Origin|Last-Update|Reviewed-by|Reviewed-on|Signed-off-by|Acked-by"
     r"|Tested-by|Reported-by|Suggested-by|Co-authored-by|Helped-by|Cc|Closes|Change-Id|Applied-Upstream"
     r"|Author|From|Date|Subject|Description|Fixes|Link|Gbp-Pq|Patch-Name|X-[\w-]+)\s*:", re.I)
 CREDIT_RE = re.compile(r"^\s*(?:thanks|thank you)\b|\b(?:patch|reported|written|suggested|contributed|"
                        r"provided|found|tested) (?:by|from)\b|\(cherry picked from", re.I)
+URL_RE = re.compile(r"<?\b(?:https?|ftp)://[^\s>]+>?")  # a link is never in the diff, so never in a label
+SIGNATURE_RE = re.compile(r"^\s*--\s*[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\s*$")  # "-- Matthias": a name
 ADDRESS_RE = re.compile(r"(?:[\w.'-]+ ){0,3}<[^<>\s]+@[^<>\s]+>|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+")
 WS_RE = re.compile(r"\s+")
-PUNCT_GAP_RE = re.compile(r"[\s,;:]+([.,;:!?])")
+PUNCT_GAP_RE = re.compile(r"[\s,;:]+([.,;:!?])(?=\s|$)")  # not ".pc" or "./configure"
 
 # Imperative verbs a subject may start with; their -s/-ed/-ing forms come from inflect().
 VERBS = (
@@ -45,8 +49,21 @@ VERBS = (
     "report require reset resolve respect restore restrict return reuse revert rewrite rework run save "
     "search send separate set show silence simplify skip sort specify split start stop strip support "
     "suppress switch sync teach test tidy treat trim try tweak unify update upgrade use validate verify "
-    "wait warn work wrap write").split()
-DOUBLED = {"drop", "skip", "stop", "strip", "wrap", "trim", "plug", "ship", "zip", "pad", "tag", "let", "set"}
+    "wait warn work wrap write "
+    "abort adapt annotate append bring canonicalize canonicalise clear comment compile compute configure "
+    "deduplicate degrade delay derive destroy discard display downgrade dump ease eliminate emit encode "
+    "decode enhance exit expect extract factor fetch fill filter find flush format get give hardcode hook "
+    "insert invoke isolate join kill list lock log look map mask match normalize normalise omit override "
+    "parse pin poll postpone prepend preserve probe process propagate put query redirect refuse register "
+    "regenerate reintroduce relax relocate request reserve retry reverse reword sanitize sanitise scan "
+    "select shorten shrink sign store stub substitute suggest tell terminate toggle track translate "
+    "truncate turn undo unlock unmap unset widen zero").split()
+DOUBLED = {"drop", "skip", "stop", "strip", "wrap", "trim", "plug", "ship", "zip", "pad", "tag", "let", "set", "log",
+           "pin", "map", "unmap"}
+# An adverb before the verb keeps a subject imperative ("Always use bash", "Only build docs once").
+ADVERBS = {"always", "never", "only", "also", "explicitly", "correctly", "properly", "temporarily",
+           "partially", "consistently", "silently", "unconditionally", "automatically", "just", "really",
+           "please", "actually", "still", "even", "further", "finally", "completely", "mostly", "now"}
 IRREGULAR = {"made": "make", "makes": "make", "making": "make", "wrote": "write", "written": "write",
              "ran": "run", "running": "run", "kept": "keep", "built": "build", "sent": "send", "did": "do",
              "does": "do", "doing": "do", "fell": "fall", "reset": "reset", "split": "split", "set": "set",
@@ -76,8 +93,16 @@ class Normalised:
     reasons: list[str] = field(default_factory=list)  # why the result cannot meet the rules
 
 
+def _base(word: str) -> str:
+    word = word.lower()
+    return word[3:] if word.startswith("re-") and len(word) > 5 else word  # re-enable, re-add
+
+
 def is_imperative(subject: str) -> bool:
-    first = subject.split(maxsplit=1)[0].lower() if subject.split() else ""
+    words = subject.split(maxsplit=2)
+    if len(words) > 1 and words[0].lower() in ADVERBS:
+        words = words[1:]
+    first = _base(words[0]) if words else ""
     return VERB_FORMS.get(first) == first
 
 
@@ -95,22 +120,26 @@ CREDIT_PAREN_RE = re.compile(r"\s*\((?:[^()]*\b(?:thanks|thx|patch by|reported b
 
 def normalise_subject(line: str, diff_text: str) -> tuple[str | None, str]:
     subject = PATCH_TAG_RE.sub("", CREDIT_PAREN_RE.sub("", ADDRESS_RE.sub("", line))).strip()
+    subject = BULLET_RE.sub("", subject)
     scope = None
     m = TYPE_PREFIX_RE.match(subject)  # "fix(udev): ..." already written the contract's way
     if m:
         scope = _scope(m.group(1), diff_text) if m.group(1) else None
         subject = subject[m.end():]
     else:
-        m = COMPONENT_RE.match(subject)
-        if m:
-            scope = _scope(m.group(1), diff_text)
+        # "net: mana: Fix ...", "[clang] Fix ...": every leading component goes; the last one the
+        # diff shows (the most specific) is the scope.
+        while m := (COMPONENT_RE.match(subject) or TAG_RE.match(subject)):
+            scope = _scope(m.group(1), diff_text) or scope
             subject = subject[m.end():]
     subject = WS_RE.sub(" ", subject).strip().rstrip(".").rstrip()
     words = subject.split(" ", 1)
     if words[0]:
-        verb = VERB_FORMS.get(words[0].lower())
+        low = words[0].lower()
+        prefix = low[:3] if _base(low) != low else ""  # re-enables -> re-enable
+        verb = VERB_FORMS.get(low[len(prefix):])
         if verb is not None:
-            words[0] = verb
+            words[0] = prefix + verb
         if not re.search(r"[_/.()]|[a-z][A-Z]", words[0]):  # an identifier keeps its case
             words[0] = words[0][:1].upper() + words[0][1:]
     return scope, " ".join(words).strip()
@@ -119,8 +148,9 @@ def normalise_subject(line: str, diff_text: str) -> tuple[str | None, str]:
 def normalise_body(paragraphs: list[str]) -> str | None:
     kept = []
     for para in paragraphs:
-        lines = [ln for ln in para.splitlines() if not TRAILER_RE.match(ln) and not CREDIT_RE.search(ln)]
-        text = WS_RE.sub(" ", ADDRESS_RE.sub("", " ".join(lines))).strip()
+        lines = [ln for ln in para.splitlines()
+                 if not TRAILER_RE.match(ln) and not CREDIT_RE.search(ln) and not SIGNATURE_RE.match(ln)]
+        text = WS_RE.sub(" ", ADDRESS_RE.sub("", URL_RE.sub("", " ".join(lines)))).strip()
         text = PUNCT_GAP_RE.sub(r"\1", text)  # "see <a@b.org>." left "see ." behind
         if text:
             kept.append(text)

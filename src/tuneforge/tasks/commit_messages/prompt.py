@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tuneforge.tasks.commit_messages.diff import FileChange, parse_diff
+from tuneforge.tasks.commit_messages.diff import FileChange, parse_diff, split_lines
 
 SYSTEM_PROMPT = (
     "Write the commit message for the staged diff as one JSON object with keys type, scope, "
@@ -57,7 +57,7 @@ def render_user(text: str, hint: str | None, product: str | None) -> str:
     if not changes:  # not a diff this parser reads: show its first lines, to the same budget
         head.append("(no file sections found; the start of the text follows)")
         budget = PROMPT_BUDGET - estimate_tokens("\n".join(head)) - tail_reserve
-        return "\n".join(head + _fit([_cut(ln) for ln in text.splitlines()], budget))
+        return "\n".join(head + _fit([_cut(ln) for ln in split_lines(text)], budget))
     used = estimate_tokens("\n".join(head)) + tail_reserve
     blocks = []  # one per hunk, in file order: the file's path before its first hunk
     for change in changes:

@@ -35,9 +35,16 @@ IDENT_RE = re.compile(
     r"|\w+\(\)"                                  # a call: name()
     r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+"          # dotted.name, file.ext
     r"|[A-Za-z]\w*_\w+|_\w+"                     # snake_case, _private, SOME_CONST
-    r"|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z]\w*"   # camelCase, PascalCase
+    r"|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z][a-z]\w*"  # camelCase, PascalCase (not OpenSSL, NetBSD: names)
     r")(?![\w-])")
-NOT_IDENTIFIERS = {"e.g", "i.e", "etc", "a.k.a", "n/a", "and/or", "i/o", "I/O", "w/o", "N/A"}
+NOT_IDENTIFIERS = {"e.g", "i.e", "etc", "a.k.a"}
+EXT_RE = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+def _is_path(value: str) -> bool:
+    """A slash makes a path only with more to it: a leading `/` or `./`, a second slash, or a
+    file extension. `GNU/Hurd`, `and/or`, `create/resize` are words."""
+    return value.startswith(("/", "./", "../")) or value.count("/") >= 2 or bool(EXT_RE.search(value))
 
 
 def identifiers(text: str) -> list[str]:
@@ -46,8 +53,9 @@ def identifiers(text: str) -> list[str]:
     found: dict[str, None] = {}
     for m in IDENT_RE.finditer(text):
         value = m.group(0).rstrip(".")
-        if value not in NOT_IDENTIFIERS and len(value) > 1:
-            found.setdefault(value, None)
+        if value in NOT_IDENTIFIERS or len(value) < 2 or ("/" in value and not _is_path(value)):
+            continue
+        found.setdefault(value, None)
     return list(found)
 
 
