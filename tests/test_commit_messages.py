@@ -88,6 +88,8 @@ def test_prompt_view_is_bounded_cut_at_hunks_and_says_what_it_left_out():
     text = many_hunks(30)
     view = prompt.render_user(text, None, "demo")
     assert prompt.estimate_tokens(view) <= prompt.PROMPT_BUDGET
+    wide = prompt.render_user("".join(git_diff(f"src/f{i:03d}.c", ["a"], ["b"]) for i in range(200)), None, None)
+    assert prompt.estimate_tokens(wide) <= prompt.PROMPT_BUDGET and "\n... and " in wide
     shown = view.count("\n@@ ")
     assert 0 < shown < 30 and view.endswith(f"Hunks left out: {30 - shown} of 30")
     for i in range(shown):  # every shown hunk whole, in file order
@@ -358,6 +360,23 @@ def test_augment_changes_a_seeded_share_and_never_carries_the_secret():
         schema.CommitMessage.model_validate(after.label)
     dumped = "\n".join(r.model_dump_json() for r in junk.augment(records, 1.0, 7))
     assert ".env" in dumped and "[REDACTED:github_token]" in dumped and junk.PLANTED_SECRET not in dumped
+
+
+def test_augment_leaves_a_row_whose_view_would_hide_its_junk():
+    """40 paths under aa/: the view lists about 20, so junk sorted after them (node_modules/,
+    build/) would be in the label but not in the prompt; such rows stay as they were."""
+    wide = "".join(git_diff(f"aa/f{i:02d}.c", ["a"], ["b"]) for i in range(40))
+    records = [scored_record(i, wide) for i in range(40)]
+    out = junk.augment(records, 1.0, 3)
+    kept = [b for a, b in zip(records, out, strict=True) if a.id == b.id]
+    changed = [b for a, b in zip(records, out, strict=True) if a.id != b.id]
+    assert kept and changed
+    for rec in changed:
+        listed = prompt.render_user(rec.text, None, rec.product).split("\nHunks:")[0].splitlines()
+        assert all(any(ln.split(" ")[1] == p for ln in listed[1:]) for p in rec.label["ignore"])
+    for rec in kept:
+        _, paths = junk.inject(rec.text, f"3:{rec.id}")
+        assert any(p.startswith(("node_modules/", "build/")) for p in paths)
 
 
 # ---------------------------------------------------------------- eval figures

@@ -21,6 +21,7 @@ import re
 
 from tuneforge.redact import redact
 from tuneforge.tasks.commit_messages.diff import parse_diff
+from tuneforge.tasks.commit_messages.prompt import render_user
 
 # Fixed and recognisable ("tuneforgeplantedfake"), built from parts so no scanner reads a token
 # in this file; redact() knows the `ghp_` + 30 or more alphanumerics shape as github_token.
@@ -126,7 +127,9 @@ def augment(records: list, rate: float, seed: int) -> list:
     """Task.augment: a seeded share `rate` of the train records (tuneforge.records.ScoredRecord)
     get junk injected; their label's `ignore` gains the junk paths and their id becomes
     sha256("junk:" + id). The same records in the same order come out; which ones change
-    depends only on `seed` and each record's id."""
+    depends only on `seed` and each record's id. A record whose prompt view would not list
+    every junk path (a change with more paths than the view lists) stays as it is: its label
+    would name a path the model was never shown."""
     out = []
     for rec in records:
         label = rec.label
@@ -134,6 +137,10 @@ def augment(records: list, rate: float, seed: int) -> list:
             out.append(rec)
             continue
         text, junk = inject(rec.text, f"{seed}:{rec.id}")
+        listed = render_user(text, None, rec.product).split("\nHunks:", 1)[0]
+        if any(not re.search(rf" {re.escape(path)}(?: |$)", listed, re.M) for path in junk):
+            out.append(rec)
+            continue
         ignore = list(dict.fromkeys([*label["ignore"], *junk]))
         out.append(rec.model_copy(update={
             "id": hashlib.sha256(f"junk:{rec.id}".encode()).hexdigest(),
