@@ -134,7 +134,9 @@ UDEV = git_diff("src/udev/udev-event.c", ["  free(x);"], ["  x = NULL;"])
     ("net: udev: Fixed a crash", UDEV, "udev", "Fix a crash"),  # nested components: the last one shown
     ("[clang] [udev] re-enables the event", UDEV, "udev", "Re-enable the event"),  # LLVM-style tags
     ("* always use bash", UDEV, None, "Always use bash"),  # a bullet goes; an adverb keeps the verb first
-])
+    ("Math::Trig: fixed bug in undefer_input() (thanks to A B <a@b.org>)", UDEV, None,
+     "Fix bug in undefer_input()"),  # a call keeps its "()"
+], ids=lambda v: v[:30] if isinstance(v, str) and not v.startswith("diff") else "")
 def test_normalise_subject_and_scope(message, diff_text, scope, subject):
     got = normalise.normalise(message, diff_text)
     assert (got.scope, got.subject, got.reasons) == (scope, subject, [])
@@ -220,9 +222,18 @@ def test_mixed_path_rules_go_to_the_rule_most_paths_match():
     ("Rename the `colour` setting to `color`", True), ("Enable strict mode by default", True),
     ("BREAKING CHANGE: the file format changes", True), ("Fix a crash", False),
     ("Remove a memory leak", False), ("Rename internal variables", False),
+    ("Put the sockets into /run by default", True), ("Use sockets\n\nThe path defaults to /tmp.", False),
+    ("Tidy the reader\n\n(hkp_housekeeping): Remove function, no longer needed.", False),
 ])
 def test_breaking_only_on_explicit_cues(message, breaking):
     assert labeler.rule_label(SRC, message, "demo", None)[0]["breaking"] is breaking
+
+
+def test_a_docs_or_test_change_breaks_nothing():
+    assert labeler.rule_label(DOCS, "Document why modelines are disabled by default", "demo", None)[0] == {
+        "type": "docs", "scope": None, "subject": "Document why modelines are disabled by default", "body": None,
+        "breaking": False, "ignore": []}
+    assert not labeler.rule_label(TESTS, "Remove the --slow option from the test runner", "demo", None)[0]["breaking"]
 
 
 def test_label_fields_from_the_message_and_the_diff():

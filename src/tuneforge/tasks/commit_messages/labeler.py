@@ -20,8 +20,9 @@ Locked type rules (shared/task/commit-messages.md, restated in SCHEMA.md):
    refactor > style > chore. The cue rules 6-10 read the subject first and the body only when
    the subject has no cue. Rule 12 orders the others and is never returned itself.
 
-breaking is true only on an explicit cue (BREAKING_RE: "BREAKING CHANGE", an option, flag,
-command or API removed or renamed, a default flipped); scope, subject and body come from the
+breaking is true only on an explicit cue: "BREAKING CHANGE", an option, flag, command or API
+removed or renamed (BREAKING_RE), a default flipped in the subject (DEFAULT_FLIP_RE); never for
+a docs, test, ci or style change, which breaks nothing a user runs. scope, subject and body come from the
 one normaliser (normalise.py); ignore is every junk path of the diff (junk.is_junk).
 """
 from __future__ import annotations
@@ -75,15 +76,22 @@ REFACTOR_RE = re.compile(r"\brefactor|\brestructur|\breorgani[sz]|\bsimplif|\bcl
 STYLE_RE = re.compile(r"\bwhitespace\b|\bindent(?:ation)?\b|\breformat|\bformatting\b|\bcode ?style\b"
                       r"|\bcoding style\b|\btrailing (?:spaces?|blanks)\b", re.I)
 CUE_RULES = [(6, FIX_RE), (7, FEAT_RE), (8, PERF_RE), (9, REFACTOR_RE), (10, STYLE_RE)]
+# Removal or rename of an interface, anywhere in the message. Internal functions and variables
+# are not interfaces ("Remove function, no longer needed" is a cleanup).
 BREAKING_RE = re.compile(
     r"\bBREAKING[ -]CHANGE\b|(?-i:\bBREAKING\b)"
     r"|\b(?:remove[sd]?|drop(?:s|ped)?|delete[sd]?)\s+(?:the\s+|support for (?:the\s+)?)?(?:deprecated\s+|obsolete\s+)?"
-    r"(?:[`'\"]?[\w.-]+(?:\(\))?[`'\"]?\s+)?(?:option|flag|command|argument|parameter|API|function|interface|setting"
-    r"|variable)s?\b"
+    r"(?:[`'\"]?[\w.-]+(?:\(\))?[`'\"]?\s+)?(?:option|flag|command|argument|parameter|API|interface|setting"
+    r"|public function|environment variable)s?\b"
+    r"|\b(?:remove[sd]?|drop(?:s|ped)?|delete[sd]?)\s+(?:the\s+)?(?:deprecated|public|exported)\s+"
+    r"(?:[`'\"]?[\w.-]+(?:\(\))?[`'\"]?\s+)?functions?\b"
     r"|\b(?:remove[sd]?|drop(?:s|ped)?)\s+(?:the\s+)?[`'\"]?--[\w-]+"
-    r"|\brename[sd]?\b.{0,40}\b(?:option|flag|command|API|function|setting)s?\b"
-    r"|\b(?:change[sd]?|switch(?:es|ed)?|flip(?:s|ped)?)\s+(?:the\s+)?default|\bdefaults?\s+(?:to|is now)\b"
-    r"|\b(?:enable[sd]?|disable[sd]?)\b.{0,40}\bby default\b", re.I)
+    r"|\brename[sd]?\b.{0,40}\b(?:option|flag|command|API|setting)s?\b", re.I)
+# A default flip, in the subject only: a body's "defaults to" mostly describes, not changes.
+DEFAULT_FLIP_RE = re.compile(
+    r"\b(?:change[sd]?|switch(?:es|ed)?|flip(?:s|ped)?)\s+(?:the\s+)?default|\bdefaults?\s+(?:to|is now)\b"
+    r"|\bby default\b", re.I)
+NEVER_BREAKING = {"docs", "test", "ci", "style"}  # such a change breaks nothing a user runs
 COMMENT_PREFIXES = ("#", "//", "/*", "*", "--", ";", "dnl", '"""', "'''", "<!--", "%")
 CPP_RE = re.compile(r"^#\s*(?:include|define|undef|if|ifdef|ifndef|elif|else|endif|pragma|error|warning|line)\b|^#!")
 
@@ -160,7 +168,8 @@ def rule_label(text: str, hint: str | None, product: str, version: str | None) -
         "scope": norm.scope,
         "subject": cut_subject(norm.subject) if norm.subject else fallback_subject(real or paths),
         "body": norm.body,
-        "breaking": bool(BREAKING_RE.search(f"{head}\n{body_text}")),
+        "breaking": RULE_TYPE[rule] not in NEVER_BREAKING and bool(
+            BREAKING_RE.search(f"{head}\n{body_text}") or DEFAULT_FLIP_RE.search(head)),
         "ignore": [p for p in paths if is_junk(p)][:IGNORE_MAX_ITEMS],
     }
     return label, rule

@@ -21,7 +21,7 @@ BODY_WORDS = 60
 PATCH_TAG_RE = re.compile(r"^\s*(?:\[[^\]]*\b(?:PATCH|RFC)\b[^\]]*\]\s*)+", re.I)
 TYPES_ALT = "|".join(t.value for t in CommitType)
 TYPE_PREFIX_RE = re.compile(rf"^(?:{TYPES_ALT})(?:\(([^)]{{1,40}})\))?!?:\s+", re.I)
-COMPONENT_RE = re.compile(r"^([\w.+/-]{1,40}):\s+(?=\S)")
+COMPONENT_RE = re.compile(r"^((?:[\w.+/-]|::){1,40}):\s+(?=\S)")  # udev:, lib/http:, Math::Trig:
 TAG_RE = re.compile(r"^\[([\w.+/ -]{1,40})\]\s*")  # "[clang] ", "[3.11] ": LLVM's and CPython's tags
 BULLET_RE = re.compile(r"^[*-]\s+")
 TRAILER_RE = re.compile(
@@ -115,7 +115,8 @@ def _scope(component: str, diff_text: str) -> str | None:
     return None
 
 
-CREDIT_PAREN_RE = re.compile(r"\s*\((?:[^()]*\b(?:thanks|thx|patch by|reported by)\b[^()]*|\s*)\)", re.I)
+# "(thanks to ...)", and the "( )" an address leaves; a call's "()" stays.
+CREDIT_PAREN_RE = re.compile(r"\s*\([^()]*\b(?:thanks|thx|patch by|reported by)\b[^()]*\)|\s+\(\s*\)", re.I)
 
 
 def normalise_subject(line: str, diff_text: str) -> tuple[str | None, str]:
