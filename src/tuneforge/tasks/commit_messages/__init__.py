@@ -1,0 +1,49 @@
+"""The commit-messages task: one staged diff -> one strict-JSON commit message.
+
+Contract: shared/task/commit-messages.md, restated in SCHEMA.md and STYLE.md beside this file.
+schema.py, prompt.py and diff.py are all that model-side code imports; the message normaliser
+(normalise.py), the rule labeler (labeler.py), the STYLE checks (style.py), junk injection
+(junk.py) and the eval figures (metrics.py) load on first use through `Lazy`.
+
+A record's `text` is the staged diff; its `hint` is the author's message, the source of the
+label and never part of the prompt; its `product` is the source package (or repository).
+"""
+from __future__ import annotations
+
+from tuneforge.tasks import Lazy, Task, register
+from tuneforge.tasks.commit_messages import prompt, schema
+
+TASK_NAME = "commit-messages"
+
+TASK = register(Task(
+    name=TASK_NAME,
+    output_model=schema.CommitMessage,
+    system_prompt=prompt.SYSTEM_PROMPT,
+    render_user=prompt.render_user,
+    render_label=schema.render_label,
+    parse_label=schema.parse_label,
+    rule_label=Lazy(f"{__name__}.labeler", "rule_label"),
+    style_problems=Lazy(f"{__name__}.style", "style_problems"),
+    style_codes=Lazy(f"{__name__}.style", "STYLE_CODES").resolve,
+    is_content_free=lambda text: False,  # a diff always shows what changed
+    # Only read for the abstain rule, which this labeler never returns (see abstain_rule).
+    unknown_cue=lambda text, hint: True,
+    hint_class=lambda hint: None,  # the author's message is the label source, not a hint the model sees
+    label_class=lambda label: label["type"],
+    with_class=lambda label, kind: dict(label, type=kind),
+    classes=tuple(t.value for t in schema.CommitType),
+    firm_classes=frozenset(),
+    # There is no "nothing to act on" class: every diff changes something. chore (rule 11, what
+    # fits nothing else) stands in where a class is required, and rule 0, a number the labeler
+    # never returns, keeps the scorer's unknown-without-cue check from ever firing.
+    abstain_class=schema.CommitType.chore.value,
+    abstain_rule=0,
+    content_free_examples=lambda: (),
+    class_field="type",
+    second_field="breaking",
+    source_formats=("format_patch", "dep3"),
+    holdout_by_product=True,
+    augment=Lazy(f"{__name__}.junk", "augment"),
+    eval_figures=Lazy(f"{__name__}.metrics", "eval_figures"),
+    formats={"git": schema.format_git},
+))

@@ -1,0 +1,83 @@
+"""commit-messages' output: one strict-JSON commit message per staged diff.
+
+Contract: shared/task/commit-messages.md, restated in SCHEMA.md beside this file. Model-side
+code (merge, register, predict, eval's decoding) needs only this module and prompt.py (and
+diff.py, which the prompt view parses with), never the labeler.
+"""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+
+class CommitType(str, Enum):
+    """The Conventional Commits types, in the contract's order (its rules 1-11 decide one)."""
+
+    feat = "feat"
+    fix = "fix"
+    perf = "perf"
+    refactor = "refactor"
+    docs = "docs"
+    test = "test"
+    build = "build"
+    ci = "ci"
+    style = "style"
+    revert = "revert"
+    chore = "chore"
+
+
+# A component name as the diff shows it (`udev`, `http_chunks`, `lib.net`, `dbus-glib`). Written
+# as `[class]+(-[class]+)*` so tuneforge.grammar bounds it by its maxLength (the converter drops
+# maxLength beside a pattern; grammar.py rewrites exactly this shape into a bounded rule).
+SCOPE_PATTERN = r"^[a-z0-9_.]+(-[a-z0-9_.]+)*$"
+SUBJECT_MAX = 72  # the contract's limit
+# Every string is bounded, so the decoding grammar is too and a looping answer closes. 60 words
+# (the contract's body limit) at about 6.5 characters a word, with margin.
+BODY_MAX = 400
+IGNORE_MAX_ITEMS = 16  # more junk than this in one staged change is not a commit to write
+PATH_MAX = 200
+
+
+class CommitMessage(BaseModel):
+    """The model's output. Structural rules live here (and so in the JSON Schema and the
+    decoding grammar); word-level STYLE rules are checked by style.style_problems."""
+
+    type: CommitType
+    scope: str | None = Field(pattern=SCOPE_PATTERN, max_length=32)
+    subject: str = Field(min_length=1, max_length=SUBJECT_MAX)
+    body: str | None = Field(min_length=1, max_length=BODY_MAX)
+    breaking: bool
+    ignore: list[Annotated[str, StringConstraints(min_length=1, max_length=PATH_MAX)]] = Field(
+        max_length=IGNORE_MAX_ITEMS, json_schema_extra={"uniqueItems": True})
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"description": "One commit message for one staged diff."},
+    )
+
+
+FIELD_ORDER = list(CommitMessage.model_fields)
+
+
+def render_label(label: dict) -> str:
+    """Canonical assistant text: contract key order, compact, UTF-8 kept (the same json.dumps
+    settings as changelog-actions, so both tasks' labels read alike)."""
+    ordered = {k: label[k] for k in FIELD_ORDER}
+    return json.dumps(ordered, ensure_ascii=False, separators=(", ", ": "))
+
+
+def parse_label(text: str) -> CommitMessage:
+    """Strict: the whole text must be one JSON object valid against the schema."""
+    return CommitMessage.model_validate_json(text.strip(), strict=False)
+
+
+def format_git(label: dict) -> str:
+    """predict --format git: `type(scope)!: subject`, a blank line and the body when there is
+    one (the `!` only for a breaking change; no parentheses without a scope)."""
+    scope = f"({label['scope']})" if label.get("scope") else ""
+    bang = "!" if label.get("breaking") else ""
+    head = f"{label['type']}{scope}{bang}: {label['subject']}\n"
+    return head + (f"\n{label['body']}\n" if label.get("body") else "")

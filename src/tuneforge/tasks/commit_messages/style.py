@@ -1,0 +1,108 @@
+"""STYLE.md's rules, which a schema-valid label can still break: the scorer applies them to
+training labels and eval to parsed answers. What a label may name is what the diff shows;
+`identifiers` (what counts as a code identifier, path, version or issue number) is the one
+definition the labeler, these checks and eval's invented-identifier figure share.
+
+The checks read the label and the diff only: the model never sees the author's message, so
+an answer is never judged by it. The one exception, style_message_not_normalised, flags a
+label whose subject is what the labeler had to make up for a message the normaliser could not
+bring to the rules (empty, or over 72 characters and cut), so that record goes to review
+rather than training; an answer can only get it by writing exactly that subject.
+"""
+from __future__ import annotations
+
+import re
+
+from tuneforge.tasks.commit_messages.diff import parse_diff
+from tuneforge.tasks.commit_messages.junk import is_junk
+from tuneforge.tasks.commit_messages.normalise import (
+    BODY_WORDS,
+    TYPE_PREFIX_RE,
+    cut_subject,
+    fallback_subject,
+    is_imperative,
+    normalise,
+)
+from tuneforge.tasks.commit_messages.schema import SUBJECT_MAX
+
+# Tried left to right; each alternative is one kind of thing a message can name.
+IDENT_RE = re.compile(
+    r"(?<![\w#-])(?:CVE-\d{4}-\d{4,}"           # a CVE
+    r"|#\d+"                                     # an issue number
+    r"|v?\d+(?:\.\d+)+[a-z]?"                    # a version
+    r"|--?[A-Za-z][\w-]*"                        # a command-line option
+    r"|[\w.-]*/[\w./-]*\w"                       # a path
+    r"|\w+\(\)"                                  # a call: name()
+    r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+"          # dotted.name, file.ext
+    r"|[A-Za-z]\w*_\w+|_\w+"                     # snake_case, _private, SOME_CONST
+    r"|[a-z]+[A-Z]\w*|[A-Z][a-z0-9]+[A-Z][a-z]\w*"  # camelCase, PascalCase (not OpenSSL, NetBSD: names)
+    r")(?![\w-])")
+NOT_IDENTIFIERS = {"e.g", "i.e", "etc", "a.k.a"}
+EXT_RE = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+
+def _is_path(value: str) -> bool:
+    """A slash makes a path only with more to it: a leading `/` or `./`, a second slash, or a
+    file extension. `GNU/Hurd`, `and/or`, `create/resize` are words."""
+    return value.startswith(("/", "./", "../")) or value.count("/") >= 2 or bool(EXT_RE.search(value))
+
+
+def identifiers(text: str) -> list[str]:
+    """Code identifiers, paths, versions, options and issue numbers `text` names, in order,
+    without duplicates (a trailing `()` or sentence period is not part of the name)."""
+    found: dict[str, None] = {}
+    for m in IDENT_RE.finditer(text):
+        value = m.group(0).rstrip(".")
+        if value in NOT_IDENTIFIERS or len(value) < 2 or ("/" in value and not _is_path(value)):
+            continue
+        found.setdefault(value, None)
+    return list(found)
+
+
+def not_in_diff(text: str, diff: str) -> list[str]:
+    """The identifiers `text` names that the diff does not contain (a call `f()` counts as
+    shown when `f` is; a version may be written with or without its `v`)."""
+    return [i for i in identifiers(text)
+            if i.removesuffix("()").removeprefix("v") not in diff and i.removesuffix("()") not in diff]
+
+
+# Every reason code style_problems gives, in STYLE.md's order (a test holds the three together).
+STYLE_CODES = ("style_subject_too_long", "style_subject_trailing_period", "style_subject_not_imperative",
+               "style_subject_has_type_prefix", "style_scope_not_in_diff", "style_body_too_long",
+               "style_identifier_not_in_diff", "style_junk_not_ignored", "style_ignore_not_in_diff",
+               "style_message_not_normalised")
+
+
+def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]:
+    """STYLE.md rules a schema-valid label breaks, as reason codes, for diff `text` (and the
+    author's message `hint`, read only for style_message_not_normalised)."""
+    problems = []
+    subject, body, scope = label["subject"], label.get("body"), label.get("scope")
+    if len(subject) > SUBJECT_MAX:
+        problems.append("style_subject_too_long")
+    if subject.rstrip().endswith("."):
+        problems.append("style_subject_trailing_period")
+    if not is_imperative(TYPE_PREFIX_RE.sub("", subject)):  # a prefix is its own problem
+        problems.append("style_subject_not_imperative")
+    if TYPE_PREFIX_RE.match(subject):
+        problems.append("style_subject_has_type_prefix")
+    if scope and scope.lower() not in text.lower():
+        problems.append("style_scope_not_in_diff")
+    if body and len(body.split()) > BODY_WORDS:
+        problems.append("style_body_too_long")
+    if not_in_diff(f"{subject}\n{body or ''}", text):
+        problems.append("style_identifier_not_in_diff")
+    paths = [c.path for c in parse_diff(text)]
+    ignore = set(label.get("ignore") or [])
+    if any(is_junk(p) and p not in ignore for p in paths):
+        problems.append("style_junk_not_ignored")
+    if ignore - set(paths):
+        problems.append("style_ignore_not_in_diff")
+    if hint is not None:
+        norm = normalise(hint, text)
+        made_up = {fallback_subject([p for p in paths if not is_junk(p)] or paths)} if not norm.subject else set()
+        if "subject_too_long" in norm.reasons:
+            made_up.add(cut_subject(norm.subject))
+        if subject in made_up:
+            problems.append("style_message_not_normalised")
+    return sorted(problems)
