@@ -9,7 +9,8 @@ import pytest
 from tuneforge.records import LabelSource, Provenance, ScoreCategory, ScoredRecord
 from tuneforge.redact import redact
 from tuneforge.tasks import get_task
-from tuneforge.tasks.commit_messages import diff, junk, labeler, metrics, normalise, prompt, schema, style
+from tuneforge.tasks.commit_messages import junk, labeler, metrics, normalise, prompt, schema, style
+from tuneforge.tasks.commit_messages import prompt as diff  # the diff reader lives in prompt.py
 
 PACKAGE = Path(schema.__file__).parent
 

@@ -18,16 +18,21 @@ def test_every_registered_task_is_coherent(name):
     assert len(set(task.classes)) == len(task.classes)
     assert task.abstain_class in task.classes
     assert task.firm_classes <= set(task.classes) and task.abstain_class not in task.firm_classes
-    examples = task.content_free_examples()
-    assert examples and len(set(examples)) == len(examples)
+    examples = task.content_free_examples()  # none for a task with no abstain class (commits)
+    assert len(set(examples)) == len(examples)
     for text in examples:  # what export.unknown_augment trains on: abstentions, said so by the rules
         assert task.is_content_free(text), text
         label, rule = task.rule_label(text, None, "demo", None)
         assert (task.label_class(label), rule) == (task.abstain_class, task.abstain_rule), text
         task.output_model.model_validate(label)
-    other = next(c for c in task.classes if c != task.abstain_class)
+    label, _ = task.rule_label(examples[0] if examples else "diff --git a/x b/x\n", None, "demo", None)
+    task.output_model.model_validate(label)
+    before = task.label_class(label)
+    other = next(c for c in task.classes if c != before)
     assert task.label_class(task.with_class(label, other)) == other
-    assert task.label_class(label) == task.abstain_class  # a new label, not this one changed
+    assert task.label_class(label) == before  # a new label, not this one changed
+    assert task.class_field in task.output_model.model_fields and task.second_field in task.output_model.model_fields
+    assert task.label_class(label) == label[task.class_field]  # metrics name the class by class_field
 
 
 def test_changelog_classes_are_the_schema_kinds_in_schema_order():

@@ -1,7 +1,7 @@
 """The commit-messages task: one staged diff -> one strict-JSON commit message.
 
 Contract: shared/task/commit-messages.md, restated in SCHEMA.md and STYLE.md beside this file.
-schema.py, prompt.py and diff.py are all that model-side code imports; the message normaliser
+schema.py and prompt.py (which holds the diff reader) are all that model-side code imports; the message normaliser
 (normalise.py), the rule labeler (labeler.py), the STYLE checks (style.py), junk injection
 (junk.py) and the eval figures (metrics.py) load on first use through `Lazy`.
 
@@ -46,4 +46,17 @@ TASK = register(Task(
     augment=Lazy(f"{__name__}.junk", "augment"),
     eval_figures=Lazy(f"{__name__}.metrics", "eval_figures"),
     formats={"git": schema.format_git},
+    hint_in_prompt=False,  # the hint is the author's message: the label's source
+    input_kind="document",  # predict reads all of stdin (a diff) as one input
+    card_notes=(
+        "Subjects, bodies and scopes in training come from the changes' authors (Debian patch "
+        "headers), normalised by one function; type and breaking come from a rule labeler over the "
+        "message and the paths (the gold holdout is hand-labeled): the model learns the labeler's "
+        "habits for those two.",
+        "It sees a bounded view of the diff (paths with +/- counts, then whole hunks to a budget), never "
+        "the author's message: a name in an answer that the diff does not show is made up "
+        "(`invented_identifier_rate` above).",
+        "Junk files (editor swap files, build output, `.env`) belong in `ignore`; the `.env` hunks it "
+        "was trained on held a planted secret, redacted before training.",
+    ),
 ))

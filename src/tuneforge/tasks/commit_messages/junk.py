@@ -20,8 +20,7 @@ import posixpath
 import re
 
 from tuneforge.redact import redact
-from tuneforge.tasks.commit_messages.diff import parse_diff
-from tuneforge.tasks.commit_messages.prompt import render_user
+from tuneforge.tasks.commit_messages.prompt import parse_diff, render_user
 
 # Fixed and recognisable ("tuneforgeplantedfake"), built from parts so no scanner reads a token
 # in this file; redact() knows the `ghp_` + 30 or more alphanumerics shape as github_token.

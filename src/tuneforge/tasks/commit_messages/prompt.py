@@ -3,13 +3,171 @@
 `render_user` is the one builder of the user turn for train (export), eval and predict, so the
 model is always shown the same view of a diff. The author's message (a record's `hint`) is the
 label source and is never shown: the model must write the message from the diff alone.
+
+The diff reader lives here too, because model-side stages (merge, convert, register, predict)
+depend on a task's schema.py and prompt.py only: which files a diff touches,
+how (added / deleted / modified / renamed / binary), its +/- line counts and its hunks.
+
+The prompt view, the labeler, the STYLE checks and junk injection all read diffs through
+`parse_diff`, so they agree on what a diff shows. It reads `git diff` output (`diff --git`
+headers, `new file mode`, `deleted file mode`, `rename from/to`, `Binary files ... differ`,
+`GIT binary patch`) and plain `--- / +++` diffs as quilt writes them (`Index:` lines,
+`diff -Naur` lines, `.orig` directories, timestamps after a tab). Hunks are read by their
+`@@ -a,b +c,d @@` counts, not by their first character, because a removed line that starts
+with `-- ` (an SQL or Lua comment) reads as `--- `. Anything outside a file section (a
+format-patch message, a diffstat) is skipped.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-from tuneforge.tasks.commit_messages.diff import FileChange, parse_diff, split_lines
+HUNK_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+GIT_HEADER_RE = re.compile(r"^diff --git (?:a/)?(.+?) (?:b/)?(.+)$")
+DEV_NULL = "/dev/null"
 
+
+@dataclass
+class Hunk:
+    header: str  # the `@@ ... @@` line, with the function context git adds after it
+    lines: list[str] = field(default_factory=list)  # ' ', '+', '-' and '\' lines, as in the diff
+
+
+@dataclass
+class FileChange:
+    path: str  # the path after the change (before it, for a deletion)
+    old_path: str | None  # the path before a rename, else None
+    status: str  # added | deleted | modified | renamed | binary
+    added: int = 0
+    removed: int = 0
+    hunks: list[Hunk] = field(default_factory=list)
+
+
+def strip_prefix(path: str) -> str:
+    """A diff header's path as `patch -p1` reads it: timestamp cut, first directory dropped
+    (`a/`, `b/`, `foo-1.2.orig/`); a bare name stays as it is."""
+    path = path.split("\t", 1)[0].strip()
+    if path.startswith('"') and path.endswith('"') and len(path) > 1:
+        path = path[1:-1]
+    if path == DEV_NULL:
+        return path
+    return path.split("/", 1)[1] if "/" in path else path
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines on "\n" only, as patch reads them: str.splitlines also breaks at form feeds and
+    other separators that sit inside source lines (GNU code's ^L), which would throw the hunk
+    counts off. A "\r" of a CRLF file stays with its line."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+class _Section:
+    """One file's part of the diff while it is read."""
+
+    def __init__(self, old: str | None = None, new: str | None = None, git: bool = False):
+        self.old, self.new, self.git = old, new, git
+        self.rename_from: str | None = None
+        self.rename_to: str | None = None
+        self.created = self.deleted = self.binary = self.has_minus = False
+        self.hunks: list[Hunk] = []
+
+    def change(self) -> FileChange:
+        old = self.rename_from or self.old
+        new = self.rename_to or self.new
+        created = self.created or old == DEV_NULL
+        deleted = self.deleted or new == DEV_NULL
+        path = old if deleted else new
+        renamed = not created and not deleted and old is not None and new is not None and old != new
+        if self.binary:
+            status = "binary"
+        elif created:
+            status = "added"
+        elif deleted:
+            status = "deleted"
+        elif renamed:
+            status = "renamed"
+        else:
+            status = "modified"
+        lines = [ln for h in self.hunks for ln in h.lines]
+        return FileChange(path=path or old or "", old_path=old if renamed else None, status=status,
+                          added=sum(ln.startswith("+") for ln in lines),
+                          removed=sum(ln.startswith("-") for ln in lines), hunks=self.hunks)
+
+
+def parse_diff(text: str) -> list[FileChange]:
+    """Every file the diff changes, in diff order (see the module docstring for what is read)."""
+    sections: list[_Section] = []
+    cur: _Section | None = None
+    lines = split_lines(text)
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("diff --git "):
+            m = GIT_HEADER_RE.match(line)
+            cur = _Section(*(m.groups() if m else (None, None)), git=True)
+            sections.append(cur)
+        elif (line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")):
+            old, new = strip_prefix(line[4:]), strip_prefix(lines[i + 1][4:])
+            if cur is None or not cur.git or cur.has_minus or cur.hunks:
+                cur = _Section(git=False)
+                sections.append(cur)
+            cur.old, cur.new, cur.has_minus = old, new, True
+            i += 1
+        elif cur is not None and (m := HUNK_RE.match(line)):
+            i = _read_hunk(lines, i, m, cur)
+            continue
+        elif cur is not None and cur.git and not cur.hunks:
+            _git_extended(line, cur)
+        elif cur is not None and line.startswith("Binary files ") and line.endswith(" differ"):
+            cur.binary = True  # a plain `diff` of binary files has no `diff --git` header
+        i += 1
+    return [s.change() for s in sections if s.old or s.new]
+
+
+def _git_extended(line: str, cur: _Section) -> None:
+    """git's extended header lines between `diff --git` and the first hunk."""
+    if line.startswith("new file mode"):
+        cur.created = True
+    elif line.startswith("deleted file mode"):
+        cur.deleted = True
+    elif line.startswith("rename from "):
+        cur.rename_from = line[len("rename from "):]
+    elif line.startswith("rename to "):
+        cur.rename_to = line[len("rename to "):]
+    elif line.startswith("GIT binary patch") or (line.startswith("Binary files ") and line.endswith(" differ")):
+        cur.binary = True
+
+
+def _read_hunk(lines: list[str], i: int, m: re.Match, cur: _Section) -> int:
+    """Read the hunk whose header is lines[i]; return the index of the line after it."""
+    old_left = int(m.group(2)) if m.group(2) is not None else 1
+    new_left = int(m.group(4)) if m.group(4) is not None else 1
+    hunk = Hunk(header=lines[i])
+    cur.hunks.append(hunk)
+    i += 1
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("\\"):  # "\ No newline at end of file": belongs to the line above
+            hunk.lines.append(line)
+        elif old_left <= 0 and new_left <= 0:
+            break
+        elif line.startswith("+"):
+            new_left -= 1
+            hunk.lines.append(line)
+        elif line.startswith("-"):
+            old_left -= 1
+            hunk.lines.append(line)
+        elif line.startswith(" ") or line == "":  # mail and editors strip a context line's space
+            old_left, new_left = old_left - 1, new_left - 1
+            hunk.lines.append(line or " ")
+        else:
+            break  # a hunk cut short: what follows is not part of it
+        i += 1
+    return i
+
+
+# ---------------------------------------------------------------- the prompt view
 SYSTEM_PROMPT = (
     "Write the commit message for the staged diff as one JSON object with keys type, scope, "
     "subject, body, breaking, ignore: type is a Conventional Commits type, scope a component the "
