@@ -172,16 +172,16 @@ def split_strata(records: list[ScoredRecord], task: Task, seed: int,
 
 def split_products(records: list[ScoredRecord], seed: int,
                    valid_fraction: float) -> tuple[list[ScoredRecord], list[ScoredRecord]]:
-    """Whole products to valid, in seeded order, until they hold valid_fraction of the rows."""
+    """Whole products to valid, in seeded order, each that still fits under valid_fraction of
+    the rows (a big product is skipped, not allowed to overshoot the share)."""
     by_product: dict[str, list[ScoredRecord]] = defaultdict(list)
     for rec in records:
         by_product[rec.product].append(rec)
     target, valid_products, n = round(len(records) * valid_fraction), set(), 0
     for product in sorted(by_product, key=lambda p: seeded_unit(seed, "split-product", p)):
-        if n >= target:
-            break
-        valid_products.add(product)
-        n += len(by_product[product])
+        if n + len(by_product[product]) <= target:
+            valid_products.add(product)
+            n += len(by_product[product])
     order = lambda r: seeded_unit(seed, "order", r.id)  # noqa: E731 - shuffled, reproducible
     return (sorted((r for r in records if r.product not in valid_products), key=order),
             sorted((r for r in records if r.product in valid_products), key=order))
