@@ -149,8 +149,9 @@ def normalise_subject(line: str, diff_text: str) -> tuple[str | None, str]:
 def normalise_body(paragraphs: list[str]) -> str | None:
     kept = []
     for para in paragraphs:
-        lines = [ln for ln in para.splitlines()
-                 if not TRAILER_RE.match(ln) and not CREDIT_RE.search(ln) and not SIGNATURE_RE.match(ln)]
+        # a line backfill redacted held a secret or a person ("[REDACTED:person]"): not label text
+        lines = [ln for ln in para.splitlines() if not TRAILER_RE.match(ln) and not CREDIT_RE.search(ln)
+                 and not SIGNATURE_RE.match(ln) and "[REDACTED" not in ln]
         text = WS_RE.sub(" ", ADDRESS_RE.sub("", URL_RE.sub("", " ".join(lines)))).strip()
         text = PUNCT_GAP_RE.sub(r"\1", text)  # "see <a@b.org>." left "see ." behind
         if text:
