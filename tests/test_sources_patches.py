@@ -2,6 +2,7 @@
 kept verbatim, the author's message as the hint, people never in it, unusable patches rejected."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -295,3 +296,64 @@ def test_shadow_goal_field_and_a_dropped_status_field_with_its_continuation():
     text = ("Goal: Document the shadowconfig utility\n\nStatus wrt upstream: The utility is debian specific.\n"
             "                     Its man page also\n\n" + DIFF)
     assert hint_of("dep3", text) == "Document the shadowconfig utility"
+
+
+# ----------------------------------------------------------------------------- what git itself writes
+
+@pytest.fixture(scope="module")
+def scratch_repo(tmp_path_factory):
+    """A repository with a folded, MIME-encoded subject, a removed "- " line (shown as "-- ", just
+    above format-patch's "-- " signature), a trailer naming the author and a binary-only commit."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path_factory.mktemp("repo")
+    env = {"GIT_AUTHOR_NAME": "J\u00f6hn Roe", "GIT_AUTHOR_EMAIL": "john@example.org", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_COMMITTER_NAME": "J\u00f6hn Roe", "GIT_COMMITTER_EMAIL": "john@example.org", "HOME": str(repo),
+           "GIT_AUTHOR_DATE": "2024-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2024-01-02T03:04:05Z",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                              text=True).stdout
+
+    git("init", "-q", ".")
+    (repo / "README").write_text("Options:\n- --a\n- \n- --b\n")
+    git("add", "README")
+    git("commit", "-qm", "Initial import")
+    (repo / "README").write_text("Options:\n- --a\n- --b\n")
+    git("commit", "-qam", "docs: drop the empty item from the README list of options, which confused the "
+        "r\u00e9sum\u00e9 generator script", "-m", "The list had an empty entry.",
+        "-m", "Signed-off-by: J\u00f6hn Roe <john@example.org>")
+    (repo / "logo.bin").write_bytes(b"\x00\x01")
+    git("add", "logo.bin")
+    git("commit", "-qm", "Add the logo")
+    return git
+
+
+DOCS_SUBJECT = ("docs: drop the empty item from the README list of options, which confused the "
+                "r\u00e9sum\u00e9 generator script")
+
+
+def test_git_format_patch_output(scratch_repo):
+    text = scratch_repo("format-patch", "--stdout", "HEAD~2")
+    assert detect_format("repo/series.mbox", text).name == "format_patch"
+    docs, logo = get_format("format_patch").parse("repo/series.mbox", text)
+    assert docs.hint == f"[PATCH 1/2] {DOCS_SUBJECT}\n\nThe list had an empty entry."
+    assert docs.text == scratch_repo("show", "--format=", "HEAD~1")  # byte for byte what git shows
+    assert docs.text.endswith(" - --a\n-- \n - --b\n")  # the removed "- " line, not the signature
+    assert logo.reason == "patch_without_diff"  # a binary file only
+    separators = [i + 1 for i, line in enumerate(text.split("\n")) if line.endswith(" Mon Sep 17 00:00:00 2001")]
+    assert separators == [docs.line, logo.line] == [1, 26]
+
+
+def test_git_log_p_format_email_output(scratch_repo):
+    text = scratch_repo("log", "-p", "--format=email", "--reverse")
+    units = list(get_format(detect_format("repo/log", text).name).parse("repo/log", text))
+    assert [u.hint.split("\n")[0] if isinstance(u, ParsedEntry) else u.reason for u in units] == [
+        "[PATCH] Initial import", f"[PATCH] {DOCS_SUBJECT}", "patch_without_diff"]
+    assert units[1].hint == f"[PATCH] {DOCS_SUBJECT}\n\nThe list had an empty entry."
+    assert units[1].text == scratch_repo("show", "--format=", "HEAD~1")
+    assert not [u for u in units if isinstance(u, ParsedEntry) and ("Roe" in u.hint or "@" in u.hint)]
