@@ -4,9 +4,12 @@ A DEP-3 patch opens with one or two sets of RFC 822-like fields (``Description:`
 whose first line is the summary and whose continuation lines, a lone " ." standing for a blank
 line, are the long description; ``Author:``, ``Origin:``, ``Bug*:``, ``Forwarded:``,
 ``Last-Update:`` ...), then free text (more long description), then the diff; a ``---`` line ends
-the meta-information.  dpatch's ``## DP:`` comment lines are the description of older patches.
-The file is one entry: its text is the diff, verbatim; its hint is summary + blank line + long
-description, without people (see ``format_patch.scrub_message``).
+the meta-information.  Other shapes Debian's patches take: dpatch's ``## DP:`` and gcc's ``# DP:``
+comment lines, DEP-3 fields in ``# `` comments, ``hg export`` headers, a pasted ``git show`` header,
+GNU bash's patch reports (``Bug-Description:``), shadow's ``Goal:``, and plain prose over the diff
+(its first paragraph, or first sentence, is the summary).  The file is one entry: its text is
+the diff, verbatim; its hint is summary + blank line + long description, without people (see
+``format_patch.scrub_message``).
 
 This format also claims any file holding a unified diff that no better format does, so a bare
 patch (a diff with no message) is quarantined as ``patch_without_message`` rather than left as
