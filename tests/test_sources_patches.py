@@ -357,3 +357,12 @@ def test_git_log_p_format_email_output(scratch_repo):
     assert units[1].hint == f"[PATCH] {DOCS_SUBJECT}\n\nThe list had an empty entry."
     assert units[1].text == scratch_repo("show", "--format=", "HEAD~1")
     assert not [u for u in units if isinstance(u, ParsedEntry) and ("Roe" in u.hint or "@" in u.hint)]
+
+
+def test_review_and_cherry_pick_references_go_what_kind_of_change_stays():
+    text = ("From " + "8" * 40 + " Mon Sep 17 00:00:00 2001\nSubject: [PATCH] Revert \"Use mmap for reads\"\n\n"
+            "This reverts commit 0a1b2c3d.\nFixes: #123\n--\nDifferential Revision: https://reviews.llvm.org/D1\n"
+            "Bug-Debian-Security: https://security-tracker.debian.org/tracker/CVE-2024-1\n"
+            "(cherry picked from commit 4e5f6a7b8c9d)\n---\n" + DIFF)
+    assert hint_of("format_patch", text) == ("[PATCH] Revert \"Use mmap for reads\"\n\n"
+                                             "This reverts commit 0a1b2c3d.\nFixes: #123")

@@ -28,11 +28,15 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,60}):(?:[ \t]+(.*)|)$")
 _EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 # Lines of a message that name people or carry patch-tracking metadata, not prose: person
-# trailers (Signed-off-by, Reviewed-by, Co-authored-by, ...), DEP-3 and gbp pseudo-headers.
+# trailers (Signed-off-by, Reviewed-by, Co-authored-by, ...), DEP-3 and gbp pseudo-headers, review
+# and cherry-pick references.  "Fixes:", "Closes:" and "This reverts commit" stay: they say what
+# kind of change it is.
 _DROP_LINE = re.compile(
-    r"^\s*(?:commit [0-9a-f]{7,40}\b|(?:[A-Za-z -]*[ -]by|From|Author|AuthorDate|Date|Commit|CommitDate|Cc|Origin|"
-    r"Bug(?:-[A-Za-z]+)?|Forwarded|Applied-Upstream|Last-Update|Gbp-[A-Za-z-]+|Change-Id|Patch-Name|"
-    r"Upstream-Status|X-[A-Za-z-]+|Status[\w ]{0,20}|Upstream[ -]status|Related bugs)\s*:)", re.IGNORECASE)
+    r"^\s*(?:commit [0-9a-f]{7,40}\b|\(cherry picked from commit |--\s*$"
+    r"|(?:[A-Za-z -]*[ -]by|From|Author|AuthorDate|Date|Commit|CommitDate|Cc|Origin|Bug(?:-[A-Za-z]+)*|"
+    r"Forwarded|Reviewed-on|Differential Revision|PR-URL|Patch-Category|OpenBSD-Commit-ID|Applied-Upstream|"
+    r"Last-Update|Gbp-[A-Za-z-]+|Change-Id|Patch-Name|Upstream-Status|X-[A-Za-z-]+|Status[\w ]{0,20}|"
+    r"Upstream[ -]status|Related bugs)\s*:)", re.IGNORECASE)
 
 
 # People named in prose by a cue ("Thanks to Jane Roe", "Reported by Jane Roe", "[Jane Roe: backport]",
