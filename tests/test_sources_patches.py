@@ -2,6 +2,7 @@
 kept verbatim, the author's message as the hint, people never in it, unusable patches rejected."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -217,3 +218,151 @@ def test_an_address_or_author_name_in_the_subject_is_cut_out():
             "diff --git a/AUTHORS b/AUTHORS\n--- a/AUTHORS\n+++ b/AUTHORS\n@@ -1 +1,2 @@\n a\n+b\n")
     [e] = get_format("format_patch").parse("pkg/x.patch", text)
     assert e.hint == "[PATCH] Thank in AUTHORS, mail"
+
+
+# ----------------------------------------------------------------------------- shapes seen in the Debian snapshot
+
+DIFF = "--- a/f.c\n+++ b/f.c\n@@ -1,2 +1,2 @@\n-int a;\n+long a;\n int b;\n"
+
+
+def hint_of(name: str, text: str, path: str = "pkg/x.diff") -> str:
+    [e] = get_format(name).parse(path, text)
+    assert isinstance(e, ParsedEntry), e
+    return e.hint
+
+
+def test_stacked_format_patch_headers_over_one_diff_are_unparseable():
+    # lcms2's CVE patch: three commits' headers, then one diff for all of them
+    head = "From {0} Mon Sep 17 00:00:00 2001\nFrom: Kim Park <kim@example.org>\nSubject: [PATCH] {1}\n\n"
+    text = head.format("1" * 40, "Fix integer overflow") + head.format("2" * 40, "check for overflow") + DIFF
+    units = list(get_format("format_patch").parse("lcms2/CVE.patch", text))
+    assert [(u.reason, u.line) for u in units] == [("unparseable_patch", 1), ("unparseable_patch", 5)]
+    assert "2 patch headers (lines 1, 5) stacked over one diff" in units[0].detail
+
+
+def test_gcc_dp_header_over_a_generated_diff_is_a_patch_without_diff():
+    text = "# DP: updates from the binutils-2.39 branch\n\n# git diff b51c2fe cce7f76\n\n"
+    assert detect_format("binutils/branch-updates.diff", text).name == "dep3"
+    [u] = get_format("dep3").parse("binutils/branch-updates.diff", text)
+    assert (u.reason, u.detail) == ("patch_without_diff",
+                                    "line 1: patch 'updates from the binutils-2.39 branch' has no diff")
+
+
+def test_dp_lines_a_word_colon_is_prose_and_a_list_is_body():
+    text = ("# DP: distutils: Add an option --install-layout=deb, which\n# DP: - installs into dist-packages.\n"
+            "# DP: - doesn't encode the python version into the egg name.\n\n" + DIFF)
+    assert hint_of("dep3", text) == ("distutils: Add an option --install-layout=deb, which\n\n"
+                                     "- installs into dist-packages.\n"
+                                     "- doesn't encode the python version into the egg name.")
+
+
+def test_bash_upstream_patch_report_uses_the_bug_description():
+    text = ("\t\t\t     BASH PATCH REPORT\n\t\t\t     =================\n\n"
+            "Bash-Release:\t5.2\nPatch-ID:\tbash52-004\n\n"
+            "Bug-Reported-by:\tAntoine <bug-bash@example.net>\nBug-Reference-ID:\t<8bd5@example.net>\n\n"
+            "Bug-Description:\n\nBash needs to keep better track of nested brace expansions.\n\n" + DIFF)
+    assert hint_of("dep3", text) == "Bash needs to keep better track of nested brace expansions."
+
+
+def test_hg_export_and_pasted_git_show_headers_are_not_the_message():
+    hg = ("# HG changeset patch\n# User Jane Roe <jane@example.org>\n# Date 1352129932 0\n# Node ID e9c857dc\n"
+          "Allow multiple PKCS11 library initialisation to be a non-critical error.\n\n" + DIFF)
+    assert hint_of("dep3", hg) == "Allow multiple PKCS11 library initialisation to be a non-critical error."
+    show = ("commit e80c52986e1bb3afa6a92c58b1cb897877923a66\nAuthor: Tom Roe <tom@example.org>\n"
+            "Date:   Tue Feb 1 23:13:01 2022 -0800\n\n    [docs] Remove hard-coded version numbers\n\n"
+            "    Use the version from CMake.\n\n    Reviewed By: MaskRay\n\n" + DIFF)
+    assert hint_of("dep3", show) == "[docs] Remove hard-coded version numbers\n\nUse the version from CMake."
+
+
+def test_people_named_in_prose_by_a_cue_are_dropped():
+    text = ("Description: Fix a leak in the parser\n Thanks to Jane Roe for the report.\n"
+            " The buffer was never freed.\n [Sam Poe: backported to 5.10]\n"
+            " On Sat, Jan 10, 2009, Brendan O'Dea wrote:\n"
+            " \"Quoted advice.\" --Matthias Clasen, 2008\n Original author unknown.\n\n" + DIFF)
+    assert hint_of("dep3", text) == "Fix a leak in the parser\n\nThe buffer was never freed."
+    mail = ("From " + "9" * 40 + " Mon Sep 17 00:00:00 2001\nSubject: [PATCH] Fix getpeereid fallback, from Pino "
+            "Toscano.\n\n---\n" + DIFF)
+    assert hint_of("format_patch", mail) == "[PATCH] Fix getpeereid fallback."
+
+
+def test_a_description_line_that_runs_on_gives_its_first_sentence():
+    text = ("Description: Temporarily disable the stray warnings. While the related\n  patterns are wrong, they "
+            "break builds.\nGoal: not the summary\n\n" + DIFF)
+    assert hint_of("dep3", text) == ("Temporarily disable the stray warnings.\n\n"
+                                     "While the related patterns are wrong, they break builds.")
+
+
+def test_shadow_goal_field_and_a_dropped_status_field_with_its_continuation():
+    text = ("Goal: Document the shadowconfig utility\n\nStatus wrt upstream: The utility is debian specific.\n"
+            "                     Its man page also\n\n" + DIFF)
+    assert hint_of("dep3", text) == "Document the shadowconfig utility"
+
+
+# ----------------------------------------------------------------------------- what git itself writes
+
+@pytest.fixture(scope="module")
+def scratch_repo(tmp_path_factory):
+    """A repository with a folded, MIME-encoded subject, a removed "- " line (shown as "-- ", just
+    above format-patch's "-- " signature), a trailer naming the author and a binary-only commit."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path_factory.mktemp("repo")
+    env = {"GIT_AUTHOR_NAME": "J\u00f6hn Roe", "GIT_AUTHOR_EMAIL": "john@example.org", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_COMMITTER_NAME": "J\u00f6hn Roe", "GIT_COMMITTER_EMAIL": "john@example.org", "HOME": str(repo),
+           "GIT_AUTHOR_DATE": "2024-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2024-01-02T03:04:05Z",
+           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True,
+                              text=True).stdout
+
+    git("init", "-q", ".")
+    (repo / "README").write_text("Options:\n- --a\n- \n- --b\n")
+    git("add", "README")
+    git("commit", "-qm", "Initial import")
+    (repo / "README").write_text("Options:\n- --a\n- --b\n")
+    git("commit", "-qam", "docs: drop the empty item from the README list of options, which confused the "
+        "r\u00e9sum\u00e9 generator script", "-m", "The list had an empty entry.",
+        "-m", "Signed-off-by: J\u00f6hn Roe <john@example.org>")
+    (repo / "logo.bin").write_bytes(b"\x00\x01")
+    git("add", "logo.bin")
+    git("commit", "-qm", "Add the logo")
+    return git
+
+
+DOCS_SUBJECT = ("docs: drop the empty item from the README list of options, which confused the "
+                "r\u00e9sum\u00e9 generator script")
+
+
+def test_git_format_patch_output(scratch_repo):
+    text = scratch_repo("format-patch", "--stdout", "HEAD~2")
+    assert detect_format("repo/series.mbox", text).name == "format_patch"
+    docs, logo = get_format("format_patch").parse("repo/series.mbox", text)
+    assert docs.hint == f"[PATCH 1/2] {DOCS_SUBJECT}\n\nThe list had an empty entry."
+    assert docs.text == scratch_repo("show", "--format=", "HEAD~1")  # byte for byte what git shows
+    assert docs.text.endswith(" - --a\n-- \n - --b\n")  # the removed "- " line, not the signature
+    assert logo.reason == "patch_without_diff"  # a binary file only
+    separators = [i + 1 for i, line in enumerate(text.split("\n")) if line.endswith(" Mon Sep 17 00:00:00 2001")]
+    assert separators == [docs.line, logo.line] and docs.line == 1
+
+
+def test_git_log_p_format_email_output(scratch_repo):
+    text = scratch_repo("log", "-p", "--format=email", "--reverse")
+    units = list(get_format(detect_format("repo/log", text).name).parse("repo/log", text))
+    assert [u.hint.split("\n")[0] if isinstance(u, ParsedEntry) else u.reason for u in units] == [
+        "[PATCH] Initial import", f"[PATCH] {DOCS_SUBJECT}", "patch_without_diff"]
+    assert units[1].hint == f"[PATCH] {DOCS_SUBJECT}\n\nThe list had an empty entry."
+    assert units[1].text == scratch_repo("show", "--format=", "HEAD~1")
+    assert not [u for u in units if isinstance(u, ParsedEntry) and ("Roe" in u.hint or "@" in u.hint)]
+
+
+def test_review_and_cherry_pick_references_go_what_kind_of_change_stays():
+    text = ("From " + "8" * 40 + " Mon Sep 17 00:00:00 2001\nSubject: [PATCH] Revert \"Use mmap for reads\"\n\n"
+            "This reverts commit 0a1b2c3d.\nFixes: #123\n--\nDifferential Revision: https://reviews.llvm.org/D1\n"
+            "Bug-Debian-Security: https://security-tracker.debian.org/tracker/CVE-2024-1\n"
+            "(cherry picked from commit 4e5f6a7b8c9d)\n---\n" + DIFF)
+    assert hint_of("format_patch", text) == ("[PATCH] Revert \"Use mmap for reads\"\n\n"
+                                             "This reverts commit 0a1b2c3d.\nFixes: #123")

@@ -17,6 +17,10 @@ Conventions shared by every parser:
 * Entries outside any release section (preambles, tables of contents, footers)
   are dropped: every emitted entry has a version.
 * Line numbers are 1-based and count ``\\n``, ``\\r\\n`` and lone ``\\r`` endings.
+
+Verbatim formats (``verbatim = True``: the patch formats ``format_patch`` and ``dep3``) differ:
+an entry's text is a diff kept byte for byte, its hint is the author's message (people removed),
+its version is None, and ``parse`` yields a ``Rejected`` for each patch it cannot use.
 """
 
 from __future__ import annotations

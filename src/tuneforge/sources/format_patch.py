@@ -28,10 +28,25 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,60}):(?:[ \t]+(.*)|)$")
 _EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 # Lines of a message that name people or carry patch-tracking metadata, not prose: person
-# trailers (Signed-off-by, Reviewed-by, Co-authored-by, ...), DEP-3 and gbp pseudo-headers.
+# trailers (Signed-off-by, Reviewed-by, Co-authored-by, ...), DEP-3 and gbp pseudo-headers, review
+# and cherry-pick references.  "Fixes:", "Closes:" and "This reverts commit" stay: they say what
+# kind of change it is.
 _DROP_LINE = re.compile(
-    r"^\s*(?:[A-Za-z-]*-by|From|Author|Cc|Origin|Bug(?:-[A-Za-z]+)?|Forwarded|Applied-Upstream|"
-    r"Last-Update|Gbp-[A-Za-z-]+|Change-Id|Patch-Name|Upstream-Status|X-[A-Za-z-]+)\s*:", re.IGNORECASE)
+    r"^\s*(?:commit [0-9a-f]{7,40}\b|\(cherry picked from commit |--\s*$"
+    r"|(?:[A-Za-z -]*[ -]by|From|Author|AuthorDate|Date|Commit|CommitDate|Cc|Origin|Bug(?:-[A-Za-z]+)*|"
+    r"Forwarded|Reviewed-on|Differential Revision|PR-URL|Patch-Category|OpenBSD-Commit-ID|Applied-Upstream|"
+    r"Last-Update|Gbp-[A-Za-z-]+|Change-Id|Patch-Name|Upstream-Status|X-[A-Za-z-]+|Status[\w ]{0,20}|"
+    r"Upstream[ -]status|Related bugs)\s*:)", re.IGNORECASE)
+
+
+# People named in prose by a cue ("Thanks to Jane Roe", "Reported by Jane Roe", "[Jane Roe: backport]",
+# "Jane Roe wrote:"): two to four capitalised words.  Crude but safe: a line it hits is dropped.
+_NAME = r"(?:[A-Z][\w'\u2019.-]*)(?:\s+(?:[a-z]{1,3}\s+)?[A-Z][\w'\u2019.-]*){1,3}"
+_CUED_NAME = re.compile(
+    rf"(?:\b(?i:by|thanks(?:\s+to)?|thank\s+you|credits?\s+to|courtesy\s+of|from|and|cc)\s+{_NAME}\b"
+    rf"|^\s*\[{_NAME}:|^\s*{_NAME}\s+wrote:|\bwrote:\s*$|(?:--|\u2014)\s*{_NAME}\b"  # a quote's "--Jane Roe"
+    rf"|\b(?i:co-?)?(?i:author(?:s|ed)?)\b)")
+_CUED_NAME_CLAUSE = re.compile(rf",?\s*\b(?i:by|thanks(?:\s+to)?|from)\s+{_NAME}\b")
 
 
 def split_lines(text: str) -> list[str]:
@@ -127,9 +142,14 @@ def scrub_message(lines: list[str], names: list[str]) -> list[str]:
     name_re = (re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in names), re.IGNORECASE)
                if names else None)
     out: list[str] = []
+    dropped_field = False
     for line in lines:
         line = line.rstrip()
-        if _DROP_LINE.match(line) or _EMAIL.search(line) or (name_re and name_re.search(line)):
+        if dropped_field and line[:1] in (" ", "\t"):  # the dropped field's continuation lines
+            continue
+        dropped_field = bool(_DROP_LINE.match(line))
+        if (dropped_field or _EMAIL.search(line) or _CUED_NAME.search(line)
+                or (name_re and name_re.search(line))):
             continue
         if not line and (not out or not out[-1]):
             continue
@@ -142,7 +162,7 @@ def scrub_message(lines: list[str], names: list[str]) -> list[str]:
 def scrub_subject(subject: str, names: list[str]) -> str:
     """The summary line with e-mail addresses and known author names cut out (not dropped: a
     subject is the one line a message cannot lose)."""
-    subject = _EMAIL.sub("", subject)
+    subject = _CUED_NAME_CLAUSE.sub("", _EMAIL.sub("", subject))
     for name in names:
         subject = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", "", subject, flags=re.IGNORECASE)
     return " ".join(subject.replace("<>", "").split())
@@ -156,15 +176,17 @@ def decode_words(value: str) -> str:
         raise ValueError(f"cannot decode {value[:80]!r}: {e}") from None
 
 
-def read_fields(lines: list[str], start: int, end: int) -> tuple[list[tuple[str, list[str]]], int]:
+def read_fields(lines: list[str], start: int, end: int, names: re.Pattern | None = None,
+                ) -> tuple[list[tuple[str, list[str]]], int]:
     """RFC 822-like fields from lines[start:]: [(name, [value, continuation lines...])] and the
-    index of the first line after them (a blank line, or the first line that is not a field)."""
+    index of the first line after them (a blank line, or the first line that is not a field;
+    with `names`, a field whose name it does not match is prose: "distutils: add an option")."""
     fields: list[tuple[str, list[str]]] = []
     i = start
     while i < end:
         line = lines[i].rstrip("\r")
         m = _FIELD.match(line)
-        if m:
+        if m and (names is None or names.fullmatch(m.group(1))):
             fields.append((m.group(1), [m.group(2) or ""]))
         elif fields and line[:1] in (" ", "\t") and line.strip():
             fields[-1][1].append(line)
@@ -222,8 +244,23 @@ class FormatPatch(SourceFormat):
         starts = [i for i, line in enumerate(lines) if _SEPARATOR.match(line)]
         if not starts or any(line.strip() for line in lines[:starts[0]]):
             starts.insert(0, 0)  # a lone patch opening at its From: header, or a prelude
+        stacked: list[int] = []  # header-only patches right above this one (their diff is below)
         for begin, end in zip(starts, starts[1:] + [len(lines)], strict=True):
-            yield from self._unit(lines, begin, end)
+            units = list(self._unit(lines, begin, end))
+            _, body_at = read_fields(lines, begin + 1, end)
+            if _SEPARATOR.match(lines[begin]) and not any(line.strip() for line in lines[body_at:end]):
+                stacked.append(begin + 1)  # headers and nothing else
+                continue
+            if stacked:  # one diff under several commits' headers: no one message describes it
+                where = ", ".join(map(str, stacked + [begin + 1]))
+                for at in stacked + [begin + 1]:
+                    yield Rejected("unparseable_patch", f"line {at}: {len(stacked) + 1} patch headers "
+                                   f"(lines {where}) stacked over one diff", at)
+                stacked = []
+                continue
+            yield from units
+        for at in stacked:  # header-only patches at the end of the file
+            yield Rejected("patch_without_diff", f"line {at}: patch headers with no message body or diff", at)
 
     def _unit(self, lines: list[str], begin: int, end: int) -> Iterator[ParsedEntry | Rejected]:
         lineno = begin + 1
