@@ -178,6 +178,7 @@ COMMENT = git_diff("src/a.c", ["/* teh value */"], ["/* the value */"])
 CI = git_diff(".github/workflows/ci.yml", ["  runs-on: ubuntu-20.04"], ["  runs-on: ubuntu-24.04"])
 BUILD = git_diff("configure.ac", ["AC_INIT(x)"], ["AC_INIT(y)"]) + git_diff("Makefile.am", ["a"], ["b"])
 WHITESPACE = git_diff("src/a.c", ["if (x)  {", "\treturn 1;"], ["if (x) {", "    return 1;"])
+GITIGNORE = git_diff(".gitignore", [], ["build/"])
 DS_STORE = "diff --git a/.DS_Store b/.DS_Store\nnew file mode 100644\nBinary files /dev/null and b/.DS_Store differ\n"
 
 RULE_CASES = [
@@ -200,7 +201,9 @@ RULE_CASES = [
     (SRC, "Reformat the chunk reader", "style", 10),
     (WHITESPACE, "Tidy the reader", "style", 10),  # whitespace-only diff
     (SRC, "Bump the version to 1.2", "chore", 11),
-    (SRC, "Use a shorter name\n\nBug-Debian: https://bugs.debian.org/1", "chore", 11),  # a trailer is no cue
+    # a trailer is no cue; program code changed with no cue at all: a fix (rule 6, the sources' prior)
+    (SRC, "Use a shorter name\n\nBug-Debian: https://bugs.debian.org/1", "fix", 6),
+    (GITIGNORE, "Ignore the build directory", "chore", 11),  # a maintenance file, no cue
 ]
 
 

@@ -23,12 +23,13 @@ PEOPLE = ("Jürgen Müller", "juergen.mueller", "Ana Lima", "ana@example.net", "
           "morgan.lee", "Chris Tan", "ctan@", "Dana Fox", "dana@example.org", "Pat Doe", "pat.doe", "Sam Roe")
 
 
-def _patch(n: int, path: str, subject: str, body: str, line: str) -> str:
+def _patch(n: int, path: str, subject: str, body: str, *lines: str) -> str:
+    added = "".join(f"+{ln}\n" for ln in lines)
     return (f"From {n:040x} Mon Sep 17 00:00:00 2001\nFrom: Dev {n} <dev{n}@example.com>\n"
             f"Date: Mon, 1 May 2023 10:00:00 +0000\nSubject: [PATCH] {subject}\n\n{body}\n\n"
-            f"Signed-off-by: Dev {n} <dev{n}@example.com>\n---\n {path} | 1 +\n\n"
-            f"diff --git a/{path} b/{path}\nindex 1111111..2222222 100644\n--- a/{path}\n+++ b/{path}\n"
-            f"@@ -1,2 +1,3 @@\n int a;\n+{line}\n int b;\n-- \n2.39.2\n")
+            f"Signed-off-by: Dev {n} <dev{n}@example.com>\n---\n {path} | {len(lines)} +\n\n"
+            f"diff --git a/{path} b/{path}\nindex {n:07x}..{n + 1:07x} 100644\n--- a/{path}\n+++ b/{path}\n"
+            f"@@ -1,2 +1,{2 + len(lines)} @@\n int a{n};\n{added} int b{n};\n-- \n2.39.2\n")
 
 
 @pytest.fixture
@@ -47,12 +48,17 @@ def commit_workdir(tmp_path, monkeypatch) -> Path:
         pkg.mkdir(parents=True, exist_ok=True)
         (pkg / f"{n:04d}-change.patch").write_text(_patch(
             n, f"src/mod{n}.c", f"Fix an off-by-one in mod{n}_read", f"mod{n}_read read one byte past the end.",
-            f"int fixed{n};"), encoding="utf-8")
+            f"int fixed{n};", f"int mod{n}_read(void);",
+            # an author's address inside the diff itself (a copyright line): backfill's redaction
+            *([f"/* Copyright 2023 Dana Fox <dana@example.org>, dev{n}@example.com */"] if n == 3 else [])),
+            encoding="utf-8")
     gold_src = _patch(99, "lib/gold.c", "Fix the gold path", "It was wrong.", "int gold;")
     (snap / "goldpkg").mkdir()
     (snap / "goldpkg" / "0001-gold.patch").write_text(gold_src, encoding="utf-8")
     (snap / "goldpkg" / "0002-other.patch").write_text(
-        _patch(98, "lib/other.c", "Add other option", "Adds it.", "int other;"), encoding="utf-8")
+        _patch(98, "lib/other.c", "Add the other option", "Adds it.", "int other;",
+               'static const char *other_option_names[] = {"alpha", "beta", "gamma", "delta", "epsilon"};',
+               "register_other_option(other_option_names, sizeof other_option_names);"), encoding="utf-8")
     diff = gold_src[gold_src.index("diff --git"):gold_src.index("-- \n")].rstrip("\n")
     write_jsonl(tmp_path / "data/gold/commit-messages.jsonl", [{
         "text": diff, "hint": None, "product": "goldpkg", "label": {
@@ -94,7 +100,7 @@ def test_no_author_identity_reaches_any_output(commit_workdir):
 def test_the_authors_message_is_never_in_a_prompt_and_diffs_stay_verbatim(commit_workdir):
     run_stages()
     entries = {e["id"]: e for e in read_jsonl(commit_workdir / f"data/{TASK}/entries.jsonl")}
-    assert any("\n int a;\n+int fixed1;\n int b;" in e["text"] for e in entries.values())  # whitespace kept
+    assert any("\n int a1;\n+int fixed1;\n+int mod1_read(void);\n int b1;" in e["text"] for e in entries.values())
     rows = list(read_jsonl(commit_workdir / f"data/{TASK}/exports/sft/train.jsonl"))
     assert rows
     for row in rows:
@@ -107,7 +113,8 @@ def test_holdout_packages_and_the_planted_secret_never_reach_training(commit_wor
     run_stages()
     exports = commit_workdir / f"data/{TASK}/exports"
     rows = [r for p in sorted(exports.rglob("*.jsonl")) for r in read_jsonl(p)]
-    assert not [r for r in rows if r.get("product") == "goldpkg"]
+    assert {r.get("product") for r in rows} >= {"pkg1", "pkg2", "pkg3"}  # training rows exist...
+    assert not [r for r in rows if r.get("product") == "goldpkg"]  # ...none from the holdout package
     text = "\n".join(json.dumps(r) for r in rows)
     assert "int other;" not in text  # goldpkg's other patch left too: split by package
     assert PLANTED_SECRET not in text

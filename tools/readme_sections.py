@@ -256,6 +256,45 @@ def render_leakage(root: Path) -> str:
         f"| {rm['synthetic']} | {s['threshold']} | {s['max_kept_similarity']} | {s['margin']} |")
 
 
+COMMITS = names.TaskPaths.for_task("commit-messages")
+
+
+def render_commits(root: Path) -> str:
+    """The commit-messages task's model table (reports/commit-messages/metrics.json), its rule
+    labeler on the same gold (labeler.json) and the gold's composition (gold.json)."""
+    m = _report(root, str(COMMITS.metrics))
+    lab = _report(root, str(COMMITS.labeler_report))
+    gold = _report(root, "reports/commit-messages/gold.json")
+    base = config.load(root / config.PARAMS).base.name
+    cols = ("type (95% CI)", "breaking", "parse rate", "macro-F1", "subject chrF", "subject exact",
+            "invented identifiers", "ignore P / R", "junk left out", "scope agreement", "STYLE-clean")
+    rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    for key in ("base", "Q8_0", "Q6_K", "Q4_K_M"):
+        if key not in m:
+            continue
+        h = m[key]
+        name = f"base {base} (f16 GGUF, same grammar)" if key == "base" else f"fine-tuned {key}"
+        ci = f"{f(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-{h['type_agreement_ci95_high']:.2f})"
+        rows.append(f"| {name} | {ci} | {f(h['breaking_agreement'])} | {f(h['parse_rate'])} | {f(h['macro_f1'])} "
+                    f"| {h['subject_chrf']:.1f} | {f(h['subject_exact'])} | {f(h['invented_identifier_share'])} "
+                    f"| {f(h['ignore_precision'])} / {f(h['ignore_recall'])} | {f(h['junk_left_out_share'])} "
+                    f"| {f(h['scope_agreement'])} | {f(h['style_clean_share'])} |")
+    w = lab["with_hint"]
+    n_eval = m["Q8_0"]["n"]
+    agree = gold["agreement"]
+    return (
+        "\n".join(rows) + "\n\n"
+        f"{n_eval} gold rows (`eval.holdout_limit`; {m['Q8_0']['junk_rows']} of them with injected junk). The rule "
+        f"labeler that wrote the training types, on the {lab['gold_records']} gold rows whose diff it saw unchanged: "
+        f"type agreement {f(w['type_agreement'])}, breaking {f(w['breaking_agreement'])} (on the "
+        f"{lab['gold_subsets']['untouched']['n']} rows never inspected while it was tuned: "
+        f"{f(lab['gold_subsets']['untouched']['type_agreement'])}). Gold: {gold['rows']} rows, "
+        f"{gold['with_junk']} with junk, types " + ", ".join(f"{k} {v}" for k, v in gold["types"].items())
+        + f"; {gold['double_labeled']} rows labeled twice agree on type {f(agree['type'])}, breaking "
+        f"{f(agree['breaking'])}, scope {f(agree['scope'])}.")
+
+
 def render_mutation(root: Path) -> str:
     """make mutate (reports/mutation.json): per module and in total."""
     rep = _report(root, "reports/mutation.json")
@@ -280,6 +319,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "eval": render_eval,
     "leakage": render_leakage,
     "mutation": render_mutation,
+    "commits": render_commits,
 }
 
 

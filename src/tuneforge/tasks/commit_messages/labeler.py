@@ -106,6 +106,9 @@ CHORE_PATH_RE = re.compile(r"(?:^|/)(?:\.gitignore|\.gitattributes|\.mailmap|\.e
                            r"|\.git-blame-ignore-revs|\.pre-commit-config\.ya?ml)$", re.I)
 
 
+CHORE_MSG_RE = re.compile(r"\b(?:bump(?:s|ed)?|version bump|prepare (?:the )?release|release \d)", re.I)
+
+
 def _changed(changes: list[FileChange]) -> tuple[list[str], list[str]]:
     lines = [ln for c in changes for h in c.hunks for ln in h.lines]
     return [ln[1:] for ln in lines if ln.startswith("+")], [ln[1:] for ln in lines if ln.startswith("-")]
@@ -156,6 +159,8 @@ def type_rule(subject: str, body: str, paths: list[str], changes: list[FileChang
             return rule
     if whitespace_only(changes):
         return 10
+    if CHORE_MSG_RE.search(subject):  # "Bump the version": rule 11's own example
+        return 11
     added, removed = _changed(changes)
     if (added or removed) and any(not CHORE_PATH_RE.search(p) for p in paths):
         # Program files changed and the message names no purpose: rule 6 by the sources' prior.
