@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     redacted = sum(v for k, v in counts.items() if k.startswith("redacted_"))
     extra = {k: v for k, v in counts.items() if k.startswith(("redacted_", "format_"))}
     extra["redactions"] = redacted
+    extra.update({f"quarantine_{k}": v for k, v in sorted(Counter(q.reason.value for q in dropped).items())})
     receipt.finish(paths.receipt("backfill"), records_in=counts["in"],
                    records_out=len(entries), quarantined=len(dropped),
                    deduplicated=counts["deduplicated"], extra=extra)

@@ -259,6 +259,30 @@ def render_leakage(root: Path) -> str:
 COMMITS = names.TaskPaths.for_task("commit-messages")
 
 
+def render_harvest(root: Path) -> str:
+    """make harvest-patches (reports/harvest-patches.json) and what backfill made of its snapshot
+    (reports/commit-messages/receipts/backfill.json)."""
+    h = _report(root, "reports/harvest-patches.json")
+    b = _report(root, str(COMMITS.receipt("backfill")))["counts"]
+    fails = ", ".join(f"{n} {why}" for why, n in sorted(h["failure_counts"].items()))
+    kinds = h["patches"]["kinds_kept"]
+    quarantined = ", ".join(f"{n} {k.removeprefix('quarantine_')}" for k, n in sorted(b["extra"].items())
+                            if k.startswith("quarantine_"))
+    return textwrap.fill(
+        f"The committed snapshot ({h['suite']}, {h['packages']} installed source packages): "
+        f"{h['debian_tarballs']} Debian tarballs came down ({h['debian_tarball_bytes'] / 1e6:.1f} MB; "
+        f"{len(h['fallbacks'])} at the suite's current version), {len(h['no_debian_tarball'])} packages have "
+        f"none, {fails}. {h['patches']['found']:,} patches in "
+        f"{h['packages_with_patches']} packages; {h['patches']['kept']:,} kept "
+        f"({h['patches']['skipped_over_patch_cap']} over {h['max_patch_bytes']:,} bytes skipped): "
+        f"{kinds['format-patch']:,} in format-patch form, {kinds['dep3']} with DEP-3 headers, {kinds['bare']} "
+        f"bare; {h['snapshot']['bytes'] / 1e6:.2f} MB compressed. Backfill reads {b['records_in']:,} units "
+        f"from them: {b['records_out']:,} (diff, message) pairs, {b['deduplicated']} duplicates, "
+        f"{b['quarantined']} quarantined ({quarantined}); {b['extra'].get('redacted_person', 0)} names "
+        f"with addresses and {b['extra']['redactions'] - b['extra'].get('redacted_person', 0)} secrets "
+        "redacted.", width=92)
+
+
 def render_commits(root: Path) -> str:
     """The commit-messages task's model table (reports/commit-messages/metrics.json), its rule
     labeler on the same gold (labeler.json) and the gold's composition (gold.json)."""
@@ -320,6 +344,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "leakage": render_leakage,
     "mutation": render_mutation,
     "commits": render_commits,
+    "harvest": render_harvest,
 }
 
 

@@ -182,9 +182,10 @@ SYSTEM_PROMPT = (
 # with the model's tokenizer: predict and the commit hook must not load one, and the view only
 # needs a size that grows with the text and is the same on every machine. Measured against
 # SmolLM2's tokenizer on 2,053 Debian patch views: real tokens are 1.13x the estimate on
-# average, 1.5x at the 99th percentile. 300 (~340 real tokens) keeps a step of 4 rows near 4-5 s on
-# 2 cores (400 made it ~6 s: v8-rc1 trained 80 steps in 8 min) and prompt + label well inside train.max_tokens.
-PROMPT_BUDGET = 300
+# average, 1.5x at the 99th percentile. 200 (~230 real tokens: the paths and the first hunks)
+# keeps a training step of 4 rows near 3 s on 2 cores, so the CPU budget reads ~640 rows; at
+# 400 a step took ~6 s and 80 steps (320 rows) did not teach the path rules (type 0.425).
+PROMPT_BUDGET = 200
 FILES_BUDGET = PROMPT_BUDGET // 2  # the path list's share; a larger change says how many more paths it has
 LINE_CHARS = 160  # a longer hunk line (minified code, a base64 blob) is cut and marked
 TOKEN_RE = re.compile(r"\w+|[^\w\s]")
