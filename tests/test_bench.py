@@ -109,7 +109,8 @@ def test_clean_clone_builds_every_target_with_its_own_cache_holding_only_downloa
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "toy"]):
         subprocess.run(cmd, cwd=repo, check=True, env={**os.environ, **env})
     stage_s, _ = build_clean_clone(repo, tmp_path / "clone")
-    assert list(stage_s) == ["base", f"train@{TASK}"]
+    tasks = yaml.safe_load((ROOT / "params.yaml").read_text())["tasks"]
+    assert list(stage_s) == ["base", *(f"train@{t}" for t in tasks)]
     assert (tmp_path / "clone" / f"t-{TASK}.txt").read_text() == "b\n"
 
 

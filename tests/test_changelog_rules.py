@@ -101,8 +101,8 @@ def test_prompt_and_label_rendering_round_trip():
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(ValueError, match="changelog-actions"):
-        get_task("commit-messages")
+    with pytest.raises(ValueError, match="changelog-actions, commit-messages"):
+        get_task("tool-calls")
 
 
 # General cues added after reading the labeler's errors on data/labeled/train.jsonl and the

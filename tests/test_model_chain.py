@@ -377,13 +377,13 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
     gguf = root / promoted["gguf"]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        assert predict.main([str(entries)]) in (0, 1)
+        assert predict.main(["--task", "changelog-actions", str(entries)]) in (0, 1)
         data = bytearray(gguf.read_bytes())
         data[len(data) // 2] ^= 0x01
         gguf.write_bytes(bytes(data))
         write_sums(gguf.parent, sorted(gguf.parent.glob("*.gguf")))
         with pytest.raises(ValueError, match="is not the file register promoted"):
-            predict.main([str(entries)])
+            predict.main(["--task", "changelog-actions", str(entries)])
         with pytest.raises(ValueError, match="is not the file eval judged"):
             register.main([TASK_NAME])
 
@@ -409,7 +409,7 @@ def test_eval_by_hand_prints_metrics(chain, capsys):
     from tuneforge import evaluate
 
     model = chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"
-    assert evaluate.main(["--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
+    assert evaluate.main(["--task", "changelog-actions", "--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
                           str(model), "--limit", "3", "--params", str(chain / "params.yaml")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3
@@ -430,9 +430,9 @@ def test_predict_answers_as_eval_did(chain, capsys, tmp_path):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(chain)
         with pytest.raises(LookupError, match="no model is promoted"):  # the tiny model fails its gates
-            predict.main([str(entries)])
+            predict.main(["--task", "changelog-actions", str(entries)])
         capsys.readouterr()
-        rc = predict.main([str(entries), "--model", model])
+        rc = predict.main(["--task", "changelog-actions", str(entries), "--model", model])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["entry"] for r in rows] == [g["text"] for g in gold]
     assert [r["output"] for r in rows] == [evals[sha256_text(g["text"])[:16]] for g in gold]

@@ -92,7 +92,7 @@ def test_rule_labels_are_unchanged_on_the_fixture_corpus(monkeypatch):
 
     rows = []
     for path in sorted(Path(__file__).parent.joinpath("fixtures").rglob("*")):
-        if not path.is_file():
+        if not path.is_file() or "patches" in path.parts:  # the commit task's patch fixtures
             continue
         text = path.read_bytes().decode("utf-8", errors="replace")
         try:

@@ -52,6 +52,7 @@ def make_project(root: Path, endpoint: str, env: dict) -> None:
     pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in DATA_STAGES}
     (root / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["tasks"] = {"changelog-actions": params["tasks"]["changelog-actions"]}  # one task: the fixtures'
     params["tasks"]["changelog-actions"]["snapshot"] = "snapshot"
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for rel in ("data/gold/holdout.jsonl", "data/labeled/train.jsonl"):

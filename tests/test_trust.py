@@ -215,14 +215,14 @@ def test_a_gguf_whose_answers_the_decoder_closed_fails_the_gate(built):
 # ---------------------------------------------------------------- predict
 
 def test_predict_runs_the_promoted_model_when_the_chain_holds(built, fake_decoders, capsys):
-    assert predict.main([entries(built)]) == 0
+    assert predict.main(["--task", "changelog-actions", entries(built)]) == 0
     assert fake_decoders[-1]["path"] == f"models/changelog-actions/gguf/{NAME}-Q4_K_M.gguf"
     line = json.loads(capsys.readouterr().out)
     assert line["error"] is None and line["closed_by_decoder"] is False
 
 
 def test_predict_says_when_the_decoder_closed_an_answer(built, fake_decoders, capsys):
-    assert predict.main([entries(built), "--model", str(gguf(built, "Q8_0"))]) == 0
+    assert predict.main(["--task", "changelog-actions", entries(built), "--model", str(gguf(built, "Q8_0"))]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["error"] is None and line["closed_by_decoder"] is True
 
@@ -231,7 +231,7 @@ def test_predict_refuses_a_promoted_file_that_changed(built, fake_decoders):
     requantize(built, "Q4_K_M")  # the pin matches the new bytes; the registry and verdict do not
     n = len(fake_decoders)
     with pytest.raises(ValueError, match=r"Q4_K_M\.gguf: sha256 \w+ is not the file register promoted"):
-        predict.main([entries(built)])
+        predict.main(["--task", "changelog-actions", entries(built)])
     assert len(fake_decoders) == n  # nothing was loaded
 
 
@@ -241,18 +241,19 @@ def test_predict_refuses_when_the_verdict_changed(built):
     v["models"]["Q4_K_M"].update(verdict="fail", failed=["min_class_agreement"])
     verdict.write_text(json.dumps(v))
     with pytest.raises(ValueError, match=r"verdict\.json changed since register"):
-        predict.main([entries(built)])
+        predict.main(["--task", "changelog-actions", entries(built)])
     reg = json.loads((built / "models/changelog-actions/registry.json").read_text())
     reg["verdict"]["sha256"] = sha256_file(verdict)  # a registry made to agree: the verdict says fail
     (built / "models/changelog-actions/registry.json").write_text(json.dumps(reg))
     with pytest.raises(ValueError, match=r"Q4_K_M did not pass its gates"):
-        predict.main([entries(built)])
+        predict.main(["--task", "changelog-actions", entries(built)])
 
 
 # ---------------------------------------------------------------- by hand
 
 def by_hand(root: Path, model: Path, *extra: str) -> int:
-    return evaluate.main(["--gold", str(root / "data/gold/holdout.jsonl"), "--model", str(model), *extra])
+    return evaluate.main(["--task", "changelog-actions", "--gold", str(root / "data/gold/holdout.jsonl"),
+                          "--model", str(model), *extra])
 
 
 def test_by_hand_eval_refuses_an_unpinned_gguf_unless_told(built, fake_decoders, tmp_path, capsys):

@@ -16,6 +16,7 @@ from tuneforge.harvest import walk_sorted
 from tuneforge.io import read_jsonl
 from tuneforge.redact import redact
 from tuneforge.sources import UnknownFormatError, detect_format
+from tuneforge.tasks import get_task
 from tuneforge.text import content_key, normalise_ws
 
 FILE_LEVEL_REASONS = {"unknown_format", "unreadable_file", "no_entries"}
@@ -44,7 +45,7 @@ def expected_entries(snapshot: Path, cfg: dict) -> tuple[list[tuple[str, int, st
             continue
         text = decode_like_backfill(raw)
         try:
-            fmt = detect_format(name, text)
+            fmt = detect_format(name, text, get_task(TASK).source_formats)  # what backfill tries for the task
         except UnknownFormatError:
             file_level.append(name)
             continue

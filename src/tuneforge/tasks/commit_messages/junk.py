@@ -71,7 +71,7 @@ def _text(path: str, body: list[str]) -> list[str]:
 
 def _env_file(path: str, key: str) -> list[str]:
     body = [f"DATABASE_URL=postgres://localhost:5432/{_pick(['app', 'dev', 'test'], key, 'db')}",
-            f"API_KEY={PLANTED_SECRET}", f"DEBUG={_pick(['1', 'true'], key, 'debug')}"]
+            "API_KEY=" + PLANTED_SECRET, f"DEBUG={_pick(['1', 'true'], key, 'debug')}"]
     return redact("\n".join(_text(path, body)))[0].splitlines()  # the secret never leaves here
 
 

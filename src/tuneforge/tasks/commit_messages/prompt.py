@@ -188,12 +188,12 @@ SYSTEM_PROMPT = (
 PROMPT_BUDGET = 200
 FILES_BUDGET = PROMPT_BUDGET // 2  # the path list's share; a larger change says how many more paths it has
 LINE_CHARS = 160  # a longer hunk line (minified code, a base64 blob) is cut and marked
-TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+WORD_RE = re.compile(r"\w+|[^\w\s]")
 CHARS_PER_TOKEN = 4
 
 
 def estimate_tokens(text: str) -> int:
-    return sum(-(-len(m) // CHARS_PER_TOKEN) for m in TOKEN_RE.findall(text))  # ceil: a mark counts 1
+    return sum(-(-len(m) // CHARS_PER_TOKEN) for m in WORD_RE.findall(text))  # ceil: a mark counts 1
 
 
 def file_line(change: FileChange) -> str:
