@@ -27,11 +27,10 @@ from tuneforge.sources.format_patch import (
     field,
     find_diff_start,
     has_unified_diff,
+    patch_unit,
     people_in,
-    read_diff,
     read_fields,
     scrub_message,
-    scrub_subject,
     split_lines,
 )
 
@@ -155,20 +154,5 @@ class Dep3(SourceFormat):
         body = list(long)
         for para in texts:
             body += [""] + para
-        summary = scrub_subject(summary, names)
-        if not summary:
-            what = "only " + ", ".join(sorted({k for k, _ in fields})) if fields else "no header"
-            yield Rejected("patch_without_message", f"line {lineno}: patch has {what}", lineno)
-            return
-        message = "\n".join([summary, ""] + scrub_message(body, names)).rstrip("\n")
-        if diff_at is None:
-            yield Rejected("patch_without_diff", f"line {lineno}: patch {summary[:60]!r} has no diff", lineno)
-            return
-        diff, hunks, error = read_diff(lines, diff_at, n, 1)
-        if error:
-            yield Rejected("unparseable_patch", error, lineno)
-        elif not hunks:
-            yield Rejected("patch_without_diff",
-                           f"line {lineno}: the diff has no text hunk (binary, mode or rename only)", lineno)
-        else:
-            yield ParsedEntry(text=diff, hint=message, version=None, line=lineno)
+        what = "only " + ", ".join(sorted({k for k, _ in fields})) if fields else "no header"
+        yield from patch_unit(lines, lineno, summary, body, names, diff_at, n, f"patch has {what}")

@@ -201,6 +201,27 @@ def field(fields: list[tuple[str, list[str]]], *names: str) -> list[str] | None:
     return next((v for k, v in fields if k.lower() in wanted), None)
 
 
+def patch_unit(lines: list[str], lineno: int, summary: str, body: list[str], names: list[str],
+               diff_at: int | None, end: int, no_summary: str) -> Iterator[ParsedEntry | Rejected]:
+    """One patch's outcome, for both patch formats: the (diff, message) entry, or why not."""
+    summary = scrub_subject(summary, names)
+    if not summary:
+        yield Rejected("patch_without_message", f"line {lineno}: {no_summary}", lineno)
+        return
+    message = "\n".join([summary, ""] + scrub_message(body, names)).rstrip("\n")
+    if diff_at is None:
+        yield Rejected("patch_without_diff", f"line {lineno}: patch {summary[:60]!r} has no diff", lineno)
+        return
+    diff, hunks, error = read_diff(lines, diff_at, end, 1)
+    if error:
+        yield Rejected("unparseable_patch", error, lineno)
+    elif not hunks:
+        yield Rejected("patch_without_diff",
+                       f"line {lineno}: the diff has no text hunk (binary, mode or rename only)", lineno)
+    else:
+        yield ParsedEntry(text=diff, hint=message, version=None, line=lineno)
+
+
 def people_in(fields: list[tuple[str, list[str]]], lines: list[str]) -> list[str]:
     """Names from From/Author fields and from person trailers anywhere in `lines`."""
     names: list[str] = []
@@ -283,19 +304,4 @@ class FormatPatch(SourceFormat):
         body_end = next((i for i in range(body_at, stop) if lines[i].rstrip() == "---"), stop)
         body = lines[body_at:body_end]
         names = people_in(fields, body)
-        summary = scrub_subject(summary, names)
-        if not summary:
-            yield Rejected("patch_without_message", f"line {lineno}: the Subject is empty", lineno)
-            return
-        message = "\n".join([summary, ""] + scrub_message(body, names)).rstrip("\n")
-        if diff_at is None:
-            yield Rejected("patch_without_diff", f"line {lineno}: patch {summary[:60]!r} has no diff", lineno)
-            return
-        diff, hunks, error = read_diff(lines, diff_at, end, 1)
-        if error:
-            yield Rejected("unparseable_patch", error, lineno)
-        elif not hunks:
-            yield Rejected("patch_without_diff",
-                           f"line {lineno}: the diff has no text hunk (binary, mode or rename only)", lineno)
-        else:
-            yield ParsedEntry(text=diff, hint=message, version=None, line=lineno)
+        yield from patch_unit(lines, lineno, summary, body, names, diff_at, end, "the Subject is empty")
