@@ -111,7 +111,7 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from tuneforge.trainer import CompletionLossTrainer
+    from tuneforge.trainer import CompletionLossTrainer, compile_blocks
 
     cuda = torch.cuda.is_available()
     if cfg["num_threads"] and not cuda:
@@ -125,6 +125,8 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
                                         train_dataset=Dataset.from_list(train_ex),
                                         eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
+        if cfg["compile"]:
+            log.info("compiled %d decoder blocks (train.compile)", compile_blocks(trainer.model))
         result = trainer.train()
         valid_loss = trainer.evaluate()["eval_loss"] if valid_ex else None
         if trainer.is_world_process_zero():

@@ -100,6 +100,19 @@ def test_prompt_view_is_bounded_cut_at_hunks_and_says_what_it_left_out():
     assert "modified src/f2.c +10 -10" in view  # every path is listed, even when its hunks are not shown
 
 
+def test_prompt_view_tags_each_path_with_its_rule_class():
+    """The view names the class rules 2-5 and the junk list give a path; a program file has none."""
+    text = "".join(git_diff(p, ["a"], ["b"]) for p in (
+        "main.c", "t/a.c", "doc/a.md", ".travis.yml", "configure.ac", ".a.c.swp", "node_modules/x.js"))
+    listed = prompt.render_user(text, None, None).split("\nHunks:")[0].splitlines()[1:]
+    assert listed == ["modified main.c +1 -1", "modified t/a.c +1 -1 [test]", "modified doc/a.md +1 -1 [docs]",
+                      "modified .travis.yml +1 -1 [ci]", "modified configure.ac +1 -1 [build]",
+                      "modified .a.c.swp +1 -1 [junk]", "modified node_modules/x.js +1 -1 [junk]"]
+    # the tag is the labeler's own reading: rule 5 when every non-junk path is tagged build
+    assert labeler.path_rule(["configure.ac", "Makefile.am"], "") == 5
+    assert {prompt.path_class(p) for p in ("configure.ac", "Makefile.am")} == {"build"}
+
+
 def test_prompt_view_never_shows_the_message_and_is_deterministic():
     message = "udev: Fixed a crash.\n\nSigned-off-by: Some Body <sb@example.org>"
     view = prompt.render_user(SRC, message, "curl")
@@ -247,7 +260,7 @@ def test_label_fields_from_the_message_and_the_diff():
         "Signed-off-by: A <a@b.org>", "curl", "8.0")
     assert label == {"type": "fix", "scope": "http_chunks", "subject": "Fix a memory leak",
                      "body": "Curl_httpchunk_read kept the trailer.", "breaking": False,
-                     "ignore": [p for p in (c.path for c in diff.parse_diff(text)) if junk.is_junk(p)]}
+                     "ignore": [p for p in (c.path for c in diff.parse_diff(text)) if diff.is_junk(p)]}
     assert label["ignore"] and rule == 6
     fallback, _ = labeler.rule_label(SRC, None, "curl", None)
     assert fallback["subject"] == "Update http_chunks.c" and fallback["body"] is None
@@ -321,7 +334,7 @@ def test_identifiers():
     ("src/environment.c", False), ("id_rsa.pub", False),
 ])
 def test_is_junk(path, is_junk):
-    assert junk.is_junk(path) is is_junk
+    assert diff.is_junk(path) is is_junk
 
 
 def test_planted_secret_is_one_redact_catches_anywhere():
@@ -338,8 +351,8 @@ def test_inject_is_deterministic_and_its_ground_truth_right():
         new, paths = junk.inject(SRC + TESTS, key)
         assert (new, paths) == junk.inject(SRC + TESTS, key)
         changes = diff.parse_diff(new)
-        assert 1 <= len(paths) <= 3 and [c.path for c in changes if junk.is_junk(c.path)] == paths
-        assert [(c.path, c.added, c.removed) for c in changes if not junk.is_junk(c.path)] == [
+        assert 1 <= len(paths) <= 3 and [c.path for c in changes if diff.is_junk(c.path)] == paths
+        assert [(c.path, c.added, c.removed) for c in changes if not diff.is_junk(c.path)] == [
             ("lib/http_chunks.c", 1, 1), ("tests/test_parse.py", 1, 1)]
         assert [c.path for c in changes] == sorted(c.path for c in changes)  # as git orders them
         assert junk.PLANTED_SECRET not in new
@@ -370,7 +383,7 @@ def test_augment_changes_a_seeded_share_and_never_carries_the_secret():
                                                                strict=True) if a.id != b.id}
     for before, after in changed:
         assert after.id == hashlib.sha256(f"junk:{before.id}".encode()).hexdigest()
-        assert after.label["ignore"] == [c.path for c in diff.parse_diff(after.text) if junk.is_junk(c.path)]
+        assert after.label["ignore"] == [c.path for c in diff.parse_diff(after.text) if diff.is_junk(c.path)]
         assert style.style_problems(after.label, after.text) == style.style_problems(before.label, before.text)
         schema.CommitMessage.model_validate(after.label)
     dumped = "\n".join(r.model_dump_json() for r in junk.augment(records, 1.0, 7))

@@ -62,7 +62,8 @@ def gold_row(text: str, hint: str | None, product: str) -> dict:
 def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
-    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
+    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1,
+                           compile=False)  # eager: ~30 s of compiling per run (one test compiles)
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
     for section, values in overrides.items():
         params[section].update(values)
@@ -153,6 +154,46 @@ def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):
         b = theirs.compute_loss(theirs.model, dict(batch))
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a, b)
     assert ours._metrics["train"]["num_tokens"] == [int(batch["attention_mask"].sum())]
+
+
+def test_compiled_blocks_give_eager_gradients_and_the_same_bits_twice(tiny_base, tmp_path):
+    """train.compile: compile_blocks compiles every decoder block in place (the module tree and
+    so the adapter's tensor names unchanged); a compiled step's LoRA gradients are the eager
+    ones within float reordering, and two compiled runs give the same bits, so the adapter's
+    SHA-256 stays a function of seed and data."""
+    import torch
+    from datasets import Dataset
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneforge.llm import lora_config, sft_config, sft_example
+    from tuneforge.trainer import CompletionLossTrainer, compile_blocks
+
+    cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1, batch_size=4)
+    data = Dataset.from_list([sft_example(sft_row(i, *e, "train")) for i, e in enumerate(ENTRIES)])
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+
+    def step(compiled: bool):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
+        trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, str(tmp_path / "t"), cuda=False),
+                                        train_dataset=data, processing_class=tok, peft_config=lora_config(cfg))
+        if compiled:
+            assert compile_blocks(trainer.model) == model.config.num_hidden_layers
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        trainer.compute_loss(trainer.model, dict(batch)).backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+        return grads, sorted(trainer.model.state_dict())
+
+    eager, eager_names = step(False)
+    counters.clear()
+    once, names = step(True)
+    assert counters["stats"]["unique_graphs"] >= 1  # inductor ran: the blocks were compiled
+    twice, _ = step(True)
+    assert names == eager_names
+    assert any(g.abs().sum() > 0 for g in once.values())
+    assert all(torch.equal(once[n], twice[n]) for n in once)
+    assert all(torch.allclose(once[n], eager[n], rtol=1e-4, atol=1e-6) for n in once)
 
 
 def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):

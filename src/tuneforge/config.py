@@ -147,6 +147,7 @@ class Train(Section):
     gradient_checkpointing: bool
     precision: Literal["bf16", "fp32", "auto"]
     qlora: bool
+    compile: bool
 
 
 class Merge(Section):
@@ -285,17 +286,23 @@ def load(path: str | Path = PARAMS) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            keys = _loc(err["loc"])
-            dotted = ".".join(keys)
-            if err["type"] == "extra_forbidden" and dotted in MOVED:
-                msg = MOVED[dotted]
-            else:
-                got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
-                msg = f"{err['msg']}{got}"
-            lines.append(f"{path}:{_line(root, keys)}: {dotted}: {msg}")
-        raise ParamsError("\n".join(lines)) from None
+        raise _params_error(path, e, [], lambda keys: _line(root, keys)) from None
+
+
+def _params_error(path: str | Path, e: ValidationError, prefix: list[str], line_of) -> ParamsError:
+    """One line per bad value, `file:line: dotted.key: why`; `prefix` is where the validated
+    mapping sits in the file (a task's overrides), `line_of` finds a key path's line."""
+    lines = []
+    for err in e.errors():
+        keys = [*prefix, *_loc(err["loc"])]
+        dotted = ".".join(keys)
+        if err["type"] == "extra_forbidden" and dotted in MOVED:
+            msg = MOVED[dotted]
+        else:
+            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+            msg = f"{err['msg']}{got}"
+        lines.append(f"{path}:{line_of(keys)}: {dotted}: {msg}")
+    return ParamsError("\n".join(lines))
 
 
 def declared(stage: str, task: str | None = None, pipeline: str | Path = PIPELINE) -> list[str]:
@@ -431,12 +438,7 @@ def with_overrides(p: Params, task: str, path: str | Path = PARAMS) -> Params:
     try:
         return Params.model_validate(_merge(raw, over))
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            keys = ["tasks", task, "overrides", *_loc(err["loc"])]
-            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
-            lines.append(f"{path}:{key_line(path, keys)}: {'.'.join(keys)}: {err['msg']}{got}")
-        raise ParamsError("\n".join(lines)) from None
+        raise _params_error(path, e, ["tasks", task, "overrides"], lambda keys: key_line(path, keys)) from None
 
 
 def for_stage(stage: str, task: str | None = None, *, params: str | Path = PARAMS,

@@ -59,3 +59,27 @@ class CompletionLossTrainer(SFTTrainer):
                     inputs["attention_mask"].sum()).sum().item()
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return loss
+
+
+def compile_blocks(model: torch.nn.Module) -> int:
+    """Regional compilation: compile each repeated decoder block in place with torch.compile
+    (inductor), so the ~40% of a CPU step spent outside the matrix products (dtype casts
+    around the fp32 LoRA weights, RMSNorm, rotary, SiLU, the adapters' scale-and-add) runs as
+    fused kernels. Profiled on SmolLM2-135M, 4 x 376 tokens, 2 cores: 3.5 s -> 2.0 s a step,
+    after ~35 s of compiling one block (the others hit its cache: the recipe at
+    pytorch.org/tutorials/recipes/regional_compilation.html). dynamic=True compiles once
+    for every batch length instead of once per new length.
+
+    Why not accelerate's compile_regions (what `SFTConfig(torch_compile=True)` with regional
+    compilation runs): it builds a new module tree whose blocks are OptimizedModule wrappers;
+    `nn.Module.compile` keeps the tree, so peft's save and the adapter's tensor names are the
+    ones an uncompiled run writes. Returns the number of blocks compiled."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    blocks = [m for m in base.modules() if type(m).__name__ in names]
+    if not blocks:
+        raise RuntimeError(f"train.compile: {type(base).__name__} names no repeated block in _no_split_modules; "
+                           "set train.compile false")
+    for block in blocks:
+        block.compile(dynamic=True)
+    return len(blocks)

@@ -20,30 +20,11 @@ import posixpath
 import re
 
 from tuneforge.redact import redact
-from tuneforge.tasks.commit_messages.prompt import parse_diff, render_user
+from tuneforge.tasks.commit_messages.prompt import is_junk, parse_diff, render_user
 
 # Fixed and recognisable ("tuneforgeplantedfake"), built from parts so no scanner reads a token
 # in this file; redact() knows the `ghp_` + 30 or more alphanumerics shape as github_token.
 PLANTED_SECRET = "ghp" + "_tuneforgeplantedfake" + hashlib.sha256(b"tuneforge planted secret").hexdigest()[:16]
-
-JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".env", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"}
-JUNK_SUFFIXES = (".swp", ".swo", "~", ".pyc", ".pyo", ".o", ".obj", ".class", ".pem")
-JUNK_DIRS = {"__pycache__", "node_modules", ".pytest_cache", ".mypy_cache"}
-BUILD_DIRS = {"build", "dist"}  # output only at the top of a tree: `tools/build/` is often source
-# .env templates are meant to be committed
-ENV_TEMPLATES = re.compile(r"^\.env\.(?:example|sample|template|dist|defaults?)$")
-
-
-def is_junk(path: str) -> bool:
-    """A path that a commit should leave out (the contract's ignore list)."""
-    parts = path.strip("/").split("/")
-    name = parts[-1]
-    if name in JUNK_NAMES or name.endswith(JUNK_SUFFIXES) or name.endswith(".egg-info"):
-        return True
-    if name.startswith(".env.") and not ENV_TEMPLATES.match(name):
-        return True
-    return bool(JUNK_DIRS & set(parts[:-1])) or (len(parts) > 1 and parts[0] in BUILD_DIRS)
-
 
 def _unit(*parts: str) -> float:
     """A deterministic pseudo-random number in [0, 1) for the given keys."""

@@ -31,33 +31,10 @@ from __future__ import annotations
 
 import re
 
-from tuneforge.tasks.commit_messages.junk import is_junk
 from tuneforge.tasks.commit_messages.normalise import TRAILER_RE, cut_subject, fallback_subject, normalise
-from tuneforge.tasks.commit_messages.prompt import FileChange, parse_diff
+from tuneforge.tasks.commit_messages.prompt import PATH_RULES, FileChange, is_junk, parse_diff
 from tuneforge.tasks.commit_messages.schema import IGNORE_MAX_ITEMS, CommitType
 
-# directory names of tests (joined, not one literal: the project's layout test reads a literal
-# "tests/" in package code as a path into its own test tree)
-TEST_DIRS = ("tests?", "t", "testing", "testsuite", "test-?data", "unittests?", "__tests__", "spec", "fixtures")
-TEST_PATH_RE = re.compile(
-    r"(?:^|/)(?:" + "|".join(TEST_DIRS) + r")/"
-    r"|(?:^|/)test_[^/]*\.\w+$|_test\.\w+$|\.test\.\w+$|(?:^|/)conftest\.py$|^debian/(?:tests)/", re.I)
-CI_PATH_RE = re.compile(
-    r"^\.github/workflows/|^\.circleci/|^\.gitlab-ci\.ya?ml$|^\.travis\.ya?ml$|^appveyor\.ya?ml$"
-    r"|^\.appveyor\.ya?ml$|^azure-pipelines\.ya?ml$|^\.cirrus\.ya?ml$|^\.drone\.ya?ml$|(?:^|/)Jenkinsfile$"
-    r"|^\.gitlab/ci/|^\.builds/|^\.woodpecker", re.I)
-BUILD_PATH_RE = re.compile(
-    r"(?:^|/)(?:GNU)?[Mm]akefile[^/]*$|\.mk$|\.am$|(?:^|/)configure(?:\.ac|\.in)?$|\.m4$|(?:^|/)CMakeLists\.txt$"
-    r"|\.cmake$|(?:^|/)meson\.build$|(?:^|/)meson_options\.txt$|(?:^|/)meson\.options$|(?:^|/)setup\.(?:py|cfg)$"
-    r"|(?:^|/)pyproject\.toml$|(?:^|/)requirements[^/]*\.txt$|(?:^|/)package(?:-lock)?\.json$"
-    r"|(?:^|/)Cargo\.(?:toml|lock)$|(?:^|/)go\.(?:mod|sum)$|\.gemspec$|(?:^|/)Gemfile(?:\.lock)?$"
-    r"|(?:^|/)(?:build\.gradle|pom\.xml|SConstruct|SConscript|wscript|BUILD|WORKSPACE)$|\.bzl$|\.pc\.in$"
-    r"|(?:^|/)Dockerfile$|^debian/(?!tests/)", re.I)
-DOC_PATH_RE = re.compile(
-    r"(?:^|/)(?:docs?|man|manual|documentation|help)/|\.(?:md|rst|txt|texi|texinfo|adoc|pod|[1-9][a-z]?|sgml)$"
-    r"|(?:^|/)(?:README|NEWS|ChangeLog|CHANGES|HACKING|INSTALL|AUTHORS|THANKS|TODO)[^/]*$", re.I)
-# A path rule's number, in the order ties go by; BUILD before DOCS: CMakeLists.txt is no doc.
-PATH_RULES = [(2, TEST_PATH_RE), (4, CI_PATH_RE), (5, BUILD_PATH_RE), (3, DOC_PATH_RE)]
 RULE_TYPE = {1: "revert", 2: "test", 3: "docs", 4: "ci", 5: "build", 6: "fix", 7: "feat", 8: "perf",
              9: "refactor", 10: "style", 11: "chore"}
 

@@ -167,13 +167,74 @@ def _read_hunk(lines: list[str], i: int, m: re.Match, cur: _Section) -> int:
     return i
 
 
+# ---------------------------------------------------------------- path classes
+# What a path is under the contract's path rules 2-5 and its junk list. The labeler (rules 2-5,
+# `ignore`), the STYLE checks and junk injection read these, and the view tags each listed path
+# with its class, so the model is shown what the rules read instead of having to learn 50
+# filename patterns from ~800 rows (v8, untagged: 7 of 9 build and 5 of 5 docs gold rows
+# answered `fix`, half the junk left out of `ignore`). The class is a fact about the path, not
+# a label: which type wins still needs rule 12 (every non-junk path in one class) and the change.
+
+# directory names of tests (joined, not one literal: the project's layout test reads a literal
+# "tests/" in package code as a path into its own test tree)
+TEST_DIRS = ("tests?", "t", "testing", "testsuite", "test-?data", "unittests?", "__tests__", "spec", "fixtures")
+TEST_PATH_RE = re.compile(
+    r"(?:^|/)(?:" + "|".join(TEST_DIRS) + r")/"
+    r"|(?:^|/)test_[^/]*\.\w+$|_test\.\w+$|\.test\.\w+$|(?:^|/)conftest\.py$|^debian/(?:tests)/", re.I)
+CI_PATH_RE = re.compile(
+    r"^\.github/workflows/|^\.circleci/|^\.gitlab-ci\.ya?ml$|^\.travis\.ya?ml$|^appveyor\.ya?ml$"
+    r"|^\.appveyor\.ya?ml$|^azure-pipelines\.ya?ml$|^\.cirrus\.ya?ml$|^\.drone\.ya?ml$|(?:^|/)Jenkinsfile$"
+    r"|^\.gitlab/ci/|^\.builds/|^\.woodpecker", re.I)
+BUILD_PATH_RE = re.compile(
+    r"(?:^|/)(?:GNU)?[Mm]akefile[^/]*$|\.mk$|\.am$|(?:^|/)configure(?:\.ac|\.in)?$|\.m4$|(?:^|/)CMakeLists\.txt$"
+    r"|\.cmake$|(?:^|/)meson\.build$|(?:^|/)meson_options\.txt$|(?:^|/)meson\.options$|(?:^|/)setup\.(?:py|cfg)$"
+    r"|(?:^|/)pyproject\.toml$|(?:^|/)requirements[^/]*\.txt$|(?:^|/)package(?:-lock)?\.json$"
+    r"|(?:^|/)Cargo\.(?:toml|lock)$|(?:^|/)go\.(?:mod|sum)$|\.gemspec$|(?:^|/)Gemfile(?:\.lock)?$"
+    r"|(?:^|/)(?:build\.gradle|pom\.xml|SConstruct|SConscript|wscript|BUILD|WORKSPACE)$|\.bzl$|\.pc\.in$"
+    r"|(?:^|/)Dockerfile$|^debian/(?!tests/)", re.I)
+DOC_PATH_RE = re.compile(
+    r"(?:^|/)(?:docs?|man|manual|documentation|help)/|\.(?:md|rst|txt|texi|texinfo|adoc|pod|[1-9][a-z]?|sgml)$"
+    r"|(?:^|/)(?:README|NEWS|ChangeLog|CHANGES|HACKING|INSTALL|AUTHORS|THANKS|TODO)[^/]*$", re.I)
+# A path rule's number, in the order ties go by; BUILD before DOCS: CMakeLists.txt is no doc.
+PATH_RULES = [(2, TEST_PATH_RE), (4, CI_PATH_RE), (5, BUILD_PATH_RE), (3, DOC_PATH_RE)]
+
+JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".env", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"}
+JUNK_SUFFIXES = (".swp", ".swo", "~", ".pyc", ".pyo", ".o", ".obj", ".class", ".pem")
+JUNK_DIRS = {"__pycache__", "node_modules", ".pytest_cache", ".mypy_cache"}
+BUILD_DIRS = {"build", "dist"}  # output only at the top of a tree: `tools/build/` is often source
+# .env templates are meant to be committed
+ENV_TEMPLATES = re.compile(r"^\.env\.(?:example|sample|template|dist|defaults?)$")
+
+
+def is_junk(path: str) -> bool:
+    """A path that a commit should leave out (the contract's ignore list)."""
+    parts = path.strip("/").split("/")
+    name = parts[-1]
+    if name in JUNK_NAMES or name.endswith(JUNK_SUFFIXES) or name.endswith(".egg-info"):
+        return True
+    if name.startswith(".env.") and not ENV_TEMPLATES.match(name):
+        return True
+    return bool(JUNK_DIRS & set(parts[:-1])) or (len(parts) > 1 and parts[0] in BUILD_DIRS)
+
+
+PATH_CLASSES = {2: "test", 3: "docs", 4: "ci", 5: "build"}
+
+
+def path_class(path: str) -> str | None:
+    """`junk`, or the class of the first path rule (2-5, in PATH_RULES order) the path matches."""
+    if is_junk(path):
+        return "junk"
+    return next((PATH_CLASSES[n] for n, pattern in PATH_RULES if pattern.search(path)), None)
+
+
 # ---------------------------------------------------------------- the prompt view
+# Short on purpose: the system turn is in every training row (the v8 wording, 94 tokens, was a
+# quarter of a row's tokens, and training time grows with them); the fine-tune learns the
+# rules from the labels, and the base model's figures are measured under this same prompt.
 SYSTEM_PROMPT = (
-    "Write the commit message for the staged diff as one JSON object with keys type, scope, "
-    "subject, body, breaking, ignore: type is a Conventional Commits type, scope a component the "
-    "diff shows or null, subject an imperative line of at most 72 characters, body null or up to "
-    "three sentences the diff supports, breaking true only for a removed or renamed interface or a "
-    "flipped default, ignore the junk paths that must not be committed. Output JSON only."
+    "Write the commit message for the staged diff as JSON with keys type (Conventional Commits), "
+    "scope, subject (imperative, at most 72 characters), body, breaking, ignore (the paths tagged "
+    "[junk])."
 )
 
 # The view's size in estimated tokens: the paths and counts, then whole hunks while they fit.
@@ -197,10 +258,14 @@ def estimate_tokens(text: str) -> int:
 
 
 def file_line(change: FileChange) -> str:
+    """`status path +a -r [class]`: the class tag only for a path in one (path_class)."""
     where = f"{change.old_path} -> {change.path}" if change.old_path else change.path
     if change.status == "binary":
-        return f"binary {where}"
-    return f"{change.status} {where} +{change.added} -{change.removed}"
+        line = f"binary {where}"
+    else:
+        line = f"{change.status} {where} +{change.added} -{change.removed}"
+    cls = path_class(change.path)
+    return f"{line} [{cls}]" if cls else line
 
 
 def _cut(line: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 
-from tuneforge.tasks.commit_messages.junk import is_junk
 from tuneforge.tasks.commit_messages.normalise import (
     BODY_WORDS,
     TYPE_PREFIX_RE,
@@ -22,7 +21,7 @@ from tuneforge.tasks.commit_messages.normalise import (
     is_imperative,
     normalise,
 )
-from tuneforge.tasks.commit_messages.prompt import parse_diff
+from tuneforge.tasks.commit_messages.prompt import is_junk, parse_diff
 from tuneforge.tasks.commit_messages.schema import SUBJECT_MAX
 
 # Tried left to right; each alternative is one kind of thing a message can name.
