@@ -170,3 +170,21 @@ def test_table_shows_the_floors_beside_the_figures_they_bound():
     text = table({"sections": {"data": {"sizes": {"1000": size}}, "build": build}})
     assert "four stage start-ups 0.75 s + labeling 6.0 s / 2 cores = 3.75 s, at most 2.67×" in text
     assert "DVC alone, a 10-stage `cp` chain: 0.9 s against 0.6 s, 1.5×" in text
+
+
+def test_train_flops_count_every_frozen_linear_weight(tiny_base):
+    """peak_share's FLOPs a token: 4 per frozen decoder weight (forward, input gradient) plus
+    attention; the weight count must be the model's own, so a projection the formula forgets
+    (or counts twice) fails here."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tools.bench.model import train_flops_per_token
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
+    weights = sum(m.weight.numel() for name, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and ".layers." in name)
+    cfg = model.config
+    assert train_flops_per_token(cfg, 0) == 4 * weights
+    per_len = train_flops_per_token(cfg, 10) - train_flops_per_token(cfg, 0)
+    assert per_len == cfg.num_hidden_layers * 3 * 4 * 10 * cfg.hidden_size

@@ -319,6 +319,26 @@ def render_commits(root: Path) -> str:
         f"{f(agree['breaking'])}, scope {f(agree['scope'])}.")
 
 
+BUILD_STAGES = ("backfill", "evidence", "score", "export", "train", "merge", "convert", "quantize", "eval", "register")
+
+
+def render_buildtime(root: Path) -> str:
+    """Each task's build time from its stages' receipts (`duration_s` of each stage's last
+    run) and the shared base stage's: what the last `dvc repro` of the committed build took."""
+    base = _report(root, "reports/receipts/base.json")["duration_s"]
+    rows = ["| task | build | train | eval | other stages |", "|---|---|---|---|---|"]
+    total = base
+    for task in config.load(root / config.PARAMS).tasks:
+        paths = names.TaskPaths.for_task(task)
+        d = {s: _report(root, str(paths.receipt(s)))["duration_s"] for s in BUILD_STAGES}
+        spent = sum(d.values())
+        total += spent
+        rows.append(f"| {task} | {spent / 60:.1f} min | {d['train']:.0f} s | {d['eval']:.0f} s "
+                    f"| {spent - d['train'] - d['eval']:.0f} s |")
+    rows.append(f"| both, with the shared base stage ({base:.0f} s) | {total / 60:.1f} min | | | |")
+    return "\n".join(rows)
+
+
 def render_mutation(root: Path) -> str:
     """make mutate (reports/mutation.json): per module and in total."""
     rep = _report(root, "reports/mutation.json")
@@ -345,6 +365,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "mutation": render_mutation,
     "commits": render_commits,
     "harvest": render_harvest,
+    "buildtime": render_buildtime,
 }
 
 

@@ -124,6 +124,41 @@ class TokenCount:
         return batch
 
 
+def gemm_peak(hidden: int, inter: int, rows: int, reps: int = 5) -> dict:
+    """GFLOP/s of torch's matmul on this machine at the model's widest shapes (one batch of
+    `rows` tokens through the MLP: [rows, hidden] x [hidden, inter], then back), bf16 and
+    fp32, best of `reps`: the ceiling a training step's matrix products could reach here."""
+    import torch
+
+    out = {}
+    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(rows, hidden, generator=g).to(dtype)
+        up = torch.randn(hidden, inter, generator=g).to(dtype)
+        down = torch.randn(inter, hidden, generator=g).to(dtype)
+
+        def mlp(a=a, up=up, down=down):
+            return (a @ up) @ down
+
+        mlp()  # warm the kernels and thread pool
+        best = min(timed(mlp)[0] for _ in range(reps))
+        out[name] = round(2 * 2 * rows * hidden * inter / best / 1e9, 1)
+    return out
+
+
+def train_flops_per_token(cfg, seq_len: float) -> float:
+    """Matrix-product FLOPs a LoRA training step spends per token: each frozen linear layer
+    forward (2 per weight) and its input gradient backward (2 more; a frozen weight gets no
+    weight gradient), attention scores and values forward and backward (3 x 4 x seq x hidden
+    a layer, causal halves ignored), the LM head on the completion positions only (left out:
+    about a quarter of tokens, 1.5% of the total). LoRA's rank-16 products are left out too
+    (under 3%). An estimate of the work, the same formula every run: what `peak_share` means."""
+    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
+    linear = layers * (h * h + 2 * h * kv + h * h + 3 * h * inter)
+    return 4 * linear + layers * 3 * 4 * seq_len * h
+
+
 def bench_train(params: Params, task: str, steps: int = 20) -> dict:
     import torch
     from datasets import Dataset
@@ -137,7 +172,7 @@ def bench_train(params: Params, task: str, steps: int = 20) -> dict:
     )
 
     from tuneforge.llm import load_sft, lora_config, sft_config, token_lengths, train_precision
-    from tuneforge.trainer import CompletionLossTrainer
+    from tuneforge.trainer import CompletionLossTrainer, compile_blocks
 
     paths = TaskPaths.for_task(task)
     cfg = dict(params.train.model_dump(mode="json"), max_steps=steps, logging_steps=steps)
@@ -163,9 +198,12 @@ def bench_train(params: Params, task: str, steps: int = 20) -> dict:
                           precision=precision)
         args.disable_tqdm = True
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        return CompletionLossTrainer(model=fresh_model(dtype), args=args,
-                                     train_dataset=Dataset.from_list(examples),
-                                     processing_class=tok, peft_config=lora_config(cfg))
+        trainer = CompletionLossTrainer(model=fresh_model(dtype), args=args,
+                                        train_dataset=Dataset.from_list(examples),
+                                        processing_class=tok, peft_config=lora_config(cfg))
+        if cfg["compile"]:  # as the train stage: the untimed step below pays the cold compile
+            compile_blocks(trainer.model)
+        return trainer
 
     with tempfile.TemporaryDirectory() as scratch:  # one untimed step: thread pools, kernels
         stage_trainer(scratch, 1).train()
@@ -177,7 +215,15 @@ def bench_train(params: Params, task: str, steps: int = 20) -> dict:
     out["ours"] = {"s": round(dt, 2), "real_tokens": counter.real, "computed_tokens": counter.computed,
                    "tokens_per_s": round(counter.real / dt, 1),
                    "real_share": round(counter.real / counter.computed, 4),
-                   "train_loss": round(result.training_loss, 4)}
+                   "train_loss": round(result.training_loss, 4), "compiled": cfg["compile"]}
+    # the machine's own matmul rate at the model's shapes, and training's share of it
+    mcfg = trainer.model.get_base_model().config
+    avg_len = counter.computed / (steps * cfg["batch_size"])
+    out["gemm_peak"] = gemm_peak(mcfg.hidden_size, mcfg.intermediate_size, cfg["batch_size"] * round(avg_len))
+    flops = train_flops_per_token(mcfg, avg_len)
+    out["flops_per_token"] = round(flops)
+    peak = out["gemm_peak"]["bf16" if precision == "bf16" else "fp32"]
+    out["peak_share"] = round(counter.computed / dt * flops / (peak * 1e9), 3)
 
     # baseline: plain Trainer, prompt masked out of the loss, each batch padded to its longest
     def encode(ex: dict) -> dict:

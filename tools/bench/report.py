@@ -50,8 +50,12 @@ def table(report: dict) -> str:
             f"`dvc status` {b['baseline_dvc_status_s']} s", f"{b['noop_ratio']}×")
     if t := s.get("train"):
         bf16 = t.get("plain_padded_bf16")
+        peak = t.get("gemm_peak")
         add("train_tokens_per_s", f"{t['train_tokens_per_s']} tok/s, {t['real_token_share']:.0%} real "
-            f"({t.get('precision', 'fp32')})",
+            f"({t.get('precision', 'fp32')}{', compiled' if t['ours'].get('compiled') else ''})"
+            + (f"; {t['peak_share']:.0%} of this machine's matmul peak at the model's shapes (bf16 "
+               f"{peak['bf16']}, fp32 {peak['fp32']} GFLOP/s; {t['flops_per_token'] / 1e6:.0f} MFLOP a token)"
+               if peak else ""),
             f"padded to longest: {t['baseline_padded']['tokens_per_s']} tok/s, "
             f"{t['baseline_padded']['real_share']:.0%} real; padded to {t.get('max_tokens', 512)}: "
             f"{t['baseline_max_length']['tokens_per_s']} tok/s"
