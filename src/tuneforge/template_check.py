@@ -144,43 +144,35 @@ def parse_go(template: str) -> list:
         raise GoTemplateError("template: an if or range has no {{ end }}")
     text = template[pos:]
     text = text.lstrip(" \t\r\n") if pending_trim else text
-    if "{{" in text or "}}" in text:
-        raise GoTemplateError(f"template offset {pos}: an unclosed or stray '{{{{'/'}}}}'")
+    if "{{" in text:
+        raise GoTemplateError(f"template offset {pos}: an unclosed '{{{{'")
     if text:
         root.append(text)
     return root
 
 
-def _value(arg: str, dot: dict, top: bool) -> Any:
-    if arg.startswith('"'):
-        return arg[1:-1]
-    names = arg[1:].split(".")
-    known = TOP_FIELDS if top else MESSAGE_FIELDS
-    if len(names) != 1 or names[0] not in known:
-        raise GoTemplateError(f"field {arg} is outside the rendered subset here (known: "
-                              f"{', '.join('.' + n for n in sorted(known))})")
-    return dot[names[0]]
+def _value(arg: str, dot: dict) -> Any:  # fields were checked against `dot`'s kind at parse time
+    return arg[1:-1] if arg.startswith('"') else dot[arg[1:]]
 
 
-def _eval(pipe: list[str], dot: dict, top: bool) -> Any:
+def _eval(pipe: list[str], dot: dict) -> Any:
     if len(pipe) == 1:
-        return _value(pipe[0], dot, top)
-    first = _value(pipe[1], dot, top)
-    return any(first == _value(a, dot, top) for a in pipe[2:])  # Go's eq: equal to any
+        return _value(pipe[0], dot)
+    return any(_value(pipe[1], dot) == _value(a, dot) for a in pipe[2:])  # Go's eq: equal to any
 
 
-def _render(nodes: list, dot: dict, top: bool, out: list[str]) -> None:
+def _render(nodes: list, dot: dict, out: list[str]) -> None:
     for node in nodes:
         if isinstance(node, str):
             out.append(node)
         elif isinstance(node, _If):
-            chosen = next((body for pipe, body in node.branches if _eval(pipe, dot, top)), node.other)
-            _render(chosen or [], dot, top, out)
+            chosen = next((body for pipe, body in node.branches if _eval(pipe, dot)), node.other)
+            _render(chosen or [], dot, out)
         elif isinstance(node, _Range):
-            for item in _value(".Messages", dot, top):
-                _render(node.body, item, False, out)
+            for item in dot["Messages"]:
+                _render(node.body, item, out)
         else:
-            value = _eval(node, dot, top)
+            value = _eval(node, dot)
             if not isinstance(value, str):
                 raise GoTemplateError(f"{{{{ {' '.join(node)} }}}} prints a {type(value).__name__}, not a string")
             out.append(value)
@@ -201,7 +193,7 @@ def ollama_render(template: str, messages: list[dict]) -> str:
             collated.append({"Role": m["role"], "Content": m["content"]})
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     out: list[str] = []
-    _render(nodes, {"System": system, "Messages": collated, "Response": ""}, True, out)
+    _render(nodes, {"System": system, "Messages": collated, "Response": ""}, out)
     return "".join(out)
 
 
@@ -307,7 +299,7 @@ def stop_problems(hf: list[str], gguf: list[str], modelfile: list[str], control:
     and no Modelfile stop is plain text (a stop string that text can contain cuts answers)."""
     problems = []
     if not set(hf) <= set(gguf) or not gguf or gguf[0] not in hf:
-        problems.append(f"HF end tokens {hf} != the GGUF's eos/eot {gguf}")
+        problems.append(f"HF end tokens {hf} are not the GGUF's eos/eot {gguf}")
     problems += [f"Modelfile has no PARAMETER stop {s!r} (an HF/GGUF end token)"
                  for s in dict.fromkeys(hf + gguf) if s not in modelfile]
     problems += [f"Modelfile PARAMETER stop {s!r} is not a control token of the GGUF vocabulary"
