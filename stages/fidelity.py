@@ -2,10 +2,10 @@
 top-1 agreement against the merged HF model on every eval row's gold answer (tuneforge.fidelity).
 
 Run: python -m stages.fidelity <task>
-In:  tasks.<task>.gold (eval's rows: the eval order's first eval.holdout_limit; every gold row in
-     the round trip), data/<task>/exports/sft/train.jsonl (the first fidelity.train_prompts rows),
-     models/<task>/merged, models/<task>/gguf/<model_name>-<type>.gguf for convert.outtype and each
-     quantize.types entry (each verified against SHA256SUMS first), params.fidelity
+In:  tasks.<task>.gold (eval's rows: the eval order's first eval.holdout_limit, of them the first
+     fidelity.rows; every gold row in the round trip), data/<task>/exports/sft/train.jsonl (the first
+     fidelity.train_prompts rows), models/<task>/merged, models/<task>/gguf/<model_name>-<type>.gguf
+     for convert.outtype and each quantize.types entry (each verified against SHA256SUMS first)
 Out: reports/<task>/fidelity.json (DVC metrics: keyed by GGUF type, each with its bounds and
      `passed`; `tokenizer`: the round trip's counts), reports/<task>/fidelity/kl_size.csv (DVC plot),
      reports/<task>/receipts/fidelity.json
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from tuneforge import config, fidelity
 from tuneforge.evalreport import write_csv
@@ -56,7 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     receipt = Receipt("fidelity", params.declared(), packages=TOOLS)
     gold_path, train_path = params.task.gold, paths.exports_dir / "sft" / "train.jsonl"
     gold = load_gold(gold_path, task)
+    # eval's rows (the eval order's first eval.holdout_limit), the first fidelity.rows of them:
+    # each costs a forward pass of every GGUF and the merged model
     rows = eval_order(gold, params.eval.holdout_limit)
+    rows = rows[: cfg["rows"] or len(rows)]
     ggufs = {t: paths.gguf_dir / gguf_name(params.task.model_name, t) for t in types}
     sizes = {}
     for key, path in ggufs.items():
@@ -71,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     forced = fidelity.forced_rows(task, tok, rows)
     n_ctx = max(len(f.ids) for f in forced)
     with fidelity.open_ggufs(ggufs, n_ctx, cfg["n_threads"]) as llms:
+        started = time.monotonic()
         n_gold = fidelity.round_trip(tok, llms, fidelity.gold_texts(task, tok, eval_order(gold), str(gold_path)))
         n_train = fidelity.round_trip(tok, llms, fidelity.train_texts(tok, train_path, cfg["train_prompts"]))
-        log.info("tokenizer round trip: %d gold and %d training texts tokenise the same in %d GGUFs",
-                 n_gold, n_train, len(llms))
+        log.info("tokenizer round trip: %d gold and %d training texts tokenise the same in %d GGUFs (%.1f s)",
+                 n_gold, n_train, len(llms), time.monotonic() - started)
+        started = time.monotonic()
         figures = fidelity.compare(fidelity.hf_model(paths.merged), llms, forced)
+        log.info("teacher-forced %d rows through the merged model and %d GGUFs (%.1f s)", len(forced), len(llms),
+                 time.monotonic() - started)
     judged = fidelity.verdicts(figures, cfg)
 
     # save: metrics, the KL-vs-size plot, the receipt; then the gate on the converter's output

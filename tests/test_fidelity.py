@@ -38,9 +38,9 @@ do:
     - toolchain.safetensors
     - toolchain.numpy
 """)
-SECTION = {"max_kl_mean": {"f16": 1.0e-4, "Q8_0": 2.0e-3, "Q6_K": 5.0e-3, "Q4_K_M": 5.0e-2},
-           "max_kl_p99": {"f16": 1.0e-3, "Q8_0": 2.0e-2, "Q6_K": 5.0e-2, "Q4_K_M": 5.0e-1},
-           "train_prompts": 2000, "n_threads": 0}
+SECTION = {"max_kl_mean": {"f16": 2.0e-5, "Q8_0": 3.0e-3, "Q6_K": 8.0e-3, "Q4_K_M": 4.0e-2},
+           "max_kl_p99": {"f16": 2.5e-4, "Q8_0": 4.0e-2, "Q6_K": 9.0e-2, "Q4_K_M": 6.0e-1},
+           "rows": 0, "train_prompts": 2000, "n_threads": 0}
 
 
 def test_kl_is_zero_for_the_same_distribution_and_matches_a_hand_computed_one():
@@ -161,13 +161,19 @@ def scale(name: str, factor: float):
     return edit
 
 
+# The tiny random model's logits are nearly flat (49k tokens, 64 hidden units), so its KLs are
+# orders of magnitude below a real model's: a faithful f16 stays under 1e-6 (the test above), a
+# swapped MLP pair moves it to ~1e-5, under the real model's f16 bound; that case runs with a bound
+# at the tiny model's scale. A scaled final norm (a norm-offset conversion bug) fails the real bound.
 @pytest.mark.model
-@pytest.mark.parametrize("plant", [swap("blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"),
-                                   scale("output_norm.weight", 3.0)], ids=["swapped", "scaled"])
-def test_a_broken_conversion_fails_the_stage(built, tmp_path, monkeypatch, plant):
+@pytest.mark.parametrize(("plant", "bound"), [
+    (swap("blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"), {"f16": 3e-6}),
+    (scale("output_norm.weight", 3.0), {}),
+], ids=["swapped", "scaled"])
+def test_a_broken_conversion_fails_the_stage(built, tmp_path, monkeypatch, plant, bound):
     with pytest.raises(RuntimeError, match=r"converter's output \(tuneforge-changelog-actions-f16.gguf\) "
                                            r"is not the merged model: teacher-forced KL mean"):
-        run_in(built, tmp_path, monkeypatch, plant=lambda root: edit_gguf(root, plant))
+        run_in(built, tmp_path, monkeypatch, plant=lambda root: edit_gguf(root, plant), max_kl_mean=bound)
     assert report(tmp_path / "w")["f16"]["passed"] is False
 
 

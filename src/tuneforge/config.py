@@ -179,6 +179,7 @@ class Fidelity(Section):
     converter's type over its bound fails the stage, a quantisation over its own is marked failed."""
     max_kl_mean: dict[GgufType, KL]
     max_kl_p99: dict[GgufType, KL]
+    rows: Annotated[int, Field(ge=0)]            # the first N of eval's rows are teacher-forced; 0 = all of them
     train_prompts: Annotated[int, Field(ge=0)]   # SFT rows in the tokenizer round trip; 0 = all
     n_threads: Threads
 

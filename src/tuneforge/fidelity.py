@@ -20,6 +20,7 @@ No generation, two checks:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,9 +118,10 @@ def open_ggufs(paths: dict[str, Path], n_ctx: int, n_threads: int) -> Iterator[d
     """Every GGUF at once (a row goes through all of them while its HF log-probs are in
     memory), with logits kept for every position; n_batch = n_ctx, so a row is one decode."""
     llms: dict[str, Any] = {}
+    threads = n_threads or os.cpu_count() or 1  # 0 = every core, as eval (llama.cpp's own default is half)
     try:
         for key, path in paths.items():
-            llms[key] = load_llama(path, n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads or None,
+            llms[key] = load_llama(path, n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, n_threads_batch=threads,
                                    logits_all=True, seed=0, verbose=False)
         yield llms
     finally:
@@ -158,16 +160,20 @@ def mismatch(item: Text, key: str, tok: Any, llm: Any, want: list[int], got: lis
 
 
 def round_trip(tok: Any, llms: dict[str, Any], texts: Iterable[Text]) -> int:
-    """Check every text on every GGUF; raise TokenizerMismatch at the first that differs.
-    Returns how many texts were checked."""
-    n = 0
+    """Check every text on every GGUF; raise TokenizerMismatch naming the first text that
+    differs and how many do (all are checked: one count says whether it is a corner or the
+    rule). Returns how many texts were checked."""
+    n, bad = 0, []
     for item in texts:
         want = hf_ids(tok, item.text)
         for key, llm in llms.items():
             got = llm.tokenize(item.text.encode("utf-8"), add_bos=False, special=True)
             if got != want:
-                raise TokenizerMismatch(mismatch(item, key, tok, llm, want, got))
+                bad.append(mismatch(item, key, tok, llm, want, got))
+                break
         n += 1
+    if bad:
+        raise TokenizerMismatch(f"{len(bad)} of {n} texts tokenise differently; the first: {bad[0]}")
     return n
 
 
