@@ -38,7 +38,7 @@ do:
     - toolchain.safetensors
     - toolchain.numpy
 """)
-SECTION = {"max_kl_mean": {"f16": 2.0e-5, "Q8_0": 3.0e-3, "Q6_K": 8.0e-3, "Q4_K_M": 4.0e-2},
+SECTION = {"max_kl_mean": {"f16": 2.0e-5, "Q8_0": 5.0e-3, "Q6_K": 1.0e-2, "Q4_K_M": 6.0e-2},
            "max_kl_p99": {"f16": 2.5e-4, "Q8_0": 4.0e-2, "Q6_K": 9.0e-2, "Q4_K_M": 6.0e-1},
            "rows": 0, "train_prompts": 2000, "n_threads": 0}
 
