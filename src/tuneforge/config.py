@@ -170,6 +170,20 @@ class Quantize(Section):
     nthread: Threads
 
 
+GgufType = Literal["f32", "f16", "bf16", "q8_0"] | QuantType   # convert.outtype or a quantize.types entry
+KL = Annotated[float, Field(gt=0)]   # nats per answer token
+
+
+class Fidelity(Section):
+    """Teacher-forced KL(merged HF || GGUF) bounds, per GGUF type (stages/fidelity.py); the
+    converter's type over its bound fails the stage, a quantisation over its own is marked failed."""
+    max_kl_mean: dict[GgufType, KL]
+    max_kl_p99: dict[GgufType, KL]
+    rows: Annotated[int, Field(ge=0)]            # the first N of eval's rows are teacher-forced; 0 = all of them
+    train_prompts: Annotated[int, Field(ge=0)]   # SFT rows in the tokenizer round trip; 0 = all
+    n_threads: Threads
+
+
 class Gates(Section):
     min_class_agreement: Fraction   # share of rows whose class (the task's class field: kind, type) matches gold
     max_parse_errors: Annotated[int, Field(ge=0)]
@@ -222,6 +236,7 @@ class Params(Section):
     merge: Merge
     convert: Convert
     quantize: Quantize
+    fidelity: Fidelity
     eval: Eval
     register_: Register = Field(alias="register")  # `register` would shadow BaseModel.register
 

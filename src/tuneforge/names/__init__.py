@@ -11,7 +11,8 @@ side (`dvc repro train@<task>`); the base model is shared by every task.
     data/<task>/      entries, evidence, scored JSONL; quarantine/; exports/{sft,rag,preference}
     models/base/      the resolved base model (base stage), fp32 safetensors + tokenizer
     models/<task>/    adapter/, merged/, gguf/ (+ SHA256SUMS), modelfiles/, registry.json, MODEL_CARD.md
-    reports/<task>/   receipts/, train/, eval/, metrics.json, labeler.json, drift.json, leakage.json
+    reports/<task>/   receipts/, train/, fidelity/, eval/, metrics.json, fidelity.json, labeler.json, drift.json,
+                      leakage.json
 """
 from __future__ import annotations
 
@@ -142,6 +143,14 @@ class TaskPaths:
         return self.reports / "train"
 
     @property
+    def fidelity(self) -> Path:
+        return self.reports / "fidelity.json"
+
+    @property
+    def fidelity_dir(self) -> Path:
+        return self.reports / "fidelity"
+
+    @property
     def eval_dir(self) -> Path:
         return self.reports / "eval"
 
@@ -175,6 +184,7 @@ def outputs(stage: str, task: str | None = None, *, model_name: str = "", outtyp
         "merge": [p.merged],
         "convert": gguf,
         "quantize": [*(p.gguf_dir / gguf_name(model_name, t) for t in types), p.gguf_dir / SUMS],
+        "fidelity": [p.fidelity, p.fidelity_dir / "kl_size.csv"],
         "eval": [p.predictions, p.eval_dir / "report.md", p.verdict, p.metrics, p.eval_dir / "confusion.json",
                  p.eval_dir / "per_kind.csv", p.eval_dir / "ladder.csv"],
         "register": [p.modelfile_dir, p.registry, p.model_card],
