@@ -77,3 +77,12 @@ def snapshot_tree(root: Path, subdirs=("data",)) -> dict[str, bytes]:
 
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+@pytest.fixture(scope="session")
+def chain(tiny_base, tmp_path_factory) -> Path:
+    """The tiny model chain (base -> ... -> register) built once per session in a scratch root;
+    tests read its outputs, and a test that changes a file works on a copy (~75 s to build)."""
+    from tests.test_model_chain import make_workdir, run_chain
+
+    return run_chain(make_workdir(tmp_path_factory.mktemp("chain"), tiny_base))

@@ -90,12 +90,6 @@ def run_chain(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def chain(tiny_base, tmp_path_factory) -> Path:
-    """The chain built once in a scratch root; later tests inspect the outputs."""
-    return run_chain(make_workdir(tmp_path_factory.mktemp("chain"), tiny_base))
-
-
 def test_train_outputs_and_sidecar(chain):
     adapter = chain / "models/changelog-actions/adapter"
     meta = json.loads((adapter / "tuneforge.json").read_text())

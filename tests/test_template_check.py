@@ -91,14 +91,14 @@ def test_modelfile_reader_matches_ollamas_parser():
 # ---------------------------------------------------------------- the tiny chain
 
 @pytest.fixture(scope="module")
-def built(tiny_base, tmp_path_factory) -> dict:
-    """The model chain once (base -> ... -> register), with the eval prompts of its gold rows."""
+def built(chain) -> dict:
+    """The session's model chain (conftest), with the eval prompts of its gold rows."""
     pytest.importorskip("llama_cpp")  # tiny_base skips without torch
-    from tests.test_model_chain import TASK, TASK_NAME, make_workdir, run_chain
+    from tests.test_model_chain import TASK, TASK_NAME
     from tuneforge.decode import prompts
     from tuneforge.io import read_jsonl
 
-    root = run_chain(make_workdir(tmp_path_factory.mktemp("tpl"), tiny_base))
+    root = chain
     model = root / "models" / TASK_NAME
     params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     gold = list(read_jsonl(root / params["tasks"][TASK_NAME]["gold"]))
