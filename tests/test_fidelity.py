@@ -78,21 +78,33 @@ def with_stage(root: Path, **changes) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tiny_base, tmp_path_factory) -> Path:
-    """The tiny chain up to quantize (what fidelity reads), built once."""
-    pytest.importorskip("torch")
+def built(chain) -> Path:
+    """The session's tiny chain (conftest): fidelity reads what it built up to quantize."""
     pytest.importorskip("llama_cpp")
-    from stages import base, convert, merge, quantize, train
-    from tests.test_model_chain import make_workdir
+    return chain
 
-    root = make_workdir(tmp_path_factory.mktemp("fidelity"), tiny_base)
-    with_stage(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        assert base.main([]) == 0
-        for stage in (train, merge, convert, quantize):
-            assert stage.main([TASK_NAME]) == 0, stage.__name__
-    return root
+
+@pytest.mark.model
+def test_answer_span_logits_equal_a_full_pass(built):
+    """gguf_logits skips the LM head over the prompt; the rows it returns must be the full
+    pass's rows at the same positions (an off-by-one would compare the wrong predictions)."""
+    from tuneforge.llama_private import load_llama
+    from tuneforge.names import gguf_name
+
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    path = built / "models" / TASK_NAME / "gguf" / gguf_name(params["tasks"][TASK_NAME]["model_name"], "f16")
+    llm = load_llama(path, n_ctx=128, n_batch=128, logits_all=True, seed=0, verbose=False)
+    try:
+        ids = llm.tokenize(b"Fixed a crash when the output is a directory; added a --json flag.", add_bos=False)
+        llm.reset()
+        llm.eval(ids)
+        full = np.array(llm.scores[: len(ids)])
+        start = len(ids) // 2
+        part = np.array(fidelity.gguf_logits(llm, ids, start))
+    finally:
+        llm.close()
+    assert part.shape == (len(ids) - start + 1, full.shape[1])
+    assert np.allclose(part, full[start - 1:], atol=1e-4), np.abs(part - full[start - 1:]).max()
 
 
 def run_in(built: Path, tmp_path: Path, monkeypatch, plant=None, **changes) -> Path:

@@ -31,7 +31,7 @@ import numpy as np
 
 from tuneforge.decode import prompts
 from tuneforge.io import read_jsonl
-from tuneforge.llama_private import load_llama
+from tuneforge.llama_private import load_llama, logits_from
 from tuneforge.names import prediction_id
 from tuneforge.tasks import Task
 
@@ -129,10 +129,11 @@ def open_ggufs(paths: dict[str, Path], n_ctx: int, n_threads: int) -> Iterator[d
             llm.close()
 
 
-def gguf_logits(llm: Any, ids: list[int]) -> np.ndarray:
-    llm.reset()  # no KV cache reuse between rows: each row is scored from an empty context
-    llm.eval(ids)
-    return llm.scores[: len(ids)]
+def gguf_logits(llm: Any, ids: list[int], start: int) -> np.ndarray:
+    """The GGUF's logits at positions start-1 .. len(ids)-1, where the answer is predicted,
+    from an empty context (no KV cache reuse between rows); the prompt's other positions get
+    no LM head (tuneforge.llama_private.logits_from)."""
+    return logits_from(llm, ids, start - 1)
 
 
 # ---------------------------------------------------------------- tokenizer round trip
@@ -243,11 +244,11 @@ def compare(model: Any, llms: dict[str, Any], rows: list[Forced]) -> dict[str, d
         span = slice(row.start - 1, len(row.ids) - 1)
         ref = log_softmax(hf_logits(model, row.ids)[span])
         for key, llm in llms.items():
-            scores = gguf_logits(llm, row.ids)
+            scores = gguf_logits(llm, row.ids, row.start)  # positions from start-1: span's first
             if scores.shape[-1] != ref.shape[-1]:
                 raise ValueError(f"the {key} GGUF has {scores.shape[-1]} vocabulary entries, the merged model "
                                  f"{ref.shape[-1]}: not the same model")
-            tallies[key].add(row.row_id, *kl_and_agreement(ref, scores[span]))
+            tallies[key].add(row.row_id, *kl_and_agreement(ref, scores[: len(ref)]))
     return {key: t.summary() for key, t in tallies.items()}
 
 

@@ -73,6 +73,24 @@ def load_llama(path: str | Path, **kwargs: Any):
 # things it relies on (the field, the assignment) are checked on every load, so a version
 # that slipped past check_version and changed either fails at load instead of decoding on AMX.
 
+def logits_from(llm, ids: list[int], first: int):
+    """Evaluate `ids` from an empty context and return the logits at positions first ..
+    len(ids)-1 only (`llm` loaded with logits_all=True). The tokens before `first` go through
+    with llama.cpp asked for their last position's logits alone, so the LM head runs and a
+    vocabulary-wide row is copied only where they are read (fidelity: a prompt is ~5x its
+    answer). llama-cpp-python reads its private `_logits_all` at every eval(): it is turned
+    off for the first call and back on for the second."""
+    llm.reset()
+    llm._logits_all = False
+    try:
+        if first > 0:
+            llm.eval(ids[:first])
+    finally:
+        llm._logits_all = True
+    llm.eval(ids[first:])
+    return llm.scores[first: len(ids)]
+
+
 def without_extra_bufts(params):
     """`params` (a llama_model_params) with use_extra_bufts off."""
     # a setattr on a ctypes Structure without that field would add a Python attribute and
