@@ -427,7 +427,8 @@ def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
     from stages import register
 
     root = tmp_path / "tamper"
-    shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "merged", "adapter"))
+    # merged stays: register renders its chat template for every GGUF before Q6_K's pin is read
+    shutil.copytree(chain, root, ignore=shutil.ignore_patterns("base", "adapter"))
     q6 = root / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q6_K.gguf"
     with open(q6, "r+b") as f:
         f.seek(-1, 2)

@@ -69,6 +69,9 @@ def fake_decoders(monkeypatch):
     monkeypatch.setattr(decode, "json_gbnf", lambda schema: 'root ::= "x"\n')
     monkeypatch.setattr(decode, "hf_generate", lambda d, prompts, n, **kw: [answer] * len(prompts))
     monkeypatch.setattr(register, "template_and_stops", lambda path: (CHATML, ["<|im_end|>"], NAME, "mit"))
+    # the GGUFs here are stand-in bytes: the template round trip has its own tests (test_template_check)
+    monkeypatch.setattr(register, "check_templates",
+                        lambda *a, **k: {"prompts": 0, "stops": {"modelfile": ["<|im_end|>"]}})
     prov = shape_examples.provenance(shape_examples.adapter()).dump()  # what convert wrote
     monkeypatch.setattr(register, "provenance_of", lambda path: prov)
     return calls
