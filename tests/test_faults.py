@@ -172,6 +172,14 @@ def test_cache_check_sees_a_corrupt_object(kills, tmp_path):
     repo = copy_root(ref, tmp_path / "repo")
     assert verify_dvc_cache(repo) == []
     obj = next(p for p in sorted((repo / ".dvc/cache/files/md5").rglob("*")) if p.is_file())
+    # What a SIGKILL inside DVC's own atomic move leaves (dvc_objects.fs.utils.move:
+    # tmp_fname(dst)): a temp file beside the object, not an object. CI once counted one.
+    (obj.parent / f"{obj.name}.Q2x_-9kLmN0pQrStUvWxYz.tmp").write_bytes(obj.read_bytes()[:3])
+    assert verify_dvc_cache(repo) == []
+    stray = obj.parent / "not-an-object"
+    stray.write_bytes(b"x")
+    assert verify_dvc_cache(repo) == [stray.relative_to(repo).as_posix()]
+    stray.unlink()
     obj.chmod(0o644)
     obj.write_bytes(obj.read_bytes()[:-1])  # a truncated (partial) object
     assert verify_dvc_cache(repo) == [obj.relative_to(repo).as_posix()]

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -55,8 +56,16 @@ def _norm_file(p: Path) -> str:
     return sha256_file(p)
 
 
+# Temp names of an interrupted atomic write: ours and DVC's `.<token>.tmp`
+# (tuneforge.io, dvc_objects tmp_fname("")), and DVC's `<name>.<token>.tmp` from
+# dvc_objects.fs.utils.move (tmp_fname(dst); token_urlsafe(16) is 22 characters).
+_DVC_MOVE_TEMP = re.compile(r".+\.[A-Za-z0-9_-]{22}\.tmp")
+# A DVC cache object: files/md5/<2 hex>/<30 hex>, or <30 hex>.dir for a directory listing.
+_CACHE_OBJECT = re.compile(r"[0-9a-f]{30}(\.dir)?")
+
+
 def is_temp(p: Path) -> bool:
-    return p.name.startswith(".") and p.name.endswith(".tmp")
+    return p.name.endswith(".tmp") and (p.name.startswith(".") or bool(_DVC_MOVE_TEMP.fullmatch(p.name)))
 
 
 # The task's inputs (gold, hand labels, snapshot): under data/, but no stage writes them.
@@ -185,13 +194,17 @@ def plain_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str
 
 
 def verify_dvc_cache(root: Path) -> list[str]:
-    """Cache objects whose content does not hash to their name (a partial file DVC cached)."""
+    """Cache objects whose content does not hash to their name (a partial file DVC cached),
+    and any other file in the cache that is neither an object nor a write's temp file."""
     bad = []
     base = root / ".dvc" / "cache" / "files" / "md5"
     if not base.exists():
         return bad
     for p in sorted(base.rglob("*")):
         if not p.is_file() or is_temp(p):
+            continue
+        if not _CACHE_OBJECT.fullmatch(p.name):
+            bad.append(p.relative_to(root).as_posix())
             continue
         name = p.parent.name + p.name
         want = name.removesuffix(".dir")
@@ -248,6 +261,7 @@ def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, 
             "status_after_kill_clean": "up to date" in status_after_kill.stdout,
             "rerun_rc": rerun.returncode, "rerun_error": rerun.stderr[-400:] if rerun.returncode else "",
             "status_clean": "up to date" in status.stdout, "differs": diff + lock_diff,
+            "temps_in_dvc_cache": sorted(p.name for p in (work / ".dvc" / "cache").rglob("*.tmp") if is_temp(p)),
             "stray_temp_after_rerun": temps})
     shutil.rmtree(scratch / "dvc-kill", ignore_errors=True)
     return points, ref
