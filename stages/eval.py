@@ -4,7 +4,8 @@ plots, a report, and the release-gate verdict that register acts on.
 Run: python -m stages.eval <task>
      (one GGUF on any gold file, by hand: python -m tuneforge.evaluate --gold FILE --model GGUF)
 In:  tasks.<task>.gold, models/<task>/gguf/*.gguf + SHA256SUMS (each verified before use),
-     models/<task>/merged, models/base, params.eval (CPU budget, gates)
+     models/<task>/merged, models/base, params.eval (CPU budget, gates), reports/<task>/fidelity.json
+     (the fidelity stage's KL verdict per GGUF: a quantisation over its bounds fails the gates)
 Out: reports/<task>/metrics.json (DVC metrics: top level keyed by model name), reports/<task>/eval/: confusion.json,
      per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md (tuneforge.evalreport),
      verdict.json (tuneforge.names.shapes.Verdict: the gates' verdict (tuneforge.gates) bound to the
@@ -30,7 +31,7 @@ from typing import Any
 from tuneforge import config, names
 from tuneforge.decode import Answer, Settings, decode, decode_hf
 from tuneforge.evalreport import report_md, write_csv
-from tuneforge.gates import check_models, decide
+from tuneforge.gates import check_models, decide, fidelity_failures
 from tuneforge.gguf_tools import verify_pin
 from tuneforge.io import atomic_path, write_json, write_jsonl
 from tuneforge.metrics import UNPARSED, ablation, headline_keys, parity
@@ -147,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         judged[key] = FileHash(path=str(path), sha256=shas[key])  # the verdict names these bytes
         receipt.inputs.append(path)
         sizes[key] = round(path.stat().st_size / 1e6, 1)
+    # the fidelity stage's KL bounds gate each quantisation too (it already failed the build if
+    # the converter's output was over its own); read before decoding: made on these same bytes
+    fidelity = fidelity_failures(paths.fidelity, judged, [outtype, *types])
+    receipt.inputs.append(paths.fidelity)
 
     # decode every model and score it. eval.cache: answers memoised by model SHA-256 +
     # decoder settings + prompt, so a change that alters no answer (a gate, min_support,
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         # softer figure beside the gated exact-text parity: the same predicted kind
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
-    verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged, task.class_field),
+    verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged, task.class_field,
+                               fidelity),
                       ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),
                       toolchain={k: installed[k] for k in TOOLS}

@@ -6,14 +6,15 @@ In:  tasks.<task>.gold (eval's rows: the eval order's first eval.holdout_limit, 
      fidelity.rows; every gold row in the round trip), data/<task>/exports/sft/train.jsonl (the first
      fidelity.train_prompts rows), models/<task>/merged, models/<task>/gguf/<model_name>-<type>.gguf
      for convert.outtype and each quantize.types entry (each verified against SHA256SUMS first)
-Out: reports/<task>/fidelity.json (DVC metrics: keyed by GGUF type, each with its bounds and
-     `passed`; `tokenizer`: the round trip's counts), reports/<task>/fidelity/kl_size.csv (DVC plot),
+Out: reports/<task>/fidelity.json (DVC metrics: keyed by GGUF type, each with its bounds,
+     `passed` and the SHA-256 measured; `tokenizer`: the round trip's counts), reports/<task>/fidelity/kl_size.csv (DVC plot),
      reports/<task>/receipts/fidelity.json
 
 Gates: a tokenizer mismatch fails the stage (it names the row and the first token that differs);
 so does the converter's output (convert.outtype) over its KL bounds: a broken conversion breaks
 every quantisation made from it. A quantisation over its own bounds is marked `passed: false`
-and the stage succeeds, so eval still measures it; register refuses to promote it.
+and the stage succeeds, so eval still measures it; eval's verdict fails it (tuneforge.gates), so
+register never promotes it.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from tuneforge.evalreport import write_csv
 from tuneforge.gguf_tools import verify_pin
 from tuneforge.io import write_json
 from tuneforge.names import eval_order, gguf_name
+from tuneforge.names.shapes import FidelityFigures, FidelityReport, TokenizerRoundTrip
 from tuneforge.receipts import Receipt
 from tuneforge.scoring import load_gold
 from tuneforge.tasks import get_task
@@ -62,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = eval_order(gold, params.eval.holdout_limit)
     rows = rows[: cfg["rows"] or len(rows)]
     ggufs = {t: paths.gguf_dir / gguf_name(params.task.model_name, t) for t in types}
-    sizes = {}
+    sizes, shas = {}, {}
     for key, path in ggufs.items():
-        verify_pin(path)  # a file changed since quantize pinned it is refused here
+        shas[key] = verify_pin(path)  # a file changed since quantize pinned it is refused here
         sizes[key] = round(path.stat().st_size / 1e6, 1)
     receipt.inputs += [gold_path, train_path, paths.merged / "model.safetensors", *ggufs.values()]
 
@@ -87,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     judged = fidelity.verdicts(figures, cfg)
 
     # save: metrics, the KL-vs-size plot, the receipt; then the gate on the converter's output
-    report = {**{k: {**v, "size_mb": sizes[k]} for k, v in judged.items()},
-              "tokenizer": {"gold_texts": n_gold, "train_texts": n_train, "ggufs": len(llms), "mismatches": 0}}
-    write_json(paths.fidelity, report)
+    # each type names the bytes it measured: eval gates on these figures only for the same SHA-256
+    report = FidelityReport(
+        models={k: FidelityFigures(**v, size_mb=sizes[k], sha256=shas[k]) for k, v in judged.items()},
+        tokenizer=TokenizerRoundTrip(gold_texts=n_gold, train_texts=n_train, ggufs=len(llms), mismatches=0))
+    write_json(paths.fidelity, report.model_dump(mode="json"))
     write_csv(paths.fidelity_dir / "kl_size.csv", [
         {"type": k, "size_mb": sizes[k], "kl_mean": v["kl_mean"], "kl_p99": v["kl_p99"], "top1": v["top1"]}
         for k, v in judged.items()])

@@ -5,7 +5,7 @@ In:  <gguf_dir>/<convert.model_name>-<TYPE>.gguf + SHA256SUMS, <eval_dir>/verdic
      paths.metrics, params.register
      paths.adapter + paths.base_model sidecars (the card's training recipe and base origin; the
      base name, dataset and adapter hashes come from each GGUF's provenance, which convert wrote),
-     <eval_dir>/predictions.jsonl, paths.gold
+     <eval_dir>/predictions.jsonl, paths.gold, paths.fidelity (the card's fidelity section)
 Out: <modelfile_dir>/<name>-<TYPE>.Modelfile, paths.registry (models/registry.json),
      paths.model_card (what ships, how it was built, its figures and limits),
      <receipts_dir>/register.json
@@ -38,12 +38,14 @@ from tuneforge.names import SIDECAR, prediction_id
 from tuneforge.names.shapes import (
     AdapterSidecar,
     BaseSidecar,
+    FidelityReport,
     FileHash,
     GgufProvenance,
     Prediction,
     Registry,
     RegistryEntry,
     RegistryMetrics,
+    read_model,
     read_sidecar,
     where,
 )
@@ -145,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every check and read first; nothing is written or created until all of them pass.
     conversations = template_conversations(task, list(read_jsonl(params.task.gold)))
+    fidelity = read_model(paths.fidelity, FidelityReport, "rerun the fidelity stage (dvc repro)")  # the card's
+    receipt.inputs.append(paths.fidelity)
+    template_prompts = 0
     entries: list[RegistryEntry] = []
     modelfiles, promoted = [], None
     for qtype in types:
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         # llama-cpp-python renders it) and the merged model's HF template must render every
         # conversation to the same string, with the same stop tokens; a mismatch stops here.
         check = check_templates(paths.merged, gguf, text, conversations)
+        template_prompts = check["prompts"]
         log.info("%s: chat templates agree on %d conversations; stops %s", mf_path.name, check["prompts"],
                  check["stops"]["modelfile"])
         modelfiles.append((mf_path, text))
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         promoted=promoted, verdict=verdict, metrics=metrics,
         provenance=provenances[shown], adapter=adapter, base=base,
         examples=card_examples(predictions, Path(params.task.gold), shown),
-        backend=backend, fields=task.fields, notes=task.card_notes)
+        backend=backend, fields=task.fields, notes=task.card_notes,
+        fidelity=fidelity, template_prompts=template_prompts)
 
     for (mf_path, text), entry in zip(modelfiles, entries, strict=True):
         write_text(mf_path, text)

@@ -22,6 +22,7 @@ from tuneforge.fetch import PinMismatch
 from tuneforge.gguf_tools import write_sums
 from tuneforge.io import sha256_file, write_jsonl
 from tuneforge.llm import toolchain
+from tuneforge.names.shapes import FidelityFigures, FidelityReport, TokenizerRoundTrip
 from tuneforge.ollama import TurnFormat
 from tuneforge.tasks import get_task
 
@@ -52,6 +53,20 @@ def requantize(root: Path, key: str) -> None:
     path = gguf(root, key)
     path.write_bytes(path.read_bytes()[:-1] + b"!")
     write_sums(path.parent, sorted(path.parent.glob("*.gguf")))
+
+
+def write_fidelity(root: Path, over: tuple[str, ...] = ()) -> Path:
+    """What the fidelity stage writes for the stand-in GGUFs: each type's figures on its
+    current bytes; the types in `over` above their KL bounds."""
+    path = root / "reports/changelog-actions/fidelity.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    models = {key: FidelityFigures(
+        kl_mean=0.5 if key in over else 1e-4, kl_p99=1e-3, kl_max=1e-2, kl_max_row="0" * 16, top1=0.99,
+        tokens=100, rows=4, max_kl_mean=1e-2, max_kl_p99=1e-1, passed=key not in over,
+        size_mb=SIZES[key] / 1e6, sha256=sha256_file(gguf(root, key))) for key in SIZES if key != "base-f16"}
+    report = FidelityReport(models=models, tokenizer=TokenizerRoundTrip(gold_texts=8, train_texts=0, ggufs=4))
+    path.write_text(report.model_dump_json())
+    return path
 
 
 @pytest.fixture
@@ -95,6 +110,7 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
         gguf(tmp_path, key).parent.mkdir(parents=True, exist_ok=True)
         gguf(tmp_path, key).write_bytes(key.encode() * (size // len(key)))
     write_sums(tmp_path / "models/changelog-actions/gguf", [gguf(tmp_path, k) for k in SIZES])
+    write_fidelity(tmp_path)
     sidecars = {"merged": {}, "adapter": shape_examples.adapter().model_dump(mode="json"),
                 "base": shape_examples.base().model_dump(mode="json")}
     dirs = {"merged": "models/changelog-actions/merged", "adapter": "models/changelog-actions/adapter",
@@ -203,6 +219,36 @@ def test_answers_the_decoder_closed_show_in_metrics_report_and_predictions(built
         "Q8_0": n, "Q6_K": 0, "Q4_K_M": 0}
     card = (built / "models/changelog-actions/MODEL_CARD.md").read_text()
     assert "| parse rate (closed by decoder) |" in card and f"| 1.000 ({n}) |" in card
+
+
+def test_a_quantisation_over_its_kl_bound_fails_the_gate_and_is_not_promoted(built):
+    """Planted: the fidelity stage found Q4_K_M (the smallest, promoted so far) over its bound."""
+    write_fidelity(built, over=("Q4_K_M",))
+    assert eval_stage.main(["changelog-actions"]) == 0
+    verdict = json.loads((built / "reports/changelog-actions/eval/verdict.json").read_text())
+    assert verdict["models"]["Q4_K_M"]["verdict"] == "fail"
+    assert verdict["models"]["Q4_K_M"]["failed"] == ["fidelity KL mean 0.5 (bound 0.01), p99 0.001 (bound 0.1)"]
+    assert verdict["promoted"] == "Q6_K"
+    assert register.main(["changelog-actions"]) == 0
+    reg = json.loads((built / "models/changelog-actions/registry.json").read_text())
+    assert {m["quantization"]: m["status"] for m in reg["models"]}["Q4_K_M"] == "rejected"
+    card = (built / "models/changelog-actions/MODEL_CARD.md").read_text()
+    assert "## Is the GGUF the trained model?" in card and "teacher-forced on 100 answer tokens of 4" in card
+    assert "| Q4_K_M | 0.0002 | 0.5 (0.01) | 0.001 (0.1) | 0.9900 | **no** |" in card
+    assert "| Q6_K | 0.0003 | 0.0001 (0.01) | 0.001 (0.1) | 0.9900 | yes |" in card
+
+
+def test_eval_refuses_fidelity_figures_of_other_bytes(built):
+    """`dvc repro quantize` alone: new Q6_K bytes, pinned, but fidelity measured the old ones."""
+    before = write_fidelity(built).read_text()
+    requantize(built, "Q6_K")
+    with pytest.raises(ValueError, match=r"fidelity.json: Q6_K's figures were measured on sha256 \w+, but eval "
+                                         r"judges .*Q6_K.gguf with sha256 \w+: run the fidelity stage"):
+        eval_stage.main(["changelog-actions"])
+    (built / "reports/changelog-actions/fidelity.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"fidelity.json not found: run the fidelity stage before eval"):
+        eval_stage.main(["changelog-actions"])
+    assert before
 
 
 def test_a_gguf_whose_answers_the_decoder_closed_fails_the_gate(built):

@@ -338,16 +338,34 @@ def render_buildtime(root: Path) -> str:
     seconds = {task: {s: _report(root, str(p))["duration_s"] for s, p in stages.items()}
                for task, stages in build_receipts(root).items()}
     shared = seconds.pop(None, {})
-    rows = ["| task | build | train | eval | other stages |", "|---|---|---|---|---|"]
+    rows = ["| task | build | train | eval | fidelity (share of eval) | other stages |", "|---|---|---|---|---|---|"]
     total = sum(shared.values())
     for task, d in seconds.items():
         spent = sum(d.values())
         total += spent
         rows.append(f"| {task} | {spent / 60:.1f} min | {d['train']:.0f} s | {d['eval']:.0f} s "
-                    f"| {spent - d['train'] - d['eval']:.0f} s |")
+                    f"| {d['fidelity']:.0f} s ({d['fidelity'] / d['eval']:.0%}) "
+                    f"| {spent - d['train'] - d['eval'] - d['fidelity']:.0f} s |")
     rows.append(f"| both, with the shared {', '.join(shared)} stage ({sum(shared.values()):.0f} s) "
-                f"| {total / 60:.1f} min | | | |")
+                f"| {total / 60:.1f} min | | | | |")
     return "\n".join(rows)
+
+
+def render_fidelity(root: Path) -> str:
+    """Each task's fidelity stage (reports/<task>/fidelity.json): KL and top-1 agreement of every
+    GGUF against the merged model, and the tokenizer round trip's counts."""
+    rows = ["| task | GGUF | size MB | KL mean (bound) | KL p99 (bound) | top-1 | answer tokens | within bounds |",
+            "|---|---|---|---|---|---|---|---|"]
+    trips = []
+    for task in config.load(root / config.PARAMS).tasks:
+        report = _report(root, str(names.TaskPaths.for_task(task).fidelity))
+        for key, v in report["models"].items():
+            rows.append(f"| {task} | {key} | {v['size_mb']} | {v['kl_mean']:.2g} ({v['max_kl_mean']:g}) "
+                        f"| {v['kl_p99']:.2g} ({v['max_kl_p99']:g}) | {v['top1']:.4f} | {v['tokens']} "
+                        f"| {'yes' if v['passed'] else 'no'} |")
+        t = report["tokenizer"]
+        trips.append(f"{task} {t['gold_texts']} gold + {t['train_texts']} training texts x {t['ggufs']} GGUFs")
+    return "\n".join(rows) + "\n\nTokenizer round trip, every id equal: " + "; ".join(trips) + "."
 
 
 def render_mutation(root: Path) -> str:
@@ -377,6 +395,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "commits": render_commits,
     "harvest": render_harvest,
     "buildtime": render_buildtime,
+    "fidelity": render_fidelity,
 }
 
 

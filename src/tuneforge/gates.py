@@ -1,10 +1,13 @@
 """The release decision eval writes into verdict.json and register acts on: every quantisation
-against params.yaml's eval.gates, and the smallest one that passes them all promoted."""
+against params.yaml's eval.gates and the fidelity stage's KL bounds, and the smallest one that
+passes them all promoted."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tuneforge.metrics import gate
+from tuneforge.names.shapes import FidelityReport, read_model
 from tuneforge.verdict import FileHash, ModelVerdict
 
 
@@ -21,16 +24,36 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
         raise ValueError(f"eval.ablation_models {unknown} are not in quantize.types {types}")
 
 
+def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]) -> dict[str, list[str]]:
+    """Each GGUF's reasons to fail from the fidelity stage's report (reports/<task>/fidelity.json),
+    which must have measured the very bytes eval judges: figures for another file are refused."""
+    fix = "run the fidelity stage before eval (dvc repro)"
+    report = read_model(path, FidelityReport, fix)
+    out = {}
+    for key in keys:
+        fig = report.models.get(key)
+        if fig is None:
+            raise ValueError(f"{path}: no fidelity figures for {key}: {fix}")
+        if fig.sha256 != ggufs[key].sha256:
+            raise ValueError(f"{path}: {key}'s figures were measured on sha256 {fig.sha256}, but eval "
+                             f"judges {ggufs[key].path} with sha256 {ggufs[key].sha256}: {fix}")
+        out[key] = [] if fig.passed else [
+            f"fidelity KL mean {fig.kl_mean:.3g} (bound {fig.max_kl_mean:g}), "
+            f"p99 {fig.kl_p99:.3g} (bound {fig.max_kl_p99:g})"]
+    return out
+
+
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
            sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash],
-           class_field: str = "kind") -> dict[str, Any]:
+           class_field: str = "kind", fidelity: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Gate every quantisation; promote the smallest that passes (ties by name). `metrics`
     and `summaries`: eval's, per model key (each gated one gets `passed_gates` in its
-    metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on."""
+    metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on;
+    `fidelity`: each key's failures from fidelity_failures (a GGUF over its KL bounds fails)."""
     ref_parity = metrics[cfg["parity_model"]]["parity"]
     models = {}
     for key in types:
-        failed = gate(summaries[key], cfg["gates"], ref_parity, class_field)
+        failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (fidelity or {}).get(key, [])
         models[key] = ModelVerdict(verdict="fail" if failed else "pass", failed=failed,
                                    size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed

@@ -12,6 +12,7 @@ from typing import Any
 
 from tuneforge.names.shapes import (
     AdapterSidecar,
+    FidelityReport,
     GgufFileBase,
     GgufProvenance,
     HfDirBase,
@@ -46,16 +47,40 @@ def base_origin(base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase) -> str
     return f"random weights (seed {base.seed})"
 
 
+def fidelity_section(report: FidelityReport, template_prompts: int) -> list[str]:
+    """Is each GGUF the trained model? The fidelity stage's figures (tuneforge.fidelity) and
+    the round trips register and fidelity ran."""
+    first, tok = next(iter(report.models.values())), report.tokenizer
+    lines = ["## Is the GGUF the trained model?", "",
+             f"Each GGUF's next-token distribution against the merged HF model's, teacher-forced on "
+             f"{first.tokens} answer tokens of {first.rows} holdout rows (KL(HF || GGUF) in nats per "
+             "token; bounds from params.yaml `fidelity`: over them a GGUF is not promoted):", "",
+             "| GGUF | size MB | KL mean (bound) | KL p99 (bound) | top-1 agreement | within bounds |",
+             "|---|---|---|---|---|---|"]
+    for key, v in report.models.items():
+        lines.append(f"| {key} | {v.size_mb} | {v.kl_mean:.3g} ({v.max_kl_mean:g}) | {v.kl_p99:.3g} "
+                     f"({v.max_kl_p99:g}) | {v.top1:.4f} | {'yes' if v.passed else '**no**'} |")
+    lines += ["", f"- Tokenizer: {tok.gold_texts} gold and {tok.train_texts} training texts, rendered with "
+              f"the chat template, tokenise to the same ids in the HF tokenizer and in all {tok.ggufs} GGUFs."]
+    if template_prompts:
+        lines.append(f"- Chat template: the Modelfile's TEMPLATE, the GGUF's embedded template and the HF "
+                     f"template render {template_prompts} conversations identically, with the same stop tokens.")
+    lines.append("")
+    return lines
+
+
 def render(*, task_name: str, description: str, schema_path: str, entries: list[RegistryEntry],
            promoted: str | None, verdict: Verdict, metrics: dict, provenance: GgufProvenance,
            adapter: AdapterSidecar, base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase,
            examples: list[dict], backend: str, fields: tuple[str, str] = ("kind", "severity"),
-           notes: tuple[str, ...] = ()) -> str:
+           notes: tuple[str, ...] = (), fidelity: FidelityReport | None = None,
+           template_prompts: int = 0) -> str:
     """The card as Markdown. `entries` are register's registry entries (one per GGUF);
     `provenance` is the shown GGUF's (convert wrote it), `adapter` and `base` the sidecars
     of the adapter it was converted from and of its base; `examples` are holdout rows with
     the promoted (or reference) model's answer; `fields` the task's graded fields, `notes` its
-    own limits (tuneforge.tasks.Task.card_notes)."""
+    own limits (tuneforge.tasks.Task.card_notes); `fidelity` the fidelity stage's report and
+    `template_prompts` how many conversations register's template round trip rendered."""
     c, s = fields
     lines: list[str] = []
     chosen = next((e for e in entries if e.name == promoted), None)
@@ -99,6 +124,9 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   f"{_num(ablation['without_hint'][f'{c}_agreement'])} without (delta "
                   f"{_num(ablation['delta'][f'{c}_agreement'])}); macro-F1 delta "
                   f"{_num(ablation['delta']['macro_f1'])}.", ""]
+
+    if fidelity is not None:
+        lines += fidelity_section(fidelity, template_prompts)
 
     lines += ["## Limits, read before relying on it", ""]
     n_rows = max((metrics.get(e.quantization, {}).get("n") or 0 for e in entries), default=0)

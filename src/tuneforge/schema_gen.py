@@ -29,6 +29,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "stage_receipt": records.StageReceipt,
     "drift_report": records.DriftReport,
     "verdict": shapes.Verdict,
+    "fidelity_report": shapes.FidelityReport,
     "base_sidecar": shapes.BaseSidecar,
     "adapter_sidecar": shapes.AdapterSidecar,
     "merged_sidecar": shapes.MergedSidecar,

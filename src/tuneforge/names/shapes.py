@@ -172,6 +172,40 @@ class GgufProvenance(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+# ---------------------------------------------------------------- fidelity
+
+class FidelityFigures(_Strict):
+    """One GGUF against the merged HF model, teacher-forced on the gold answers (tuneforge.fidelity)."""
+
+    kl_mean: float = Field(description="KL(HF || GGUF), nats per answer token, mean")
+    kl_p99: float
+    kl_max: float
+    kl_max_row: str = Field(description="prediction id of the row holding the largest token KL")
+    top1: float = Field(description="share of answer positions where both models' argmax agree")
+    tokens: int = Field(description="answer tokens compared")
+    rows: int
+    max_kl_mean: float = Field(description="params fidelity.max_kl_mean for this type")
+    max_kl_p99: float
+    passed: bool = Field(description="within both bounds")
+    size_mb: float
+    sha256: Sha256 = Field(description="the GGUF measured: eval gates on these figures only for these bytes")
+
+
+class TokenizerRoundTrip(_Strict):
+    gold_texts: int = Field(description="gold prompts and conversations, chat-template rendered")
+    train_texts: int
+    ggufs: int
+    mismatches: Literal[0] = Field(0, description="a mismatch fails the stage, so a written report has none")
+
+
+class FidelityReport(_Strict):
+    """reports/<task>/fidelity.json (DVC metrics): is every GGUF the merged model?"""
+
+    schema_version: Literal[1] = 1
+    models: dict[str, FidelityFigures] = Field(description="convert.outtype and every quantize.types GGUF")
+    tokenizer: TokenizerRoundTrip
+
+
 # ---------------------------------------------------------------- eval
 
 class ModelVerdict(_Strict):
