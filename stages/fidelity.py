@@ -6,8 +6,9 @@ In:  tasks.<task>.gold (eval's rows: the eval order's first eval.holdout_limit, 
      fidelity.rows; every gold row in the round trip), data/<task>/exports/sft/train.jsonl (the first
      fidelity.train_prompts rows), models/<task>/merged, models/<task>/gguf/<model_name>-<type>.gguf
      for convert.outtype and each quantize.types entry (each verified against SHA256SUMS first)
-Out: reports/<task>/fidelity.json (DVC metrics: keyed by GGUF type, each with its bounds,
-     `passed` and the SHA-256 measured; `tokenizer`: the round trip's counts), reports/<task>/fidelity/kl_size.csv (DVC plot),
+Out: reports/<task>/fidelity.json (DVC metrics; tuneforge.names.shapes.FidelityReport: `models`
+     keyed by GGUF type, each with its bounds, `passed` and the SHA-256 measured; `tokenizer`: the
+     round trip's counts), reports/<task>/fidelity/kl_size.csv (DVC plot),
      reports/<task>/receipts/fidelity.json
 
 Gates: a tokenizer mismatch fails the stage (it names the row and the first token that differs);

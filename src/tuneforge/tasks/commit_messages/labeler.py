@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 
 from tuneforge.tasks.commit_messages.normalise import TRAILER_RE, cut_subject, fallback_subject, normalise
-from tuneforge.tasks.commit_messages.prompt import PATH_RULES, FileChange, is_junk, parse_diff
+from tuneforge.tasks.commit_messages.prompt import FileChange, is_junk, parse_diff, path_rule_of
 from tuneforge.tasks.commit_messages.schema import IGNORE_MAX_ITEMS, CommitType
 
 RULE_TYPE = {1: "revert", 2: "test", 3: "docs", 4: "ci", 5: "build", 6: "fix", 7: "feat", 8: "perf",
@@ -111,7 +111,7 @@ def path_rule(paths: list[str], message: str) -> int | None:
         return None
     matched = []
     for path in paths:
-        rule = next((n for n, pattern in PATH_RULES if pattern.search(path)), None)
+        rule = path_rule_of(path)
         if rule is None:
             return None
         matched.append(rule)

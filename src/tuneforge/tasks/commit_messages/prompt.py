@@ -220,11 +220,17 @@ def is_junk(path: str) -> bool:
 PATH_CLASSES = {2: "test", 3: "docs", 4: "ci", 5: "build"}
 
 
+def path_rule_of(path: str) -> int | None:
+    """The first path rule (2-5, in PATH_RULES order) the path matches, or None."""
+    return next((n for n, pattern in PATH_RULES if pattern.search(path)), None)
+
+
 def path_class(path: str) -> str | None:
-    """`junk`, or the class of the first path rule (2-5, in PATH_RULES order) the path matches."""
+    """`junk`, or the class of the path's rule (path_rule_of)."""
     if is_junk(path):
         return "junk"
-    return next((PATH_CLASSES[n] for n, pattern in PATH_RULES if pattern.search(path)), None)
+    rule = path_rule_of(path)
+    return None if rule is None else PATH_CLASSES[rule]
 
 
 # ---------------------------------------------------------------- the prompt view
