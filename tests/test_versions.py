@@ -1,4 +1,4 @@
-"""Versions and the remote, on the whole ten-stage pipeline with a tiny random-weight model.
+"""Versions and the remote, on the whole twelve-stage pipeline with a tiny random-weight model.
 
 One module-scoped build: a scratch git+DVC repository holding a copy of the project
 (stages/, src/, dvc.yaml, params.yaml, the fixture snapshot, the real gold holdout and
@@ -13,7 +13,7 @@ real `dvc` CLI:
 - a fresh clone + `dvc pull` is clean, `dvc repro` runs no stage, every GGUF matches
   its pin (SHA256SUMS and the registry), and v1 can be checked out from the remote too;
 - a consumer pulling one GGUF gets that file and nothing else;
-- `dvc exp run -S train.<param>=<value>` runs, and `dvc exp show` lists the run.
+- `dvc exp run -S eval.<param>=<value>` runs, and `dvc exp show` lists the run.
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def s3():
 
 
 def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
-    """The whole project (eleven stages) on the fixture snapshot and a tiny base model."""
+    """The whole project (twelve stages) on the fixture snapshot and a tiny base model."""
     root.mkdir()
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, root / name,
@@ -141,6 +141,7 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
                            warmup_steps=1, num_threads=1)
     params["quantize"].update(nthread=1)
+    params["fidelity"].update(n_threads=1)
     params["eval"].update(holdout_limit=4, hf_subset=2, max_tokens=16, n_ctx=512, n_threads=1,
                           min_support=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -184,7 +185,7 @@ def clone(origin: Path, dest: Path, env: dict) -> Path:
 def test_both_versions_ran_the_whole_pipeline(project):
     origin, env, logs = project
     stages = ("backfill", "evidence", "score", "export", "base", "train", "merge", "convert", "quantize",
-              "eval", "register")
+              "fidelity", "eval", "register")
     def ran(stage: str, log: str) -> bool:
         return f"Running stage '{stage if stage == 'base' else f'{stage}@{TASK}'}'" in log
 
@@ -237,7 +238,8 @@ def test_metrics_diff_lists_every_figure(project):
 def test_plots_diff_renders_every_declared_plot(project, tmp_path):
     origin, env, _ = project
     declared = {"reports/changelog-actions/train/loss.csv", "reports/changelog-actions/eval/confusion.json",
-                "reports/changelog-actions/eval/per_kind.csv", "reports/changelog-actions/eval/ladder.csv"}
+                "reports/changelog-actions/eval/per_kind.csv", "reports/changelog-actions/eval/ladder.csv",
+                "reports/changelog-actions/fidelity/kl_size.csv"}
     pipeline = yaml.safe_load((origin / "dvc.yaml").read_text())
     params = yaml.safe_load((origin / "params.yaml").read_text())
     from_yaml = set()
@@ -338,30 +340,33 @@ def test_consumer_pulls_only_the_model(project, tmp_path):
 # ---------------------------------------------------------------- experiments
 
 def test_exp_run_with_a_param_and_exp_show_lists_it(project, tmp_path):
+    """An eval param: the experiment reruns eval and register only (answers come from the
+    memo), which keeps this test cheap; v2's build above is the one that retrains."""
     origin, env, _ = project
     work = clone(origin, tmp_path / "exp", env)
     sh(["dvc", "pull"], work, env)
-    out = sh(["dvc", "exp", "run", "-n", "steps2", "-S", "train.max_steps=2"], work, env)
-    for stage in ("train", "merge", "convert", "quantize", "eval", "register"):
+    out = sh(["dvc", "exp", "run", "-n", "support2", "-S", "eval.min_support=2"], work, env)
+    for stage in ("eval", "register"):
         assert f"Running stage '{stage}@{TASK}'" in out, stage
-    assert "Running stage 'export@" not in out  # the data half is untouched by a train param
-    assert "Running stage 'base'" not in out    # nor is the base model
+    for stage in ("export", "train", "quantize", "fidelity"):
+        assert f"Running stage '{stage}@" not in out, stage  # upstream of the param: untouched
+    assert "Running stage 'base'" not in out
 
     shown = dvc_json(["exp", "show", "--json"], work, env)
     exps = [e for rev in shown for e in (rev.get("experiments") or [])]
     runs = {r["name"]: r for e in exps for r in (e.get("revs") or [])}
-    assert "steps2" in runs, json.dumps(shown)[:2000]
-    data = runs["steps2"]["data"]
-    assert data["params"]["params.yaml"]["data"]["train"]["max_steps"] == 2
+    assert "support2" in runs, json.dumps(shown)[:2000]
+    data = runs["support2"]["data"]
+    assert data["params"]["params.yaml"]["data"]["eval"]["min_support"] == 2
     metrics = data["metrics"]
-    assert metrics["reports/changelog-actions/train/metrics.json"]["data"]["steps"] == 2
     assert "kind_agreement" in metrics["reports/changelog-actions/metrics.json"]["data"]["Q8_0"]
+    assert "kl_mean" in metrics["reports/changelog-actions/fidelity.json"]["data"]["models"]["Q8_0"]
 
     table = sh(["dvc", "exp", "show", "--csv"], work, env)
     rows = list(csv.DictReader(io.StringIO(table)))
-    named = [r for r in rows if r.get("Experiment") == "steps2"]
+    named = [r for r in rows if r.get("Experiment") == "support2"]
     assert named, table[:2000]
-    assert named[0]["train.max_steps"] == "2" and named[0]["steps"] == "2"
-    assert named[0]["Q8_0.kind_agreement"] != "" and named[0]["train_loss"] != ""
+    assert named[0]["eval.min_support"] == "2" and named[0]["Q8_0.kind_agreement"] != ""
+    assert named[0]["train_loss"] != ""
     baseline = [r for r in rows if r.get("rev") == "main"]
-    assert baseline and baseline[0]["train.max_steps"] == "4" and baseline[0]["steps"] == "4"
+    assert baseline and baseline[0]["eval.min_support"] == "1"

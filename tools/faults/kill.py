@@ -134,8 +134,29 @@ def kill_stage(root: Path, cmd: list[str], delay: float) -> dict:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)
         p.wait()
+        wait_group_gone(p.pid)
     return {"rc": p.returncode, "killed": p.returncode == -signal.SIGKILL,
             "at_s": round(time.monotonic() - t0, 3)}
+
+
+def wait_group_gone(pgid: int, timeout: float = 60.0) -> None:
+    """Until no process of the killed group is still running. p.wait() reaps only the leader
+    (dvc); a stage it started can take a moment to die (a write in flight) and holds DVC's
+    repository lock until then, so a rerun started at once would fail on the lock, which is
+    not what a user who reruns after a crash sees."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(proc.info["pid"]) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                    alive.append(proc.info["pid"])
+        if not alive:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"processes {alive} of killed group {pgid} still run after {timeout:.0f} s")
 
 
 def unkilled_failure(stage: str, mode: str, k: dict) -> dict:
