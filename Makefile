@@ -74,9 +74,10 @@ demo: setup
 	  print(*(names.TaskPaths(t).eval_dir / "report.md" for t in config.load().tasks))'); do \
 	  echo "== $$report"; sed -n '/^## Models/,/^Promoted:/p' "$$report"; done
 
-# The test suite (what .ci/run calls); slow real-model tests are excluded.
+# The test suite (what .ci/run calls); slow real-model tests are excluded. Two xdist workers,
+# one per core; tests/conftest.py groups each module's tests on one worker.
 test: setup
-	$(PY) -m pytest -m "not slow and not gpu"
+	$(PY) -m pytest -m "not slow and not gpu" -n 2 --dist loadgroup --no-loadscope-reorder
 
 # Everything, including the slow real-model tests.
 test-all: setup

@@ -15,6 +15,48 @@ CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))  # pip download
 os.environ["TUNEFORGE_CACHE"] = str(CACHE)
 TASK = "changelog-actions"  # the task the fixtures hold data for
 
+# make test runs on both cores with pytest-xdist (-n 2 --dist loadgroup --no-loadscope-reorder):
+# a module's tests stay on one worker, so its module fixtures are built once; the modules that
+# read the session's tiny chain (tests/conftest.py `chain`, ~75 s to build) share one worker;
+# and the two longest groups are queued first, one per worker, so neither starts last.
+CHAIN_MODULES = {"test_model_chain", "test_fidelity", "test_template_check"}
+LONGEST_FIRST = ("test_versions", "chain")
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    module = getattr(item, "module", None)
+    module = module.__name__.rsplit(".", 1)[-1] if module else item.nodeid.split("::")[0]
+    return "chain" if module in CHAIN_MODULES else module
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(xdist_group_of(item), len(rank)))  # stable: file order within
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_downloads():
+    """The base wheel and the converter's sdist, fetched into the shared cache by one worker at
+    a time (filelock): on a clean clone both workers would otherwise download the same file
+    into the same directory at once and one could read the other's half-written copy."""
+    from filelock import FileLock
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / ".tests-fetch.lock")):
+        try:
+            from tuneforge.base_models import resolve_base
+            from tuneforge.gguf_tools import ensure_converter
+
+            resolve_base(params["base"], CACHE)
+            ensure_converter(f"llama-cpp-python=={params['toolchain']['llama_cpp_python']}", CACHE,
+                             params["convert"]["sdist_sha256"])
+        except (RuntimeError, ImportError):  # no registry: the tests that need them skip or fail on their own
+            pass
+
 
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
