@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate install-hook
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate install-hook serve
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -176,6 +176,12 @@ harvest-patches: setup
 	else \
 	  echo "$(PY) -m tuneforge.harvest_patches"; $(PY) -m tuneforge.harvest_patches; \
 	fi
+
+# An OpenAI-compatible server (llama-cpp-python's own llama_cpp.server) over each task's promoted
+# GGUF, on loopback: `make serve [PORT=8000]`; each task is a model name (tuneforge/serve.py says
+# what the server adds to a request: the task's view, system prompt, output grammar, greedy).
+serve: setup
+	$(PY) -m tuneforge.serve --port $(or $(PORT),8000)
 
 # Install a prepare-commit-msg hook in the git repository REPO (a path, relative to this directory or
 # absolute): a plain `git commit` there starts from the commit-messages model's message for the

@@ -1,0 +1,192 @@
+"""make serve: llama-cpp-python's own OpenAI-compatible server (llama_cpp.server, the pinned
+version) over each task's promoted GGUF, one model name per task.
+
+Run: python -m tuneforge.serve [--task T ...] [--model T=GGUF ...] [--host 127.0.0.1] [--port 8000]
+
+Each task in params.yaml is served under its own name (`"model": "commit-messages"` in a request):
+the registry's promoted GGUF, run only while its bytes are the ones register promoted and eval's
+verdict passed (as predict does), or a pinned GGUF given with --model. A task with no promoted
+model is not served (said on stderr); with none at all the command stops.
+
+What the server adds to a chat completion request, so that an OpenAI client gets what eval
+measured (the Ollama Modelfile pins the same things):
+- no `system` message: the request holds the task's raw input (a changelog entry, a staged
+  diff) as its last user message; it is rendered with the task's own view (the user turn
+  training saw) and the task's system prompt goes first. A request with a system message is
+  passed on as written.
+- no `response_format` and no `grammar`: the answer is decoded under the task's output grammar
+  (tuneforge.grammar, bounded strings), so it parses as the task's JSON;
+- no `temperature`: 0 (greedy, as eval decodes).
+A model name the server does not serve is refused (404); llama_cpp.server itself would answer
+with its first model instead. Only loopback by default: the server has no authentication
+unless --api-key is given.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from tuneforge import config
+from tuneforge.cli import ArgumentParser, UserError, run
+from tuneforge.decode import task_gbnf
+from tuneforge.llama_private import load_llama
+from tuneforge.names import TaskPaths
+from tuneforge.predict import promoted_gguf
+from tuneforge.tasks import Task, get_task
+from tuneforge.toolchain import check_toolchain
+from tuneforge.verdict import pinned_sha256
+
+log = logging.getLogger("serve")
+
+
+def served_models(params_path: str, tasks: list[str] | None, overrides: list[str]) -> dict[str, Path]:
+    """task -> its pinned GGUF: --model TASK=GGUF, else the registry's promoted one."""
+    listed = list(config.load(params_path).tasks)
+    given: dict[str, Path] = {}
+    for item in overrides:
+        task, sep, path = item.partition("=")
+        if not sep or task not in listed:
+            raise UserError(f"--model {item}: expected TASK=GGUF with TASK one of {', '.join(listed)}")
+        given[task] = Path(path)
+    out = {}
+    for task in tasks or listed:
+        if task not in listed:
+            raise UserError(f"--task {task}: not in {params_path}'s tasks ({', '.join(listed)})")
+        if task in given:
+            pinned_sha256(given[task])  # a pinned file whose bytes changed never runs
+            out[task] = given[task]
+            continue
+        try:
+            out[task] = promoted_gguf(TaskPaths(task).registry)
+        except (LookupError, FileNotFoundError) as e:
+            log.warning("%s is not served: %s", task, e)
+    if not out:
+        raise UserError("no task has a model to serve: build one (dvc repro) or pass --model TASK=GGUF")
+    return out
+
+
+def with_task_defaults(body: dict[str, Any], task: Task, gbnf: str) -> dict[str, Any]:
+    """The request as the model should see it (the module docstring's three defaults)."""
+    body = dict(body)
+    messages = list(body.get("messages") or [])
+    if messages and not any(m.get("role") == "system" for m in messages):
+        last = max(i for i, m in enumerate(messages) if m.get("role") == "user") if any(
+            m.get("role") == "user" for m in messages) else None
+        if last is not None and isinstance(messages[last].get("content"), str):
+            messages[last] = {**messages[last], "content": task.render_user(messages[last]["content"], None, None)}
+        messages.insert(0, {"role": "system", "content": task.system_prompt})
+        body["messages"] = messages
+    if body.get("response_format") is None and body.get("grammar") is None:
+        body["grammar"] = gbnf
+    body.setdefault("temperature", 0.0)
+    return body
+
+
+class TaskDefaults:
+    """ASGI middleware: reads a chat completion request's JSON body, refuses a model name not
+    served, applies the task's defaults, and hands the rewritten body on (streaming or not:
+    llama_cpp.server's streaming path calls Llama.create_chat_completion on the class, so the
+    request itself is the one place both paths share)."""
+
+    def __init__(self, app, tasks: dict[str, Task]):
+        self.app, self.tasks = app, tasks
+        self.gbnf = {name: task_gbnf(task) for name, task in tasks.items()}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        try:
+            body = json.loads(b"".join(chunks) or b"{}")
+        except json.JSONDecodeError as e:
+            return await self.reply(send, 400, f"request body is not JSON: {e.msg} at line {e.lineno}")
+        name = body.get("model") or (next(iter(self.tasks)) if len(self.tasks) == 1 else None)
+        if name not in self.tasks:
+            return await self.reply(send, 404, f"model {body.get('model')!r} is not served here; "
+                                               f"served: {', '.join(self.tasks)}")
+        data = json.dumps(with_task_defaults({**body, "model": name}, self.tasks[name], self.gbnf[name])).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()  # a disconnect, as the server would have seen it
+            sent = True
+            return {"type": "http.request", "body": data, "more_body": False}
+
+        return await self.app({**scope, "headers": headers}, replay, send)
+
+    @staticmethod
+    async def reply(send, status: int, message: str):
+        data = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+
+def build_app(models: dict[str, Path], params_path: str, n_threads: int = 0, n_ctx: int = 0,
+              api_key: str | None = None):
+    """llama_cpp.server's app over `models`, loading each GGUF as every model here is loaded;
+    each with its task's eval.n_ctx (the context eval measured it in) unless `n_ctx` is given."""
+    import llama_cpp.server.app as server_app
+    from llama_cpp.server.model import LlamaProxy
+    from llama_cpp.server.settings import ModelSettings, ServerSettings
+
+    contexts = {t: n_ctx or config.for_command(params_path, t)[0].eval.n_ctx for t in models}
+
+    class TaskProxy(LlamaProxy):
+        # llama_cpp.server loads with llama_cpp.Llama, which on an AMX CPU segfaults on the first
+        # quantised decode (tuneforge.llama_private says why); every load here goes through
+        # load_llama instead. This is the server's own extension point, a static method.
+        @staticmethod
+        def load_llama_from_model_settings(settings: ModelSettings):
+            return load_llama(settings.model, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                              n_batch=min(512, settings.n_ctx), seed=0, verbose=False)
+
+    threads = {"n_threads": n_threads} if n_threads else {}  # else llama_cpp.server's default
+    settings = [ModelSettings(model=str(path), model_alias=task, n_ctx=contexts[task], **threads)
+                for task, path in models.items()]
+    server_app.LlamaProxy = TaskProxy  # create_app builds its proxy from this module global
+    app = server_app.create_app(server_settings=ServerSettings(api_key=api_key), model_settings=settings)
+    return TaskDefaults(app, {t: get_task(t) for t in models})
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    ap = ArgumentParser(prog="python -m tuneforge.serve", description=__doc__.split("\n")[0])
+    ap.add_argument("--task", action="append", help="serve only this task (repeatable; default: every task "
+                    "with a promoted model)")
+    ap.add_argument("--model", action="append", default=[], metavar="TASK=GGUF",
+                    help="serve this pinned GGUF for TASK instead of its promoted one (repeatable)")
+    ap.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--threads", type=int, default=0, help="llama.cpp threads (0: llama_cpp.server's default)")
+    ap.add_argument("--n-ctx", type=int, default=0, help="context tokens (0: each task's eval.n_ctx)")
+    ap.add_argument("--api-key", help="require this bearer token (set one before listening beyond loopback)")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    if not Path(args.params).is_file():
+        ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
+    check_toolchain(config.load(args.params).toolchain.model_dump(), ["llama_cpp_python"])
+    models = served_models(args.params, args.task, args.model)
+    app = build_app(models, args.params, args.threads, args.n_ctx, args.api_key)
+    import uvicorn
+
+    log.info("serving %s on http://%s:%d/v1", ", ".join(f"{t} ({p})" for t, p in models.items()),
+             args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, "python -m tuneforge.serve"))

@@ -1,0 +1,139 @@
+"""make serve: llama_cpp.server over the tasks' GGUFs. The server runs for real on a free
+loopback port, over the session's tiny chain GGUF for both tasks (a random model: only the
+grammar makes its answers parse, which is what the server's default must guarantee)."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tuneforge.serve import with_task_defaults
+from tuneforge.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("changelog-actions", "commit-messages")
+DIFF = """diff --git a/src/app.py b/src/app.py
+--- a/src/app.py
++++ b/src/app.py
+@@ -1,2 +1,2 @@
+-timeout = 10
++timeout = 30
+ retries = 3
+"""
+INPUTS = {"changelog-actions": "Fixed a crash when `--output` points to a directory.", "commit-messages": DIFF}
+
+
+# ---------------------------------------------------------------- the defaults, as a function
+
+def test_a_raw_input_is_rendered_with_the_task_view_and_system_prompt():
+    task = get_task("commit-messages")
+    body = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task, "root ::= x")
+    assert body["messages"][0] == {"role": "system", "content": task.system_prompt}
+    assert body["messages"][1]["content"] == task.render_user(DIFF, None, None) != DIFF
+    assert body["grammar"] == "root ::= x" and body["temperature"] == 0.0
+
+
+def test_a_request_with_a_system_message_or_a_format_is_left_as_written():
+    task = get_task("changelog-actions")
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Entry: x"}]
+    body = with_task_defaults({"messages": messages, "temperature": 0.7,
+                               "response_format": {"type": "json_object"}}, task, "root ::= x")
+    assert body["messages"] == messages and "grammar" not in body and body["temperature"] == 0.7
+
+
+# ---------------------------------------------------------------- the real server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict, timeout: float = 300) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def server(chain):
+    pytest.importorskip("uvicorn")
+    gguf = chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf"
+    port = free_port()
+    cmd = [sys.executable, "-m", "tuneforge.serve", "--port", str(port), "--threads", "1", "--n-ctx", "2048",
+           *[a for t in TASKS for a in ("--model", f"{t}={gguf}")]]
+    proc = subprocess.Popen(cmd, cwd=chain, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/v1/models", timeout=5) as r:
+                models = json.loads(r.read())
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"the server did not start:\n{proc.stdout.read()[-3000:]}")
+            time.sleep(0.5)
+    yield base, models
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.model
+def test_every_served_answer_parses_as_its_tasks_json(server):
+    base, models = server
+    assert sorted(m["id"] for m in models["data"]) == sorted(TASKS)
+    for task in TASKS:  # alternating tasks: the server swaps the model each time
+        status, raw = post(f"{base}/v1/chat/completions",
+                           {"model": task, "messages": [{"role": "user", "content": INPUTS[task]}],
+                            "max_tokens": 1800})
+        assert status == 200, raw[:500]
+        reply = json.loads(raw)
+        assert reply["model"] == task
+        text = reply["choices"][0]["message"]["content"]
+        get_task(task).parse_label(text)  # raises unless it is the task's JSON
+
+
+@pytest.mark.model
+def test_a_streamed_answer_parses_too(server):
+    base, _ = server
+    req = urllib.request.Request(f"{base}/v1/chat/completions", json.dumps(
+        {"model": "changelog-actions", "stream": True, "max_tokens": 1800,
+         "messages": [{"role": "user", "content": INPUTS["changelog-actions"]}]}).encode(),
+        {"Content-Type": "application/json"})
+    pieces = []
+    with urllib.request.urlopen(req, timeout=300) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                pieces.append(json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+    get_task("changelog-actions").parse_label("".join(pieces))
+
+
+@pytest.mark.model
+def test_a_model_not_served_is_refused_not_answered_by_another(server):
+    base, _ = server
+    status, raw = post(f"{base}/v1/chat/completions",
+                       {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 404 and "not served here" in json.loads(raw)["error"]["message"]
+
+
+def test_a_task_without_a_promoted_model_is_not_served(chain, monkeypatch, capsys):
+    """The chain's random model failed its gates: nothing promoted, so nothing to serve."""
+    from tuneforge import serve
+
+    monkeypatch.chdir(chain)
+    with pytest.raises(serve.UserError, match="no task has a model to serve"):
+        serve.served_models("params.yaml", ["changelog-actions"], [])
