@@ -166,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"sha256 {sha}; general.name {gguf_name}; gate verdict {judged.verdict}")
         text = modelfile(
             os.path.relpath(gguf, mf_path.parent), fmt, stops, task.system_prompt, {
-                "temperature": 0, "num_predict": cfg["num_predict"],
-                "repeat_penalty": cfg["repeat_penalty"], "num_ctx": cfg["num_ctx"]},
+                # the context and token cap eval measured the model with (the task's own eval
+                # overrides: a commit diff needs 2048 tokens where a changelog entry needs 1024)
+                "temperature": 0, "num_predict": params.eval.max_tokens,
+                "repeat_penalty": cfg["repeat_penalty"], "num_ctx": params.eval.n_ctx},
             header, licence)
         # The Modelfile's TEMPLATE (Go-template semantics), the GGUF's embedded template (as
         # llama-cpp-python renders it) and the merged model's HF template must render every

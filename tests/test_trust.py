@@ -238,6 +238,19 @@ def test_a_quantisation_over_its_kl_bound_fails_the_gate_and_is_not_promoted(bui
     assert "| Q6_K | 0.0003 | 0.0001 (0.01) | 0.001 (0.1) | 0.9900 | yes |" in card
 
 
+def test_modelfiles_take_the_context_and_cap_eval_measured(built):
+    """A Modelfile's num_ctx and num_predict are eval's (the task's own overrides included):
+    commit-messages measured with 2048 and 192 while register wrote 1024 and 160 for it."""
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    params["eval"].update(n_ctx=1536, max_tokens=200)
+    (built / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert eval_stage.main(["changelog-actions"]) == 0
+    assert register.main(["changelog-actions"]) == 0
+    for path in (built / "models/changelog-actions/modelfiles").iterdir():
+        text = path.read_text()
+        assert "PARAMETER num_ctx 1536\n" in text and "PARAMETER num_predict 200\n" in text, path
+
+
 def test_eval_refuses_fidelity_figures_of_other_bytes(built):
     """`dvc repro quantize` alone: new Q6_K bytes, pinned, but fidelity measured the old ones."""
     before = write_fidelity(built).read_text()

@@ -208,11 +208,11 @@ class Eval(Section):
 
 
 class Register(Section):
+    # A Modelfile's num_ctx and num_predict are the task's eval.n_ctx and eval.max_tokens (the
+    # context and token cap its figures were measured with), not settings of their own.
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9._-]*)?$")]
     ollama: Literal["auto", "never"]
-    num_predict: Annotated[int, Field(ge=1)]
     repeat_penalty: Annotated[float, Field(gt=0)]
-    num_ctx: Annotated[int, Field(ge=64)]
 
 
 class Params(Section):
