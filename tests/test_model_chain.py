@@ -401,7 +401,8 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
     assert card.startswith(f"# {reg['promoted']}\n")
     assert f"ollama create {reg['promoted']} -f models/changelog-actions/modelfiles/" in card
     promoted = next(e for e in reg["models"] if e["status"] == "promoted")
-    assert f"python -m tuneforge.predict --model {promoted['gguf']} --product npm" in card
+    assert f"python -m tuneforge.predict --task {TASK_NAME} --model {promoted['gguf']} INPUT_FILE" in card
+    assert f"python -m tuneforge.serve --model {TASK_NAME}={promoted['gguf']}" in card
     assert f"| {smallest} | promoted |" in card and "| base " not in card  # base off here
     # predict runs the promoted GGUF while the chain holds; after quantize rewrites it (new
     # bytes, a new pin), neither register nor predict serves it: no gate saw those bytes

@@ -192,9 +192,12 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   + ("." if chosen.ollama_created else
                      " (not tried in this build: no Ollama here)."), "",
                   "With llama.cpp, from this repository (the same file, prompt, grammar and "
-                  "greedy decoding as eval; one entry per line in, one JSON line per entry out):",
-                  "", "```sh", "printf 'Removed the --legacy-peer-deps flag.\\n' | "
-                  f"python -m tuneforge.predict --model {chosen.gguf} --product npm", "```", ""]
+                  "greedy decoding as eval; the task's inputs from files or stdin, one JSON line "
+                  "per input out):", "", "```sh",
+                  f"python -m tuneforge.predict --task {task_name} --model {chosen.gguf} INPUT_FILE", "```", "",
+                  "As an OpenAI-compatible server (llama-cpp-python's own; a request's model name is "
+                  f"`{task_name}`, a user message without a system message is the raw input):", "", "```sh",
+                  f"python -m tuneforge.serve --model {task_name}={chosen.gguf}", "```", ""]
     else:
         lines += ["Nothing to run: no model was promoted.", ""]
 
