@@ -158,6 +158,18 @@ def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
             in table({"sections": {"build": build}}))
 
 
+def test_fidelity_share_is_each_tasks_fidelity_over_its_eval():
+    from tools.bench.pipeline import fidelity_share
+
+    stages = {"eval@a": 400.0, "fidelity@a": 30.0, "eval@b": 200.0, "fidelity@b": 40.0, "train@a": 9.0}
+    assert fidelity_share(stages) == {"a": 0.075, "b": 0.2}
+    build = {"noop_repro_s": 1.0, "baseline_dvc_status_s": 1.0, "noop_ratio": 1.0,
+             "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0, "incremental_ratio": 0.1,
+             "full_build_s": stages, "peak_rss_mb": stages, "fidelity_share_of_eval": fidelity_share(stages)}
+    text = table({"sections": {"build": build}})
+    assert "| `fidelity_share_of_eval` | b: fidelity 40.0 s | eval 200.0 s | 20.0% | ≤ 10% of eval |" in text
+
+
 def test_table_shows_the_floors_beside_the_figures_they_bound():
     size = {"entries_per_s": 10, "s": 9.0, "ratio": 1.1,
             "baseline_json": {"entries_per_s": 9, "s": 10.0},

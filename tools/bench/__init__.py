@@ -7,7 +7,8 @@ Out: reports/bench.json (sections merged, so --only refreshes one) and the READM
 Sections (issue #6):
   build   a clean clone of HEAD built from scratch, stage by stage (full_build_s,
           peak_rss_mb), its outputs compared with the committed dvc.lock (bit-identical
-          check), then one eval.* param changed (incremental_ratio), then a no-op
+          check; fidelity_share_of_eval: each task's fidelity stage against its eval stage),
+          then one eval.* param changed (incremental_ratio), then a no-op
           `dvc repro` against `dvc status` (noop_repro_s), and the same two commands on
           a chain of as many empty `cp` stages (dvc_floor: DVC's own no-op ratio)
   data    backfill -> export on entries resampled from the real snapshot, against a
