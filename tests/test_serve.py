@@ -66,12 +66,11 @@ def post(url: str, body: dict, timeout: float = 300) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
-@pytest.fixture(scope="module")
-def server(chain):
-    pytest.importorskip("uvicorn")
+def start_server(chain: Path, n_ctx: int):
+    """`python -m tuneforge.serve` over the chain's Q8_0 GGUF for both tasks; (process, base URL, /v1/models)."""
     gguf = chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf"
     port = free_port()
-    cmd = [sys.executable, "-m", "tuneforge.serve", "--port", str(port), "--threads", "1", "--n-ctx", "2048",
+    cmd = [sys.executable, "-m", "tuneforge.serve", "--port", str(port), "--threads", "1", "--n-ctx", str(n_ctx),
            *[a for t in TASKS for a in ("--model", f"{t}={gguf}")]]
     proc = subprocess.Popen(cmd, cwd=chain, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}"))
@@ -80,13 +79,18 @@ def server(chain):
     while True:
         try:
             with urllib.request.urlopen(f"{base}/v1/models", timeout=5) as r:
-                models = json.loads(r.read())
-            break
+                return proc, base, json.loads(r.read())
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"the server did not start:\n{proc.stdout.read()[-3000:]}")
             time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def server(chain):
+    pytest.importorskip("uvicorn")
+    proc, base, models = start_server(chain, 2048)
     yield base, models
     proc.terminate()
     proc.wait(timeout=30)
@@ -137,3 +141,24 @@ def test_a_task_without_a_promoted_model_is_not_served(chain, monkeypatch, capsy
     monkeypatch.chdir(chain)
     with pytest.raises(serve.UserError, match="no task has a model to serve"):
         serve.served_models("params.yaml", ["changelog-actions"], [])
+
+
+@pytest.mark.model
+def test_the_teacher_client_labels_through_the_real_server_and_resumes(chain, tmp_path):
+    """tuneforge.teacher against llama_cpp.server (a small context: the random model's JSON
+    stops at it): every prompt answered, concurrently, and a rerun asks nothing."""
+    pytest.importorskip("uvicorn")
+    from tuneforge import teacher
+
+    proc, base, _ = start_server(chain, 256)
+    try:
+        task = get_task("changelog-actions")
+        prompts = {f"id{i}": task.messages(f"Fixed bug {i} in the parser.", None, None) for i in range(3)}
+        cfg = {"base_url": f"{base}/v1", "model": "changelog-actions", "concurrency": 2, "timeout_s": 120}
+        rows, asked = teacher.label_all(prompts, cfg, tmp_path / "cache.jsonl")
+        assert asked == 3 and all(isinstance(r.get("content"), str) for r in rows.values()), rows
+        again, asked = teacher.label_all(prompts, cfg, tmp_path / "cache.jsonl")
+        assert asked == 0 and again == rows
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -1,6 +1,7 @@
 """The optional teacher against a real OpenAI-compatible HTTP server on loopback."""
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,13 +14,33 @@ from tuneforge.io import read_jsonl
 class FakeTeacher(BaseHTTPRequestHandler):
     calls: list[dict] = []
     fail_on: set[str] = set()
+    flaky: dict[str, int] = {}      # prompt text -> failures (503) left before it answers
+    refuse_on: set[str] = set()     # prompt texts answered 400 (a bad request: never retried)
+    lock = threading.Lock()
+    in_flight = max_in_flight = 0
 
     def do_POST(self):  # noqa: N802 - http.server's name
+        with FakeTeacher.lock:
+            FakeTeacher.in_flight += 1
+            FakeTeacher.max_in_flight = max(FakeTeacher.max_in_flight, FakeTeacher.in_flight)
+        try:
+            self.answer()
+        finally:
+            with FakeTeacher.lock:
+                FakeTeacher.in_flight -= 1
+
+    def answer(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeTeacher.calls.append({"auth": self.headers.get("Authorization"), "body": body})
         user = body["messages"][1]["content"]
-        if any(f in user for f in FakeTeacher.fail_on):
-            self.send_response(500)
+        time.sleep(0.02)  # long enough for concurrent requests to overlap
+        left = next((k for k in FakeTeacher.flaky if k in user and FakeTeacher.flaky[k] > 0), None)
+        code = (500 if any(f in user for f in FakeTeacher.fail_on) else 503 if left
+                else 400 if any(f in user for f in FakeTeacher.refuse_on) else 200)
+        if left:
+            FakeTeacher.flaky[left] -= 1
+        if code != 200:
+            self.send_response(code)
             self.end_headers()
             return
         label = {"kind": "fix", "severity": "low", "subject": "teacher subject",
@@ -38,7 +59,8 @@ class FakeTeacher(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    FakeTeacher.calls, FakeTeacher.fail_on = [], set()
+    FakeTeacher.calls, FakeTeacher.fail_on, FakeTeacher.flaky, FakeTeacher.refuse_on = [], set(), {}, set()
+    FakeTeacher.in_flight = FakeTeacher.max_in_flight = 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeTeacher)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -78,6 +100,20 @@ def test_failures_are_retried_next_run_and_a_torn_cache_line_is_ignored(server, 
     before = len(FakeTeacher.calls)
     rows, asked = teacher.label_all(prompts, cfg(server), cache)
     assert asked == 1 and len(FakeTeacher.calls) == before + 1 and "content" in rows["id2"]
+
+
+def test_transient_failures_are_retried_with_backoff_and_a_bad_request_is_not(server, tmp_path):
+    prompts = {f"id{i}": [{"role": "system", "content": "s"}, {"role": "user", "content": f"Entry: e{i}"}]
+               for i in range(6)}
+    FakeTeacher.flaky = {"e1": 2, "e4": teacher.ATTEMPTS}  # e1 recovers on its third try; e4 never does
+    FakeTeacher.refuse_on = {"e5"}
+    rows, asked = teacher.label_all(prompts, cfg(server), tmp_path / "cache.jsonl")
+    users = [c["body"]["messages"][1]["content"] for c in FakeTeacher.calls]
+    assert asked == 6 and "content" in rows["id1"] and users.count("Entry: e1") == 3
+    assert "HTTPError" in rows["id4"]["error"] and users.count("Entry: e4") == teacher.ATTEMPTS
+    assert "HTTP Error 400" in rows["id5"]["error"] and users.count("Entry: e5") == 1  # not retried
+    assert FakeTeacher.max_in_flight <= cfg(server)["concurrency"]  # the bound holds
+    assert FakeTeacher.max_in_flight > 1  # and requests did run concurrently
 
 
 def test_evidence_stage_records_teacher_candidates(server, workdir, run_pipeline):

@@ -2,8 +2,11 @@
 
 Answers are cached append-only (one JSON line per answer, keyed by model and
 prompt hash), so an interrupted run resumes without asking again. Requests run
-concurrently under a bound. The API key comes from the environment
-(TEACHER_API_KEY), never from params, and is never logged.
+concurrently under a bound, each with its own timeout; a transient failure (no
+connection, a reset, a timeout, HTTP 429 or 5xx) is retried with exponential backoff
+(tenacity), any other (a 4xx: a bad request, a wrong key) is not. A prompt that still
+fails is reported, not cached, and asked again on the next run. The API key comes from
+the environment (TEACHER_API_KEY), never from params, and is never logged.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
 from tuneforge.io import canonical_json, sha256_text
@@ -41,6 +45,18 @@ def load_cache(path: str | Path) -> dict[str, dict]:
     return cache
 
 
+ATTEMPTS = 4  # a request and 3 retries, waiting 0.5, 1, 2 s (wait_exponential below)
+
+
+def transient(e: BaseException) -> bool:
+    """Worth asking again: the server was busy or unreachable, not the request wrong."""
+    if isinstance(e, urllib.error.HTTPError):
+        return e.code == 429 or e.code >= 500
+    return isinstance(e, (urllib.error.URLError, TimeoutError, ConnectionError))
+
+
+@retry(retry=retry_if_exception(transient), stop=stop_after_attempt(ATTEMPTS),
+       wait=wait_exponential(multiplier=0.5, max=8), reraise=True)
 def ask(base_url: str, model: str, messages: list[dict], timeout_s: float) -> str:
     body = json.dumps({"model": model, "messages": messages, "temperature": 0,
                        "response_format": {"type": "json_object"}}).encode()
