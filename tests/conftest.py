@@ -19,7 +19,7 @@ TASK = "changelog-actions"  # the task the fixtures hold data for
 # a module's tests stay on one worker, so its module fixtures are built once; the modules that
 # read the session's tiny chain (tests/conftest.py `chain`, ~75 s to build) share one worker;
 # and the two longest groups are queued first, one per worker, so neither starts last.
-CHAIN_MODULES = {"test_model_chain", "test_fidelity", "test_template_check", "test_serve"}
+CHAIN_MODULES = {"test_model_chain", "test_fidelity", "test_template_check", "test_serve", "test_replay"}
 LONGEST_FIRST = ("test_versions", "chain")
 
 

@@ -1,0 +1,302 @@
+"""Replay: the task model on new inputs with retrieved worked examples, a deterministic
+validation gate, escalation only on failure, and every run logged (issue 22 item 3; the
+runtime of ../shared/seeds/003-distillation-pipeline-commits.txt, phase 7).
+
+Run: python -m tuneforge.replay --task T [FILE ...] [--k 3] [--no-retrieval]
+                                [--allow-escalation] [--model GGUF] [--log PATH]
+
+For each input (read as predict reads it: lines or a whole document, normalised and redacted):
+1. retrieve the k labeled records of the task's RAG export (data/<task>/exports/rag/rag.jsonl)
+   most similar to it, by BM25 over word tokens, computed in DuckDB (the index is built once
+   per export and kept in the cache, keyed by the export's SHA-256); `--no-retrieval` is the
+   explicit baseline without them;
+2. put them in the prompt as worked examples (user turn, the record's label as the assistant
+   turn; the most similar nearest the input), as many as fit the context;
+3. decode greedily under the task's output grammar, as eval and predict do;
+4. validate deterministically: the answer parses as the task's JSON, its STYLE checks pass
+   (tuneforge.tasks' style_problems: every contract rule code can check) and the decoder did
+   not have to close it at the token cap;
+5. only when that fails and --allow-escalation is given, ask the teacher endpoint
+   (params.yaml evidence.teacher; key from TEACHER_API_KEY) and validate its answer the same way;
+6. append one ReplayRecord (schemas/replay_record.schema.json) to the append-only replay log
+   and print it as a JSON line.
+Exit 1 when an input ends without an accepted answer.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneforge import config, teacher
+from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
+from tuneforge.decode import Decoder, Settings, task_gbnf
+from tuneforge.io import sha256_file, sha256_text
+from tuneforge.llama_private import CLOSE_RESERVE
+from tuneforge.names import CACHE, TaskPaths
+from tuneforge.predict import jsonl_rows, promoted_gguf, read_entries
+from tuneforge.tasks import Task, get_task
+from tuneforge.toolchain import check_toolchain
+from tuneforge.verdict import pinned_sha256
+
+log = logging.getLogger("replay")
+
+# ---------------------------------------------------------------- the log's record
+
+Verdict = Literal["accepted", "rejected", "escalated_accepted", "escalated_rejected"]
+
+
+class Retrieved(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="the RAG export row's id")
+    score: float = Field(description="BM25 score against the input")
+
+
+class ReplayRecord(BaseModel):
+    """One replay run of one input: the replay log's line (append-only JSONL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+    task: str
+    input_sha256: str = Field(description="sha256 of `text`")
+    text: str = Field(description="the input as decoded: normalised and redacted as backfill does (never a secret)")
+    hint: str | None
+    product: str | None
+    model_sha256: str = Field(description="the GGUF that answered")
+    retrieval: list[Retrieved] | None = Field(description="the worked examples, most similar first; "
+                                                          "null with --no-retrieval")
+    answer: str = Field(description="the model's answer, as decoded")
+    closed_by_decoder: bool
+    problems: list[str] = Field(description="why the model's answer failed validation (empty: accepted)")
+    escalated: bool = Field(description="the teacher was asked (only after a failure, only when allowed)")
+    teacher_answer: str | None = None
+    teacher_problems: list[str] | None = None
+    verdict: Verdict
+    label: dict | None = Field(description="the accepted label (the model's or the teacher's); null when none")
+
+
+# ---------------------------------------------------------------- retrieval: BM25 in DuckDB
+
+TOKEN = r"[a-z0-9_]+"  # words, lowercased: the same regex in SQL and Python (query side)
+K1, B = 1.2, 0.75      # BM25's usual constants (Robertson; Lucene's defaults)
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(TOKEN, text.lower())
+
+
+class Index:
+    """BM25 over a RAG export, in a DuckDB file cached per export SHA-256. DuckDB's fts
+    extension would do this, but it is downloaded at first use and these machines have no
+    internet, so the index is the same few tables in plain SQL."""
+
+    def __init__(self, rag: Path, cache_dir: Path | None = None):
+        import duckdb
+
+        self.rag, cache_dir = rag, cache_dir or CACHE / "replay"
+        digest = sha256_file(rag)
+        path = cache_dir / f"bm25-{digest[:32]}.duckdb"
+        if not path.exists():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=cache_dir)
+            os.close(fd)
+            os.unlink(tmp)  # DuckDB creates its own file
+            try:
+                self._build(duckdb.connect(tmp), rag)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        self.db = duckdb.connect(str(path), read_only=True)
+        self.n, self.avgdl = self.db.execute("SELECT n, avgdl FROM stats").fetchone()
+
+    @staticmethod
+    def _build(db, rag: Path) -> None:
+        db.execute("""
+            CREATE TABLE docs AS
+            SELECT row_number() OVER (ORDER BY id) AS d, id, text, hint, product, label::VARCHAR AS label
+            FROM read_json(?, format='newline_delimited',
+                           columns={'id': 'VARCHAR', 'text': 'VARCHAR', 'hint': 'VARCHAR', 'product': 'VARCHAR',
+                                    'label': 'JSON', 'category': 'VARCHAR', 'source_file': 'VARCHAR',
+                                    'line': 'BIGINT'})""", [str(rag)])
+        db.execute(f"""
+            CREATE TABLE terms AS
+            SELECT d, term, count(*)::INTEGER AS tf
+            FROM (SELECT d, unnest(regexp_extract_all(lower(text), '{TOKEN}')) AS term FROM docs)
+            GROUP BY d, term""")
+        db.execute("CREATE TABLE doclen AS SELECT d, sum(tf)::INTEGER AS len FROM terms GROUP BY d")
+        db.execute("CREATE TABLE df AS SELECT term, count(*)::INTEGER AS df FROM terms GROUP BY term")
+        db.execute("CREATE TABLE stats AS SELECT (SELECT count(*) FROM docs) AS n, "
+                   "(SELECT avg(len) FROM doclen)::DOUBLE AS avgdl")
+        db.close()
+
+    def search(self, query: str, k: int) -> list[dict]:
+        """The k best rows for `query`, best first (ties by id: the same answer every run)."""
+        words = sorted(set(tokens(query)))
+        if not words or k <= 0:
+            return []
+        rows = self.db.execute(f"""
+            WITH q AS (SELECT unnest(?::VARCHAR[]) AS term),
+            scored AS (
+                SELECT t.d, sum(ln((? - df.df + 0.5) / (df.df + 0.5) + 1)
+                                * t.tf * ({K1} + 1) / (t.tf + {K1} * (1 - {B} + {B} * l.len / ?))) AS score
+                FROM terms t JOIN q USING (term) JOIN df USING (term) JOIN doclen l USING (d)
+                GROUP BY t.d)
+            SELECT docs.id, docs.text, docs.hint, docs.product, docs.label, scored.score
+            FROM scored JOIN docs USING (d)
+            ORDER BY scored.score DESC, docs.id LIMIT ?""", [words, self.n, self.avgdl, k]).fetchall()
+        return [{"id": r[0], "text": r[1], "hint": r[2], "product": r[3], "label": json.loads(r[4]),
+                 "score": round(r[5], 6)} for r in rows]
+
+
+def bm25(corpus: list[str], query: str) -> list[float]:
+    """The same score in plain Python, for the tests (and a reader) to check the SQL against."""
+    docs = [tokens(t) for t in corpus]
+    n, avgdl = len(docs), sum(map(len, docs)) / len(docs)
+    out = []
+    for doc in docs:
+        s = 0.0
+        for term in set(tokens(query)):
+            tf = doc.count(term)
+            if tf:
+                df = sum(term in d for d in docs)
+                idf = math.log((n - df + 0.5) / (df + 0.5) + 1)
+                s += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * len(doc) / avgdl))
+        out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------- prompt, validation
+
+def messages(task: Task, entry: dict, examples: list[dict], fits) -> tuple[list[dict], list[dict]]:
+    """The chat with worked examples (the most similar nearest the input), dropping the least
+    similar until `fits(messages)`; returns (messages, the examples kept, best first)."""
+    kept = list(examples)
+    while True:
+        chat = [{"role": "system", "content": task.system_prompt}]
+        for ex in reversed(kept):  # best last: nearest the input
+            chat += [{"role": "user", "content": task.render_user(ex["text"], ex["hint"], ex["product"])},
+                     {"role": "assistant", "content": task.render_label(ex["label"])}]
+        chat.append({"role": "user", "content": task.render_user(entry["text"], entry["hint"], entry["product"])})
+        if not kept or fits(chat):
+            return chat, kept
+        kept.pop()
+
+
+def problems(task: Task, answer: str, entry: dict, closed_by_decoder: bool = False) -> tuple[list[str], dict | None]:
+    """Why an answer fails the gate (empty: it passes), and its label when it parses."""
+    try:
+        label = task.parse_label(answer).model_dump(mode="json")
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        return [f"not_schema_valid: {str(e).splitlines()[0]}"], None
+    found = [f"style: {code}" for code in task.style_problems(label, entry["text"], entry["hint"])]
+    if closed_by_decoder:
+        found.append("closed_by_decoder")
+    return found, label
+
+
+# ---------------------------------------------------------------- the command
+
+def append(path: Path, record: ReplayRecord) -> None:
+    """One line per run, flushed: a killed run loses at most the line it was writing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(record.model_dump_json() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    ap = ArgumentParser(prog="python -m tuneforge.replay", description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", help="input files (as predict reads them); default stdin")
+    ap.add_argument("--task", help="a key of params.yaml's tasks (default: the only one listed)")
+    ap.add_argument("--model", help="a pinned GGUF (default: the registry's promoted model)")
+    ap.add_argument("--k", type=int, default=3, help="worked examples retrieved per input (default 3)")
+    ap.add_argument("--no-retrieval", action="store_true", help="the baseline: no worked examples")
+    ap.add_argument("--allow-escalation", action="store_true",
+                    help="ask the teacher endpoint (params evidence.teacher) when an answer fails validation")
+    ap.add_argument("--log", help="the replay log to append to (default data/<task>/replay/log.jsonl)")
+    ap.add_argument("--params", default="params.yaml")
+    args = ap.parse_args(argv)
+    if not Path(args.params).is_file():
+        ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
+    if args.k < 0:
+        ap.error(f"--k {args.k}: must be 0 or more")
+    inputs = []
+    for name in args.files or ["-"]:
+        shown = "<stdin>" if name == "-" else name
+        inputs.append((shown, decode_utf8(read_input(name, "input file"), shown)))
+        if shown.endswith(".jsonl"):
+            jsonl_rows(shown, inputs[-1][1])
+
+    params, name = config.for_command(args.params, args.task)
+    task, paths = get_task(name), TaskPaths(name)
+    entries = [e for shown, text in inputs for e in read_entries(shown, text, None, None, task.input_kind)]
+    if not entries:
+        log.warning("no inputs")
+        return 0
+    check_toolchain(params.toolchain.model_dump(), ["llama_cpp_python"])
+    model = Path(args.model) if args.model else promoted_gguf(paths.registry)
+    model_sha = pinned_sha256(model)
+    rag = paths.exports_dir / "rag" / "rag.jsonl"
+    if not args.no_retrieval and not rag.is_file():
+        raise UserError(f"{rag}: no RAG export to retrieve from: build it (dvc repro export@{name}) "
+                        "or pass --no-retrieval")
+    index = None if args.no_retrieval else Index(rag)
+    teach = params.evidence.teacher
+    log_path = Path(args.log) if args.log else paths.data / "replay" / "log.jsonl"
+
+    settings = Settings.from_eval(params.eval.model_dump())
+    decoder = Decoder(model, task_gbnf(task), settings)
+    # the prompt must leave room for the answer and the decoder's closing reserve
+    budget = settings.n_ctx - settings.max_tokens - CLOSE_RESERVE
+
+    def fits(chat: list[dict]) -> bool:
+        text = "".join(m["content"] for m in chat)
+        return len(decoder.llm.tokenize(text.encode(), add_bos=False)) + 8 * len(chat) <= budget
+
+    unresolved = 0
+    for entry in entries:
+        found = [] if index is None else index.search(entry["text"], args.k)
+        chat, kept = messages(task, entry, found, fits)
+        answer = decoder.answer(chat)
+        bad, label = problems(task, answer.text, entry, answer.closed_by_decoder)
+        verdict: Verdict = "rejected" if bad else "accepted"
+        t_answer = t_bad = None
+        if bad and args.allow_escalation:
+            try:
+                t_answer = teacher.ask(teach.base_url, teach.model, task.messages(entry["text"], entry["hint"],
+                                                                                  entry["product"]), teach.timeout_s)
+                t_bad, t_label = problems(task, t_answer, entry)
+            except OSError as e:  # URLError, timeouts: the teacher was asked and did not answer
+                t_bad, t_label = [f"teacher_unreachable: {type(e).__name__}: {e}"], None
+            verdict = "escalated_rejected" if t_bad else "escalated_accepted"
+            label = None if t_bad else t_label
+        elif bad:
+            label = None
+        record = ReplayRecord(
+            task=name, input_sha256=sha256_text(entry["text"]), text=entry["text"], hint=entry["hint"],
+            product=entry["product"], model_sha256=model_sha,
+            retrieval=None if index is None else [Retrieved(id=e["id"], score=e["score"]) for e in kept],
+            answer=answer.text, closed_by_decoder=answer.closed_by_decoder, problems=bad,
+            escalated=t_bad is not None, teacher_answer=t_answer, teacher_problems=t_bad, verdict=verdict,
+            label=label)
+        append(log_path, record)
+        print(record.model_dump_json())
+        unresolved += label is None
+    log.info("%d inputs, %d accepted (%s), log %s", len(entries), len(entries) - unresolved,
+             "no retrieval" if index is None else f"k={args.k}", log_path)
+    return 1 if unresolved else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, "python -m tuneforge.replay"))
