@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate install-hook serve
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate install-hook serve review
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -182,6 +182,13 @@ harvest-patches: setup
 # what the server adds to a request: the task's view, system prompt, output grammar, greedy).
 serve: setup
 	$(PY) -m tuneforge.serve --port $(or $(PORT),8000)
+
+# Hand labels (tuneforge/review.py): `make review TASK=T [N=50]` writes the review queue to
+# reports/<task>/review/ (queue.jsonl and Label Studio's import JSON); `make review TASK=T
+# IMPORT=labeled.jsonl LABELER=name CONTRACT=v6` checks the labeled rows and appends them to the
+# task's hand-label file (all or nothing).
+review: setup
+	$(if $(IMPORT),$(PY) -m tuneforge.review import "$(IMPORT)" --labeler "$(LABELER)" --contract "$(CONTRACT)",	  $(PY) -m tuneforge.review export --n $(or $(N),50)) $(if $(TASK),--task $(TASK))
 
 # Install a prepare-commit-msg hook in the git repository REPO (a path, relative to this directory or
 # absolute): a plain `git commit` there starts from the commit-messages model's message for the
