@@ -42,6 +42,7 @@ from tuneforge.records import (
     ScoredRecord,
     SftSample,
 )
+from tuneforge.schema_check import SchemaCheck
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key
 
@@ -284,15 +285,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = {split: [sft_sample(task, r, split, None) for r in recs]
                 for split, recs in (("train", train), ("valid", valid))}
 
+    # each row is checked against its generated schema as it is written (tuneforge.schema_check)
     outputs = {
-        out_dir / "sft" / "train.jsonl": rows["train"],
-        out_dir / "sft" / "valid.jsonl": rows["valid"],
-        out_dir / "rag" / "rag.jsonl": sorted(rag, key=lambda r: r.id),
-        out_dir / "preference" / "pairs.jsonl": sorted(pairs, key=lambda p: p.id),
-        paths.quarantine("export"): sorted(dropped, key=lambda q: q.id),
+        out_dir / "sft" / "train.jsonl": (rows["train"], SftSample),
+        out_dir / "sft" / "valid.jsonl": (rows["valid"], SftSample),
+        out_dir / "rag" / "rag.jsonl": (sorted(rag, key=lambda r: r.id), RagSample),
+        out_dir / "preference" / "pairs.jsonl": (sorted(pairs, key=lambda p: p.id), PreferencePair),
+        paths.quarantine("export"): (sorted(dropped, key=lambda q: q.id), QuarantineRecord),
     }
-    for path, out_rows in outputs.items():
-        write_jsonl(path, out_rows)
+    checks = {model: SchemaCheck(model) for _, model in outputs.values()}  # each built once
+    for path, (out_rows, model) in outputs.items():
+        write_jsonl(path, checks[model].rows(path, out_rows))
         receipt.outputs.append(path)
     leakage = leakage_report(gold_texts, gold, {"train": train, "valid": valid}, removed)
     write_json(paths.leakage, leakage)
