@@ -357,9 +357,11 @@ def render_fidelity(root: Path) -> str:
     rows = ["| task | GGUF | size MB | KL mean (bound) | KL p99 (bound) | top-1 | answer tokens | within bounds |",
             "|---|---|---|---|---|---|---|---|"]
     trips = []
-    for task in config.load(root / config.PARAMS).tasks:
+    params = config.load(root / config.PARAMS)
+    order = [params.convert.outtype, *params.quantize.types]  # the file's keys are sorted
+    for task in params.tasks:
         report = _report(root, str(names.TaskPaths.for_task(task).fidelity))
-        for key, v in report["models"].items():
+        for key, v in sorted(report["models"].items(), key=lambda kv: order.index(kv[0])):
             rows.append(f"| {task} | {key} | {v['size_mb']} | {v['kl_mean']:.2g} ({v['max_kl_mean']:g}) "
                         f"| {v['kl_p99']:.2g} ({v['max_kl_p99']:g}) | {v['top1']:.4f} | {v['tokens']} "
                         f"| {'yes' if v['passed'] else 'no'} |")
