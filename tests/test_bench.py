@@ -82,7 +82,7 @@ def test_clean_build_targets_are_the_stages_dvc_expands_in_pipeline_order(tmp_pa
     repo = _pipeline_with_two_tasks(tmp_path)
     stages = pipeline_stages(repo)
     assert stages[:3] == [f"backfill@{TASK}", "backfill@commit-messages", f"evidence@{TASK}"]
-    assert stages.count("base") == 1 and len(stages) == 1 + 2 * 10
+    assert stages.count("base") == 1 and len(stages) == 1 + 2 * 11
     assert stages.index("base") < stages.index(f"train@{TASK}")
     subprocess.run(["dvc", "init", "-q", "--no-scm"], cwd=repo, check=True)
     listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=repo, check=True,

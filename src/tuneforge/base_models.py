@@ -149,7 +149,7 @@ def _digits_then_byte_level():
 # tokenizer.json does) differs on whitespace before a digit ("  1": byte-level alone gives
 # ' ', ' 1' -> ' ', ' ', '1'; llama.cpp gives '  ', '1'), so training saw ids the shipped GGUF
 # never produces on 10 of 776 commit-messages rows (found by the fidelity stage's round trip).
-GGUF_PRE_TOKENIZERS: dict[str, Callable[[], Any]] = {"smollm": _digits_then_byte_level}
+GGUF_PRE_SPLITS: dict[str, Callable[[], Any]] = {"smollm": _digits_then_byte_level}
 
 
 def load_tokenizer(src: BaseSource):
@@ -161,8 +161,8 @@ def load_tokenizer(src: BaseSource):
         from tuneforge.gguf_tools import read_metadata
 
         pre = read_metadata(Path(src.directory) / src.gguf_file, ["tokenizer.ggml.pre"]).get("tokenizer.ggml.pre")
-        if pre in GGUF_PRE_TOKENIZERS:
-            tok.backend_tokenizer.pre_tokenizer = GGUF_PRE_TOKENIZERS[pre]()
+        if pre in GGUF_PRE_SPLITS:
+            tok.backend_tokenizer.pre_tokenizer = GGUF_PRE_SPLITS[pre]()
     if not tok.chat_template:
         raise ValueError(f"{src.directory}: the tokenizer has no chat template; SFT and the "
                          "Ollama Modelfile are both derived from it")
