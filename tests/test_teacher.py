@@ -16,20 +16,8 @@ class FakeTeacher(BaseHTTPRequestHandler):
     fail_on: set[str] = set()
     flaky: dict[str, int] = {}      # prompt text -> failures (503) left before it answers
     refuse_on: set[str] = set()     # prompt texts answered 400 (a bad request: never retried)
-    lock = threading.Lock()
-    in_flight = max_in_flight = 0
 
     def do_POST(self):  # noqa: N802 - http.server's name
-        with FakeTeacher.lock:
-            FakeTeacher.in_flight += 1
-            FakeTeacher.max_in_flight = max(FakeTeacher.max_in_flight, FakeTeacher.in_flight)
-        try:
-            self.answer()
-        finally:
-            with FakeTeacher.lock:
-                FakeTeacher.in_flight -= 1
-
-    def answer(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeTeacher.calls.append({"auth": self.headers.get("Authorization"), "body": body})
         user = body["messages"][1]["content"]
@@ -60,7 +48,6 @@ class FakeTeacher(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     FakeTeacher.calls, FakeTeacher.fail_on, FakeTeacher.flaky, FakeTeacher.refuse_on = [], set(), {}, set()
-    FakeTeacher.in_flight = FakeTeacher.max_in_flight = 0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeTeacher)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -102,7 +89,21 @@ def test_failures_are_retried_next_run_and_a_torn_cache_line_is_ignored(server, 
     assert asked == 1 and len(FakeTeacher.calls) == before + 1 and "content" in rows["id2"]
 
 
-def test_transient_failures_are_retried_with_backoff_and_a_bad_request_is_not(server, tmp_path):
+def test_transient_failures_are_retried_with_backoff_and_a_bad_request_is_not(server, tmp_path, monkeypatch):
+    # requests in flight, counted on the client (the server's handlers outlive their responses)
+    real, lock, flight = teacher.urllib.request.urlopen, threading.Lock(), {"now": 0, "max": 0}
+
+    def counting(*args, **kwargs):
+        with lock:
+            flight["now"] += 1
+            flight["max"] = max(flight["max"], flight["now"])
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                flight["now"] -= 1
+
+    monkeypatch.setattr(teacher.urllib.request, "urlopen", counting)
     prompts = {f"id{i}": [{"role": "system", "content": "s"}, {"role": "user", "content": f"Entry: e{i}"}]
                for i in range(6)}
     FakeTeacher.flaky = {"e1": 2, "e4": teacher.ATTEMPTS}  # e1 recovers on its third try; e4 never does
@@ -112,8 +113,7 @@ def test_transient_failures_are_retried_with_backoff_and_a_bad_request_is_not(se
     assert asked == 6 and "content" in rows["id1"] and users.count("Entry: e1") == 3
     assert "HTTPError" in rows["id4"]["error"] and users.count("Entry: e4") == teacher.ATTEMPTS
     assert "HTTP Error 400" in rows["id5"]["error"] and users.count("Entry: e5") == 1  # not retried
-    assert FakeTeacher.max_in_flight <= cfg(server)["concurrency"]  # the bound holds
-    assert FakeTeacher.max_in_flight > 1  # and requests did run concurrently
+    assert 1 < flight["max"] <= cfg(server)["concurrency"]  # concurrent, within the bound
 
 
 def test_evidence_stage_records_teacher_candidates(server, workdir, run_pipeline):
