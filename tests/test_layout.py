@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "tuneforge"
 
 # The commands a user runs (README: predict, evaluate by hand; harvest, harvest-patches; install-hook's
-# tuneforge.hook; the schemas `make lint` checks; make serve, replay, make review). A new `python -m tuneforge.X` in README.md or the Makefile
-# must be added here on purpose, or live in tools/.
+# tuneforge.hook; the schemas `make lint` checks; make serve, replay, make review). A new
+# `python -m tuneforge.X` in README.md or the Makefile must be added here on purpose, or live in tools/.
 USER_COMMANDS = ("tuneforge.predict", "tuneforge.evaluate", "tuneforge.harvest", "tuneforge.harvest_patches",
                  "tuneforge.hook", "tuneforge.schema_gen", "tuneforge.serve", "tuneforge.replay", "tuneforge.review")
 OUTSIDE = ("tools", "tests")  # top-level packages of the repo the library must not reach into
