@@ -237,7 +237,7 @@ def secrets_suite(seed: int, scratch: Path, model: bool, tiny_base: Path | None)
         "redactions_in_backfill_receipt": redactions,
         "files_scanned": scan["files_scanned"],
         "tracked_files_checked": len(tracked),
-        "model_half": model_note or "tiny model chain: train, merge, convert, quantize, eval, register",
+        "model_half": model_note or f"tiny model chain: {', '.join((*MODEL_STAGES[1:], 'eval', 'register'))}",
         "leaks": leaks[:50],
         "leak_count": len(leaks),
         "seconds": round(time.monotonic() - start, 1),
