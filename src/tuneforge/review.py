@@ -44,21 +44,24 @@ QUEUE_FIELDS = ("id", "text", "hint", "product", "version", "source_file", "line
 CONTRACT = re.compile(r"^v\d+(\.\d+)?$")  # the contract's own version names (v1 ... v6)
 
 
-def gold_matcher(params, name: str) -> tuple[GoldMatcher, list[str], float]:
-    cfg = params.export.model_dump()
-    gold = [row["text"] for row in read_jsonl(params.tasks[name].gold)]
-    return (GoldMatcher(gold, cfg["near_dup_threshold"], cfg["near_dup_min_contained_words"]), gold,
-            cfg["near_dup_threshold"])
+class GoldCheck:
+    """Whether a text may be labeled for training: not a gold entry, nor a near-duplicate of one
+    (export's own measure and threshold). The gold keys and the matcher are built once."""
 
+    def __init__(self, params, name: str):
+        cfg = params.export.model_dump()
+        gold = [row["text"] for row in read_jsonl(params.tasks[name].gold)]
+        self.keys = {content_key(g) for g in gold}
+        self.threshold = cfg["near_dup_threshold"]
+        self.matcher = GoldMatcher(gold, self.threshold, cfg["near_dup_min_contained_words"])
 
-def near_gold(matcher: GoldMatcher, gold: list[str], text: str, threshold: float) -> str | None:
-    """Why `text` may not be labeled for training: it is, or nearly is, a gold entry."""
-    if content_key(text) in {content_key(g) for g in gold}:
-        return "is a gold entry"
-    best = next(iter(matcher.matches(text)), None)
-    if best is not None and best.score >= threshold:
-        return f"near-duplicate of gold entry {best.gold + 1} ({best.how} similarity {best.score:.2f})"
-    return None
+    def why_not(self, text: str) -> str | None:
+        if content_key(text) in self.keys:
+            return "is a gold entry"
+        best = next(iter(self.matcher.matches(text)), None)
+        if best is not None and best.score >= self.threshold:
+            return f"near-duplicate of gold entry {best.gold + 1} ({best.how} similarity {best.score:.2f})"
+        return None
 
 
 def draw(records: list[dict], n: int, seed: int, class_field: str) -> list[dict]:
@@ -85,14 +88,14 @@ def draw(records: list[dict], n: int, seed: int, class_field: str) -> list[dict]
 
 def export(task: Task, params, paths: TaskPaths, n: int, seed: int, out: Path) -> dict:
     labeled = {content_key(r["text"]) for r in read_jsonl(params.tasks[task.name].human_labels)}
-    matcher, gold, threshold = gold_matcher(params, task.name)
+    gold = GoldCheck(params, task.name)
     pending, skipped = [], {"already_labeled": 0, "near_gold": 0}
     for r in read_jsonl(paths.scored):
         if r["category"] != "needs_human_review":
             continue
         if content_key(r["text"]) in labeled:
             skipped["already_labeled"] += 1
-        elif near_gold(matcher, gold, r["text"], threshold):
+        elif gold.why_not(r["text"]):
             skipped["near_gold"] += 1
         else:
             pending.append(r)
@@ -109,7 +112,7 @@ def export(task: Task, params, paths: TaskPaths, n: int, seed: int, out: Path) -
     return {"needs_review": len(pending) + sum(skipped.values()), **skipped, "queued": len(rows)}
 
 
-def check_rows(task: Task, name: str, text: str, existing: dict[str, dict], matcher, gold, threshold
+def check_rows(task: Task, name: str, text: str, existing: dict[str, dict], gold: GoldCheck
                ) -> tuple[list[dict], int]:
     """The rows to add and the duplicates skipped; a UserError naming every bad line."""
     errors, new, dups, seen = [], [], 0, {}
@@ -139,7 +142,7 @@ def check_rows(task: Task, name: str, text: str, existing: dict[str, dict], matc
         if style:
             errors.append(f"{name}:{i}: label fails STYLE: {', '.join(style)}")
             continue
-        if why := near_gold(matcher, gold, entry, threshold):
+        if why := gold.why_not(entry):
             errors.append(f"{name}:{i}: text {why}; gold never becomes training data")
             continue
         key = content_key(entry)
@@ -162,8 +165,7 @@ def import_labels(task: Task, params, name: str, text: str, labeler: str, contra
     target = Path(params.tasks[task.name].human_labels)
     old_text = target.read_text(encoding="utf-8") if target.exists() else ""
     existing = {content_key(r["text"]): r for r in read_jsonl(target)} if target.exists() else {}
-    matcher, gold, threshold = gold_matcher(params, task.name)
-    new, dups = check_rows(task, name, text, existing, matcher, gold, threshold)
+    new, dups = check_rows(task, name, text, existing, GoldCheck(params, task.name))
     rows_in = sum(1 for line in text.splitlines() if line.strip())
     if rows_in != len(new) + dups:  # every row is added or a counted duplicate, none dropped
         raise AssertionError(f"{name}: {rows_in} rows in, {len(new)} added + {dups} duplicates")
