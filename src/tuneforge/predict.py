@@ -78,6 +78,18 @@ def jsonl_rows(name: str, text: str) -> list[tuple[str, str | None, str | None]]
     return rows
 
 
+def read_inputs(files: list[str], what: str) -> list[tuple[str, str]]:
+    """(name shown, text) of each input file ('-' or none: stdin), read and decoded first, so a bad
+    input fails before any model is looked at; a .jsonl file's rows are checked now too."""
+    inputs = []
+    for name in files or ["-"]:
+        shown = "<stdin>" if name == "-" else name
+        inputs.append((shown, decode_utf8(read_input(name, what), shown)))
+        if shown.endswith(".jsonl"):
+            jsonl_rows(shown, inputs[-1][1])  # its rows are entries whatever the task
+    return inputs
+
+
 def read_entries(name: str, text: str, hint: str | None, product: str | None,
                  input_kind: str = "line") -> list[dict]:
     """Entries as {"text", "hint", "product"}: each .jsonl row, or, in a plain-text input, each
@@ -138,12 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model and not Path(args.model).is_file():
         ap.error(f"--model {args.model}: no such GGUF; name a built one (models/<task>/gguf/*.gguf) or leave "
                  "--model out to run the registry's promoted model")
-    inputs = []  # read first: a bad input fails before any model is looked at
-    for name in args.files or ["-"]:
-        shown = "<stdin>" if name == "-" else name
-        inputs.append((shown, decode_utf8(read_input(name, "entry file"), shown)))
-        if shown.endswith(".jsonl"):
-            jsonl_rows(shown, inputs[-1][1])  # its rows are entries whatever the task: checked now
+    inputs = read_inputs(args.files, "entry file")
 
     params, name = config.for_command(args.params, args.task)
     task, cfg = get_task(name), params.eval.model_dump()

@@ -37,12 +37,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge import config, teacher
-from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
+from tuneforge.cli import ArgumentParser, UserError, run
 from tuneforge.decode import Decoder, Settings, task_gbnf
 from tuneforge.io import sha256_file, sha256_text
 from tuneforge.llama_private import CLOSE_RESERVE
 from tuneforge.names import CACHE, TaskPaths
-from tuneforge.predict import jsonl_rows, promoted_gguf, read_entries
+from tuneforge.predict import promoted_gguf, read_entries, read_inputs
 from tuneforge.tasks import Task, get_task
 from tuneforge.toolchain import check_toolchain
 from tuneforge.verdict import pinned_sha256
@@ -231,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
     if args.k < 0:
         ap.error(f"--k {args.k}: must be 0 or more")
-    inputs = []
-    for name in args.files or ["-"]:
-        shown = "<stdin>" if name == "-" else name
-        inputs.append((shown, decode_utf8(read_input(name, "input file"), shown)))
-        if shown.endswith(".jsonl"):
-            jsonl_rows(shown, inputs[-1][1])
+    inputs = read_inputs(args.files, "input file")
 
     params, name = config.for_command(args.params, args.task)
     task, paths = get_task(name), TaskPaths(name)

@@ -73,10 +73,10 @@ def with_task_defaults(body: dict[str, Any], task: Task, gbnf: str) -> dict[str,
     body = dict(body)
     messages = list(body.get("messages") or [])
     if messages and not any(m.get("role") == "system" for m in messages):
-        last = max(i for i, m in enumerate(messages) if m.get("role") == "user") if any(
-            m.get("role") == "user" for m in messages) else None
-        if last is not None and isinstance(messages[last].get("content"), str):
-            messages[last] = {**messages[last], "content": task.render_user(messages[last]["content"], None, None)}
+        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+        if users and isinstance(messages[users[-1]].get("content"), str):
+            last = messages[users[-1]]
+            messages[users[-1]] = {**last, "content": task.render_user(last["content"], None, None)}
         messages.insert(0, {"role": "system", "content": task.system_prompt})
         body["messages"] = messages
     if body.get("response_format") is None and body.get("grammar") is None:
