@@ -29,16 +29,18 @@ from dataclasses import replace
 from typing import Any
 
 from tuneforge import config, names
-from tuneforge.decode import Answer, Settings, decode, decode_hf
+from tuneforge.decode import Answer, Settings, decode, decode_chats, decode_hf
 from tuneforge.evalreport import report_md, write_csv
 from tuneforge.gates import check_models, decide, fidelity_failures
 from tuneforge.gguf_tools import verify_pin
 from tuneforge.io import atomic_path, write_json, write_jsonl
-from tuneforge.metrics import UNPARSED, ablation, headline_keys, parity
+from tuneforge.llama_private import CLOSE_RESERVE
+from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FileHash, Prediction, Verdict
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
+from tuneforge.retrieval import Index, example_chats, token_fit
 from tuneforge.scoring import closed_figures, load_gold, score
 from tuneforge.tasks import Task, get_task
 from tuneforge.verdict import dir_hash, file_hash, verdict_params
@@ -76,7 +78,7 @@ class Run:
         self.own_keys: list[str] = []  # the task's own figures (Task.eval_figures), report columns
 
     def add(self, key: str, rows: list[dict], answers: list[Answer], size_mb: float | None = None,
-            variant: str = "hint", grammar: bool = False) -> None:
+            variant: str = "hint", grammar: bool = False, shown: list[int] | None = None) -> None:
         outs = [a.text for a in answers]
         summary, scored = score(self.task, rows, outs, self.classes, self.cfg["min_support"])
         closed: dict[str, Any] = {}
@@ -93,8 +95,13 @@ class Run:
             self.metrics[key] = headline(summary, self.task.fields, **closed,
                                          **({"size_mb": size_mb} if size_mb else {}),
                                          **style_figures(self.task, rows, outs, scored), **own)
-        else:  # the hint ablation: the same rows with every hint removed
+        elif variant == "no_hint":  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary, self.task.fields)
+        else:  # retrieval: the same rows, each after worked examples from the RAG export
+            self.metrics[key]["retrieval"] = {
+                **compare(summary, self.summaries[key], self.task.fields, ("with_retrieval", "without_retrieval")),
+                "k": self.cfg["retrieval_k"], "examples_shown_mean": round(sum(shown) / len(shown), 3),
+                "rows_without_examples": shown.count(0), **closed}
         for r, a, s in zip(rows, answers, scored, strict=True):
             self.predictions.append(Prediction(
                 model=key, variant=variant, id=prediction_id(r["text"]), gold_kind=s.gold_kind,
@@ -166,6 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         if key in cfg["ablation_models"]:
             run.add(key, rows, decode(path, task, rows, settings, with_hint=False, cache=cache,
                                       sha256=shas[key]), variant="no_hint", grammar=True)
+    # does retrieval help? the report model again on the same rows, each prompt led by its
+    # eval.retrieval_k most similar RAG export rows as worked examples (tuneforge.retrieval, as
+    # replay shows them; the export holds no gold row nor a near-duplicate of one)
+    if cfg["retrieval_k"]:
+        ref = cfg["report_model"]
+        rag = paths.exports_dir / "rag" / "rag.jsonl"
+        receipt.inputs.append(rag)
+        from transformers import AutoTokenizer  # the GGUFs' tokenizer: the fidelity stage checked they agree
+
+        tok = AutoTokenizer.from_pretrained(str(paths.merged))
+        fits = token_fit(lambda text: len(tok(text, add_special_tokens=False).input_ids),
+                         settings.n_ctx - settings.max_tokens - CLOSE_RESERVE)
+        chats, shown = example_chats(task, rows, Index(rag), cfg["retrieval_k"], fits)
+        run.add(ref, rows, decode_chats(ggufs[ref], task, chats, settings, cache=cache, sha256=shas[ref],
+                                        desc=f"{ggufs[ref].stem} (retrieval)"),
+                variant="retrieval", grammar=True, shown=shown)
+
     hf_models = {"merged_hf": paths.merged}
     if cfg["base_hf"]:
         hf_models["base_hf"] = paths.base_model

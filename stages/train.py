@@ -116,6 +116,9 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     cuda = torch.cuda.is_available()
     if cfg["num_threads"] and not cuda:
         torch.set_num_threads(cfg["num_threads"])
+    # oneDNN (torch's CPU bf16 matmuls) may split a reduction across threads and sum the parts
+    # in finishing order unless asked not to; the adapter's SHA-256 is DVC's key, so ask
+    torch.backends.mkldnn.deterministic = True
     precision = train_precision(cfg, cuda)
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     model = load_model(base_dir, cfg, cuda, precision)

@@ -13,6 +13,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))  # pip downloads, shared
 # every scratch root a test builds reads the same machine cache (tuneforge.names.CACHE)
 os.environ["TUNEFORGE_CACHE"] = str(CACHE)
+try:  # imported here, so that the first test to import it is not blamed for torch's defaults
+    import torch
+except ImportError:
+    torch = None
 TASK = "changelog-actions"  # the task the fixtures hold data for
 
 # make test runs on both cores with pytest-xdist (-n 2 --dist loadgroup --no-loadscope-reorder):
@@ -35,6 +39,40 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
     rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(xdist_group_of(item), len(rank)))  # stable: file order within
+
+
+def process_state() -> dict:
+    """What a test could leave behind in this worker process that changes a later in-process
+    build's bits or behaviour: the directory, the environment, and torch's global numeric
+    settings (torch is imported above for that). CI once saw the tiny chain, built twice in one
+    worker, come out different; a test that leaks such state now fails at its own teardown."""
+    state = {"cwd": os.getcwd(), "env": dict(os.environ),
+             "denormals": 5e-324 * 1.0 != 0.0}  # flush-to-zero / denormals-are-zero on this thread
+    if torch is not None:
+        state["torch"] = {
+            "default_dtype": torch.get_default_dtype(), "threads": torch.get_num_threads(),
+            "grad": torch.is_grad_enabled(), "inference_mode": torch.is_inference_mode_enabled(),
+            "autocast_cpu": (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")),
+            "deterministic": torch.are_deterministic_algorithms_enabled(),
+            "matmul_precision": torch.get_float32_matmul_precision(),
+            "mkldnn": torch.backends.mkldnn.enabled}
+    return state
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_process_state():
+    before = process_state()
+    yield
+    after = process_state()
+    changed = {k: (before[k], after[k]) for k in ("cwd", "denormals") if before[k] != after[k]}
+    t0, t1 = before.get("torch", {}), after.get("torch", {})
+    changed |= {f"torch {k}": (t0[k], t1[k]) for k in t0 if t0[k] != t1[k]}
+    env = {k for k in before["env"].keys() | after["env"].keys() if before["env"].get(k) != after["env"].get(k)}
+    # pytest's own; inductor's, set once per process when it first compiles a kernel
+    env -= {"PYTEST_CURRENT_TEST", "_TORCHINDUCTOR_PYOBJECT_TENSOR_DATA_PTR"}
+    if changed or env:
+        pytest.fail(f"this test changed the worker process's state (use monkeypatch or restore it): "
+                    f"{changed} env {sorted(env)}", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -74,7 +74,25 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     write_jsonl(sft / "train.jsonl", [sft_row(i, *e, "train") for i, e in enumerate(ENTRIES * 2)])
     write_jsonl(sft / "valid.jsonl", [sft_row(i, *e, "valid") for i, e in enumerate(ENTRIES[:3])])
     write_jsonl(root / params["tasks"][TASK_NAME]["gold"], [gold_row(*e) for e in ENTRIES])
+    # eval's retrieval pass reads worked examples from the RAG export: rows near the gold ones
+    # but none of them (the export stage keeps gold and its near-duplicates out)
+    write_jsonl(root / "data" / TASK_NAME / "exports" / "rag" / "rag.jsonl",
+                [rag_row(i, *e) for i, e in enumerate(RAG_ENTRIES)])
     return root
+
+
+RAG_ENTRIES = [
+    ("Fixed a hang when `--input` is a named pipe.", "Bug fixes", "git"),
+    ("Removed the `baz` subcommand; use `qux`.", "Breaking changes", "npm"),
+    ("Added a `--yaml` flag to `log`.", "Features", "git"),
+    ("Fixed CVE-2023-9999: heap overflow in the tar reader.", "Security", "tar"),
+]
+
+
+def rag_row(i: int, text: str, hint: str | None, product: str) -> dict:
+    label, _ = TASK.rule_label(text, hint, product, "1.0")
+    return {"id": f"rag-{i}", "text": text, "hint": hint, "product": product, "label": label,
+            "category": "accepted", "source_file": f"{product}/NEWS", "line": i + 1}
 
 
 def run_chain(root: Path) -> Path:
@@ -202,7 +220,25 @@ def test_two_builds_are_bit_identical(chain, tiny_base, tmp_path):
     assert any(a.endswith("adapter_model.safetensors") for a in artifacts)
     assert any(a.endswith("Q8_0.gguf") for a in artifacts)
     differ = [a for a in artifacts if sha256_file(again / a) != sha256_file(chain / a)]
-    assert differ == []
+    assert differ == [], f"{differ}\n{build_difference(chain, again)}"
+
+
+def build_difference(one: Path, two: Path) -> str:
+    """Where two builds part (CI once saw the adapter differ between two in one worker): the
+    loss curves side by side, and each adapter tensor that differs with its largest difference."""
+    from safetensors.torch import load_file
+
+    rel = "reports/changelog-actions/train/loss.csv"
+    curves = (one / rel).read_text().splitlines(), (two / rel).read_text().splitlines()
+    lines = [f"loss.csv {a!r} | {b!r}" for a, b in zip(*curves, strict=False) if a != b]
+    rel = "models/changelog-actions/adapter/adapter_model.safetensors"
+    t1, t2 = load_file(one / rel), load_file(two / rel)
+    lines += [f"{k}: max |diff| {(t1[k].float() - t2[k].float()).abs().max().item():.3g}"
+              for k in sorted(t1) if k in t2 and not t1[k].equal(t2[k])]
+    import torch
+    lines.append(f"torch threads {torch.get_num_threads()}, mkldnn deterministic "
+                 f"{torch.backends.mkldnn.deterministic}")
+    return "\n".join(lines) or "adapters and loss curves equal"
 
 
 def test_the_real_base_states_its_licence():
@@ -333,7 +369,30 @@ def test_metrics_and_verdict(chain):
     assert all(m[k]["closed_by_decoder"] == m[k]["n"] and m[k]["closed_by_decoder_rate"] == 1.0
                for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
     preds = list(read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl"))
-    assert len(preds) == 6 * 5 + 2 * 3  # 4 GGUFs + Q8_0 without hints; f16 + 2 HF models
+    assert len(preds) == 6 * 6 + 2 * 3  # 4 GGUFs + Q8_0 without hints and with retrieval; f16 + 2 HF models
+
+
+def test_eval_measures_the_report_model_with_worked_examples(chain):
+    """eval.retrieval_k: the report model (Q8_0) again on the same rows, each prompt led by its
+    most similar RAG export rows; the figures sit beside the plain pass's under `retrieval`."""
+    m = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())
+    rt = m["Q8_0"]["retrieval"]
+    from tuneforge.names import eval_order
+    from tuneforge.retrieval import tokens
+
+    rag_words = {w for text, _, _ in RAG_ENTRIES for w in tokens(text)}
+    rows = eval_order([gold_row(*e) for e in ENTRIES], 6)
+    unmatched = sum(not set(tokens(r["text"])) & rag_words for r in rows)  # BM25 finds nothing for them
+    assert rt["k"] == 3 and rt["rows_without_examples"] == unmatched < 6
+    assert 0 < rt["examples_shown_mean"] <= 3
+    assert rt["without_retrieval"]["kind_agreement"] == m["Q8_0"]["kind_agreement"]
+    assert rt["delta"]["kind_agreement"] == pytest.approx(
+        rt["with_retrieval"]["kind_agreement"] - rt["without_retrieval"]["kind_agreement"])
+    assert all("retrieval" not in v for k, v in m.items() if k != "Q8_0")
+    preds = [p for p in read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl")
+             if p["variant"] == "retrieval"]
+    assert len(preds) == 6 and {p["model"] for p in preds} == {"Q8_0"}
+    assert "## Retrieval (Q8_0)" in (chain / "reports/changelog-actions/eval/report.md").read_text()
 
 
 def test_registry_marks_rejected(chain):

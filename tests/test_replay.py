@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tuneforge import replay
+from tuneforge import replay, retrieval
 from tuneforge.decode import Answer
 from tuneforge.gguf_tools import write_sums
 from tuneforge.io import read_jsonl, sha256_text, write_jsonl
@@ -49,10 +49,10 @@ def rag(tmp_path) -> Path:
 
 
 def test_sql_bm25_scores_equal_the_formula_in_plain_python(rag, tmp_path):
-    index = replay.Index(rag, tmp_path / "cache")
+    index = retrieval.Index(rag, tmp_path / "cache")
     texts = [t for t, _, _ in CORPUS]
     for query in ("TLS overflow crash", "fixed a leak", "json status flag", "nothing matches zzz"):
-        want = replay.bm25(texts, query)
+        want = retrieval.bm25(texts, query)
         got = index.search(query, len(CORPUS))
         expect = sorted(((s, f"{i:064x}") for i, s in enumerate(want) if s > 0), key=lambda x: (-x[0], x[1]))
         assert [(round(s, 6), i) for s, i in expect] == [(r["score"], r["id"]) for r in got], query
@@ -61,23 +61,38 @@ def test_sql_bm25_scores_equal_the_formula_in_plain_python(rag, tmp_path):
 
 def test_the_index_is_built_once_per_export(rag, tmp_path):
     cache = tmp_path / "cache"
-    replay.Index(rag, cache)
+    retrieval.Index(rag, cache)
     first = sorted(cache.iterdir())
-    replay.Index(rag, cache)
+    retrieval.Index(rag, cache)
     assert sorted(cache.iterdir()) == first and len(first) == 1  # reused, no temp file left
     write_jsonl(rag, rag_rows()[:3])
-    assert replay.Index(rag, cache).n == 3 and len(list(cache.iterdir())) == 2  # a new export, a new index
+    assert retrieval.Index(rag, cache).n == 3 and len(list(cache.iterdir())) == 2  # a new export, a new index
 
 
 def test_examples_go_best_nearest_the_input_and_the_least_similar_goes_first_to_fit():
     examples = [{"text": t, "hint": None, "product": "demo", "label": TASK.rule_label(t, None, "demo", "1.0")[0]}
                 for t, _, _ in CORPUS[:3]]
     entry = {"text": "Fixed an overflow.", "hint": None, "product": None}
-    chat, kept = replay.messages(TASK, entry, examples, lambda c: True)
+    chat, kept = retrieval.messages(TASK, entry, examples, lambda c: True)
     assert [m["role"] for m in chat] == ["system", *["user", "assistant"] * 3, "user"]
     assert CORPUS[0][0] in chat[-3]["content"] and CORPUS[2][0] in chat[1]["content"]  # best nearest
-    chat, kept = replay.messages(TASK, entry, examples, lambda c: len(c) <= 6)
+    chat, kept = retrieval.messages(TASK, entry, examples, lambda c: len(c) <= 6)
     assert kept == examples[:2] and CORPUS[2][0] not in json.dumps(chat)
+
+
+def test_example_chats_fit_the_token_budget_and_count_what_each_row_shows(rag, tmp_path):
+    """What eval's retrieval pass builds: each row's chat with its k best examples, as many
+    as token_fit lets through (words as tokens here), and how many each row shows."""
+    index = retrieval.Index(rag, tmp_path / "cache")
+    rows = [{"text": "TLS overflow fixed", "hint": None, "product": "demo"}, {"text": "zzz", "hint": None}]
+    words = lambda text: len(text.split())  # noqa: E731
+    chats, shown = retrieval.example_chats(TASK, rows, index, 2, retrieval.token_fit(words, 10_000))
+    assert shown == [2, 0]  # "zzz" matches nothing: no examples, the plain prompt
+    assert chats[1] == TASK.messages("zzz", None, None)
+    assert CORPUS[0][0] in chats[0][-3]["content"]
+    bare = words("".join(m["content"] for m in chats[1][:1] + chats[0][-1:])) + 16
+    chats, shown = retrieval.example_chats(TASK, rows[:1], index, 2, retrieval.token_fit(words, bare))
+    assert shown == [0] and chats[0] == TASK.messages(*rows[0].values())  # only the input fits
 
 
 # ---------------------------------------------------------------- the command, decoder scripted
@@ -129,7 +144,7 @@ def root(tmp_path, monkeypatch, rag):
             return Answer(TASK.render_label(TASK.rule_label(text, None, "demo", "1.0")[0]))
 
     monkeypatch.setattr(replay, "Decoder", Scripted)
-    monkeypatch.setattr(replay, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(retrieval, "CACHE", tmp_path / "cache")
     monkeypatch.chdir(tmp_path)
     yield tmp_path, prompts
     httpd.shutdown()

@@ -200,6 +200,7 @@ class Eval(Section):
     ablation_models: list[str]
     parity_model: str
     report_model: str
+    retrieval_k: Annotated[int, Field(ge=0)]  # worked examples per row in the retrieval pass; 0 = no pass
     max_tokens: Annotated[int, Field(ge=1)]
     n_ctx: Annotated[int, Field(ge=64)]
     n_threads: Threads

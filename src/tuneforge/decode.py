@@ -71,10 +71,16 @@ def decode(path: Path, task: Task, rows: list[dict], settings: Settings, *, with
     """The GGUF's answer to each row, under the task's output grammar, each flagged when the
     decoder closed it at the cap; with a cache, only the prompts it has not answered before
     are decoded (`sha256`: the file's, when the caller has verified it already)."""
+    return decode_chats(path, task, prompts(task, rows, with_hint), settings, cache=cache, sha256=sha256,
+                        desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
+
+
+def decode_chats(path: Path, task: Task, todo: list[list[dict]], settings: Settings, *,
+                 cache: PredictionCache | None = None, sha256: str | None = None, desc: str = "") -> list[Answer]:
+    """decode's answers to chats built elsewhere (eval's retrieval pass: worked examples first)."""
     schema = task.output_model.model_json_schema()
     gbnf = json_gbnf(schema)  # decoded under, and keyed on
-    desc = f"{path.stem}{'' if with_hint else ' (no hint)'}"
-    todo = prompts(task, rows, with_hint)
+    desc = desc or path.stem
     if cache is None:
         return gguf_answers(path, todo, gbnf, settings=settings, desc=desc)
     model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),

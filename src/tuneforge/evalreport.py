@@ -61,6 +61,17 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
         for k in ("with_hint", "without_hint", "delta"):
             out.append(f"| {k} | " + " | ".join(_fmt(ab[k][h]) for h in heads) + " |")
         out.append("")
+    for name in [n for n in metrics if "retrieval" in metrics[n]]:
+        rt = metrics[name]["retrieval"]
+        out += [f"## Retrieval ({name})", "",
+                f"The same rows, each prompt led by its {rt['k']} most similar rows of the task's RAG export as "
+                f"worked examples (as `tuneforge.replay` shows them; as many as fit n_ctx): "
+                f"{_fmt(rt['examples_shown_mean'])} shown on average, {rt['rows_without_examples']} rows with none, "
+                f"{rt.get('closed_by_decoder', 0)} answers closed by the decoder.", "",
+                "| | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+        for k in ("with_retrieval", "without_retrieval", "delta"):
+            out.append(f"| {k} | " + " | ".join(_fmt(rt[k][h]) for h in heads) + " |")
+        out.append("")
     s = summaries[ref]
     macro = (f"macro-F1 over {c}s with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
              f"({', '.join(s['macro_f1_kinds']) or f'no {c} has enough support'})")

@@ -132,12 +132,17 @@ def summarize(rows: list[Scored], classes: list[str], min_support: int = 5,
 def ablation(with_hint: dict[str, Any], without_hint: dict[str, Any],
              fields: tuple[str, str] = FIELDS) -> dict[str, Any]:
     """Hint ablation: both passes' headline figures and the delta (with - without)."""
+    return compare(with_hint, without_hint, fields, ("with_hint", "without_hint"))
+
+
+def compare(one: dict[str, Any], other: dict[str, Any], fields: tuple[str, str],
+            names: tuple[str, str]) -> dict[str, Any]:
+    """Two passes over the same rows: each one's headline figures under its name, and the
+    delta (one - other)."""
     keys = headline_keys(fields)
-    delta = {k: (round(with_hint[k] - without_hint[k], 6)
-                 if with_hint[k] is not None and without_hint[k] is not None else None)
+    delta = {k: (round(one[k] - other[k], 6) if one[k] is not None and other[k] is not None else None)
              for k in keys}
-    return {"with_hint": {k: with_hint[k] for k in keys},
-            "without_hint": {k: without_hint[k] for k in keys}, "delta": delta}
+    return {names[0]: {k: one[k] for k in keys}, names[1]: {k: other[k] for k in keys}, "delta": delta}
 
 
 def parity(a: list[str], b: list[str]) -> float | None:

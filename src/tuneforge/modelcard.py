@@ -124,6 +124,15 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   f"{_num(ablation['without_hint'][f'{c}_agreement'])} without (delta "
                   f"{_num(ablation['delta'][f'{c}_agreement'])}); macro-F1 delta "
                   f"{_num(ablation['delta']['macro_f1'])}.", ""]
+    retrieved = sorted(k for k, m in metrics.items() if "retrieval" in m)
+    if retrieved:
+        rt = metrics[retrieved[0]]["retrieval"]
+        lines += [f"Worked examples ({retrieved[0]}, same rows, each prompt led by its {rt['k']} most similar "
+                  f"training-export rows, {_num(rt['examples_shown_mean'], 1)} shown on average, as "
+                  f"`python -m tuneforge.replay` prompts): {c} agreement "
+                  f"{_num(rt['with_retrieval'][f'{c}_agreement'])} with them, "
+                  f"{_num(rt['without_retrieval'][f'{c}_agreement'])} without (delta "
+                  f"{_num(rt['delta'][f'{c}_agreement'])}).", ""]
 
     if fidelity is not None:
         lines += fidelity_section(fidelity, template_prompts)

@@ -236,7 +236,8 @@ class Verdict(_Strict):
 class Prediction(_Strict):
     """One line of predictions.jsonl: one model's answer to one holdout row."""
     model: str = Field(description="the metrics key: a quantize type, the f16 GGUF, base, merged_hf")
-    variant: Literal["hint", "no_hint"] = Field(description="no_hint: the section-hint ablation")
+    variant: Literal["hint", "no_hint", "retrieval"] = Field(
+        description="no_hint: the section-hint ablation; retrieval: worked examples first (eval.retrieval_k)")
     id: PredictionId = Field(description="tuneforge.names.prediction_id of the row's text")
     gold_kind: str
     pred_kind: str = Field(description="tuneforge.metrics.UNPARSED when the answer did not parse")
