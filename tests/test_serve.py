@@ -41,6 +41,22 @@ def test_a_raw_input_is_rendered_with_the_task_view_and_system_prompt():
     assert body["grammar"] == "root ::= x" and body["temperature"] == 0.0
 
 
+def test_a_raw_input_is_cleaned_as_predict_cleans_it_before_the_model_sees_it():
+    """A token pasted into the raw input is redacted (never reaches the model or the server's
+    log); a line entry's spacing is normalised, a diff's kept."""
+    from tuneforge.predict import clean, clean_document
+
+    token = "ghp_" + "x1" * 18  # a GitHub token's shape
+    for name, raw in (("changelog-actions", f"Fixed   a leak of {token} in logs."),
+                      ("commit-messages", DIFF + f"+api_token = '{token}'\n")):
+        task = get_task(name)
+        body = with_task_defaults({"messages": [{"role": "user", "content": raw}]}, task, "root ::= x")
+        assert token not in json.dumps(body), name
+        cleaned = (clean_document if task.input_kind == "document" else clean)(raw)
+        assert body["messages"][1]["content"] == task.render_user(cleaned, None, None)
+        assert ("Fixed a leak of" in cleaned) == (name == "changelog-actions")  # spacing: lines only
+
+
 def test_a_request_with_a_system_message_or_a_format_is_left_as_written():
     task = get_task("changelog-actions")
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Entry: x"}]

@@ -11,9 +11,11 @@ model is not served (said on stderr); with none at all the command stops.
 What the server adds to a chat completion request, so that an OpenAI client gets what eval
 measured (the Ollama Modelfile pins the same things):
 - no `system` message: the request holds the task's raw input (a changelog entry, a staged
-  diff) as its last user message; it is rendered with the task's own view (the user turn
-  training saw) and the task's system prompt goes first. A request with a system message is
-  passed on as written.
+  diff) as its last user message; it is cleaned as predict cleans an input (spacing
+  normalised for a line entry, secrets redacted for both kinds: a token pasted with a diff
+  never reaches the model or the server's log), rendered with the task's own view (the user
+  turn training saw), and the task's system prompt goes first. A request with a system
+  message is passed on as written.
 - no `response_format` and no `grammar`: the answer is decoded under the task's output grammar
   (tuneforge.grammar, bounded strings), so it parses as the task's JSON;
 - no `temperature`: 0 (greedy, as eval decodes).
@@ -34,7 +36,7 @@ from tuneforge.cli import ArgumentParser, UserError, run
 from tuneforge.decode import task_gbnf
 from tuneforge.llama_private import load_llama
 from tuneforge.names import TaskPaths
-from tuneforge.predict import promoted_gguf
+from tuneforge.predict import clean, clean_document, promoted_gguf
 from tuneforge.tasks import Task, get_task
 from tuneforge.toolchain import check_toolchain
 from tuneforge.verdict import pinned_sha256
@@ -76,7 +78,8 @@ def with_task_defaults(body: dict[str, Any], task: Task, gbnf: str) -> dict[str,
         users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
         if users and isinstance(messages[users[-1]].get("content"), str):
             last = messages[users[-1]]
-            messages[users[-1]] = {**last, "content": task.render_user(last["content"], None, None)}
+            text = (clean_document if task.input_kind == "document" else clean)(last["content"])
+            messages[users[-1]] = {**last, "content": task.render_user(text, None, None)}
         messages.insert(0, {"role": "system", "content": task.system_prompt})
         body["messages"] = messages
     if body.get("response_format") is None and body.get("grammar") is None:
