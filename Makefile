@@ -103,7 +103,7 @@ schemas: setup
 # Benchmarks: each figure beside a baseline measured in the same run -> reports/bench.json and
 # the README table (~45 min on 2 cores: a clean build, 1M resampled entries, 2x20 train steps).
 # Needs a committed, built tree. One section: make bench ONLY=decode
-BENCH_SECTIONS := sha256,decode,train,data,build
+BENCH_SECTIONS := sha256,decode,serve,train,data,build
 ONLY ?= $(BENCH_SECTIONS)
 bench: setup
 	@for s in $$(echo "$(ONLY)" | tr , ' '); do case ",$(BENCH_SECTIONS)," in *,$$s,*) ;; \

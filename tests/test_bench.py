@@ -142,6 +142,27 @@ def test_table_lists_each_measured_figure_with_its_target():
     assert TARGETS["sha256_mb_per_s"] in text and "entries_per_s" not in text
 
 
+def test_serve_quantiles_are_the_samples_median_and_95th_percentile():
+    from tools.bench.serve import quantiles
+
+    assert quantiles([i / 1000 for i in range(1, 101)]) == {"p50_ms": 50.5, "p95_ms": 95.0}  # 95.05, to 0.1 ms
+    assert quantiles([0.25]) == {"p50_ms": 250.0, "p95_ms": 250.0}
+
+
+def test_table_shows_served_rates_beside_the_in_process_baseline():
+    lat = {"p50_ms": 900.0, "p95_ms": 1500.0}
+    serve = {"task": "t", "model": "m.gguf", "requests": 16, "served_vs_in_process": 0.95,
+             "in_process": {"requests_per_s": 1.0, **lat}, "served_1_clients": {"requests_per_s": 0.95, **lat},
+             "served_4_clients": {"requests_per_s": 0.97, "p50_ms": 3900.0, "p95_ms": 4100.0},
+             "retrieval": {"p50_ms": 4.2, "p95_ms": 7.9, "k": 3, "queries": 200, "rag_rows": 27000,
+                           "index_build_s": 3.1}}
+    text = table({"machine": {}, "ran": {"serve": "d"}, "sections": {"serve": serve}})
+    assert ("`served_requests_per_s` | t (m.gguf, 16 requests): 1 client: 0.95/s, p50 900 ms, p95 1500 ms; "
+            "4 clients: 0.97/s, p50 3900 ms, p95 4100 ms | predict in-process: 1.0/s, p50 900 ms, p95 1500 ms "
+            "| 0.95×") in text
+    assert "p50 4.2 ms, p95 7.9 ms (k=3, 200 queries over 27,000 rows" in text
+
+
 def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
     """json is written with sorted keys; the table follows dvc.yaml."""
     stages = {"backfill": 1.0, "eval": 2.0, "evidence": 3.0, "register": 0.5, "train": 9.0}

@@ -11,6 +11,7 @@ from tools import bench
 from tools.bench.common import README, REPORT, ROOT, machine
 from tools.bench.model import bench_decode, bench_sha256, bench_train
 from tools.bench.pipeline import bench_build, bench_data
+from tools.bench.serve import bench_serve
 from tools.verify_repro import stage_rank
 from tuneforge import config
 from tuneforge.io import canonical_json, write_json
@@ -25,6 +26,8 @@ TARGETS = {
     "sha256_mb_per_s": "≥ 0.8× `sha256sum`",
     "full_build_s": "≤ 15 min on 2 cores",
     "peak_rss_mb": "reported",
+    "served_requests_per_s": "reported, beside predict in-process",
+    "retrieval_ms_per_query": "reported, at the full RAG export",
 }
 
 
@@ -75,6 +78,18 @@ def table(report: dict) -> str:
         for task, share in b["fidelity_share_of_eval"].items():
             add("fidelity_share_of_eval", f"{task}: fidelity {b['full_build_s'][f'fidelity@{task}']} s",
                 f"eval {b['full_build_s'][f'eval@{task}']} s", f"{share:.1%}")
+    if v := s.get("serve"):
+        served = {c: v[f"served_{c}_clients"] for c in (1, 4) if f"served_{c}_clients" in v}
+        ours = "; ".join(f"{c} client{'s' if c > 1 else ''}: {r['requests_per_s']}/s, p50 {r['p50_ms']:.0f} ms, "
+                         f"p95 {r['p95_ms']:.0f} ms" for c, r in served.items())
+        base = v["in_process"]
+        add("served_requests_per_s", f"{v['task']} ({v['model']}, {v['requests']} requests): {ours}",
+            f"predict in-process: {base['requests_per_s']}/s, p50 {base['p50_ms']:.0f} ms, p95 {base['p95_ms']:.0f} ms",
+            f"{v['served_vs_in_process']}×")
+        r = v["retrieval"]
+        add("retrieval_ms_per_query", f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms (k={r['k']}, {r['queries']} "
+            f"queries over {r['rag_rows']:,} rows; index built in {r['index_build_s']} s, once per export)",
+            "-", "-")
     if h := s.get("sha256"):
         add("sha256_mb_per_s", f"{h['sha256_mb_per_s']} MB/s", f"{h['baseline_sha256sum_mb_per_s']} MB/s",
             f"{h['ratio']}×")
@@ -105,7 +120,7 @@ def update_readme(text: str) -> None:
         raise SystemExit(str(e)) from e
 
 
-SECTIONS = ("sha256", "decode", "train", "data", "build")
+SECTIONS = ("sha256", "decode", "serve", "train", "data", "build")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "build":
             result = bench_build(params)
         else:
-            result = {"sha256": bench_sha256, "decode": bench_decode}[name](params, task)
+            result = {"sha256": bench_sha256, "decode": bench_decode, "serve": bench_serve}[name](params, task)
         if name != "build":  # build builds every task
             result["task"] = task
         result["bench_s"] = round(time.perf_counter() - t0, 1)
