@@ -393,6 +393,8 @@ def test_eval_measures_the_report_model_with_worked_examples(chain):
              if p["variant"] == "retrieval"]
     assert len(preds) == 6 and {p["model"] for p in preds} == {"Q8_0"}
     assert "## Retrieval (Q8_0)" in (chain / "reports/changelog-actions/eval/report.md").read_text()
+    card = (chain / "models/changelog-actions/MODEL_CARD.md").read_text()
+    assert "Worked examples (Q8_0, same rows, each prompt led by its 3 most similar" in card
 
 
 def test_registry_marks_rejected(chain):

@@ -370,6 +370,25 @@ def render_fidelity(root: Path) -> str:
     return "\n".join(rows) + "\n\nTokenizer round trip, every id equal: " + "; ".join(trips) + "."
 
 
+def render_retrieval(root: Path) -> str:
+    """eval's retrieval pass (metrics.json <report model>.retrieval, each task): the report
+    model on the same rows with and without worked examples from the RAG export."""
+    rows = ["| task | model | rows | examples shown (mean; rows with none) | field | without | with | delta |",
+            "|---|---|---|---|---|---|---|---|"]
+    for task in config.load(root / config.PARAMS).tasks:
+        metrics = _report(root, str(names.TaskPaths.for_task(task).metrics))
+        for model, m in metrics.items():
+            if "retrieval" not in m:
+                continue
+            r = m["retrieval"]
+            for field in [k.removesuffix("_agreement") for k in r["delta"] if k.endswith("_agreement")]:
+                key = f"{field}_agreement"
+                rows.append(f"| {task} | {model} | {m['n']} | {r['examples_shown_mean']:.2f}; "
+                            f"{r['rows_without_examples']} | {field} | {r['without_retrieval'][key]:.3f} "
+                            f"| {r['with_retrieval'][key]:.3f} | {r['delta'][key]:+.3f} |")
+    return "\n".join(rows)
+
+
 def render_mutation(root: Path) -> str:
     """make mutate (reports/mutation.json): per module and in total."""
     rep = _report(root, "reports/mutation.json")
@@ -398,6 +417,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "harvest": render_harvest,
     "buildtime": render_buildtime,
     "fidelity": render_fidelity,
+    "retrieval": render_retrieval,
 }
 
 
