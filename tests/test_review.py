@@ -116,3 +116,36 @@ def test_a_bad_row_stops_the_import_naming_each_line_and_nothing_is_written(root
     assert "bad.jsonl:4: text already labeled differently" in msg
     assert "bad.jsonl:5: not JSON" in msg
     assert target.read_bytes() == before
+
+
+# ---------------------------------------------------------------- agreement (Cohen's kappa)
+
+def test_kappa_is_the_textbook_value_and_undefined_when_chance_is_certain():
+    # 50 items: both yes 20, both no 15, yes/no 5, no/yes 10 -> observed 0.7, chance 0.5, kappa 0.4
+    first = ["yes"] * 20 + ["no"] * 15 + ["yes"] * 5 + ["no"] * 10
+    second = ["yes"] * 20 + ["no"] * 15 + ["no"] * 5 + ["yes"] * 10
+    assert review.cohen_kappa(first, second) == 0.4
+    assert review.cohen_kappa(first, first) == 1.0
+    assert review.cohen_kappa(["a", "b"], ["b", "a"]) == -1.0
+    assert review.cohen_kappa(["fix"] * 3, ["fix"] * 3) is None  # one class, both: undefined
+    with pytest.raises(ValueError):
+        review.cohen_kappa(["a"], [])
+
+
+def test_agreement_compares_the_rows_both_labelers_labeled(tmp_path, capsys):
+    def row(i: int, kind: str, severity: str) -> dict:
+        return {"id": f"r{i}", "label": {"kind": kind, "severity": severity}}
+
+    write_jsonl(tmp_path / "a.jsonl", [row(1, "fix", "low"), row(2, "security", "high"), row(3, "docs", "low"),
+                                       row(9, "fix", "low")])
+    write_jsonl(tmp_path / "b.jsonl", [row(1, "fix", "low"), row(2, "fix", "medium"), row(3, "docs", "low"),
+                                       row(8, "docs", "low")])
+    out = tmp_path / "agreement.json"
+    assert review.main(["agreement", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out", str(out),
+                        "--task", "changelog-actions", "--params", str(ROOT / "params.yaml")]) == 0
+    got = json.loads(out.read_text())
+    assert got["rows"] == 3  # r8 and r9 were labeled once only
+    assert got["fields"]["kind"] == {"kappa": review.cohen_kappa(["fix", "security", "docs"], ["fix", "fix", "docs"]),
+                                     "agreement": 0.6667}
+    assert got["disagreements"] == [{"id": "r2", "kind": ["security", "fix"], "severity": ["high", "medium"]}]
+    assert json.loads(capsys.readouterr().out)["rows"] == 3

@@ -3,6 +3,7 @@ hand-label set (issue 21 item 6).
 
 Run: python -m tuneforge.review export --task T [--n 50] [--seed 0] [--out reports/<task>/review]
      python -m tuneforge.review import --task T FILE --labeler NAME --contract VERSION
+     python -m tuneforge.review agreement --task T FIRST SECOND [--out FILE]
 
 export: the score stage's records that need a human (category needs_human_review), minus the
 ones already hand-labeled and any near-duplicate of a gold entry (export's own measure and
@@ -19,6 +20,10 @@ Any bad row stops the import with every problem named by file and line; nothing 
 Otherwise the new rows (with `labeler` and `contract`) are appended to the task's hand-label
 file (params.yaml tasks.<task>.human_labels) in one atomic write that keeps every existing row
 byte for byte; in = added + duplicates is checked.
+
+agreement: two labelers' files (JSONL rows with `id` and `label`) over the rows both labeled
+(the blind double-labeled share): Cohen's kappa and raw agreement on the task's two label
+fields (changelog: kind and severity), and every row they disagree on.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import json
 import logging
 import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from tuneforge import config
@@ -179,6 +184,37 @@ def import_labels(task: Task, params, name: str, text: str, labeler: str, contra
     return {"rows": rows_in, "added": len(new), "duplicates": dups, "file": str(target)}
 
 
+def cohen_kappa(first: list[str], second: list[str]) -> float | None:
+    """Cohen's kappa of two raters over the same items: (observed - chance agreement) / (1 -
+    chance), chance from each rater's own class shares. Written here rather than taking
+    scikit-learn (cohen_kappa_score) for this one formula. None when chance agreement is 1
+    (both raters gave one and the same class to every item: kappa is undefined)."""
+    if len(first) != len(second) or not first:
+        raise ValueError(f"kappa needs two equal, non-empty rating lists (got {len(first)} and {len(second)})")
+    n = len(first)
+    observed = sum(a == b for a, b in zip(first, second, strict=True)) / n
+    shares_1, shares_2 = Counter(first), Counter(second)
+    chance = sum(shares_1[c] * shares_2[c] for c in shares_1) / (n * n)
+    return None if chance == 1 else round((observed - chance) / (1 - chance), 4)
+
+
+def agreement(task: Task, first: list[dict], second: list[dict]) -> dict:
+    """Kappa and raw agreement per label field over the ids both files label."""
+    one = {r["id"]: r["label"] for r in first}
+    two = {r["id"]: r["label"] for r in second}
+    both = sorted(one.keys() & two.keys())
+    if not both:
+        raise UserError("the two files share no labeled id: nothing to compare")
+    out: dict = {"rows": len(both), "fields": {}}
+    for field in task.fields:
+        a, b = [str(one[i][field]) for i in both], [str(two[i][field]) for i in both]
+        out["fields"][field] = {"kappa": cohen_kappa(a, b),
+                                "agreement": round(sum(x == y for x, y in zip(a, b, strict=True)) / len(both), 4)}
+    out["disagreements"] = [{"id": i, **{f: [one[i][f], two[i][f]] for f in task.fields}}
+                            for i in both if any(one[i][f] != two[i][f] for f in task.fields)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     ap = ArgumentParser(prog="python -m tuneforge.review", description=__doc__.split("\n")[0])
@@ -191,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("file", help="labeled JSONL (queue rows, each with a 'label')")
     im.add_argument("--labeler", required=True, help="who labeled them (a name or a model id)")
     im.add_argument("--contract", required=True, help="the contract version they were labeled under (e.g. v6)")
-    for p in (ex, im):
+    ag = sub.add_parser("agreement", help="Cohen's kappa of two labelers over the rows both labeled")
+    ag.add_argument("first", help="one labeler's JSONL (rows with id and label)")
+    ag.add_argument("second", help="the other's")
+    ag.add_argument("--out", help="write the figures as JSON here too")
+    for p in (ex, im, ag):
         p.add_argument("--task", help="a key of params.yaml's tasks (default: the only one listed)")
         p.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
@@ -202,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         counts = export(task, params, paths, args.n, args.seed, out)
         log.info("%s: %d records need review (%d already labeled, %d near gold); %d queued in %s", name,
                  counts["needs_review"], counts["already_labeled"], counts["near_gold"], counts["queued"], out)
+        return 0
+    if args.cmd == "agreement":
+        rows = [list(read_jsonl(Path(f))) for f in (args.first, args.second)]
+        result = agreement(task, *rows)
+        if args.out:
+            write_json(Path(args.out), result)
+        print(json.dumps({k: v for k, v in result.items() if k != "disagreements"}))
         return 0
     if not CONTRACT.match(args.contract):
         ap.error(f"--contract {args.contract}: expected a contract version such as v6")
