@@ -126,6 +126,8 @@ def test_kappa_is_the_textbook_value_and_undefined_when_chance_is_certain():
     second = ["yes"] * 20 + ["no"] * 15 + ["no"] * 5 + ["yes"] * 10
     assert review.cohen_kappa(first, second) == 0.4
     assert review.cohen_kappa(first, first) == 1.0
+    # uneven shares: chance (3x2 + 1x2) / 16 = 0.5 from both raters' shares, observed 0.75
+    assert review.cohen_kappa(["a", "a", "a", "b"], ["a", "a", "b", "b"]) == 0.5
     assert review.cohen_kappa(["a", "b"], ["b", "a"]) == -1.0
     assert review.cohen_kappa(["fix"] * 3, ["fix"] * 3) is None  # one class, both: undefined
     with pytest.raises(ValueError):
