@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["retrieval_k"]:
         ref = cfg["report_model"]
         rag = paths.exports_dir / "rag" / "rag.jsonl"
+        if not rag.is_file():
+            raise FileNotFoundError(f"{rag}: eval.retrieval_k={cfg['retrieval_k']} draws worked examples from the "
+                                    f"RAG export, and there is none: build it (dvc repro export@{params.task_name}) "
+                                    "or set eval.retrieval_k: 0")
         receipt.inputs.append(rag)
         from transformers import AutoTokenizer  # the GGUFs' tokenizer: the fidelity stage checked they agree
 
