@@ -389,6 +389,20 @@ def render_retrieval(root: Path) -> str:
     return "\n".join(rows)
 
 
+def render_agreement(root: Path) -> str:
+    """make review's blind double-labeled shares (reports/<task>/review/agreement-*.json, written
+    by `python -m tuneforge.review agreement`): Cohen's kappa and raw agreement per label field."""
+    rows = ["| task | batch | rows labeled twice | field | kappa | raw agreement |", "|---|---|---|---|---|---|"]
+    for task in config.load(root / config.PARAMS).tasks:
+        for path in sorted((root / names.TaskPaths.for_task(task).reports / "review").glob("agreement-*.json")):
+            a = _report(root, str(path.relative_to(root)))
+            for field, f in a["fields"].items():
+                kappa = "undefined" if f["kappa"] is None else f"{f['kappa']:.3f}"
+                rows.append(f"| {task} | {path.stem.removeprefix('agreement-')} | {a['rows']} | {field} | {kappa} "
+                            f"| {f['agreement']:.3f} |")
+    return "\n".join(rows)
+
+
 def render_mutation(root: Path) -> str:
     """make mutate (reports/mutation.json): per module and in total."""
     rep = _report(root, "reports/mutation.json")
@@ -418,6 +432,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "buildtime": render_buildtime,
     "fidelity": render_fidelity,
     "retrieval": render_retrieval,
+    "agreement": render_agreement,
 }
 
 
