@@ -503,6 +503,21 @@ def test_register_refuses_a_gguf_that_changed(chain, tmp_path):
             register.main([TASK_NAME])
 
 
+def test_eval_without_a_rag_export_stops_naming_it(chain, tmp_path):
+    """eval.retrieval_k set and no RAG export: eval stops naming the file and both ways out
+    (the answers come from the eval cache the chain's own eval filled)."""
+    from stages import eval as eval_stage
+
+    root = tmp_path / "no-rag"
+    shutil.copytree(chain, root, ignore=shutil.ignore_patterns("adapter"))
+    shutil.rmtree(root / "data/changelog-actions/exports/rag")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        with pytest.raises(FileNotFoundError, match=r"rag\.jsonl: eval\.retrieval_k=3 .*dvc repro "
+                                                    r"export@changelog-actions.*eval\.retrieval_k: 0"):
+            eval_stage.main([TASK_NAME])
+
+
 def test_eval_by_hand_prints_metrics(chain, capsys):
     from tuneforge import evaluate
 

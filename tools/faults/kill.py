@@ -236,8 +236,11 @@ def verify_dvc_cache(root: Path) -> list[str]:
 
 
 def lock_outs(root: Path) -> dict[str, str]:
-    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    return {o["path"]: o.get("md5", "") for s in lock["stages"].values() for o in s.get("outs", [])}
+    """Each output's md5 in dvc.lock. An empty lock (YAML None: what a repro killed while DVC
+    rewrote the file can leave) has none, so every output shows as differing instead of the
+    harness crashing on it."""
+    lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8")) or {}
+    return {o["path"]: o.get("md5", "") for s in (lock.get("stages") or {}).values() for o in s.get("outs", [])}
 
 
 def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, bytes]) -> tuple[list[dict], Path]:
