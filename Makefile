@@ -102,13 +102,14 @@ schemas: setup
 
 # Benchmarks: each figure beside a baseline measured in the same run -> reports/bench.json and
 # the README table (~45 min on 2 cores: a clean build, 1M resampled entries, 2x20 train steps).
-# Needs a committed, built tree. One section: make bench ONLY=decode
+# Needs a committed, built tree. One section: make bench ONLY=decode. The per-task sections
+# (all but build) measure TASK (default changelog-actions): make bench ONLY=serve TASK=commit-messages
 BENCH_SECTIONS := sha256,decode,serve,train,data,build
 ONLY ?= $(BENCH_SECTIONS)
 bench: setup
 	@for s in $$(echo "$(ONLY)" | tr , ' '); do case ",$(BENCH_SECTIONS)," in *,$$s,*) ;; \
 	  *) echo "make bench: ONLY=$(ONLY): no section '$$s'; use a comma list of $(BENCH_SECTIONS)" >&2; exit 2;; esac; done
-	$(PY) -m tools.bench --only $(ONLY)
+	$(PY) -m tools.bench --only $(ONLY) --task $(or $(TASK),changelog-actions)
 
 # Faults suite (issue #7): 500+ bad inputs, planted secrets, seeded kill -9 points, leakage,
 # gates and pins, a corrupted remote object; in scratch dirs -> reports/faults.json (~15 min).
