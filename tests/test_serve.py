@@ -39,6 +39,7 @@ def test_a_raw_input_is_rendered_with_the_task_view_and_system_prompt():
     assert body["messages"][0] == {"role": "system", "content": task.system_prompt}
     assert body["messages"][1]["content"] == task.render_user(DIFF, None, None) != DIFF
     assert body["grammar"] == "root ::= x" and body["temperature"] == 0.0
+    assert body["repeat_penalty"] == 1.0  # as eval decodes; llama_cpp.server's default is 1.1
 
 
 def test_a_raw_input_is_cleaned_as_predict_cleans_it_before_the_model_sees_it():
@@ -60,9 +61,10 @@ def test_a_raw_input_is_cleaned_as_predict_cleans_it_before_the_model_sees_it():
 def test_a_request_with_a_system_message_or_a_format_is_left_as_written():
     task = get_task("changelog-actions")
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Entry: x"}]
-    body = with_task_defaults({"messages": messages, "temperature": 0.7,
+    body = with_task_defaults({"messages": messages, "temperature": 0.7, "repeat_penalty": 1.3,
                                "response_format": {"type": "json_object"}}, task, "root ::= x")
     assert body["messages"] == messages and "grammar" not in body and body["temperature"] == 0.7
+    assert body["repeat_penalty"] == 1.3
 
 
 # ---------------------------------------------------------------- the real server
@@ -125,6 +127,37 @@ def test_every_served_answer_parses_as_its_tasks_json(server):
         assert reply["model"] == task
         text = reply["choices"][0]["message"]["content"]
         get_task(task).parse_label(text)  # raises unless it is the task's JSON
+
+
+@pytest.mark.model
+def test_a_served_answer_is_the_greedy_answer_eval_decodes(server, chain):
+    """No sampling settings in the request: the server decodes as eval does (temperature 0,
+    repeat_penalty 1.0), so the answer equals llama.cpp's greedy answer in this process for the
+    same messages, grammar and cap. (The tiny random model answers the same under the server's
+    own default repeat_penalty 1.1 too; the defaults test above catches that one.)"""
+    import llama_cpp
+
+    from tuneforge.decode import task_gbnf
+    from tuneforge.llama_private import load_llama
+
+    base, _ = server
+    task = get_task("changelog-actions")
+    gbnf = task_gbnf(task)
+    status, raw = post(f"{base}/v1/chat/completions",
+                       {"model": task.name, "max_tokens": 48,
+                        "messages": [{"role": "user", "content": INPUTS[task.name]}]})
+    assert status == 200, raw[:500]
+    served = json.loads(raw)["choices"][0]["message"]["content"]
+    request = {"messages": [{"role": "user", "content": INPUTS[task.name]}]}
+    messages = with_task_defaults(request, task, gbnf)["messages"]
+    llm = load_llama(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf",
+                     n_ctx=2048, n_threads=1, n_batch=512, seed=0, verbose=False)
+    try:
+        local = llm.create_chat_completion(messages, temperature=0.0, repeat_penalty=1.0, max_tokens=48,
+                                           grammar=llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False))
+    finally:
+        llm.close()
+    assert served == local["choices"][0]["message"]["content"]
 
 
 @pytest.mark.model

@@ -18,7 +18,8 @@ measured (the Ollama Modelfile pins the same things):
   message is passed on as written.
 - no `response_format` and no `grammar`: the answer is decoded under the task's output grammar
   (tuneforge.grammar, bounded strings), so it parses as the task's JSON;
-- no `temperature`: 0 (greedy, as eval decodes).
+- no `temperature`: 0 (greedy, as eval decodes); no `repeat_penalty`: 1.0, none, as eval decodes
+  and the Modelfile pins (llama_cpp.server's own default is 1.1, which changes answers).
 A model name the server does not serve is refused (404); llama_cpp.server itself would answer
 with its first model instead. Only loopback by default: the server has no authentication
 unless --api-key is given.
@@ -85,6 +86,7 @@ def with_task_defaults(body: dict[str, Any], task: Task, gbnf: str) -> dict[str,
     if body.get("response_format") is None and body.get("grammar") is None:
         body["grammar"] = gbnf
     body.setdefault("temperature", 0.0)
+    body.setdefault("repeat_penalty", 1.0)
     return body
 
 
