@@ -381,10 +381,10 @@ def render_retrieval(root: Path) -> str:
             if "retrieval" not in m:
                 continue
             r = m["retrieval"]
-            for field in [k.removesuffix("_agreement") for k in r["delta"] if k.endswith("_agreement")]:
-                key = f"{field}_agreement"
+            for key in [k for k in r["delta"] if k.endswith("_agreement")]:
                 rows.append(f"| {task} | {model} | {m['n']} | {r['examples_shown_mean']:.2f}; "
-                            f"{r['rows_without_examples']} | {field} | {r['without_retrieval'][key]:.3f} "
+                            f"{r['rows_without_examples']} | {key.removesuffix('_agreement')} "
+                            f"| {r['without_retrieval'][key]:.3f} "
                             f"| {r['with_retrieval'][key]:.3f} | {r['delta'][key]:+.3f} |")
     return "\n".join(rows)
 

@@ -120,7 +120,7 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
                                         / out["in_process"]["requests_per_s"], 3)
 
     # retrieval: the BM25 index over the whole RAG export, built cold in a scratch cache
-    rag = paths.exports_dir / "rag" / "rag.jsonl"
+    rag, k = paths.exports_dir / "rag" / "rag.jsonl", params.eval.retrieval_k or 3
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as scratch:
         t0 = time.perf_counter()
         index = Index(rag, Path(scratch))
@@ -130,10 +130,10 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
         lat = []
         for q in searched:
             t = time.perf_counter()
-            index.search(q, params.eval.retrieval_k or 3)
+            index.search(q, k)
             lat.append(time.perf_counter() - t)
         index.db.close()
     out["retrieval"] = {"rag_rows": index.n, "index_build_s": round(build_s, 2), "queries": queries,
-                        "k": params.eval.retrieval_k or 3, **quantiles(lat)}
+                        "k": k, **quantiles(lat)}
     out["cores"] = os.cpu_count()
     return out
