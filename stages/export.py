@@ -120,7 +120,8 @@ def sft_sample(task: Task, rec: ScoredRecord, split: str, hint: str | None) -> S
     messages = task.messages(rec.text, hint, rec.product)
     messages.append({"role": "assistant", "content": task.render_label(rec.label)})
     return SftSample(id=rec.id, messages=messages, kind=task.label_class(rec.label),
-                     product=rec.product, hint_shown=hint is not None, split=split)
+                     product=rec.product, hint_shown=hint is not None, split=split,
+                     label_source=rec.label_source or LabelSource.rules)
 
 
 def randomised_hint(rec: ScoredRecord, hints: list[str], cfg: dict) -> str | None:

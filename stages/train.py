@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     # kind_balance reorders it first so that sample is not 45% fixes.
     per_step = cfg["batch_size"] * cfg["grad_accum"] * state.num_processes
     planned = cfg["max_steps"] * per_step
-    ordered = balanced_order(rows, cfg["kind_balance"], planned)
+    # train.prefer_human_labels: within each kind, hand-labeled rows are read first
+    prefer = (lambda r: r.get("label_source") == "human") if cfg["prefer_human_labels"] else None
+    ordered = balanced_order(rows, cfg["kind_balance"], planned, prefer=prefer)
     train_all = [sft_example(r) for r in ordered]
     train_ex, too_long, examined, lengths = [], 0, 0, []
     while examined < len(train_all) and (not planned or len(train_ex) < planned):
@@ -194,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         examined += len(chunk)
     valid_ex, _ = split_by_length(valid_all, token_lengths(tok, valid_all), cfg["max_tokens"])
     kinds_read = dict(sorted(Counter(r["kind"] for r in ordered[:examined]).items()))
+    sources_read = dict(sorted(Counter(r.get("label_source", "rules") for r in ordered[:examined]).items()))
     log.info("%d of %d train examples read (%d over %d tokens dropped), mean %.0f tokens; "
-             "%d steps x %d = %d examples planned; kinds read %s", examined, len(train_all),
-             too_long, cfg["max_tokens"], sum(lengths) / len(lengths), cfg["max_steps"],
-             per_step, planned, kinds_read)
+             "%d steps x %d = %d examples planned; kinds read %s; label sources read %s", examined,
+             len(train_all), too_long, cfg["max_tokens"], sum(lengths) / len(lengths), cfg["max_steps"],
+             per_step, planned, kinds_read, sources_read)
 
     summary = train(base_dir, train_ex, valid_ex, cfg, adapter_dir)
     if not state.is_main_process:
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset=Dataset(train=FileHash(path=str(train_path), sha256=sha256_file(train_path)),
                         valid=FileHash(path=str(valid_path), sha256=sha256_file(valid_path))),
         examples=ExamplesRead(train=len(train_ex), too_long=too_long, valid=len(valid_ex),
-                              kinds_read=kinds_read),
+                              kinds_read=kinds_read, sources_read=sources_read),
         toolchain=toolchain(MODEL_PACKAGES + (["bitsandbytes"] if summary["qlora"] else [])),
         **{k: v for k, v in summary.items() if k != "loss_curve"},
     )
@@ -231,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                    records_out=len(train_ex), quarantined=too_long,
                    extra={"steps": summary["steps"], "valid_examples": len(valid_ex),
                           "export_rows": len(train_all), "not_read": len(train_all) - examined,
-                          **{f"kind_{k}": v for k, v in kinds_read.items()}})
+                          **{f"kind_{k}": v for k, v in kinds_read.items()},
+                          **{f"source_{k}": v for k, v in sources_read.items()}})
     log.info("adapter %s (sha256 %s), train loss %.4f, valid loss %s", adapter_dir,
              adapter_sha[:16], summary["train_loss"], summary["valid_loss"])
     return 0

@@ -35,7 +35,8 @@ def adapter(**over: Any) -> AdapterSidecar:
         "params": TRAIN, "adapter_sha256": "52" * 32, "base": BaseRef(dir="models/base", sha256="a6" * 32),
         "dataset": Dataset(train=FileHash(path="data/changelog-actions/exports/sft/train.jsonl", sha256="4c" * 32),
                            valid=FileHash(path="data/changelog-actions/exports/sft/valid.jsonl", sha256="1c" * 32)),
-        "examples": ExamplesRead(train=960, too_long=0, valid=24, kinds_read={"fix": 600, "docs": 360}),
+        "examples": ExamplesRead(train=960, too_long=0, valid=24, kinds_read={"fix": 600, "docs": 360},
+                                 sources_read={"human": 240, "rules": 720}),
         "toolchain": TOOLCHAIN, "steps": 240, "train_loss": 0.253148, "valid_loss": 0.101545,
         "device": "cpu", "precision": "bf16", "qlora": False, **over})
 

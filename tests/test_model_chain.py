@@ -130,6 +130,7 @@ def test_train_outputs_and_sidecar(chain):
     # receipt and the sidecar
     kinds = {k[5:]: v for k, v in receipt["counts"]["extra"].items() if k.startswith("kind_")}
     assert sum(kinds.values()) == 8 and kinds == meta["examples"]["kinds_read"]
+    assert meta["examples"]["sources_read"] == {"rules": 8}  # the test rows name no label source
 
 
 def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):

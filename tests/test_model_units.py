@@ -473,3 +473,21 @@ def test_the_base_tokenizer_splits_text_as_llama_cpp_splits_it_for_the_gguf():
     for text in texts:
         assert tok(text, add_special_tokens=False)["input_ids"] == llm.tokenize(
             text.encode(), add_bos=False, special=True), text
+
+
+def test_balanced_order_reads_preferred_rows_first_within_each_kind():
+    """train.prefer_human_labels: the same kind mix in the first n, with each kind's hand-labeled
+    rows taken before its other rows; without any preferred row the order is unchanged."""
+    from tuneforge.llm import balanced_order
+
+    rows = [{"kind": k, "i": i, "label_source": "human" if i % 10 == 9 else "rules"}
+            for i, k in enumerate(["a", "b"] * 50)]
+    human = lambda r: r["label_source"] == "human"  # noqa: E731
+    out = balanced_order(rows, 0.5, 20, prefer=human)
+    assert _mix(out[:20]) == _mix(balanced_order(rows, 0.5, 20)[:20])
+    assert sum(map(human, out[:20])) == 10 and sum(map(human, rows[:20])) == 2  # every hand label, in 20
+    assert sorted(r["i"] for r in out) == list(range(100))  # every row, once
+    assert balanced_order(rows, 1.0, 20, prefer=human)[:20] != rows[:20]  # alpha 1 prefers too
+    assert _mix(balanced_order(rows, 1.0, 20, prefer=human)[:20]) == _mix(rows[:20])
+    plain = [dict(r, label_source="rules") for r in rows]
+    assert balanced_order(plain, 1.0, 20, prefer=human) == plain

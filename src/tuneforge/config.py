@@ -140,6 +140,7 @@ class Train(Section):
     max_steps: Annotated[int, Field(ge=0)]
     epochs: Annotated[int, Field(ge=1)]
     kind_balance: Fraction
+    prefer_human_labels: bool  # within a kind, hand-labeled rows are read first under the step budget
     max_tokens: Annotated[int, Field(ge=16)]
     valid_examples: Annotated[int, Field(ge=0)]
     logging_steps: Annotated[int, Field(ge=1)]

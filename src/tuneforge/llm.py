@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -158,19 +158,26 @@ def load_sft(path: str | Path) -> list[dict]:
     return [sft_example(r) for r in read_jsonl(path)]
 
 
-def balanced_order(rows: list[dict], alpha: float, n: int, key: str = "kind") -> list[dict]:
+def balanced_order(rows: list[dict], alpha: float, n: int, key: str = "kind",
+                   prefer: Callable[[dict], bool] | None = None) -> list[dict]:
     """`rows` reordered so that the first `n` hold each `key` value in proportion to
     count**alpha: 1 keeps the export's mix, 0 draws every value equally (as far as its rows
     last). A step budget sees a few hundred rows of a mix that is 45% fixes and under 2%
     deprecations; this lets the rare kinds be learned. Within a value, and for the rows
-    after the first n, export order (a seeded shuffle) is kept, so the result is seeded."""
+    after the first n, export order (a seeded shuffle) is kept, so the result is seeded.
+    `prefer` (train.prefer_human_labels: hand-labeled rows): within a value, the rows it
+    picks come first, so a step budget reads them before any other row of their kind; the
+    kind mix is the same either way."""
     if not 0 <= alpha <= 1:
         raise ValueError(f"kind balance alpha must be within [0, 1], got {alpha}")
-    if alpha == 1 or not n or n >= len(rows):
+    preferred = {i for i, row in enumerate(rows) if prefer(row)} if prefer else set()
+    if (alpha == 1 and not preferred) or not n or n >= len(rows):
         return list(rows)
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault(row[key], []).append(i)
+    for k in groups:  # stable: export order among the preferred, then among the rest
+        groups[k].sort(key=lambda i: i not in preferred)
     weight = {k: len(idx) ** alpha for k, idx in groups.items()}
     quota: dict[str, int] = {}
     open_, left = sorted(groups), n

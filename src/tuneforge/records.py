@@ -101,6 +101,7 @@ class SftSample(Strict):
     product: str
     hint_shown: bool
     split: Literal["train", "valid"]
+    label_source: LabelSource = Field(description="where the assistant turn's label came from (train prefers human)")
 
 
 class RagSample(Strict):

@@ -124,6 +124,8 @@ class ExamplesRead(_Strict):
     too_long: int = Field(description="read but over train.max_tokens, dropped")
     valid: int
     kinds_read: dict[str, int] = Field(description="kind -> rows read under the step budget")
+    sources_read: dict[str, int] = Field(description="label source (human, rules, teacher) -> rows read "
+                                                     "under the step budget (train.prefer_human_labels)")
 
 
 class AdapterSidecar(_Strict):
