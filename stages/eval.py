@@ -176,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     # does retrieval help? the report model again on the same rows, each prompt led by its
     # eval.retrieval_k most similar RAG export rows as worked examples (tuneforge.retrieval, as
     # replay shows them; the export holds no gold row nor a near-duplicate of one)
+    ref = cfg["report_model"]
     if cfg["retrieval_k"]:
-        ref = cfg["report_model"]
         rag = paths.exports_dir / "rag" / "rag.jsonl"
         if not rag.is_file():
             raise FileNotFoundError(f"{rag}: eval.retrieval_k={cfg['retrieval_k']} draws worked examples from the "
@@ -216,7 +216,6 @@ def main(argv: list[str] | None = None) -> int:
                       ).model_dump(mode="json")
 
     # write: metrics, plots, predictions, the verdict, the report, the receipt
-    ref = cfg["report_model"]
     write_json(paths.metrics, run.metrics)
     write_json(out_dir / "confusion.json", [
         {"actual": task.label_class(r["label"]), "predicted": k} for r, k in zip(rows, run.kinds[ref], strict=True)])

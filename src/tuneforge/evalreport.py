@@ -24,6 +24,12 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def comparison_table(figures: dict, heads: list[str], names: tuple[str, str]) -> list[str]:
+    """tuneforge.metrics.compare's two passes and their delta as a table, one row each."""
+    return ["| | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads),
+            *(f"| {k} | " + " | ".join(_fmt(figures[k][h]) for h in heads) + " |" for k in (*names, "delta"))]
+
+
 def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
               n_rows: int, n_hf: int, errors: dict[str, list[str]], fields: tuple[str, str] = FIELDS,
               extra: tuple[str, ...] = ()) -> str:
@@ -55,12 +61,8 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     promoted = verdict["promoted"] or "none"
     out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate).", ""]
     for name in [n for n in metrics if "hint_ablation" in metrics[n]]:
-        ab = metrics[name]["hint_ablation"]
-        out += [f"## Hint ablation ({name})", "", "| | " + " | ".join(heads) + " |",
-                "|---|" + "---|" * len(heads)]
-        for k in ("with_hint", "without_hint", "delta"):
-            out.append(f"| {k} | " + " | ".join(_fmt(ab[k][h]) for h in heads) + " |")
-        out.append("")
+        out += [f"## Hint ablation ({name})", "",
+                *comparison_table(metrics[name]["hint_ablation"], heads, ("with_hint", "without_hint")), ""]
     for name in [n for n in metrics if "retrieval" in metrics[n]]:
         rt = metrics[name]["retrieval"]
         out += [f"## Retrieval ({name})", "",
@@ -68,10 +70,7 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
                 f"worked examples (as `tuneforge.replay` shows them; as many as fit n_ctx): "
                 f"{_fmt(rt['examples_shown_mean'])} shown on average, {rt['rows_without_examples']} rows with none, "
                 f"{rt.get('closed_by_decoder', 0)} answers closed by the decoder.", "",
-                "| | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
-        for k in ("with_retrieval", "without_retrieval", "delta"):
-            out.append(f"| {k} | " + " | ".join(_fmt(rt[k][h]) for h in heads) + " |")
-        out.append("")
+                *comparison_table(rt, heads, ("with_retrieval", "without_retrieval")), ""]
     s = summaries[ref]
     macro = (f"macro-F1 over {c}s with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
              f"({', '.join(s['macro_f1_kinds']) or f'no {c} has enough support'})")

@@ -27,6 +27,13 @@ def _num(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _with_without(figures: dict, class_field: str, with_key: str, without_key: str, with_words: str) -> str:
+    """A tuneforge.metrics.compare result in words: the class agreement of both passes and the delta."""
+    key = f"{class_field}_agreement"
+    return (f"{class_field} agreement {_num(figures[with_key][key])} {with_words}, "
+            f"{_num(figures[without_key][key])} without (delta {_num(figures['delta'][key])})")
+
+
 def _class_cell(m: dict, class_field: str) -> str:
     key = f"{class_field}_agreement"
     if m.get(key) is None:
@@ -119,20 +126,16 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines.append("")
     if ablated:
         ablation = metrics[ablated[0]]["hint_ablation"]
-        lines += [f"Section-hint ablation ({ablated[0]}, same rows, every hint removed): {c} "
-                  f"agreement {_num(ablation['with_hint'][f'{c}_agreement'])} with hints, "
-                  f"{_num(ablation['without_hint'][f'{c}_agreement'])} without (delta "
-                  f"{_num(ablation['delta'][f'{c}_agreement'])}); macro-F1 delta "
+        lines += [f"Section-hint ablation ({ablated[0]}, same rows, every hint removed): "
+                  f"{_with_without(ablation, c, 'with_hint', 'without_hint', 'with hints')}; macro-F1 delta "
                   f"{_num(ablation['delta']['macro_f1'])}.", ""]
     retrieved = sorted(k for k, m in metrics.items() if "retrieval" in m)
     if retrieved:
         rt = metrics[retrieved[0]]["retrieval"]
         lines += [f"Worked examples ({retrieved[0]}, same rows, each prompt led by its {rt['k']} most similar "
                   f"training-export rows, {_num(rt['examples_shown_mean'], 1)} shown on average, as "
-                  f"`python -m tuneforge.replay` prompts): {c} agreement "
-                  f"{_num(rt['with_retrieval'][f'{c}_agreement'])} with them, "
-                  f"{_num(rt['without_retrieval'][f'{c}_agreement'])} without (delta "
-                  f"{_num(rt['delta'][f'{c}_agreement'])}).", ""]
+                  f"`python -m tuneforge.replay` prompts): "
+                  f"{_with_without(rt, c, 'with_retrieval', 'without_retrieval', 'with them')}.", ""]
 
     if fidelity is not None:
         lines += fidelity_section(fidelity, template_prompts)
