@@ -7,7 +7,8 @@ Out: paths.scored (ScoredRecord JSONL), <quarantine_dir>/score.jsonl (the reject
      every record that also carries a gold label, with and without its hint)
 
 Categories: accepted / partially_accepted / rejected / needs_human_review, each
-with sorted reason codes. Candidate precedence: gold > teacher > rules.
+with sorted reason codes. Candidate precedence: gold > human > teacher > rules. Hand labels
+(gold, human) skip the rule checks but not STYLE.
 """
 from __future__ import annotations
 
@@ -55,7 +56,13 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
     category = ScoreCategory.accepted
     if schema_error(task, chosen.label):
         category, reasons = ScoreCategory.rejected, ["label_schema_invalid"]
-    elif chosen.source not in HAND_LABELED:
+    elif chosen.source in HAND_LABELED:
+        # A hand label is trusted over every rule, but not over STYLE: one that breaks it is
+        # kept out of SFT (partially accepted, its codes named) until someone revises it.
+        reasons += task.style_problems(chosen.label, rec.text, rec.hint)
+        if reasons:
+            category = ScoreCategory.partially_accepted
+    else:
         label = chosen.label
         kind = task.label_class(label)
         reasons += task.style_problems(label, rec.text, rec.hint)

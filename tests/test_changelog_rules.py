@@ -232,6 +232,51 @@ def test_score_trains_on_internal_unknowns_and_reviews_the_fallback():
     assert fallback.category.value == "needs_human_review" and "unknown_without_cue" in fallback.reasons
 
 
+def test_score_style_checks_hand_labels_and_keeps_one_that_breaks_style_out_of_sft():
+    """A hand label skips the rule checks (it outranks them) but not STYLE: one naming a
+    version the input does not show is partially accepted, its code named; a clean one is
+    accepted."""
+    from stages.score import score_record
+    from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance
+
+    task = get_task("changelog-actions")
+    cfg = {"hint_disagreement": "needs_human_review", "unknown_without_cue": "needs_human_review",
+           "scorer_version": "t"}
+    text = "Fix a crash when the config file is empty"
+
+    def scored(action_text):
+        label = {"kind": "fix", "severity": "medium", "subject": "empty config crash",
+                 "action_text": action_text, "deadline": None, "tags": ["demo"]}
+        rec = EvidenceRecord(id="x", task=task.name, text=text, hint=None, product="demo",
+                             version="1.0", format="markdown_bullets",
+                             provenance=Provenance(source_file="f", line=1, sig_hash="s"),
+                             candidates=[CandidateLabel(source=LabelSource.human, label=label)])
+        return score_record(task, rec, cfg)
+
+    clean = scored("Upgrade demo to stop crashing on an empty config file.")
+    assert clean.category.value == "accepted" and clean.reasons == []
+    versioned = scored("Upgrade demo to 2.4.1 to stop crashing on an empty config file.")
+    assert versioned.category.value == "partially_accepted"
+    assert versioned.reasons == ["style_version_not_in_input"]
+
+
+@pytest.mark.parametrize("path", ["data/gold/holdout.jsonl", "data/labeled/train.jsonl"])
+def test_every_changelog_hand_label_passes_style_and_names_its_contract(path):
+    """The committed hand labels obey STYLE (the scorer would keep a breaking one out of
+    SFT) and each says which contract version it was made or last revised under."""
+    import json
+    from pathlib import Path
+
+    from tuneforge.review import CONTRACT
+
+    rows = [json.loads(line) for line in (Path(__file__).parents[1] / path).read_text().splitlines()]
+    broken = {(i, tuple(p)) for i, r in enumerate(rows, 1)
+              if (p := style.style_problems(r["label"], r["text"], r["hint"]))}
+    assert not broken, f"{path}: rows (line, codes) that break STYLE: {sorted(broken)[:10]}"
+    unnamed = [i for i, r in enumerate(rows, 1) if not CONTRACT.match(r.get("contract") or "")]
+    assert not unnamed, f"{path}: rows with no contract version: lines {unnamed[:10]}"
+
+
 def test_style_codes_match_what_the_checks_give_and_style_md():
     """One list of codes: STYLE.md documents them, style_problems gives them, eval counts
     each of them (0 included) from style.STYLE_CODES."""
@@ -243,3 +288,17 @@ def test_style_codes_match_what_the_checks_give_and_style_md():
     documented = re.findall(r"`(style_\w+)`", (Path(__file__).parents[1] / "STYLE.md").read_text())
     assert sorted(set(given)) == sorted(style.STYLE_CODES)
     assert list(dict.fromkeys(documented)) == list(style.STYLE_CODES)
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("Prevent double free if the window option remain-on-exit is set.", "security"),
+    ("Fix a heap over-read in the tag parser", "security"),
+    ("Fix out-of-bounds access when the header is truncated", "security"),
+    ("diff3 no longer malfunctions due to use-after-free", "security"),
+    ("Fixed a couple of memory leaks in the test suite.", "fix"),
+    ("Fix NULL dereference in idn2_register_u8()", "fix"),
+])
+def test_memory_safety_bugs_are_security_and_leaks_and_null_crashes_are_fixes(text, kind):
+    """Contract v6, rule 1 (decided 2026-11-29): the memory-safety bugs it names are security
+    without a CVE; a leak or a NULL-pointer crash with no attacker in view is a fix."""
+    assert kinds.rule_kind(text, None)[0].value == kind

@@ -27,13 +27,14 @@ CONTENT_FREE_RE = compile_re(
     re.I,
 )
 
-# Rule 1: vulnerability, credential exposure, bypass, injection, any CVE.
+# Rule 1: vulnerability, credential exposure, bypass, injection, any CVE; the memory-safety bugs the
+# contract names (overflow, over-read, out-of-bounds access, use-after-free, double free: v6).
 SECURITY_RE = compile_re(
     r"\bCVE-\d{4}|\bvulnerab|\bsecurity (?:fix|issue|problem|hole|flaw|bug|advisory|vulnerabilit)"
     r"|\bexploit(?:able|ed)\b|\bexploits? (?:a |the )?(?:bug|flaw|hole|vulnerab)|privilege escalation"
     r"|\bescalat\w* privileges?|\bXSS\b|cross-site|\bCSRF\b"
     r"|\binjection\b|(?:heap|stack)[- ]buffer[- ]overflow|\bbuffer (?:over|under)(?:flow|run)|heap[- ]overflow"
-    r"|out-of-bounds (?:read|write)|use-after-free|denial[- ]of[- ]service|(?-i:\bDoS\b)|sandbox (?:escape|bypass)"
+    r"|out-of-bounds (?:read|write|access)|use-after-free|double[- ]free|\bover-?reads?\b|denial[- ]of[- ]service|(?-i:\bDoS\b)|sandbox (?:escape|bypass)"
     r"|(?:authentication|auth|permission|access control|signature verification) bypass"
     r"|\bbypass(?:es|ed)? (?:the )?(?:check|restriction|authentication|verification|protection)"
     r"|arbitrary (?:code|command|file)|remote code execution|\bRCE\b"
