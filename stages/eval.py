@@ -4,6 +4,7 @@ plots, a report, and the release-gate verdict that register acts on.
 Run: python -m stages.eval <task>
      (one GGUF on any gold file, by hand: python -m tuneforge.evaluate --gold FILE --model GGUF)
 In:  tasks.<task>.gold, models/<task>/gguf/*.gguf + SHA256SUMS (each verified before use),
+     data/<task>/exports/sft/train.jsonl (which products the model was trained on),
      models/<task>/merged, models/base, params.eval (CPU budget, gates), reports/<task>/fidelity.json
      (the fidelity stage's KL verdict per GGUF: a quantisation over its bounds fails the gates)
 Out: reports/<task>/metrics.json (DVC metrics: top level keyed by model name), reports/<task>/eval/: confusion.json,
@@ -31,17 +32,18 @@ from typing import Any
 from tuneforge import config, names
 from tuneforge.decode import Answer, Settings, decode, decode_chats, decode_hf
 from tuneforge.evalreport import report_md, write_csv
-from tuneforge.gates import check_models, decide, fidelity_failures
+from tuneforge.gates import check_models, decide, fidelity_failures, labeler_behind
 from tuneforge.gguf_tools import verify_pin
-from tuneforge.io import atomic_path, write_json, write_jsonl
+from tuneforge.io import atomic_path, read_models, write_json, write_jsonl
 from tuneforge.llama_private import CLOSE_RESERVE
-from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity
+from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity, versus
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FileHash, Prediction, Verdict
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
+from tuneforge.records import SftSample
 from tuneforge.retrieval import Index, example_chats, token_fit
-from tuneforge.scoring import closed_figures, load_gold, score
+from tuneforge.scoring import closed_figures, labeler_subsets, load_gold, score
 from tuneforge.tasks import Task, get_task
 from tuneforge.verdict import dir_hash, file_hash, verdict_params
 
@@ -194,6 +196,30 @@ def main(argv: list[str] | None = None) -> int:
                                         desc=f"{ggufs[ref].stem} (retrieval)"),
                 variant="retrieval", grammar=True, shown=shown)
 
+    # the student against its teacher: the rule labeler, which wrote most training labels, answers
+    # the same rows (metrics.json rule_labeler); each quantisation is compared with it row by row on
+    # all rows, on the gold rows never read while the labeler was tuned, and on the rows of
+    # products that gave the SFT export no row (export.heldout_products)
+    run.add(names.RULE_LABELER, rows, [Answer(task.render_label(task.rule_label(
+        r["text"], r.get("hint"), r.get("product"), r.get("version"))[0])) for r in rows])
+    sft_train = paths.exports_dir / "sft" / "train.jsonl"
+    if not sft_train.is_file():
+        raise FileNotFoundError(f"{sft_train}: eval sets the model beside the rule labeler on products the SFT "
+                                f"export gave no row, and there is no export: build it (dvc repro "
+                                f"export@{params.task_name})")
+    receipt.inputs.append(sft_train)
+    subsets = labeler_subsets(rows, {s.product for s in read_models(sft_train, SftSample)})
+    gold_classes = [task.label_class(r["label"]) for r in rows]
+
+    def hits(key: str, subset: list[bool]) -> list[bool]:
+        return [p == g for p, g, keep in zip(run.kinds[key], gold_classes, subset, strict=True) if keep]
+
+    labeler_failures = {}
+    for key in types:
+        run.metrics[key]["vs_labeler"] = {
+            name: versus(hits(key, subset), hits(names.RULE_LABELER, subset)) for name, subset in subsets.items()}
+        labeler_failures[key] = labeler_behind(run.metrics[key]["vs_labeler"], cfg["gates"], task.class_field)
+
     hf_models = {"merged_hf": paths.merged}
     if cfg["base_hf"]:
         hf_models["base_hf"] = paths.base_model
@@ -208,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         # softer figure beside the gated exact-text parity: the same predicted kind
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
+    failures = {k: fidelity.get(k, []) + labeler_failures.get(k, []) for k in types}
     verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged, task.class_field,
-                               fidelity),
+                               failures),
                       ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),
                       toolchain={k: installed[k] for k in TOOLS}

@@ -153,6 +153,13 @@ def unknown_augmentation(task: Task, products: list[str], n: int, seed: int) -> 
     return out
 
 
+def held_out_products(gold_rows: list[dict], task: Task, seed: int, share: float) -> set[str]:
+    products = {row.get("product") for row in gold_rows} - {None}
+    if task.holdout_by_product:
+        return products
+    return {p for p in products if seeded_unit(seed, "heldout", p) < share}
+
+
 def split_strata(records: list[ScoredRecord], task: Task, seed: int,
                  valid_fraction: float) -> tuple[list[ScoredRecord], list[ScoredRecord]]:
     """Seeded split, stratified by (kind, product): each stratum gives its share to valid.
@@ -226,8 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     gold_rows = list(read_jsonl(params.task.gold))
     gold_texts = [row["text"] for row in gold_rows]
     gold = GoldFilter(gold_texts, cfg)
-    # split by source package: a holdout package gives no training row at all
-    gold_products = {row.get("product") for row in gold_rows} - {None} if task.holdout_by_product else set()
+    # products held out: none of their records reaches SFT or RAG, so eval can measure the model on
+    # products it never saw. A task split by source package holds out every gold product; others a
+    # seeded export.heldout_products share of them
+    gold_products = held_out_products(gold_rows, task, cfg["seed"], cfg["heldout_products"])
     records = list(read_models(paths.scored, ScoredRecord))
     dropped: list[QuarantineRecord] = []
     sft_pool, rag, pairs = [], [], []
@@ -241,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     for rec in records:
         if rec.product in gold_products:
             removed["package"] += 1
-            drop(rec, QuarantineReason.gold_overlap, f"source package {rec.product} has gold holdout rows")
+            drop(rec, QuarantineReason.gold_overlap, f"product {rec.product} is held out: it has gold holdout rows")
             continue
         if overlap := gold.overlap(rec):
             removed[overlap[0]] += 1

@@ -12,7 +12,6 @@ with sorted reason codes. Candidate precedence: gold > human > teacher > rules. 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import sys
 from collections import Counter
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from tuneforge import config, metrics
 from tuneforge.io import read_models, write_json, write_jsonl
+from tuneforge.names import gold_subset
 from tuneforge.receipts import Receipt
 from tuneforge.records import (
     CandidateLabel,
@@ -96,13 +96,6 @@ def score_record(task: Task, rec: EvidenceRecord, cfg: dict) -> ScoredRecord:
         label_source=chosen.source, rule=chosen.rule, alternatives=alternatives,
         scorer_version=cfg["scorer_version"],
     )
-
-
-def gold_subset(record_id: str) -> str:
-    """Gold rows whose id hash is 0 mod 3 were never inspected while the rule labeler was
-    tuned; their figure is the honest estimate of how it does on unseen entries."""
-    digest = hashlib.sha256(record_id.encode()).hexdigest()
-    return "untouched" if int(digest, 16) % 3 == 0 else "tuning"
 
 
 def rules_label(task: Task, rec: EvidenceRecord, hint: str | None) -> dict:

@@ -56,3 +56,22 @@ def test_human_labels_outrank_rules_and_may_not_touch_gold(workdir, run_pipeline
     from stages import evidence
     with pytest.raises(SystemExit, match="also in the gold holdout"):
         evidence.main(["changelog-actions"])
+
+
+def test_export_holds_out_a_seeded_share_of_the_gold_products():
+    """export.heldout_products: a seeded share of the gold's products gives training no row, so
+    eval can set the model beside the rule labeler on products it never saw; a task whose
+    contract splits by source package (commit-messages) holds out every gold product."""
+    from stages.export import held_out_products
+    from tuneforge.tasks import get_task
+
+    rows = [{"product": f"p{i}"} for i in range(200)] + [{"product": None}, {"text": "no product"}]
+    every = {f"p{i}" for i in range(200)}
+    changelog = get_task("changelog-actions")
+    assert held_out_products(rows, changelog, 1, 0.0) == set()
+    assert held_out_products(rows, changelog, 1, 1.0) == every
+    some = held_out_products(rows, changelog, 1, 0.2)
+    assert 20 < len(some) < 60 and some == held_out_products(rows, changelog, 1, 0.2)
+    assert held_out_products(rows, changelog, 2, 0.2) != some  # the seed draws them
+    assert held_out_products(rows, changelog, 1, 0.3) > some   # a larger share keeps the smaller's
+    assert held_out_products(rows, get_task("commit-messages"), 1, 0.0) == every

@@ -221,3 +221,48 @@ def test_gate_reasons_exact():
     # nothing parsed at all: kind_agreement None counts as 0, never as a pass
     assert metrics.gate(_summary(None, 0, n=0), GATES, 0.95) == ["kind_agreement 0.000 < 0.6"]
     assert metrics.gate(_summary(0.7, 0), GATES, 0.8999) == ["parity 0.900 < 0.9"]
+
+
+def test_versus_counts_the_rows_only_one_gets_right_and_their_exact_sign_test():
+    model = [True, True, False, False, False, True, False]
+    labeler = [True, False, True, True, True, True, False]
+    v = metrics.versus(model, labeler)
+    assert (v["n"], v["model"], v["labeler"], v["model_only"], v["labeler_only"]) == (7, 0.428571, 0.714286, 1, 3)
+    # 4 rows split 1:3 for the labeler: P(X >= 3 | 4, 1/2) = (4 + 1) / 16
+    assert v["p_labeler_better"] == 5 / 16
+    assert metrics.versus([True] * 5, [False] * 5)["p_labeler_better"] == 1.0  # the labeler won none
+    assert metrics.versus([False] * 5, [True] * 5)["p_labeler_better"] == 1 / 32
+    assert metrics.versus([True, False], [True, False])["p_labeler_better"] == 1.0  # no row split them
+    with pytest.raises(ValueError, match="same rows"):
+        metrics.versus([True], [True, False])
+
+
+def test_labeler_behind_fails_only_where_the_labeler_leads_beyond_chance():
+    from tuneforge.gates import labeler_behind
+
+    def v(model_only, labeler_only, n=40):
+        return metrics.versus([True] * model_only + [False] * labeler_only + [True] * (n - model_only - labeler_only),
+                              [False] * model_only + [True] * labeler_only + [True] * (n - model_only - labeler_only))
+
+    gates = {"max_p_labeler_better": 0.05}
+    even = {"all": v(6, 6), "untouched": v(2, 3, 13), "unseen_products": v(1, 2, 9)}
+    assert labeler_behind(even, gates) == []
+    behind = {**even, "unseen_products": v(0, 6, 9)}  # p = 1/64
+    [reason] = labeler_behind(behind, gates, "kind")
+    assert reason.startswith("rule labeler ahead on unseen_products rows: kind 1.000 vs 0.333 over 9 rows")
+    assert labeler_behind(behind, {"max_p_labeler_better": None}) == []
+    assert labeler_behind({**behind, "unseen_products": metrics.versus([], [])}, gates) == []  # no such rows
+
+
+def test_labeler_subsets_split_rows_as_the_score_stage_and_the_sft_export_do():
+    from tuneforge.names import gold_subset
+    from tuneforge.scoring import labeler_subsets
+    from tuneforge.text import content_key
+
+    texts = [f"Fixed crash number {i} in the parser." for i in range(12)]
+    rows = [{"text": t, "product": p} for t, p in zip(texts, ["git", "tar", None] * 4, strict=True)]
+    sub = labeler_subsets(rows, {"git"})
+    assert sub["all"] == [True] * 12
+    assert sub["unseen_products"] == [False, True, True] * 4
+    assert sub["untouched"] == [gold_subset(content_key(t)) == "untouched" for t in texts]
+    assert 0 < sum(sub["untouched"]) < 12  # both subsets occur in 12 rows

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.model
 
+from tuneforge import metrics
 from tuneforge.fetch import PinMismatch
 from tuneforge.gguf_tools import write_sums
 from tuneforge.io import read_jsonl, sha256_file, sha256_text, write_jsonl
@@ -48,7 +49,7 @@ def sft_row(i: int, text: str, hint: str | None, product: str, split: str) -> di
     messages = TASK.messages(text, hint, product)
     messages.append({"role": "assistant", "content": TASK.render_label(label)})
     return {"id": f"{split}-{i}", "messages": messages, "kind": label["kind"],
-            "product": product, "hint_shown": hint is not None, "split": split}
+            "product": product, "hint_shown": hint is not None, "split": split, "label_source": "rules"}
 
 
 def gold_row(text: str, hint: str | None, product: str) -> dict:
@@ -337,7 +338,7 @@ def test_grammar_keeps_control_characters_out_of_json_strings(chain):
 
 def test_metrics_and_verdict(chain):
     m = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())
-    assert set(m) == {"base", "Q8_0", "Q6_K", "Q4_K_M", "f16", "merged_hf", "base_hf"}
+    assert set(m) == {"base", "Q8_0", "Q6_K", "Q4_K_M", "f16", "merged_hf", "base_hf", "rule_labeler"}
     for model in m.values():
         assert {"kind_agreement", "severity_agreement", "parse_rate", "macro_f1"} <= set(model)
     assert m["Q8_0"]["n"] == 6 and m["merged_hf"]["n"] == 2 and m["f16"]["n"] == 2
@@ -370,7 +371,29 @@ def test_metrics_and_verdict(chain):
     assert all(m[k]["closed_by_decoder"] == m[k]["n"] and m[k]["closed_by_decoder_rate"] == 1.0
                for k in ("base", "Q8_0", "Q6_K", "Q4_K_M", "f16"))
     preds = list(read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl"))
-    assert len(preds) == 6 * 6 + 2 * 3  # 4 GGUFs + Q8_0 without hints and with retrieval; f16 + 2 HF models
+    # 4 GGUFs + Q8_0 without hints and with retrieval + the rule labeler; f16 + 2 HF models
+    assert len(preds) == 7 * 6 + 2 * 3
+
+
+def test_eval_sets_every_quantisation_against_the_rule_labeler(chain):
+    """The rule labeler answers the same rows (metrics rule_labeler); each quantisation's
+    vs_labeler figures are its own and the labeler's predictions compared row by row."""
+    m = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())
+    preds = list(read_jsonl(chain / "reports/changelog-actions/eval/predictions.jsonl"))
+    right = {}
+    for p in preds:
+        if p["variant"] == "hint":
+            right.setdefault(p["model"], []).append(p["pred_kind"] == p["gold_kind"])
+    labeler = m["rule_labeler"]
+    assert labeler["n"] == 6 and labeler["kind_agreement"] == round(sum(right["rule_labeler"]) / 6, 6)
+    for key in ("Q8_0", "Q6_K", "Q4_K_M"):
+        vs = m[key]["vs_labeler"]
+        assert set(vs) == {"all", "untouched", "unseen_products"}
+        assert vs["all"] == metrics.versus(right[key], right["rule_labeler"])
+        assert vs["unseen_products"]["n"] == 0  # every gold product has SFT rows here
+        assert vs["untouched"]["n"] <= 6
+    assert "vs_labeler" not in m["base"] and "## Against the rule labeler (Q8_0)" in (
+        chain / "reports/changelog-actions/eval/report.md").read_text()
 
 
 def test_eval_measures_the_report_model_with_worked_examples(chain):
@@ -516,6 +539,21 @@ def test_eval_without_a_rag_export_stops_naming_it(chain, tmp_path):
         mp.chdir(root)
         with pytest.raises(FileNotFoundError, match=r"rag\.jsonl: eval\.retrieval_k=3 .*dvc repro "
                                                     r"export@changelog-actions.*eval\.retrieval_k: 0"):
+            eval_stage.main([TASK_NAME])
+
+
+def test_eval_without_an_sft_export_stops_naming_it(chain, tmp_path):
+    """The unseen-products comparison reads which products the SFT export trained on; with no
+    export eval stops naming the file and the command that builds it."""
+    from stages import eval as eval_stage
+
+    root = tmp_path / "no-sft"
+    shutil.copytree(chain, root, ignore=shutil.ignore_patterns("adapter"))
+    (root / "data/changelog-actions/exports/sft/train.jsonl").unlink()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        with pytest.raises(FileNotFoundError, match=r"sft/train\.jsonl: eval sets the model beside the rule "
+                                                    r"labeler.*dvc repro export@changelog-actions"):
             eval_stage.main([TASK_NAME])
 
 

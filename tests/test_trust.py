@@ -99,7 +99,7 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
     params["toolchain"] = {k: v.split("+")[0] for k, v in toolchain(list(params["toolchain"])).items()}  # installed
     params["eval"].update(holdout_limit=0, hf_subset=2, base_hf=False, retrieval_k=0,  # no RAG export here
                           gates={**params["eval"]["gates"], "min_class_agreement": 0.0, "max_parse_errors": 100,
-                                 "min_parity": 0.0})
+                                 "min_parity": 0.0, "max_p_labeler_better": None})
     params["register"]["ollama"] = "never"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # each stage's declared params
@@ -111,6 +111,7 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
         gguf(tmp_path, key).write_bytes(key.encode() * (size // len(key)))
     write_sums(tmp_path / "models/changelog-actions/gguf", [gguf(tmp_path, k) for k in SIZES])
     write_fidelity(tmp_path)
+    write_jsonl(tmp_path / "data/changelog-actions/exports/sft/train.jsonl", [])  # no product trained on
     sidecars = {"merged": {}, "adapter": shape_examples.adapter().model_dump(mode="json"),
                 "base": shape_examples.base().model_dump(mode="json")}
     dirs = {"merged": "models/changelog-actions/merged", "adapter": "models/changelog-actions/adapter",

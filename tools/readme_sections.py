@@ -419,6 +419,26 @@ def render_mutation(root: Path) -> str:
     return "\n".join(rows) + (f"\n\n{rep['tool']} {rep['tool_version']}, one worker, "
                               f"{rep['runtime_s'] / 60:.1f} min; score = {rep['score_definition']}.")
 
+def render_versus(root: Path) -> str:
+    """Each task's report model against its rule labeler on the same rows (metrics.json
+    <report model>.vs_labeler): all rows, the untouched gold rows, the unseen products."""
+    path = root / config.PARAMS
+    params = config.load(path)
+    rows = ["| task | model | rows | n | model's agreement | rule labeler's | only the model right "
+            "| only the labeler right | p (labeler better) |", "|---|---|---|---|---|---|---|---|---|"]
+    for task in params.tasks:
+        ref = config.with_overrides(params, task, path).eval.report_model
+        metrics = _report(root, str(names.TaskPaths.for_task(task).metrics))
+        for subset, v in metrics[ref]["vs_labeler"].items():
+            rows.append(f"| {task} | {ref} | {subset} | {v['n']} | {_num(v['model'])} | {_num(v['labeler'])} "
+                        f"| {v['model_only']} | {v['labeler_only']} | {_num(v['p_labeler_better'])} |")
+    return "\n".join(rows)
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench": render_bench,
     "faults": render_faults,
@@ -433,6 +453,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "fidelity": render_fidelity,
     "retrieval": render_retrieval,
     "agreement": render_agreement,
+    "versus": render_versus,
 }
 
 

@@ -90,6 +90,7 @@ class Export(Section):
     hint_swap_rate: Fraction
     unknown_augment: Annotated[int, Field(ge=0)]
     augment_rate: Fraction   # share of train rows the task's augment hook changes (commits: junk injection)
+    heldout_products: Fraction  # share of the gold's products kept out of training (seeded; eval's unseen rows)
     near_dup_threshold: Annotated[float, Field(gt=0.0, le=1.0)]
     near_dup_min_contained_words: Annotated[int, Field(ge=1, strict=True)]
     leakage_report_floor: Annotated[float, Field(gt=0.0, le=1.0)]
@@ -190,6 +191,7 @@ class Gates(Section):
     max_parse_errors: Annotated[int, Field(ge=0)]
     max_closed_by_decoder: Annotated[int, Field(ge=0)]
     min_parity: Fraction
+    max_p_labeler_better: Fraction | None = None  # fail a GGUF the rule labeler beats (sign test p below this)
 
 
 class Eval(Section):

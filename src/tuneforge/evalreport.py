@@ -52,8 +52,10 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     g = cfg["gates"]
     gates = (f"min_class_agreement={g['min_class_agreement']} ({c}), max_parse_errors="
              f"{g['max_parse_errors']}, min_parity={g['min_parity']} (parity of "
-             f"{cfg['parity_model']})" + (f", max_closed_by_decoder={g['max_closed_by_decoder']}."
-                                          if "max_closed_by_decoder" in g else "."))
+             f"{cfg['parity_model']})" + (f", max_closed_by_decoder={g['max_closed_by_decoder']}"
+                                          if "max_closed_by_decoder" in g else "")
+             + (f", max_p_labeler_better={g['max_p_labeler_better']}."
+                if g.get("max_p_labeler_better") is not None else "."))
     out += ["", "## Release gates", "", gates, "",
             "| model | verdict | failed gates |", "|---|---|---|"]
     for name, v in verdict["models"].items():
@@ -71,6 +73,19 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
                 f"{_fmt(rt['examples_shown_mean'])} shown on average, {rt['rows_without_examples']} rows with none, "
                 f"{rt.get('closed_by_decoder', 0)} answers closed by the decoder.", "",
                 *comparison_table(rt, heads, ("with_retrieval", "without_retrieval")), ""]
+    for name in [n for n in metrics if "vs_labeler" in metrics[n]]:
+        if name == ref:
+            out += [f"## Against the rule labeler ({name})", "",
+                    f"The rule labeler answered the same rows; per subset, each one's {c} agreement, the rows only "
+                    "one got right, and the one-sided exact sign test that the labeler is better. untouched: gold "
+                    "rows never read while the labeler was tuned; unseen_products: rows of products that gave the "
+                    "SFT export no row.", "",
+                    "| rows | n | model | rule labeler | only the model | only the labeler | p (labeler better) |",
+                    "|---|---|---|---|---|---|---|"]
+            out += [f"| {k} | {v['n']} | {_fmt(v['model'])} | {_fmt(v['labeler'])} | {v['model_only']} | "
+                    f"{v['labeler_only']} | {_fmt(v['p_labeler_better'])} |"
+                    for k, v in metrics[name]["vs_labeler"].items()]
+            out.append("")
     s = summaries[ref]
     macro = (f"macro-F1 over {c}s with support >= {cfg['min_support']}: {_fmt(s['macro_f1'])} "
              f"({', '.join(s['macro_f1_kinds']) or f'no {c} has enough support'})")

@@ -1,6 +1,6 @@
 """The release decision eval writes into verdict.json and register acts on: every quantisation
-against params.yaml's eval.gates and the fidelity stage's KL bounds, and the smallest one that
-passes them all promoted."""
+against params.yaml's eval.gates, the fidelity stage's KL bounds and the rule labeler, and the
+smallest one that passes them all promoted."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,17 +43,36 @@ def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]) -
     return out
 
 
+def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kind") -> list[str]:
+    """A quantisation fails eval.gates.max_p_labeler_better when the rule labeler beats it on the
+    gold rows never read while the labeler was tuned, or on products the model never saw, by more
+    than chance explains: the exact sign test over the rows only one of them gets right (a
+    threshold on the point figures would pass or fail on noise at 40 rows). None = no gate."""
+    p = gates.get("max_p_labeler_better")
+    if p is None:
+        return []
+    out = []
+    for name in ("untouched", "unseen_products"):
+        v = versus[name]
+        if v["n"] and v["p_labeler_better"] < p:
+            out.append(f"rule labeler ahead on {name} rows: {class_field} {v['labeler']:.3f} vs {v['model']:.3f} "
+                       f"over {v['n']} rows ({v['labeler_only']} only it got right, {v['model_only']} only the "
+                       f"model; sign test p {v['p_labeler_better']:.3g} < {p})")
+    return out
+
+
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
            sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash],
-           class_field: str = "kind", fidelity: dict[str, list[str]] | None = None) -> dict[str, Any]:
+           class_field: str = "kind", failures: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Gate every quantisation; promote the smallest that passes (ties by name). `metrics`
     and `summaries`: eval's, per model key (each gated one gets `passed_gates` in its
     metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on;
-    `fidelity`: each key's failures from fidelity_failures (a GGUF over its KL bounds fails)."""
+    `failures`: each key's other reasons to fail (fidelity_failures: over its KL bounds;
+    labeler_behind: the rule labeler ahead of it)."""
     ref_parity = metrics[cfg["parity_model"]]["parity"]
     models = {}
     for key in types:
-        failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (fidelity or {}).get(key, [])
+        failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (failures or {}).get(key, [])
         models[key] = ModelVerdict(verdict="fail" if failed else "pass", failed=failed,
                                    size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed

@@ -175,3 +175,19 @@ def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | N
         shown = "n/a" if parity_value is None else f"{parity_value:.3f}"
         failed.append(f"parity {shown} < {gates['min_parity']}")
     return failed
+
+
+def versus(model_hits: list[bool], labeler_hits: list[bool]) -> dict[str, Any]:
+    """The model against the rule labeler on the same rows (a class field right or wrong on
+    each): both shares, the rows only one gets right, and the exact one-sided sign test on
+    those rows of "the labeler is better" (p of the labeler winning at least that many of them
+    by chance). Written out because it is one binomial tail (math.comb; no scipy here)."""
+    n = len(model_hits)
+    if len(labeler_hits) != n:
+        raise ValueError(f"versus needs the same rows, got {n} and {len(labeler_hits)}")
+    model_only = sum(m and not r for m, r in zip(model_hits, labeler_hits, strict=True))
+    labeler_only = sum(r and not m for m, r in zip(model_hits, labeler_hits, strict=True))
+    split = model_only + labeler_only
+    p_worse = sum(math.comb(split, k) for k in range(labeler_only, split + 1)) / 2**split
+    return {"n": n, "model": _ratio(sum(model_hits), n), "labeler": _ratio(sum(labeler_hits), n),
+            "model_only": model_only, "labeler_only": labeler_only, "p_labeler_better": round(p_worse, 6)}

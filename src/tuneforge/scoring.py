@@ -9,7 +9,9 @@ from typing import Any
 from tuneforge.decode import Answer
 from tuneforge.io import read_jsonl
 from tuneforge.metrics import score_prediction, summarize
+from tuneforge.names import gold_subset
 from tuneforge.tasks import Task
+from tuneforge.text import content_key
 
 
 def load_gold(path: str | Path, task: Task) -> list[dict]:
@@ -40,3 +42,12 @@ def closed_figures(answers: list[Answer]) -> dict[str, Any]:
     parse_rate alone would count a looping model's junk as a good answer."""
     n = sum(a.closed_by_decoder for a in answers)
     return {"closed_by_decoder": n, "closed_by_decoder_rate": round(n / len(answers), 6) if answers else None}
+
+
+def labeler_subsets(rows: list[dict], trained_products: set[str]) -> dict[str, list[bool]]:
+    """Which gold rows each comparison with the rule labeler reads: all of them; the gold rows
+    never read while the labeler was tuned (names.gold_subset of the text's content key, as the
+    score stage splits them); the rows of products that gave the SFT export no row."""
+    return {"all": [True] * len(rows),
+            "untouched": [gold_subset(content_key(r["text"])) == "untouched" for r in rows],
+            "unseen_products": [r.get("product") not in trained_products for r in rows]}

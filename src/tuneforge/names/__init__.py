@@ -32,6 +32,7 @@ REPORTS = Path("reports")
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ".cache"))
 
 BASE_MODEL = MODELS / "base"          # base stage -> every task's train, convert, eval, register
+RULE_LABELER = "rule_labeler"  # eval's metrics key for the task's rule labeler on the same rows
 EVAL_CACHE = CACHE / "eval"           # eval's memo of model answers (machine-local, keyed by model SHA-256)
 SIDECAR = "tuneforge.json"            # provenance file inside base/, adapter/, merged/
 SUMS = "SHA256SUMS"                   # pins of every GGUF in a gguf dir
@@ -206,6 +207,13 @@ def modelfile_name(model_name: str, qtype: str) -> str:
 
 
 # -- predictions and the eval order
+def gold_subset(record_id: str) -> str:
+    """Gold rows whose id hash is 0 mod 3 were never inspected while the rule labeler was
+    tuned; their figure is the honest estimate of how it does on unseen entries. `record_id`:
+    the row's content key (tuneforge.text.content_key of its text), as evidence names it."""
+    return "untouched" if int(sha256_text(record_id), 16) % 3 == 0 else "tuning"
+
+
 def prediction_id(text: str) -> str:
     """A gold row's id in predictions.jsonl and the registry: the first 16 hex of its text's SHA-256."""
     return sha256_text(text)[:16]

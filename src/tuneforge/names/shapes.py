@@ -224,7 +224,7 @@ class Verdict(_Strict):
     schema_version: Literal[2] = 2
     parity_model: str
     parity: float | None
-    gates: dict[str, int | float]
+    gates: dict[str, int | float | None]  # None: a gate switched off
     models: dict[str, ModelVerdict] = Field(description="every quantize.types GGUF, gated")
     promoted: str | None = Field(description="the smallest passing GGUF; null when none passes")
     release: Literal["pass", "fail"]
