@@ -394,6 +394,9 @@ def test_eval_sets_every_quantisation_against_the_rule_labeler(chain):
         assert vs["untouched"]["n"] <= 6
     assert "vs_labeler" not in m["base"] and "## Against the rule labeler (Q8_0)" in (
         chain / "reports/changelog-actions/eval/report.md").read_text()
+    card = (chain / "models/changelog-actions/MODEL_CARD.md").read_text()
+    assert "Against its teacher (" in card and "gold rows never read while the labeler was tuned" in card
+    assert "by label source: rules 8" in card  # 4 steps x batch 2, every row labeled by the rules
 
 
 def test_eval_measures_the_report_model_with_worked_examples(chain):

@@ -137,6 +137,17 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   f"`python -m tuneforge.replay` prompts): "
                   f"{_with_without(rt, c, 'with_retrieval', 'without_retrieval', 'with them')}.", ""]
 
+    shown = chosen.quantization if chosen is not None else next((e.quantization for e in entries), None)
+    versus = metrics.get(shown, {}).get("vs_labeler")
+    if versus:
+        where = {"all": "all rows", "untouched": "gold rows never read while the labeler was tuned",
+                 "unseen_products": "rows of products it was never trained on"}
+        parts = [f"{where.get(k, k)} ({v['n']}): {_num(v['model'])} vs {_num(v['labeler'])}, "
+                 f"p {_num(v['p_labeler_better'])} that the labeler is better"
+                 for k, v in versus.items() if v["n"]]
+        lines += [f"Against its teacher ({shown}, {c} agreement, the model vs the rule labeler that wrote "
+                  f"most of its training labels, same rows): " + "; ".join(parts) + ".", ""]
+
     if fidelity is not None:
         lines += fidelity_section(fidelity, template_prompts)
 
@@ -158,6 +169,7 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines.append("")
 
     params, kinds = adapter.params, adapter.examples.kinds_read  # params: the train section it ran with
+    sources = adapter.examples.sources_read
     lines += ["## How it was built", "",
               f"- Base: {provenance.base_model} from {base_origin(base)}.",
               f"- LoRA r={params['lora_r']}, alpha={params['lora_alpha']}, "
@@ -168,6 +180,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
               f"- {adapter.examples.train} training examples read"
               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + ")"
                  if kinds else "")
+              + ("; by label source: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items()))
+                 if sources else "")
               + f", from `{adapter.dataset.train.path}` (sha256 `{provenance.dataset_sha256}`).",
               "- Toolchain: " + ", ".join(f"{k} {v}" for k, v in sorted(adapter.toolchain.items())) + ".",
               ""]
