@@ -34,16 +34,15 @@ from tuneforge.decode import Answer, Settings, decode, decode_chats, decode_hf
 from tuneforge.evalreport import report_md, write_csv
 from tuneforge.gates import check_models, decide, fidelity_failures, labeler_behind
 from tuneforge.gguf_tools import verify_pin
-from tuneforge.io import atomic_path, read_models, write_json, write_jsonl
+from tuneforge.io import atomic_path, write_json, write_jsonl
 from tuneforge.llama_private import CLOSE_RESERVE
-from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity, versus
+from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FileHash, Prediction, Verdict
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
-from tuneforge.records import SftSample
 from tuneforge.retrieval import Index, example_chats, token_fit
-from tuneforge.scoring import closed_figures, labeler_subsets, load_gold, score
+from tuneforge.scoring import closed_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
 from tuneforge.tasks import Task, get_task
 from tuneforge.verdict import dir_hash, file_hash, verdict_params
 
@@ -200,24 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     # the same rows (metrics.json rule_labeler); each quantisation is compared with it row by row on
     # all rows, on the gold rows never read while the labeler was tuned, and on the rows of
     # products that gave the SFT export no row (export.heldout_products)
-    run.add(names.RULE_LABELER, rows, [Answer(task.render_label(task.rule_label(
-        r["text"], r.get("hint"), r.get("product"), r.get("version"))[0])) for r in rows])
+    run.add(names.RULE_LABELER, rows, [Answer(t) for t in labeler_answers(task, rows)])
     sft_train = paths.exports_dir / "sft" / "train.jsonl"
     if not sft_train.is_file():
         raise FileNotFoundError(f"{sft_train}: eval sets the model beside the rule labeler on products the SFT "
                                 f"export gave no row, and there is no export: build it (dvc repro "
                                 f"export@{params.task_name})")
     receipt.inputs.append(sft_train)
-    subsets = labeler_subsets(rows, {s.product for s in read_models(sft_train, SftSample)})
-    gold_classes = [task.label_class(r["label"]) for r in rows]
-
-    def hits(key: str, subset: list[bool]) -> list[bool]:
-        return [p == g for p, g, keep in zip(run.kinds[key], gold_classes, subset, strict=True) if keep]
-
+    trained = trained_products(sft_train)
     labeler_failures = {}
     for key in types:
-        run.metrics[key]["vs_labeler"] = {
-            name: versus(hits(key, subset), hits(names.RULE_LABELER, subset)) for name, subset in subsets.items()}
+        run.metrics[key]["vs_labeler"] = versus_labeler(task, rows, run.kinds[key], run.kinds[names.RULE_LABELER],
+                                                        trained)
         labeler_failures[key] = labeler_behind(run.metrics[key]["vs_labeler"], cfg["gates"], task.class_field)
 
     hf_models = {"merged_hf": paths.merged}

@@ -1,13 +1,17 @@
 """evidence: one evidence record per entry, with provenance and every candidate label.
 
 Run: python -m stages.evidence
-In:  paths.entries, paths.gold, paths.human_labels, params.evidence
+In:  paths.entries, paths.gold, paths.human_labels, paths.replay_log, params.evidence,
+     params.export's near-duplicate measure
 Out: paths.evidence (EvidenceRecord JSONL), <receipts_dir>/evidence.json
 
 Label sources: (a) the deterministic rule labeler, (b) an optional teacher
 endpoint (off by default: the default path makes zero model calls),
 (c) hand-labeled training rows (paths.human_labels, when evidence.human_labels is on),
-(d) the hand-labeled gold labels; both matched by normalised content hash.
+(d) the hand-labeled gold labels; both matched by normalised content hash,
+(e) accepted answers of the replay log (tuneforge.replay; when evidence.replay_labels is on):
+the latest per input, never for a gold entry or a near-duplicate of one (export's measure); an
+input the snapshot lacks becomes a record of its own, its provenance the log's line.
 """
 from __future__ import annotations
 
@@ -16,13 +20,16 @@ import logging
 import multiprocessing
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from tuneforge import config, teacher
+from tuneforge.decontam import GoldMatcher
 from tuneforge.io import read_jsonl, read_models, sig_hash, write_jsonl
+from tuneforge.names.shapes import ReplayRecord
 from tuneforge.receipts import Receipt
 from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance, RawEntry
 from tuneforge.tasks import Task, get_task
@@ -66,14 +73,57 @@ def _rule_label(task_name: str, args: tuple) -> tuple[dict, int]:
     return get_task(task_name).rule_label(*args)
 
 
+REPLAY_FORMAT = "replay"  # RawEntry.format of an input only the replay log holds
+
+
+def replay_answers(path: Path, task: Task, gold_texts: list[str], near_dup: dict
+                   ) -> tuple[dict[str, tuple[int, ReplayRecord]], Counter]:
+    """content key -> (log line, record) of the latest accepted answer per input, and what
+    became of every line: used, superseded (an earlier answer for the same input), not_accepted,
+    other_task, gold_near_duplicate (a gold entry or a near-duplicate by export's measure)."""
+    gold_keys = {content_key(t) for t in gold_texts}
+    matcher = GoldMatcher(gold_texts, near_dup["near_dup_threshold"], near_dup["near_dup_min_contained_words"])
+    latest: dict[str, tuple[int, ReplayRecord]] = {}
+    counts: Counter = Counter()
+    for line, rec in enumerate(read_models(path, ReplayRecord), 1):
+        counts["lines"] += 1
+        key = content_key(rec.text)
+        if rec.task != task.name:
+            counts["other_task"] += 1
+        elif rec.label is None:
+            counts["not_accepted"] += 1
+        elif key in gold_keys or any(m.score >= near_dup["near_dup_threshold"] for m in matcher.matches(rec.text)):
+            counts["gold_near_duplicate"] += 1
+        else:
+            counts["superseded"] += key in latest
+            latest[key] = (line, rec)
+    counts["used"] = len(latest)
+    return latest, counts
+
+
+def replay_candidate(rec: ReplayRecord) -> CandidateLabel:
+    escalated = rec.verdict == "escalated_accepted"  # the teacher's answer, the model's failed
+    return CandidateLabel(source=LabelSource.replay, label=rec.label,
+                          model="teacher" if escalated else f"gguf:{rec.model_sha256[:16]}")
+
+
+def replay_entry(path: Path, line: int, rec: ReplayRecord) -> RawEntry:
+    """An input the snapshot lacks, as a backfilled entry whose source is the log's line."""
+    return RawEntry(id=content_key(rec.text), text=rec.text, hint=rec.hint, product=rec.product or "",
+                    version=None, source_file=str(path), line=line, format=REPLAY_FORMAT, redactions=0)
+
+
 def build_record(task: Task, entry: RawEntry, gold: dict | None, human: dict | None,
-                 teacher_row: dict | None, rules: tuple[dict, int] | None) -> EvidenceRecord:
+                 teacher_row: dict | None, rules: tuple[dict, int] | None,
+                 replay: ReplayRecord | None = None) -> EvidenceRecord:
     candidates = []
     if rules is not None:
         label, rule = rules
         candidates.append(CandidateLabel(source=LabelSource.rules, label=label, rule=rule))
     if teacher_row is not None:
         candidates.append(teacher_candidate(task, teacher_row))
+    if replay is not None:
+        candidates.append(replay_candidate(replay))
     if human is not None:
         candidates.append(CandidateLabel(source=LabelSource.human, label=human["label"],
                                          rule=human.get("rule")))
@@ -114,13 +164,28 @@ def main(argv: list[str] | None = None) -> int:
         teacher_rows, model_calls = teacher.label_all(prompts, cfg["teacher"], paths.teacher_cache)
         receipt.outputs.append(paths.teacher_cache)
 
+    replay: dict[str, tuple[int, ReplayRecord]] = {}
+    replay_counts: Counter = Counter()
+    if cfg["replay_labels"]:
+        receipt.inputs.append(paths.replay_log)
+        near_dup = {"near_dup_threshold": params.export.near_dup_threshold,
+                    "near_dup_min_contained_words": params.export.near_dup_min_contained_words}
+        replay, replay_counts = replay_answers(paths.replay_log, task, [r["text"] for r in gold.values()], near_dup)
+        known = {content_key(e.text) for e in entries}
+        new = [replay_entry(paths.replay_log, line, rec) for key, (line, rec) in sorted(replay.items())
+               if key not in known]
+        replay_counts["new_records"] = len(new)
+        entries = entries + new
+
     rules = (rule_labels(task, entries, cfg["workers"] or os.cpu_count() or 1) if cfg["rules"]
              else [None] * len(entries))
     records = []
     for e, r in tqdm(zip(entries, rules, strict=True), total=len(entries), desc="evidence",
                      unit="entry", disable=None):
         key = content_key(e.text)
-        records.append(build_record(task, e, gold.get(key), human.get(key), teacher_rows.get(e.id), r))
+        answer = replay.get(key)
+        records.append(build_record(task, e, gold.get(key), human.get(key), teacher_rows.get(e.id), r,
+                                    answer[1] if answer else None))
     write_jsonl(paths.evidence, records)
     receipt.outputs.insert(0, paths.evidence)
     with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))
@@ -128,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     receipt.finish(paths.receipt("evidence"), records_in=len(entries),
                    records_out=len(records),
                    extra={"with_gold": with_gold, "with_human": with_human, "teacher_answers": len(teacher_rows),
-                          "model_calls": model_calls})
+                          "model_calls": model_calls,
+                          **{f"replay_{k}": v for k, v in sorted(replay_counts.items())}})
     log.info("%d evidence records (%d carry a gold label)", len(records), with_gold)
     return 0
 

@@ -7,8 +7,9 @@ Out: paths.scored (ScoredRecord JSONL), <quarantine_dir>/score.jsonl (the reject
      every record that also carries a gold label, with and without its hint)
 
 Categories: accepted / partially_accepted / rejected / needs_human_review, each
-with sorted reason codes. Candidate precedence: gold > human > teacher > rules. Hand labels
-(gold, human) skip the rule checks but not STYLE.
+with sorted reason codes. Candidate precedence: gold > human > teacher > replay > rules. Hand
+labels (gold, human) skip the rule checks but not STYLE; a replay answer that disagrees with
+the rule labeler goes to review like a teacher's.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from tuneforge.records import (
 from tuneforge.tasks import Task, get_task
 
 log = logging.getLogger("score")
-PRECEDENCE = [LabelSource.gold, LabelSource.human, LabelSource.teacher, LabelSource.rules]
+PRECEDENCE = [LabelSource.gold, LabelSource.human, LabelSource.teacher, LabelSource.replay, LabelSource.rules]
 HAND_LABELED = {LabelSource.gold, LabelSource.human}
 
 

@@ -560,14 +560,23 @@ def test_eval_without_an_sft_export_stops_naming_it(chain, tmp_path):
             eval_stage.main([TASK_NAME])
 
 
-def test_eval_by_hand_prints_metrics(chain, capsys):
+def test_eval_by_hand_prints_metrics(chain, capsys, monkeypatch):
+    """By hand, as the stage: the model's figures, the rule labeler's on the same rows, and the
+    model beside it (vs_labeler; the stage's own figures when the rows are the stage's)."""
     from tuneforge import evaluate
 
+    monkeypatch.chdir(chain)  # the SFT export that says which products were trained on
     model = chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q4_K_M.gguf"
-    assert evaluate.main(["--task", "changelog-actions", "--gold", str(chain / "data/gold/holdout.jsonl"), "--model",
-                          str(model), "--limit", "3", "--params", str(chain / "params.yaml")]) == 0
+    assert evaluate.main(["--task", "changelog-actions", "--gold", "data/gold/holdout.jsonl", "--model",
+                          str(model), "--limit", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3
+    assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3 and out["rule_labeler"]["n"] == 3
+    assert set(out["tuneforge-changelog-actions-Q4_K_M"]["vs_labeler"]) == {"all", "untouched", "unseen_products"}
+    assert evaluate.main(["--task", "changelog-actions", "--gold", "data/gold/holdout.jsonl", "--model",
+                          str(model), "--limit", "6"]) == 0
+    stage = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())
+    assert json.loads(capsys.readouterr().out)["tuneforge-changelog-actions-Q4_K_M"]["vs_labeler"] == \
+        stage["Q4_K_M"]["vs_labeler"]
 
 
 def test_predict_answers_as_eval_did(chain, capsys, tmp_path):

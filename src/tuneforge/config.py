@@ -71,6 +71,7 @@ class Evidence(Section):
     rules: bool
     workers: Threads
     human_labels: bool
+    replay_labels: bool  # accepted answers of the task's replay log become candidates (label source replay)
     teacher: Teacher
 
 

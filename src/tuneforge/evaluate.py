@@ -5,7 +5,8 @@ Run: python -m tuneforge.evaluate --gold FILE --model GGUF [--limit N] [--no-hin
 In:  a gold JSONL ({"text", "hint"?, "product"?, "label"} per line), a GGUF pinned by the
      SHA256SUMS beside it (or --allow-unpinned), params.yaml: its eval section is the one
      source of the decoding settings (no defaults here) and its toolchain pins are checked
-Out: the metrics JSON on stdout, keyed by the GGUF's file stem; a bad input (a missing or
+Out: the metrics JSON on stdout, keyed by the GGUF's file stem (with `vs_labeler`: the model beside the
+     rule labeler on the same rows, as eval reports it) and `rule_labeler`; a bad input (a missing or
      non-UTF-8 file, an invalid gold row, a pin that does not hold) is one line on stderr, exit 2
 
 Rows are taken in the eval order (tuneforge.names.eval_order), the first --limit of them.
@@ -22,8 +23,8 @@ from pathlib import Path
 from tuneforge import config
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
 from tuneforge.decode import Settings, decode
-from tuneforge.names import eval_order
-from tuneforge.scoring import closed_figures, load_gold, score
+from tuneforge.names import RULE_LABELER, TaskPaths, eval_order
+from tuneforge.scoring import closed_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
 from tuneforge.tasks import get_task
 from tuneforge.toolchain import check_toolchain
 from tuneforge.verdict import pinned_sha256
@@ -59,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     gold = load_gold(args.gold, task)
     rows, classes = eval_order(gold, args.limit), list(task.classes)
     answers = decode(model, task, rows, Settings.from_eval(cfg), with_hint=not args.no_hint)
-    summary, _ = score(task, rows, [a.text for a in answers], classes, cfg["min_support"])
+    summary, scored = score(task, rows, [a.text for a in answers], classes, cfg["min_support"])
     summary.update(closed_figures(answers))
-    print(json.dumps({model.stem: summary}, indent=2, sort_keys=True))
+    # the rule labeler on the same rows, and the model beside it row by row (as eval sets them)
+    labeler, labeled = score(task, rows, labeler_answers(task, rows, not args.no_hint), classes, cfg["min_support"])
+    sft_train = TaskPaths(name).exports_dir / "sft" / "train.jsonl"
+    trained = trained_products(sft_train) if sft_train.is_file() else None
+    vs = versus_labeler(task, rows, [s.pred_kind for s in scored], [s.pred_kind for s in labeled], trained or set())
+    if trained is None:  # no export here: which products the model saw is unknown
+        vs.pop("unseen_products")
+    print(json.dumps({model.stem: {**summary, "vs_labeler": vs}, RULE_LABELER: labeler}, indent=2, sort_keys=True))
     return 0
 
 

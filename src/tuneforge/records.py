@@ -34,6 +34,7 @@ class RawEntry(Strict):
 class LabelSource(str, Enum):
     rules = "rules"
     teacher = "teacher"
+    replay = "replay"  # an accepted answer from tuneforge.replay's log: below every hand label
     human = "human"  # hand-labeled training rows (data/labeled/), never eval data
     gold = "gold"    # the hand-labeled holdout: eval data, never exported
 

@@ -28,9 +28,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge import config, teacher
 from tuneforge.cli import ArgumentParser, UserError, run
@@ -38,6 +35,7 @@ from tuneforge.decode import Decoder, Settings, task_gbnf
 from tuneforge.io import sha256_text
 from tuneforge.llama_private import CLOSE_RESERVE
 from tuneforge.names import TaskPaths
+from tuneforge.names.shapes import ReplayRecord, ReplayVerdict, Retrieved
 from tuneforge.predict import promoted_gguf, read_entries, read_inputs
 from tuneforge.retrieval import Index, messages, token_fit
 from tuneforge.tasks import Task, get_task
@@ -46,38 +44,7 @@ from tuneforge.verdict import pinned_sha256
 
 log = logging.getLogger("replay")
 
-# ---------------------------------------------------------------- the log's record
-
-Verdict = Literal["accepted", "rejected", "escalated_accepted", "escalated_rejected"]
-
-
-class Retrieved(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(description="the RAG export row's id")
-    score: float = Field(description="BM25 score against the input")
-
-
-class ReplayRecord(BaseModel):
-    """One replay run of one input: the replay log's line (append-only JSONL)."""
-
-    model_config = ConfigDict(extra="forbid")
-    schema_version: Literal[1] = 1
-    task: str
-    input_sha256: str = Field(description="sha256 of `text`")
-    text: str = Field(description="the input as decoded: normalised and redacted as backfill does (never a secret)")
-    hint: str | None
-    product: str | None
-    model_sha256: str = Field(description="the GGUF that answered")
-    retrieval: list[Retrieved] | None = Field(description="the worked examples, most similar first; "
-                                                          "null with --no-retrieval")
-    answer: str = Field(description="the model's answer, as decoded")
-    closed_by_decoder: bool
-    problems: list[str] = Field(description="why the model's answer failed validation (empty: accepted)")
-    escalated: bool = Field(description="the teacher was asked (only after a failure, only when allowed)")
-    teacher_answer: str | None = None
-    teacher_problems: list[str] | None = None
-    verdict: Verdict
-    label: dict | None = Field(description="the accepted label (the model's or the teacher's); null when none")
+# the log's record: tuneforge.names.shapes.ReplayRecord (the evidence stage reads the log)
 
 
 # ---------------------------------------------------------------- validation
@@ -115,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-retrieval", action="store_true", help="the baseline: no worked examples")
     ap.add_argument("--allow-escalation", action="store_true",
                     help="ask the teacher endpoint (params evidence.teacher) when an answer fails validation")
-    ap.add_argument("--log", help="the replay log to append to (default data/<task>/replay/log.jsonl)")
+    ap.add_argument("--log", help="the replay log to append to (default data/<task>/replay/log.jsonl, "
+                                  "which evidence reads)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     if not Path(args.params).is_file():
@@ -139,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                         "or pass --no-retrieval")
     index = None if args.no_retrieval else Index(rag)
     teach = params.evidence.teacher
-    log_path = Path(args.log) if args.log else paths.data / "replay" / "log.jsonl"
+    log_path = Path(args.log) if args.log else paths.replay_log
 
     settings = Settings.from_eval(params.eval.model_dump())
     decoder = Decoder(model, task_gbnf(task), settings)
@@ -154,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         chat, kept = messages(task, entry, found, fits)
         answer = decoder.answer(chat)
         bad, label = problems(task, answer.text, entry, answer.closed_by_decoder)
-        verdict: Verdict = "rejected" if bad else "accepted"
+        verdict: ReplayVerdict = "rejected" if bad else "accepted"
         t_answer = t_bad = None
         if bad and args.allow_escalation:
             try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tuneforge import records, replay
+from tuneforge import records
 from tuneforge.names import shapes
 from tuneforge.tasks import get_task, known
 
@@ -37,7 +37,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "prediction": shapes.Prediction,
     "registry": shapes.Registry,
     "registry_entry": shapes.RegistryEntry,
-    "replay_record": replay.ReplayRecord,
+    "replay_record": shapes.ReplayRecord,
 }
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge.decode import Answer
-from tuneforge.io import read_jsonl
-from tuneforge.metrics import score_prediction, summarize
+from tuneforge.io import read_jsonl, read_models
+from tuneforge.metrics import score_prediction, summarize, versus
 from tuneforge.names import gold_subset
+from tuneforge.records import SftSample
 from tuneforge.tasks import Task
 from tuneforge.text import content_key
 
@@ -51,3 +52,27 @@ def labeler_subsets(rows: list[dict], trained_products: set[str]) -> dict[str, l
     return {"all": [True] * len(rows),
             "untouched": [gold_subset(content_key(r["text"])) == "untouched" for r in rows],
             "unseen_products": [r.get("product") not in trained_products for r in rows]}
+
+
+def labeler_answers(task: Task, rows: list[dict], with_hint: bool = True) -> list[str]:
+    """The task's rule labeler on `rows`, rendered as a model's answer would be."""
+    return [task.render_label(task.rule_label(r["text"], r.get("hint") if with_hint else None, r.get("product"),
+                                              r.get("version"))[0]) for r in rows]
+
+
+def trained_products(sft_train: str | Path) -> set[str]:
+    """The products an SFT export's train split holds a row of."""
+    return {s.product for s in read_models(sft_train, SftSample)}
+
+
+def versus_labeler(task: Task, rows: list[dict], model_classes: list[str], labeler_classes: list[str],
+                   trained: set[str]) -> dict[str, dict]:
+    """A model's predicted classes against the rule labeler's, row by row, on each of
+    labeler_subsets (tuneforge.metrics.versus)."""
+    gold = [task.label_class(r["label"]) for r in rows]
+
+    def hits(predicted: list[str], subset: list[bool]) -> list[bool]:
+        return [p == g for p, g, keep in zip(predicted, gold, subset, strict=True) if keep]
+
+    return {name: versus(hits(model_classes, subset), hits(labeler_classes, subset))
+            for name, subset in labeler_subsets(rows, trained).items()}

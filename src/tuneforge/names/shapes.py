@@ -12,6 +12,7 @@ schema (tuneforge.schema_gen).
     eval/verdict.json         Verdict          eval -> register, predict
     eval/predictions.jsonl    Prediction       eval -> register (model card examples)
     registry.json             Registry         register -> predict
+    <task>/replay/log.jsonl   ReplayRecord     tuneforge.replay -> evidence (accepted answers: label source replay)
 """
 from __future__ import annotations
 
@@ -303,3 +304,35 @@ def read_sidecar(model_dir: str | Path, model: type[Shape]) -> Shape:
     """A model directory's tuneforge.json, parsed as the stage that wrote it writes it."""
     return read_model(Path(model_dir) / SIDECAR, model, f"{model_dir} was not written by this "
                       "version's stages: rebuild it (dvc repro)")
+
+
+ReplayVerdict = Literal["accepted", "rejected", "escalated_accepted", "escalated_rejected"]
+
+
+class Retrieved(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(description="the RAG export row's id")
+    score: float = Field(description="BM25 score against the input")
+
+
+class ReplayRecord(BaseModel):
+    """One replay run of one input: the replay log's line (append-only JSONL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: Literal[1] = 1
+    task: str
+    input_sha256: str = Field(description="sha256 of `text`")
+    text: str = Field(description="the input as decoded: normalised and redacted as backfill does (never a secret)")
+    hint: str | None
+    product: str | None
+    model_sha256: str = Field(description="the GGUF that answered")
+    retrieval: list[Retrieved] | None = Field(description="the worked examples, most similar first; "
+                                                          "null with --no-retrieval")
+    answer: str = Field(description="the model's answer, as decoded")
+    closed_by_decoder: bool
+    problems: list[str] = Field(description="why the model's answer failed validation (empty: accepted)")
+    escalated: bool = Field(description="the teacher was asked (only after a failure, only when allowed)")
+    teacher_answer: str | None = None
+    teacher_problems: list[str] | None = None
+    verdict: ReplayVerdict
+    label: dict | None = Field(description="the accepted label (the model's or the teacher's); null when none")
