@@ -1,7 +1,7 @@
 """evidence: one evidence record per entry, with provenance and every candidate label.
 
 Run: python -m stages.evidence
-In:  paths.entries, paths.gold, paths.human_labels, paths.replay_log, params.evidence,
+In:  paths.entries, tasks.<task>.gold / .human_labels / .replay_log, params.evidence,
      params.export's near-duplicate measure
 Out: paths.evidence (EvidenceRecord JSONL), <receipts_dir>/evidence.json
 
@@ -167,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     replay: dict[str, tuple[int, ReplayRecord]] = {}
     replay_counts: Counter = Counter()
     if cfg["replay_labels"]:
-        receipt.inputs.append(paths.replay_log)
+        log_path = params.task.replay_log
+        receipt.inputs.append(log_path)
         near_dup = {"near_dup_threshold": params.export.near_dup_threshold,
                     "near_dup_min_contained_words": params.export.near_dup_min_contained_words}
-        replay, replay_counts = replay_answers(paths.replay_log, task, [r["text"] for r in gold.values()], near_dup)
+        replay, replay_counts = replay_answers(log_path, task, [r["text"] for r in gold.values()], near_dup)
         known = {content_key(e.text) for e in entries}
-        new = [replay_entry(paths.replay_log, line, rec) for key, (line, rec) in sorted(replay.items())
+        new = [replay_entry(log_path, line, rec) for key, (line, rec) in sorted(replay.items())
                if key not in known]
         replay_counts["new_records"] = len(new)
         entries = entries + new

@@ -127,6 +127,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     params["tasks"][TASK]["snapshot"] = "snapshot"
     # Tests set their own dataset version: v1 knobs unless a test turns v2 ones on.
     params["evidence"]["human_labels"] = False
+    params["evidence"]["replay_labels"] = False
     params["export"].update(hint_drop_rate=0.0, hint_swap_rate=0.0, unknown_augment=0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # each stage's declared params

@@ -108,7 +108,7 @@ def test_accepted_replay_answers_become_candidates_below_hand_labels_and_never_n
     gold = json.loads((workdir / "data/gold/holdout.jsonl").read_text().splitlines()[0])
     new_text = "Added a `--frobnicate` flag to the `widget` command."
     new_label, _ = task.rule_label(new_text, None, "demo", None)
-    log = workdir / "data/changelog-actions/replay/log.jsonl"
+    log = workdir / "data/replay/changelog-actions.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(
         replay_line(same["text"], disagreeing)        # 1: superseded by line 2
@@ -128,7 +128,7 @@ def test_accepted_replay_answers_become_candidates_below_hand_labels_and_never_n
     assert "label_sources_disagree" in scored[second["id"]]["reasons"]
     [new] = [r for r in evidence.values() if r["text"] == new_text]
     assert new["format"] == "replay" and new["provenance"]["line"] == 4
-    assert new["provenance"]["source_file"] == "data/changelog-actions/replay/log.jsonl"
+    assert new["provenance"]["source_file"] == "data/replay/changelog-actions.jsonl"
     assert {c["source"] for c in new["candidates"]} == {"rules", "replay"}
     assert not any(c["source"] == "replay" for r in evidence.values() if r["text"] == gold["text"]
                    for c in r["candidates"])

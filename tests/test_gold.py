@@ -21,7 +21,9 @@ def test_rows_validate_and_are_unique(path):
     assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1][:3]
     for row in rows:
         ActionItem.model_validate(row["label"])
-        assert 1 <= row["rule"] <= 10
+        # the gold and the first 240 training rows name the kind rule that decided; rows imported
+        # through make review name who labeled them instead (labeler, contract), a rule if given
+        assert 1 <= row["rule"] <= 10 if "rule" in row or path == GOLD else row["labeler"]
         assert row["text"] and row["product"]
 
 

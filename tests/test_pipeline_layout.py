@@ -189,7 +189,7 @@ def test_a_second_task_is_a_params_entry_not_a_copied_stage(tmp_path):
     params["tasks"]["commit-messages"] = {
         "package": "commit_messages", "snapshot": "data/snapshot/patches.tar.gz",
         "gold": "data/gold/commit-messages.jsonl", "human_labels": "data/labeled/commit-messages.jsonl",
-        "model_name": "tuneforge-commit-messages"}
+        "replay_log": "data/replay/commit-messages.jsonl", "model_name": "tuneforge-commit-messages"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

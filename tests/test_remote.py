@@ -58,6 +58,8 @@ def make_project(root: Path, endpoint: str, env: dict) -> None:
     for rel in ("data/gold/holdout.jsonl", "data/labeled/train.jsonl"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, root / rel)
+    (root / "data/replay").mkdir(parents=True)
+    (root / "data/replay/changelog-actions.jsonl").write_text("")  # the fixtures' entries were never replayed
     sh(["git", "init", "-q", "-b", "main"], root, env)
     sh(["git", "config", "user.email", "ci@example.invalid"], root, env)
     sh(["git", "config", "user.name", "ci"], root, env)

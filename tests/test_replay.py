@@ -159,30 +159,30 @@ def test_each_run_is_logged_valid_and_redacted(root, capsys):
     tmp, prompts = root
     token = "ghp_" + "x1" * 18  # a planted secret in an input never reaches the log or a prompt
     assert run_replay(tmp, ["Fixed a TLS overflow.", f"Added a --json flag (token {token})."], "--k", "2") == 0
-    log = list(read_jsonl(tmp / "data/changelog-actions/replay/log.jsonl"))
+    log = list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))
     schema = json.loads((ROOT / "schemas/replay_record.schema.json").read_text())
     for rec in log:
         jsonschema.validate(rec, schema)
     assert [r["verdict"] for r in log] == ["accepted", "accepted"] and not any(r["escalated"] for r in log)
     assert log[0]["input_sha256"] == sha256_text(log[0]["text"]) and log[0]["text"] == "Fixed a TLS overflow."
-    assert token not in (tmp / "data/changelog-actions/replay/log.jsonl").read_text() + json.dumps(prompts)
+    assert token not in (tmp / "data/replay/changelog-actions.jsonl").read_text() + json.dumps(prompts)
     assert "[REDACTED" in log[1]["text"]
     assert len(log[0]["retrieval"]) == 2 and log[0]["retrieval"][0]["id"] == f"{0:064x}"
     assert len(prompts[0]) == 6  # system + 2 worked examples + the input
     assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == log
     run_replay(tmp, ["Fixed a TLS overflow."], "--no-retrieval")
-    log = list(read_jsonl(tmp / "data/changelog-actions/replay/log.jsonl"))
+    log = list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))
     assert len(log) == 3 and log[2]["retrieval"] is None and len(prompts[-1]) == 2  # appended; the baseline
 
 
 def test_a_failed_answer_escalates_only_when_allowed(root):
     tmp, _ = root
     assert run_replay(tmp, ["garbage in"]) == 1
-    rec = list(read_jsonl(tmp / "data/changelog-actions/replay/log.jsonl"))[-1]
+    rec = list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))[-1]
     assert rec["verdict"] == "rejected" and rec["label"] is None and not rec["escalated"]
     assert rec["problems"][0].startswith("not_schema_valid") and FakeTeacher.calls == 0
     assert run_replay(tmp, ["garbage in"], "--allow-escalation") == 0
-    rec = list(read_jsonl(tmp / "data/changelog-actions/replay/log.jsonl"))[-1]
+    rec = list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))[-1]
     assert rec["verdict"] == "escalated_accepted" and rec["escalated"] and FakeTeacher.calls == 1
     assert rec["label"]["kind"] == "fix" and rec["teacher_problems"] == []
 

@@ -148,6 +148,8 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     for rel in ("data/gold/holdout.jsonl", "data/labeled/train.jsonl"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, root / rel)
+    (root / "data/replay").mkdir(parents=True)
+    (root / "data/replay/changelog-actions.jsonl").write_text("")  # the fixtures' entries were never replayed
     sh(["git", "init", "-q", "-b", "main"], root, env)
     sh(["dvc", "init", "-q"], root, env)
     sh(["dvc", "remote", "add", "-d", "s3", "s3://tuneforge/cache"], root, env)

@@ -43,6 +43,9 @@ class TaskEntry(Section):
     # file for a task with none: dvc.yaml's evidence stage lists it as a dep for every task, and
     # DVC cannot skip a dep per task
     human_labels: Path
+    # python -m tuneforge.replay's append-only log, read by evidence when evidence.replay_labels is
+    # on; like human_labels, always a path (an empty file for none)
+    replay_log: Path
     model_name: Annotated[str, Field(pattern=MODEL_NAME)]   # GGUF general.name + file stem
     # this task's values for shared sections' knobs ({train: {max_steps: 80}}): a diff's prompt is
     # longer than a changelog entry's, so one step budget does not fit both. Deep-merged over the

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-retrieval", action="store_true", help="the baseline: no worked examples")
     ap.add_argument("--allow-escalation", action="store_true",
                     help="ask the teacher endpoint (params evidence.teacher) when an answer fails validation")
-    ap.add_argument("--log", help="the replay log to append to (default data/<task>/replay/log.jsonl, "
+    ap.add_argument("--log", help="the replay log to append to (default params.yaml tasks.<task>.replay_log, "
                                   "which evidence reads)")
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                         "or pass --no-retrieval")
     index = None if args.no_retrieval else Index(rag)
     teach = params.evidence.teacher
-    log_path = Path(args.log) if args.log else paths.replay_log
+    log_path = Path(args.log) if args.log else params.tasks[name].replay_log
 
     settings = Settings.from_eval(params.eval.model_dump())
     decoder = Decoder(model, task_gbnf(task), settings)

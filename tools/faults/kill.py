@@ -69,7 +69,7 @@ def is_temp(p: Path) -> bool:
 
 
 # The task's inputs (gold, hand labels, snapshot): under data/, but no stage writes them.
-INPUTS = tuple(task_entry(repo_params())[k] for k in ("gold", "human_labels", "snapshot"))
+INPUTS = tuple(task_entry(repo_params())[k] for k in ("gold", "human_labels", "replay_log", "snapshot"))
 
 
 def tree(root: Path, subdirs: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:

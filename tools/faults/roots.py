@@ -195,6 +195,10 @@ def init_dvc_repo(root: Path, stages: tuple[str, ...]) -> None:
         if (ROOT / rel).exists() and not (root / rel).exists():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / rel, root / rel)
+    replay_log = root / task_entry(repo_params())["replay_log"]  # the fixtures' entries were never replayed
+    if not replay_log.exists():
+        replay_log.parent.mkdir(parents=True, exist_ok=True)
+        replay_log.write_text("")
     sh(["git", "init", "-q", "-b", "main"], root)
     sh(["dvc", "init", "-q"], root)
     sh(["git", "add", "-A"], root)

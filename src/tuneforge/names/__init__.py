@@ -56,11 +56,6 @@ class TaskPaths:
         return DATA / self.task
 
     @property
-    def replay_log(self) -> Path:
-        """tuneforge.replay's append-only log; evidence reads its accepted answers (label source replay)."""
-        return self.data / "replay" / "log.jsonl"
-
-    @property
     def entries(self) -> Path:
         return self.data / "entries.jsonl"
 

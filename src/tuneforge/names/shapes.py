@@ -12,7 +12,7 @@ schema (tuneforge.schema_gen).
     eval/verdict.json         Verdict          eval -> register, predict
     eval/predictions.jsonl    Prediction       eval -> register (model card examples)
     registry.json             Registry         register -> predict
-    <task>/replay/log.jsonl   ReplayRecord     tuneforge.replay -> evidence (accepted answers: label source replay)
+    data/replay/<task>.jsonl  ReplayRecord     tuneforge.replay -> evidence (accepted answers: label source replay)
 """
 from __future__ import annotations
 
