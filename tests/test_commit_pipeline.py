@@ -37,7 +37,7 @@ def commit_workdir(tmp_path, monkeypatch) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     entry = params["tasks"][TASK]
     entry.update(snapshot="snapshot", gold="data/gold/commit-messages.jsonl",
-                 human_labels="data/labeled/commit-messages.jsonl")
+                 human_labels="data/labeled/commit-messages.jsonl", replay_log="data/replay/commit-messages.jsonl")
     entry["overrides"]["export"].update(augment_rate=1.0, valid_fraction=0.0)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
@@ -66,6 +66,8 @@ def commit_workdir(tmp_path, monkeypatch) -> Path:
             "ignore": []}}])
     (tmp_path / "data/labeled").mkdir(parents=True)
     (tmp_path / "data/labeled/commit-messages.jsonl").write_text("")
+    (tmp_path / "data/replay").mkdir(parents=True)
+    (tmp_path / "data/replay/commit-messages.jsonl").write_text("")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TQDM_DISABLE", "1")
     return tmp_path

@@ -160,7 +160,8 @@ def bench_data(params: Params, task: str, sizes: list[int]) -> dict:
             # the task's snapshot swapped for the resampled one, its other inputs from here
             p = yaml.safe_load((ROOT / config.PARAMS).read_text(encoding="utf-8"))
             p["tasks"][task].update(snapshot="snapshot", gold=str(ROOT / entry.gold), human_labels=(
-                str(ROOT / entry.human_labels) if entry.human_labels else None))
+                str(ROOT / entry.human_labels) if entry.human_labels else None),
+                replay_log=str(ROOT / entry.replay_log))
             (work / config.PARAMS).write_text(yaml.safe_dump(p, sort_keys=False))
             (work / config.PIPELINE).write_text((ROOT / config.PIPELINE).read_text(encoding="utf-8"))
             stage_s = {}

@@ -91,6 +91,7 @@ def base_params(v1: bool = True) -> dict:
     its snapshot the root's snapshot/ directory."""
     params = repo_params()
     params["tasks"] = {TASK: {**task_entry(params), "snapshot": "snapshot"}}
+    params["evidence"]["replay_labels"] = False  # the fixtures' entries were never replayed
     if v1:  # the fixture-sized runs use the dataset v1 knobs (no hand labels, no augmentation)
         params["evidence"]["human_labels"] = False
         params["export"].update(hint_drop_rate=0.0, hint_swap_rate=0.0, unknown_augment=0)
