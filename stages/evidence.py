@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tuneforge import config, teacher
-from tuneforge.decontam import GoldMatcher
+from tuneforge.decontam import GoldCheck
 from tuneforge.io import read_jsonl, read_models, sig_hash, write_jsonl
 from tuneforge.names.shapes import ReplayRecord
 from tuneforge.receipts import Receipt
@@ -76,13 +76,10 @@ def _rule_label(task_name: str, args: tuple) -> tuple[dict, int]:
 REPLAY_FORMAT = "replay"  # RawEntry.format of an input only the replay log holds
 
 
-def replay_answers(path: Path, task: Task, gold_texts: list[str], near_dup: dict
-                   ) -> tuple[dict[str, tuple[int, ReplayRecord]], Counter]:
+def replay_answers(path: Path, task: Task, gold: GoldCheck) -> tuple[dict[str, tuple[int, ReplayRecord]], Counter]:
     """content key -> (log line, record) of the latest accepted answer per input, and what
     became of every line: used, superseded (an earlier answer for the same input), not_accepted,
     other_task, gold_near_duplicate (a gold entry or a near-duplicate by export's measure)."""
-    gold_keys = {content_key(t) for t in gold_texts}
-    matcher = GoldMatcher(gold_texts, near_dup["near_dup_threshold"], near_dup["near_dup_min_contained_words"])
     latest: dict[str, tuple[int, ReplayRecord]] = {}
     counts: Counter = Counter()
     for line, rec in enumerate(read_models(path, ReplayRecord), 1):
@@ -92,7 +89,7 @@ def replay_answers(path: Path, task: Task, gold_texts: list[str], near_dup: dict
             counts["other_task"] += 1
         elif rec.label is None:
             counts["not_accepted"] += 1
-        elif key in gold_keys or any(m.score >= near_dup["near_dup_threshold"] for m in matcher.matches(rec.text)):
+        elif gold.why_not(rec.text):
             counts["gold_near_duplicate"] += 1
         else:
             counts["superseded"] += key in latest
@@ -169,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["replay_labels"]:
         log_path = params.task.replay_log
         receipt.inputs.append(log_path)
-        near_dup = {"near_dup_threshold": params.export.near_dup_threshold,
-                    "near_dup_min_contained_words": params.export.near_dup_min_contained_words}
-        replay, replay_counts = replay_answers(log_path, task, [r["text"] for r in gold.values()], near_dup)
+        check = GoldCheck([r["text"] for r in gold.values()], params.export.near_dup_threshold,
+                          params.export.near_dup_min_contained_words)
+        replay, replay_counts = replay_answers(log_path, task, check)
         known = {content_key(e.text) for e in entries}
         new = [replay_entry(log_path, line, rec) for key, (line, rec) in sorted(replay.items())
                if key not in known]

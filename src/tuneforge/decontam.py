@@ -30,6 +30,8 @@ import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from tuneforge.text import content_key
+
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -108,3 +110,22 @@ class GoldMatcher:
             if best is not None and best.score >= self.floor:
                 out.append(best)
         return sorted(out, key=lambda m: (-m.score, m.gold))
+
+
+class GoldCheck:
+    """Whether a text may be labeled for training: not a gold entry, nor a near-duplicate of one
+    (export's measure at its threshold). The gold keys and the matcher are built once; review's
+    queue and import and evidence's replay answers share it."""
+
+    def __init__(self, gold_texts: list[str], threshold: float, min_contained_words: int):
+        self.keys = {content_key(g) for g in gold_texts}
+        self.threshold = threshold
+        self.matcher = GoldMatcher(gold_texts, threshold, min_contained_words)
+
+    def why_not(self, text: str) -> str | None:
+        if content_key(text) in self.keys:
+            return "is a gold entry"
+        best = next(iter(self.matcher.matches(text)), None)
+        if best is not None and best.score >= self.threshold:
+            return f"near-duplicate of gold entry {best.gold + 1} ({best.how} similarity {best.score:.2f})"
+        return None

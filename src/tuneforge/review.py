@@ -37,7 +37,7 @@ from pathlib import Path
 
 from tuneforge import config
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
-from tuneforge.decontam import GoldMatcher
+from tuneforge.decontam import GoldCheck
 from tuneforge.io import atomic_path, read_jsonl, write_json, write_jsonl
 from tuneforge.names import TaskPaths
 from tuneforge.tasks import Task, get_task
@@ -49,24 +49,10 @@ QUEUE_FIELDS = ("id", "text", "hint", "product", "version", "source_file", "line
 CONTRACT = re.compile(r"^v\d+(\.\d+)?$")  # the contract's own version names (v1 ... v6)
 
 
-class GoldCheck:
-    """Whether a text may be labeled for training: not a gold entry, nor a near-duplicate of one
-    (export's own measure and threshold). The gold keys and the matcher are built once."""
-
-    def __init__(self, params, name: str):
-        cfg = params.export.model_dump()
-        gold = [row["text"] for row in read_jsonl(params.tasks[name].gold)]
-        self.keys = {content_key(g) for g in gold}
-        self.threshold = cfg["near_dup_threshold"]
-        self.matcher = GoldMatcher(gold, self.threshold, cfg["near_dup_min_contained_words"])
-
-    def why_not(self, text: str) -> str | None:
-        if content_key(text) in self.keys:
-            return "is a gold entry"
-        best = next(iter(self.matcher.matches(text)), None)
-        if best is not None and best.score >= self.threshold:
-            return f"near-duplicate of gold entry {best.gold + 1} ({best.how} similarity {best.score:.2f})"
-        return None
+def gold_check(params, name: str) -> GoldCheck:
+    """The task's gold entries, checked with export's own near-duplicate measure and threshold."""
+    gold = [row["text"] for row in read_jsonl(params.tasks[name].gold)]
+    return GoldCheck(gold, params.export.near_dup_threshold, params.export.near_dup_min_contained_words)
 
 
 def draw(records: list[dict], n: int, seed: int, class_field: str) -> list[dict]:
@@ -93,7 +79,7 @@ def draw(records: list[dict], n: int, seed: int, class_field: str) -> list[dict]
 
 def export(task: Task, params, paths: TaskPaths, n: int, seed: int, out: Path) -> dict:
     labeled = {content_key(r["text"]) for r in read_jsonl(params.tasks[task.name].human_labels)}
-    gold = GoldCheck(params, task.name)
+    gold = gold_check(params, task.name)
     pending, skipped = [], {"already_labeled": 0, "near_gold": 0}
     for r in read_jsonl(paths.scored):
         if r["category"] != "needs_human_review":
@@ -170,7 +156,7 @@ def import_labels(task: Task, params, name: str, text: str, labeler: str, contra
     target = Path(params.tasks[task.name].human_labels)
     old_text = target.read_text(encoding="utf-8") if target.exists() else ""
     existing = {content_key(r["text"]): r for r in read_jsonl(target)} if target.exists() else {}
-    new, dups = check_rows(task, name, text, existing, GoldCheck(params, task.name))
+    new, dups = check_rows(task, name, text, existing, gold_check(params, task.name))
     rows_in = sum(1 for line in text.splitlines() if line.strip())
     if rows_in != len(new) + dups:  # every row is added or a counted duplicate, none dropped
         raise AssertionError(f"{name}: {rows_in} rows in, {len(new)} added + {dups} duplicates")
