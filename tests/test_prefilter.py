@@ -118,3 +118,57 @@ def test_rule_labels_are_unchanged_on_the_fixture_corpus(monkeypatch):
     assert not changelog_patterns()
     assert [labeler.rule_label(*r) for r in rows] == fast
     kinds._hint_cues.cache_clear()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=4))
+def test_the_needle_set_answers_like_each_patterns_own_scan(batch):
+    """One RE2 set scan per text (issue 23 item 2) finds the same needles as every pattern's
+    own `re` scan: asked in any order, texts repeated, the cached answer never stale."""
+    patterns = changelog_patterns()
+    try:
+        for text in batch + batch[::-1]:
+            prefilter.USE_SET = False
+            own = [p._absent(text) for p in patterns]
+            prefilter.USE_SET = True
+            assert [p._absent(text) for p in patterns] == own, text
+    finally:
+        prefilter.USE_SET = True
+
+
+def snapshot_entries() -> list[tuple]:
+    """(text, hint, product, version) of every entry the committed release-note snapshot holds,
+    as backfill reads it."""
+    from pathlib import Path
+
+    from tuneforge import config
+    from tuneforge.harvest import iter_snapshot
+    from tuneforge.sources import UnknownFormatError, detect_format, product_from_path
+    from tuneforge.text import normalise_ws
+
+    snapshot = Path(__file__).resolve().parents[1] / config.load().tasks["changelog-actions"].snapshot
+    rows = []
+    for name, raw in iter_snapshot(snapshot):
+        text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        try:
+            fmt = detect_format(name, text)
+        except UnknownFormatError:
+            continue
+        rows += [(normalise_ws(e.text), normalise_ws(e.hint) if e.hint else None, product_from_path(name),
+                  e.version) for e in fmt.parse(name, text)]
+    return rows
+
+
+def test_rule_labels_are_unchanged_by_the_needle_set_on_the_whole_snapshot(monkeypatch):
+    """Issue 23 item 2: the labeler with one set scan per text gives every entry of the
+    snapshot the label and rule it gives with each pattern scanning for its own needles."""
+    rows = snapshot_entries()
+    assert len(rows) > 40_000
+    monkeypatch.setattr(prefilter, "USE_SET", True)
+    with_set = [labeler.rule_label(*r) for r in rows]
+    monkeypatch.setattr(prefilter, "USE_SET", False)
+    kinds._hint_cues.cache_clear()
+    changed = [(r[0], a, b) for r, a, b in zip(rows, with_set, (labeler.rule_label(*r) for r in rows),
+                                               strict=True) if a != b]
+    kinds._hint_cues.cache_clear()
+    assert not changed, f"{len(changed)} of {len(rows)} entries labeled differently, first: {changed[0]}"
