@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release tags verify-repro faults mutate install-hook serve review
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release release-model tags verify-repro faults mutate install-hook serve review
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -149,6 +149,16 @@ release:
 	git tag -a $(VERSION) -m "tuneforge $(VERSION)"
 	echo "$(VERSION) $$(git rev-parse HEAD)" >> RELEASES
 	git add RELEASES && git commit -q -m "RELEASES: $(VERSION) is $$(git rev-parse --short HEAD)"
+
+# The release budget (issue 21 item 5): one epoch over each task's whole SFT export instead of the
+# default build's step budget (hours on 2 cores, minutes on a GPU), checkpointed every 200 steps.
+# An experiment run in this work tree (params.yaml gets the profile); killed, the same command
+# resumes from train's last checkpoint (.cache/train-checkpoints). Then `dvc exp branch`, commit,
+# make release VERSION=..., dvc push: users fetch it with `git checkout <tag> && dvc pull`.
+RELEASE_PROFILE := -S train.max_steps=0 -S train.epochs=1 -S train.checkpoint_every=200 \
+  -S tasks.commit-messages.overrides.train.max_steps=0
+release-model: setup
+	dvc exp run $(RELEASE_PROFILE)
 
 # Recreate any tag listed in RELEASES that this clone lacks.
 tags:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import multiprocessing
 import os
@@ -20,6 +21,7 @@ import re
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -138,12 +140,27 @@ def parse_file(item: tuple[int, tuple[str, bytes | None, str | None]], cfg: conf
     return out, seen_before, seen_redactions
 
 
-def snapshot_files(path: str) -> list[tuple[str, bytes | None, str | None]]:
-    """(name, bytes, None) per file in snapshot order; (name, None, error) for a corrupt one."""
-    files: list[tuple[str, bytes | None, str | None]] = []
-    for name, raw in iter_snapshot(path, on_error=lambda n, e: files.append((n, None, str(e)))):
-        files.append((name, raw, None))
-    return files
+def snapshot_files(path: str) -> Iterator[tuple[str, bytes | None, str | None]]:
+    """(name, bytes, None) per file in snapshot order; (name, None, error) for a corrupt one.
+    A generator: the snapshot is never held in memory whole."""
+    errors: list[tuple[str, None, str]] = []
+    for name, raw in iter_snapshot(path, on_error=lambda n, e: errors.append((n, None, str(e)))):
+        yield from errors  # a corrupt file comes before the file read after it, in snapshot order
+        errors.clear()
+        yield name, raw, None
+    yield from errors
+
+
+WINDOW = 64  # files handed to the worker pool at a time
+
+
+def windows(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of up to `size` items. Pool.imap reads its whole input before the
+    first result comes back, so backfill gives it one window of files at a time: memory is
+    bounded by a window's files and the unique entries, not by the snapshot's size."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     receipt = Receipt("backfill", params.declared())
     receipt.inputs.append(snapshot)
 
-    files = snapshot_files(snapshot)
-    workers = min(cfg.workers or os.cpu_count() or 1, max(len(files), 1))
+    file_windows = windows(enumerate(snapshot_files(snapshot)), WINDOW)
+    first = next(file_windows, [])
+    workers = min(cfg.workers or os.cpu_count() or 1, max(len(first), 1))
     seen: set[str] = set()
     counts: Counter = Counter()
     entries: list[RawEntry] = []
@@ -164,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
         work = functools.partial(parse_file, cfg=cfg, run=uuid.uuid4().hex, formats=formats)
         if workers > 1:  # imap keeps snapshot order, so the output does not depend on workers
             pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
-            results = pool.imap(work, enumerate(files), chunksize=4)
+            results = (r for window in itertools.chain([first], file_windows)
+                       for r in zip(window, pool.imap(work, window, chunksize=4), strict=True))
         else:
-            results = map(work, enumerate(files))
-        for (name, _, _), (records, seen_before, seen_redactions) in tqdm(
-                zip(files, results, strict=True), total=len(files), desc="backfill", unit="file",
-                disable=None):
+            results = ((item, work(item)) for window in itertools.chain([first], file_windows)
+                       for item in window)
+        for (_, (name, _, _)), (records, seen_before, seen_redactions) in tqdm(
+                results, desc="backfill", unit="file", disable=None):
             counts["in"] += seen_before
             counts["deduplicated"] += seen_before
             counts.update({f"redacted_{k}": v for k, v in seen_redactions.items()})

@@ -7,7 +7,7 @@ Out: <exports_dir>/sft/{train,valid}.jsonl (chat `messages`, accepted only),
      <exports_dir>/rag/rag.jsonl (accepted + partially accepted),
      <exports_dir>/preference/pairs.jsonl (chosen vs rejected label, same entry),
      <quarantine_dir>/export.jsonl (every record not in SFT, one reason code),
-     <receipts_dir>/export.json, paths.drift (vs the previous run)
+     <receipts_dir>/export.json, paths.drift (vs the drift report export.drift_since's git tag holds)
 
 Dataset v2 knobs (train rows only; valid keeps real hints): export.hint_drop_rate
 and export.hint_swap_rate randomise the hint so the model cannot lean on it, and
@@ -28,9 +28,10 @@ import sys
 from collections import Counter, defaultdict
 
 from tuneforge import config
+from tuneforge.dataset_sql import GoldSets, stratified_split
 from tuneforge.decontam import GoldMatcher, Match
 from tuneforge.io import read_jsonl, read_models, write_json, write_jsonl
-from tuneforge.receipts import Receipt, drift_report, scored_distributions
+from tuneforge.receipts import Receipt, drift_baseline, drift_report, scored_distributions
 from tuneforge.records import (
     LabelSource,
     PreferencePair,
@@ -56,30 +57,36 @@ def seeded_unit(seed: int, *parts: str) -> float:
 
 
 class GoldFilter:
-    """Exact (content hash) and near-duplicate (tuneforge.decontam) lookups against gold.
+    """Exact (content hash) and near-duplicate (tuneforge.decontam) lookups against gold, for a
+    whole batch of records at once in DuckDB (tuneforge.dataset_sql; the same answers as
+    GoldMatcher text by text).
 
     Keeps, for every row it lets through, the gold entries it scored at least the
     report floor against: the leakage report's nearest rows come from these."""
 
     def __init__(self, gold_texts: list[str], cfg: dict):
         self.gold_keys = [content_key(t) for t in gold_texts]
-        self.keys = set(self.gold_keys)
         self.threshold = cfg["near_dup_threshold"]
         self.matcher = GoldMatcher(gold_texts, min(cfg["leakage_report_floor"], self.threshold),
                                    cfg["near_dup_min_contained_words"])
+        self.sets = GoldSets(self.matcher, self.gold_keys)
         self.kept: dict[str, list[Match]] = {}
 
-    def overlap(self, rec: ScoredRecord) -> tuple[str, str] | None:
-        """None, or (reason, detail) for a row that must not be exported."""
-        if content_key(rec.text) in self.keys:
-            return "exact", "exact match of a gold holdout entry"
-        found = self.matcher.matches(rec.text)
-        if found and found[0].score >= self.threshold:
-            best = found[0]
-            return f"near_{best.how}", (f"near match ({best.how} {best.score:.3f} >= {self.threshold}) of gold "
-                                        f"holdout entry {self.gold_keys[best.gold][:16]}")
-        self.kept[rec.id] = found
-        return None
+    def overlaps(self, records: list[ScoredRecord]) -> list[tuple[str, str] | None]:
+        """For each record None, or (reason, detail) when it must not be exported."""
+        texts = [rec.text for rec in records]
+        out: list[tuple[str, str] | None] = []
+        for rec, (exact, found) in zip(records, self.sets.check(texts), strict=True):
+            if exact is not None:
+                out.append(("exact", "exact match of a gold holdout entry"))
+            elif found and found[0].score >= self.threshold:
+                best = found[0]
+                out.append((f"near_{best.how}", f"near match ({best.how} {best.score:.3f} >= {self.threshold}) "
+                            f"of gold holdout entry {self.gold_keys[best.gold][:16]}"))
+            else:
+                self.kept[rec.id] = found
+                out.append(None)
+        return out
 
 
 def leakage_report(gold_texts: list[str], gold: GoldFilter, sft: dict[str, list[ScoredRecord]],
@@ -166,23 +173,16 @@ def split_strata(records: list[ScoredRecord], task: Task, seed: int,
     A task split by product (Task.holdout_by_product) gives valid whole products instead."""
     if task.holdout_by_product:
         return split_products(records, seed, valid_fraction)
-    strata: dict[tuple[str, str], list[ScoredRecord]] = defaultdict(list)
-    for rec in records:
-        strata[(task.label_class(rec.label), rec.product)].append(rec)
-    train, valid = [], []
-    for key in sorted(strata):
-        members = sorted(strata[key], key=lambda r: seeded_unit(seed, "split", r.id))
-        n_valid = round(len(members) * valid_fraction)
-        valid += members[:n_valid]
-        train += members[n_valid:]
-    order = lambda r: seeded_unit(seed, "order", r.id)  # noqa: E731 - shuffled, reproducible
-    return sorted(train, key=order), sorted(valid, key=order)
+    train, valid = stratified_split([(r.id, task.label_class(r.label), r.product) for r in records],
+                                    seed, valid_fraction)  # in DuckDB (tuneforge.dataset_sql)
+    return [records[i] for i in train], [records[i] for i in valid]
 
 
 def split_products(records: list[ScoredRecord], seed: int,
                    valid_fraction: float) -> tuple[list[ScoredRecord], list[ScoredRecord]]:
     """Whole products to valid, in seeded order, each that still fits under valid_fraction of
-    the rows (a big product is skipped, not allowed to overshoot the share)."""
+    the rows (a big product is skipped, not allowed to overshoot the share). A greedy walk in
+    draw order, each step depending on the last: plain Python, not a set operation."""
     by_product: dict[str, list[ScoredRecord]] = defaultdict(list)
     for rec in records:
         by_product[rec.product].append(rec)
@@ -247,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
                                         line=rec.provenance.line))
 
     removed: Counter = Counter()  # gold overlaps by kind, for the leakage report
+    overlaps = iter(gold.overlaps([rec for rec in records if rec.product not in gold_products]))
     for rec in records:
         if rec.product in gold_products:
             removed["package"] += 1
             drop(rec, QuarantineReason.gold_overlap, f"product {rec.product} is held out: it has gold holdout rows")
             continue
-        if overlap := gold.overlap(rec):
+        if overlap := next(overlaps):
             removed[overlap[0]] += 1
             drop(rec, QuarantineReason.gold_overlap, overlap[1])
             continue
@@ -275,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     augmented = unknown_augmentation(task, sorted({r.product for r in sft_pool}),
                                      cfg["unknown_augment"], cfg["seed"])
     kept_aug = []
-    for rec in augmented:  # synthetic rows are training rows too: same filter, same quarantine
-        if overlap := gold.overlap(rec):
+    for rec, overlap in zip(augmented, gold.overlaps(augmented), strict=True):
+        # synthetic rows are training rows too: same filter, same quarantine
+        if overlap:
             removed["synthetic"] += 1
             drop(rec, QuarantineReason.gold_overlap, f"synthetic row: {overlap[1]}")
         else:
@@ -311,11 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     write_json(paths.leakage, leakage)
     receipt.outputs.append(paths.leakage)
 
-    previous = None
-    if paths.drift.exists():
-        previous = json.loads(paths.drift.read_text(encoding="utf-8")).get("current")
+    previous, since = drift_baseline(cfg["drift_since"], paths.drift)
+    if previous is None:
+        log.warning("drift: no baseline: %s", since)
     report = drift_report(scored_distributions(paths.scored, (task.class_field, task.second_field)),
-                          previous, cfg["drift_threshold"])
+                          previous, cfg["drift_threshold"], since)
     write_json(paths.drift, report.model_dump(mode="json"))
     if report.flags:
         log.warning("drift: %d distribution swings over %.2f: %s", len(report.flags),

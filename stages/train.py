@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -29,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge import config
-from tuneforge.io import atomic_path, read_jsonl, sha256_file, write_json
+from tuneforge.io import atomic_path, read_jsonl, sha256_file, sig_hash, write_json
 from tuneforge.llm import (
     MODEL_PACKAGES,
     atomic_dir,
-    balanced_order,
+    budget_order,
     load_sft,
     lora_config,
     sft_config,
@@ -104,9 +105,60 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
         w.writerows(rows)
 
 
+def run_key(cfg: dict, train_ex: list[dict], valid_ex: list[dict], base_sha256: str) -> str:
+    """What a run's checkpoints belong to: the train params, the examples in order and the base
+    weights. A checkpoint of any other run is never resumed."""
+    return sig_hash({"params": cfg, "train": train_ex, "valid": valid_ex, "base": base_sha256})[:24]
+
+
+def mean_loss(history: list[dict]) -> float:
+    """The run's mean training loss from its loss curve (each logged window weighted by its
+    steps): trainer_state.json keeps the curve across a resume, while the trainer's own
+    train_loss would average only the steps run since."""
+    total, steps, last = 0.0, 0, 0
+    for h in history:
+        if "loss" in h and "step" in h:
+            total, steps, last = total + h["loss"] * (h["step"] - last), steps + h["step"] - last, h["step"]
+    return total / steps if steps else float("nan")
+
+
+def restore_token_count(trainer, checkpoint: Path) -> None:
+    """trl counts the tokens it trained on (the loss curve's `tokens`) in an attribute the
+    checkpoint does not restore; it is put back from the checkpoint's last log line, which is
+    at the checkpoint's own step (train.checkpoint_every is a multiple of logging_steps)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    seen = [h["num_tokens"] for h in state["log_history"]
+            if h.get("step") == state["global_step"] and "num_tokens" in h]
+    if not hasattr(trainer, "_total_train_tokens") or not seen:
+        raise RuntimeError(f"{checkpoint}: cannot restore trl's token count (no num_tokens logged at step "
+                           f"{state['global_step']}, or trl no longer keeps _total_train_tokens)")
+    trainer._total_train_tokens = int(float(seen[-1]))
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint in run_dir: transformers writes trainer_state.json last,
+    so a checkpoint a kill cut short (no state, or a torn one) is passed over for the one
+    before it, which the trainer deletes only after the new one is saved."""
+    steps = sorted((int(d.name.split("-")[1]), d) for d in run_dir.glob("checkpoint-*")
+                   if d.name.split("-")[1].isdigit()) if run_dir.is_dir() else []
+    for _, d in reversed(steps):
+        try:
+            json.loads((d / "trainer_state.json").read_text(encoding="utf-8"))
+            return d
+        except (OSError, ValueError):
+            log.warning("checkpoint %s is incomplete (killed while saving?): passed over", d)
+    return None
+
+
 def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
-          adapter_dir: Path) -> dict:
-    """Fit the adapter; save it (main process only); return the training summary."""
+          adapter_dir: Path, checkpoints: Path | None = None) -> dict:
+    """Fit the adapter; save it (main process only); return the training summary.
+
+    With train.checkpoint_every and a `checkpoints` folder, a resumable checkpoint is saved every
+    that many steps under checkpoints/<run key>/, and a run that finds one of its own resumes
+    from it (the trainer restores adapter, optimiser, scheduler, RNG states and skips the batches
+    already read), so a killed `dvc repro` continues where it stopped and ends with the same
+    adapter bytes; a finished run removes its folder."""
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -123,24 +175,37 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     model = load_model(base_dir, cfg, cuda, precision)
     lora = lora_config(cfg)
+    every = cfg["checkpoint_every"] if checkpoints is not None else 0
+    if every % cfg["logging_steps"]:
+        raise ValueError(f"train.checkpoint_every ({every}) must be a multiple of train.logging_steps "
+                         f"({cfg['logging_steps']}): a resumed run takes its token count from the log at its step")
+    run_dir = (checkpoints / run_key(cfg, train_ex, valid_ex, sha256_file(base_dir / "model.safetensors"))
+               if every else None)
     with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
-        trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, scratch, cuda, precision),
+        trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, str(run_dir or scratch), cuda, precision,
+                                                                     save_every=every),
                                         train_dataset=Dataset.from_list(train_ex),
                                         eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
         if cfg["compile"]:
             log.info("compiled %d decoder blocks (train.compile)", compile_blocks(trainer.model))
-        result = trainer.train()
+        resume = last_checkpoint(run_dir) if run_dir else None
+        if resume:
+            log.info("resuming from %s (train.checkpoint_every %d)", resume, every)
+            restore_token_count(trainer, resume)
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         valid_loss = trainer.evaluate()["eval_loss"] if valid_ex else None
         if trainer.is_world_process_zero():
             with atomic_dir(adapter_dir) as tmp:
                 trainer.model.save_pretrained(str(tmp))
                 sort_target_modules(tmp / "adapter_config.json")
+            if run_dir is not None and run_dir.is_dir():  # this run's only: others may be running
+                shutil.rmtree(run_dir)
         history = trainer.state.log_history
-    return {"steps": result.global_step, "train_loss": round(result.training_loss, 6),
+    return {"steps": result.global_step, "train_loss": round(mean_loss(history), 6),
             "valid_loss": None if valid_loss is None else round(valid_loss, 6),
             "loss_curve": loss_rows(history), "device": "cuda" if cuda else "cpu",
-            "precision": precision,
+            "precision": precision, "resumed_from_step": int(resume.name.split("-")[1]) if resume else 0,
             "qlora": bool(cfg["qlora"] and cuda)}
 
 
@@ -181,11 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     # train order is already a seeded shuffle, so its first rows are a fair sample, and
     # tokenising all ~27k rows for 240 steps' worth cost ~30 s of the CPU budget.
     # kind_balance reorders it first so that sample is not 45% fixes.
-    per_step = cfg["batch_size"] * cfg["grad_accum"] * state.num_processes
-    planned = cfg["max_steps"] * per_step
     # train.prefer_human_labels: within each kind, hand-labeled rows are read first
-    prefer = (lambda r: r.get("label_source") == "human") if cfg["prefer_human_labels"] else None
-    ordered = balanced_order(rows, cfg["kind_balance"], planned, prefer=prefer)
+    ordered, planned = budget_order(rows, cfg, state.num_processes)
+    per_step = cfg["batch_size"] * cfg["grad_accum"] * state.num_processes
     train_all = [sft_example(r) for r in ordered]
     train_ex, too_long, examined, lengths = [], 0, 0, []
     while examined < len(train_all) and (not planned or len(train_ex) < planned):
@@ -202,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
              len(train_all), too_long, cfg["max_tokens"], sum(lengths) / len(lengths), cfg["max_steps"],
              per_step, planned, kinds_read, sources_read)
 
-    summary = train(base_dir, train_ex, valid_ex, cfg, adapter_dir)
+    summary = train(base_dir, train_ex, valid_ex, cfg, adapter_dir, paths.train_checkpoints)
     if not state.is_main_process:
         return 0
     adapter_sha = sha256_file(adapter_dir / "adapter_model.safetensors")
@@ -216,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         examples=ExamplesRead(train=len(train_ex), too_long=too_long, valid=len(valid_ex),
                               kinds_read=kinds_read, sources_read=sources_read),
         toolchain=toolchain(MODEL_PACKAGES + (["bitsandbytes"] if summary["qlora"] else [])),
-        **{k: v for k, v in summary.items() if k != "loss_curve"},
+        **{k: v for k, v in summary.items() if k not in ("loss_curve", "resumed_from_step")},
     )
     write_json(adapter_dir / SIDECAR, sidecar.model_dump(mode="json"))
     write_csv(reports / "loss.csv", summary["loss_curve"],
@@ -233,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     receipt.finish(paths.receipt("train"), records_in=examined,
                    records_out=len(train_ex), quarantined=too_long,
                    extra={"steps": summary["steps"], "valid_examples": len(valid_ex),
+                          "resumed_from_step": summary["resumed_from_step"],
                           "export_rows": len(train_all), "not_read": len(train_all) - examined,
                           **{f"kind_{k}": v for k, v in kinds_read.items()},
                           **{f"source_{k}": v for k, v in sources_read.items()}})

@@ -126,11 +126,16 @@ def test_data_section_runs_the_task_stages_on_the_resampled_snapshot(monkeypatch
     beside them, `python -m stages.<stage> <task>`, the task's receipts), on 3 entries x 100."""
     monkeypatch.setattr(pipeline, "real_entries", lambda snapshot: ENTRIES)
     params, task = config.for_command(ROOT / "params.yaml", TASK)
-    out = pipeline.bench_data(params, task, [300])
+    out = pipeline.bench_data(params, task, [300], scale=600)
     size = out["sizes"]["300"]
     assert size["entries"] == size["parsed"] == 300 and size["unique"] == len(ENTRIES)
-    assert list(size["stage_s"]) == ["backfill", "evidence", "score", "export"]
+    assert list(size["stage_s"]) == list(size["peak_rss_mb"]) == ["backfill", "evidence", "score", "export"]
+    assert all(mb > 10 for mb in size["peak_rss_mb"].values())  # each stage's own receipt
     assert size["baseline_json"]["parsed"] == 300 and out["at_entries"] == 300
+    big = out["scale"]  # the stages alone at --scale entries, no baseline
+    assert big["entries"] == big["parsed"] == 600 and big["unique"] == len(ENTRIES) and "baseline_json" not in big
+    text = table({"sections": {"data": out}})
+    assert "at 600 entries" in text and "data stages at 300 entries: backfill" in text
 
 
 def test_table_lists_each_measured_figure_with_its_target():

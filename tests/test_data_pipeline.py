@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tuneforge.io import read_jsonl
 from tuneforge.records import (
@@ -174,13 +175,33 @@ def test_secrets_never_reach_an_output(workdir, run_pipeline):
     assert receipts(workdir)["backfill"].counts.extra["redactions"] >= 2
 
 
-def test_drift_report_compares_with_the_previous_run(workdir, run_pipeline):
+def test_drift_report_compares_with_a_tagged_build_and_reruns_identically(workdir, run_pipeline):
+    """Drift is measured against the report export.drift_since's git tag committed, never
+    against whatever the last run left: with no repository there is no baseline (and the
+    report says why); with the tag, its distributions are `previous`; a rerun writes the same
+    bytes. (Before, the second run compared with the first and the report changed each run.)"""
+    import subprocess
+
+    since = yaml.safe_load((workdir / "params.yaml").read_text())["export"]["drift_since"]
+    drift = workdir / "reports/changelog-actions/drift.json"
     run_pipeline()
-    first = DriftReport.model_validate_json((workdir / "reports/changelog-actions/drift.json").read_text())
-    assert not first.has_previous
+    first = DriftReport.model_validate_json(drift.read_text())
+    assert not first.has_previous and first.since.startswith(f"{since}: not read")
+    # a repository whose tag holds a drift report whose fix share was 0.3 higher
+    tagged = first.model_dump(mode="json")
+    tagged["current"]["kind"] = {**first.current["kind"], "fix": first.current["kind"]["fix"] + 0.3}
+    drift.write_text(json.dumps(tagged))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for cmd in (["init", "-q"], ["add", str(drift.relative_to(workdir))], ["commit", "-q", "-m", "build"],
+                ["tag", since]):
+        subprocess.run(git + cmd, cwd=workdir, check=True, capture_output=True)
     run_pipeline()
-    second = DriftReport.model_validate_json((workdir / "reports/changelog-actions/drift.json").read_text())
-    assert second.has_previous and second.severity == "ok" and not second.flags
+    second = DriftReport.model_validate_json(drift.read_text())
+    assert second.has_previous and second.since == since and second.previous == tagged["current"]
+    assert [(f.dimension, f.key) for f in second.flags] == [("kind", "fix")]
+    again = drift.read_bytes()
+    run_pipeline()
+    assert drift.read_bytes() == again
 
 
 def test_accounting_mismatch_fails_the_stage(workdir):

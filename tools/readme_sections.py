@@ -336,16 +336,20 @@ def build_receipts(root: Path) -> dict[str | None, dict[str, Path]]:
 def render_buildtime(root: Path) -> str:
     """Each task's build time from its stages' receipts (`duration_s` of each stage's last
     run) and the shared stages': what the last `dvc repro` of the committed build took."""
-    seconds = {task: {s: _report(root, str(p))["duration_s"] for s, p in stages.items()}
-               for task, stages in build_receipts(root).items()}
+    receipts = {task: {s: _report(root, str(p)) for s, p in stages.items()}
+                for task, stages in build_receipts(root).items()}
+    seconds = {task: {s: r["duration_s"] for s, r in d.items()} for task, d in receipts.items()}
     shared = seconds.pop(None, {})
     rows = ["| task | build | train | eval | fidelity (share of eval) | other stages |", "|---|---|---|---|---|---|"]
     total = sum(shared.values())
     for task, d in seconds.items():
         spent = sum(d.values())
         total += spent
+        # an eval that decoded nothing answered from its memo: a share of it says nothing
+        cached = receipts[task]["eval"]["counts"]["extra"].get("decoded") == 0
+        share = "eval answered from its cache" if cached else f"{d['fidelity'] / d['eval']:.0%}"
         rows.append(f"| {task} | {spent / 60:.1f} min | {d['train']:.0f} s | {d['eval']:.0f} s "
-                    f"| {d['fidelity']:.0f} s ({d['fidelity'] / d['eval']:.0%}) "
+                    f"| {d['fidelity']:.0f} s ({share}) "
                     f"| {spent - d['train'] - d['eval'] - d['fidelity']:.0f} s |")
     rows.append(f"| both, with the shared {', '.join(shared)} stage ({sum(shared.values()):.0f} s) "
                 f"| {total / 60:.1f} min | | | | |")
@@ -404,6 +408,36 @@ def render_agreement(root: Path) -> str:
     return "\n".join(rows)
 
 
+def render_byhand(root: Path) -> str:
+    """Whole-holdout runs by hand (reports/<task>/by-hand/<build>-<quant>-whole-holdout.json, the
+    JSON `python -m tuneforge.evaluate` prints): each model beside the rule labeler on every row."""
+    rows = ["| task | build | model | n | kind (95% CI) | severity | unknown recall | security recall "
+            "| fix recall | unseen products: model / labeler (p) | untouched: model / labeler (p) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for task in config.load(root / config.PARAMS).tasks:
+        for path in sorted((root / names.TaskPaths.for_task(task).reports / "by-hand").glob("*-whole-holdout.json")):
+            report = _report(root, str(path.relative_to(root)))
+            build = path.stem.removesuffix("-whole-holdout")
+            for model, m in report.items():
+                if model == names.RULE_LABELER:
+                    continue
+                per_kind = m.get("per_kind", {})
+                vs = m.get("vs_labeler", {})
+                cells = [f"{vs[k]['model']:.3f} / {vs[k]['labeler']:.3f} ({vs[k]['p_labeler_better']:.2g})"
+                         if k in vs else "-" for k in ("unseen_products", "untouched")]
+                rows.append(f"| {task} | {build} | {model.rsplit('-', 1)[-1]} | {m['n']} | {m['kind_agreement']:.3f} "
+                            f"({m['kind_agreement_ci95_low']:.2f}-{m['kind_agreement_ci95_high']:.2f}) "
+                            f"| {m['severity_agreement']:.3f} | {per_kind.get('unknown', {}).get('recall', 0):.2f} "
+                            f"| {per_kind.get('security', {}).get('recall', 0):.2f} "
+                            f"| {per_kind.get('fix', {}).get('recall', 0):.2f} | {cells[0]} | {cells[1]} |")
+            labeler = report.get(names.RULE_LABELER)
+            if labeler:
+                rows.append(f"| {task} | {build} | rule labeler | {labeler['n']} | {labeler['kind_agreement']:.3f} "
+                            f"({labeler['kind_agreement_ci95_low']:.2f}-{labeler['kind_agreement_ci95_high']:.2f}) "
+                            f"| {labeler['severity_agreement']:.3f} | | | | | |")
+    return "\n".join(rows)
+
+
 def render_mutation(root: Path) -> str:
     """make mutate (reports/mutation.json): per module and in total."""
     rep = _report(root, "reports/mutation.json")
@@ -455,6 +489,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "retrieval": render_retrieval,
     "agreement": render_agreement,
     "versus": render_versus,
+    "byhand": render_byhand,
 }
 
 

@@ -3,8 +3,9 @@ that carry the rule labeler's label, as replay inputs (JSONL: text, hint, produc
 
 Run: python -m tools.replay_sample --task T [--out FILE]
 
-train reads the first train.max_steps x batch rows of balanced_order over the SFT export
-(hand-labeled rows first within each kind); the rule-labeled ones among them are where a
+train reads the first train.max_steps x batch rows of the SFT export in llm.budget_order (the
+order train itself asks for: kind-balanced, hand-labeled rows first within each kind; one
+process, no row over train.max_tokens, as on this machine); the rule-labeled ones among them are where a
 replay answer would change what the next model reads. Synthetic rows (unknown augmentation)
 have no record to label and are left out; each input is the scored record's own text, hint
 and product (not the prompt's randomised hint)."""
@@ -16,7 +17,7 @@ import sys
 
 from tuneforge import config
 from tuneforge.io import read_jsonl
-from tuneforge.llm import balanced_order
+from tuneforge.llm import budget_order
 from tuneforge.names import TaskPaths
 
 
@@ -26,11 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="-")
     args = ap.parse_args(argv)
     params, name = config.for_command(config.PARAMS, args.task)
-    paths, train = TaskPaths(name), params.train
+    paths = TaskPaths(name)
     rows = list(read_jsonl(paths.exports_dir / "sft" / "train.jsonl"))
-    prefer = (lambda r: r.get("label_source") == "human") if train.prefer_human_labels else None
-    planned = train.max_steps * train.batch_size * train.grad_accum
-    read = balanced_order(rows, train.kind_balance, planned, prefer=prefer)[:planned]
+    ordered, planned = budget_order(rows, params.train.model_dump())
+    read = ordered[:planned] if planned else ordered
     scored = {r["id"]: r for r in read_jsonl(paths.scored)}
     picked = [scored[r["id"]] for r in read if r.get("label_source") == "rules" and r["id"] in scored]
     lines = [json.dumps({"text": r["text"], "hint": r["hint"], "product": r["product"]}, ensure_ascii=False)

@@ -99,6 +99,7 @@ class Export(Section):
     near_dup_min_contained_words: Annotated[int, Field(ge=1, strict=True)]
     leakage_report_floor: Annotated[float, Field(gt=0.0, le=1.0)]
     drift_threshold: Fraction
+    drift_since: str | None = None  # a git tag: drift is measured against its committed drift.json
 
 
 class Toolchain(Section):
@@ -149,6 +150,7 @@ class Train(Section):
     max_tokens: Annotated[int, Field(ge=16)]
     valid_examples: Annotated[int, Field(ge=0)]
     logging_steps: Annotated[int, Field(ge=1)]
+    checkpoint_every: Annotated[int, Field(ge=0)]  # steps between resumable checkpoints; 0 = none
     num_threads: Threads
     gradient_checkpointing: bool
     precision: Literal["bf16", "fp32", "auto"]

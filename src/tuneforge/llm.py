@@ -121,8 +121,9 @@ def train_precision(cfg: dict, cuda: bool, params_file: str | Path = "params.yam
     return want
 
 
-def sft_config(cfg: dict, out_dir: str, cuda: bool, precision: str = "fp32"):
-    """trl settings of the train stage (the benchmark trains with the same ones).
+def sft_config(cfg: dict, out_dir: str, cuda: bool, precision: str = "fp32", save_every: int = 0):
+    """trl settings of the train stage (the benchmark trains with the same ones). `save_every`
+    > 0: a resumable checkpoint in out_dir every that many steps, only the latest kept.
 
     Batches are drawn length-grouped (examples of similar length together, seeded) and
     padded to their longest: on CPU this beat trl's padding-free packing, whose
@@ -136,7 +137,8 @@ def sft_config(cfg: dict, out_dir: str, cuda: bool, precision: str = "fp32"):
         gradient_accumulation_steps=cfg["grad_accum"], learning_rate=cfg["learning_rate"],
         lr_scheduler_type=cfg["lr_scheduler"], warmup_steps=cfg["warmup_steps"],
         weight_decay=0.0, max_grad_norm=1.0, logging_steps=cfg["logging_steps"],
-        save_strategy="no", eval_strategy="no", report_to=[], disable_tqdm=False,
+        save_strategy="steps" if save_every else "no", save_steps=save_every or 500, save_total_limit=1,
+        eval_strategy="no", report_to=[], disable_tqdm=False,
         padding_free=False, max_length=None,  # over-long rows were dropped up front
         train_sampling_strategy="group_by_length",
         completion_only_loss=True, prediction_loss_only=True,
@@ -156,6 +158,16 @@ def lora_config(cfg: dict):
 
 def load_sft(path: str | Path) -> list[dict]:
     return [sft_example(r) for r in read_jsonl(path)]
+
+
+def budget_order(rows: list[dict], cfg: dict, num_processes: int = 1) -> tuple[list[dict], int]:
+    """The SFT rows in the order the train stage reads them, and how many its step budget plans
+    to read (0: no budget, every row): kind-balanced (train.kind_balance), hand-labeled rows
+    first within a kind when train.prefer_human_labels. train and tools.replay_sample both ask
+    this, so the rows a replay experiment picks are the ones training reads."""
+    planned = cfg["max_steps"] * cfg["batch_size"] * cfg["grad_accum"] * num_processes
+    prefer = (lambda r: r.get("label_source") == "human") if cfg["prefer_human_labels"] else None
+    return balanced_order(rows, cfg["kind_balance"], planned, prefer=prefer), planned
 
 
 def balanced_order(rows: list[dict], alpha: float, n: int, key: str = "kind",

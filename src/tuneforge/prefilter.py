@@ -15,7 +15,7 @@ One scan per text (issue 23 item 2): every prefiltered pattern's needles go into
 pattern then only looks its own index up. The labeler asks ~30 patterns about the same entry;
 checked one by one in `re` their needles cost ~75 us an entry, the set scan ~1.5 us. The set
 holds needles, not the patterns themselves: RE2 has no lookarounds (a fifth of the labeler's
-patterns use them), differs from `re` on non-ASCII `\b` and `\s`, and a set of the whole
+patterns use them), differs from `re` on non-ASCII `\\b` and `\\s`, and a set of the whole
 patterns scanned at ~50 us. What the set answers is the same necessary condition as before,
 so `re` still decides every match and the labels cannot change (tests/test_prefilter.py
 compares them on every entry of the snapshot).

@@ -207,3 +207,5 @@ class DriftReport(Strict):
     flags: list[DriftFlag]
     current: dict[str, Any] = Field(description="this run's distributions")
     previous: dict[str, Any] | None
+    since: str | None = Field(None, description="where `previous` came from: the git tag (export.drift_since) "
+                                                "whose committed drift report it is, or why there is none")

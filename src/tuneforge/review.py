@@ -27,16 +27,16 @@ fields (changelog: kind and severity), and every row they disagree on.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from tuneforge import config
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
+from tuneforge.dataset_sql import round_robin_draw
 from tuneforge.decontam import GoldCheck
 from tuneforge.io import atomic_path, read_jsonl, write_json, write_jsonl
 from tuneforge.names import TaskPaths
@@ -58,23 +58,10 @@ def gold_check(params, name: str) -> GoldCheck:
 def draw(records: list[dict], n: int, seed: int, class_field: str) -> list[dict]:
     """Up to n records, round-robin over the rule labeler's classes, and within a class
     round-robin over products, so that neither the commonest class nor the largest product
-    fills the queue. Orders come from sha256(seed, key): the same queue for the same inputs."""
-    def rank(key: str) -> str:
-        return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
-
-    def round_robin(groups: list[list[dict]]) -> list[dict]:
-        out, groups = [], [list(g) for g in groups]
-        while any(groups):
-            out += [g.pop(0) for g in groups if g]
-        return out
-
-    by_class: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        by_class[str(r["label"].get(class_field))][r.get("product") or ""].append(r)
-    classes = [round_robin([sorted(rows, key=lambda r: rank(r["id"]))
-                            for _, rows in sorted(products.items(), key=lambda kv: rank(kv[0]))])
-               for _, products in sorted(by_class.items(), key=lambda kv: rank(kv[0]))]
-    return round_robin(classes)[:n]
+    fills the queue. Orders come from sha256(seed, key): the same queue for the same inputs.
+    The draw is a DuckDB query (tuneforge.dataset_sql.round_robin_draw)."""
+    rows = [(r["id"], str(r["label"].get(class_field)), r.get("product") or "") for r in records]
+    return [records[i] for i in round_robin_draw(rows, n, seed)]
 
 
 def export(task: Task, params, paths: TaskPaths, n: int, seed: int, out: Path) -> dict:

@@ -14,7 +14,8 @@ Sections (issue #6):
   data    backfill -> export on entries resampled from the real snapshot, against a
           plain-Python `json` implementation of the same steps (entries_per_s); at the
           largest size, the floor: four stage start-ups plus the shared labeler's time
-          spread over every core, and the largest ratio it leaves (floor)
+          spread over every core, and the largest ratio it leaves (floor); peak RSS of each
+          stage; then the stages alone at --scale entries (10M: time and peak RSS)
   train   20 LoRA steps with the train stage's settings (padding-free) against a plain
           transformers Trainer padding each batch (train_tokens_per_s, real-token share)
   decode  the Q8_0 GGUF under eval's grammar against transformers `generate` on the

@@ -145,8 +145,46 @@ def plain_pipeline(src: Path, out: Path, gold_path: Path, task_name: str, cfg: P
     return counts
 
 
-def bench_data(params: Params, task: str, sizes: list[int]) -> dict:
-    entry, receipts = params.tasks[task], names.TaskPaths.for_task(task)
+def resampled_root(work: Path, entries: list, n: int, params: Params, task: str) -> int:
+    """A scratch pipeline root in `work`: n entries resampled from the real snapshot as its
+    snapshot, this repo's params and pipeline, the task's other inputs from here."""
+    entry = params.tasks[task]
+    written = write_resampled(entries, n, params.export.seed, work / "snapshot")
+    # this repo's params and pipeline (a stage reads what its dvc.yaml entry declares),
+    # the task's snapshot swapped for the resampled one, its other inputs from here
+    p = yaml.safe_load((ROOT / config.PARAMS).read_text(encoding="utf-8"))
+    p["tasks"][task].update(snapshot="snapshot", gold=str(ROOT / entry.gold), human_labels=(
+        str(ROOT / entry.human_labels) if entry.human_labels else None),
+        replay_log=str(ROOT / entry.replay_log))
+    (work / config.PARAMS).write_text(yaml.safe_dump(p, sort_keys=False))
+    (work / config.PIPELINE).write_text((ROOT / config.PIPELINE).read_text(encoding="utf-8"))
+    return written
+
+
+def run_data_stages(work: Path, task: str, env: dict, written: int) -> dict:
+    """The four data stages in `work`, each its own process: seconds and peak RSS (the stage's
+    receipt) per stage, and what backfill and export counted."""
+    receipts = names.TaskPaths.for_task(task)
+    stage_s, rss = {}, {}
+    for stage in DATA_STAGES:
+        stage_s[stage] = round(timed(run, [sys.executable, "-m", f"stages.{stage}", task], work, env)[0], 2)
+        rss[stage] = json.loads((work / receipts.receipt(stage)).read_text())["peak_rss_mb"]
+    backfill = json.loads((work / receipts.receipt("backfill")).read_text())
+    export = json.loads((work / receipts.receipt("export")).read_text())
+    # Markdown rendering merges or drops a few odd entries (~0.2%); more would mean
+    # the figure counts work the stages never did
+    if abs(backfill["counts"]["records_in"] - written) > 0.01 * written:
+        raise RuntimeError(f"bench data: {written} entries written, backfill read "
+                           f"{backfill['counts']['records_in']}")
+    ours_s = sum(stage_s.values())
+    return {"entries": written, "parsed": backfill["counts"]["records_in"],
+            "unique": backfill["counts"]["records_out"], "stage_s": stage_s, "s": round(ours_s, 2),
+            "entries_per_s": round(written / ours_s), "sft_rows": export["counts"]["records_out"],
+            "peak_rss_mb": rss}
+
+
+def bench_data(params: Params, task: str, sizes: list[int], scale: int = 0) -> dict:
+    entry = params.tasks[task]
     t0 = time.perf_counter()
     entries = real_entries(ROOT / entry.snapshot)
     out: dict[str, Any] = {"real_entries": len(entries),
@@ -155,46 +193,30 @@ def bench_data(params: Params, task: str, sizes: list[int]) -> dict:
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="tuneforge-bench-data-") as tmp:
             work = Path(tmp)
-            written = write_resampled(entries, n, params.export.seed, work / "snapshot")
-            # this repo's params and pipeline (a stage reads what its dvc.yaml entry declares),
-            # the task's snapshot swapped for the resampled one, its other inputs from here
-            p = yaml.safe_load((ROOT / config.PARAMS).read_text(encoding="utf-8"))
-            p["tasks"][task].update(snapshot="snapshot", gold=str(ROOT / entry.gold), human_labels=(
-                str(ROOT / entry.human_labels) if entry.human_labels else None),
-                replay_log=str(ROOT / entry.replay_log))
-            (work / config.PARAMS).write_text(yaml.safe_dump(p, sort_keys=False))
-            (work / config.PIPELINE).write_text((ROOT / config.PIPELINE).read_text(encoding="utf-8"))
-            stage_s = {}
-            for stage in DATA_STAGES:
-                stage_s[stage] = round(timed(run, [sys.executable, "-m", f"stages.{stage}", task],
-                                             work, env)[0], 2)
-            ours_s = sum(stage_s.values())
-            receipt = json.loads((work / receipts.receipt("backfill")).read_text())
-            export = json.loads((work / receipts.receipt("export")).read_text())
-            # Markdown rendering merges or drops a few odd entries (~0.2%); more would mean
-            # the figure counts work the stages never did
-            if abs(receipt["counts"]["records_in"] - written) > 0.01 * written:
-                raise RuntimeError(f"bench data: {written} entries written, backfill read "
-                                   f"{receipt['counts']['records_in']}")
+            written = resampled_root(work, entries, n, params, task)
+            ours = run_data_stages(work, task, env, written)
             base_s, counts = timed(plain_pipeline, work / "snapshot", work / "plain",
                                    ROOT / entry.gold, task, params)
         out["sizes"][str(n)] = {
-            "entries": written, "parsed": receipt["counts"]["records_in"],
-            "unique": receipt["counts"]["records_out"],
-            "stage_s": stage_s, "s": round(ours_s, 2),
-            "entries_per_s": round(written / ours_s),
-            "sft_rows": export["counts"]["records_out"],
+            **ours,
             "baseline_json": {"s": round(base_s, 2), "entries_per_s": round(written / base_s),
                               "parsed": counts["in"], "sft_rows": counts["train"] + counts["valid"],
                               "step_s": {k: round(v, 2) for k, v in counts["step_s"].items()},
                               "label_s": round(counts["label_s"], 2)},
-            "ratio": round(base_s / ours_s, 2)}
+            "ratio": round(base_s / ours["s"], 2)}
         print(f"bench data {n}: {out['sizes'][str(n)]}", flush=True)
     largest = out["sizes"][str(max(sizes))]
     largest["floor"] = data_floor(largest, env)
     out["entries_per_s"] = largest["entries_per_s"]
     out["ratio"] = largest["ratio"]
     out["at_entries"] = max(sizes)
+    if scale:  # the stages alone at a size the plain baseline would take minutes over: bounded memory?
+        with tempfile.TemporaryDirectory(prefix="tuneforge-bench-data-") as tmp:
+            work = Path(tmp)
+            written = resampled_root(work, entries, scale, params, task)
+            snapshot_mb = sum(f.stat().st_size for f in (work / "snapshot").rglob("*") if f.is_file()) / 2**20
+            out["scale"] = {**run_data_stages(work, task, env, written), "snapshot_mb": round(snapshot_mb, 1)}
+        print(f"bench data {scale} (stages only): {out['scale']}", flush=True)
     return out
 
 

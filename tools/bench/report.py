@@ -46,6 +46,14 @@ def table(report: dict) -> str:
                 f" + labeling {floor['label_s']} s / {floor['cores']} cores = {floor['floor_s']} s, "
                 f"at most {floor['max_ratio']}×" if floor else ""),
                 f"{r['baseline_json']['entries_per_s']:,} ({r['baseline_json']['s']} s)", f"{r['ratio']}×")
+        if big := d.get("scale"):
+            add("entries_per_s", f"{big['entries_per_s']:,} at {big['entries']:,} entries ({big['s']} s, a "
+                f"{big['snapshot_mb']:,.0f} MB snapshot; stages only)", "not run at this size", "-")
+        for n, r in [(k, v) for k, v in sorted(d["sizes"].items(), key=lambda item: int(item[0]))
+                     if k == str(d.get("at_entries")) and "peak_rss_mb" in v] + (
+                [(str(d["scale"]["entries"]), d["scale"])] if d.get("scale") else []):
+            add("peak_rss_mb", f"data stages at {int(n):,} entries: " + ", ".join(
+                f"{k} {v:,.0f} MB" for k, v in r["peak_rss_mb"].items()), "-", "-")
     if b := s.get("build"):
         floor = b.get("dvc_floor")
         add("noop_repro_s", f"{b['noop_repro_s']} s" + (
@@ -127,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.bench", description=bench.__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
     ap.add_argument("--sizes", default="10000,100000,1000000", help="data section entry counts")
+    ap.add_argument("--scale", type=int, default=10_000_000,
+                    help="data section: one more run of the stages alone at this many entries (0: none)")
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--task", help="the task whose data and models the sections use (default: the only "
                                    "one params.yaml lists); build builds every task")
@@ -146,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {name} ...", flush=True)
         t0 = time.perf_counter()
         if name == "data":
-            result = bench_data(params, task, [int(x) for x in args.sizes.split(",")])
+            result = bench_data(params, task, [int(x) for x in args.sizes.split(",")], args.scale)
         elif name == "train":
             result = bench_train(params, task, args.train_steps)
         elif name == "build":

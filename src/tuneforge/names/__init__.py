@@ -96,6 +96,12 @@ class TaskPaths:
         return self.models / "adapter"
 
     @property
+    def train_checkpoints(self) -> Path:
+        """An unfinished train stage's checkpoints (train.checkpoint_every), one folder per run
+        key; machine-local, not a DVC output: a rerun after a kill resumes from them."""
+        return CACHE / "train-checkpoints" / self.task
+
+    @property
     def merged(self) -> Path:
         return self.models / "merged"
 
