@@ -415,9 +415,10 @@ def render_byhand(root: Path) -> str:
             "| fix recall | unseen products: model / labeler (p) | untouched: model / labeler (p) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in config.load(root / config.PARAMS).tasks:
+        last_labeler = None
         for path in sorted((root / names.TaskPaths.for_task(task).reports / "by-hand").glob("*-whole-holdout.json")):
             report = _report(root, str(path.relative_to(root)))
-            build = path.stem.removesuffix("-whole-holdout")
+            build = path.stem.removesuffix("-whole-holdout").rsplit("-", 1)[0]  # <build>-<quant>
             for model, m in report.items():
                 if model == names.RULE_LABELER:
                     continue
@@ -431,7 +432,8 @@ def render_byhand(root: Path) -> str:
                             f"| {per_kind.get('security', {}).get('recall', 0):.2f} "
                             f"| {per_kind.get('fix', {}).get('recall', 0):.2f} | {cells[0]} | {cells[1]} |")
             labeler = report.get(names.RULE_LABELER)
-            if labeler:
+            if labeler and labeler != last_labeler:  # the same gold gives the labeler the same figures
+                last_labeler = labeler
                 rows.append(f"| {task} | {build} | rule labeler | {labeler['n']} | {labeler['kind_agreement']:.3f} "
                             f"({labeler['kind_agreement_ci95_low']:.2f}-{labeler['kind_agreement_ci95_high']:.2f}) "
                             f"| {labeler['severity_agreement']:.3f} | | | | | |")
