@@ -345,9 +345,11 @@ def render_buildtime(root: Path) -> str:
     for task, d in seconds.items():
         spent = sum(d.values())
         total += spent
-        # an eval that decoded nothing answered from its memo: a share of it says nothing
-        cached = receipts[task]["eval"]["counts"]["extra"].get("decoded") == 0
-        share = "eval answered from its cache" if cached else f"{d['fidelity'] / d['eval']:.0%}"
+        # an eval that answered from its memo took a fraction of a cold one: say so beside the share
+        extra = receipts[task]["eval"]["counts"]["extra"]
+        hits, decoded = extra.get("cache_hits", 0), extra.get("decoded", 0)
+        share = f"{d['fidelity'] / d['eval']:.0%}" + (
+            f" of an eval that took {hits} of {hits + decoded} answers from its cache" if hits else "")
         rows.append(f"| {task} | {spent / 60:.1f} min | {d['train']:.0f} s | {d['eval']:.0f} s "
                     f"| {d['fidelity']:.0f} s ({share}) "
                     f"| {spent - d['train'] - d['eval'] - d['fidelity']:.0f} s |")
