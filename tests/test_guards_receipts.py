@@ -73,15 +73,22 @@ def test_finish_defaults_and_packages(chdir_repo):
 def test_finish_duration_and_peak_memory(chdir_repo, monkeypatch):
     clock = iter([100.0, 102.50049])
     monkeypatch.setattr(receipts.time, "monotonic", lambda: next(clock))
-
-    class Usage:
-        ru_maxrss = 123456  # KiB on Linux
-
-    monkeypatch.setattr(receipts.resource, "getrusage", lambda who: Usage())
+    monkeypatch.setattr(receipts, "peak_rss_mb", lambda: 120.6)
     r = Receipt("s", {})
     got = r.finish("r.json", records_in=0, records_out=0)
     assert got.duration_s == 2.5  # milliseconds kept, no more
-    assert got.peak_rss_mb == 120.6  # 123456 KiB / 1024, one decimal
+    assert got.peak_rss_mb == 120.6
+
+
+def test_peak_rss_reads_vmhwm_and_falls_back_to_getrusage(tmp_path, monkeypatch):
+    class Usage:
+        ru_maxrss = 99999  # KiB on Linux
+
+    monkeypatch.setattr(receipts.resource, "getrusage", lambda who: Usage())
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t  999999 kB\nVmHWM:\t  123456 kB\nVmRSS:\t 1000 kB\n")
+    assert receipts.peak_rss_mb(status) == 120.6  # 123456 KiB / 1024, one decimal
+    assert receipts.peak_rss_mb(tmp_path / "no-procfs") == 97.7
 
 
 @pytest.mark.parametrize("counts", [
@@ -224,3 +231,17 @@ def test_receipt_started_is_monotonic_time():
     r = Receipt("s", {})
     assert before <= r.started <= time.monotonic()
     assert r.packages == ["pydantic", "duckdb", "tqdm"] and r.inputs == [] and r.outputs == []
+
+
+def test_peak_rss_is_the_stages_own_not_its_parents():
+    """A stage run by a process holding ~400 MB (dvc, the bench's 10M resample) reports its own
+    peak: getrusage's ru_maxrss carries the parent's across exec, /proc's VmHWM does not."""
+    import subprocess
+    import sys
+
+    held = bytearray(400 << 20)
+    held[::4096] = b"x" * len(held[::4096])  # touch every page: resident
+    out = subprocess.run([sys.executable, "-c", "from tuneforge.receipts import peak_rss_mb; print(peak_rss_mb())"],
+                         capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 200, out.stdout
+    del held
