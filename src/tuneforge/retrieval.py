@@ -74,7 +74,11 @@ class Index:
         db.close()
 
     def search(self, query: str, k: int) -> list[dict]:
-        """The k best rows for `query`, best first (ties by id: the same answer every run)."""
+        """The k best rows for `query`, best first (ties by id: the same answer every run). Each
+        row's terms are summed in term order: a parallel sum adds them in whatever order the
+        threads finish, so rows with equal scores differed in the last bits from run to run and
+        the tie-break by id could not hold (eval's retrieval pass changed a prompt between two
+        builds of the same model)."""
         words = sorted(set(tokens(query)))
         if not words or k <= 0:
             return []
@@ -82,7 +86,8 @@ class Index:
             WITH q AS (SELECT unnest(?::VARCHAR[]) AS term),
             scored AS (
                 SELECT t.d, sum(ln((? - df.df + 0.5) / (df.df + 0.5) + 1)
-                                * t.tf * ({K1} + 1) / (t.tf + {K1} * (1 - {B} + {B} * l.len / ?))) AS score
+                                * t.tf * ({K1} + 1) / (t.tf + {K1} * (1 - {B} + {B} * l.len / ?))
+                                ORDER BY term) AS score
                 FROM terms t JOIN q USING (term) JOIN df USING (term) JOIN doclen l USING (d)
                 GROUP BY t.d)
             SELECT docs.id, docs.text, docs.hint, docs.product, docs.label, scored.score
