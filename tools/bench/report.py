@@ -8,7 +8,7 @@ import os
 import time
 
 from tools import bench
-from tools.bench.common import README, REPORT, ROOT, machine
+from tools.bench.common import DATA_STAGES, README, REPORT, ROOT, machine
 from tools.bench.model import bench_decode, bench_sha256, bench_train
 from tools.bench.pipeline import bench_build, bench_data
 from tools.bench.serve import bench_serve
@@ -52,8 +52,8 @@ def table(report: dict) -> str:
         for n, r in [(k, v) for k, v in sorted(d["sizes"].items(), key=lambda item: int(item[0]))
                      if k == str(d.get("at_entries")) and "peak_rss_mb" in v] + (
                 [(str(d["scale"]["entries"]), d["scale"])] if d.get("scale") else []):
-            add("peak_rss_mb", f"data stages at {int(n):,} entries: " + ", ".join(
-                f"{k} {v:,.0f} MB" for k, v in r["peak_rss_mb"].items()), "-", "-")
+            add("peak_rss_mb", f"data stages at {int(n):,} entries: " + ", ".join(  # pipeline order
+                f"{k} {r['peak_rss_mb'][k]:,.0f} MB" for k in DATA_STAGES if k in r["peak_rss_mb"]), "-", "-")
     if b := s.get("build"):
         floor = b.get("dvc_floor")
         add("noop_repro_s", f"{b['noop_repro_s']} s" + (
