@@ -191,9 +191,30 @@ def test_fidelity_share_is_each_tasks_fidelity_over_its_eval():
     assert fidelity_share(stages) == {"a": 0.075, "b": 0.2}
     build = {"noop_repro_s": 1.0, "baseline_dvc_status_s": 1.0, "noop_ratio": 1.0,
              "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0, "incremental_ratio": 0.1,
-             "full_build_s": stages, "peak_rss_mb": stages, "fidelity_share_of_eval": fidelity_share(stages)}
+             "full_build_s": stages, "peak_rss_mb": stages, "fidelity_share_of_eval": fidelity_share(stages),
+             "forced": True}
     text = table({"sections": {"build": build}})
     assert "| `fidelity_share_of_eval` | b: fidelity 40.0 s | eval 200.0 s | 20.0% | ≤ 10% of eval |" in text
+    # a clean build that did not force its stages let DVC skip fidelity: no share is shown for it
+    text = table({"sections": {"build": {**build, "forced": False}}})
+    assert "b: fidelity" not in text and "not measured: that clean build skipped fidelity" in text
+    assert "fidelity skipped, see above" in text
+
+
+def test_clean_build_forces_every_stage(tmp_path, monkeypatch):
+    """A stage whose outputs are all in git and whose deps come out bit-identical is 'unchanged'
+    to DVC: without --force the clean build skipped fidelity and timed nothing (0.7 s)."""
+    import subprocess as sp
+
+    from tools import verify_repro
+
+    calls = []
+    monkeypatch.setattr(verify_repro.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or sp.CompletedProcess(
+        cmd, 0, "", ""))
+    monkeypatch.setattr(verify_repro, "pipeline_stages", lambda clone: ["base", "fidelity@a"])
+    verify_repro.build_clean_clone(tmp_path / "repo", tmp_path / "clone")
+    repros = [c for c in calls if c[:2] == ["dvc", "repro"]]
+    assert repros and all("--force" in c for c in repros)
 
 
 def test_table_shows_the_floors_beside_the_figures_they_bound():

@@ -316,6 +316,7 @@ def bench_build(params: Params) -> dict:
         status, repro = noop_times(clone, env)
     return {
         "full_build_s": stage_s, "full_build_total_s": round(total_s, 1),
+        "forced": True,  # every stage run with --force (tools.verify_repro.build_clean_clone)
         "peak_rss_mb": rss,
         "bit_identical": {"identical": identical, "compared": compared, "changed": moved},
         "incremental": {"param": f"eval.gates.min_class_agreement {old} -> {new}",

@@ -82,7 +82,11 @@ def table(report: dict) -> str:
     if b:
         add("incremental_ratio", f"{b['incremental']['s']} s ({b['incremental']['param']})",
             f"full build {b['full_build_total_s']} s", f"{b['incremental_ratio']:.1%}")
-    if b and b.get("fidelity_share_of_eval"):
+    if b and b.get("fidelity_share_of_eval") and not b.get("forced"):
+        add("fidelity_share_of_eval", "not measured: that clean build skipped fidelity (its outputs are "
+            "committed and its deps came out bit-identical, so DVC saw nothing to do; stages are forced since)",
+            "-", "-")
+    elif b and b.get("fidelity_share_of_eval"):
         for task, share in b["fidelity_share_of_eval"].items():
             add("fidelity_share_of_eval", f"{task}: fidelity {b['full_build_s'][f'fidelity@{task}']} s",
                 f"eval {b['full_build_s'][f'eval@{task}']} s", f"{share:.1%}")
@@ -108,8 +112,8 @@ def table(report: dict) -> str:
         def per_stage(values: dict) -> str:
             return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=rank))
 
-        add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})",
-            "-", "-")
+        add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})"
+            + ("" if b.get("forced") else "; fidelity skipped, see above"), "-", "-")
         add("peak_rss_mb", per_stage(b["peak_rss_mb"]), "-", "-")
     m = report.get("machine", {})
     head = (f"Measured by `make bench` on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
