@@ -138,25 +138,14 @@ def test_the_needle_set_answers_like_each_patterns_own_scan(batch):
 
 def snapshot_entries() -> list[tuple]:
     """(text, hint, product, version) of every entry the committed release-note snapshot holds,
-    as backfill reads it."""
+    read as the data bench reads it (tools.bench.pipeline.real_entries)."""
     from pathlib import Path
 
+    from tools.bench.pipeline import real_entries
     from tuneforge import config
-    from tuneforge.harvest import iter_snapshot
-    from tuneforge.sources import UnknownFormatError, detect_format, product_from_path
-    from tuneforge.text import normalise_ws
 
     snapshot = Path(__file__).resolve().parents[1] / config.load().tasks["changelog-actions"].snapshot
-    rows = []
-    for name, raw in iter_snapshot(snapshot):
-        text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
-        try:
-            fmt = detect_format(name, text)
-        except UnknownFormatError:
-            continue
-        rows += [(normalise_ws(e.text), normalise_ws(e.hint) if e.hint else None, product_from_path(name),
-                  e.version) for e in fmt.parse(name, text)]
-    return rows
+    return [(text, hint, product, version) for text, hint, version, product in real_entries(snapshot)]
 
 
 def test_rule_labels_are_unchanged_by_the_needle_set_on_the_whole_snapshot(monkeypatch):
