@@ -247,3 +247,24 @@ def test_train_flops_count_every_frozen_linear_weight(tiny_base):
     assert train_flops_per_token(cfg, 0) == 4 * weights
     per_len = train_flops_per_token(cfg, 10) - train_flops_per_token(cfg, 0)
     assert per_len == cfg.num_hidden_layers * 3 * 4 * 10 * cfg.hidden_size
+    # train.lora_layers: the blocks below the adapted ones run forward only (2 per weight, one
+    # attention pass); every block adapted is the same as 0
+    n, top = cfg.num_hidden_layers, 1
+    assert train_flops_per_token(cfg, 10, n) == train_flops_per_token(cfg, 10)
+    below = [m.weight.numel() for name, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and ".layers.0." in name]
+    assert train_flops_per_token(cfg, 10, top) == (train_flops_per_token(cfg, 10)
+                                                   - (n - top) * (2 * sum(below) + 2 * 4 * 10 * cfg.hidden_size))
+
+
+def test_step_shares_sort_a_profiled_run_into_groups(tiny_base, tmp_path):
+    """bench train's step_shares: the profiler's self CPU time of a real (tiny) training run, in
+    STEP_GROUPS, shares summing to 1; matrix products and the LM head's loss are found by name,
+    so a group whose operator names no longer match (a torch rename) shows up here as missing."""
+    from tests.test_train_speed import tiny_trainer, train_cfg
+    from tools.bench.model import step_shares
+
+    shares = step_shares(tiny_trainer(tiny_base, tmp_path, train_cfg(max_steps=2, logging_steps=1)))
+    assert abs(sum(shares.values()) - 1) < 0.01
+    assert {"matmul", "LM head loss and token accuracy", "optimizer and gradient clipping"} <= set(shares)
+    assert all(v >= 0 for v in shares.values())

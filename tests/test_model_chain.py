@@ -64,7 +64,9 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1,
-                           compile=False)  # eager: ~30 s of compiling per run (one test compiles)
+                           compile=False,  # uncompiled: ~30 s of compiling per run (one test compiles)
+                           lora_layers=1)  # the top block of the tiny model's 2, as the real build adapts its top
+
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
     for section, values in overrides.items():
         params[section].update(values)
@@ -146,7 +148,7 @@ def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):
     from tuneforge.trainer import CompletionLossTrainer, completion_positions
 
     cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1,
-               batch_size=4)
+               batch_size=4, lora_layers=0)
     data = Dataset.from_list([sft_example(sft_row(i, *e, "train")) for i, e in enumerate(ENTRIES)])
     tok = AutoTokenizer.from_pretrained(tiny_base)
 
@@ -183,7 +185,8 @@ def test_compiled_blocks_give_eager_gradients_and_the_same_bits_twice(tiny_base,
     from tuneforge.llm import lora_config, sft_config, sft_example
     from tuneforge.trainer import CompletionLossTrainer, compile_blocks
 
-    cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1, batch_size=4)
+    cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1, batch_size=4,
+               lora_layers=1)
     data = Dataset.from_list([sft_example(sft_row(i, *e, "train")) for i, e in enumerate(ENTRIES)])
     tok = AutoTokenizer.from_pretrained(tiny_base)
 
@@ -191,7 +194,7 @@ def test_compiled_blocks_give_eager_gradients_and_the_same_bits_twice(tiny_base,
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
         trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, str(tmp_path / "t"), cuda=False),
-                                        train_dataset=data, processing_class=tok, peft_config=lora_config(cfg))
+                                        train_dataset=data, processing_class=tok, peft_config=lora_config(cfg, model))
         if compiled:
             assert compile_blocks(trainer.model) == model.config.num_hidden_layers
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])

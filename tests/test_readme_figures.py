@@ -38,7 +38,8 @@ TASK_REPORTS = (rs.LABELER[0], rs.METRICS[0], str(rs._PATHS.leakage),  # reports
                 *(str(rs.names.TaskPaths.for_task(t).fidelity) for t in ("changelog-actions", "commit-messages")),
                 *(str(p) for stages in rs.build_receipts(ROOT).values() for p in stages.values()),  # build time
                 *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/review/agreement-*.json"))),
-                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/*-whole-holdout.json"))))
+                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/*-whole-holdout.json"))),
+                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/compare-*.json"))))
 
 
 def _copy(tmp_path):

@@ -139,7 +139,7 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     # 2-core machine llama.cpp's spinning threads make a busy box 5-10x slower
     params["base"] = {"source": "hf-dir", "path": str(base), "name": "tiny-llama"}
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
-                           warmup_steps=1, num_threads=1)
+                           warmup_steps=1, num_threads=1, lora_layers=1)  # of the tiny model's 2 blocks
     params["quantize"].update(nthread=1)
     params["fidelity"].update(n_threads=1)
     params["eval"].update(holdout_limit=4, hf_subset=2, max_tokens=16, n_ctx=512, n_threads=1,

@@ -442,6 +442,20 @@ def render_byhand(root: Path) -> str:
     return "\n".join(rows)
 
 
+def render_compare(root: Path) -> str:
+    """Two builds' whole-holdout answers row by row (reports/<task>/by-hand/compare-*.json, written
+    by `python -m tools.compare_answers`): the sign test over the rows only one gets right."""
+    rows = ["| task | first | second | n | first's kind | second's | only the first right "
+            "| only the second right | p (second better) |", "|---|---|---|---|---|---|---|---|---|"]
+    for task in config.load(root / config.PARAMS).tasks:
+        for path in sorted((root / names.TaskPaths.for_task(task).reports / "by-hand").glob("compare-*.json")):
+            c = _report(root, str(path.relative_to(root)))
+            first, second = (Path(c[k]).stem for k in ("first_file", "second_file"))
+            rows.append(f"| {task} | {first} | {second} | {c['n']} | {c['first']:.3f} | {c['second']:.3f} "
+                        f"| {c['first_only']} | {c['second_only']} | {c['p_second_better']:.2g} |")
+    return "\n".join(rows)
+
+
 def render_mutation(root: Path) -> str:
     """make mutate (reports/mutation.json): per module and in total."""
     rep = _report(root, "reports/mutation.json")
@@ -494,6 +508,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "agreement": render_agreement,
     "versus": render_versus,
     "byhand": render_byhand,
+    "compare": render_compare,
 }
 
 

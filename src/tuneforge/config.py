@@ -136,6 +136,7 @@ class Train(Section):
     lora_alpha: Annotated[int, Field(gt=0)]
     lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)]
     target_modules: str | list[str]
+    lora_layers: Annotated[int, Field(ge=0)]  # adapt only the top N decoder blocks; 0 = every block
     learning_rate: Annotated[float, Field(gt=0)]
     lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
                           "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau",
@@ -156,6 +157,7 @@ class Train(Section):
     precision: Literal["bf16", "fp32", "auto"]
     qlora: bool
     compile: bool
+    attention: Literal["eager", "sdpa"]  # transformers attn_implementation while training
 
 
 class Merge(Section):

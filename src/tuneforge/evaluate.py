@@ -1,7 +1,7 @@
 """Evaluate one GGUF by hand: any gold file, decoded and scored as the eval stage does.
 
 Run: python -m tuneforge.evaluate --gold FILE --model GGUF [--limit N] [--no-hint] [--allow-unpinned]
-         [--params FILE]
+         [--params FILE] [--answers OUT.jsonl]
 In:  a gold JSONL ({"text", "hint"?, "product"?, "label"} per line), a GGUF pinned by the
      SHA256SUMS beside it (or --allow-unpinned), params.yaml: its eval section is the one
      source of the decoding settings (no defaults here) and its toolchain pins are checked
@@ -23,6 +23,7 @@ from pathlib import Path
 from tuneforge import config
 from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, run
 from tuneforge.decode import Settings, decode
+from tuneforge.io import write_jsonl
 from tuneforge.names import RULE_LABELER, TaskPaths, eval_order
 from tuneforge.scoring import closed_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
 from tuneforge.tasks import get_task
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run a GGUF that no SHA256SUMS pins (a pinned file that changed never runs)")
     ap.add_argument("--task", help="a key of params.yaml's tasks (default: the only one listed)")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--answers", help="also write each row's answer beside the gold and the rule labeler "
+                                      "(JSONL, eval order), for error analysis")
     args = ap.parse_args(argv)
     if not Path(args.params).is_file():
         raise FileNotFoundError(f"{args.params} not found: by-hand eval decodes with its eval "
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     vs = versus_labeler(task, rows, [s.pred_kind for s in scored], [s.pred_kind for s in labeled], trained or set())
     if trained is None:  # no export here: which products the model saw is unknown
         vs.pop("unseen_products")
+    if args.answers:
+        write_jsonl(args.answers, [
+            {"text": r["text"], "hint": r.get("hint"), "product": r.get("product"), "gold": r["label"],
+             "answer": a.text, "kind": s.pred_kind, "labeler_kind": lab.pred_kind}
+            for r, a, s, lab in zip(rows, answers, scored, labeled, strict=True)])
     print(json.dumps({model.stem: {**summary, "vs_labeler": vs}, RULE_LABELER: labeler}, indent=2, sort_keys=True))
     return 0
 

@@ -146,17 +146,47 @@ def gemm_peak(hidden: int, inter: int, rows: int, reps: int = 5) -> dict:
     return out
 
 
-def train_flops_per_token(cfg, seq_len: float) -> float:
+def train_flops_per_token(cfg, seq_len: float, adapted: int = 0) -> float:
     """Matrix-product FLOPs a LoRA training step spends per token: each frozen linear layer
     forward (2 per weight) and its input gradient backward (2 more; a frozen weight gets no
     weight gradient), attention scores and values forward and backward (3 x 4 x seq x hidden
     a layer, causal halves ignored), the LM head on the completion positions only (left out:
     about a quarter of tokens, 1.5% of the total). LoRA's rank-16 products are left out too
-    (under 3%). An estimate of the work, the same formula every run: what `peak_share` means."""
+    (under 3%). With train.lora_layers (`adapted` > 0) the blocks below the adapted ones run
+    forward only. An estimate of the work, the same formula every run: what `peak_share` means."""
     h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
-    linear = layers * (h * h + 2 * h * kv + h * h + 3 * h * inter)
-    return 4 * linear + layers * 3 * 4 * seq_len * h
+    linear = h * h + 2 * h * kv + h * h + 3 * h * inter   # weights of one block
+    attention = 4 * seq_len * h                            # one block's forward
+    backward = adapted or layers                           # blocks the backward pass reaches
+    return (2 * linear + attention) * layers + (2 * linear + 2 * attention) * backward
+
+
+# where a step's time goes: the profiler's self CPU time by operator, in these groups (first match)
+STEP_GROUPS = (
+    ("matmul", ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::matmul", "mkldnn")),
+    ("attention kernel", ("scaled_dot_product",)),
+    ("compiled blocks (norms, rotary, SiLU, adapters' adds, casts)", ("CompiledFxGraph", "Compiled",
+                                                                      "Torch-Compiled", "TorchDynamo")),
+    ("LM head loss and token accuracy", ("log_softmax", "nll_loss", "argmax", "cross_entropy")),
+    ("optimizer and gradient clipping", ("adamw", "Optimizer", "linalg_vector_norm", "clip", "AccumulateGrad")),
+    ("copies and casts", ("aten::copy_", "aten::_to_copy", "aten::fill_", "aten::to", "aten::zero")),
+)
+
+
+def step_shares(trainer) -> dict:
+    """Run `trainer` under torch's profiler; share of self CPU time per STEP_GROUPS group (the
+    rest under `other`). The profile names where the time outside the matrix products goes."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        trainer.train()
+    totals: dict[str, float] = {}
+    for ev in prof.key_averages():
+        group = next((g for g, keys in STEP_GROUPS if any(k in ev.key for k in keys)), "other")
+        totals[group] = totals.get(group, 0.0) + ev.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {g: round(t / whole, 3) for g, t in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def bench_train(params: Params, task: str, steps: int = 20) -> dict:
@@ -189,41 +219,56 @@ def bench_train(params: Params, task: str, steps: int = 20) -> dict:
                            "examples": len(examples), "threads": torch.get_num_threads(),
                            "precision": precision}
 
-    def fresh_model(dtype=torch.float32):
+    def fresh_model(dtype=torch.float32, attention: str = "sdpa"):
         torch.manual_seed(cfg["seed"])
-        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(base, dtype=dtype, attn_implementation=attention)
 
-    def stage_trainer(scratch: str, n_steps: int):
-        args = sft_config(dict(cfg, max_steps=n_steps, logging_steps=n_steps), scratch, cuda=False,
+    def stage_trainer(scratch: str, n_steps: int, settings: dict = cfg):
+        args = sft_config(dict(settings, max_steps=n_steps, logging_steps=n_steps), scratch, cuda=False,
                           precision=precision)
         args.disable_tqdm = True
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        trainer = CompletionLossTrainer(model=fresh_model(dtype), args=args,
-                                        train_dataset=Dataset.from_list(examples),
-                                        processing_class=tok, peft_config=lora_config(cfg))
-        if cfg["compile"]:  # as the train stage: the untimed step below pays the cold compile
+        model = fresh_model(dtype, settings["attention"])
+        trainer = CompletionLossTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                                        processing_class=tok, peft_config=lora_config(settings, model))
+        if settings["compile"]:  # as the train stage: the untimed step below pays the cold compile
             compile_blocks(trainer.model)
         return trainer
 
-    with tempfile.TemporaryDirectory() as scratch:  # one untimed step: thread pools, kernels
-        stage_trainer(scratch, 1).train()
+    def stage_run(settings: dict) -> tuple[dict, Any]:
+        with tempfile.TemporaryDirectory() as scratch:  # one untimed step: thread pools, kernels
+            stage_trainer(scratch, 1, settings).train()
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = stage_trainer(scratch, steps, settings)
+            trainer.data_collator = counter = TokenCount(trainer.data_collator)
+            dt, result = timed(trainer.train)
+        return {"s": round(dt, 2), "real_tokens": counter.real, "computed_tokens": counter.computed,
+                "tokens_per_s": round(counter.real / dt, 1), "examples_per_s": round(len(examples) / dt, 3),
+                "real_share": round(counter.real / counter.computed, 4),
+                "train_loss": round(result.training_loss, 4), "compiled": settings["compile"],
+                "attention": settings["attention"], "lora_layers": settings["lora_layers"]}, trainer
+
+    torch.backends.mkldnn.deterministic = True  # as the train stage
     # ours: the train stage's trainer and settings
+    out["ours"], trainer = stage_run(cfg)
+    # the same trainer with the settings the v13 build trained with (torch's fused attention
+    # kernel, every block adapted): how many more examples a second the stage reads now
+    before = dict(cfg, attention="sdpa", lora_layers=0)
+    if before != cfg:
+        out["v13_settings"], _ = stage_run(before)
+        out["examples_ratio"] = round(out["ours"]["examples_per_s"] / out["v13_settings"]["examples_per_s"], 2)
+    # where a step's time goes (a short profiled run of the stage's settings)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = stage_trainer(scratch, steps)
-        trainer.data_collator = counter = TokenCount(trainer.data_collator)
-        dt, result = timed(trainer.train)
-    out["ours"] = {"s": round(dt, 2), "real_tokens": counter.real, "computed_tokens": counter.computed,
-                   "tokens_per_s": round(counter.real / dt, 1),
-                   "real_share": round(counter.real / counter.computed, 4),
-                   "train_loss": round(result.training_loss, 4), "compiled": cfg["compile"]}
+        out["step_shares"] = step_shares(stage_trainer(scratch, min(steps, 6)))
     # the machine's own matmul rate at the model's shapes, and training's share of it
     mcfg = trainer.model.get_base_model().config
-    avg_len = counter.computed / (steps * cfg["batch_size"])
+    ours = out["ours"]
+    avg_len = ours["computed_tokens"] / (steps * cfg["batch_size"])
     out["gemm_peak"] = gemm_peak(mcfg.hidden_size, mcfg.intermediate_size, cfg["batch_size"] * round(avg_len))
-    flops = train_flops_per_token(mcfg, avg_len)
+    flops = train_flops_per_token(mcfg, avg_len, cfg["lora_layers"])
     out["flops_per_token"] = round(flops)
     peak = out["gemm_peak"]["bf16" if precision == "bf16" else "fp32"]
-    out["peak_share"] = round(counter.computed / dt * flops / (peak * 1e9), 3)
+    out["peak_share"] = round(ours["computed_tokens"] / ours["s"] * flops / (peak * 1e9), 3)
 
     # baseline: plain Trainer, prompt masked out of the loss, each batch padded to its longest
     def encode(ex: dict) -> dict:
@@ -245,7 +290,8 @@ def bench_train(params: Params, task: str, steps: int = 20) -> dict:
                 disable_tqdm=True, dataloader_num_workers=0)
             counter = TokenCount(DataCollatorForSeq2Seq(
                 tok, padding=padding, max_length=cfg["max_tokens"], label_pad_token_id=-100))
-            trainer = Trainer(model=get_peft_model(fresh_model(), lora_config(cfg)), args=args,
+            # the plain recipe: every block adapted, transformers' default attention kernel
+            trainer = Trainer(model=get_peft_model(fresh_model(), lora_config(dict(cfg, lora_layers=0))), args=args,
                               train_dataset=data, data_collator=counter)
             dt, _ = timed(trainer.train)
         return {"steps": n_steps, "s": round(dt, 2), "real_tokens": counter.real,

@@ -20,6 +20,7 @@ TARGETS = {
     "entries_per_s": "≥ 100k entries/s at 1M, ≥ 20× the baseline",
     "noop_repro_s": "≤ 1.2× `dvc status`",
     "train_tokens_per_s": "≥ 2× the padded Trainer, ≥ 90% real tokens",
+    "train_examples_per_s": "≥ 2× v13's (issue 21 item 4: twice the examples in the same budget)",
     "decode_tokens_per_s": "≥ 5× transformers `generate`",
     "incremental_ratio": "≤ 10% of the full build",
     "fidelity_share_of_eval": "≤ 10% of eval",
@@ -73,6 +74,13 @@ def table(report: dict) -> str:
             f"{t['baseline_max_length']['tokens_per_s']} tok/s"
             + (f"; plain Trainer with bf16 autocast: {bf16['tokens_per_s']} tok/s" if bf16 else ""),
             f"{t['ratio']}× ({t['ratio_max_length']}× vs fixed length)")
+    if t and (v13 := t.get("v13_settings")):
+        ours = t["ours"]
+        add("train_examples_per_s", f"{ours['examples_per_s']} examples/s ({ours['attention']} attention, "
+            + (f"top {ours['lora_layers']} blocks adapted" if ours["lora_layers"] else "every block adapted")
+            + "); a step's time: " + ", ".join(f"{g} {v:.0%}" for g, v in t["step_shares"].items()),
+            f"v13's settings ({v13['attention']}, every block): {v13['examples_per_s']} examples/s",
+            f"{t['examples_ratio']}×")
     if d := s.get("decode"):
         stock = d.get("q8_0_grammar_stock", {}).get("tokens_per_s", "?")
         add("decode_tokens_per_s", f"{d['decode_tokens_per_s']} tok/s (Q8_0, grammar checked on the "

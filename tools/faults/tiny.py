@@ -12,7 +12,8 @@ from tuneforge import names
 def tiny_model_params(params: dict, tiny_base: Path) -> dict:
     """The tiny-model chain's params (tests/test_model_chain.py): seconds, not minutes."""
     params["base"] = {"source": "hf-dir", "path": str(tiny_base), "name": "tiny-llama"}
-    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1)
+    params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1,
+                           lora_layers=1)  # of the tiny model's 2 blocks
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512)
     params["register"]["ollama"] = "never"
     return params
