@@ -14,12 +14,15 @@ VERSION ?=
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
-# sdist, ~10 min on 2 cores). The project itself goes in editable, without deps, after.
+# sdist, ~10 min on 2 cores). The project itself goes in editable, without deps, after; then
+# llama.cpp's llama-imatrix and llama-quantize, compiled once from the same pinned sdist into
+# .cache/llama-tools (~8 min on 2 cores; quantize's `-imat` entries run them).
 setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m tuneforge.llama_tools
 	touch $@
 
 # Rewrite requirements.lock and requirements-gpu.lock from pyproject.toml (after changing a

@@ -80,12 +80,13 @@ def test_a_stage_started_with_bad_params_exits_with_the_message(tmp_path, monkey
 def test_the_view_refuses_an_undeclared_section_and_key():
     params = config.for_stage("quantize", TASKS[0], params=ROOT / "params.yaml", pipeline=ROOT / "dvc.yaml")
     assert params.convert.outtype == "f16"            # declared: convert.outtype
-    with pytest.raises(config.UndeclaredParam, match="'convert.sdist_sha256'"):
-        _ = params.convert.sdist_sha256               # the rest of convert is not
+    with pytest.raises(config.UndeclaredParam, match="'convert.license'"):
+        _ = params.convert.license                    # the rest of convert is not
     with pytest.raises(config.UndeclaredParam, match="stage 'quantize' reads params 'train'"):
         _ = params.train
-    assert set(params.declared()) == {f"tasks.{TASKS[0]}", "quantize", "convert.outtype",
-                                      "toolchain.llama_cpp_python"}
+    assert set(params.declared()) == {f"tasks.{TASKS[0]}", "quantize", "convert.outtype", "convert.sdist_sha256",
+                                      "toolchain.llama_cpp_python", "toolchain.transformers",
+                                      "toolchain.jinja2", "toolchain.tokenizers"}
 
 
 def test_an_unknown_task_is_refused_listing_the_tasks():

@@ -19,6 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.model
 
+from tools.faults.tiny import TINY_IMATRIX
 from tuneforge import metrics
 from tuneforge.fetch import PinMismatch
 from tuneforge.gguf_tools import write_sums
@@ -68,6 +69,8 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
                            lora_layers=1)  # the top block of the tiny model's 2, as the real build adapts its top
 
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
+    # the ladder without imatrix entries (test_imatrix.py runs those); the tiny imatrix's windows
+    params["quantize"].update(types=["Q8_0", "Q6_K", "Q4_K_M"], **TINY_IMATRIX)
     for section, values in overrides.items():
         params[section].update(values)
     root.mkdir(parents=True, exist_ok=True)

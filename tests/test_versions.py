@@ -30,6 +30,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tools.faults.tiny import TINY_IMATRIX
+
 pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 moto_server = pytest.importorskip("moto.server")
@@ -140,7 +142,7 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     params["base"] = {"source": "hf-dir", "path": str(base), "name": "tiny-llama"}
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
                            warmup_steps=1, num_threads=1, lora_layers=1)  # of the tiny model's 2 blocks
-    params["quantize"].update(nthread=1)
+    params["quantize"].update(nthread=1, **TINY_IMATRIX)
     params["fidelity"].update(n_threads=1)
     params["eval"].update(holdout_limit=4, hf_subset=2, max_tokens=16, n_ctx=512, n_threads=1,
                           min_support=1)

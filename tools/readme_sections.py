@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tuneforge import config, names
 from tuneforge.io import write_text
+from tuneforge.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -377,6 +378,29 @@ def render_fidelity(root: Path) -> str:
     return "\n".join(rows) + "\n\nTokenizer round trip, every id equal: " + "; ".join(trips) + "."
 
 
+def render_imatrix(root: Path) -> str:
+    """Each ladder type beside the same type quantised with the task's importance matrix
+    (quantize.types' `-imat` entries): size, fidelity's KL and eval's class agreement, per task
+    (reports/<task>/fidelity.json, eval/metrics.json, eval/verdict.json)."""
+    params = config.load(root / config.PARAMS)
+    pairs = [t for t in params.quantize.types if f"{t}{names.IMATRIX_SUFFIX}" in params.quantize.types]
+    rows = ["| task | type | size MB | KL mean, without / with imatrix | KL p99, without / with "
+            "| class agreement, without / with | promoted |", "|---|---|---|---|---|---|---|"]
+    for task in params.tasks:
+        paths = names.TaskPaths.for_task(task)
+        kl = _report(root, str(paths.fidelity))["models"]
+        metrics = _report(root, str(paths.metrics))
+        promoted = _report(root, str(paths.verdict))["promoted"]
+        field = f"{get_task(task).class_field}_agreement"   # kind, type
+        for t in pairs:
+            imat = f"{t}{names.IMATRIX_SUFFIX}"
+            rows.append(f"| {task} | {t} | {kl[t]['size_mb']} | {kl[t]['kl_mean']:.2g} / {kl[imat]['kl_mean']:.2g} "
+                        f"| {kl[t]['kl_p99']:.2g} / {kl[imat]['kl_p99']:.2g} "
+                        f"| {metrics[t][field]:.3f} / {metrics[imat][field]:.3f} "
+                        f"| {t if promoted == t else imat if promoted == imat else '-'} |")
+    return "\n".join(rows)
+
+
 def render_retrieval(root: Path) -> str:
     """eval's retrieval pass (metrics.json <report model>.retrieval, each task): the report
     model on the same rows with and without worked examples from the RAG export."""
@@ -504,6 +528,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "harvest": render_harvest,
     "buildtime": render_buildtime,
     "fidelity": render_fidelity,
+    "imatrix": render_imatrix,
     "retrieval": render_retrieval,
     "agreement": render_agreement,
     "versus": render_versus,

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tuneforge import names
 from tuneforge.names import TaskPaths
 
 PARAMS = Path("params.yaml")
@@ -175,12 +176,35 @@ QuantType = Literal["Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1", "Q4_K_M"
                     "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "IQ4_NL", "IQ4_XS"]
 
 
+QUANT_TYPES = QuantType.__args__
+
+
+def _ladder_key(key: str) -> str:
+    """A quantize.types entry: a llama.cpp type, or one quantised with the task's importance
+    matrix (`Q4_K_M-imat`). Q8_0 has none: llama.cpp's Q8_0 ignores the matrix."""
+    qtype = names.quant_type(key)
+    if qtype not in QUANT_TYPES:
+        raise ValueError(f"{key!r} is not a llama.cpp type, nor one with {names.IMATRIX_SUFFIX!r}: "
+                         f"one of {', '.join(map(repr, QUANT_TYPES))}")
+    if names.uses_imatrix(key) and qtype == "Q8_0":
+        raise ValueError(f"{key!r}: llama.cpp's Q8_0 ignores an importance matrix (same bytes as Q8_0)")
+    return key
+
+
+LadderKey = Annotated[str, AfterValidator(_ladder_key)]
+
+
 class Quantize(Section):
-    types: Annotated[list[QuantType], Field(min_length=1)]
+    types: Annotated[list[LadderKey], Field(min_length=1)]
     nthread: Threads
+    # the importance matrix of `*-imat` entries: llama-imatrix over the first imatrix_rows SFT train
+    # rows (whole conversations, as training renders them), imatrix_chunks windows of imatrix_ctx tokens
+    imatrix_rows: Annotated[int, Field(ge=1)]
+    imatrix_ctx: Annotated[int, Field(ge=32)]
+    imatrix_chunks: Annotated[int, Field(ge=1)]
 
 
-GgufType = Literal["f32", "f16", "bf16", "q8_0"] | QuantType   # convert.outtype or a quantize.types entry
+GgufType = Literal["f32", "f16", "bf16", "q8_0"] | LadderKey   # convert.outtype or a quantize.types entry
 KL = Annotated[float, Field(gt=0)]   # nats per answer token
 
 

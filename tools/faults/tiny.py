@@ -8,6 +8,9 @@ import yaml
 from tools.faults.roots import PATHS, SHARED_CACHE, TASK, repo_params, task_entry
 from tuneforge import names
 
+# the importance matrix over a few short windows: the tiny chain's SFT text is a few thousand tokens
+TINY_IMATRIX = {"imatrix_rows": 64, "imatrix_ctx": 64, "imatrix_chunks": 4}
+
 
 def tiny_model_params(params: dict, tiny_base: Path) -> dict:
     """The tiny-model chain's params (tests/test_model_chain.py): seconds, not minutes."""
@@ -15,6 +18,7 @@ def tiny_model_params(params: dict, tiny_base: Path) -> dict:
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1, warmup_steps=1,
                            lora_layers=1)  # of the tiny model's 2 blocks
     params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512)
+    params["quantize"].update(TINY_IMATRIX)
     params["register"]["ollama"] = "never"
     return params
 
@@ -27,6 +31,9 @@ def write_tiny_params(root: Path, tiny_base: Path) -> dict:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     cache = root / ".cache"
     cache.mkdir(exist_ok=True)
+    # llama.cpp's tools (quantize's `-imat` entries) take minutes to build: made once, in the
+    # shared cache, so the folder is linked even before the first build fills it
+    (SHARED_CACHE / "llama-tools").mkdir(parents=True, exist_ok=True)
     for sub in sorted(SHARED_CACHE.glob("*")) if SHARED_CACHE.is_dir() else []:
         if sub.name != names.EVAL_CACHE.name and not (cache / sub.name).exists():
             (cache / sub.name).symlink_to(sub.resolve(), target_is_directory=sub.is_dir())

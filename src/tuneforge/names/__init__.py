@@ -36,6 +36,7 @@ RULE_LABELER = "rule_labeler"  # eval's metrics key for the task's rule labeler 
 EVAL_CACHE = CACHE / "eval"           # eval's memo of model answers (machine-local, keyed by model SHA-256)
 SIDECAR = "tuneforge.json"            # provenance file inside base/, adapter/, merged/
 SUMS = "SHA256SUMS"                   # pins of every GGUF in a gguf dir
+IMATRIX_SUFFIX = "-imat"              # a quantize.types entry `Q4_K_M-imat`: Q4_K_M with the task's imatrix
 VERDICT = "verdict.json"
 PREDICTIONS = "predictions.jsonl"
 BASE_RECEIPT = REPORTS / "receipts" / "base.json"
@@ -108,6 +109,11 @@ class TaskPaths:
     @property
     def gguf_dir(self) -> Path:
         return self.models / "gguf"
+
+    @property
+    def imatrix(self) -> Path:
+        """llama.cpp's importance matrix over the task's SFT rows (quantize; `*-imat` types)."""
+        return self.models / "imatrix.gguf"
 
     @property
     def modelfile_dir(self) -> Path:
@@ -190,7 +196,8 @@ def outputs(stage: str, task: str | None = None, *, model_name: str = "", outtyp
         "train": [p.adapter, p.train_reports / "metrics.json", p.train_reports / "loss.csv"],
         "merge": [p.merged],
         "convert": gguf,
-        "quantize": [*(p.gguf_dir / gguf_name(model_name, t) for t in types), p.gguf_dir / SUMS],
+        "quantize": [*(p.gguf_dir / gguf_name(model_name, t) for t in types), p.gguf_dir / SUMS,
+                     *([p.imatrix] if any(uses_imatrix(t) for t in types) else [])],
         "fidelity": [p.fidelity, p.fidelity_dir / "kl_size.csv"],
         "eval": [p.predictions, p.eval_dir / "report.md", p.verdict, p.metrics, p.eval_dir / "confusion.json",
                  p.eval_dir / "per_kind.csv", p.eval_dir / "ladder.csv"],
@@ -202,6 +209,16 @@ def outputs(stage: str, task: str | None = None, *, model_name: str = "", outtyp
 # -- GGUF and Modelfile names: <model_name>-<type>.gguf, the base model's as <model_name>-base-<type>.gguf
 def gguf_name(model_name: str, qtype: str) -> str:
     return f"{model_name}-{qtype}.gguf"
+
+
+def uses_imatrix(key: str) -> bool:
+    """A ladder entry (quantize.types) quantised with the task's importance matrix."""
+    return key.endswith(IMATRIX_SUFFIX)
+
+
+def quant_type(key: str) -> str:
+    """llama.cpp's file type of a ladder entry: `Q4_K_M-imat` -> `Q4_K_M`."""
+    return key.removesuffix(IMATRIX_SUFFIX)
 
 
 def base_gguf_name(model_name: str, outtype: str) -> str:
