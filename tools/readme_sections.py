@@ -18,6 +18,7 @@ so a release's report is read from the task's path, else from the v7 one.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -237,12 +238,15 @@ def render_eval(root: Path) -> str:
     cols = [f"{v} kind" for v in EVAL_RELEASES] + ["HEAD kind", "HEAD severity", "HEAD parse rate",
                                                   "HEAD macro-F1", "HEAD STYLE-clean"]
     rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for m in EVAL_MODELS:
+    ladder = config.load(root / config.PARAMS).quantize.types
+    # the releases' ladder and today's (quantize.types changes between builds); "-" where one lacks it
+    for m in dict.fromkeys([*EVAL_MODELS, *ladder]):
         name = f"base {base} (f16 GGUF, same grammar)" if m == "base" else f"fine-tuned {m}"
-        h = head[m]
         cells = [f"{old[v][m]['kind_agreement']:.3f}" if m in old[v] else "-" for v in EVAL_RELEASES]
-        cells += [f"{h['kind_agreement']:.3f}", f"{h['severity_agreement']:.3f}", f"{h['parse_rate']:.3f}",
-                  f"{h['macro_f1']:.3f}", f"{h['style_clean_rate']:.3f}" if "style_clean_rate" in h else "-"]
+        h = head.get(m)
+        cells += ["-"] * 5 if h is None else [
+            f"{h['kind_agreement']:.3f}", f"{h['severity_agreement']:.3f}", f"{h['parse_rate']:.3f}",
+            f"{h['macro_f1']:.3f}", f"{h['style_clean_rate']:.3f}" if "style_clean_rate" in h else "-"]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -369,7 +373,7 @@ def render_fidelity(root: Path) -> str:
     order = [params.convert.outtype, *params.quantize.types]  # the file's keys are sorted
     for task in params.tasks:
         report = _report(root, str(names.TaskPaths.for_task(task).fidelity))
-        for key, v in sorted(report["models"].items(), key=lambda kv: order.index(kv[0])):
+        for key, v in sorted(report["models"].items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
             rows.append(f"| {task} | {key} | {v['size_mb']} | {v['kl_mean']:.2g} ({v['max_kl_mean']:g}) "
                         f"| {v['kl_p99']:.2g} ({v['max_kl_p99']:g}) | {v['top1']:.4f} | {v['tokens']} "
                         f"| {'yes' if v['passed'] else 'no'} |")
@@ -378,26 +382,45 @@ def render_fidelity(root: Path) -> str:
     return "\n".join(rows) + "\n\nTokenizer round trip, every id equal: " + "; ".join(trips) + "."
 
 
+def _ladder_agreement(path: Path, class_field: str) -> dict[str, float]:
+    """eval's ladder.csv: model -> class agreement (kind, type)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return {r["model"]: float(r[f"{class_field}_agreement"]) for r in csv.DictReader(f)}
+
+
 def render_imatrix(root: Path) -> str:
     """Each ladder type beside the same type quantised with the task's importance matrix
-    (quantize.types' `-imat` entries): size, fidelity's KL and eval's class agreement, per task
-    (reports/<task>/fidelity.json, eval/metrics.json, eval/verdict.json)."""
+    (quantize.types' `-imat` entries): size, fidelity's KL and top-1, and eval's class agreement,
+    per task. From the build's reports/<task>/fidelity.json and eval/ladder.csv when they hold a
+    pair, else from the newest run by hand: reports/<task>/by-hand/imatrix-<run>-fidelity.json
+    and, when eval ran there too, imatrix-<run>-ladder.csv (that run's files, named in the row)."""
     params = config.load(root / config.PARAMS)
-    pairs = [t for t in params.quantize.types if f"{t}{names.IMATRIX_SUFFIX}" in params.quantize.types]
-    rows = ["| task | type | size MB | KL mean, without / with imatrix | KL p99, without / with "
-            "| class agreement, without / with | promoted |", "|---|---|---|---|---|---|---|"]
+    rows = ["| task | type | size MB, without / with | KL mean, without / with imatrix | KL p99, without / with "
+            "| top-1, without / with | class agreement, without / with | answer tokens | from |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for task in params.tasks:
         paths = names.TaskPaths.for_task(task)
-        kl = _report(root, str(paths.fidelity))["models"]
-        metrics = _report(root, str(paths.metrics))
-        promoted = _report(root, str(paths.verdict))["promoted"]
-        field = f"{get_task(task).class_field}_agreement"   # kind, type
-        for t in pairs:
+        source, report = str(paths.fidelity), _report(root, str(paths.fidelity))
+        ladder = root / paths.eval_dir / "ladder.csv"
+        pairs = [t for t in report["models"] if f"{t}{names.IMATRIX_SUFFIX}" in report["models"]]
+        if not pairs:
+            by_hand = sorted((root / paths.reports / "by-hand").glob("imatrix-*-fidelity.json"))
+            if not by_hand:
+                rows.append(f"| {task} | - | - | - | - | - | - | - | not built yet |")
+                continue
+            source = str(by_hand[-1].relative_to(root))
+            report = _report(root, source)
+            pairs = [t for t in report["models"] if f"{t}{names.IMATRIX_SUFFIX}" in report["models"]]
+            ladder = by_hand[-1].with_name(by_hand[-1].name.replace("-fidelity.json", "-ladder.csv"))
+        agree = _ladder_agreement(ladder, get_task(task).class_field) if ladder.is_file() else {}
+        kl = report["models"]
+        for t in sorted(pairs, key=lambda t: -kl[t]["size_mb"]):
             imat = f"{t}{names.IMATRIX_SUFFIX}"
-            rows.append(f"| {task} | {t} | {kl[t]['size_mb']} | {kl[t]['kl_mean']:.2g} / {kl[imat]['kl_mean']:.2g} "
-                        f"| {kl[t]['kl_p99']:.2g} / {kl[imat]['kl_p99']:.2g} "
-                        f"| {metrics[t][field]:.3f} / {metrics[imat][field]:.3f} "
-                        f"| {t if promoted == t else imat if promoted == imat else '-'} |")
+            a, b = kl[t], kl[imat]
+            acc = f"{agree[t]:.3f} / {agree[imat]:.3f}" if t in agree and imat in agree else "-"
+            rows.append(f"| {task} | {t} | {a['size_mb']} / {b['size_mb']} | {a['kl_mean']:.3g} / {b['kl_mean']:.3g} "
+                        f"| {a['kl_p99']:.3g} / {b['kl_p99']:.3g} | {a['top1']:.4f} / {b['top1']:.4f} | {acc} "
+                        f"| {a['tokens']} | `{source}` |")
     return "\n".join(rows)
 
 
