@@ -19,7 +19,8 @@ PACKAGE = ROOT / "src" / "tuneforge"
 # tuneforge.hook; the schemas `make lint` checks; make serve, replay, make review). A new
 # `python -m tuneforge.X` in README.md or the Makefile must be added here on purpose, or live in tools/.
 USER_COMMANDS = ("tuneforge.predict", "tuneforge.evaluate", "tuneforge.harvest", "tuneforge.harvest_patches",
-                 "tuneforge.hook", "tuneforge.schema_gen", "tuneforge.serve", "tuneforge.replay", "tuneforge.review")
+                 "tuneforge.hook", "tuneforge.schema_gen", "tuneforge.serve", "tuneforge.replay", "tuneforge.review",
+                 "tuneforge.llama_tools")
 OUTSIDE = ("tools", "tests")  # top-level packages of the repo the library must not reach into
 PATH_INTO_OUTSIDE = re.compile(r"(^|/)(tests|tools)/")
 

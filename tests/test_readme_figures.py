@@ -39,7 +39,9 @@ TASK_REPORTS = (rs.LABELER[0], rs.METRICS[0], str(rs._PATHS.leakage),  # reports
                 *(str(p) for stages in rs.build_receipts(ROOT).values() for p in stages.values()),  # build time
                 *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/review/agreement-*.json"))),
                 *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/*-whole-holdout.json"))),
-                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/compare-*.json"))))
+                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/compare-*.json"))),
+                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/by-hand/imatrix-*"))),
+                *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/eval/ladder.csv"))))
 
 
 def _copy(tmp_path):

@@ -42,7 +42,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CACHE = Path(os.environ.get("TUNEFORGE_CACHE", ROOT / ".cache"))
 NAME = "tuneforge-changelog-actions"
 TASK = "changelog-actions"
-QUANTS = ("Q8_0", "Q6_K", "Q4_K_M")
+QUANTS = tuple(yaml.safe_load((ROOT / "params.yaml").read_text())["quantize"]["types"])  # the ladder
 GGUFS = [f"models/changelog-actions/gguf/{NAME}-{t}.gguf" for t in ("f16", "base-f16", *QUANTS)]
 # fake credentials for the loopback server, assembled at runtime (the tracked-file scan)
 MOTO_ID, MOTO_SIG = "moto-versions-key-id", "-".join(["moto", "versions", "secret", "value"])
