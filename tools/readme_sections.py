@@ -373,7 +373,10 @@ def render_fidelity(root: Path) -> str:
     order = [params.convert.outtype, *params.quantize.types]  # the file's keys are sorted
     for task in params.tasks:
         report = _report(root, str(names.TaskPaths.for_task(task).fidelity))
-        for key, v in sorted(report["models"].items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])):
+        # entries an older build measured that today's ladder lacks go last
+        ranked = sorted(report["models"].items(),
+                        key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+        for key, v in ranked:
             rows.append(f"| {task} | {key} | {v['size_mb']} | {v['kl_mean']:.2g} ({v['max_kl_mean']:g}) "
                         f"| {v['kl_p99']:.2g} ({v['max_kl_p99']:g}) | {v['top1']:.4f} | {v['tokens']} "
                         f"| {'yes' if v['passed'] else 'no'} |")
