@@ -391,6 +391,11 @@ def _ladder_agreement(path: Path, class_field: str) -> dict[str, float]:
         return {r["model"]: float(r[f"{class_field}_agreement"]) for r in csv.DictReader(f)}
 
 
+def _imatrix_pairs(models: dict) -> list[str]:
+    """The types a fidelity report measured both without and with the importance matrix."""
+    return [t for t in models if f"{t}{names.IMATRIX_SUFFIX}" in models]
+
+
 def render_imatrix(root: Path) -> str:
     """Each ladder type beside the same type quantised with the task's importance matrix
     (quantize.types' `-imat` entries): size, fidelity's KL and top-1, and eval's class agreement,
@@ -405,7 +410,7 @@ def render_imatrix(root: Path) -> str:
         paths = names.TaskPaths.for_task(task)
         source, report = str(paths.fidelity), _report(root, str(paths.fidelity))
         ladder = root / paths.eval_dir / "ladder.csv"
-        pairs = [t for t in report["models"] if f"{t}{names.IMATRIX_SUFFIX}" in report["models"]]
+        pairs = _imatrix_pairs(report["models"])
         if not pairs:
             by_hand = sorted((root / paths.reports / "by-hand").glob("imatrix-*-fidelity.json"))
             if not by_hand:
@@ -413,7 +418,7 @@ def render_imatrix(root: Path) -> str:
                 continue
             source = str(by_hand[-1].relative_to(root))
             report = _report(root, source)
-            pairs = [t for t in report["models"] if f"{t}{names.IMATRIX_SUFFIX}" in report["models"]]
+            pairs = _imatrix_pairs(report["models"])
             ladder = by_hand[-1].with_name(by_hand[-1].name.replace("-fidelity.json", "-ladder.csv"))
         agree = _ladder_agreement(ladder, get_task(task).class_field) if ladder.is_file() else {}
         kl = report["models"]
