@@ -24,6 +24,7 @@ import sys
 import time
 
 from tuneforge import config, fidelity
+from tuneforge.chat_text import train_texts
 from tuneforge.evalreport import write_csv
 from tuneforge.gguf_tools import verify_pin
 from tuneforge.io import write_json
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     with fidelity.open_ggufs(ggufs, n_ctx, cfg["n_threads"]) as llms:
         started = time.monotonic()
         n_gold = fidelity.round_trip(tok, llms, fidelity.gold_texts(task, tok, eval_order(gold), str(gold_path)))
-        n_train = fidelity.round_trip(tok, llms, fidelity.train_texts(tok, train_path, cfg["train_prompts"]))
+        n_train = fidelity.round_trip(tok, llms, train_texts(tok, train_path, cfg["train_prompts"]))
         log.info("tokenizer round trip: %d gold and %d training texts tokenise the same in %d GGUFs (%.1f s)",
                  n_gold, n_train, len(llms), time.monotonic() - started)
         started = time.monotonic()

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from tuneforge import config, names
+from tuneforge.chat_text import train_texts
 from tuneforge.gguf_tools import check_model_name, quant_ftype, quantize, write_sums
-from tuneforge.io import read_jsonl
 from tuneforge.llama_tools import compute_imatrix, ensure_tools, quantize_with_imatrix
 from tuneforge.receipts import Receipt
 
@@ -92,11 +92,7 @@ def calibration_text(merged: Path, sft: Path, rows: int) -> tuple[str, int]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(merged))
-    texts = []
-    for n, row in enumerate(read_jsonl(sft), 1):
-        if n > rows:
-            break
-        texts.append(tok.apply_chat_template(row["messages"], tokenize=False))
+    texts = [t.text for t in train_texts(tok, sft, rows)]
     if not texts:
         raise ValueError(f"{sft}: no SFT rows for the importance matrix")
     return "".join(texts), len(texts)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tuneforge import fidelity
+from tuneforge.chat_text import render
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_NAME = "changelog-actions"
@@ -179,7 +180,7 @@ def drop_merge(root: Path) -> tuple[str, int]:
     task, merged = get_task(TASK_NAME), root / f"models/{TASK_NAME}/merged"
     first = eval_order(load_gold(root / "data/gold/holdout.jsonl", task))[0]
     tok = AutoTokenizer.from_pretrained(merged)
-    ids = fidelity.hf_ids(tok, fidelity.render(tok, prompts(task, [first])[0], prompt=True))
+    ids = fidelity.hf_ids(tok, render(tok, prompts(task, [first])[0], prompt=True))
     spec = json.loads((merged / "tokenizer.json").read_text())
     merges = spec["model"]["merges"]
     made = {"".join(m) if isinstance(m, list) else m.replace(" ", ""): i for i, m in enumerate(merges)}

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from tuneforge.chat_text import Text, render
 from tuneforge.decode import prompts
-from tuneforge.io import read_jsonl
 from tuneforge.llama_private import load_llama, logits_from
 from tuneforge.names import prediction_id
 from tuneforge.tasks import Task
@@ -42,13 +42,6 @@ CONTEXT = 3  # tokens shown on each side of the first difference in a round-trip
 
 class TokenizerMismatch(ValueError):
     """The HF tokenizer and a GGUF's vocabulary split a rendered text differently."""
-
-
-@dataclass(frozen=True)
-class Text:
-    """One text of the round trip, and where it came from (for the error message)."""
-    where: str  # e.g. "data/gold/holdout.jsonl row 3f2a... (prompt)"
-    text: str
 
 
 @dataclass(frozen=True)
@@ -65,12 +58,6 @@ def hf_ids(tok: Any, text: str) -> list[int]:
     # add_special_tokens=False: as apply_chat_template(tokenize=True) and eval's GGUF prompt
     # (add_bos=False) do; the template's own <|im_start|> etc. are parsed as specials either way
     return list(tok(text, add_special_tokens=False)["input_ids"])
-
-
-def render(tok: Any, messages: list[dict], *, prompt: bool) -> str:
-    """The chat template's text: a prompt ending in the assistant's turn opener (`prompt`,
-    eval's add_generation_prompt) or a whole conversation (as training renders a row)."""
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt)
 
 
 def end_of_turn(tok: Any) -> str:
@@ -101,14 +88,6 @@ def gold_texts(task: Task, tok: Any, rows: list[dict], source: str) -> Iterator[
         yield Text(f"{where} (prompt)", render(tok, messages, prompt=True))
         answer = {"role": "assistant", "content": task.render_label(row["label"])}
         yield Text(f"{where} (with its answer)", render(tok, [*messages, answer], prompt=False))
-
-
-def train_texts(tok: Any, path: Path, limit: int) -> Iterator[Text]:
-    """The first `limit` (0 = all) SFT rows, each whole conversation as training renders it."""
-    for n, row in enumerate(read_jsonl(path), 1):
-        if limit and n > limit:
-            return
-        yield Text(f"{path}:{n} row {row.get('id')}", render(tok, row["messages"], prompt=False))
 
 
 # ---------------------------------------------------------------- GGUFs
