@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release release-model tags verify-repro faults mutate install-hook serve review
+.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release release-model tags verify-repro faults mutate install-hook serve review imatrix-sweep
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -113,6 +113,12 @@ bench: setup
 	@for s in $$(echo "$(ONLY)" | tr , ' '); do case ",$(BENCH_SECTIONS)," in *,$$s,*) ;; \
 	  *) echo "make bench: ONLY=$(ONLY): no section '$$s'; use a comma list of $(BENCH_SECTIONS)" >&2; exit 2;; esac; done
 	$(PY) -m tools.bench --only $(ONLY) --task $(or $(TASK),changelog-actions)
+
+# Every quantisation type with and without the importance matrix, on the built merged model:
+# fidelity and eval in a scratch root -> reports/<task>/by-hand/imatrix-<RUN>-{fidelity.json,ladder.csv}
+# (the README's imatrix table). Needs a built tree; minutes per new GGUF. make imatrix-sweep RUN=s18
+imatrix-sweep: setup
+	$(PY) -m tools.imatrix_sweep --run $(or $(RUN),$(error make imatrix-sweep needs RUN=<name>)) $(if $(TASK),--task $(TASK)) $(if $(ROWS),--fidelity-rows $(ROWS))
 
 # Faults suite (issue #7): 500+ bad inputs, planted secrets, seeded kill -9 points, leakage,
 # gates and pins, a corrupted remote object; in scratch dirs -> reports/faults.json (~15 min).

@@ -399,36 +399,35 @@ def _imatrix_pairs(models: dict) -> list[str]:
 def render_imatrix(root: Path) -> str:
     """Each ladder type beside the same type quantised with the task's importance matrix
     (quantize.types' `-imat` entries): size, fidelity's KL and top-1, and eval's class agreement,
-    per task. From the build's reports/<task>/fidelity.json and eval/ladder.csv when they hold a
-    pair, else from the newest run by hand: reports/<task>/by-hand/imatrix-<run>-fidelity.json
-    and, when eval ran there too, imatrix-<run>-ladder.csv (that run's files, named in the row)."""
+    per task. First the pairs the build measured (reports/<task>/fidelity.json, eval/ladder.csv),
+    then the other types from the newest run by hand (tools.imatrix_sweep:
+    reports/<task>/by-hand/imatrix-<run>-fidelity.json and, when eval ran there too,
+    imatrix-<run>-ladder.csv); each row names the file it came from."""
     params = config.load(root / config.PARAMS)
     rows = ["| task | type | size MB, without / with | KL mean, without / with imatrix | KL p99, without / with "
             "| top-1, without / with | class agreement, without / with | answer tokens | from |",
             "|---|---|---|---|---|---|---|---|---|"]
     for task in params.tasks:
         paths = names.TaskPaths.for_task(task)
-        source, report = str(paths.fidelity), _report(root, str(paths.fidelity))
-        ladder = root / paths.eval_dir / "ladder.csv"
-        pairs = _imatrix_pairs(report["models"])
-        if not pairs:
-            by_hand = sorted((root / paths.reports / "by-hand").glob("imatrix-*-fidelity.json"))
-            if not by_hand:
-                rows.append(f"| {task} | - | - | - | - | - | - | - | not built yet |")
-                continue
-            source = str(by_hand[-1].relative_to(root))
-            report = _report(root, source)
-            pairs = _imatrix_pairs(report["models"])
-            ladder = by_hand[-1].with_name(by_hand[-1].name.replace("-fidelity.json", "-ladder.csv"))
-        agree = _ladder_agreement(ladder, get_task(task).class_field) if ladder.is_file() else {}
-        kl = report["models"]
-        for t in sorted(pairs, key=lambda t: -kl[t]["size_mb"]):
-            imat = f"{t}{names.IMATRIX_SUFFIX}"
-            a, b = kl[t], kl[imat]
-            acc = f"{agree[t]:.3f} / {agree[imat]:.3f}" if t in agree and imat in agree else "-"
-            rows.append(f"| {task} | {t} | {a['size_mb']} / {b['size_mb']} | {a['kl_mean']:.3g} / {b['kl_mean']:.3g} "
-                        f"| {a['kl_p99']:.3g} / {b['kl_p99']:.3g} | {a['top1']:.4f} / {b['top1']:.4f} | {acc} "
-                        f"| {a['tokens']} | `{source}` |")
+        sources = [(paths.fidelity, paths.eval_dir / "ladder.csv")]
+        by_hand = sorted((root / paths.reports / "by-hand").glob("imatrix-*-fidelity.json"))
+        if by_hand:
+            newest = by_hand[-1].relative_to(root)
+            sources.append((newest, newest.with_name(newest.name.replace("-fidelity.json", "-ladder.csv"))))
+        shown: set[str] = set()
+        for source, ladder in sources:
+            kl = _report(root, str(source))["models"]
+            agree = _ladder_agreement(root / ladder, get_task(task).class_field) if (root / ladder).is_file() else {}
+            for t in sorted(set(_imatrix_pairs(kl)) - shown, key=lambda t: -kl[t]["size_mb"]):
+                imat = f"{t}{names.IMATRIX_SUFFIX}"
+                a, b = kl[t], kl[imat]
+                acc = f"{agree[t]:.3f} / {agree[imat]:.3f}" if t in agree and imat in agree else "-"
+                rows.append(f"| {task} | {t} | {a['size_mb']} / {b['size_mb']} "
+                            f"| {a['kl_mean']:.3g} / {b['kl_mean']:.3g} | {a['kl_p99']:.3g} / {b['kl_p99']:.3g} "
+                            f"| {a['top1']:.4f} / {b['top1']:.4f} | {acc} | {a['tokens']} | `{source}` |")
+                shown.add(t)
+        if not shown:
+            rows.append(f"| {task} | - | - | - | - | - | - | - | not built yet |")
     return "\n".join(rows)
 
 
