@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes[key] = round(path.stat().st_size / 1e6, 1)
     # the fidelity stage's KL bounds gate each quantisation too (it already failed the build if
     # the converter's output was over its own); read before decoding: made on these same bytes
-    fidelity = fidelity_failures(paths.fidelity, judged, [outtype, *types])
+    fidelity, kl_mean = fidelity_failures(paths.fidelity, judged, [outtype, *types])
     receipt.inputs.append(paths.fidelity)
 
     # decode every model and score it. eval.cache: answers memoised by model SHA-256 +
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  run.kinds["merged_hf"])
     failures = {k: fidelity.get(k, []) + labeler_failures.get(k, []) for k in types}
     verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged, task.class_field,
-                               failures),
+                               failures, kl_mean),
                       ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),
                       toolchain={k: installed[k] for k in TOOLS}

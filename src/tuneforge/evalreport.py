@@ -61,7 +61,8 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     for name, v in verdict["models"].items():
         out.append(f"| {name} | {v['verdict']} | {'; '.join(v['failed']) or '-'} |")
     promoted = verdict["promoted"] or "none"
-    out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate).", ""]
+    out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate; at equal size, the one "
+            "closer to the trained model by fidelity's KL mean).", ""]
     for name in [n for n in metrics if "hint_ablation" in metrics[n]]:
         out += [f"## Hint ablation ({name})", "",
                 *comparison_table(metrics[name]["hint_ablation"], heads, ("with_hint", "without_hint")), ""]

@@ -24,12 +24,14 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
         raise ValueError(f"eval.ablation_models {unknown} are not in quantize.types {types}")
 
 
-def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]) -> dict[str, list[str]]:
+def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]
+                      ) -> tuple[dict[str, list[str]], dict[str, float]]:
     """Each GGUF's reasons to fail from the fidelity stage's report (reports/<task>/fidelity.json),
-    which must have measured the very bytes eval judges: figures for another file are refused."""
+    which must have measured the very bytes eval judges: figures for another file are refused.
+    Also each one's KL mean: `decide` breaks a tie in size with it."""
     fix = "run the fidelity stage before eval (dvc repro)"
     report = read_model(path, FidelityReport, fix)
-    out = {}
+    out, kl_mean = {}, {}
     for key in keys:
         fig = report.models.get(key)
         if fig is None:
@@ -40,7 +42,8 @@ def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]) -
         out[key] = [] if fig.passed else [
             f"fidelity KL mean {fig.kl_mean:.3g} (bound {fig.max_kl_mean:g}), "
             f"p99 {fig.kl_p99:.3g} (bound {fig.max_kl_p99:g})"]
-    return out
+        kl_mean[key] = fig.kl_mean
+    return out, kl_mean
 
 
 def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kind") -> list[str]:
@@ -63,8 +66,11 @@ def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kin
 
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
            sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash],
-           class_field: str = "kind", failures: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """Gate every quantisation; promote the smallest that passes (ties by name). `metrics`
+           class_field: str = "kind", failures: dict[str, list[str]] | None = None,
+           kl_mean: dict[str, float] | None = None) -> dict[str, Any]:
+    """Gate every quantisation; promote the smallest that passes. A tie in size (eval rounds to
+    0.1 MB; a K type with and without the importance matrix has the same tensor bytes) goes to
+    the lower fidelity KL mean (`kl_mean`: the closer one to the trained model), then by name. `metrics`
     and `summaries`: eval's, per model key (each gated one gets `passed_gates` in its
     metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on;
     `failures`: each key's other reasons to fail (fidelity_failures: over its KL bounds;
@@ -77,6 +83,7 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
                                    size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed
     passing = [k for k in types if models[k].verdict == "pass"]
-    promoted = min(passing, key=lambda k: (sizes[k], k)) if passing else None
+    closeness = kl_mean or {}
+    promoted = min(passing, key=lambda k: (sizes[k], closeness.get(k, float("inf")), k)) if passing else None
     return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
             "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}

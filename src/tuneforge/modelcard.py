@@ -95,7 +95,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
         lines += [f"# {promoted}", "",
                   f"{description} Task `{task_name}`: one entry in, one strict-JSON object out "
                   f"(schema: `{schema_path}`). Promoted because it is the smallest GGUF that "
-                  "passed every release gate.", ""]
+                  "passed every release gate (at equal size, the one closer to the trained model by "
+                  "fidelity's KL mean).", ""]
     else:
         lines += [f"# {entries[0].model if entries else task_name}: no model promoted", "",
                   f"{description} Task `{task_name}`. **No GGUF passed the release gates**, so "

@@ -1,0 +1,34 @@
+"""gates.decide: the smallest passing GGUF is promoted; a tie in size (a K type with and without
+the importance matrix: the same tensor bytes) goes to the lower fidelity KL mean, then by name."""
+from __future__ import annotations
+
+import pytest
+
+from tuneforge import gates
+from tuneforge.verdict import FileHash
+
+TYPES = ["Q8_0", "Q4_K_M", "Q4_K_M-imat"]
+SIZES = {"Q8_0": 144.8, "Q4_K_M": 105.5, "Q4_K_M-imat": 105.5}
+
+
+def promoted(monkeypatch, kl_mean, failures=None):
+    monkeypatch.setattr(gates, "gate", lambda *a, **k: [])  # every accuracy gate passes
+    metrics = {k: {} for k in TYPES} | {"f16": {"parity": 1.0}}
+    ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
+    return gates.decide(metrics, {k: {} for k in TYPES}, TYPES, SIZES, {"parity_model": "f16", "gates": {}},
+                        ggufs, failures=failures, kl_mean=kl_mean)["promoted"]
+
+
+@pytest.mark.parametrize(("kl_mean", "want"), [
+    ({"Q8_0": 0.002, "Q4_K_M": 0.031, "Q4_K_M-imat": 0.019}, "Q4_K_M-imat"),  # closer with the matrix
+    ({"Q8_0": 0.002, "Q4_K_M": 0.019, "Q4_K_M-imat": 0.031}, "Q4_K_M"),
+    (None, "Q4_K_M"),  # no fidelity figures: by name
+])
+def test_a_tie_in_size_goes_to_the_closer_model(monkeypatch, kl_mean, want):
+    assert promoted(monkeypatch, kl_mean) == want
+
+
+def test_size_comes_before_closeness(monkeypatch):
+    kl = {"Q8_0": 0.001, "Q4_K_M": 0.05, "Q4_K_M-imat": 0.04}
+    assert promoted(monkeypatch, kl) == "Q4_K_M-imat"
+    assert promoted(monkeypatch, kl, failures={"Q4_K_M-imat": ["fidelity KL"], "Q4_K_M": ["kind"]}) == "Q8_0"
