@@ -11,12 +11,12 @@ TYPES = ["Q8_0", "Q4_K_M", "Q4_K_M-imat"]
 SIZES = {"Q8_0": 144.8, "Q4_K_M": 105.5, "Q4_K_M-imat": 105.5}
 
 
-def promoted(monkeypatch, kl_mean, failures=None):
+def promoted(monkeypatch, kl_mean, failures=None, size_bytes=None):
     monkeypatch.setattr(gates, "gate", lambda *a, **k: [])  # every accuracy gate passes
     metrics = {k: {} for k in TYPES} | {"f16": {"parity": 1.0}}
     ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
     return gates.decide(metrics, {k: {} for k in TYPES}, TYPES, SIZES, {"parity_model": "f16", "gates": {}},
-                        ggufs, failures=failures, kl_mean=kl_mean)["promoted"]
+                        ggufs, failures=failures, kl_mean=kl_mean, size_bytes=size_bytes)["promoted"]
 
 
 @pytest.mark.parametrize(("kl_mean", "want"), [
@@ -32,3 +32,13 @@ def test_size_comes_before_closeness(monkeypatch):
     kl = {"Q8_0": 0.001, "Q4_K_M": 0.05, "Q4_K_M-imat": 0.04}
     assert promoted(monkeypatch, kl) == "Q4_K_M-imat"
     assert promoted(monkeypatch, kl, failures={"Q4_K_M-imat": ["fidelity KL"], "Q4_K_M": ["kind"]}) == "Q8_0"
+
+
+def test_bytes_decide_to_three_figures(monkeypatch):
+    kl = {"Q8_0": 0.001, "Q4_K_M": 0.03, "Q4_K_M-imat": 0.02}
+    # the real pair: the matrix's metadata adds 192 bytes to 105 MB, still a tie -> the closer one
+    assert promoted(monkeypatch, kl, size_bytes={"Q8_0": 144_811_936, "Q4_K_M": 105_455_008,
+                                                  "Q4_K_M-imat": 105_455_200}) == "Q4_K_M-imat"
+    # tiny models: all three round to 0.2 MB, but their bytes say which is smallest
+    assert promoted(monkeypatch, kl, size_bytes={"Q8_0": 231_000, "Q4_K_M": 161_000,
+                                                  "Q4_K_M-imat": 178_000}) == "Q4_K_M"

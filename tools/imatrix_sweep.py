@@ -74,15 +74,17 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"{paths.merged} missing: build (dvc repro) or dvc pull the task first")
         root = scratch_root(ROOT, task, yaml.safe_load(yaml.safe_dump(committed)), args.types, args.fidelity_rows)
         print(f"{task}: sweeping {', '.join(args.types)} with and without the matrix in {root}", flush=True)
-        for stage in ("quantize", "fidelity", "eval"):
-            subprocess.run([sys.executable, "-m", f"stages.{stage}", task], cwd=root, env=env, check=True)
         out = ROOT / paths.reports / "by-hand"
         out.mkdir(parents=True, exist_ok=True)
-        for src, name in ((paths.fidelity, "fidelity.json"), (paths.eval_dir / "ladder.csv", "ladder.csv")):
-            dest = out / f"imatrix-{args.run}-{name}"
-            shutil.copyfile(root / src, dest.with_suffix(".tmp"))
-            dest.with_suffix(".tmp").replace(dest)  # atomic: a killed sweep leaves no half report
-            print(f"  -> {dest.relative_to(ROOT)}")
+        # each report is kept as soon as its stage is done: a sweep stopped during eval keeps the KL
+        for stage, src, name in (("quantize", None, None), ("fidelity", paths.fidelity, "fidelity.json"),
+                                 ("eval", paths.eval_dir / "ladder.csv", "ladder.csv")):
+            subprocess.run([sys.executable, "-m", f"stages.{stage}", task], cwd=root, env=env, check=True)
+            if src is not None:
+                dest = out / f"imatrix-{args.run}-{name}"
+                shutil.copyfile(root / src, dest.with_suffix(".tmp"))
+                dest.with_suffix(".tmp").replace(dest)  # atomic: a killed sweep leaves no half report
+                print(f"  -> {dest.relative_to(ROOT)}", flush=True)
         if not args.keep:
             shutil.rmtree(root)
     return 0

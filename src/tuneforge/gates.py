@@ -67,10 +67,12 @@ def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kin
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
            sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash],
            class_field: str = "kind", failures: dict[str, list[str]] | None = None,
-           kl_mean: dict[str, float] | None = None) -> dict[str, Any]:
-    """Gate every quantisation; promote the smallest that passes. A tie in size (eval rounds to
-    0.1 MB; a K type with and without the importance matrix has the same tensor bytes) goes to
-    the lower fidelity KL mean (`kl_mean`: the closer one to the trained model), then by name. `metrics`
+           kl_mean: dict[str, float] | None = None, size_bytes: dict[str, int] | None = None) -> dict[str, Any]:
+    """Gate every quantisation; promote the smallest that passes. Sizes are compared to three
+    significant figures of `size_bytes` (else `sizes`, eval's MB): a K type with and without the
+    importance matrix has the same tensor bytes and differs by the matrix's few hundred bytes of
+    metadata, so the pair ties, and the tie goes to the lower fidelity KL mean (`kl_mean`: the
+    closer one to the trained model), then by name. `metrics`
     and `summaries`: eval's, per model key (each gated one gets `passed_gates` in its
     metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on;
     `failures`: each key's other reasons to fail (fidelity_failures: over its KL bounds;
@@ -83,7 +85,8 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
                                    size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed
     passing = [k for k in types if models[k].verdict == "pass"]
-    closeness = kl_mean or {}
-    promoted = min(passing, key=lambda k: (sizes[k], closeness.get(k, float("inf")), k)) if passing else None
+    closeness, size = kl_mean or {}, size_bytes or sizes
+    promoted = min(passing, key=lambda k: (float(f"{size[k]:.3g}"), closeness.get(k, float("inf")), k)
+                   ) if passing else None
     return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
             "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}
