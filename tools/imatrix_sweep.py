@@ -17,6 +17,7 @@ cost nothing; each new GGUF costs one eval pass (minutes on 2 cores).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import subprocess
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = names.TaskPaths.for_task(task)
         if not (ROOT / paths.merged).is_dir():
             sys.exit(f"{paths.merged} missing: build (dvc repro) or dvc pull the task first")
-        root = scratch_root(ROOT, task, yaml.safe_load(yaml.safe_dump(committed)), args.types, args.fidelity_rows)
+        root = scratch_root(ROOT, task, copy.deepcopy(committed), args.types, args.fidelity_rows)
         print(f"{task}: sweeping {', '.join(args.types)} with and without the matrix in {root}", flush=True)
         out = ROOT / paths.reports / "by-hand"
         out.mkdir(parents=True, exist_ok=True)
