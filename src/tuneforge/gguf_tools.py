@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tuneforge.fetch import PinMismatch, extract_tar_members, pip_download
+from tuneforge.fetch import PinMismatch, _dist_stem, extract_tar_members, pip_download
 from tuneforge.io import atomic_path, sha256_file, write_text
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,13 @@ CONVERTER_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 def ensure_converter(requirement: str, cache_dir: str | Path, sha256: str | None = None) -> Path:
     """Path to `convert_hf_to_gguf.py` extracted (once) from the pinned llama-cpp-python sdist."""
     cache_dir = Path(cache_dir)
+    extracted = cache_dir / "llama.cpp" / "-".join(_dist_stem(requirement))
+    # An extraction whose marker names the pinned sdist's sha256 stands in for the sdist: a
+    # cache that holds only it (tools/gpu_bundle.py carries one to a machine that cannot reach
+    # a registry) converts without the 76 MB download.
+    if (sha256 and (extracted / ".extracted").is_file() and (extracted / "convert_hf_to_gguf.py").is_file()
+            and (extracted / ".extracted").read_text().strip() == sha256):
+        return extracted / "convert_hf_to_gguf.py"
     sdist = pip_download(requirement, cache_dir / "sdists", sdist=True, sha256=sha256)
     top = sdist.name.removesuffix(".tar.gz")
     dest = cache_dir / "llama.cpp" / top
