@@ -61,14 +61,36 @@ wait "$build"
 build_rc=$?
 offload_rc=1
 if [ "$build_rc" = 0 ]; then
-  # the CUDA build's libraries replace the CPU build's (libmtmd stays: it is not built here).
-  # Their RUNPATH is $ORIGIN (CMAKE_BUILD_RPATH_USE_ORIGIN): an absolute one into the build
-  # tree loaded a second libggml beside the one llama_cpp loads by path, and llama.cpp crashed.
+  # the CUDA build's libraries replace the CPU build's (libmtmd stays: it is not built here);
+  # their RUNPATH is $ORIGIN (CMAKE_BUILD_RPATH_USE_ORIGIN), so they load each other's copies
+  # there, not the build tree's. The CPU build's package is kept aside for the bisection below.
+  mkdir -p "$W/site-cpu" && cp -a "$W/site/llama_cpp" "$W/site-cpu/"
   rm -f "$W/site/llama_cpp/lib/"lib{ggml,llama}*
   find "$W/llama/build" -name "lib*.so*" -exec cp -a {} "$W/site/llama_cpp/lib/" \;
   ldd "$W/site/llama_cpp/lib/libllama.so" | grep -E "ggml|llama|cuda"
   "$PY" -m pytest -m gpu tests/test_gpu.py -q -rs -p no:cacheprovider -k offload 2>&1 | tee "$LOG/offload-test.log"
   offload_rc=$?
+  if [ "$offload_rc" != 0 ]; then
+    # where it broke: the test's f16 GGUF loaded and scored in fresh processes, outside pytest
+    # (llama.cpp's log visible): by the CPU build, by the CUDA build with 0 and all layers
+    # offloaded, and by the CUDA build after torch has taken the GPU (as in the test)
+    gguf=$(ls -t /tmp/pytest-of-*/pytest-*/qlora*/models/changelog-actions/gguf/*-f16.gguf 2>/dev/null | head -n 1)
+    for run in "cpu 0 no" "cuda 0 no" "cuda -1 no" "cuda 0 torch"; do
+      set -- $run
+      site=$W/site; [ "$1" = cpu ] && site=$W/site-cpu
+      PYTHONPATH="$site:$PYTHONPATH" "$PY" -c '
+import sys
+if sys.argv[3] == "torch":
+    import torch; torch.zeros(1, device="cuda")
+import llama_cpp
+llm = llama_cpp.Llama(sys.argv[1], n_gpu_layers=int(sys.argv[2]), n_ctx=256, logits_all=True, seed=0, verbose=True)
+tokens = llm.tokenize(b"Fixed a crash when --output points to a directory.")
+llm.eval(tokens)
+print("scored", len(tokens), "tokens; last logits", [round(float(x), 4) for x in llm.scores[len(tokens) - 1][:3]])
+' "$gguf" "$2" "$3" >>"$LOG/offload-bisect.log" 2>&1
+      echo "bisect: $1 libraries, n_gpu_layers $2, torch first: $3 -> exit $?" | tee -a "$LOG/offload-bisect.log"
+    done
+  fi
 else
   echo "llama.cpp CUDA build failed (exit $build_rc): $LOG/llama-build.log"; tail -n 20 "$LOG/llama-build.log"
 fi
