@@ -14,8 +14,8 @@ LONG = "ggml/src/ggml-cuda/template-instances/fattn-mma-f16-instance-ncols1_16-n
 
 def test_pins_read_every_exact_pin_with_normalised_names(tmp_path):
     lock = tmp_path / "requirements.lock"
-    lock.write_text("# via x\nPyYAML==6.0.3 \\\n    --hash=sha256:ab\ngoogle_re2==1.1.20251105 ; python_version >= '3.11'\n"
-                    "jsonschema-rs==0.60.3\n")
+    lock.write_text("# via x\nPyYAML==6.0.3 \\\n    --hash=sha256:ab\n"
+                    "google_re2==1.1.20251105 ; python_version >= '3.11'\njsonschema-rs==0.60.3\n")
     assert gpu_bundle.pins(lock) == {"pyyaml": "6.0.3", "google-re2": "1.1.20251105", "jsonschema-rs": "0.60.3"}
 
 
