@@ -23,15 +23,17 @@ bundle brings the rest:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 import yaml
+
+from tuneforge.fetch import extract_tar_members
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / ".cache" / "gpu-bundle"
@@ -49,10 +51,11 @@ PACKAGES = ["pydantic", "pydantic-core", "annotated-types", "typing-inspection",
             "tokenizers", "gguf", "diskcache", "pydot"]
 GPU_PACKAGES = ["bitsandbytes"]
 # llama.cpp sources a shared-library build with the CPU and CUDA backends reads (the sdist's
-# vendor tree is 170 MB, mostly models/ and docs/)
-LLAMA_PATHS = ["CMakeLists.txt", "cmake", "include", "src", "vendor", "ggml/CMakeLists.txt", "ggml/cmake",
-               "ggml/include", "ggml/src/CMakeLists.txt", "ggml/src/ggml-cpu", "ggml/src/ggml-cuda",
-               "ggml/src/ggml-blas"]
+# vendor tree is 170 MB, mostly models/ and docs/): these prefixes, with ggml/src's other
+# backends left out
+LLAMA_PATHS = ["CMakeLists.txt", "cmake/", "include/", "src/", "vendor/", "ggml/CMakeLists.txt", "ggml/cmake/",
+               "ggml/include/", "ggml/src/"]
+GGML_BACKENDS = {"ggml-cpu", "ggml-cuda", "ggml-blas"}
 
 
 def pins(lock: Path) -> dict[str, str]:
@@ -109,31 +112,28 @@ def llama_sources(out: Path, version: str) -> None:
     sdist = CACHE / "sdists" / f"llama_cpp_python-{version}.tar.gz"
     if not sdist.exists():
         raise SystemExit(f"gpu_bundle: {sdist} is missing (make setup downloads it)")
-    prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
-    with tarfile.open(sdist) as src, tarfile.open(out, "w:xz") as dst:
-        for member in src.getmembers():
-            rel = member.name[len(prefix):] if member.name.startswith(prefix) else None
-            if rel and any(rel == p or rel.startswith(p + "/") for p in LLAMA_PATHS) or (
-                    rel and re.fullmatch(r"ggml/src/[^/]+\.(c|cpp|h|in)", rel)):
-                member.name = rel
-                # a long name lives in the member's PAX header, which would win over .name
-                member.pax_headers = {k: v for k, v in member.pax_headers.items() if k != "path"}
-                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    vendored = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+    with tempfile.TemporaryDirectory() as tmp:
+        # fetch's extractor (prefix match, path checks); ggml/src whole, then only the CPU, CUDA
+        # and BLAS backends of it kept
+        extract_tar_members(sdist, [vendored + p for p in LLAMA_PATHS], Path(tmp), strip=vendored)
+        for entry in Path(tmp, "ggml", "src").iterdir():
+            if entry.is_dir() and entry.name not in GGML_BACKENDS:
+                shutil.rmtree(entry)
+        subprocess.run(["tar", "-C", tmp, "-I", "xz -T0", "-cf", str(out), *sorted(os.listdir(tmp))], check=True)
 
 
-def tokenizer(out: Path) -> None:
+def tokenizer(out: Path, params: dict) -> None:
     from tuneforge.base_models import load_tokenizer, resolve_base
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     load_tokenizer(resolve_base(params["base"], CACHE)).save_pretrained(out)
 
 
-def converter(cache: Path, version: str) -> None:
+def converter(cache: Path, version: str, params: dict) -> None:
     """The converter's extraction with its sha256 marker: gguf_tools.ensure_converter takes it
     for the pinned sdist, so the convert stage runs there without the sdist."""
     from tuneforge.gguf_tools import ensure_converter
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     script = ensure_converter(f"llama-cpp-python=={version}", CACHE, params["convert"]["sdist_sha256"])
     shutil.copytree(script.parent, cache / "llama.cpp" / script.parent.name,
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     locked = pins(ROOT / "requirements.lock") | {
         k: v for k, v in pins(ROOT / "requirements-gpu.lock").items() if k in GPU_PACKAGES}
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         pip_target(site, [f"{p}=={locked[p]}" for p in PACKAGES], args.python)
         bitsandbytes(site, locked["bitsandbytes"], args.python, args.cuda)
         version = llama_cpp_package(site)
-        tokenizer(Path(tmp, "tokenizer"))
-        converter(Path(tmp, "cache"), version)
+        tokenizer(Path(tmp, "tokenizer"), params)
+        converter(Path(tmp, "cache"), version, params)
         # tar with xz on every core: tarfile's xz is single-threaded (~250 MB here)
         subprocess.run(["tar", "-C", tmp, "-I", "xz -T0", "-cf", str(OUT / "site.tar.xz"),
                         "site", "tokenizer", "cache"], check=True)
