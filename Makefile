@@ -112,10 +112,11 @@ schemas: setup
 	$(PY) -m tuneforge.schema_gen
 
 # Benchmarks: each figure beside a baseline measured in the same run -> reports/bench.json and
-# the README table (~45 min on 2 cores: a clean build, 1M resampled entries, 2x20 train steps).
+# the README table (hours on 2 cores: a clean build of every task, 1M resampled entries, 2x20 train
+# steps, two cold evals).
 # Needs a committed, built tree. One section: make bench ONLY=decode. The per-task sections
-# (all but build) measure TASK (default changelog-actions): make bench ONLY=serve TASK=commit-messages
-BENCH_SECTIONS := sha256,decode,serve,train,data,build
+# (all but build and fidelity) measure TASK (default changelog-actions): make bench ONLY=serve TASK=commit-messages
+BENCH_SECTIONS := sha256,decode,serve,train,data,fidelity,build
 ONLY ?= $(BENCH_SECTIONS)
 bench: setup
 	@for s in $$(echo "$(ONLY)" | tr , ' '); do case ",$(BENCH_SECTIONS)," in *,$$s,*) ;; \

@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         shas[key] = verify_pin(path)  # a file that changed since quantize pinned it is refused here
         judged[key] = FileHash(path=str(path), sha256=shas[key])  # the verdict names these bytes
         receipt.inputs.append(path)
-        sizes[key] = round(path.stat().st_size / 1e6, 1)
         size_bytes[key] = path.stat().st_size
+        sizes[key] = round(size_bytes[key] / 1e6, 1)
     # the fidelity stage's KL bounds gate each quantisation too (it already failed the build if
     # the converter's output was over its own); read before decoding: made on these same bytes
     fidelity, kl_mean = fidelity_failures(paths.fidelity, judged, [outtype, *types])
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
     failures = {k: fidelity.get(k, []) + labeler_failures.get(k, []) for k in types}
-    verdict = Verdict(**decide(run.metrics, run.summaries, types, sizes, cfg, judged, task.class_field,
-                               failures, kl_mean, size_bytes),
+    verdict = Verdict(**decide(run.metrics, run.summaries, types, size_bytes, cfg, judged, task.class_field,
+                               failures, kl_mean),
                       ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),
                       toolchain={k: installed[k] for k in TOOLS}

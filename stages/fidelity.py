@@ -26,7 +26,7 @@ import time
 from tuneforge import config, fidelity
 from tuneforge.chat_text import train_texts
 from tuneforge.evalreport import write_csv
-from tuneforge.gguf_tools import verify_pin
+from tuneforge.gguf_tools import tokenizer_digest, verify_pin
 from tuneforge.io import write_json
 from tuneforge.names import eval_order, gguf_name
 from tuneforge.names.shapes import FidelityFigures, FidelityReport, TokenizerRoundTrip
@@ -80,14 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     n_ctx = max(len(f.ids) for f in forced)
     with fidelity.open_ggufs(ggufs, n_ctx, cfg["n_threads"]) as llms:
         started = time.monotonic()
-        n_gold = fidelity.round_trip(tok, llms, fidelity.gold_texts(task, tok, eval_order(gold), str(gold_path)))
-        n_train = fidelity.round_trip(tok, llms, train_texts(tok, train_path, cfg["train_prompts"]))
-        log.info("tokenizer round trip: %d gold and %d training texts tokenise the same in %d GGUFs (%.1f s)",
-                 n_gold, n_train, len(llms), time.monotonic() - started)
-        started = time.monotonic()
-        figures = fidelity.compare(fidelity.hf_model(paths.merged), llms, forced)
-        log.info("teacher-forced %d rows through the merged model and %d GGUFs (%.1f s)", len(forced), len(llms),
+        # once per distinct tokenizer (byte-identical tokenizer entries tokenise alike)
+        vocab = {key: tokenizer_digest(path) for key, path in ggufs.items()}
+        n_gold = fidelity.round_trip(tok, llms, fidelity.gold_texts(task, tok, eval_order(gold), str(gold_path)),
+                                     vocab)
+        n_train = fidelity.round_trip(tok, llms, train_texts(tok, train_path, cfg["train_prompts"]), vocab)
+        log.info("tokenizer round trip: %d gold and %d training texts tokenise the same in %d GGUFs (%d distinct "
+                 "tokenizers) (%.1f s)", n_gold, n_train, len(llms), len(set(vocab.values())),
                  time.monotonic() - started)
+        round_trip_s, started = time.monotonic() - started, time.monotonic()
+        figures = fidelity.compare(fidelity.hf_model(paths.merged), llms, forced)
+        kl_s = time.monotonic() - started
+        log.info("teacher-forced %d rows through the merged model and %d GGUFs (%.1f s)", len(forced), len(llms),
+                 kl_s)
     judged = fidelity.verdicts(figures, cfg)
 
     # save: metrics, the KL-vs-size plot, the receipt; then the gate on the converter's output
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     receipt.outputs += [paths.fidelity, paths.fidelity_dir / "kl_size.csv"]
     receipt.finish(paths.receipt("fidelity"), records_in=len(rows), records_out=len(rows),
                    extra={"answer_tokens": judged[outtype]["tokens"], "gold_texts": n_gold,
-                          "train_texts": n_train, "failed": sum(not v["passed"] for v in judged.values())})
+                          "train_texts": n_train, "failed": sum(not v["passed"] for v in judged.values()),
+                          "round_trip_ms": round(round_trip_s * 1000), "kl_ms": round(kl_s * 1000)})
     for key, v in judged.items():
         log.info("%s: KL mean %.3g (bound %g), p99 %.3g (bound %g), top-1 %.4f over %d tokens%s", key,
                  v["kl_mean"], v["max_kl_mean"], v["kl_p99"], v["max_kl_p99"], v["top1"], v["tokens"],

@@ -84,6 +84,38 @@ def test_answer_span_logits_equal_a_full_pass(built):
     assert np.allclose(part, full[start - 1:], atol=1e-4), np.abs(part - full[start - 1:]).max()
 
 
+@pytest.mark.model
+def test_a_row_after_another_reuses_only_the_shared_prefix(built):
+    """gguf_logits keeps the KV cache entries the last row shares with this one (the system
+    turn); from the first token that differs it evaluates again. A row that shares only a few
+    tokens with the last must get the logits of a fresh context (stale entries past the shared
+    prefix would shift every figure)."""
+    from tuneforge.llama_private import load_llama
+    from tuneforge.names import gguf_name
+
+    params = yaml.safe_load((built / "params.yaml").read_text())
+    path = built / "models" / TASK_NAME / "gguf" / gguf_name(params["tasks"][TASK_NAME]["model_name"], "f16")
+    fresh, reused = (load_llama(path, n_ctx=128, n_batch=128, logits_all=True, seed=0, verbose=False)
+                     for _ in range(2))
+    try:
+        first = fresh.tokenize(b"System: answer in JSON. Fixed a crash when the output is a directory.", add_bos=False)
+        second = fresh.tokenize(b"System: answer in JSON. Added a --json flag to every subcommand.", add_bos=False)
+        shared = fidelity.first_difference(first, second)
+        assert 3 <= shared < len(second) // 2
+        fidelity.gguf_logits(reused, first, len(first) - 2)
+        assert reused.n_tokens == len(first)
+        start = len(second) - 4
+        got = np.array(fidelity.gguf_logits(reused, second, start))
+        fresh.reset()
+        fresh.eval(second)
+        want = np.array(fresh.scores[start - 1: len(second)])
+    finally:
+        fresh.close()
+        reused.close()
+    assert got.shape == want.shape
+    assert np.allclose(got, want, atol=1e-4), np.abs(got - want).max()
+
+
 def run_in(built: Path, tmp_path: Path, monkeypatch, plant=None, **changes) -> Path:
     """A copy of the built tree, a defect planted in it, the fidelity stage run there."""
     root = tmp_path / "w"
@@ -203,3 +235,108 @@ def test_a_changed_merge_fails_the_round_trip_naming_the_row_and_token(built, tm
     assert f"data/gold/holdout.jsonl row {planted['row']} (prompt)" in msg, msg
     at = int(msg.split("differently from token ")[1].split(" ")[0])
     assert at <= planted["pos"] and ">>" in msg and "text there:" in msg, msg
+
+
+# ---------------------------------------------------------------- one tokenisation per tokenizer
+
+class CountingVocab:
+    """A GGUF stand-in whose tokenize counts its calls and gives the HF tokenizer's ids."""
+
+    def __init__(self, tok, shift: int = 0):
+        self.tok, self.shift, self.calls = tok, shift, 0
+
+    def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]:
+        self.calls += 1
+        return [i + self.shift for i in fidelity.hf_ids(self.tok, text.decode("utf-8"))]
+
+    def detokenize(self, ids, special=True) -> bytes:
+        return self.tok.decode([i - self.shift for i in ids]).encode("utf-8")
+
+
+def test_the_round_trip_tokenises_once_per_distinct_tokenizer(built):
+    from transformers import AutoTokenizer
+
+    from tuneforge.chat_text import Text
+
+    tok = AutoTokenizer.from_pretrained(built / f"models/{TASK_NAME}/merged")
+    texts = [Text(f"row {i}", f"Fixed the crash number {i} and the leak") for i in range(5)]
+    llms = {k: CountingVocab(tok) for k in ("f16", "Q8_0", "Q4_K_M")}
+    assert fidelity.round_trip(tok, llms, texts, {"f16": "a", "Q8_0": "a", "Q4_K_M": "a"}) == 5
+    assert [v.calls for v in llms.values()] == [5, 0, 0]
+    # a GGUF whose tokenizer bytes differ is tokenised on its own, and its difference is found
+    llms["Q4_K_M"] = CountingVocab(tok, shift=1)
+    with pytest.raises(fidelity.TokenizerMismatch, match=r"5 of 5 texts .* the Q4_K_M GGUF's vocabulary split"):
+        fidelity.round_trip(tok, llms, texts, {"f16": "a", "Q8_0": "a", "Q4_K_M": "b"})
+    with pytest.raises(fidelity.TokenizerMismatch, match=r"the f16 GGUF's vocabulary \(and Q8_0, Q4_K_M: the same"):
+        fidelity.round_trip(tok, {"f16": CountingVocab(tok, 1), "Q8_0": llms["f16"], "Q4_K_M": llms["f16"]},
+                            texts, {"f16": "a", "Q8_0": "a", "Q4_K_M": "a"})
+
+
+def gguf_py_metadata(path: Path) -> dict:
+    """Every key/value as gguf-py's GGUFReader decodes it: the reference for
+    gguf_tools.read_metadata's own header walk (GGUFReader is ~50x slower on a real vocabulary)."""
+    from gguf import GGUFReader, GGUFValueType
+
+    out = {}
+    for name, field in GGUFReader(str(path), "r").fields.items():
+        if field.types[0] == GGUFValueType.ARRAY and field.types[-1] == GGUFValueType.STRING:
+            out[name] = [bytes(field.parts[i]).decode("utf-8", "replace") for i in field.data]
+        elif field.types[0] == GGUFValueType.ARRAY:
+            out[name] = [field.parts[i].tolist()[0] for i in field.data]
+        elif field.types[0] == GGUFValueType.STRING:
+            out[name] = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
+        else:
+            out[name] = field.parts[field.data[0]].tolist()[0]
+    return out
+
+
+def string_at(data: bytes | bytearray, key: bytes, value: bytes, after: int = 0) -> int:
+    """Where a length-prefixed GGUF string `value` first follows metadata key `key`."""
+    at = data.index(key, after)
+    return data.index(len(value).to_bytes(8, "little") + value, at + len(key)) + 8
+
+
+@pytest.mark.model
+def test_tokenizer_digest_sees_a_swapped_token_and_nothing_else(built, tmp_path):
+    """Two GGUFs share a digest only if their tokenizer entries are the same bytes: two token
+    strings swapped (every merge intact) change it, and the round trip then fails on that
+    GGUF; a changed general.name leaves it, and raw_metadata reads the keys gguf-py reads."""
+    from transformers import AutoTokenizer
+
+    from tuneforge.chat_text import Text
+    from tuneforge.gguf_tools import raw_metadata, read_metadata, tokenizer_digest
+    from tuneforge.llama_private import load_llama
+
+    src = built / f"models/{TASK_NAME}/gguf/{NAME}-f16.gguf"
+    assert set(raw_metadata(src)) == {k for k in read_metadata(src) if not k.startswith("GGUF.")}
+    assert read_metadata(src) == gguf_py_metadata(src)  # every value, the token arrays included
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(src.read_bytes()[:50_000])
+    with pytest.raises(ValueError, match=r"truncated.gguf: metadata entry \d+ of \d+ at byte \d+ is malformed"):
+        read_metadata(truncated)
+    data = bytearray(src.read_bytes())
+    a, b = string_at(data, b"tokenizer.ggml.tokens", "Ġthe".encode()), string_at(data, b"tokenizer.ggml.tokens",
+                                                                                  "Ġand".encode())
+    n = len("Ġthe".encode())
+    data[a:a + n], data[b:b + n] = data[b:b + n], data[a:a + n]
+    swapped = tmp_path / "swapped.gguf"
+    swapped.write_bytes(data)
+    renamed = bytearray(src.read_bytes())
+    name = read_metadata(src, ["general.name"])["general.name"].encode()
+    at = string_at(renamed, b"general.name", name)
+    renamed[at] = ord("x") if renamed[at] != ord("x") else ord("y")
+    (tmp_path / "renamed.gguf").write_bytes(renamed)
+
+    assert tokenizer_digest(tmp_path / "renamed.gguf") == tokenizer_digest(src)
+    assert tokenizer_digest(swapped) != tokenizer_digest(src)
+    tok = AutoTokenizer.from_pretrained(built / f"models/{TASK_NAME}/merged")
+    texts = [Text("gold row 1", "Fixed the crash and the leak in the parser")]
+    llms = {key: load_llama(path, vocab_only=True, verbose=False) for key, path in
+            {"f16": src, "Q8_0": swapped}.items()}
+    try:
+        vocab = {"f16": tokenizer_digest(src), "Q8_0": tokenizer_digest(swapped)}
+        with pytest.raises(fidelity.TokenizerMismatch, match=r"gold row 1: .* the Q8_0 GGUF's vocabulary split"):
+            fidelity.round_trip(tok, llms, texts, vocab)
+    finally:
+        for llm in llms.values():
+            llm.close()

@@ -233,6 +233,35 @@ def test_converter_from_an_extraction_that_names_the_pinned_sdist(tmp_path, monk
     assert len(fetched) == 2
 
 
+def test_an_extraction_from_other_bytes_is_replaced(tmp_path, monkeypatch):
+    """An extraction whose marker names another sdist is not reused: the pinned sdist's
+    converter replaces it, and the marker then names the sdist's sha256."""
+    import io
+    import tarfile
+
+    import tuneforge.gguf_tools as gguf_tools
+    from tuneforge.io import sha256_file
+
+    sdist = tmp_path / "sdists" / "llama_cpp_python-0.3.36.tar.gz"
+    sdist.parent.mkdir()
+    with tarfile.open(sdist, "w:gz") as tf:
+        for name, body in {"convert_hf_to_gguf.py": b"new", "gguf-py/gguf/__init__.py": b""}.items():
+            info = tarfile.TarInfo(f"llama_cpp_python-0.3.36/vendor/llama.cpp/{name}")
+            info.size = len(body)
+            tf.addfile(info, io.BytesIO(body))
+    monkeypatch.setattr(gguf_tools, "pip_download", lambda *a, **k: sdist)
+    stale = tmp_path / "llama.cpp" / "llama_cpp_python-0.3.36"
+    stale.mkdir(parents=True)
+    (stale / "convert_hf_to_gguf.py").write_text("old")
+    (stale / "leftover.py").write_text("")
+    (stale / ".extracted").write_text("cd" * 32 + "\n")
+    pin = sha256_file(sdist)
+    script = ensure_converter("llama-cpp-python==0.3.36", tmp_path, pin)
+    assert script.read_text() == "new" and not (stale / "leftover.py").exists()
+    assert (stale / ".extracted").read_text() == pin + "\n"
+    assert ensure_converter("llama-cpp-python==0.3.36", tmp_path, pin) == script  # reused now
+
+
 # ---------------------------------------------------------------- Modelfile
 
 def test_chat_template_becomes_an_equivalent_go_template():

@@ -8,15 +8,17 @@ from tuneforge import gates
 from tuneforge.verdict import FileHash
 
 TYPES = ["Q8_0", "Q4_K_M", "Q4_K_M-imat"]
-SIZES = {"Q8_0": 144.8, "Q4_K_M": 105.5, "Q4_K_M-imat": 105.5}
+# bytes: the pair with and without the matrix differs by the matrix's metadata
+SIZES = {"Q8_0": 144_811_936, "Q4_K_M": 105_455_008, "Q4_K_M-imat": 105_455_200}
 
 
 def promoted(monkeypatch, kl_mean, failures=None, size_bytes=None):
     monkeypatch.setattr(gates, "gate", lambda *a, **k: [])  # every accuracy gate passes
     metrics = {k: {} for k in TYPES} | {"f16": {"parity": 1.0}}
     ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
-    return gates.decide(metrics, {k: {} for k in TYPES}, TYPES, SIZES, {"parity_model": "f16", "gates": {}},
-                        ggufs, failures=failures, kl_mean=kl_mean, size_bytes=size_bytes)["promoted"]
+    return gates.decide(metrics, {k: {} for k in TYPES}, TYPES, size_bytes or SIZES,
+                        {"parity_model": "f16", "gates": {}},
+                        ggufs, failures=failures, kl_mean=kl_mean)["promoted"]
 
 
 @pytest.mark.parametrize(("kl_mean", "want"), [

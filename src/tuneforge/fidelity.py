@@ -109,10 +109,11 @@ def open_ggufs(paths: dict[str, Path], n_ctx: int, n_threads: int) -> Iterator[d
 
 
 def gguf_logits(llm: Any, ids: list[int], start: int) -> np.ndarray:
-    """The GGUF's logits at positions start-1 .. len(ids)-1, where the answer is predicted,
-    from an empty context (no KV cache reuse between rows); the prompt's other positions get
-    no LM head (tuneforge.llama_private.logits_from)."""
-    return logits_from(llm, ids, start - 1)
+    """The GGUF's logits at positions start-1 .. len(ids)-1, where the answer is predicted.
+    The context keeps what the last row shares with this one (the system turn), as eval's
+    chat completions keep it; the prompt's other positions get no LM head
+    (tuneforge.llama_private.logits_from)."""
+    return logits_from(llm, ids, start - 1, reuse_prefix=True)
 
 
 # ---------------------------------------------------------------- tokenizer round trip
@@ -128,28 +129,39 @@ def _pieces(ids: list[int], at: int, piece) -> str:
     return ("... " if lo else "") + " ".join(shown) + (" ..." if hi < len(ids) else "")
 
 
-def mismatch(item: Text, key: str, tok: Any, llm: Any, want: list[int], got: list[int]) -> str:
+def mismatch(item: Text, key: str, tok: Any, llm: Any, want: list[int], got: list[int],
+             also: list[str] | None = None) -> str:
+    """`also`: the GGUFs whose tokenizer bytes equal `key`'s (so they split the text the same)."""
     at = first_difference(want, got)
     char = len(tok.decode(want[:at]))  # where in the text the two splits part
     near = item.text[max(0, char - 40): char + 40]
-    return (f"{item.where}: the HF tokenizer and the {key} GGUF's vocabulary split the rendered text "
+    same = f" (and {', '.join(also)}: the same tokenizer bytes)" if also else ""
+    return (f"{item.where}: the HF tokenizer and the {key} GGUF's vocabulary{same} split the rendered text "
             f"differently from token {at} (HF {len(want)} tokens, GGUF {len(got)}): "
             f"HF {_pieces(want, at, lambda t: tok.decode([t]))} vs "
             f"GGUF {_pieces(got, at, lambda t: llm.detokenize([t], special=True).decode('utf-8', 'replace'))}; "
             f"text there: {near!r}")
 
 
-def round_trip(tok: Any, llms: dict[str, Any], texts: Iterable[Text]) -> int:
-    """Check every text on every GGUF; raise TokenizerMismatch naming the first text that
-    differs and how many do (all are checked: one count says whether it is a corner or the
-    rule). Returns how many texts were checked."""
+def round_trip(tok: Any, llms: dict[str, Any], texts: Iterable[Text], vocab: dict[str, str] | None = None) -> int:
+    """Check every text on every GGUF's vocabulary; raise TokenizerMismatch naming the first
+    text that differs and how many do (all are checked: one count says whether it is a corner
+    or the rule). Returns how many texts were checked. `vocab`: each GGUF's
+    gguf_tools.tokenizer_digest. GGUFs with the same digest hold the same tokenizer byte for
+    byte, so a text is tokenised once per digest, by the first GGUF that holds it (quantize
+    copies the converter's vocabulary: one digest, usually); a GGUF whose vocabulary differs
+    in any byte is tokenised on its own."""
+    groups: dict[str, list[str]] = {}
+    for key in llms:
+        groups.setdefault(vocab[key] if vocab is not None else key, []).append(key)
     n, bad = 0, []
     for item in texts:
         want = hf_ids(tok, item.text)
-        for key, llm in llms.items():
+        for keys in groups.values():
+            llm = llms[keys[0]]
             got = llm.tokenize(item.text.encode("utf-8"), add_bos=False, special=True)
             if got != want:
-                bad.append(mismatch(item, key, tok, llm, want, got))
+                bad.append(mismatch(item, keys[0], tok, llm, want, got, also=keys[1:]))
                 break
         n += 1
     if bad:
@@ -203,11 +215,13 @@ def hf_model(model_dir: Path):
     return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
 
 
-def hf_logits(model: Any, ids: list[int]) -> np.ndarray:
+def hf_logits(model: Any, ids: list[int], first: int = 0) -> np.ndarray:
+    """The merged model's logits at positions first .. len(ids)-1, one forward pass over all
+    of `ids` (logits_to_keep: the LM head, 49k wide, runs only where they are read)."""
     import torch
 
     with torch.inference_mode():
-        return model(torch.tensor([ids])).logits[0].float().numpy()
+        return model(torch.tensor([ids]), logits_to_keep=len(ids) - first).logits[0].float().numpy()
 
 
 def compare(model: Any, llms: dict[str, Any], rows: list[Forced]) -> dict[str, dict]:
@@ -220,10 +234,9 @@ def compare(model: Any, llms: dict[str, Any], rows: list[Forced]) -> dict[str, d
     for row in tqdm(rows, desc="fidelity", unit="row"):
         # the logits at position i predict token i+1: the answer's tokens are predicted from
         # start-1 (the turn opener's last token) to the second-to-last id (before end of turn)
-        span = slice(row.start - 1, len(row.ids) - 1)
-        ref = log_softmax(hf_logits(model, row.ids)[span])
+        ref = log_softmax(hf_logits(model, row.ids, row.start - 1)[:-1])
         for key, llm in llms.items():
-            scores = gguf_logits(llm, row.ids, row.start)  # positions from start-1: span's first
+            scores = gguf_logits(llm, row.ids, row.start)  # positions from start-1, as ref's
             if scores.shape[-1] != ref.shape[-1]:
                 raise ValueError(f"the {key} GGUF has {scores.shape[-1]} vocabulary entries, the merged model "
                                  f"{ref.shape[-1]}: not the same model")

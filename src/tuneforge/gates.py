@@ -65,11 +65,11 @@ def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kin
 
 
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
-           sizes: dict[str, float], cfg: dict, ggufs: dict[str, FileHash],
+           size_bytes: dict[str, int], cfg: dict, ggufs: dict[str, FileHash],
            class_field: str = "kind", failures: dict[str, list[str]] | None = None,
-           kl_mean: dict[str, float] | None = None, size_bytes: dict[str, int] | None = None) -> dict[str, Any]:
+           kl_mean: dict[str, float] | None = None) -> dict[str, Any]:
     """Gate every quantisation; promote the smallest that passes. Sizes are compared to three
-    significant figures of `size_bytes` (else `sizes`, eval's MB): a K type with and without the
+    significant figures of `size_bytes` (each verdict shows MB to one decimal): a K type with and without the
     importance matrix has the same tensor bytes and differs by the matrix's few hundred bytes of
     metadata, so the pair ties, and the tie goes to the lower fidelity KL mean (`kl_mean`: the
     closer one to the trained model), then by name. `metrics`
@@ -82,11 +82,12 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
     for key in types:
         failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (failures or {}).get(key, [])
         models[key] = ModelVerdict(verdict="fail" if failed else "pass", failed=failed,
-                                   size_mb=sizes[key], gguf=ggufs[key].path, sha256=ggufs[key].sha256)
+                                   size_mb=round(size_bytes[key] / 1e6, 1), gguf=ggufs[key].path,
+                                   sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed
     passing = [k for k in types if models[k].verdict == "pass"]
-    closeness, size = kl_mean or {}, size_bytes or sizes
-    promoted = min(passing, key=lambda k: (float(f"{size[k]:.3g}"), closeness.get(k, float("inf")), k)
+    closeness = kl_mean or {}
+    promoted = min(passing, key=lambda k: (float(f"{size_bytes[k]:.3g}"), closeness.get(k, float("inf")), k)
                    ) if passing else None
     return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
             "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}

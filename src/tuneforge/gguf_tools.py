@@ -8,10 +8,14 @@ directory and the script runs as a subprocess with that directory's Python path.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
+import mmap
 import os
 import re
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,24 +38,28 @@ CONVERTER_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 # ---------------------------------------------------------------- converter
 
 def ensure_converter(requirement: str, cache_dir: str | Path, sha256: str | None = None) -> Path:
-    """Path to `convert_hf_to_gguf.py` extracted (once) from the pinned llama-cpp-python sdist."""
+    """Path to `convert_hf_to_gguf.py` extracted (once) from the pinned llama-cpp-python sdist.
+    The extraction's marker names the sha256 of the sdist it came from. With a pin, a marker
+    that names it stands in for the sdist: a cache that holds only the extraction
+    (tools/gpu_bundle.py carries one to a machine that cannot reach a registry) converts
+    without the 76 MB download. Otherwise the sdist decides: an extraction whose marker names
+    other bytes is replaced, not reused."""
     cache_dir = Path(cache_dir)
-    extracted = cache_dir / "llama.cpp" / "-".join(_dist_stem(requirement))
-    # An extraction whose marker names the pinned sdist's sha256 stands in for the sdist: a
-    # cache that holds only it (tools/gpu_bundle.py carries one to a machine that cannot reach
-    # a registry) converts without the 76 MB download.
-    if (sha256 and (extracted / ".extracted").is_file() and (extracted / "convert_hf_to_gguf.py").is_file()
-            and (extracted / ".extracted").read_text().strip() == sha256):
-        return extracted / "convert_hf_to_gguf.py"
+    dest = cache_dir / "llama.cpp" / "-".join(_dist_stem(requirement))
+    marker, script = dest / ".extracted", dest / "convert_hf_to_gguf.py"
+
+    def extracted_from(digest: str) -> bool:
+        return marker.is_file() and script.is_file() and marker.read_text().strip() == digest
+
+    if sha256 and extracted_from(sha256):
+        return script
     sdist = pip_download(requirement, cache_dir / "sdists", sdist=True, sha256=sha256)
-    top = sdist.name.removesuffix(".tar.gz")
-    dest = cache_dir / "llama.cpp" / top
-    marker = dest / ".extracted"
-    if not marker.exists():
-        vendored = f"{top}/vendor/llama.cpp/"
+    digest = sha256_file(sdist)
+    if not extracted_from(digest):
+        shutil.rmtree(dest, ignore_errors=True)
+        vendored = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
         extract_tar_members(sdist, [vendored + p for p in CONVERTER_PARTS], dest, strip=vendored)
-        write_text(marker, sha256_file(sdist) + "\n")
-    script = dest / "convert_hf_to_gguf.py"
+        write_text(marker, digest + "\n")
     if not script.is_file():
         raise FileNotFoundError(f"{script} missing after extracting {sdist.name}")
     return script
@@ -195,30 +203,115 @@ def verify_pin(path: str | Path) -> str:
 
 
 # ---------------------------------------------------------------- metadata
+#
+# Our own reader of the GGUF header, not gguf-py's GGUFReader. GGUFReader builds a numpy
+# memmap view for every part of every field (each of a 49k-token vocabulary's strings, twice:
+# length and bytes) and every tensor record: ~10 s a file on these machines, 145 of register's
+# 163 s on the tiny test model (15 reads). The header is a flat little-endian list (the GGUF
+# spec: magic, version, tensor count, key/value count, then each key, its type and its value),
+# so a walk that slices bytes reads one in ~0.1 s. Only the metadata is read; tensors are
+# llama.cpp's business.
+
+# GGUF value types (gguf-py's GGUFValueType) with their struct formats; 8 is a string (u64
+# length + bytes), 9 an array (element type u32, count u64, elements)
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def _walk(path: str | Path, visit) -> tuple[int, int, int]:
+    """Call visit(key, vtype, memory, start, end) for every metadata entry, where
+    memory[start:end] is its value as stored (type tag first); returns (version, tensor
+    count, key/value count). A malformed header is a ValueError naming the file and entry."""
+    def value_end(m: mmap.mmap, pos: int, vtype: int) -> int:
+        if vtype == _STRING:
+            return pos + 8 + struct.unpack_from("<Q", m, pos)[0]
+        if vtype == _ARRAY:
+            etype, count = struct.unpack_from("<IQ", m, pos)
+            pos += 12
+            if etype == _STRING:
+                for _ in range(count):
+                    pos += 8 + struct.unpack_from("<Q", m, pos)[0]
+                return pos
+            return pos + struct.calcsize(_SCALAR[etype]) * count
+        return pos + struct.calcsize(_SCALAR[vtype])
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        if m[:4] != b"GGUF":
+            raise ValueError(f"{path}: not a GGUF file (magic {m[:4]!r})")
+        version, n_tensors, n_kv = struct.unpack_from("<IQQ", m, 4)
+        if version not in (2, 3):
+            raise ValueError(f"{path}: GGUF version {version} (little-endian 2 or 3 expected)")
+        pos, done = 24, 0
+        try:
+            for done in range(n_kv):  # noqa: B007 (`done` names the entry in the error below)
+                size = struct.unpack_from("<Q", m, pos)[0]
+                key = m[pos + 8: pos + 8 + size].decode("utf-8")
+                start = pos + 8 + size
+                vtype = struct.unpack_from("<I", m, start)[0]
+                pos = value_end(m, start + 4, vtype)
+                if pos > len(m):
+                    raise struct.error("past the end of the file")
+                visit(key, vtype, m, start, pos)
+        except (struct.error, KeyError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: metadata entry {done + 1} of {n_kv} at byte {pos} is malformed "
+                             f"({type(e).__name__}: {e})") from None
+    return version, n_tensors, n_kv
+
+
+def _decode(vtype: int, m: mmap.mmap, pos: int) -> Any:
+    """The value at m[pos:] (after its type tag): a number, bool, str or list of those."""
+    if vtype == _STRING:
+        size = struct.unpack_from("<Q", m, pos)[0]
+        return m[pos + 8: pos + 8 + size].decode("utf-8", "replace")
+    if vtype == _ARRAY:
+        etype, count = struct.unpack_from("<IQ", m, pos)
+        pos += 12
+        if etype == _STRING:
+            out = []
+            for _ in range(count):
+                size = struct.unpack_from("<Q", m, pos)[0]
+                out.append(m[pos + 8: pos + 8 + size].decode("utf-8", "replace"))
+                pos += 8 + size
+            return out
+        fmt = _SCALAR[etype]
+        return list(struct.unpack_from(f"<{count}{fmt[1]}", m, pos))
+    return struct.unpack_from(_SCALAR[vtype], m, pos)[0]
+
 
 def read_metadata(path: str | Path, keys: list[str] | None = None) -> dict[str, Any]:
-    """GGUF key/values (strings, numbers, arrays of those) without loading tensors.
-    Token arrays are big; pass `keys` to read only the ones needed."""
-    from gguf import GGUFReader, GGUFValueType
-
-    reader = GGUFReader(str(path), "r")
+    """GGUF key/values (strings, numbers, arrays of those) without loading tensors, plus
+    gguf-py's GGUF.version / GGUF.tensor_count / GGUF.kv_count. `keys`: only those are
+    decoded (a 49k-entry token array is not, unless asked for)."""
     out: dict[str, Any] = {}
-    for name, field in reader.fields.items():
-        if keys is not None and name not in keys:
-            continue
-        if not field.types:
-            continue
-        if field.types[0] == GGUFValueType.ARRAY:
-            sub = field.types[-1]
-            if sub == GGUFValueType.STRING:
-                out[name] = [bytes(field.parts[i]).decode("utf-8", "replace") for i in field.data]
-            else:
-                out[name] = [field.parts[i].tolist()[0] for i in field.data]
-        elif field.types[0] == GGUFValueType.STRING:
-            out[name] = bytes(field.parts[field.data[0]]).decode("utf-8", "replace")
-        else:
-            out[name] = field.parts[field.data[0]].tolist()[0]
+
+    def visit(key: str, vtype: int, m: mmap.mmap, start: int, end: int) -> None:
+        if keys is None or key in keys:
+            out[key] = _decode(vtype, m, start + 4)
+
+    version, n_tensors, n_kv = _walk(path, visit)
+    header = {"GGUF.version": version, "GGUF.tensor_count": n_tensors, "GGUF.kv_count": n_kv}
+    return {**{k: v for k, v in header.items() if keys is None or k in keys}, **out}
+
+
+def raw_metadata(path: str | Path) -> dict[str, bytes]:
+    """Each metadata key's value as the file stores it (type tag, lengths and bytes)."""
+    out: dict[str, bytes] = {}
+    _walk(path, lambda key, vtype, m, start, end: out.__setitem__(key, m[start:end]))
     return out
+
+
+def tokenizer_digest(path: str | Path) -> str:
+    """SHA-256 over what llama.cpp builds a GGUF's tokenizer from: every `tokenizer.*` entry
+    (model, pre-tokenizer, tokens, token types, merges, special ids and flags, the chat
+    template), the architecture and its vocab_size, byte for byte. Two GGUFs with the same
+    digest tokenise every text the same (fidelity's round trip tokenises once per digest)."""
+    meta = raw_metadata(path)
+    arch = meta.get("general.architecture", b"")[12:].decode("utf-8", "replace")  # type u32 + length u64
+    h = hashlib.sha256()
+    for key in sorted(k for k in meta if k.startswith("tokenizer.") or k in ("general.architecture",
+                                                                             f"{arch}.vocab_size")):
+        h.update(len(key).to_bytes(8, "little") + key.encode() + len(meta[key]).to_bytes(8, "little") + meta[key])
+    return h.hexdigest()
 
 
 def provenance_of(path: str | Path) -> dict[str, Any]:

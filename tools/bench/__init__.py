@@ -1,6 +1,6 @@
 """make bench: the figures users compare, each beside a baseline measured in the same run.
 
-Run: python -m tools.bench [--only build,data,train,decode,serve,sha256] [--sizes 10000,100000] [--task T]
+Run: python -m tools.bench [--only build,data,train,decode,serve,sha256,fidelity] [--sizes 10000,100000] [--task T]
 Out: reports/bench.json (sections merged, so --only refreshes one) and the README table
      between the bench markers.
 
@@ -21,15 +21,19 @@ Sections (issue #6):
   decode  the Q8_0 GGUF under eval's grammar against transformers `generate` on the
           merged model, same prompts (decode_tokens_per_s)
   sha256  pinning the GGUFs (hashlib, as quantize/eval do) against `sha256sum`
+  fidelity  every task's fidelity stage against a cold eval (answers decoded, not memoised),
+          both run on the built models in a scratch copy (fidelity_share_of_eval; issue 20:
+          <= 10%); the copied eval must reproduce the committed metrics.json byte for byte
   serve   `make serve` (the promoted GGUF, loopback) at 1 and 4 concurrent clients: requests/s
           and p50/p95 latency, against predict's in-process decoder on the same messages;
           the retrieval index's latency per query over the whole RAG export (issue 22)
 
 data, train, decode, serve and sha256 measure one task (--task; default: the only one params.yaml
 lists) and need it built in the working tree (models/base, models/<task>/, data/<task>/exports);
-`build` builds every task and needs a committed, clean tree. Absolute times are printed; only
+`build` builds every task and needs a committed, clean tree; `fidelity` measures every task
+(~20 min: two cold evals). Absolute times are printed; only
 ratios carry targets, and no test asserts a time.
 
 Modules: common (paths, timing, shell), model (sha256, decode, train), pipeline (data,
-build), serve (serve, retrieval), report (the README table, main).
+build), fidelity, serve (serve, retrieval), report (the README table, main).
 """
