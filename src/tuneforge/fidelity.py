@@ -177,11 +177,25 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-def kl_and_agreement(ref: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Reference:
+    """One row's reference distributions (the merged model's log-probs), with what every GGUF
+    is compared against computed once: the probabilities and the argmax."""
+    logp: np.ndarray
+    p: np.ndarray
+    top: np.ndarray
+
+    @classmethod
+    def of(cls, logp: np.ndarray) -> Reference:
+        return cls(logp, np.exp(logp), logp.argmax(axis=-1))
+
+
+def kl_and_agreement(ref: np.ndarray | Reference, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per position: KL(ref || other) from ref's log-probs, and whether the argmaxes agree."""
+    ref = ref if isinstance(ref, Reference) else Reference.of(ref)
     other = log_softmax(logits)
-    kl = (np.exp(ref) * (ref - other)).sum(axis=-1)
-    return np.maximum(kl, 0.0), ref.argmax(axis=-1) == other.argmax(axis=-1)  # rounding can dip below 0
+    kl = (ref.p * (ref.logp - other)).sum(axis=-1)
+    return np.maximum(kl, 0.0), ref.top == other.argmax(axis=-1)  # rounding can dip below 0
 
 
 @dataclass
@@ -226,21 +240,21 @@ def hf_logits(model: Any, ids: list[int], first: int = 0) -> np.ndarray:
 
 def compare(model: Any, llms: dict[str, Any], rows: list[Forced]) -> dict[str, dict]:
     """Teacher-forced KL(HF || GGUF) and top-1 agreement at the answer positions, per GGUF.
-    Row by row: a row's HF log-probs (answer tokens x vocabulary, float64) are the only
-    large array alive, whatever the number of rows."""
+    Row by row: a row's Reference (answer tokens x vocabulary, float64, twice) and one GGUF's
+    log-probs are the only large arrays alive, whatever the number of rows."""
     from tqdm import tqdm
 
     tallies = {key: Tally() for key in llms}
     for row in tqdm(rows, desc="fidelity", unit="row"):
         # the logits at position i predict token i+1: the answer's tokens are predicted from
         # start-1 (the turn opener's last token) to the second-to-last id (before end of turn)
-        ref = log_softmax(hf_logits(model, row.ids, row.start - 1)[:-1])
+        ref = Reference.of(log_softmax(hf_logits(model, row.ids, row.start - 1)[:-1]))
         for key, llm in llms.items():
             scores = gguf_logits(llm, row.ids, row.start)  # positions from start-1, as ref's
-            if scores.shape[-1] != ref.shape[-1]:
+            if scores.shape[-1] != ref.logp.shape[-1]:
                 raise ValueError(f"the {key} GGUF has {scores.shape[-1]} vocabulary entries, the merged model "
-                                 f"{ref.shape[-1]}: not the same model")
-            tallies[key].add(row.row_id, *kl_and_agreement(ref, scores[: len(ref)]))
+                                 f"{ref.logp.shape[-1]}: not the same model")
+            tallies[key].add(row.row_id, *kl_and_agreement(ref, scores[: len(ref.logp)]))
     return {key: t.summary() for key, t in tallies.items()}
 
 
