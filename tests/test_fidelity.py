@@ -340,3 +340,39 @@ def test_tokenizer_digest_sees_a_swapped_token_and_nothing_else(built, tmp_path)
     finally:
         for llm in llms.values():
             llm.close()
+
+
+# ---------------------------------------------------------------- make bench ONLY=fidelity
+
+@pytest.mark.model
+def test_the_bench_times_fidelity_against_a_cold_eval_in_a_copy(built, monkeypatch):
+    """The fidelity section runs both stages on a copy of the built tree with an empty machine
+    cache: eval decodes every answer again and must write the built metrics.json byte for byte;
+    the built tree is not written. With the built tree's cache kept (TUNEFORGE_CACHE not
+    replaced), eval would answer from its memo and the section refuses the figure."""
+    from tools.bench import fidelity as section
+    from tuneforge import config
+
+    def digests() -> dict[str, str]:
+        from tuneforge.io import sha256_file
+        return {str(p.relative_to(built)): sha256_file(p) for p in sorted(built.rglob("*"))
+                if p.is_file() and ".cache" not in p.relative_to(built).parts}
+
+    before = digests()
+    params = config.load(built / "params.yaml")
+    out = section.bench_fidelity(params, root=built, tasks=[TASK_NAME])["tasks"][TASK_NAME]
+    assert out["decoded"] > 0 and out["eval"]["wall_s"] > 0 and out["fidelity"]["kl_s"] >= 0
+    assert out["share"] == round(out["fidelity"]["wall_s"] / out["eval"]["wall_s"], 4)
+    assert digests() == before
+
+    # the planted defect: the copy keeps the memo eval filled when the chain was built
+    memo = Path(__import__("tuneforge.names", fromlist=["CACHE"]).CACHE)
+    memo = memo if memo.is_absolute() else built / memo
+    real_run = section.run
+
+    def keep_cache(cmd, cwd, env):
+        return real_run(cmd, cwd, {**env, "TUNEFORGE_CACHE": str(memo)})
+
+    monkeypatch.setattr(section, "run", keep_cache)
+    with pytest.raises(RuntimeError, match="did not decode cold"):
+        section.bench_fidelity(params, root=built, tasks=[TASK_NAME])
