@@ -351,7 +351,7 @@ def test_the_bench_times_fidelity_against_a_cold_eval_in_a_copy(built, monkeypat
     the built tree is not written. With the built tree's cache kept (TUNEFORGE_CACHE not
     replaced), eval would answer from its memo and the section refuses the figure."""
     from tools.bench import fidelity as section
-    from tuneforge import config
+    from tuneforge import config, names
 
     def digests() -> dict[str, str]:
         from tuneforge.io import sha256_file
@@ -366,8 +366,7 @@ def test_the_bench_times_fidelity_against_a_cold_eval_in_a_copy(built, monkeypat
     assert digests() == before
 
     # the planted defect: the copy keeps the memo eval filled when the chain was built
-    memo = Path(__import__("tuneforge.names", fromlist=["CACHE"]).CACHE)
-    memo = memo if memo.is_absolute() else built / memo
+    memo = built / names.CACHE  # an absolute TUNEFORGE_CACHE stays itself
     real_run = section.run
 
     def keep_cache(cmd, cwd, env):

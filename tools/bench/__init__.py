@@ -31,7 +31,7 @@ Sections (issue #6):
 data, train, decode, serve and sha256 measure one task (--task; default: the only one params.yaml
 lists) and need it built in the working tree (models/base, models/<task>/, data/<task>/exports);
 `build` builds every task and needs a committed, clean tree; `fidelity` measures every task
-(~20 min: two cold evals). Absolute times are printed; only
+(~30 min: two cold evals). Absolute times are printed; only
 ratios carry targets, and no test asserts a time.
 
 Modules: common (paths, timing, shell), model (sha256, decode, train), pipeline (data,

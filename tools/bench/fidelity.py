@@ -36,21 +36,24 @@ def bench_fidelity(params: Params, root: Path = ROOT, tasks: list[str] | None = 
         # the stages are this checkout's (PYTHONPATH), the machine cache an empty one
         env = {**os.environ, "TUNEFORGE_CACHE": str(Path(tmp) / "cache"),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        for rel in COPIED:  # what every task shares, once
+            copy(root / rel, work / rel)
         for task in tasks or list(params.tasks):
             paths = names.TaskPaths.for_task(task)
-            for rel in {*COPIED, str(paths.models), str(paths.reports)}:
+            for rel in (paths.models, paths.reports):
                 copy(root / rel, work / rel)
-            times = {}
+            times, counts = {}, {}
             for stage in ("fidelity", "eval"):
                 wall, _ = timed(run, [sys.executable, "-m", f"stages.{stage}", task], work, env)
                 receipt = json.loads((work / paths.receipt(stage)).read_text())
+                counts[stage] = receipt["counts"].get("extra", {})
                 # the receipt's own phase times (counts are integers: milliseconds)
                 times[stage] = {"wall_s": round(wall, 1), "stage_s": receipt["duration_s"],
                                 **{k.removesuffix("_ms") + "_s": round(v / 1000, 1)
-                                   for k, v in receipt["counts"].get("extra", {}).items() if k.endswith("_ms")}}
+                                   for k, v in counts[stage].items() if k.endswith("_ms")}}
             # the memo starts empty, so every answer is decoded once; its hits are prompts asked
             # twice in this run (a row without a hint in the no-hint pass, the f16 model's subset)
-            cold = json.loads((work / paths.receipt("eval")).read_text())["counts"]["extra"]
+            cold = counts["eval"]
             same = (work / paths.metrics).read_bytes() == (root / paths.metrics).read_bytes()
             if not same or not cold.get("decoded"):
                 raise RuntimeError(f"bench fidelity: {task}: the copied eval did not decode cold and reproduce "
