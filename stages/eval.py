@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         fits = token_fit(lambda text: len(tok(text, add_special_tokens=False).input_ids),
                          settings.n_ctx - settings.max_tokens - CLOSE_RESERVE)
         chats, shown = example_chats(task, rows, Index(rag), cfg["retrieval_k"], fits)
-        run.add(ref, rows, decode_chats(ggufs[ref], task, chats, settings, cache=cache, sha256=shas[ref],
+        run.add(ref, rows, decode_chats(ggufs[ref], task, chats, [r["text"] for r in rows], settings, cache=cache,
+                                        sha256=shas[ref],
                                         desc=f"{ggufs[ref].stem} (retrieval)"),
                 variant="retrieval", grammar=True, shown=shown)
 

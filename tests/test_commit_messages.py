@@ -464,6 +464,40 @@ def test_grammar_compiles_and_bounds_every_string():
     assert compile_gbnf(gbnf) is not None
 
 
+def test_the_decoding_schema_lets_ignore_name_only_the_diffs_own_paths():
+    """Task.narrow_schema: each diff's answer is decoded under a schema whose `ignore` items
+    are that diff's paths (in diff order, once each), as many as it has up to the cap."""
+    task = get_task("commit-messages")
+    junk_path = "src/.app.c.swp"
+    text = SRC + git_diff(junk_path, [], ["x"]) + SRC  # a path changed twice is listed once
+    ignore = task.output_schema(text)["properties"]["ignore"]
+    assert ignore["items"] == {"enum": ["lib/http_chunks.c", junk_path]} and ignore["maxItems"] == 2
+    assert task.output_schema()["properties"]["ignore"] == schema.CommitMessage.model_json_schema()[
+        "properties"]["ignore"]  # no input: the whole schema
+    # the label of this diff validates against its narrowed schema; a made-up path does not
+    import jsonschema
+
+    narrowed = task.output_schema(text)
+    jsonschema.validate(good_label(ignore=[junk_path]), narrowed)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(good_label(ignore=["src/.app.c.sw"]), narrowed)
+    # nothing to ignore in a text with no diff; a path JSON must escape keeps the whole schema
+    assert task.output_schema("no diff here")["properties"]["ignore"]["maxItems"] == 0
+    odd = git_diff('docs/say "hi".txt', [], ["x"])
+    assert task.output_schema(SRC + odd) == task.output_schema()
+
+
+def test_the_narrowed_grammar_compiles_and_holds_only_the_paths():
+    from tuneforge.decode import task_gbnf
+    from tuneforge.grammar import compile_gbnf
+
+    text = SRC + git_diff("node_modules/x/index.js", [], ["x"])
+    gbnf = task_gbnf(get_task("commit-messages"), text)
+    (item,) = [line for line in gbnf.splitlines() if line.startswith("ignore-item ::=")]
+    assert item == 'ignore-item ::= "\\"lib/http_chunks.c\\"" | "\\"node_modules/x/index.js\\""'
+    assert compile_gbnf(gbnf) is not None
+
+
 @pytest.mark.parametrize("label,text", [
     (good_label(), "fix(http_chunks): Reset the trailer to avoid a leak\n\nCurl_httpchunk_read kept the trailer.\n"),
     (good_label(scope=None, body=None, breaking=True, type="feat"), "feat!: Reset the trailer to avoid a leak\n"),

@@ -98,6 +98,28 @@ def test_tags_and_deadlines_stop_where_the_schema_does(models):
     llm.close()
 
 
+def test_a_commit_answer_may_ignore_only_paths_its_diff_shows(models):
+    """Decoding a diff's answer under its own grammar (decode.task_gbnf(task, text)): llama.cpp
+    lets `ignore` hold the diff's paths, whole, and nothing else; with no path, nothing."""
+    from tuneforge.decode import task_gbnf
+
+    task = get_task("commit-messages")
+    diff = ("diff --git a/src/app.c b/src/app.c\n--- a/src/app.c\n+++ b/src/app.c\n@@ -1 +1 @@\n-a\n+b\n"
+            "diff --git a/.env b/.env\nnew file mode 100644\n--- /dev/null\n+++ b/.env\n@@ -0,0 +1 @@\n+K=1\n")
+    llm = open_gguf(models["random-0"], n_ctx=256, n_threads=1)
+    head = '{"type": "chore", "scope": null, "subject": "a", "body": null, "breaking": false, "ignore": ['
+    grammar, whole = compile_gbnf(task_gbnf(task, diff)), compile_gbnf(task_gbnf(task))
+    assert allows(llm, grammar, head + '".env', '"') and allows(llm, grammar, head + '"src/app.', "c")
+    assert not allows(llm, grammar, head + '".en', "x") and not allows(llm, grammar, head + '"src/app.', "h")
+    assert not allows(llm, grammar, head + '".env', "/")  # a path is whole
+    assert allows(llm, whole, head + '"src/app.', "h")  # what the narrowing takes away
+    assert allows(llm, grammar, head + '".env"', ",")
+    assert not allows(llm, grammar, head + '".env", "src/app.c"', ",")  # two paths, two entries at most
+    none = compile_gbnf(task_gbnf(task, "no diff"))
+    assert allows(llm, none, head, "]") and not allows(llm, none, head, '"')
+    llm.close()
+
+
 @pytest.mark.parametrize("max_tokens", [160, 0])
 def test_every_answer_under_the_grammar_parses(models, max_tokens):
     """160 is eval.max_tokens; 0 makes every answer close from its first token."""

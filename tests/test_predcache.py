@@ -137,3 +137,25 @@ def test_a_cached_answer_keeps_its_closed_flag_and_old_entries_are_not_read(tmp_
     third = PredictionCache(root)
     assert third.answers(model, ["p1"], decode) == [Answer("answer to p1", True)]
     assert (third.corrupt, len(calls)) == (1, 2)
+
+
+def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_path, monkeypatch):
+    """commit-messages narrows each diff's grammar to the diff's paths (Task.narrow_schema): the
+    same chat under another input's grammar is another answer, never served from the memo."""
+    from tuneforge import decode
+    from tuneforge.tasks import get_task
+
+    seen = []
+    monkeypatch.setattr(decode, "gguf_answers", lambda path, prompts, gbnf, **kw: seen.append(gbnf)
+                        or [Answer("{}")] * len(prompts))
+    task = get_task("commit-messages")
+    diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.c", "y.c")]
+    chat = decode.prompts(task, [{"text": diffs[0]}])
+    settings = decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"gguf")
+    cache = PredictionCache(tmp_path / "memo")
+    for text in (diffs[0], diffs[0], diffs[1]):
+        decode.decode_chats(model, task, chat, [text], settings, cache=cache, sha256="a" * 64)
+    assert seen == [[decode.task_gbnf(task, diffs[0])], [decode.task_gbnf(task, diffs[1])]]
+    assert (cache.hits, cache.misses) == (1, 2)

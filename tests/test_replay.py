@@ -155,7 +155,7 @@ def root(tmp_path, monkeypatch, rag):
         def __init__(self, path, gbnf, settings):
             self.llm = type("L", (), {"tokenize": staticmethod(lambda b, add_bos=False: b.split())})()
 
-        def answer(self, chat):
+        def answer(self, chat, gbnf=None):
             prompts.append(chat)
             if "garbage" in chat[-1]["content"]:
                 return Answer("{\"kind\": ", True)

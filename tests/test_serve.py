@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.decode import task_gbnf
 from tuneforge.serve import with_task_defaults
 from tuneforge.tasks import get_task
 
@@ -35,10 +36,11 @@ INPUTS = {"changelog-actions": "Fixed a crash when `--output` points to a direct
 
 def test_a_raw_input_is_rendered_with_the_task_view_and_system_prompt():
     task = get_task("commit-messages")
-    body = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task, "root ::= x")
+    body = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task)
     assert body["messages"][0] == {"role": "system", "content": task.system_prompt}
     assert body["messages"][1]["content"] == task.render_user(DIFF, None, None) != DIFF
-    assert body["grammar"] == "root ::= x" and body["temperature"] == 0.0
+    # the grammar eval decodes this input under: narrowed to it (`ignore` names only its paths)
+    assert body["grammar"] == task_gbnf(task, DIFF) != task_gbnf(task) and body["temperature"] == 0.0
     assert body["repeat_penalty"] == 1.0  # as eval decodes; llama_cpp.server's default is 1.1
 
 
@@ -51,7 +53,7 @@ def test_a_raw_input_is_cleaned_as_predict_cleans_it_before_the_model_sees_it():
     for name, raw in (("changelog-actions", f"Fixed   a leak of {token} in logs."),
                       ("commit-messages", DIFF + f"+api_token = '{token}'\n")):
         task = get_task(name)
-        body = with_task_defaults({"messages": [{"role": "user", "content": raw}]}, task, "root ::= x")
+        body = with_task_defaults({"messages": [{"role": "user", "content": raw}]}, task)
         assert token not in json.dumps(body), name
         cleaned = (clean_document if task.input_kind == "document" else clean)(raw)
         assert body["messages"][1]["content"] == task.render_user(cleaned, None, None)
@@ -62,7 +64,7 @@ def test_a_request_with_a_system_message_or_a_format_is_left_as_written():
     task = get_task("changelog-actions")
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Entry: x"}]
     body = with_task_defaults({"messages": messages, "temperature": 0.7, "repeat_penalty": 1.3,
-                               "response_format": {"type": "json_object"}}, task, "root ::= x")
+                               "response_format": {"type": "json_object"}}, task)
     assert body["messages"] == messages and "grammar" not in body and body["temperature"] == 0.7
     assert body["repeat_penalty"] == 1.3
 
@@ -137,7 +139,6 @@ def test_a_served_answer_is_the_greedy_answer_eval_decodes(server, chain):
     own default repeat_penalty 1.1 too; the defaults test above catches that one.)"""
     import llama_cpp
 
-    from tuneforge.decode import task_gbnf
     from tuneforge.llama_private import load_llama
 
     base, _ = server
@@ -149,7 +150,7 @@ def test_a_served_answer_is_the_greedy_answer_eval_decodes(server, chain):
     assert status == 200, raw[:500]
     served = json.loads(raw)["choices"][0]["message"]["content"]
     request = {"messages": [{"role": "user", "content": INPUTS[task.name]}]}
-    messages = with_task_defaults(request, task, gbnf)["messages"]
+    messages = with_task_defaults(request, task)["messages"]
     llm = load_llama(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf",
                      n_ctx=2048, n_threads=1, n_batch=512, seed=0, verbose=False)
     try:

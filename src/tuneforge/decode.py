@@ -62,32 +62,39 @@ def prompts(task: Task, rows: list[dict], with_hint: bool = True) -> list[list[d
             for r in rows]
 
 
-def task_gbnf(task: Task) -> str:
-    return json_gbnf(task.output_model.model_json_schema())
+def task_gbnf(task: Task, text: str | None = None) -> str:
+    """The grammar an answer to `text` is decoded under: the task's output schema, narrowed to
+    that input where the task narrows (Task.narrow_schema); without a text, the whole schema."""
+    return json_gbnf(task.output_schema(text))  # ~1 ms: converted per input, not cached
 
 
 def decode(path: Path, task: Task, rows: list[dict], settings: Settings, *, with_hint: bool = True,
            cache: PredictionCache | None = None, sha256: str | None = None) -> list[Answer]:
-    """The GGUF's answer to each row, under the task's output grammar, each flagged when the
-    decoder closed it at the cap; with a cache, only the prompts it has not answered before
-    are decoded (`sha256`: the file's, when the caller has verified it already)."""
-    return decode_chats(path, task, prompts(task, rows, with_hint), settings, cache=cache, sha256=sha256,
-                        desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
+    """The GGUF's answer to each row, under the task's output grammar for that row, each
+    flagged when the decoder closed it at the cap; with a cache, only the prompts it has not
+    answered before are decoded (`sha256`: the file's, when the caller has verified it already)."""
+    return decode_chats(path, task, prompts(task, rows, with_hint), [r["text"] for r in rows], settings,
+                        cache=cache, sha256=sha256, desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
 
 
-def decode_chats(path: Path, task: Task, todo: list[list[dict]], settings: Settings, *,
+def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str], settings: Settings, *,
                  cache: PredictionCache | None = None, sha256: str | None = None, desc: str = "") -> list[Answer]:
-    """decode's answers to chats built elsewhere (eval's retrieval pass: worked examples first)."""
-    schema = task.output_model.model_json_schema()
-    gbnf = json_gbnf(schema)  # decoded under, and keyed on
+    """decode's answers to chats built elsewhere (eval's retrieval pass: worked examples first);
+    `texts[i]` is the input chat i answers, which its grammar is narrowed to."""
+    if len(texts) != len(todo):
+        raise ValueError(f"{len(todo)} chats and {len(texts)} input texts: each chat answers one input")
+    gbnfs = [task_gbnf(task, text) for text in texts]  # decoded under, and keyed on
     desc = desc or path.stem
     if cache is None:
-        return gguf_answers(path, todo, gbnf, settings=settings, desc=desc)
+        return gguf_answers(path, todo, gbnfs, settings=settings, desc=desc)
     model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
-             "code": code_sha256(sys.modules[__name__], grammar, llama_private), "schema": schema,
-             "grammar": sha256_text(gbnf), "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx,
-             "n_threads": settings.n_threads}
-    return cache.answers(model, todo, lambda p: gguf_answers(path, p, gbnf, settings=settings, desc=desc))
+             "code": code_sha256(sys.modules[__name__], grammar, llama_private),
+             "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
+    # each prompt is keyed with the grammar it is decoded under
+    keyed = [{"messages": chat, "grammar": sha256_text(g)} for chat, g in zip(todo, gbnfs, strict=True)]
+    by_key = {sha256_text(g): g for g in gbnfs}
+    return cache.answers(model, keyed, lambda ps: gguf_answers(
+        path, [p["messages"] for p in ps], [by_key[p["grammar"]] for p in ps], settings=settings, desc=desc))
 
 
 def decode_hf(model_dir: Path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
@@ -131,18 +138,27 @@ def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: b
 
 
 class Decoder:
-    """A GGUF open for answers: greedy completions under `gbnf` (None: free), each still open
-    at settings.max_tokens closed by the decoder. `last` is llama.cpp's last completion
-    (usage, finish_reason)."""
+    """A GGUF open for answers: greedy completions under `gbnf` (None: free) or the grammar
+    one answer is given, each still open at settings.max_tokens closed by the decoder. `last`
+    is llama.cpp's last completion (usage, finish_reason)."""
 
     def __init__(self, path: str | Path, gbnf: str | None, settings: Settings):
         self.max_tokens = settings.max_tokens
         self.llm = open_gguf(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
-        self.grammar = compile_gbnf(gbnf) if gbnf is not None else None  # compiled once
+        self.gbnf = gbnf
+        self.compiled: dict[str, Any] = {}  # each distinct grammar compiled once
         self.last: dict[str, Any] = {}
 
-    def answer(self, messages: list[dict]) -> Answer:
-        self.last = chat_greedy(self.llm, messages, self.grammar, self.max_tokens, close=True)
+    def grammar(self, gbnf: str | None):
+        if gbnf is None:
+            return None
+        if gbnf not in self.compiled:
+            self.compiled[gbnf] = compile_gbnf(gbnf)
+        return self.compiled[gbnf]
+
+    def answer(self, messages: list[dict], gbnf: str | None = None) -> Answer:
+        """The answer under `gbnf` (an input's own grammar, decode.task_gbnf), else the Decoder's."""
+        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf or self.gbnf), self.max_tokens, close=True)
         return Answer(self.last["choices"][0]["message"]["content"] or "", bool(self.llm.closed_at_cap))
 
     def close(self) -> None:
@@ -155,18 +171,22 @@ class Decoder:
         self.close()
 
 
-def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | None, *, settings: Settings,
-                 desc: str = "generate") -> list[Answer]:
-    """Greedy chat completions with llama.cpp, constrained by the GBNF grammar when given.
-    Under a grammar every answer is complete: one still open at max_tokens (a model looping
-    inside a string) is closed (chat_greedy), and its Answer says so."""
+def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[str] | None, *,
+                 settings: Settings, desc: str = "generate") -> list[Answer]:
+    """Greedy chat completions with llama.cpp, constrained by the GBNF grammar when given (one
+    for every prompt, or a list: one per prompt). Under a grammar every answer is complete: one
+    still open at max_tokens (a model looping inside a string) is closed (chat_greedy), and its
+    Answer says so."""
     from tqdm import tqdm
 
+    gbnfs = gbnf if isinstance(gbnf, list) else [gbnf] * len(prompts)
+    if len(gbnfs) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts and {len(gbnfs)} grammars: give one grammar, or one per prompt")
     outs, cut = [], 0
-    with Decoder(path, gbnf, settings) as decoder:
-        for messages in tqdm(prompts, desc=desc, unit="ex"):
-            outs.append(decoder.answer(messages))
-            cut += gbnf is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
+    with Decoder(path, None, settings) as decoder:
+        for messages, g in zip(tqdm(prompts, desc=desc, unit="ex"), gbnfs, strict=True):
+            outs.append(decoder.answer(messages, g))
+            cut += g is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
     closed = sum(a.closed_by_decoder for a in outs)
     if closed:
         log.warning("%s: %d of %d answers were still open at max_tokens=%d or near the end of the "

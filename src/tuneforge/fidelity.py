@@ -113,7 +113,8 @@ def gguf_logits(llm: Any, ids: list[int], start: int) -> np.ndarray:
     The context keeps what the last row shares with this one (the system turn), as eval's
     chat completions keep it; the prompt's other positions get no LM head
     (tuneforge.llama_private.logits_from)."""
-    return logits_from(llm, ids, start - 1, reuse_prefix=True)
+    held = llm.input_ids[: llm.n_tokens].tolist()
+    return logits_from(llm, ids, start - 1, keep=min(first_difference(held, ids), start - 1))
 
 
 # ---------------------------------------------------------------- tokenizer round trip

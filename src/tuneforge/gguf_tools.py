@@ -218,22 +218,34 @@ _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?
 _STRING, _ARRAY = 8, 9
 
 
+def _string_spans(m: mmap.mmap | bytes, pos: int, count: int):
+    """(start, end) of the bytes of each of `count` strings stored from m[pos:] (u64 length +
+    bytes each); the walk skips them by it and _decode reads them by it."""
+    for _ in range(count):
+        start = pos + 8
+        pos = start + struct.unpack_from("<Q", m, pos)[0]
+        yield start, pos
+
+
+def _value_end(m: mmap.mmap, pos: int, vtype: int) -> int:
+    """Where the value stored at m[pos:] (after its type tag) ends."""
+    if vtype == _ARRAY:
+        etype, count = struct.unpack_from("<IQ", m, pos)
+        if etype == _STRING:
+            end = pos + 12
+            for _, end in _string_spans(m, pos + 12, count):  # noqa: B007 (the last end is the array's)
+                pass
+            return end
+        return pos + 12 + struct.calcsize(_SCALAR[etype]) * count
+    if vtype == _STRING:
+        return next(_string_spans(m, pos, 1))[1]
+    return pos + struct.calcsize(_SCALAR[vtype])
+
+
 def _walk(path: str | Path, visit) -> tuple[int, int, int]:
     """Call visit(key, vtype, memory, start, end) for every metadata entry, where
     memory[start:end] is its value as stored (type tag first); returns (version, tensor
     count, key/value count). A malformed header is a ValueError naming the file and entry."""
-    def value_end(m: mmap.mmap, pos: int, vtype: int) -> int:
-        if vtype == _STRING:
-            return pos + 8 + struct.unpack_from("<Q", m, pos)[0]
-        if vtype == _ARRAY:
-            etype, count = struct.unpack_from("<IQ", m, pos)
-            pos += 12
-            if etype == _STRING:
-                for _ in range(count):
-                    pos += 8 + struct.unpack_from("<Q", m, pos)[0]
-                return pos
-            return pos + struct.calcsize(_SCALAR[etype]) * count
-        return pos + struct.calcsize(_SCALAR[vtype])
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
         if m[:4] != b"GGUF":
@@ -248,7 +260,7 @@ def _walk(path: str | Path, visit) -> tuple[int, int, int]:
                 key = m[pos + 8: pos + 8 + size].decode("utf-8")
                 start = pos + 8 + size
                 vtype = struct.unpack_from("<I", m, start)[0]
-                pos = value_end(m, start + 4, vtype)
+                pos = _value_end(m, start + 4, vtype)
                 if pos > len(m):
                     raise struct.error("past the end of the file")
                 visit(key, vtype, m, start, pos)
@@ -258,23 +270,16 @@ def _walk(path: str | Path, visit) -> tuple[int, int, int]:
     return version, n_tensors, n_kv
 
 
-def _decode(vtype: int, m: mmap.mmap, pos: int) -> Any:
+def _decode(vtype: int, m: mmap.mmap | bytes, pos: int) -> Any:
     """The value at m[pos:] (after its type tag): a number, bool, str or list of those."""
     if vtype == _STRING:
-        size = struct.unpack_from("<Q", m, pos)[0]
-        return m[pos + 8: pos + 8 + size].decode("utf-8", "replace")
+        ((start, end),) = _string_spans(m, pos, 1)
+        return m[start:end].decode("utf-8", "replace")
     if vtype == _ARRAY:
         etype, count = struct.unpack_from("<IQ", m, pos)
-        pos += 12
         if etype == _STRING:
-            out = []
-            for _ in range(count):
-                size = struct.unpack_from("<Q", m, pos)[0]
-                out.append(m[pos + 8: pos + 8 + size].decode("utf-8", "replace"))
-                pos += 8 + size
-            return out
-        fmt = _SCALAR[etype]
-        return list(struct.unpack_from(f"<{count}{fmt[1]}", m, pos))
+            return [m[start:end].decode("utf-8", "replace") for start, end in _string_spans(m, pos + 12, count)]
+        return list(struct.unpack_from(f"<{count}{_SCALAR[etype][1]}", m, pos + 12))
     return struct.unpack_from(_SCALAR[vtype], m, pos)[0]
 
 
@@ -306,7 +311,7 @@ def tokenizer_digest(path: str | Path) -> str:
     template), the architecture and its vocab_size, byte for byte. Two GGUFs with the same
     digest tokenise every text the same (fidelity's round trip tokenises once per digest)."""
     meta = raw_metadata(path)
-    arch = meta.get("general.architecture", b"")[12:].decode("utf-8", "replace")  # type u32 + length u64
+    arch = _decode(_STRING, meta["general.architecture"], 4) if "general.architecture" in meta else ""
     h = hashlib.sha256()
     for key in sorted(k for k in meta if k.startswith("tokenizer.") or k in ("general.architecture",
                                                                              f"{arch}.vocab_size")):

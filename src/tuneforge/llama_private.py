@@ -73,21 +73,18 @@ def load_llama(path: str | Path, **kwargs: Any):
 # things it relies on (the field, the assignment) are checked on every load, so a version
 # that slipped past check_version and changed either fails at load instead of decoding on AMX.
 
-def logits_from(llm, ids: list[int], first: int, *, reuse_prefix: bool = False):
+def logits_from(llm, ids: list[int], first: int, *, keep: int = 0):
     """Evaluate `ids` and return the logits at positions first .. len(ids)-1 only (`llm`
     loaded with logits_all=True). The tokens before `first` go through with llama.cpp asked
     for their last position's logits alone, so the LM head runs and a vocabulary-wide row is
     copied only where they are read (fidelity: a prompt is ~5x its answer). llama-cpp-python
     reads its private `_logits_all` at every eval(): it is turned off for the first call and
-    back on for the second. From an empty context, or with `reuse_prefix` from the tokens the
-    context already holds that begin `ids` (up to `first`): their KV cache entries are kept,
-    as llama-cpp-python's own completions keep them from one prompt to the next (a chat
-    template's system turn), and eval() drops the rest (kv_cache_seq_rm from n_tokens)."""
-    keep = 0
-    if reuse_prefix:
-        held = llm.input_ids[: llm.n_tokens].tolist()
-        keep = next((i for i, (a, b) in enumerate(zip(held, ids, strict=False)) if a != b), min(len(held), len(ids)))
-        keep = min(keep, first)
+    back on for the second. The first `keep` tokens' KV cache entries are kept (the caller
+    checked that the context holds `ids[:keep]`; keep <= first), as llama-cpp-python's own
+    completions keep them from one prompt to the next; eval() drops the rest
+    (kv_cache_seq_rm from n_tokens)."""
+    if not 0 <= keep <= min(first, llm.n_tokens):
+        raise ValueError(f"keep={keep}: the context holds {llm.n_tokens} tokens and the logits start at {first}")
     llm.reset()
     llm.n_tokens = keep
     llm._logits_all = False

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = Path(args.log) if args.log else params.tasks[name].replay_log
 
     settings = Settings.from_eval(params.eval.model_dump())
-    decoder = Decoder(model, task_gbnf(task), settings)
+    decoder = Decoder(model, None, settings)  # each entry's own grammar (task_gbnf)
     # the prompt must leave room for the answer and the decoder's closing reserve
     budget = settings.n_ctx - settings.max_tokens - CLOSE_RESERVE
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in entries:
         found = [] if index is None else index.search(entry["text"], args.k)
         chat, kept = messages(task, entry, found, fits)
-        answer = decoder.answer(chat)
+        answer = decoder.answer(chat, task_gbnf(task, entry["text"]))
         bad, label = problems(task, answer.text, entry, answer.closed_by_decoder)
         verdict: ReplayVerdict = "rejected" if bad else "accepted"
         t_answer = t_bad = None

@@ -17,7 +17,9 @@ measured (the Ollama Modelfile pins the same things):
   turn training saw), and the task's system prompt goes first. A request with a system
   message is passed on as written.
 - no `response_format` and no `grammar`: the answer is decoded under the task's output grammar
-  (tuneforge.grammar, bounded strings), so it parses as the task's JSON;
+  (tuneforge.grammar, bounded strings), so it parses as the task's JSON; for a raw input, the
+  grammar narrowed to it as eval decodes (decode.task_gbnf: a commit's `ignore` names only the
+  diff's paths);
 - no `temperature`: 0 (greedy, as eval decodes); no `repeat_penalty`: 1.0, none, as eval decodes
   and the Modelfile pins (llama_cpp.server's own default is 1.1, which changes answers).
 A model name the server does not serve is refused (404); llama_cpp.server itself would answer
@@ -71,10 +73,11 @@ def served_models(params_path: str, tasks: list[str] | None, overrides: list[str
     return out
 
 
-def with_task_defaults(body: dict[str, Any], task: Task, gbnf: str) -> dict[str, Any]:
+def with_task_defaults(body: dict[str, Any], task: Task) -> dict[str, Any]:
     """The request as the model should see it (the module docstring's three defaults)."""
     body = dict(body)
     messages = list(body.get("messages") or [])
+    text = None  # the raw input, when the request gives one: its grammar is narrowed to it
     if messages and not any(m.get("role") == "system" for m in messages):
         users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
         if users and isinstance(messages[users[-1]].get("content"), str):
@@ -84,7 +87,7 @@ def with_task_defaults(body: dict[str, Any], task: Task, gbnf: str) -> dict[str,
         messages.insert(0, {"role": "system", "content": task.system_prompt})
         body["messages"] = messages
     if body.get("response_format") is None and body.get("grammar") is None:
-        body["grammar"] = gbnf
+        body["grammar"] = task_gbnf(task, text)
     body.setdefault("temperature", 0.0)
     body.setdefault("repeat_penalty", 1.0)
     return body
@@ -98,7 +101,6 @@ class TaskDefaults:
 
     def __init__(self, app, tasks: dict[str, Task]):
         self.app, self.tasks = app, tasks
-        self.gbnf = {name: task_gbnf(task) for name, task in tasks.items()}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
@@ -116,7 +118,7 @@ class TaskDefaults:
         if name not in self.tasks:
             return await self.reply(send, 404, f"model {body.get('model')!r} is not served here; "
                                                f"served: {', '.join(self.tasks)}")
-        data = json.dumps(with_task_defaults({**body, "model": name}, self.tasks[name], self.gbnf[name])).encode()
+        data = json.dumps(with_task_defaults({**body, "model": name}, self.tasks[name])).encode()
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(data)).encode()))
         sent = False

@@ -48,32 +48,33 @@ def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
     prompts = decode.prompts(task, gold)
     gguf = ROOT / paths.gguf_dir / gguf_name(entry.model_name, "Q8_0")
     verify_pin(gguf)
-    settings, gbnf = decode.Settings.from_eval(cfg), decode.task_gbnf(task)
+    settings = decode.Settings.from_eval(cfg)
+    gbnfs = [decode.task_gbnf(task, r["text"]) for r in gold]  # each prompt's own, as eval decodes
     out: dict[str, Any] = {"prompts": len(prompts), "max_tokens": cfg["max_tokens"]}
     # eval's decoder (tuneforge.decode: grammar checked on the argmax first), llama-cpp-python's
     # stock sampler chain (grammar over the whole vocabulary every token), and free decoding;
-    # each opener gives (answer: prompt -> (text, completion tokens), close)
-    def ours(g: str | None):
-        decoder = decode.Decoder(gguf, g, settings)
-        return (lambda p: (decoder.answer(p).text, decoder.last["usage"]["completion_tokens"])), decoder.close
+    # each opener gives (answer: (prompt, grammar) -> (text, completion tokens), close)
+    def ours(free: bool = False):
+        decoder = decode.Decoder(gguf, None, settings)
+        return (lambda p, g: (decoder.answer(p, None if free else g).text,
+                              decoder.last["usage"]["completion_tokens"])), decoder.close
 
     def stock():
-        llm, grammar = load_llama(gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0,
-                                  verbose=False), compile_gbnf(gbnf)
+        llm = load_llama(gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0, verbose=False)
 
-        def answer(p: list[dict]) -> tuple[str, int]:
-            res = decode.chat_greedy(llm, p, grammar, settings.max_tokens)
+        def answer(p: list[dict], g: str) -> tuple[str, int]:
+            res = decode.chat_greedy(llm, p, compile_gbnf(g), settings.max_tokens)
             return res["choices"][0]["message"]["content"], res["usage"]["completion_tokens"]
         return answer, llm.close
 
-    openers = {"grammar": lambda: ours(gbnf), "grammar_stock": stock, "free": lambda: ours(None)}
+    openers = {"grammar": ours, "grammar_stock": stock, "free": lambda: ours(free=True)}
     texts: dict[str, list[str]] = {}
     for variant, opener in openers.items():
         answer, close = opener()
-        answer(prompts[0])  # warm
+        answer(prompts[0], gbnfs[0])  # warm
         tokens, texts[variant], t0 = 0, [], time.perf_counter()
-        for p in prompts:
-            text, n = answer(p)
+        for p, g in zip(prompts, gbnfs, strict=True):
+            text, n = answer(p, g)
             tokens += n
             texts[variant].append(text)
         dt = time.perf_counter() - t0

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.common import ROOT
-from tuneforge.decode import Decoder, Settings, task_gbnf
+from tuneforge.decode import Decoder, Settings
 from tuneforge.names import TaskPaths, eval_order
 from tuneforge.predict import promoted_gguf
 from tuneforge.retrieval import Index
@@ -78,17 +78,15 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
     gold = load_gold(ROOT / params.tasks[task_name].gold, task)
     rows = eval_order(gold, n)
     raw = [r["text"] for r in rows]
-    gbnf = task_gbnf(task)
-    messages = [with_task_defaults({"messages": [{"role": "user", "content": t}]}, task, gbnf)["messages"]
-                for t in raw]
+    bodies = [with_task_defaults({"messages": [{"role": "user", "content": t}]}, task) for t in raw]
 
     # baseline: predict's way, in this process, one after another
     latencies, tokens = [], 0
-    with Decoder(model, gbnf, settings) as decoder:
+    with Decoder(model, None, settings) as decoder:
         t0 = time.perf_counter()
-        for m in messages:
+        for body in bodies:  # each under the grammar the server decodes it under
             t = time.perf_counter()
-            decoder.answer(m)
+            decoder.answer(body["messages"], body["grammar"])
             latencies.append(time.perf_counter() - t)
             tokens += decoder.last["usage"]["completion_tokens"]
         wall = time.perf_counter() - t0
@@ -101,7 +99,7 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
         url = f"{base}/v1/chat/completions"
         bodies = [{"model": task_name, "messages": [{"role": "user", "content": t}],
                    "max_tokens": settings.max_tokens} for t in raw]
-        post(url, bodies[0])  # warm: the first request pays the grammar's compilation
+        post(url, bodies[0])  # warm: the first request pays for the first decode
         for clients in CLIENTS:
             t0 = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:

@@ -92,6 +92,15 @@ class Task:
     # predict: what one entry of a plain-text input is. "line": each non-blank line, whitespace
     # normalised (a release note); "document": the whole input, its line breaks kept (a diff)
     input_kind: Literal["line", "document"] = "line"
+    # decoding: (the output JSON schema, one input's text) -> the schema narrowed to what that
+    # input allows (commit-messages: `ignore` names only paths the diff shows), so the grammar
+    # answers are decoded under rules out what the input itself refutes; None: one schema for all
+    narrow_schema: Callable[[dict, str], dict] | None = None
+
+    def output_schema(self, text: str | None = None) -> dict:
+        """The JSON schema an answer to `text` is decoded under (None: the task's whole schema)."""
+        schema = self.output_model.model_json_schema()
+        return schema if text is None or self.narrow_schema is None else self.narrow_schema(schema, text)
 
     @property
     def fields(self) -> tuple[str, str]:

@@ -48,6 +48,7 @@ TASK = register(Task(
     formats={"git": schema.format_git},
     hint_in_prompt=False,  # the hint is the author's message: the label's source
     input_kind="document",  # predict reads all of stdin (a diff) as one input
+    narrow_schema=schema.for_diff,  # `ignore` names only the diff's own paths
     card_notes=(
         "Subjects, bodies and scopes in training come from the changes' authors (Debian patch "
         "headers), normalised by one function; type and breaking come from a rule labeler over the "

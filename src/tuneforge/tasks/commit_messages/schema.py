@@ -12,6 +12,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tuneforge.tasks.commit_messages.prompt import parse_diff
+
 
 class CommitType(str, Enum):
     """The Conventional Commits types, in the contract's order (its rules 1-11 decide one)."""
@@ -60,6 +62,27 @@ class CommitMessage(BaseModel):
 
 
 FIELD_ORDER = list(CommitMessage.model_fields)
+
+
+def for_diff(schema: dict, text: str) -> dict:
+    """The output schema for one staged diff (Task.narrow_schema): `ignore` may name only the
+    paths this diff changes, so decoding can neither invent a path nor half-copy one (the
+    contract's "ignore lists paths of the diff"; v17's answers did both: 4 of 40 rows named a
+    path the diff does not have). A diff with no path allows no `ignore` entry.
+
+    A path that JSON must escape (a quote, a backslash, a control or non-ASCII character) is
+    not narrowed to: llama-cpp-python's schema converter writes an enum literal's backslashes
+    into the grammar unescaped (`_format_literal` escapes only quotes and line breaks), so
+    such a literal would not match its own JSON. A diff with one keeps the whole schema rather
+    than forbid a path it shows."""
+    paths = list(dict.fromkeys(c.path for c in parse_diff(text)))
+    if any(json.dumps(p)[1:-1] != p or not p.isprintable() for p in paths):
+        return schema
+    fits = [p for p in paths if 0 < len(p) <= PATH_MAX]  # a longer one the schema refuses anyway
+    ignore = dict(schema["properties"]["ignore"], maxItems=min(IGNORE_MAX_ITEMS, len(fits)))
+    if fits:
+        ignore["items"] = {"enum": fits}
+    return {**schema, "properties": {**schema["properties"], "ignore": ignore}}
 
 
 def render_label(label: dict) -> str:
