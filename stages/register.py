@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         provenance=provenances[shown], adapter=adapter, base=base,
         examples=card_examples(predictions, Path(params.task.gold), shown),
         backend=backend, fields=task.fields, notes=task.card_notes,
-        fidelity=fidelity, template_prompts=template_prompts)
+        fidelity=fidelity, template_prompts=template_prompts, narrowed=task.narrow_schema is not None)
 
     for (mf_path, text), entry in zip(modelfiles, entries, strict=True):
         write_text(mf_path, text)

