@@ -93,8 +93,8 @@ class Task:
     # normalised (a release note); "document": the whole input, its line breaks kept (a diff)
     input_kind: Literal["line", "document"] = "line"
     # decoding: (the output JSON schema, one input's text) -> the schema narrowed to what that
-    # input allows (commit-messages: `ignore` names only paths the diff shows), so the grammar
-    # answers are decoded under rules out what the input itself refutes; None: one schema for all
+    # input allows (commit-messages: `ignore` names only paths the diff shows), so the decoding
+    # grammar rules out answers the input itself refutes; None: one schema for every input
     narrow_schema: Callable[[dict, str], dict] | None = None
 
     def output_schema(self, text: str | None = None) -> dict:

@@ -67,8 +67,8 @@ FIELD_ORDER = list(CommitMessage.model_fields)
 def for_diff(schema: dict, text: str) -> dict:
     """The output schema for one staged diff (Task.narrow_schema): `ignore` may name only the
     paths this diff changes, so decoding can neither invent a path nor half-copy one (the
-    contract's "ignore lists paths of the diff"; v17's answers did both: 4 of 40 rows named a
-    path the diff does not have). A diff with no path allows no `ignore` entry.
+    contract's "ignore lists paths of the diff"; v15's Q8_0 did both: on 3 of eval's 40 rows it
+    named a path the diff does not have). A diff with no path allows no `ignore` entry.
 
     A path that JSON must escape (a quote, a backslash, a control or non-ASCII character) is
     not narrowed to: llama-cpp-python's schema converter writes an enum literal's backslashes
