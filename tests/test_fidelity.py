@@ -27,10 +27,10 @@ SECTION = {"max_kl_mean": {"f16": 2.0e-5, "Q8_0": 5.0e-3, "Q6_K": 1.0e-2, "Q4_K_
 def test_kl_is_zero_for_the_same_distribution_and_matches_a_hand_computed_one():
     logits = np.array([[1.0, 2.0, 3.0], [0.5, 0.5, 0.0]])
     ref = fidelity.log_softmax(logits)
-    kl, agree = fidelity.kl_and_agreement(ref, logits + 7.0)  # a shift leaves the distribution
+    kl, agree = fidelity.kl_and_agreement(fidelity.Reference.of(ref), logits + 7.0)  # a shift leaves the distribution
     assert np.allclose(kl, 0.0, atol=1e-15) and agree.all()
     p, q = np.array([0.5, 0.5]), np.array([0.9, 0.1])
-    kl, agree = fidelity.kl_and_agreement(np.log(p)[None], np.log(q)[None])
+    kl, agree = fidelity.kl_and_agreement(fidelity.Reference.of(np.log(p)[None]), np.log(q)[None])
     assert kl[0] == pytest.approx(0.5 * np.log(0.5 / 0.9) + 0.5 * np.log(0.5 / 0.1))
     assert agree.tolist() == [True]  # a tie takes the lowest index on both sides
 

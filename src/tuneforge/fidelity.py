@@ -191,9 +191,8 @@ class Reference:
         return cls(logp, np.exp(logp), logp.argmax(axis=-1))
 
 
-def kl_and_agreement(ref: np.ndarray | Reference, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kl_and_agreement(ref: Reference, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per position: KL(ref || other) from ref's log-probs, and whether the argmaxes agree."""
-    ref = ref if isinstance(ref, Reference) else Reference.of(ref)
     other = log_softmax(logits)
     kl = (ref.p * (ref.logp - other)).sum(axis=-1)
     return np.maximum(kl, 0.0), ref.top == other.argmax(axis=-1)  # rounding can dip below 0
