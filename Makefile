@@ -124,7 +124,7 @@ bench: setup
 	$(PY) -m tools.bench --only $(ONLY) --task $(or $(TASK),changelog-actions)
 
 # Every quantisation type with and without the importance matrix, on the built merged model:
-# fidelity and eval in a scratch root -> reports/<task>/by-hand/imatrix-<RUN>-{fidelity.json,ladder.csv}
+# quantize and eval (with its fidelity checks) in a scratch root -> reports/<task>/by-hand/imatrix-<RUN>-{fidelity.json,ladder.csv}
 # (the README's imatrix table). Needs a built tree; minutes per new GGUF. make imatrix-sweep RUN=s18
 imatrix-sweep: setup
 	$(PY) -m tools.imatrix_sweep --run $(or $(RUN),$(error make imatrix-sweep needs RUN=<name>)) $(if $(TASK),--task $(TASK)) $(if $(ROWS),--fidelity-rows $(ROWS))

@@ -5,12 +5,22 @@ Run: python -m stages.eval <task>
      (one GGUF on any gold file, by hand: python -m tuneforge.evaluate --gold FILE --model GGUF)
 In:  tasks.<task>.gold, models/<task>/gguf/*.gguf + SHA256SUMS (each verified before use),
      data/<task>/exports/sft/train.jsonl (which products the model was trained on),
-     models/<task>/merged, models/base, params.eval (CPU budget, gates), reports/<task>/fidelity.json
-     (the fidelity stage's KL verdict per GGUF: a quantisation over its bounds fails the gates)
+     models/<task>/merged, models/base, params.eval (CPU budget, gates), params.fidelity (its rows,
+     the KL bounds per GGUF type)
 Out: reports/<task>/metrics.json (DVC metrics: top level keyed by model name), reports/<task>/eval/: confusion.json,
      per_kind.csv, ladder.csv (DVC plots), predictions.jsonl, report.md (tuneforge.evalreport),
      verdict.json (tuneforge.names.shapes.Verdict: the gates' verdict (tuneforge.gates) bound to the
-     SHA-256 of every file judged and the params used), <receipts_dir>/eval.json
+     SHA-256 of every file judged and the params used), reports/<task>/fidelity.json (DVC metrics;
+     tuneforge.names.shapes.FidelityReport) and reports/<task>/fidelity/kl_size.csv (DVC plot),
+     <receipts_dir>/eval.json
+
+Fidelity (issue 20: is every GGUF the merged model?) is checked here, on eval's own decoders
+(tuneforge.fidelity): first the tokenizer round trip (a mismatch fails the stage, naming the
+row and token) and the converter's output's teacher-forced KL against the merged model (over
+its bounds: the stage fails before anything decodes, since a broken conversion breaks every
+model); then each quantisation's, each row forced right after eval answered it on the same
+llama.cpp context, so the prompt's KV cache is reused and only the answer's positions are
+computed. A quantisation over its own bounds fails the gates and is never promoted.
 
 Decoding is tuneforge.decode's, as predict's: GGUFs decode greedily with llama.cpp under
 a grammar compiled from the task's output schema; the HF models decode greedily with
@@ -25,20 +35,22 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from tuneforge import config, names
-from tuneforge.decode import Answer, Settings, decode, decode_chats, decode_hf
+from tuneforge import config, fidelity, names
+from tuneforge.chat_text import train_texts
+from tuneforge.decode import Answer, Decoder, Settings, decode, decode_chats, decode_hf
 from tuneforge.evalreport import report_md, write_csv
 from tuneforge.gates import check_models, decide, fidelity_failures, labeler_behind
-from tuneforge.gguf_tools import verify_pin
+from tuneforge.gguf_tools import tokenizer_digest, verify_pin
 from tuneforge.io import atomic_path, write_json, write_jsonl
 from tuneforge.llama_private import CLOSE_RESERVE
 from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
-from tuneforge.names.shapes import FileHash, Prediction, Verdict
+from tuneforge.names.shapes import FidelityFigures, FidelityReport, FileHash, Prediction, TokenizerRoundTrip, Verdict
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
 from tuneforge.retrieval import Index, example_chats, token_fit
@@ -125,6 +137,73 @@ def style_figures(task: Task, rows: list[dict], outs: list[str], scored: list) -
             "style_problems": dict(sorted(problems.items()))}
 
 
+def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache: PredictionCache, sha256: str,
+                   decoder: Decoder, check: fidelity.Check | None, key: str) -> list[Answer]:
+    """The GGUF's answers to `rows` (decode, through the memo); with a check, each of its forced
+    rows (the first len(check.rows) of eval's rows) teacher-forced right after its answer, on
+    the same context: the prompt's KV cache entries are still there, so only the answer's
+    positions are computed."""
+    if check is None:
+        return decode(path, task, rows, settings, cache=cache, sha256=sha256, decoder=decoder)
+    n = min(len(check.rows), len(rows))
+    if [r.row_id for r in check.rows[:n]] != [prediction_id(r["text"]) for r in rows[:n]]:
+        raise ValueError("fidelity's forced rows are not eval's first rows in eval order")
+    answers: list[Answer] = []
+    for i in range(n):
+        answers += decode(path, task, rows[i: i + 1], settings, cache=cache, sha256=sha256, decoder=decoder)
+        check.measure(key, sha256, lambda: decoder.llm, i)
+    for i in range(n, len(check.rows)):  # forced rows this model does not answer
+        check.measure(key, sha256, lambda: decoder.llm, i)
+    return answers + decode(path, task, rows[n:], settings, cache=cache, sha256=sha256, decoder=decoder)
+
+
+def start_fidelity(task: Task, paths, gold: list[dict], gold_path, rows: list[dict], ggufs: dict, fcfg: dict,
+                   settings: Settings, merged_sha256: str,
+                   memo: bool) -> tuple[fidelity.Check, TokenizerRoundTrip, Any]:
+    """The tokenizer round trip on every GGUF fidelity measures (`ggufs`: the converter's output
+    first), then the Check the forced rows go through (eval's first fidelity.rows rows: prompt,
+    gold answer, end of turn). Also the merged model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    started = time.monotonic()
+    tok = AutoTokenizer.from_pretrained(str(paths.merged))
+    vocab = {key: tokenizer_digest(path) for key, path in ggufs.items()}
+    firsts: dict[str, str] = {}  # the first GGUF of each distinct tokenizer (byte-identical ones split alike)
+    for key in ggufs:
+        firsts.setdefault(vocab[key], key)
+    train = paths.exports_dir / "sft" / "train.jsonl"
+    with fidelity.open_vocabs({key: ggufs[key] for key in firsts.values()}) as vocabs:
+        n_gold = fidelity.round_trip(tok, vocabs, fidelity.gold_texts(task, tok, eval_order(gold), str(gold_path)),
+                                     vocab)
+        n_train = fidelity.round_trip(tok, vocabs, train_texts(tok, train, fcfg["train_prompts"]), vocab)
+    round_trip_s = time.monotonic() - started
+    log.info("tokenizer round trip: %d gold and %d training texts tokenise the same in %d GGUFs (%d distinct "
+             "tokenizers) (%.1f s)", n_gold, n_train, len(ggufs), len(firsts), round_trip_s)
+    forced = fidelity.forced_rows(task, tok, rows[: fcfg["rows"] or len(rows)])
+    check = fidelity.Check(forced, paths.merged, merged_sha256,
+                           fidelity.KLMemo(names.EVAL_CACHE / "kl" if memo else None), settings.n_threads)
+    check.round_trip_s = round_trip_s
+    return check, TokenizerRoundTrip(gold_texts=n_gold, train_texts=n_train, ggufs=len(ggufs), mismatches=0), tok
+
+
+def write_fidelity(paths, check: fidelity.Check, fcfg: dict, sizes: dict, shas: dict,
+                   tokenizer: TokenizerRoundTrip) -> None:
+    """reports/<task>/fidelity.json (each measured GGUF's figures, bounds, verdict and the SHA-256
+    measured; the round trip's counts) and the KL-vs-size plot."""
+    judged = fidelity.verdicts(check.figures(), fcfg)
+    report = FidelityReport(
+        models={k: FidelityFigures(**v, size_mb=sizes[k], sha256=shas[k]) for k, v in judged.items()},
+        tokenizer=tokenizer)
+    write_json(paths.fidelity, report.model_dump(mode="json"))
+    write_csv(paths.fidelity_dir / "kl_size.csv", [
+        {"type": k, "size_mb": sizes[k], "kl_mean": v["kl_mean"], "kl_p99": v["kl_p99"], "top1": v["top1"]}
+        for k, v in judged.items()])
+    for key, v in judged.items():
+        log.info("fidelity %s: KL mean %.3g (bound %g), p99 %.3g (bound %g), top-1 %.4f over %d tokens%s", key,
+                 v["kl_mean"], v["max_kl_mean"], v["kl_p99"], v["max_kl_p99"], v["top1"], v["tokens"],
+                 "" if v["passed"] else ": OVER ITS BOUND, not promotable")
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
@@ -135,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     name, outtype = params.task.model_name, params.convert.outtype
     types = list(params.quantize.types)
     check_models(cfg, types, outtype)
+    fcfg = params.section("fidelity")
+    fidelity.check_bounds(fcfg, [outtype, *types], config.PARAMS)
     receipt = Receipt("eval", params.declared(), packages=TOOLS)
     gguf_dir, out_dir, gold_path = paths.gguf_dir, paths.eval_dir, params.task.gold
     receipt.inputs.append(gold_path)
@@ -157,21 +238,43 @@ def main(argv: list[str] | None = None) -> int:
         receipt.inputs.append(path)
         size_bytes[key] = path.stat().st_size
         sizes[key] = round(size_bytes[key] / 1e6, 1)
-    # the fidelity stage's KL bounds gate each quantisation too (it already failed the build if
-    # the converter's output was over its own); read before decoding: made on these same bytes
-    fidelity, kl_mean = fidelity_failures(paths.fidelity, judged, [outtype, *types])
-    receipt.inputs.append(paths.fidelity)
-
-    # decode every model and score it. eval.cache: answers memoised by model SHA-256 +
-    # decoder settings + prompt, so a change that alters no answer (a gate, min_support,
-    # report_model) re-scores without decoding
     settings = Settings.from_eval(cfg)
     cache = PredictionCache(names.EVAL_CACHE if cfg["cache"] else None)
+    sft_train = paths.exports_dir / "sft" / "train.jsonl"
+    if not sft_train.is_file():
+        raise FileNotFoundError(f"{sft_train}: eval sets the model beside the rule labeler on products the SFT "
+                                f"export gave no row and checks the tokenizer on its prompts, and there is no "
+                                f"export: build it (dvc repro export@{params.task_name})")
+    receipt.inputs.append(sft_train)
+    hf_models = {"merged_hf": paths.merged}
+    if cfg["base_hf"]:
+        hf_models["base_hf"] = paths.base_model
+    hf_hashes = {key: dir_hash(model_dir) for key, model_dir in hf_models.items()}
+    fid_keys = [outtype, *types]  # every GGUF fidelity measures (not the base's)
+
+    # fidelity, before anything decodes: the tokenizer round trip (a mismatch would make every
+    # figure moot), then the converter's output against the merged model on the forced rows
+    check, tokenizer, tok = start_fidelity(task, paths, gold, gold_path, rows, {k: ggufs[k] for k in fid_keys}, fcfg,
+                                           settings, hf_hashes["merged_hf"].files["model.safetensors"], cfg["cache"])
+    decoders = {outtype: Decoder(ggufs[outtype], settings)}  # kept open: its HF-subset pass reuses it
+    for i in range(len(check.rows)):
+        check.measure(outtype, shas[outtype], lambda: decoders[outtype].llm, i)
+    conv = fidelity.verdicts(check.figures(), fcfg)[outtype]
+    if why := fidelity.converter_failure(ggufs[outtype].name, outtype, conv, paths.fidelity):
+        write_fidelity(paths, check, fcfg, sizes, shas, tokenizer)
+        raise RuntimeError(why)
+
+    # decode every model and score it, each quantisation's forced rows right after their answers.
+    # eval.cache: answers (and forced figures) memoised by model SHA-256 + decoder settings +
+    # prompt, so a change that alters no answer (a gate, min_support, report_model) re-scores
+    # without decoding
     run = Run(task, classes, cfg)
     for key, path in ggufs.items():
         key_rows = hf_rows if key == outtype else rows
-        run.add(key, key_rows, decode(path, task, key_rows, settings, cache=cache, sha256=shas[key]),
-                sizes[key], grammar=True)
+        with decoders.pop(key, None) or Decoder(path, settings) as decoder:
+            answers = decode_checked(task, path, key_rows, settings, cache, shas[key], decoder,
+                                     check if key in types else None, key)
+        run.add(key, key_rows, answers, sizes[key], grammar=True)
         if key in cfg["ablation_models"]:
             run.add(key, rows, decode(path, task, rows, settings, with_hint=False, cache=cache,
                                       sha256=shas[key]), variant="no_hint", grammar=True)
@@ -186,9 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                                     f"RAG export, and there is none: build it (dvc repro export@{params.task_name}) "
                                     "or set eval.retrieval_k: 0")
         receipt.inputs.append(rag)
-        from transformers import AutoTokenizer  # the GGUFs' tokenizer: the fidelity stage checked they agree
-
-        tok = AutoTokenizer.from_pretrained(str(paths.merged))
+        # the merged model's tokenizer: the round trip above checked the GGUFs' split alike
         fits = token_fit(lambda text: len(tok(text, add_special_tokens=False).input_ids),
                          settings.n_ctx - settings.max_tokens - CLOSE_RESERVE)
         chats, shown = example_chats(task, rows, Index(rag), cfg["retrieval_k"], fits)
@@ -202,12 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     # all rows, on the gold rows never read while the labeler was tuned, and on the rows of
     # products that gave the SFT export no row (export.heldout_products)
     run.add(names.RULE_LABELER, rows, [Answer(t) for t in labeler_answers(task, rows)])
-    sft_train = paths.exports_dir / "sft" / "train.jsonl"
-    if not sft_train.is_file():
-        raise FileNotFoundError(f"{sft_train}: eval sets the model beside the rule labeler on products the SFT "
-                                f"export gave no row, and there is no export: build it (dvc repro "
-                                f"export@{params.task_name})")
-    receipt.inputs.append(sft_train)
     trained = trained_products(sft_train)
     labeler_failures = {}
     for key in types:
@@ -215,10 +310,6 @@ def main(argv: list[str] | None = None) -> int:
                                                         trained)
         labeler_failures[key] = labeler_behind(run.metrics[key]["vs_labeler"], cfg["gates"], task.class_field)
 
-    hf_models = {"merged_hf": paths.merged}
-    if cfg["base_hf"]:
-        hf_models["base_hf"] = paths.base_model
-    hf_hashes = {key: dir_hash(model_dir) for key, model_dir in hf_models.items()}
     for key, model_dir in hf_models.items():
         receipt.inputs.append(model_dir / "model.safetensors")
         run.add(key, hf_rows, decode_hf(model_dir, task, hf_rows, settings, cache, key,
@@ -229,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         # softer figure beside the gated exact-text parity: the same predicted kind
         run.metrics[key]["kind_parity"] = parity(run.kinds[key][: len(hf_rows)],
                                                  run.kinds["merged_hf"])
-    failures = {k: fidelity.get(k, []) + labeler_failures.get(k, []) for k in types}
+    # the KL bounds gate each quantisation (the converter's output passed its own above)
+    check.close()
+    write_fidelity(paths, check, fcfg, sizes, shas, tokenizer)
+    over, kl_mean = fidelity_failures(paths.fidelity, judged, fid_keys)
+    failures = {k: over.get(k, []) + labeler_failures.get(k, []) for k in types}
     verdict = Verdict(**decide(run.metrics, run.summaries, types, size_bytes, cfg, judged, task.class_field,
                                failures, kl_mean),
                       ggufs=judged,
@@ -253,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(report_md(run.metrics, run.summaries, verdict, ref, cfg, len(rows), len(hf_rows),
                                  run.errors, task.fields, tuple(run.own_keys)), encoding="utf-8")
-    receipt.outputs += [paths.metrics, paths.verdict, paths.predictions]
+    receipt.outputs += [paths.metrics, paths.verdict, paths.predictions, paths.fidelity,
+                        paths.fidelity_dir / "kl_size.csv"]
     receipt.finish(paths.receipt("eval"), records_in=len(rows),
                    records_out=len(rows),
                    extra={"gold_rows": len(gold), "models": len(run.metrics),
@@ -261,7 +357,12 @@ def main(argv: list[str] | None = None) -> int:
                           "unparsed": sum(p.pred_kind == UNPARSED for p in run.predictions),
                           "closed_by_decoder": sum(p.closed_by_decoder for p in run.predictions),
                           "cache_hits": cache.hits, "decoded": cache.misses,
-                          "cache_corrupt": cache.corrupt})
+                          "cache_corrupt": cache.corrupt + check.memo.corrupt,
+                          # issue 20: what the fidelity checks cost inside this run (the round trip,
+                          # the merged model's references, the forced passes, the KL maths)
+                          "fidelity_ms": round((check.round_trip_s + check.seconds) * 1000),
+                          "fidelity_round_trip_ms": round(check.round_trip_s * 1000),
+                          "fidelity_forced": check.forced, "fidelity_memo_hits": check.hits})
     log.info("release %s; promoted %s; %s", verdict["release"], verdict["promoted"],
              ", ".join(f"{k}: {task.class_field} {m[f'{task.class_field}_agreement']}"
                        for k, m in run.metrics.items()))

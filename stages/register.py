@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Every check and read first; nothing is written or created until all of them pass.
     conversations = template_conversations(task, list(read_jsonl(params.task.gold)))
-    fidelity = read_model(paths.fidelity, FidelityReport, "rerun the fidelity stage (dvc repro)")  # the card's
+    fidelity = read_model(paths.fidelity, FidelityReport, "rerun eval, which writes it (dvc repro)")  # the card's
     receipt.inputs.append(paths.fidelity)
     template_prompts = 0
     entries: list[RegistryEntry] = []

@@ -82,7 +82,7 @@ def test_clean_build_targets_are_the_stages_dvc_expands_in_pipeline_order(tmp_pa
     repo = _pipeline_with_two_tasks(tmp_path)
     stages = pipeline_stages(repo)
     assert stages[:3] == [f"backfill@{TASK}", "backfill@commit-messages", f"evidence@{TASK}"]
-    assert stages.count("base") == 1 and len(stages) == 1 + 2 * 11
+    assert stages.count("base") == 1 and len(stages) == 1 + 2 * 10
     assert stages.index("base") < stages.index(f"train@{TASK}")
     subprocess.run(["dvc", "init", "-q", "--no-scm"], cwd=repo, check=True)
     listed = subprocess.run(["dvc", "stage", "list", "--name-only"], cwd=repo, check=True,
@@ -184,21 +184,27 @@ def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():
             in table({"sections": {"build": build}}))
 
 
-def test_fidelity_share_is_each_tasks_fidelity_over_its_eval():
+def test_fidelity_share_is_the_checks_inside_each_eval_over_the_rest_of_it():
     from tools.bench.pipeline import fidelity_share
 
-    stages = {"eval@a": 400.0, "fidelity@a": 30.0, "eval@b": 200.0, "fidelity@b": 40.0, "train@a": 9.0}
-    assert fidelity_share(stages) == {"a": 0.075, "b": 0.2}
+    def receipt(duration_s: float, fidelity_ms: int | None = None) -> dict:
+        extra = {} if fidelity_ms is None else {"fidelity_ms": fidelity_ms}
+        return {"duration_s": duration_s, "counts": {"extra": extra}}
+
+    receipts = {"eval@a": receipt(430.0, 30_000), "eval@b": receipt(240.0, 40_000), "train@a": receipt(9.0)}
+    shares = fidelity_share(receipts)
+    assert shares == {"a": {"fidelity_s": 30.0, "eval_s": 430.0, "share": 0.075},
+                      "b": {"fidelity_s": 40.0, "eval_s": 240.0, "share": 0.2}}
+    stages = {"eval@a": 430.0, "eval@b": 240.0, "train@a": 9.0}
     build = {"noop_repro_s": 1.0, "baseline_dvc_status_s": 1.0, "noop_ratio": 1.0,
              "incremental": {"s": 1.0, "param": "p"}, "full_build_total_s": 60.0, "incremental_ratio": 0.1,
-             "full_build_s": stages, "peak_rss_mb": stages, "fidelity_share_of_eval": fidelity_share(stages),
-             "forced": True}
+             "full_build_s": stages, "peak_rss_mb": stages, "fidelity_share_of_eval": shares, "forced": True}
     text = table({"sections": {"build": build}})
-    assert "| `fidelity_share_of_eval` | b: fidelity 40.0 s | eval 200.0 s | 20.0% | ≤ 10% of eval |" in text
-    # a clean build that did not force its stages let DVC skip fidelity: no share is shown for it
+    assert ("| `fidelity_share_of_eval` | b: fidelity checks 40.0 s inside eval | the rest of eval: 200.0 s | "
+            "20.0% | ≤ 10% of eval |") in text
+    # a clean build that did not force its stages let DVC skip them: no share is shown for it
     text = table({"sections": {"build": {**build, "forced": False}}})
     assert "b: fidelity" not in text and "not measured: that clean build skipped fidelity" in text
-    assert "fidelity skipped, see above" in text
 
 
 def test_clean_build_forces_every_stage(tmp_path, monkeypatch):

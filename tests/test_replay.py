@@ -152,7 +152,7 @@ def root(tmp_path, monkeypatch, rag):
     prompts = []
 
     class Scripted:
-        def __init__(self, path, gbnf, settings):
+        def __init__(self, path, settings):
             self.llm = type("L", (), {"tokenize": staticmethod(lambda b, add_bos=False: b.split())})()
 
         def answer(self, chat, gbnf=None):

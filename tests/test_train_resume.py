@@ -37,6 +37,9 @@ def test_a_killed_train_stage_resumes_to_the_same_adapter_bytes(tiny_base, tmp_p
     root = make_workdir(tmp_path / "w", tiny_base, train={"max_steps": 6, "checkpoint_every": 2,
                                                           "lora_dropout": 0.1})  # dropout draws from the RNG
     monkeypatch.chdir(root)
+    # this test's own checkpoint folder: a run killed in another session (the machine cache is
+    # shared) must not count as this run's leftover
+    monkeypatch.setattr(names, "CACHE", tmp_path / "cache")
     adapter = root / "models" / TASK_NAME / "adapter"
     outputs = [adapter / "adapter_model.safetensors", adapter / "tuneforge.json",
                root / "reports" / TASK_NAME / "train" / "loss.csv"]

@@ -16,13 +16,14 @@ import yaml
 
 from stages import eval as eval_stage
 from stages import register
-from tuneforge import decode, evaluate, predict
+from tuneforge import decode, evaluate, fidelity, predict
 from tuneforge.decode import Answer
 from tuneforge.fetch import PinMismatch
+from tuneforge.gates import fidelity_failures
 from tuneforge.gguf_tools import write_sums
 from tuneforge.io import sha256_file, write_jsonl
 from tuneforge.llm import toolchain
-from tuneforge.names.shapes import FidelityFigures, FidelityReport, TokenizerRoundTrip
+from tuneforge.names.shapes import FileHash, TokenizerRoundTrip
 from tuneforge.ollama import TurnFormat
 from tuneforge.tasks import get_task
 
@@ -55,18 +56,32 @@ def requantize(root: Path, key: str) -> None:
     write_sums(path.parent, sorted(path.parent.glob("*.gguf")))
 
 
-def write_fidelity(root: Path, over: tuple[str, ...] = ()) -> Path:
-    """What the fidelity stage writes for the stand-in GGUFs: each type's figures on its
-    current bytes; the types in `over` above their KL bounds."""
-    path = root / "reports/changelog-actions/fidelity.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    models = {key: FidelityFigures(
-        kl_mean=0.5 if key in over else 1e-4, kl_p99=1e-3, kl_max=1e-2, kl_max_row="0" * 16, top1=0.99,
-        tokens=100, rows=4, max_kl_mean=1e-2, max_kl_p99=1e-1, passed=key not in over,
-        size_mb=SIZES[key] / 1e6, sha256=sha256_file(gguf(root, key))) for key in SIZES if key != "base-f16"}
-    report = FidelityReport(models=models, tokenizer=TokenizerRoundTrip(gold_texts=8, train_texts=0, ggufs=4))
-    path.write_text(report.model_dump_json())
-    return path
+class FakeCheck:
+    """What eval's fidelity checks measure, for the stand-in GGUFs (no model to force): each
+    type eval measures gets fixed figures; the types in `over` a KL mean above their bound."""
+
+    def __init__(self, over: tuple[str, ...]):
+        self.over, self.rows, self.measured = over, [], []
+        self.memo = fidelity.KLMemo(None)
+        self.seconds = self.round_trip_s = 0.0
+        self.forced = self.hits = 0
+
+    def measure(self, key, sha256, llm, i) -> None:
+        self.measured.append(key)
+
+    def figures(self) -> dict[str, dict]:
+        return {key: {"kl_mean": 0.5 if key in self.over else 1e-4, "kl_p99": 1e-3, "kl_max": 1e-2,
+                      "kl_max_row": "0" * 16, "top1": 0.99, "tokens": 100, "rows": 4}
+                for key in SIZES if key != "base-f16"}
+
+    def close(self) -> None:
+        pass
+
+
+def plant_fidelity(monkeypatch, over: tuple[str, ...] = ()) -> None:
+    """Eval's fidelity checks replaced: the round trip and the forced rows need real GGUFs."""
+    monkeypatch.setattr(eval_stage, "start_fidelity", lambda *a, **k: (
+        FakeCheck(over), TokenizerRoundTrip(gold_texts=8, train_texts=0, ggufs=4), None))
 
 
 @pytest.fixture
@@ -111,7 +126,10 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
         gguf(tmp_path, key).parent.mkdir(parents=True, exist_ok=True)
         gguf(tmp_path, key).write_bytes(key.encode() * (size // len(key)))
     write_sums(tmp_path / "models/changelog-actions/gguf", [gguf(tmp_path, k) for k in SIZES])
-    write_fidelity(tmp_path)
+    measured = [k for k in SIZES if k != "base-f16"]  # the converter's output and the ladder
+    params["fidelity"].update(max_kl_mean=dict.fromkeys(measured, 1e-2), max_kl_p99=dict.fromkeys(measured, 1e-1))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    plant_fidelity(monkeypatch)
     write_jsonl(tmp_path / "data/changelog-actions/exports/sft/train.jsonl", [])  # no product trained on
     sidecars = {"merged": {}, "adapter": shape_examples.adapter().model_dump(mode="json"),
                 "base": shape_examples.base().model_dump(mode="json")}
@@ -223,9 +241,9 @@ def test_answers_the_decoder_closed_show_in_metrics_report_and_predictions(built
     assert "| parse rate (closed by decoder) |" in card and f"| 1.000 ({n}) |" in card
 
 
-def test_a_quantisation_over_its_kl_bound_fails_the_gate_and_is_not_promoted(built):
-    """Planted: the fidelity stage found Q4_K_M (the smallest, promoted so far) over its bound."""
-    write_fidelity(built, over=("Q4_K_M",))
+def test_a_quantisation_over_its_kl_bound_fails_the_gate_and_is_not_promoted(built, monkeypatch):
+    """Planted: the fidelity checks find Q4_K_M (the smallest, promoted so far) over its bound."""
+    plant_fidelity(monkeypatch, over=("Q4_K_M",))
     assert eval_stage.main(["changelog-actions"]) == 0
     verdict = json.loads((built / "reports/changelog-actions/eval/verdict.json").read_text())
     assert verdict["models"]["Q4_K_M"]["verdict"] == "fail"
@@ -236,8 +254,9 @@ def test_a_quantisation_over_its_kl_bound_fails_the_gate_and_is_not_promoted(bui
     assert {m["quantization"]: m["status"] for m in reg["models"]}["Q4_K_M"] == "rejected"
     card = (built / "models/changelog-actions/MODEL_CARD.md").read_text()
     assert "## Is the GGUF the trained model?" in card and "teacher-forced on 100 answer tokens of 4" in card
-    assert "| Q4_K_M | 0.0002 | 0.5 (0.01) | 0.001 (0.1) | 0.9900 | **no** |" in card
-    assert "| Q6_K | 0.0003 | 0.0001 (0.01) | 0.001 (0.1) | 0.9900 | yes |" in card
+    # sizes as eval writes them (MB, one decimal): the stand-in GGUFs are a few hundred bytes
+    assert "| Q4_K_M | 0.0 | 0.5 (0.01) | 0.001 (0.1) | 0.9900 | **no** |" in card
+    assert "| Q6_K | 0.0 | 0.0001 (0.01) | 0.001 (0.1) | 0.9900 | yes |" in card
 
 
 def test_modelfiles_take_the_context_and_cap_eval_measured(built):
@@ -253,17 +272,20 @@ def test_modelfiles_take_the_context_and_cap_eval_measured(built):
         assert "PARAMETER num_ctx 1536\n" in text and "PARAMETER num_predict 200\n" in text, path
 
 
-def test_eval_refuses_fidelity_figures_of_other_bytes(built):
-    """`dvc repro quantize` alone: new Q6_K bytes, pinned, but fidelity measured the old ones."""
-    before = write_fidelity(built).read_text()
+def test_the_gates_refuse_fidelity_figures_of_other_bytes(built):
+    """The gates read eval's fidelity.json and take its figures only for the bytes eval judges:
+    a report on other bytes (a requantised Q6_K), or none, is refused."""
+    path = built / "reports/changelog-actions/fidelity.json"
+    judged = {k: FileHash(path=str(gguf(built, k)), sha256=sha256_file(gguf(built, k))) for k in ("f16", "Q6_K")}
+    assert fidelity_failures(path, judged, ["f16", "Q6_K"])[0] == {"f16": [], "Q6_K": []}
     requantize(built, "Q6_K")
+    judged["Q6_K"] = FileHash(path=str(gguf(built, "Q6_K")), sha256=sha256_file(gguf(built, "Q6_K")))
     with pytest.raises(ValueError, match=r"fidelity.json: Q6_K's figures were measured on sha256 \w+, but eval "
-                                         r"judges .*Q6_K.gguf with sha256 \w+: run the fidelity stage"):
-        eval_stage.main(["changelog-actions"])
-    (built / "reports/changelog-actions/fidelity.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"fidelity.json not found: run the fidelity stage before eval"):
-        eval_stage.main(["changelog-actions"])
-    assert before
+                                         r"judges .*Q6_K.gguf with sha256 \w+: eval writes it"):
+        fidelity_failures(path, judged, ["f16", "Q6_K"])
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"fidelity.json not found: eval writes it"):
+        fidelity_failures(path, judged, ["f16", "Q6_K"])
 
 
 def test_a_gguf_whose_answers_the_decoder_closed_fails_the_gate(built):

@@ -143,7 +143,6 @@ def make_project(root: Path, base: Path, endpoint: str, env: dict) -> None:
     params["train"].update(max_steps=4, batch_size=2, valid_examples=2, logging_steps=1,
                            warmup_steps=1, num_threads=1, lora_layers=1)  # of the tiny model's 2 blocks
     params["quantize"].update(nthread=1, **TINY_IMATRIX)
-    params["fidelity"].update(n_threads=1)
     params["eval"].update(holdout_limit=4, hf_subset=2, max_tokens=16, n_ctx=512, n_threads=1,
                           min_support=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -189,7 +188,7 @@ def clone(origin: Path, dest: Path, env: dict) -> Path:
 def test_both_versions_ran_the_whole_pipeline(project):
     origin, env, logs = project
     stages = ("backfill", "evidence", "score", "export", "base", "train", "merge", "convert", "quantize",
-              "fidelity", "eval", "register")
+              "eval", "register")
     def ran(stage: str, log: str) -> bool:
         return f"Running stage '{stage if stage == 'base' else f'{stage}@{TASK}'}'" in log
 
@@ -352,7 +351,7 @@ def test_exp_run_with_a_param_and_exp_show_lists_it(project, tmp_path):
     out = sh(["dvc", "exp", "run", "-n", "support2", "-S", "eval.min_support=2"], work, env)
     for stage in ("eval", "register"):
         assert f"Running stage '{stage}@{TASK}'" in out, stage
-    for stage in ("export", "train", "quantize", "fidelity"):
+    for stage in ("export", "train", "quantize"):
         assert f"Running stage '{stage}@" not in out, stage  # upstream of the param: untouched
     assert "Running stage 'base'" not in out
 

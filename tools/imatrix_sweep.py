@@ -2,8 +2,8 @@
 build's merged model and f16 GGUF: size, fidelity's KL and eval's task figures (issue 20 item 4).
 
 The default ladder (params quantize.types) holds one type in both forms, so each build
-measures the matrix on that type; this sweep measures the rest by hand. It runs the quantize,
-fidelity and eval stages themselves, unchanged, in a scratch root that links the build's
+measures the matrix on that type; this sweep measures the rest by hand. It runs the quantize
+and eval stages themselves (eval checks fidelity), unchanged, in a scratch root that links the build's
 inputs read-only and whose params differ from the committed ones only in quantize.types (and,
 with --fidelity-rows, fidelity.rows). What it writes beside the build's reports:
 reports/<task>/by-hand/imatrix-<run>-fidelity.json and imatrix-<run>-ladder.csv, which the
@@ -77,15 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{task}: sweeping {', '.join(args.types)} with and without the matrix in {root}", flush=True)
         out = ROOT / paths.reports / "by-hand"
         out.mkdir(parents=True, exist_ok=True)
-        # each report is kept as soon as its stage is done: a sweep stopped during eval keeps the KL
-        for stage, src, name in (("quantize", None, None), ("fidelity", paths.fidelity, "fidelity.json"),
-                                 ("eval", paths.eval_dir / "ladder.csv", "ladder.csv")):
+        # eval writes both reports: the fidelity checks (KL per type) and the accuracy ladder
+        for stage in ("quantize", "eval"):
             subprocess.run([sys.executable, "-m", f"stages.{stage}", task], cwd=root, env=env, check=True)
-            if src is not None:
-                dest = out / f"imatrix-{args.run}-{name}"
-                shutil.copyfile(root / src, dest.with_suffix(".tmp"))
-                dest.with_suffix(".tmp").replace(dest)  # atomic: a killed sweep leaves no half report
-                print(f"  -> {dest.relative_to(ROOT)}", flush=True)
+        for src, name in ((paths.fidelity, "fidelity.json"), (paths.eval_dir / "ladder.csv", "ladder.csv")):
+            dest = out / f"imatrix-{args.run}-{name}"
+            shutil.copyfile(root / src, dest.with_suffix(".tmp"))
+            dest.with_suffix(".tmp").replace(dest)  # atomic: a killed sweep leaves no half report
+            print(f"  -> {dest.relative_to(ROOT)}", flush=True)
         if not args.keep:
             shutil.rmtree(root)
     return 0

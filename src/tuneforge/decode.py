@@ -13,6 +13,7 @@ transformers, no grammar). With a PredictionCache, only prompts not answered bef
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -65,36 +66,57 @@ def prompts(task: Task, rows: list[dict], with_hint: bool = True) -> list[list[d
 def task_gbnf(task: Task, text: str | None = None) -> str:
     """The grammar an answer to `text` is decoded under: the task's output schema, narrowed to
     that input where the task narrows (Task.narrow_schema); without a text, the whole schema."""
-    return json_gbnf(task.output_schema(text))  # ~1 ms: converted per input, not cached
+    return json_gbnf(task.output_schema(text))
+
+
+def task_gbnfs(task: Task, texts: list[str]) -> list[str]:
+    """task_gbnf for each text, each distinct schema converted once (~1 ms a conversion: a task
+    that never narrows has one schema for every input). Per call, not a module-level cache,
+    so a converter patched in a test is the one used."""
+    converted: dict[str, str] = {}
+    out = []
+    for text in texts:
+        schema = task.output_schema(text)
+        key = json.dumps(schema, sort_keys=True)
+        if key not in converted:
+            converted[key] = json_gbnf(schema)
+        out.append(converted[key])
+    return out
 
 
 def decode(path: Path, task: Task, rows: list[dict], settings: Settings, *, with_hint: bool = True,
-           cache: PredictionCache | None = None, sha256: str | None = None) -> list[Answer]:
+           cache: PredictionCache | None = None, sha256: str | None = None,
+           decoder: Decoder | None = None) -> list[Answer]:
     """The GGUF's answer to each row, under the task's output grammar for that row, each
     flagged when the decoder closed it at the cap; with a cache, only the prompts it has not
-    answered before are decoded (`sha256`: the file's, when the caller has verified it already)."""
+    answered before are decoded (`sha256`: the file's, when the caller has verified it already;
+    `decoder`: that file already open, kept open for the caller)."""
     return decode_chats(path, task, prompts(task, rows, with_hint), [r["text"] for r in rows], settings,
-                        cache=cache, sha256=sha256, desc=f"{path.stem}{'' if with_hint else ' (no hint)'}")
+                        cache=cache, sha256=sha256, desc=f"{path.stem}{'' if with_hint else ' (no hint)'}",
+                        decoder=decoder)
 
 
 def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str], settings: Settings, *,
-                 cache: PredictionCache | None = None, sha256: str | None = None, desc: str = "") -> list[Answer]:
+                 cache: PredictionCache | None = None, sha256: str | None = None, desc: str = "",
+                 decoder: Decoder | None = None) -> list[Answer]:
     """decode's answers to chats built elsewhere (eval's retrieval pass: worked examples first);
     `texts[i]` is the input chat i answers, which its grammar is narrowed to."""
     if len(texts) != len(todo):
         raise ValueError(f"{len(todo)} chats and {len(texts)} input texts: each chat answers one input")
-    gbnfs = [task_gbnf(task, text) for text in texts]  # decoded under, and keyed on
+    gbnfs = task_gbnfs(task, texts)  # decoded under, and keyed on
     desc = desc or path.stem
     if cache is None:
-        return gguf_answers(path, todo, gbnfs, settings=settings, desc=desc)
+        return gguf_answers(path, todo, gbnfs, settings=settings, desc=desc, decoder=decoder)
     model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
              "code": code_sha256(sys.modules[__name__], grammar, llama_private),
              "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
-    # each prompt is keyed with the grammar it is decoded under
-    keyed = [{"messages": chat, "grammar": sha256_text(g)} for chat, g in zip(todo, gbnfs, strict=True)]
-    by_key = {sha256_text(g): g for g in gbnfs}
+    # each prompt is keyed with the grammar it is decoded under (each grammar hashed once)
+    by_key = {sha256_text(g): g for g in dict.fromkeys(gbnfs)}
+    digest = {g: k for k, g in by_key.items()}
+    keyed = [{"messages": chat, "grammar": digest[g]} for chat, g in zip(todo, gbnfs, strict=True)]
     return cache.answers(model, keyed, lambda ps: gguf_answers(
-        path, [p["messages"] for p in ps], [by_key[p["grammar"]] for p in ps], settings=settings, desc=desc))
+        path, [p["messages"] for p in ps], [by_key[p["grammar"]] for p in ps], settings=settings, desc=desc,
+        decoder=decoder))
 
 
 def decode_hf(model_dir: Path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
@@ -138,16 +160,22 @@ def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: b
 
 
 class Decoder:
-    """A GGUF open for answers: greedy completions under `gbnf` (None: free) or the grammar
-    one answer is given, each still open at settings.max_tokens closed by the decoder. `last`
-    is llama.cpp's last completion (usage, finish_reason)."""
+    """A GGUF open for answers: greedy completions under the grammar each answer is given
+    (None: free), each still open at settings.max_tokens closed by the decoder. The file is
+    loaded at first use (`llm`), so a caller whose answers all come from the memo loads
+    nothing. `last` is llama.cpp's last completion (usage, finish_reason)."""
 
-    def __init__(self, path: str | Path, gbnf: str | None, settings: Settings):
-        self.max_tokens = settings.max_tokens
-        self.llm = open_gguf(path, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
-        self.gbnf = gbnf
+    def __init__(self, path: str | Path, settings: Settings):
+        self.path, self.settings, self.max_tokens = path, settings, settings.max_tokens
+        self._llm = None
         self.compiled: dict[str, Any] = {}  # each distinct grammar compiled once
         self.last: dict[str, Any] = {}
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            self._llm = open_gguf(self.path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads)
+        return self._llm
 
     def grammar(self, gbnf: str | None):
         if gbnf is None:
@@ -157,12 +185,14 @@ class Decoder:
         return self.compiled[gbnf]
 
     def answer(self, messages: list[dict], gbnf: str | None = None) -> Answer:
-        """The answer under `gbnf` (an input's own grammar, decode.task_gbnf), else the Decoder's."""
-        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf or self.gbnf), self.max_tokens, close=True)
+        """The answer under `gbnf` (an input's own grammar, decode.task_gbnf); None: free."""
+        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True)
         return Answer(self.last["choices"][0]["message"]["content"] or "", bool(self.llm.closed_at_cap))
 
     def close(self) -> None:
-        self.llm.close()
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
 
     def __enter__(self) -> Decoder:
         return self
@@ -172,21 +202,24 @@ class Decoder:
 
 
 def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[str] | None, *,
-                 settings: Settings, desc: str = "generate") -> list[Answer]:
+                 settings: Settings, desc: str = "generate", decoder: Decoder | None = None) -> list[Answer]:
     """Greedy chat completions with llama.cpp, constrained by the GBNF grammar when given (one
     for every prompt, or a list: one per prompt). Under a grammar every answer is complete: one
     still open at max_tokens (a model looping inside a string) is closed (chat_greedy), and its
-    Answer says so."""
+    Answer says so. `decoder`: `path` already open (the caller closes it), else it is opened
+    and closed here."""
+    from contextlib import nullcontext
+
     from tqdm import tqdm
 
     gbnfs = gbnf if isinstance(gbnf, list) else [gbnf] * len(prompts)
     if len(gbnfs) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts and {len(gbnfs)} grammars: give one grammar, or one per prompt")
     outs, cut = [], 0
-    with Decoder(path, None, settings) as decoder:
-        for messages, g in zip(tqdm(prompts, desc=desc, unit="ex"), gbnfs, strict=True):
-            outs.append(decoder.answer(messages, g))
-            cut += g is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
+    with nullcontext(decoder) if decoder is not None else Decoder(path, settings) as open_decoder:
+        for messages, g in zip(tqdm(prompts, desc=desc, unit="ex", disable=len(prompts) < 2), gbnfs, strict=True):
+            outs.append(open_decoder.answer(messages, g))
+            cut += g is not None and open_decoder.last["choices"][0]["finish_reason"] != "stop"
     closed = sum(a.closed_by_decoder for a in outs)
     if closed:
         log.warning("%s: %d of %d answers were still open at max_tokens=%d or near the end of the "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,13 +95,27 @@ def gold_texts(task: Task, tok: Any, rows: list[dict], source: str) -> Iterator[
 @contextmanager
 def open_ggufs(paths: dict[str, Path], n_ctx: int, n_threads: int) -> Iterator[dict[str, Any]]:
     """Every GGUF at once (a row goes through all of them while its HF log-probs are in
-    memory), with logits kept for every position; n_batch = n_ctx, so a row is one decode."""
+    memory); n_batch = n_ctx, so a row is one decode (logits_from reads the answer positions'
+    logits from llama.cpp's own buffer: no logits_all)."""
     llms: dict[str, Any] = {}
     threads = n_threads or os.cpu_count() or 1  # 0 = every core, as eval (llama.cpp's own default is half)
     try:
         for key, path in paths.items():
             llms[key] = load_llama(path, n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, n_threads_batch=threads,
-                                   logits_all=True, seed=0, verbose=False)
+                                   seed=0, verbose=False)
+        yield llms
+    finally:
+        for llm in llms.values():
+            llm.close()
+
+
+@contextmanager
+def open_vocabs(paths: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """Each GGUF's vocabulary alone (llama.cpp's vocab_only: no weights), for the round trip."""
+    llms: dict[str, Any] = {}
+    try:
+        for key, path in paths.items():
+            llms[key] = load_llama(path, vocab_only=True, verbose=False)
         yield llms
     finally:
         for llm in llms.values():
@@ -153,7 +167,7 @@ def round_trip(tok: Any, llms: dict[str, Any], texts: Iterable[Text], vocab: dic
     copies the converter's vocabulary: one digest, usually); a GGUF whose vocabulary differs
     in any byte is tokenised on its own."""
     groups: dict[str, list[str]] = {}
-    for key in llms:
+    for key in (vocab if vocab is not None else llms):  # with `vocab`, llms needs the first GGUF of each digest only
         groups.setdefault(vocab[key] if vocab is not None else key, []).append(key)
     n, bad = 0, []
     for item in texts:
@@ -256,6 +270,147 @@ def compare(model: Any, llms: dict[str, Any], rows: list[Forced]) -> dict[str, d
                                  f"{ref.logp.shape[-1]}: not the same model")
             tallies[key].add(row.row_id, *kl_and_agreement(ref, scores[: len(ref.logp)]))
     return {key: t.summary() for key, t in tallies.items()}
+
+
+# ---------------------------------------------------------------- riding on eval's decoders
+
+# Part of every memo key: entries in another format are a miss, never misread.
+MEMO_FORMAT = 1
+
+
+class KLMemo:
+    """One GGUF's teacher-forced figures on one row (per answer token: KL and top-1 agreement),
+    memoised as eval's answers are (tuneforge.predcache, machine-local, under eval's memo), so
+    an eval rerun that decodes nothing forces nothing either. Each entry holds its key and a
+    checksum over key and figures; an entry that fails either check is discarded, counted and
+    computed again. Floats are stored as JSON numbers, which round-trip float64 exactly."""
+
+    def __init__(self, root: Path | None):
+        self.root = root  # None: off, every row is forced
+        self.corrupt = 0
+
+    def _path(self, key: str) -> Path:
+        assert self.root is not None
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.root is None or not self._path(key).is_file():
+            return None
+        import json
+
+        from tuneforge.io import sig_hash
+        try:
+            entry = json.loads(self._path(key).read_text(encoding="utf-8"))
+            ok = entry["key"] == key and entry["sha256"] == sig_hash([key, entry["kl"], entry["agree"]])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            return np.array(entry["kl"], dtype=np.float64), np.array(entry["agree"], dtype=bool)
+        self.corrupt += 1
+        log.warning("fidelity memo: %s fails its checksum; discarded, forcing again", self._path(key))
+        self._path(key).unlink(missing_ok=True)
+        return None
+
+    def put(self, key: str, kl: np.ndarray, agree: np.ndarray) -> None:
+        if self.root is None:
+            return
+        from tuneforge.io import sig_hash, write_json
+
+        figures = [float(x) for x in kl], [bool(x) for x in agree]
+        write_json(self._path(key), {"key": key, "kl": figures[0], "agree": figures[1],
+                                     "sha256": sig_hash([key, *figures])})
+
+
+class Check:
+    """The KL check (compare's figures) on eval's own decoders: a row is teacher-forced right
+    after eval answered it, on the same llama.cpp context, so the prompt's KV cache entries are
+    reused (logits_from keeps them) and only the answer's positions are computed; the logits are
+    those of a fresh pass, bit for bit (tests/test_fidelity.py). The merged model's reference
+    for a row is computed when a GGUF first needs it (the memo may answer every GGUF), and kept
+    for the others. `seconds`: the time the check itself took (references, forced passes, KL)."""
+
+    def __init__(self, rows: list[Forced], merged: Path, merged_sha256: str, memo: KLMemo, n_threads: int):
+        import sys
+
+        from tuneforge.decode import code_sha256
+        from tuneforge.toolchain import toolchain
+
+        self.rows, self.merged, self.memo = rows, merged, memo
+        self.tallies: dict[str, Tally] = {}
+        self.seconds, self.hits, self.forced = 0.0, 0, 0
+        self.round_trip_s = 0.0  # the tokenizer round trip's time, when the caller ran one
+        self._model: Any = None
+        self._refs: dict[int, Reference] = {}
+        self._key = {"format": MEMO_FORMAT, "reference": merged_sha256, "n_threads": n_threads,
+                     "toolchain": toolchain(["llama_cpp_python", "transformers", "torch"]),
+                     "code": code_sha256(sys.modules[__name__], sys.modules[logits_from.__module__])}
+
+    def reference(self, i: int) -> Reference:
+        if i not in self._refs:
+            if self._model is None:
+                self._model = hf_model(self.merged)
+            row = self.rows[i]
+            # the logits at position k predict token k+1: from start-1 to the second-to-last id
+            self._refs[i] = Reference.of(log_softmax(hf_logits(self._model, row.ids, row.start - 1)[:-1]))
+        return self._refs[i]
+
+    def measure(self, key: str, sha256: str, llm: Callable[[], Any], i: int) -> None:
+        """Row i on the GGUF `key` (its SHA-256; `llm()` gives its open llama.cpp model, loaded
+        only if the memo misses), added to that GGUF's tally."""
+        import time
+
+        from tuneforge.io import sig_hash
+
+        started, row = time.monotonic(), self.rows[i]
+        memo_key = sig_hash({**self._key, "gguf": sha256, "ids": row.ids, "start": row.start})
+        got = self.memo.get(memo_key)
+        if got is None:
+            model = llm()
+            if len(row.ids) > model.n_ctx():
+                raise ValueError(f"fidelity row {row.row_id}: prompt and gold answer are {len(row.ids)} tokens, more "
+                                 f"than the {key} GGUF's context (eval.n_ctx {model.n_ctx()})")
+            ref = self.reference(i)
+            scores = gguf_logits(model, row.ids, row.start)  # positions from start-1, as ref's
+            if scores.shape[-1] != ref.logp.shape[-1]:
+                raise ValueError(f"the {key} GGUF has {scores.shape[-1]} vocabulary entries, the merged model "
+                                 f"{ref.logp.shape[-1]}: not the same model")
+            got = kl_and_agreement(ref, scores[: len(ref.logp)])
+            self.memo.put(memo_key, *got)
+            self.forced += 1
+        else:
+            self.hits += 1
+        self.tallies.setdefault(key, Tally()).add(row.row_id, *got)
+        self.seconds += time.monotonic() - started
+
+    def figures(self) -> dict[str, dict]:
+        return {key: t.summary() for key, t in self.tallies.items()}
+
+    def close(self) -> None:
+        self._model, self._refs = None, {}
+
+
+def check_bounds(cfg: dict, types: list[str], params_path: Path | str) -> None:
+    """Every GGUF measured has both bounds (params fidelity.max_kl_mean / max_kl_p99), before
+    any model is loaded."""
+    from tuneforge import config
+
+    for key in ("max_kl_mean", "max_kl_p99"):
+        missing = [t for t in types if t not in cfg[key]]
+        if missing:
+            where = config.key_line(params_path, ["fidelity", key])
+            raise SystemExit(f"{params_path}:{where}: fidelity.{key} has no bound for {', '.join(missing)} "
+                             "(convert.outtype and every quantize.types entry need one)")
+
+
+def converter_failure(name: str, key: str, fig: dict, where: Path | str) -> str | None:
+    """Why the converter's output is not the merged model (its figures over their bounds), or None."""
+    if fig["passed"]:
+        return None
+    return (f"the converter's output ({name}) is not the merged model: teacher-forced KL mean "
+            f"{fig['kl_mean']:.3g} (fidelity.max_kl_mean.{key} {fig['max_kl_mean']:g}), p99 {fig['kl_p99']:.3g} "
+            f"(fidelity.max_kl_p99.{key} {fig['max_kl_p99']:g}), top-1 agreement {fig['top1']:.4f} over "
+            f"{fig['tokens']} answer tokens; worst row {fig['kl_max_row']}. A broken conversion breaks every "
+            f"model; figures in {where}")
 
 
 def verdicts(figures: dict[str, dict], cfg: dict) -> dict[str, dict]:

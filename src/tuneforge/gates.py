@@ -1,5 +1,5 @@
 """The release decision eval writes into verdict.json and register acts on: every quantisation
-against params.yaml's eval.gates, the fidelity stage's KL bounds and the rule labeler, and the
+against params.yaml's eval.gates, the fidelity checks' KL bounds and the rule labeler, and the
 smallest one that passes them all promoted."""
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
 
 def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]
                       ) -> tuple[dict[str, list[str]], dict[str, float]]:
-    """Each GGUF's reasons to fail from the fidelity stage's report (reports/<task>/fidelity.json),
+    """Each GGUF's reasons to fail from the fidelity report eval wrote (reports/<task>/fidelity.json),
     which must have measured the very bytes eval judges: figures for another file are refused.
     Also each one's KL mean: `decide` breaks a tie in size with it."""
-    fix = "run the fidelity stage before eval (dvc repro)"
+    fix = "eval writes it (its fidelity checks) before the gates read it: rerun eval (dvc repro)"
     report = read_model(path, FidelityReport, fix)
     out, kl_mean = {}, {}
     for key in keys:

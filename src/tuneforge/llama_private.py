@@ -74,27 +74,45 @@ def load_llama(path: str | Path, **kwargs: Any):
 # that slipped past check_version and changed either fails at load instead of decoding on AMX.
 
 def logits_from(llm, ids: list[int], first: int, *, keep: int = 0):
-    """Evaluate `ids` and return the logits at positions first .. len(ids)-1 only (`llm`
-    loaded with logits_all=True). The tokens before `first` go through with llama.cpp asked
-    for their last position's logits alone, so the LM head runs and a vocabulary-wide row is
-    copied only where they are read (fidelity: a prompt is ~5x its answer). llama-cpp-python
-    reads its private `_logits_all` at every eval(): it is turned off for the first call and
-    back on for the second. The first `keep` tokens' KV cache entries are kept (the caller
-    checked that the context holds `ids[:keep]`; keep <= first), as llama-cpp-python's own
-    completions keep them from one prompt to the next; eval() drops the rest
-    (kv_cache_seq_rm from n_tokens)."""
+    """Evaluate `ids` and return the logits at positions first .. len(ids)-1 only (a float32
+    array, one row per position). The tokens before `first` go through llama-cpp-python's
+    eval() with its private `_logits_all` off, so the LM head runs and a vocabulary-wide row is
+    copied only where they are read (fidelity: a prompt is ~5x its answer); the rest go
+    through our own batches with every position's logits asked for, read straight from
+    llama.cpp's output buffer. So any model works, whatever it was loaded with: eval's decoder
+    (logits_all off, its `scores` only n_batch rows) and fidelity's alike. The first `keep`
+    tokens' KV cache entries are kept (the caller checked that the context holds `ids[:keep]`;
+    keep <= first), as llama-cpp-python's own completions keep them from one prompt to the
+    next: after a completion for the same prompt, only the answer's positions are computed.
+    Afterwards the context holds `ids`, as eval() would leave it, so the next completion
+    reuses what it shares with them."""
+    import numpy as np
+
     if not 0 <= keep <= min(first, llm.n_tokens):
         raise ValueError(f"keep={keep}: the context holds {llm.n_tokens} tokens and the logits start at {first}")
+    if first >= len(ids):
+        raise ValueError(f"no logits to read: {len(ids)} ids, the first read at {first}")
     llm.reset()
     llm.n_tokens = keep
-    llm._logits_all = False
+    saved, llm._logits_all = llm._logits_all, False
     try:
         if first > keep:
-            llm.eval(ids[keep:first])
+            llm.eval(ids[keep:first])  # drops the KV cache from n_tokens on, as below
     finally:
-        llm._logits_all = True
-    llm.eval(ids[first:])
-    return llm.scores[first: len(ids)]
+        llm._logits_all = saved
+    llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+    n_vocab = llm.n_vocab()
+    out = np.empty((len(ids) - first, n_vocab), dtype=np.float32)
+    for at in range(first, len(ids), llm.n_batch):
+        batch = ids[at: at + llm.n_batch]
+        llm._batch.set_batch(batch=batch, n_past=llm.n_tokens, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        out[at - first: at - first + len(batch)] = np.ctypeslib.as_array(llm._ctx.get_logits(),
+                                                                         shape=(len(batch), n_vocab))
+        llm.input_ids[llm.n_tokens: llm.n_tokens + len(batch)] = batch
+        llm.n_tokens += len(batch)
+    llm._requires_eval = False  # as eval() leaves it: the last position's logits are live
+    return out
 
 
 def without_extra_bufts(params):

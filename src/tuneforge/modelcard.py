@@ -55,7 +55,7 @@ def base_origin(base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase) -> str
 
 
 def fidelity_section(report: FidelityReport, template_prompts: int) -> list[str]:
-    """Is each GGUF the trained model? The fidelity stage's figures (tuneforge.fidelity) and
+    """Is each GGUF the trained model? Eval's fidelity figures (tuneforge.fidelity) and
     the round trips register and fidelity ran."""
     first, tok = next(iter(report.models.values())), report.tokenizer
     lines = ["## Is the GGUF the trained model?", "",
@@ -86,7 +86,7 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     `provenance` is the shown GGUF's (convert wrote it), `adapter` and `base` the sidecars
     of the adapter it was converted from and of its base; `examples` are holdout rows with
     the promoted (or reference) model's answer; `fields` the task's graded fields, `notes` its
-    own limits (tuneforge.tasks.Task.card_notes); `fidelity` the fidelity stage's report and
+    own limits (tuneforge.tasks.Task.card_notes); `fidelity` eval's fidelity report and
     `template_prompts` how many conversations register's template round trip rendered;
     `narrowed`: eval decoded each input under the schema narrowed to it (Task.narrow_schema)."""
     c, s = fields

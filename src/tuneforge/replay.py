@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = Path(args.log) if args.log else params.tasks[name].replay_log
 
     settings = Settings.from_eval(params.eval.model_dump())
-    decoder = Decoder(model, None, settings)  # each entry's own grammar (task_gbnf)
+    decoder = Decoder(model, settings)  # each entry's own grammar (task_gbnf)
     # the prompt must leave room for the answer and the decoder's closing reserve
     budget = settings.n_ctx - settings.max_tokens - CLOSE_RESERVE
 

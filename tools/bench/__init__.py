@@ -7,7 +7,7 @@ Out: reports/bench.json (sections merged, so --only refreshes one) and the READM
 Sections (issue #6):
   build   a clean clone of HEAD built from scratch, stage by stage (full_build_s,
           peak_rss_mb), its outputs compared with the committed dvc.lock (bit-identical
-          check; fidelity_share_of_eval: each task's fidelity stage against its eval stage),
+          check; fidelity_share_of_eval: each task's fidelity checks against the rest of its eval),
           then one eval.* param changed (incremental_ratio), then a no-op
           `dvc repro` against `dvc status` (noop_repro_s), and the same two commands on
           a chain of as many empty `cp` stages (dvc_floor: DVC's own no-op ratio)
@@ -21,9 +21,10 @@ Sections (issue #6):
   decode  the Q8_0 GGUF under eval's grammar against transformers `generate` on the
           merged model, same prompts (decode_tokens_per_s)
   sha256  pinning the GGUFs (hashlib, as quantize/eval do) against `sha256sum`
-  fidelity  every task's fidelity stage against a cold eval (answers decoded, not memoised),
-          both run on the built models in a scratch copy (fidelity_share_of_eval; issue 20:
-          <= 10%); the copied eval must reproduce the committed metrics.json byte for byte
+  fidelity  every task's fidelity checks inside a cold eval (answers decoded and rows forced,
+          not memoised), against the rest of that eval, run on the built models in a scratch
+          copy (fidelity_share_of_eval; issue 20: <= 10%); the copied eval must reproduce the
+          committed metrics.json and fidelity.json byte for byte
   serve   `make serve` (the promoted GGUF, loopback) at 1 and 4 concurrent clients: requests/s
           and p50/p95 latency, against predict's in-process decoder on the same messages;
           the retrieval index's latency per query over the whole RAG export (issue 22)

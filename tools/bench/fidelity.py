@@ -1,12 +1,17 @@
-"""The fidelity section: what the fidelity stage costs beside a cold eval, both run on the
-built models of every task in one scratch copy (issue 20: the checks cost <= 10% of eval).
+"""The fidelity section: what the fidelity checks cost inside a cold eval, on the built models of
+every task in one scratch copy (issue 20: the checks cost <= 10% of eval).
 
-A cold eval is what a new model costs: eval memoises answers by model SHA-256 (eval.cache),
-so in a built tree it only re-scores. Each task's stages run as `dvc repro` runs them
-(`python -m stages.<stage> <task>`), in a copy of the built tree with an empty machine cache
-(TUNEFORGE_CACHE), so nothing in the working tree is written. The copied eval must write the
-committed metrics.json byte for byte (the same answers, decoded again): a bench that timed
-something else would say so.
+The checks run inside eval, on its own decoders (tuneforge.fidelity.Check): the tokenizer round
+trip, the merged model's reference log-probs, the converter's output forced in full, and each
+quantisation's forced rows right after eval answered them (the prompt's KV cache reused). The
+eval receipt times them (`fidelity_ms`); the share is that time against the rest of the stage
+(what eval costs without the checks). A cold eval is what a new model costs: eval memoises
+answers and forced figures by model SHA-256 (eval.cache), so in a built tree it only
+re-scores. Each task's eval runs as `dvc repro` runs it (`python -m stages.eval <task>`), in a
+copy of the built tree with an empty machine cache (TUNEFORGE_CACHE), so nothing in the working
+tree is written. The copied eval must write the committed metrics.json and fidelity.json byte
+for byte (the same answers and figures, computed again): a bench that timed something else
+would say so.
 """
 from __future__ import annotations
 
@@ -21,13 +26,13 @@ from tools.bench.common import ROOT, run, timed
 from tuneforge import names
 from tuneforge.config import Params
 
-# What fidelity and eval read (tuneforge.names' layout), copied: the stages write their outputs
+# What eval reads (tuneforge.names' layout), copied: the stage writes its outputs
 # with atomic renames, but a copy keeps even a stray in-place write out of the working tree.
 COPIED = ("params.yaml", "dvc.yaml", "data", "models/base")
 
 
 def bench_fidelity(params: Params, root: Path = ROOT, tasks: list[str] | None = None) -> dict:
-    """Each task's (default: every task params lists) fidelity and cold eval, built in `root`."""
+    """Each task's (default: every task params lists) cold eval with its fidelity checks, built in `root`."""
     out = {}
     (root / ".cache").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-fidelity-", dir=root / ".cache") as tmp:
@@ -42,24 +47,25 @@ def bench_fidelity(params: Params, root: Path = ROOT, tasks: list[str] | None = 
             paths = names.TaskPaths.for_task(task)
             for rel in (paths.models, paths.reports):
                 copy(root / rel, work / rel)
-            times, counts = {}, {}
-            for stage in ("fidelity", "eval"):
-                wall, _ = timed(run, [sys.executable, "-m", f"stages.{stage}", task], work, env)
-                receipt = json.loads((work / paths.receipt(stage)).read_text())
-                counts[stage] = receipt["counts"].get("extra", {})
-                # the receipt's own phase times (counts are integers: milliseconds)
-                times[stage] = {"wall_s": round(wall, 1), "stage_s": receipt["duration_s"],
-                                **{k.removesuffix("_ms") + "_s": round(v / 1000, 1)
-                                   for k, v in counts[stage].items() if k.endswith("_ms")}}
-            # the memo starts empty, so every answer is decoded once; its hits are prompts asked
-            # twice in this run (a row without a hint in the no-hint pass, the f16 model's subset)
-            cold = counts["eval"]
-            same = (work / paths.metrics).read_bytes() == (root / paths.metrics).read_bytes()
-            if not same or not cold.get("decoded"):
-                raise RuntimeError(f"bench fidelity: {task}: the copied eval did not decode cold and reproduce "
-                                   f"{paths.metrics} (decoded {cold.get('decoded')}, same bytes {same})")
-            out[task] = {**times, "decoded": cold.get("decoded"), "answered_twice": cold.get("cache_hits"),
-                         "share": round(times["fidelity"]["wall_s"] / times["eval"]["wall_s"], 4)}
+            wall, _ = timed(run, [sys.executable, "-m", "stages.eval", task], work, env)
+            receipt = json.loads((work / paths.receipt("eval")).read_text())
+            cold = receipt["counts"].get("extra", {})
+            # the memo starts empty, so every answer is decoded once and every row forced; its hits
+            # are prompts asked twice in this run (a row without a hint in the no-hint pass, the
+            # f16 model's subset)
+            same = {p.name: (work / p).read_bytes() == (root / p).read_bytes() for p in (paths.metrics, paths.fidelity)}
+            if not all(same.values()) or not cold.get("decoded") or not cold.get("fidelity_forced"):
+                raise RuntimeError(f"bench fidelity: {task}: the copied eval did not decode and force cold and "
+                                   f"reproduce {paths.metrics} and {paths.fidelity} (decoded {cold.get('decoded')}, "
+                                   f"forced {cold.get('fidelity_forced')}, same bytes {same})")
+            stage_s, fidelity_s = receipt["duration_s"], cold["fidelity_ms"] / 1000
+            out[task] = {"eval": {"wall_s": round(wall, 1), "stage_s": stage_s},
+                         "fidelity": {"s": round(fidelity_s, 3),
+                                      "round_trip_s": round(cold["fidelity_round_trip_ms"] / 1000, 1),
+                                      "forced_rows": cold["fidelity_forced"]},
+                         "decoded": cold.get("decoded"), "answered_twice": cold.get("cache_hits"),
+                         # the checks against the rest of the stage: what eval costs without them
+                         "share": round(fidelity_s / (stage_s - fidelity_s), 4)}
     return {"tasks": out, "metrics_reproduced": True}
 
 

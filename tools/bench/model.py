@@ -55,7 +55,7 @@ def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
     # stock sampler chain (grammar over the whole vocabulary every token), and free decoding;
     # each opener gives (answer: (prompt, grammar) -> (text, completion tokens), close)
     def ours(free: bool = False):
-        decoder = decode.Decoder(gguf, None, settings)
+        decoder = decode.Decoder(gguf, settings)
         return (lambda p, g: (decoder.answer(p, None if free else g).text,
                               decoder.last["usage"]["completion_tokens"])), decoder.close
 

@@ -82,7 +82,7 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
 
     # baseline: predict's way, in this process, one after another
     latencies, tokens = [], 0
-    with Decoder(model, None, settings) as decoder:
+    with Decoder(model, settings) as decoder:
         t0 = time.perf_counter()
         for body in bodies:  # each under the grammar the server decodes it under
             t = time.perf_counter()

@@ -30,7 +30,7 @@ REPORT = ROOT / "reports" / "faults.json"
 # it: TUNEFORGE_CACHE, else .cache in the repo.
 SHARED_CACHE = ROOT / names.CACHE
 DATA_STAGES = ("backfill", "evidence", "score", "export")
-MODEL_STAGES = ("base", "train", "merge", "convert", "quantize", "fidelity")  # the model half up to eval
+MODEL_STAGES = ("base", "train", "merge", "convert", "quantize")  # the model half up to eval
 KILL_MODEL_STAGES = (*MODEL_STAGES, "eval", "register")
 
 
