@@ -99,9 +99,9 @@ def table(report: dict) -> str:
                     f"{fid['round_trip_s']} s, teacher-forced KL {fid['kl_s']} s)",
                     f"cold eval {r['eval']['wall_s']} s ({r['decoded']} answers decoded)", f"{r['share']:.1%}")
                 continue
-            add("fidelity_share_of_eval", f"{task}: fidelity checks {fid['s']} s inside a cold eval of "
-                f"{r['eval']['stage_s']} s (tokenizer round trip {fid['round_trip_s']} s; {fid['forced_rows']} "
-                f"rows forced)", f"the rest of that eval: {r['eval']['stage_s'] - fid['s']:.1f} s "
+            add("fidelity_share_of_eval", f"{task}: fidelity checks {fid['s']:.1f} s inside a cold eval of "
+                f"{r['eval']['stage_s']:.1f} s (tokenizer round trip {fid['round_trip_s']} s; {fid['forced_rows']} "
+                f"forced passes)", f"the rest of that eval: {r['eval']['stage_s'] - fid['s']:.1f} s "
                 f"({r['decoded']} answers decoded)", f"{r['share']:.1%}")
     elif b and b.get("fidelity_share_of_eval") and not b.get("forced"):
         add("fidelity_share_of_eval", "not measured: that clean build skipped fidelity (its outputs are "
