@@ -339,6 +339,27 @@ def test_the_round_trip_tokenises_once_per_distinct_tokenizer(built):
                             texts, {"f16": "a", "Q8_0": "a", "Q4_K_M": "a"})
 
 
+@pytest.mark.model
+def test_a_vocabulary_alone_tokenises_as_the_loaded_model_does(built):
+    """The round trip's vocab-only Vocab calls llama_tokenize once with its own buffer; its ids
+    (special tokens, long texts, non-ASCII) must be Llama.tokenize's on the whole model."""
+    from tuneforge.llama_private import load_llama
+
+    path = built / f"models/{TASK_NAME}/gguf/{NAME}-f16.gguf"
+    texts = ["<|im_start|>user\nFixed the crash<|im_end|>\n", "Résumé: naïve café 東京 " * 40,
+             "x" * 3000, "", "<|im_end|>"]
+    llm = load_llama(path, n_ctx=4096, verbose=False)
+    vocab = fidelity.Vocab(path)
+    try:
+        for text in texts:
+            for special in (True, False):
+                want = llm.tokenize(text.encode(), add_bos=False, special=special)
+                assert vocab.tokenize(text.encode(), add_bos=False, special=special) == want, (text[:30], special)
+    finally:
+        llm.close()
+        vocab.close()
+
+
 def gguf_py_metadata(path: Path) -> dict:
     """Every key/value as gguf-py's GGUFReader decodes it: the reference for
     gguf_tools.read_metadata's own header walk (GGUFReader is ~50x slower on a real vocabulary)."""

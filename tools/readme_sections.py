@@ -355,7 +355,9 @@ def render_buildtime(root: Path) -> str:
         extra = receipts[task]["eval"]["counts"]["extra"]
         decoded, forced = extra.get("decoded", 0), extra.get("fidelity_forced", 0)
         fid = extra["fidelity_ms"] / 1000
-        share = f"{fid / (d['eval'] - fid):.0%}; this eval decoded {decoded} answers, {forced} forced passes"
+        share = (f"{fid / (d['eval'] - fid):.0%}; this eval decoded {decoded} answers, {forced} forced passes"
+                 if decoded else f"no share: this eval decoded nothing (its memo answered), so its {forced} forced "
+                 "passes had no answer's context to reuse")
         rows.append(f"| {task} | {spent / 60:.1f} min | {d['train']:.0f} s | {d['eval']:.0f} s "
                     f"| {fid:.0f} s ({share}) "
                     f"| {spent - d['train'] - d['eval']:.0f} s |")
