@@ -9,7 +9,8 @@ No generation, two checks:
   chat completion tokenises its prompt (llama-cpp-python: no BOS added, since the template
   holds its own specials; special tokens parsed). A lost or reordered merge shows here, naming
   the row and the first token that differs, instead of as a user's text that decodes oddly.
-- Logit fidelity (`compare`): each eval row's prompt followed by its gold answer and the
+- Logit fidelity (`Check`, on eval's decoders): each eval row's prompt followed by its gold
+  answer and the
   end-of-turn token, tokenised once by the HF tokenizer; the same ids go through the merged
   model (transformers, fp32, one forward) and every GGUF (llama.cpp, one teacher-forced pass).
   At each answer position the next-token distributions are compared: KL(HF || GGUF) and top-1
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from tuneforge.chat_text import Text, render
-from tuneforge.decode import prompts
+from tuneforge.decode import code_sha256, prompts
 from tuneforge.llama_private import load_llama, logits_from
 from tuneforge.names import prediction_id
 from tuneforge.tasks import Task
+from tuneforge.toolchain import toolchain
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,8 @@ def gold_texts(task: Task, tok: Any, rows: list[dict], source: str) -> Iterator[
 
 @contextmanager
 def open_ggufs(paths: dict[str, Path], n_ctx: int, n_threads: int) -> Iterator[dict[str, Any]]:
-    """Every GGUF at once (a row goes through all of them while its HF log-probs are in
-    memory); n_batch = n_ctx, so a row is one decode (logits_from reads the answer positions'
+    """GGUFs opened for teacher forcing outside eval (tests, by-hand checks); n_batch = n_ctx,
+    so a row is one decode (logits_from reads the answer positions'
     logits from llama.cpp's own buffer: no logits_all)."""
     llms: dict[str, Any] = {}
     threads = n_threads or os.cpu_count() or 1  # 0 = every core, as eval (llama.cpp's own default is half)
@@ -281,26 +284,6 @@ def hf_logits(model: Any, ids: list[int], first: int = 0) -> np.ndarray:
         return model(torch.tensor([ids]), logits_to_keep=len(ids) - first).logits[0].float().numpy()
 
 
-def compare(model: Any, llms: dict[str, Any], rows: list[Forced]) -> dict[str, dict]:
-    """Teacher-forced KL(HF || GGUF) and top-1 agreement at the answer positions, per GGUF.
-    Row by row: a row's Reference (answer tokens x vocabulary, float64, twice) and one GGUF's
-    log-probs are the only large arrays alive, whatever the number of rows."""
-    from tqdm import tqdm
-
-    tallies = {key: Tally() for key in llms}
-    for row in tqdm(rows, desc="fidelity", unit="row"):
-        # the logits at position i predict token i+1: the answer's tokens are predicted from
-        # start-1 (the turn opener's last token) to the second-to-last id (before end of turn)
-        ref = Reference.of(log_softmax(hf_logits(model, row.ids, row.start - 1)[:-1]))
-        for key, llm in llms.items():
-            scores = gguf_logits(llm, row.ids, row.start)  # positions from start-1, as ref's
-            if scores.shape[-1] != ref.logp.shape[-1]:
-                raise ValueError(f"the {key} GGUF has {scores.shape[-1]} vocabulary entries, the merged model "
-                                 f"{ref.logp.shape[-1]}: not the same model")
-            tallies[key].add(row.row_id, *kl_and_agreement(ref, scores[: len(ref.logp)]))
-    return {key: t.summary() for key, t in tallies.items()}
-
-
 # ---------------------------------------------------------------- riding on eval's decoders
 
 # Part of every memo key: entries in another format are a miss, never misread.
@@ -351,7 +334,7 @@ class KLMemo:
 
 
 class Check:
-    """The KL check (compare's figures) on eval's own decoders: a row is teacher-forced right
+    """The teacher-forced KL check on eval's own decoders: a row is teacher-forced right
     after eval answered it, on the same llama.cpp context, so the prompt's KV cache entries are
     reused (logits_from keeps them) and only the answer's positions are computed; the logits are
     those of a fresh pass, bit for bit (tests/test_fidelity.py). The merged model's reference
@@ -359,11 +342,6 @@ class Check:
     for the others. `seconds`: the time the check itself took (references, forced passes, KL)."""
 
     def __init__(self, rows: list[Forced], merged: Path, merged_sha256: str, memo: KLMemo, n_threads: int):
-        import sys
-
-        from tuneforge.decode import code_sha256
-        from tuneforge.toolchain import toolchain
-
         self.rows, self.merged, self.memo = rows, merged, memo
         self.tallies: dict[str, Tally] = {}
         self.seconds, self.hits, self.forced = 0.0, 0, 0
