@@ -15,20 +15,17 @@ input the snapshot lacks becomes a record of its own, its provenance the log's l
 """
 from __future__ import annotations
 
-import functools
 import logging
-import multiprocessing
-import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from tuneforge import config, teacher
 from tuneforge.decontam import GoldCheck
-from tuneforge.io import read_jsonl, read_models, sig_hash, write_jsonl
+from tuneforge.forkmap import ordered_map
+from tuneforge.io import atomic_path, canonical_json, read_jsonl, read_models, sig_hash
 from tuneforge.names.shapes import ReplayRecord
 from tuneforge.receipts import Receipt
 from tuneforge.records import CandidateLabel, EvidenceRecord, LabelSource, Provenance, RawEntry
@@ -55,22 +52,6 @@ def teacher_candidate(task: Task, row: dict) -> CandidateLabel:
     except ValueError as e:  # pydantic.ValidationError is a ValueError
         return CandidateLabel(source=LabelSource.teacher, label=None, model=row["model"],
                               error=f"not a valid label: {str(e).splitlines()[0]}")
-
-
-def rule_labels(task: Task, entries: list[RawEntry], workers: int) -> Iterator[tuple[dict, int]]:
-    """The rule labeler over every entry, in entry order, on `workers` processes; yielded as
-    they come, so the caller builds records while the workers label."""
-    args = [(e.text, e.hint, e.product, e.version) for e in entries]
-    if workers <= 1 or len(args) < 2:
-        yield from (task.rule_label(*a) for a in args)
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(functools.partial(_rule_label, task.name), args,
-                             chunksize=max(1, min(512, len(args) // (4 * workers))))
-
-
-def _rule_label(task_name: str, args: tuple) -> tuple[dict, int]:
-    return get_task(task_name).rule_label(*args)
 
 
 REPLAY_FORMAT = "replay"  # RawEntry.format of an input only the replay log holds
@@ -175,25 +156,31 @@ def main(argv: list[str] | None = None) -> int:
         replay_counts["new_records"] = len(new)
         entries = entries + new
 
-    rules = (rule_labels(task, entries, cfg["workers"] or os.cpu_count() or 1) if cfg["rules"]
-             else [None] * len(entries))
-    records = []
-    for e, r in tqdm(zip(entries, rules, strict=True), total=len(entries), desc="evidence",
-                     unit="entry", disable=None):
+    def record(i: int) -> tuple[bool, bool, str]:
+        """Entry i labeled and made a record, serialised: on forked workers (tuneforge.forkmap)."""
+        e = entries[i]
         key = content_key(e.text)
         answer = replay.get(key)
-        records.append(build_record(task, e, gold.get(key), human.get(key), teacher_rows.get(e.id), r,
-                                    answer[1] if answer else None))
-    write_jsonl(paths.evidence, records)
+        rules = task.rule_label(e.text, e.hint, e.product, e.version) if cfg["rules"] else None
+        rec = build_record(task, e, gold.get(key), human.get(key), teacher_rows.get(e.id), rules,
+                           answer[1] if answer else None)
+        return key in gold, key in human, canonical_json(rec.model_dump(mode="json"))
+
+    with_gold = with_human = 0
+    with atomic_path(paths.evidence) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for has_gold, has_human, line in tqdm(ordered_map(record, len(entries), cfg["workers"]),
+                                              total=len(entries), desc="evidence", unit="entry",
+                                              disable=None):
+            out.write(line + "\n")
+            with_gold += has_gold
+            with_human += has_human
     receipt.outputs.insert(0, paths.evidence)
-    with_gold = sum(1 for r in records if any(c.source is LabelSource.gold for c in r.candidates))
-    with_human = sum(1 for r in records if any(c.source is LabelSource.human for c in r.candidates))
     receipt.finish(paths.receipt("evidence"), records_in=len(entries),
-                   records_out=len(records),
+                   records_out=len(entries),
                    extra={"with_gold": with_gold, "with_human": with_human, "teacher_answers": len(teacher_rows),
                           "model_calls": model_calls,
                           **{f"replay_{k}": v for k, v in sorted(replay_counts.items())}})
-    log.info("%d evidence records (%d carry a gold label)", len(records), with_gold)
+    log.info("%d evidence records (%d carry a gold label)", len(entries), with_gold)
     return 0
 
 

@@ -26,11 +26,14 @@ import json
 import logging
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
 
 from tuneforge import config
 from tuneforge.dataset_sql import GoldSets, stratified_split
 from tuneforge.decontam import GoldMatcher, Match
-from tuneforge.io import read_jsonl, read_models, write_json, write_jsonl
+from tuneforge.forkmap import ordered_map
+from tuneforge.io import atomic_path, canonical_json, read_jsonl, read_models, write_json
 from tuneforge.receipts import Receipt, drift_baseline, drift_report, scored_distributions
 from tuneforge.records import (
     LabelSource,
@@ -248,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
 
     removed: Counter = Counter()  # gold overlaps by kind, for the leakage report
     overlaps = iter(gold.overlaps([rec for rec in records if rec.product not in gold_products]))
-    for rec in records:
+    # every accepted record's pair, on forked workers (those the loop below drops are never used)
+    candidate_pairs = list(ordered_map(lambda i: preference_pair(task, records[i]) if records[i].category
+                                       is ScoreCategory.accepted else None, len(records)))
+    for rec, pair in zip(records, candidate_pairs, strict=True):
         if rec.product in gold_products:
             removed["package"] += 1
             drop(rec, QuarantineReason.gold_overlap, f"product {rec.product} is held out: it has gold holdout rows")
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                                  source_file=rec.provenance.source_file, line=rec.provenance.line))
         if rec.category is ScoreCategory.accepted:
             sft_pool.append(rec)
-            if pair := preference_pair(task, rec):
+            if pair is not None:
                 pairs.append(pair)
         elif rec.category is ScoreCategory.partially_accepted:
             drop(rec, QuarantineReason.partial_not_for_sft, ",".join(rec.reasons))
@@ -291,23 +297,31 @@ def main(argv: list[str] | None = None) -> int:
         train = changed
     if task.hint_in_prompt:
         hints = sorted({r.hint for r in train if r.hint})
-        rows = {"train": [sft_sample(task, r, "train", randomised_hint(r, hints, cfg)) for r in train],
-                "valid": [sft_sample(task, r, "valid", r.hint) for r in valid]}
-    else:  # the hint is the label's source (a commit's message): no prompt shows it
-        rows = {split: [sft_sample(task, r, split, None) for r in recs]
-                for split, recs in (("train", train), ("valid", valid))}
+        shown = {"train": lambda r: randomised_hint(r, hints, cfg), "valid": lambda r: r.hint}
+    else:  # the hint is the label's source (a commit's own message): no prompt shows it
+        shown = {"train": lambda r: None, "valid": lambda r: None}
 
-    # each row is checked against its generated schema as it is written (tuneforge.schema_check)
+    def sft_row(split: str, recs: list[ScoredRecord]) -> tuple[int, Callable[[int], SftSample], type]:
+        return len(recs), lambda i: sft_sample(task, recs[i], split, shown[split](recs[i])), SftSample
+
+    def listed(rows: list, model: type) -> tuple[int, Callable[[int], Any], type]:
+        return len(rows), rows.__getitem__, model
+
+    # each row is built, checked against its generated schema (tuneforge.schema_check) and
+    # serialised on forked workers, and written in order
     outputs = {
-        out_dir / "sft" / "train.jsonl": (rows["train"], SftSample),
-        out_dir / "sft" / "valid.jsonl": (rows["valid"], SftSample),
-        out_dir / "rag" / "rag.jsonl": (sorted(rag, key=lambda r: r.id), RagSample),
-        out_dir / "preference" / "pairs.jsonl": (sorted(pairs, key=lambda p: p.id), PreferencePair),
-        paths.quarantine("export"): (sorted(dropped, key=lambda q: q.id), QuarantineRecord),
+        out_dir / "sft" / "train.jsonl": sft_row("train", train),
+        out_dir / "sft" / "valid.jsonl": sft_row("valid", valid),
+        out_dir / "rag" / "rag.jsonl": listed(sorted(rag, key=lambda r: r.id), RagSample),
+        out_dir / "preference" / "pairs.jsonl": listed(sorted(pairs, key=lambda p: p.id), PreferencePair),
+        paths.quarantine("export"): listed(sorted(dropped, key=lambda q: q.id), QuarantineRecord),
     }
-    checks = {model: SchemaCheck(model) for _, model in outputs.values()}  # each built once
-    for path, (out_rows, model) in outputs.items():
-        write_jsonl(path, checks[model].rows(path, out_rows))
+    checks = {model: SchemaCheck(model) for _, _, model in outputs.values()}  # each built once
+    for path, (n, make, model) in outputs.items():
+        check = checks[model]
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            for line in ordered_map(lambda i: canonical_json(check.row(path, i + 1, make(i))), n):  # noqa: B023 - used at once
+                f.write(line + "\n")
         receipt.outputs.append(path)
     leakage = leakage_report(gold_texts, gold, {"train": train, "valid": valid}, removed)
     write_json(paths.leakage, leakage)

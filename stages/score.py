@@ -16,12 +16,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from tuneforge import config, metrics
-from tuneforge.io import read_models, write_json, write_jsonl
+from tuneforge.forkmap import ordered_map
+from tuneforge.io import atomic_path, canonical_json, read_models, write_json
 from tuneforge.names import gold_subset
 from tuneforge.receipts import Receipt
 from tuneforge.records import (
@@ -143,6 +146,36 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
             "human_labels": figures("human_labels") if rows["human_labels"] else None}
 
 
+def score_lines(task: Task, path: Path, cfg: dict) -> Iterator[tuple]:
+    """Each evidence line of `path` read, scored and serialised, in file order, on forked workers
+    (tuneforge.forkmap): (category, reasons or quarantine detail, JSON line, the evidence record
+    when it carries a hand label (the labeler report reads those), else None)."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+
+    def one(i: int) -> tuple:
+        try:
+            ev = EvidenceRecord.model_validate_json(lines[i])
+        except ValidationError:
+            return None, None, None, None  # the caller re-reads the file for read_models' error
+        rec = score_record(task, ev, cfg)
+        hand = ev if any(c.source in HAND_LABELED for c in ev.candidates) else None
+        if rec.category is ScoreCategory.rejected:
+            row = QuarantineRecord(
+                id=rec.id, stage="score", reason=QuarantineReason.score_rejected,
+                detail=",".join(rec.reasons), source_file=rec.provenance.source_file,
+                line=rec.provenance.line)
+            return rec.category, row.detail, canonical_json(row.model_dump(mode="json")), hand
+        return rec.category, rec.reasons, canonical_json(rec.model_dump(mode="json")), hand
+
+    for result in ordered_map(one, len(lines)):
+        if result[0] is None:  # a line that is not an EvidenceRecord: the error names file and line
+            for _ in read_models(path, EvidenceRecord):
+                pass
+            raise AssertionError(f"{path}: a line failed to parse once and not again")
+        yield result
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = config.from_argv("score", argv)
@@ -150,34 +183,36 @@ def main(argv: list[str] | None = None) -> int:
     receipt = Receipt("score", {"task": task.name, "score": cfg})
     receipt.inputs.append(paths.evidence)
 
-    scored: list[ScoredRecord] = []
-    rejected: list[QuarantineRecord] = []
-    evidence = list(read_models(paths.evidence, EvidenceRecord))
-    records_in = len(evidence)
-    for ev in tqdm(evidence, desc="score", unit="record", disable=None):
-        rec = score_record(task, ev, cfg)
-        if rec.category is ScoreCategory.rejected:
-            rejected.append(QuarantineRecord(
-                id=rec.id, stage="score", reason=QuarantineReason.score_rejected,
-                detail=",".join(rec.reasons), source_file=rec.provenance.source_file,
-                line=rec.provenance.line))
-        else:
-            scored.append(rec)
     quarantine_path = paths.quarantine("score")
-    write_jsonl(paths.scored, scored)
-    write_jsonl(quarantine_path, rejected)
-    report = labeler_report(task, evidence)
+    records_in, hand_labeled = 0, []
+    categories: Counter = Counter()
+    reasons: Counter = Counter()
+    # both files written as the records come (atomic: renamed into place only on success)
+    with atomic_path(paths.scored) as scored_tmp, atomic_path(quarantine_path) as rejected_tmp, \
+            open(scored_tmp, "w", encoding="utf-8") as scored, \
+            open(rejected_tmp, "w", encoding="utf-8") as rejected:
+        for category, why, line, hand in tqdm(score_lines(task, paths.evidence, cfg), desc="score",
+                                               unit="record", disable=None):
+            records_in += 1
+            if hand is not None:
+                hand_labeled.append(hand)
+            if category is ScoreCategory.rejected:
+                rejected.write(line + "\n")
+                reasons.update(why.split(","))
+            else:
+                scored.write(line + "\n")
+                categories[category.value] += 1
+                reasons.update(why)
+    n_rejected = records_in - sum(categories.values())
+    report = labeler_report(task, hand_labeled)
     write_json(paths.labeler_report, report)
     receipt.outputs += [paths.scored, quarantine_path, paths.labeler_report]
-    categories = Counter(r.category.value for r in scored)
-    reasons = Counter(reason for r in scored for reason in r.reasons)
-    reasons.update(reason for q in rejected for reason in q.detail.split(","))
     extra = {f"category_{k}": v for k, v in categories.items()}
     extra.update({f"reason_{k}": v for k, v in reasons.items()})
     receipt.finish(paths.receipt("score"),
-                   records_in=records_in, records_out=len(scored),
-                   quarantined=len(rejected), extra=extra)
-    log.info("categories: %s; rejected: %d", dict(sorted(categories.items())), len(rejected))
+                   records_in=records_in, records_out=sum(categories.values()),
+                   quarantined=n_rejected, extra=extra)
+    log.info("categories: %s; rejected: %d", dict(sorted(categories.items())), n_rejected)
     c, s = (f"{f}_agreement" for f in task.fields)
     log.info("rule labeler on %d gold records: %s %s (untouched subset %s), %s %s", report["gold_records"],
              c, report["with_hint"][c], report["gold_subsets"]["untouched"][c], s, report["with_hint"][s])

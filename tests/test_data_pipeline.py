@@ -73,24 +73,46 @@ def test_two_runs_are_byte_identical(workdir, run_pipeline, tmp_path_factory):
     assert snapshot_tree(workdir) == first
 
 
-def test_output_does_not_depend_on_worker_count(workdir, run_pipeline):
-    """backfill parses and evidence labels on a process pool; order and bytes must not
-    follow the number of workers."""
+def test_output_does_not_depend_on_worker_count(workdir, run_pipeline, monkeypatch):
+    """backfill parses on a process pool, and evidence, score and export do their per-record
+    work on forked workers (tuneforge.forkmap); order and bytes must not follow the number of
+    workers. The fixtures hold a few hundred records: spans of 3 make every stage fork."""
     import yaml
 
-    def run_with(workers: int) -> dict[str, bytes]:
+    from tuneforge import forkmap
+
+    forked: list[tuple[str, int, int]] = []  # (stage, n, workers) of each map
+    real_map = forkmap.ordered_map
+
+    def spy_for(name: str):
+        def spy(fn, n, workers=0, span=0):
+            forked.append((name, n, workers or forkmap.cpu_workers()))
+            return real_map(fn, n, workers, span)
+        return spy
+
+    def run_with(workers: int, span: int) -> dict[str, bytes]:
         params = yaml.safe_load((workdir / "params.yaml").read_text())
         params["backfill"]["workers"] = params["evidence"]["workers"] = workers
         (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        monkeypatch.setattr(forkmap, "SPAN", span)
+        monkeypatch.setattr(forkmap, "cpu_workers", lambda: workers)
         for p in (workdir / "data").rglob("*.jsonl"):
             if "gold" not in p.parts:
                 p.unlink()
+        forked.clear()
         run_pipeline()
         return snapshot_tree(workdir)
 
-    serial = run_with(1)
+    from stages import evidence, export, score
+    for stage in (evidence, export, score):
+        monkeypatch.setattr(stage, "ordered_map", spy_for(stage.__name__))
+    serial = run_with(1, forkmap.SPAN)
     assert len(serial) > 3
-    assert run_with(3) == serial
+    assert run_with(3, 3) == serial
+    # each stage forked (two spans or more on more than one worker), export for pairs and SFT rows
+    ran = {(stage, n >= 6 and w > 1) for stage, n, w in forked}
+    assert {("stages.evidence", True), ("stages.score", True), ("stages.export", True)} <= ran, forked
+    assert sum(1 for stage, n, w in forked if stage == "stages.export" and n >= 6) >= 3, forked
 
 
 def test_gold_entries_never_reach_an_export(workdir, run_pipeline):

@@ -27,15 +27,18 @@ class SchemaCheck:
         self.validator = jsonschema_rs.validator_for(model.model_json_schema())  # compiled once
         self.name = model.__name__
 
+    def row(self, path: str | Path, n: int, row: Any) -> dict:
+        """Row number `n` of `path` as the dict written (pydantic models dumped as JSON), checked."""
+        data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
+        if self.validator.is_valid(data):
+            return data
+        error = min(self.validator.iter_errors(data), key=lambda e: [str(x) for x in e.instance_path])
+        where = "$." + ".".join(map(str, error.instance_path)) if error.instance_path else "the row"
+        ident = data.get("id") if isinstance(data, dict) else None
+        raise RowSchemaError(f"{path}: row {n}{f' (id {ident})' if ident else ''} is not a {self.name} "
+                             f"(schemas/): {where}: {error.message}")
+
     def rows(self, path: str | Path, rows: Iterable[Any]) -> Iterator[dict]:
-        """Each row as the dict written (pydantic models dumped as JSON), checked first."""
+        """Each row as the dict written, checked first (`row`)."""
         for i, row in enumerate(rows, 1):
-            data = row.model_dump(mode="json") if isinstance(row, BaseModel) else row
-            if self.validator.is_valid(data):
-                yield data
-                continue
-            error = min(self.validator.iter_errors(data), key=lambda e: [str(x) for x in e.instance_path])
-            where = "$." + ".".join(map(str, error.instance_path)) if error.instance_path else "the row"
-            ident = data.get("id") if isinstance(data, dict) else None
-            raise RowSchemaError(f"{path}: row {i}{f' (id {ident})' if ident else ''} is not a {self.name} "
-                                 f"(schemas/): {where}: {error.message}")
+            yield self.row(path, i, row)

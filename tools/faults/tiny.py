@@ -83,7 +83,7 @@ def write_tiny_exports(root: Path) -> None:
         label, _ = task.rule_label(text, hint, product, "1.0")
         msgs = task.messages(text, hint, product) + [{"role": "assistant", "content": task.render_label(label)}]
         return {"id": f"{split}-{i}", "messages": msgs, "kind": label["kind"], "product": product,
-                "hint_shown": hint is not None, "split": split}
+                "hint_shown": hint is not None, "split": split, "label_source": "rules"}
 
     sft = root / PATHS.exports_dir / "sft"
     write_jsonl(sft / "train.jsonl", [row(i, *e, "train") for i, e in enumerate(entries * 2)])

@@ -67,7 +67,7 @@ class MarkdownBullets(SourceFormat):
             if skip_underline:
                 skip_underline = False
                 continue
-            if _FENCE.match(line):
+            if ("`" in line[:6] or "~" in line[:6]) and _FENCE.match(line):  # fences open within 6 chars
                 fenced = not fenced
                 entry = body.close()
                 if keep(entry):
@@ -90,7 +90,7 @@ class MarkdownBullets(SourceFormat):
                 if f"</{tag}>" not in stripped.lower():
                     in_html = f"</{tag}>"
                 continue
-            if html and _HTML_TAG_LINE.match(stripped) or _REFDEF.match(line):
+            if html and _HTML_TAG_LINE.match(stripped) or "[" in line[:4] and _REFDEF.match(line):
                 continue  # anchors like <a id="21.1.0"></a>, link reference definitions
             atx = _atx(line)
             # A would-be title right after an entry line is a wrapped line of that entry.

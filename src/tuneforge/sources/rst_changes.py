@@ -31,15 +31,18 @@ class RstChanges(SourceFormat):
 
     def sniff(self, path: str, text: str) -> int:
         name = _bare_name(path)
+        rst = name.endswith((".rst", ".rst.txt"))
+        if name.endswith(".md"):
+            return 0  # markdown_bullets' job (decided before the title scan below, the costly part)
         # Long release sections (Python's NEWS) push the second release title far down.
         head = _head(text, 3000, 300_000)
+        if not rst and any(re.match(r"#{2,6} \S", ln) for ln in head[:200]):
+            return 0  # setext titles with ATX sections: markdown_bullets' job
         titles = [head[i] for i in range(len(head) - 1) if _setext_underline(head, i)]
+        if rst:
+            return 80 if titles else 40
         versioned = sum(1 for t in titles if _version_in(t))
         bullets = any(_BULLET.match(ln) for ln in head)
-        if name.endswith((".rst", ".rst.txt")):
-            return 80 if titles else 40
-        if name.endswith(".md") or any(re.match(r"#{2,6} \S", ln) for ln in head[:200]):
-            return 0  # setext titles with ATX sections: markdown_bullets' job
         if versioned >= 2 and bullets:
             return 65
         return 0
