@@ -131,11 +131,16 @@ def test_data_section_runs_the_task_stages_on_the_resampled_snapshot(monkeypatch
     assert size["entries"] == size["parsed"] == 300 and size["unique"] == len(ENTRIES)
     assert list(size["stage_s"]) == list(size["peak_rss_mb"]) == ["backfill", "evidence", "score", "export"]
     assert all(mb > 10 for mb in size["peak_rss_mb"].values())  # each stage's own receipt
+    # the sampled memory of a stage's process tree (its workers included): a real figure, below a
+    # GB here, not the bench process's own size carried into the child
+    assert list(size["tree_pss_mb"]) == list(size["peak_rss_mb"])
+    assert all(10 < mb < 1024 for mb in size["tree_pss_mb"].values()), size["tree_pss_mb"]
     assert size["baseline_json"]["parsed"] == 300 and out["at_entries"] == 300
     big = out["scale"]  # the stages alone at --scale entries, no baseline
     assert big["entries"] == big["parsed"] == 600 and big["unique"] == len(ENTRIES) and "baseline_json" not in big
     text = table({"sections": {"data": out}})
     assert "at 600 entries" in text and "data stages at 300 entries: backfill" in text
+    assert "(with its workers: " in text
 
 
 def test_table_lists_each_measured_figure_with_its_target():

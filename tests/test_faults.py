@@ -350,7 +350,8 @@ def test_killed_model_stages_rerun_byte_identical(model_ready, tiny_base, tmp_pa
     write_tiny_exports(pre)
     points = plain_kill_points(tmp_path, random.Random(5), len(KILL_MODEL_STAGES), {}, KILL_MODEL_STAGES, pre=pre)
     assert [p["stage"] for p in points] == list(KILL_MODEL_STAGES)
-    assert all(p["differs"] == [] and p["partial_outputs"] == [] and p["rerun_rc"] == 0 for p in points), points
+    bad = [p for p in points if p["differs"] or p["partial_outputs"] or p["rerun_rc"] != 0]
+    assert not bad, bad
 
 
 # ----------------------------------------------------------------------------- properties

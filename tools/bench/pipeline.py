@@ -1,10 +1,12 @@
 """Bench sections on the pipeline: the data stages against plain Python, the clean and no-op builds."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -161,13 +163,51 @@ def resampled_root(work: Path, entries: list, n: int, params: Params, task: str)
     return written
 
 
+def run_sampled(cmd: list[str], cwd: Path, env: dict, every: float = 0.1) -> float:
+    """Run `cmd` (failing loudly as `run` does); return the largest total memory of its process
+    tree, in MB, sampled every `every` s: the proportional set size (PSS) summed over the
+    process and its forked workers, so pages they share copy-on-write count once. A stage's
+    receipt sees only its own process (VmHWM); getrusage cannot help, since a child's ru_maxrss
+    starts at its parent's resident size (the bench's own, here). A peak shorter than `every`
+    can be missed."""
+    import threading
+
+    import psutil
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(proc.pid)
+            while not done.wait(every):
+                total = 0
+                with contextlib.suppress(psutil.Error):
+                    for p in [root, *root.children(recursive=True)]:
+                        with contextlib.suppress(psutil.Error):  # a worker that exited meanwhile
+                            total += p.memory_full_info().pss
+                peak = max(peak, total)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
+    return round(peak / 2**20, 1)
+
+
 def run_data_stages(work: Path, task: str, env: dict, written: int) -> dict:
-    """The four data stages in `work`, each its own process: seconds and peak RSS (the stage's
-    receipt) per stage, and what backfill and export counted."""
+    """The four data stages in `work`, each its own process: seconds, peak RSS (the stage's
+    receipt: its own process) and the sampled peak of its whole process tree (workers
+    included, `run_sampled`) per stage, and what backfill and export counted."""
     receipts = names.TaskPaths.for_task(task)
-    stage_s, rss = {}, {}
+    stage_s, rss, largest = {}, {}, {}
     for stage in DATA_STAGES:
-        stage_s[stage] = round(timed(run, [sys.executable, "-m", f"stages.{stage}", task], work, env)[0], 2)
+        seconds, largest[stage] = timed(run_sampled, [sys.executable, "-m", f"stages.{stage}", task], work, env)
+        stage_s[stage] = round(seconds, 2)
         rss[stage] = json.loads((work / receipts.receipt(stage)).read_text())["peak_rss_mb"]
     backfill = json.loads((work / receipts.receipt("backfill")).read_text())
     export = json.loads((work / receipts.receipt("export")).read_text())
@@ -180,7 +220,7 @@ def run_data_stages(work: Path, task: str, env: dict, written: int) -> dict:
     return {"entries": written, "parsed": backfill["counts"]["records_in"],
             "unique": backfill["counts"]["records_out"], "stage_s": stage_s, "s": round(ours_s, 2),
             "entries_per_s": round(written / ours_s), "sft_rows": export["counts"]["records_out"],
-            "peak_rss_mb": rss}
+            "peak_rss_mb": rss, "tree_pss_mb": largest}
 
 
 def bench_data(params: Params, task: str, sizes: list[int], scale: int = 0) -> dict:

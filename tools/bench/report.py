@@ -54,8 +54,11 @@ def table(report: dict) -> str:
         for n, r in [(k, v) for k, v in sorted(d["sizes"].items(), key=lambda item: int(item[0]))
                      if k == str(d.get("at_entries")) and "peak_rss_mb" in v] + (
                 [(str(d["scale"]["entries"]), d["scale"])] if d.get("scale") else []):
+            tree = r.get("tree_pss_mb", {})
             add("peak_rss_mb", f"data stages at {int(n):,} entries: " + ", ".join(  # pipeline order
-                f"{k} {r['peak_rss_mb'][k]:,.0f} MB" for k in DATA_STAGES if k in r["peak_rss_mb"]), "-", "-")
+                f"{k} {r['peak_rss_mb'][k]:,.0f} MB" + (f" (with its workers: {tree[k]:,.0f} MB)"
+                                                        if k in tree else "")
+                for k in DATA_STAGES if k in r["peak_rss_mb"]), "-", "-")
     if b := s.get("build"):
         floor = b.get("dvc_floor")
         add("noop_repro_s", f"{b['noop_repro_s']} s" + (

@@ -39,14 +39,15 @@ from tuneforge.io import canonical_json, sha256_file
 
 
 def _norm_file(p: Path) -> str:
-    """sha256 of a file; receipts without their timing fields and eval's answer-memo counts
-    (machine-local state: a rerun after a kill finds the answers the killed run memoised),
+    """sha256 of a file; receipts without their timing fields and eval's answer- and KL-memo
+    counts (machine-local state: a rerun after a kill finds what the killed run memoised),
     and the drift report without its previous-run half; all of these differ by design."""
     if p.parent.name == "receipts" and p.suffix == ".json":
         obj = json.loads(p.read_text(encoding="utf-8"))
         obj.pop("duration_s", None)
         obj.pop("peak_rss_mb", None)
-        for key in ("cache_hits", "decoded"):
+        for key in ("cache_hits", "decoded", "fidelity_forced", "fidelity_memo_hits", "fidelity_ms",
+                    "fidelity_round_trip_ms"):
             obj.get("counts", {}).get("extra", {}).pop(key, None)
         return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
     if p.name == "drift.json":
