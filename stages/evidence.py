@@ -166,21 +166,22 @@ def main(argv: list[str] | None = None) -> int:
                            answer[1] if answer else None)
         return key in gold, key in human, canonical_json(rec.model_dump(mode="json"))
 
-    with_gold = with_human = 0
+    with_gold = with_human = written = 0
     with atomic_path(paths.evidence) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for has_gold, has_human, line in tqdm(ordered_map(record, len(entries), cfg["workers"]),
                                               total=len(entries), desc="evidence", unit="entry",
                                               disable=None):
             out.write(line + "\n")
+            written += 1
             with_gold += has_gold
             with_human += has_human
     receipt.outputs.insert(0, paths.evidence)
     receipt.finish(paths.receipt("evidence"), records_in=len(entries),
-                   records_out=len(entries),
+                   records_out=written,
                    extra={"with_gold": with_gold, "with_human": with_human, "teacher_answers": len(teacher_rows),
                           "model_calls": model_calls,
                           **{f"replay_{k}": v for k, v in sorted(replay_counts.items())}})
-    log.info("%d evidence records (%d carry a gold label)", len(entries), with_gold)
+    log.info("%d evidence records (%d carry a gold label)", written, with_gold)
     return 0
 
 

@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     receipt.inputs.append(paths.evidence)
 
     quarantine_path = paths.quarantine("score")
-    records_in, hand_labeled = 0, []
+    records_in, n_rejected, hand_labeled = 0, 0, []
     categories: Counter = Counter()
     reasons: Counter = Counter()
     # both files written as the records come (atomic: renamed into place only on success)
@@ -198,12 +198,12 @@ def main(argv: list[str] | None = None) -> int:
                 hand_labeled.append(hand)
             if category is ScoreCategory.rejected:
                 rejected.write(line + "\n")
+                n_rejected += 1
                 reasons.update(why.split(","))
             else:
                 scored.write(line + "\n")
                 categories[category.value] += 1
                 reasons.update(why)
-    n_rejected = records_in - sum(categories.values())
     report = labeler_report(task, hand_labeled)
     write_json(paths.labeler_report, report)
     receipt.outputs += [paths.scored, quarantine_path, paths.labeler_report]

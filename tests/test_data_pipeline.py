@@ -17,7 +17,7 @@ from tuneforge.records import (
 )
 from tuneforge.text import content_key
 
-from .conftest import snapshot_tree
+from .conftest import TASK, snapshot_tree
 
 STAGES = ("backfill", "evidence", "score", "export")
 
@@ -294,3 +294,25 @@ def test_a_killed_writers_temp_file_is_swept_by_the_next_write(tmp_path):
     write_text(out, "ok\n")
     assert out.read_text() == "ok\n"
     assert list(tmp_path.glob(".entries.jsonl.*.tmp")) == [live]
+
+
+def test_score_names_the_file_and_line_of_a_bad_evidence_record(workdir, monkeypatch):
+    """score reads evidence on forked workers; a line that is not an EvidenceRecord still stops
+    it with the file and line, as io.read_models words it."""
+    from stages import backfill, evidence, score
+    from tuneforge import forkmap
+
+    for stage in (backfill, evidence):
+        assert stage.main([TASK]) == 0
+    path = Path("data") / TASK / "evidence.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) > 8
+    row = json.loads(lines[6])
+    del row["provenance"]
+    lines[6] = json.dumps(row) + "\n"
+    path.write_text("".join(lines), encoding="utf-8")
+    monkeypatch.setattr(forkmap, "SPAN", 2)  # forked, the bad line in a worker's span
+    monkeypatch.setattr(forkmap, "cpu_workers", lambda: 2)
+    with pytest.raises(ValueError, match=rf"{path}:7: not a valid EvidenceRecord: .*\(provenance: Field required\)"):
+        score.main([TASK])
+    assert not (Path("data") / TASK / "scored.jsonl").exists()  # nothing half-written left behind
