@@ -2,6 +2,7 @@
 words inserted or deleted, short entries) never reach SFT, synthetic rows included, and
 reports/changelog-actions/leakage.json names every gold entry's nearest SFT row."""
 import json
+import random
 
 import yaml
 
@@ -184,14 +185,46 @@ def test_word_levenshtein_and_containment():
     assert levenshtein(words("b x"), words("a b c d"), free_ends=True) == 1
 
 
+def dp_levenshtein(a: list[str], b: list[str], free_ends: bool = False) -> int:
+    """The reference: the plain DP over a x b (what decontam ran before its bit-parallel form)."""
+    prev = [0] * (len(b) + 1) if free_ends else list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return min(prev) if free_ends else prev[-1]
+
+
+WORDS = st.lists(st.sampled_from("a b c d e f the of".split()), min_size=0, max_size=80)
+
+
+@settings(max_examples=600, deadline=None)
+@given(WORDS, WORDS, st.booleans())
+def test_bit_parallel_levenshtein_equals_the_dp(a, b, free_ends):
+    assert levenshtein(a, b, free_ends) == dp_levenshtein(a, b, free_ends)
+
+
+def test_bit_parallel_levenshtein_equals_the_dp_on_long_diff_like_lists():
+    """Hundreds of words on both sides (commit-messages' diffs): vectors of many machine words."""
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(40)]
+    for _ in range(12):
+        a = rng.choices(vocab, k=rng.randint(150, 400))
+        b = [w if rng.random() > 0.2 else rng.choice(vocab) for w in a[rng.randint(0, 50):]]
+        b = b + rng.choices(vocab, k=rng.randint(0, 120))
+        for free_ends in (False, True):
+            assert levenshtein(a, b, free_ends) == dp_levenshtein(a, b, free_ends)
+
+
 def brute(golds: list[list[str]], text: list[str], floor: float, min_contained: int) -> dict[int, float]:
     out = {}
     for i, g in enumerate(golds):
         if not g or not text:
             continue
-        best = 1 - levenshtein(g, text) / max(len(g), len(text))
+        best = 1 - dp_levenshtein(g, text) / max(len(g), len(text))
         if len(g) >= min_contained and len(text) > len(g):
-            best = max(best, 1 - levenshtein(g, text, free_ends=True) / len(g))
+            best = max(best, 1 - dp_levenshtein(g, text, free_ends=True) / len(g))
         if best >= floor:
             out[i] = round(best, 9)
     return out

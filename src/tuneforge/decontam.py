@@ -51,14 +51,45 @@ def tagged(ws: list[str]) -> set[str]:
 
 
 def levenshtein(a: list[str], b: list[str], free_ends: bool = False) -> int:
-    """Word edits turning `a` into `b`; with free_ends, into the best substring of `b`."""
-    prev = [0] * (len(b) + 1) if free_ends else list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return min(prev) if free_ends else prev[-1]
+    """Word edits turning `a` into `b`; with free_ends, into the best substring of `b`.
+
+    The unit-cost edit distance, bit-parallel (Myers 1999, "A fast bit-vector algorithm for
+    approximate string matching based on dynamic programming", in Hyyrö's formulation): one
+    column of the DP over `a` is a pair of bit vectors (Python ints), and a word of `b`
+    advances it in a dozen integer operations, whatever len(a). The plain DP (kept in
+    tests/test_decontam.py as the reference, compared on random word lists in both modes)
+    took export 12 s for commit-messages' 2,000 diffs, hundreds of words each.
+    Why own code: rapidfuzz's Levenshtein takes word sequences but has no free-ends
+    (semi-global) mode, which containment needs; one algorithm serves both modes."""
+    if not free_ends and len(a) < len(b):
+        a, b = b, a  # symmetric: the longer one in the bit vectors, the shorter one looped over
+    m = len(a)
+    if m == 0:
+        return 0 if free_ends else len(b)
+    peq: dict[str, int] = {}  # word -> the positions of `a` holding it, as bits
+    for i, x in enumerate(a):
+        peq[x] = peq.get(x, 0) | (1 << i)
+    mask, high = (1 << m) - 1, 1 << (m - 1)
+    pv, mv, score = mask, 0, m  # vertical deltas all +1: column 0 is 0, 1, ..., m
+    best = score
+    for y in b:
+        eq = peq.get(y, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | (~(xh | pv) & mask)
+        mh = pv & xh
+        if ph & high:
+            score += 1
+        elif mh & high:
+            score -= 1
+        # row 0 of the DP: 0, 1, 2, ... (a +1 step shifted in) or, with free ends, all 0
+        ph = ((ph << 1) | (0 if free_ends else 1)) & mask
+        mh = (mh << 1) & mask
+        pv = mh | (~(xv | ph) & mask)
+        mv = ph & xv
+        if score < best:
+            best = score
+    return best if free_ends else score
 
 
 @dataclass(frozen=True)
