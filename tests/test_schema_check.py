@@ -16,7 +16,9 @@ def rag(i: int, **change) -> RagSample:
 
 def test_valid_rows_pass_through_as_written_dicts(tmp_path):
     rows = [rag(1), rag(2)]
-    assert list(SchemaCheck(RagSample).rows(tmp_path / "rag.jsonl", rows)) == [r.model_dump(mode="json") for r in rows]
+    check = SchemaCheck(RagSample)
+    assert [check.row(tmp_path / "rag.jsonl", i, r) for i, r in enumerate(rows, 1)] == [
+        r.model_dump(mode="json") for r in rows]
 
 
 @pytest.mark.parametrize(("change", "where"), [
@@ -25,7 +27,9 @@ def test_valid_rows_pass_through_as_written_dicts(tmp_path):
 ])
 def test_a_bad_row_names_the_file_the_row_and_the_field(tmp_path, change, where):
     with pytest.raises(RowSchemaError) as e:
-        list(SchemaCheck(RagSample).rows(tmp_path / "rag.jsonl", [rag(1), rag(2, **change)]))
+        check = SchemaCheck(RagSample)
+        for i, row in enumerate([rag(1), rag(2, **change)], 1):
+            check.row(tmp_path / "rag.jsonl", i, row)
     assert f"rag.jsonl: row 2 (id {2:064x}) is not a RagSample (schemas/): {where}" in str(e.value)
 
 

@@ -9,7 +9,6 @@ reaching a consumer. The validator is jsonschema-rs (Rust, ~1M rows/s here): the
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,3 @@ class SchemaCheck:
         ident = data.get("id") if isinstance(data, dict) else None
         raise RowSchemaError(f"{path}: row {n}{f' (id {ident})' if ident else ''} is not a {self.name} "
                              f"(schemas/): {where}: {error.message}")
-
-    def rows(self, path: str | Path, rows: Iterable[Any]) -> Iterator[dict]:
-        """Each row as the dict written, checked first (`row`)."""
-        for i, row in enumerate(rows, 1):
-            yield self.row(path, i, row)

@@ -34,9 +34,13 @@ def timed(fn, *args, **kwargs) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def check_exit(cmd: list[str], returncode: int, stdout: str, stderr: str) -> str:
+    """stdout of a finished command; a failure raises with the ends of both streams."""
+    if returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    return stdout
+
+
 def run(cmd: list[str], cwd: Path | str = ROOT, env: dict | None = None) -> str:
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-2000:]}\n"
-                           f"{out.stderr[-4000:]}")
-    return out.stdout
+    return check_exit(cmd, out.returncode, out.stdout, out.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tools.bench.common import DATA_STAGES, README, REPORT, ROOT, run, timed
+from tools.bench.common import DATA_STAGES, README, REPORT, ROOT, check_exit, run, timed
 from tools.verify_repro import build_clean_clone, clone_env, compare_locks
 from tuneforge import config, names
 from tuneforge.config import Params
@@ -164,7 +164,7 @@ def resampled_root(work: Path, entries: list, n: int, params: Params, task: str)
 
 
 def run_sampled(cmd: list[str], cwd: Path, env: dict, every: float = 0.1) -> float:
-    """Run `cmd` (failing loudly as `run` does); return the largest total memory of its process
+    """Run `cmd` (failing loudly, as `run`); return the largest total memory of its process
     tree, in MB, sampled every `every` s: the proportional set size (PSS) summed over the
     process and its forked workers, so pages they share copy-on-write count once. A stage's
     receipt sees only its own process (VmHWM); getrusage cannot help, since a child's ru_maxrss
@@ -194,8 +194,7 @@ def run_sampled(cmd: list[str], cwd: Path, env: dict, every: float = 0.1) -> flo
     out, err = proc.communicate()
     done.set()
     sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}\n{err[-4000:]}")
+    check_exit(cmd, proc.returncode, out, err)
     return round(peak / 2**20, 1)
 
 
@@ -204,9 +203,9 @@ def run_data_stages(work: Path, task: str, env: dict, written: int) -> dict:
     receipt: its own process) and the sampled peak of its whole process tree (workers
     included, `run_sampled`) per stage, and what backfill and export counted."""
     receipts = names.TaskPaths.for_task(task)
-    stage_s, rss, largest = {}, {}, {}
+    stage_s, rss, tree = {}, {}, {}
     for stage in DATA_STAGES:
-        seconds, largest[stage] = timed(run_sampled, [sys.executable, "-m", f"stages.{stage}", task], work, env)
+        seconds, tree[stage] = timed(run_sampled, [sys.executable, "-m", f"stages.{stage}", task], work, env)
         stage_s[stage] = round(seconds, 2)
         rss[stage] = json.loads((work / receipts.receipt(stage)).read_text())["peak_rss_mb"]
     backfill = json.loads((work / receipts.receipt("backfill")).read_text())
@@ -220,7 +219,7 @@ def run_data_stages(work: Path, task: str, env: dict, written: int) -> dict:
     return {"entries": written, "parsed": backfill["counts"]["records_in"],
             "unique": backfill["counts"]["records_out"], "stage_s": stage_s, "s": round(ours_s, 2),
             "entries_per_s": round(written / ours_s), "sft_rows": export["counts"]["records_out"],
-            "peak_rss_mb": rss, "tree_pss_mb": largest}
+            "peak_rss_mb": rss, "tree_pss_mb": tree}
 
 
 def bench_data(params: Params, task: str, sizes: list[int], scale: int = 0) -> dict:
