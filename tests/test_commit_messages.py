@@ -464,38 +464,51 @@ def test_grammar_compiles_and_bounds_every_string():
     assert compile_gbnf(gbnf) is not None
 
 
-def test_the_decoding_schema_lets_ignore_name_only_the_diffs_own_paths():
-    """Task.narrow_schema: each diff's answer is decoded under a schema whose `ignore` items
-    are that diff's paths (in diff order, once each), as many as it has up to the cap."""
-    task = get_task("commit-messages")
-    junk_path = "src/.app.c.swp"
-    text = SRC + git_diff(junk_path, [], ["x"]) + SRC  # a path changed twice is listed once
-    ignore = task.output_schema(text)["properties"]["ignore"]
-    assert ignore["items"] == {"enum": ["lib/http_chunks.c", junk_path]} and ignore["maxItems"] == 2
-    assert task.output_schema()["properties"]["ignore"] == schema.CommitMessage.model_json_schema()[
-        "properties"]["ignore"]  # no input: the whole schema
-    # the label of this diff validates against its narrowed schema; a made-up path does not
+def test_the_decoding_schema_makes_ignore_the_diffs_junk_paths():
+    """Task.narrow_schema: each diff's answer is decoded under a schema whose `ignore` is
+    exactly that diff's junk paths by the contract's list (in diff order, once each, up to the
+    cap): the model can neither leave junk in nor unstage a real file."""
     import jsonschema
 
+    task = get_task("commit-messages")
+    swap, env, mods = "src/.app.c.swp", ".env", "node_modules/x/index.js"
+    text = SRC + git_diff(swap, [], ["x"]) + git_diff("src/app.c", ["a"], ["b"]) + git_diff(env, [], ["K=1"]) + SRC
     narrowed = task.output_schema(text)
-    jsonschema.validate(good_label(ignore=[junk_path]), narrowed)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(good_label(ignore=["src/.app.c.sw"]), narrowed)
-    # nothing to ignore in a text with no diff; a path JSON must escape keeps the whole schema
-    assert task.output_schema("no diff here")["properties"]["ignore"]["maxItems"] == 0
+    assert narrowed["properties"]["ignore"]["const"] == [swap, env]  # a path changed twice is listed once
+    assert task.output_schema()["properties"]["ignore"] == schema.CommitMessage.model_json_schema()[
+        "properties"]["ignore"]  # no input: the whole schema
+    jsonschema.validate(good_label(ignore=[swap, env]), narrowed)
+    for wrong in ([], [swap], [env, swap], [swap, env, "src/app.c"], [swap, "src/.app.c.sw"]):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(good_label(ignore=wrong), narrowed)
+    # a diff without junk: `ignore` must be empty; no diff at all: the same
+    assert task.output_schema(SRC)["properties"]["ignore"]["const"] == []
+    assert task.output_schema("no diff here")["properties"]["ignore"]["const"] == []
+    # at most IGNORE_MAX_ITEMS junk paths, the first in diff order
+    many = "".join(git_diff(f"m{i}.pyc", [], ["x"]) for i in range(schema.IGNORE_MAX_ITEMS + 2))
+    assert task.output_schema(many)["properties"]["ignore"]["const"] == [
+        f"m{i}.pyc" for i in range(schema.IGNORE_MAX_ITEMS)]
+    # a path JSON must escape keeps the whole schema (see for_diff)
     odd = git_diff('docs/say "hi".txt', [], ["x"])
-    assert task.output_schema(SRC + odd) == task.output_schema()
+    assert task.output_schema(SRC + odd + git_diff(mods, [], ["x"])) == task.output_schema()
 
 
-def test_the_narrowed_grammar_compiles_and_holds_only_the_paths():
+def test_the_narrowed_grammar_compiles_and_forces_the_junk_paths():
     from tuneforge.decode import task_gbnf
     from tuneforge.grammar import compile_gbnf
 
     text = SRC + git_diff("node_modules/x/index.js", [], ["x"])
     gbnf = task_gbnf(get_task("commit-messages"), text)
-    (item,) = [line for line in gbnf.splitlines() if line.startswith("ignore-item ::=")]
-    assert item == 'ignore-item ::= "\\"lib/http_chunks.c\\"" | "\\"node_modules/x/index.js\\""'
+    (rule,) = [line for line in gbnf.splitlines() if line.startswith("ignore ::=")]
+    assert rule == 'ignore ::= "[\\"node_modules/x/index.js\\"]"'
     assert compile_gbnf(gbnf) is not None
+
+
+def test_junk_note_names_the_paths_to_unstage():
+    task = get_task("commit-messages")
+    assert task.advice(good_label(ignore=[])) is None
+    assert task.advice(good_label(ignore=[".env", "a.pyc"])) == (
+        "staged junk to leave out of this commit: .env, a.pyc (unstage with: git restore --staged -- PATH)")
 
 
 @pytest.mark.parametrize("label,text", [

@@ -98,9 +98,10 @@ def test_tags_and_deadlines_stop_where_the_schema_does(models):
     llm.close()
 
 
-def test_a_commit_answer_may_ignore_only_paths_its_diff_shows(models):
+def test_a_commit_answer_ignores_exactly_its_diffs_junk(models):
     """Decoding a diff's answer under its own grammar (decode.task_gbnf(task, text)): llama.cpp
-    lets `ignore` hold the diff's paths, whole, and nothing else; with no path, nothing."""
+    lets `ignore` hold the diff's junk paths by the contract's list, all of them, and nothing
+    else; with no junk, nothing."""
     from tuneforge.decode import task_gbnf
 
     task = get_task("commit-messages")
@@ -109,13 +110,12 @@ def test_a_commit_answer_may_ignore_only_paths_its_diff_shows(models):
     llm = open_gguf(models["random-0"], n_ctx=256, n_threads=1)
     head = '{"type": "chore", "scope": null, "subject": "a", "body": null, "breaking": false, "ignore": ['
     grammar, whole = compile_gbnf(task_gbnf(task, diff)), compile_gbnf(task_gbnf(task))
-    assert allows(llm, grammar, head + '".env', '"') and allows(llm, grammar, head + '"src/app.', "c")
-    assert not allows(llm, grammar, head + '".en', "x") and not allows(llm, grammar, head + '"src/app.', "h")
-    assert not allows(llm, grammar, head + '".env', "/")  # a path is whole
-    assert allows(llm, whole, head + '"src/app.', "h")  # what the narrowing takes away
-    assert allows(llm, grammar, head + '".env"', ",")
-    assert not allows(llm, grammar, head + '".env", "src/app.c"', ",")  # two paths, two entries at most
-    none = compile_gbnf(task_gbnf(task, "no diff"))
+    assert allows(llm, grammar, head + '".env', '"') and allows(llm, grammar, head + '".env"', "]")
+    assert not allows(llm, grammar, head, "]")  # the junk cannot be left out
+    assert not allows(llm, grammar, head + '"', "s")  # nor a real file unstaged
+    assert not allows(llm, grammar, head + '".env"', ",")  # nor anything added
+    assert allows(llm, whole, head + '"src/app.', "c") and allows(llm, whole, head, "]")  # what narrowing takes away
+    none = compile_gbnf(task_gbnf(task, diff.split("diff --git a/.env")[0]))
     assert allows(llm, none, head, "]") and not allows(llm, none, head, '"')
     llm.close()
 

@@ -246,3 +246,19 @@ def test_a_commit_through_the_hook_takes_the_models_message(repo, tmp_path):
     expected = subprocess.run(["git", "stripspace", "--strip-comments"], input=task.formats["git"](record["label"]),
                               capture_output=True, text=True, check=True).stdout.rstrip("\n")
     assert expected and last_message(repo) == expected
+
+
+def test_predicts_notes_reach_the_user_and_not_the_message(repo):
+    """predict --format git says on stderr which staged paths to leave out (`predict: note: ...`);
+    the hook passes those lines on (git shows a hook's stderr) and nothing else predict logged."""
+    noting = shlex.join([sys.executable, "-c",
+                         "import sys; print('chore: update'); "
+                         "print('predict: note: staged junk to leave out of this commit: .env', file=sys.stderr); "
+                         "print('predict: 1 entries, 1 answers parsed', file=sys.stderr)"])
+    assert installed(repo, "--command", noting).returncode == 0
+    msg = repo / ".git" / "COMMIT_EDITMSG"
+    msg.write_text("\n# git's comments\n")
+    proc = run_hook(repo, ".git/COMMIT_EDITMSG")
+    assert proc.returncode == 0
+    assert proc.stderr == "tuneforge hook: staged junk to leave out of this commit: .env\n"
+    assert msg.read_text() == "chore: update\n\n# git's comments\n"

@@ -140,7 +140,7 @@ def test_a_cached_answer_keeps_its_closed_flag_and_old_entries_are_not_read(tmp_
 
 
 def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_path, monkeypatch):
-    """commit-messages narrows each diff's grammar to the diff's paths (Task.narrow_schema): the
+    """commit-messages narrows each diff's grammar to the diff's junk paths (Task.narrow_schema): the
     same chat under another input's grammar is another answer, never served from the memo."""
     from tuneforge import decode
     from tuneforge.tasks import get_task
@@ -149,7 +149,7 @@ def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_pat
     monkeypatch.setattr(decode, "gguf_answers", lambda path, prompts, gbnf, **kw: seen.append(gbnf)
                         or [Answer("{}")] * len(prompts))
     task = get_task("commit-messages")
-    diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.c", "y.c")]
+    diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.pyc", "y.pyc")]
     chat = decode.prompts(task, [{"text": diffs[0]}])
     settings = decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1)
     model = tmp_path / "m.gguf"
@@ -163,7 +163,8 @@ def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_pat
 
 def test_each_distinct_schema_is_converted_to_a_grammar_once_per_call(monkeypatch):
     """decode_chats converts the schema of each input (~1 ms a conversion): a task that never
-    narrows has one schema for all its inputs, and a narrowing task one per distinct diff."""
+    narrows has one schema for all its inputs, and a narrowing task one per distinct narrowing
+    (commit-messages: per distinct set of junk paths)."""
     from tuneforge import decode
     from tuneforge.tasks import get_task
 
@@ -174,7 +175,7 @@ def test_each_distinct_schema_is_converted_to_a_grammar_once_per_call(monkeypatc
     gbnfs = decode.task_gbnfs(changelog, [f"Fixed crash {i}." for i in range(5)])
     assert len(converted) == 1 and len(set(gbnfs)) == 1 and len(gbnfs) == 5
     commits = get_task("commit-messages")
-    diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.c", "y.c")]
+    diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.pyc", "y.pyc")]
     converted.clear()
     gbnfs = decode.task_gbnfs(commits, [diffs[0], diffs[1], diffs[0]])
     assert len(converted) == 2 and gbnfs[0] == gbnfs[2] != gbnfs[1]

@@ -80,18 +80,42 @@ def _fake_decoder(monkeypatch):
 
 def test_schema_prints_each_entrys_own_schema_and_runs_no_model(tmp_path, monkeypatch, capsys):
     """--schema: the JSON schema each entry's answer is decoded under, one line per entry, for
-    Ollama's `format`; a commit's `ignore` narrowed to its diff's paths. No model is loaded."""
+    Ollama's `format`; a commit's `ignore` narrowed to its diff's junk paths. No model is loaded."""
     from tuneforge.tasks import get_task
 
     calls = _fake_decoder(monkeypatch)
-    diff = "diff --git a/src/a.c b/src/a.c\n--- a/src/a.c\n+++ b/src/a.c\n@@ -1 +1 @@\n-x\n+y\n"
+    diff = ("diff --git a/src/a.c b/src/a.c\n--- a/src/a.c\n+++ b/src/a.c\n@@ -1 +1 @@\n-x\n+y\n"
+            "diff --git a/.env b/.env\nnew file mode 100644\n--- /dev/null\n+++ b/.env\n@@ -0,0 +1 @@\n+K=1\n")
     entries = tmp_path / "in.diff"
     entries.write_text(diff)
     assert predict.main([str(entries), "--task", "commit-messages", "--schema", "--params", _params(tmp_path)]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     printed = json.loads(line)
     assert printed == get_task("commit-messages").output_schema(diff)
-    assert printed["properties"]["ignore"]["items"] == {"enum": ["src/a.c"]} and calls == []
+    assert printed["properties"]["ignore"]["const"] == [".env"] and calls == []
+
+
+@pytest.mark.parametrize("fmt", ["git", "json"])
+def test_format_git_notes_the_junk_to_unstage_on_stderr(tmp_path, monkeypatch, capsys, caplog, fmt):
+    """A git message cannot hold `ignore`: predict says on stderr which staged paths to leave
+    out (Task.advice), as one `predict: note:` line the hook passes on; --format json holds them."""
+    answer = json.dumps({"type": "fix", "scope": None, "subject": "Fix the read", "body": None,
+                         "breaking": False, "ignore": [".env"]})
+    monkeypatch.setattr(decode, "gguf_answers", lambda path, prompts, gbnf, **kw: [Answer(answer)] * len(prompts))
+    model, entries = tmp_path / "m.gguf", tmp_path / "in.diff"
+    model.write_bytes(b"gguf")
+    (tmp_path / "SHA256SUMS").write_text(f"{sha256_file(model)}  m.gguf\n")
+    entries.write_text(DIFF)
+    assert predict.main([str(entries), "--model", str(model), "--task", "commit-messages", "--format", fmt,
+                         "--params", _params(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # logged as `predict: note: ...` (predict's log format; test_hook passes such a line on)
+    notes = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.getMessage().startswith("note: ")]
+    if fmt == "json":
+        assert json.loads(out)["ignore"] == [".env"] and notes == []
+    else:
+        assert out == "fix: Fix the read\n" and notes == [
+            "predict: note: staged junk to leave out of this commit: .env (unstage with: git restore --staged -- PATH)"]
 
 
 def test_an_unpinned_model_is_refused_unless_the_user_says_so(tmp_path, monkeypatch, capsys):

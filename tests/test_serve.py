@@ -39,7 +39,7 @@ def test_a_raw_input_is_rendered_with_the_task_view_and_system_prompt():
     body = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task)
     assert body["messages"][0] == {"role": "system", "content": task.system_prompt}
     assert body["messages"][1]["content"] == task.render_user(DIFF, None, None) != DIFF
-    # the grammar eval decodes this input under: narrowed to it (`ignore` names only its paths)
+    # the grammar eval decodes this input under: narrowed to it (`ignore` is its junk paths)
     assert body["grammar"] == task_gbnf(task, DIFF) != task_gbnf(task) and body["temperature"] == 0.0
     assert body["repeat_penalty"] == 1.0  # as eval decodes; llama_cpp.server's default is 1.1
 

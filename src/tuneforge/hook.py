@@ -10,9 +10,10 @@ absolute paths. On a plain `git commit` (no -m/-F/-t, merge, squash, amend: git'
 argument is empty) it pipes `git diff --cached` to
     <this project's python> -m tuneforge.predict --task commit-messages --format git --product NAME
 run in this project's directory (so predict runs the task's promoted model, as it always does),
-and writes the message above what the message file holds (git's comment lines). With nothing
-staged, or when predict fails, it leaves the file as it was, says why in one line on stderr
-and exits 0: the hook never blocks a commit. --command replaces the predict command (any
+and writes the message above what the message file holds (git's comment lines); predict's
+`predict: note: ` lines (the staged junk paths the answer's `ignore` names) go to stderr, where
+git shows them. With nothing staged, or when predict fails, it leaves the file as it was, says
+why in one line on stderr and exits 0: the hook never blocks a commit. --command replaces the predict command (any
 program that reads the diff on stdin and prints the message); tests use it.
 
 A hook already there that is not tuneforge's is refused unless --force (it is kept beside, as
@@ -54,6 +55,8 @@ rc=$?
 [ "$rc" -eq 0 ] || say "no message: the command exited $rc ($(tail -n 1 "$tmp/err"))"
 [ -s "$tmp/out" ] || say "no message: the command printed nothing"
 cat "$tmp/out" "$msg" >"$tmp/msg" && cat "$tmp/msg" >"$msg" || say "could not write $msg"
+# what the message cannot say (staged junk to unstage), as predict noted it
+sed -n 's/^predict: note: /tuneforge hook: /p' "$tmp/err" >&2
 exit 0
 """
 

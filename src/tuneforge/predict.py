@@ -14,7 +14,9 @@ Out: JSONL on stdout, one line per entry, in input order:
      looping, usually, and the decoder closed it: it parses, but the model never finished it);
      with --format, each parsed label alone, rendered: `json` (the task's canonical JSON, one
      line) or one of the task's own formats (commit-messages: `git`, a ready commit message),
-     entries apart by a blank line, an answer that does not parse named on stderr instead;
+     entries apart by a blank line, an answer that does not parse named on stderr instead,
+     and a `predict: note: ...` line on stderr for what that format cannot show (Task.advice:
+     a commit's `ignore` paths, to unstage);
      exit 1 when any answer did not parse; with --schema, no model runs: each entry's line is the
      JSON schema its answer is decoded under (the task's, narrowed to that input where the task
      narrows: Ollama's `format` for the same constraint); a bad input (a missing file, bytes that are not
@@ -30,7 +32,7 @@ as backfill does (a document keeps its lines), so the model sees what it was tra
 secret reaches the prompt or the output.
 Decoding is eval's own (tuneforge.decode): greedy, the GGUF's own chat template, the task's prompt, a grammar
 compiled from the task's output schema narrowed to the entry (Task.narrow_schema: a commit's `ignore`
-names only the diff's paths), eval.max_tokens / n_ctx / n_threads from params.yaml.
+is the diff's junk paths by the contract's list), eval.max_tokens / n_ctx / n_threads from params.yaml.
 """
 from __future__ import annotations
 
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 print()  # a multi-line rendering (a commit message) ends where the next begins
             print(render(task, label, args.format))
             printed += 1
+            if args.format != "json" and task.advice is not None and (note := task.advice(label)):
+                log.warning("note: %s", note)  # what this format cannot show (the hook passes it on)
     log.info("%d entries, %d answers parsed (%d of them closed by the decoder at max_tokens), %s (sha256 %s)",
              len(entries), len(entries) - failed, closed, model, sha256[:16])
     return 1 if failed else 0

@@ -18,8 +18,8 @@ measured (the Ollama Modelfile pins the same things):
   message is passed on as written.
 - no `response_format` and no `grammar`: the answer is decoded under the task's output grammar
   (tuneforge.grammar, bounded strings), so it parses as the task's JSON; for a raw input, the
-  grammar narrowed to it as eval decodes (decode.task_gbnf: a commit's `ignore` names only the
-  diff's paths);
+  grammar narrowed to it as eval decodes (decode.task_gbnf: a commit's `ignore` is exactly the
+  diff's junk paths);
 - no `temperature`: 0 (greedy, as eval decodes); no `repeat_penalty`: 1.0, none, as eval decodes
   and the Modelfile pins (llama_cpp.server's own default is 1.1, which changes answers).
 A model name the server does not serve is refused (404); llama_cpp.server itself would answer

@@ -93,9 +93,13 @@ class Task:
     # normalised (a release note); "document": the whole input, its line breaks kept (a diff)
     input_kind: Literal["line", "document"] = "line"
     # decoding: (the output JSON schema, one input's text) -> the schema narrowed to what that
-    # input allows (commit-messages: `ignore` names only paths the diff shows), so the decoding
+    # input allows (commit-messages: `ignore` is exactly the diff's junk paths), so the decoding
     # grammar rules out answers the input itself refutes; None: one schema for every input
     narrow_schema: Callable[[dict, str], dict] | None = None
+    # predict: (a label) -> one line for stderr beside an answer rendered in a non-JSON format,
+    # for what that format leaves out (commit-messages: the `ignore` paths a git message cannot
+    # hold); None: nothing to say
+    advice: Callable[[dict], str | None] | None = None
 
     def output_schema(self, text: str | None = None) -> dict:
         """The JSON schema an answer to `text` is decoded under (None: the task's whole schema)."""

@@ -48,7 +48,8 @@ TASK = register(Task(
     formats={"git": schema.format_git},
     hint_in_prompt=False,  # the hint is the author's message: the label's source
     input_kind="document",  # predict reads all of stdin (a diff) as one input
-    narrow_schema=schema.for_diff,  # `ignore` names only the diff's own paths
+    narrow_schema=schema.for_diff,  # `ignore` is the diff's junk paths, the contract's list
+    advice=schema.junk_note,  # --format git: the junk paths to unstage, on stderr
     card_notes=(
         "Subjects, bodies and scopes in training come from the changes' authors (Debian patch "
         "headers), normalised by one function; type and breaking come from a rule labeler over the "
@@ -57,7 +58,10 @@ TASK = register(Task(
         "It sees a bounded view of the diff (paths with +/- counts, then whole hunks to a budget), never "
         "the author's message: a name in an answer that the diff does not show is made up "
         "(`invented_identifier_rate` above).",
-        "Junk files (editor swap files, build output, `.env`) belong in `ignore`; the `.env` hunks it "
-        "was trained on held a planted secret, redacted before training.",
+        "`ignore` is not the model's choice: decoding (eval, predict, and Ollama given `predict --schema`'s "
+        "schema as `format`) forces it to the diff's junk paths by the contract's list (editor swap files, "
+        "`.DS_Store`, `__pycache__/`, top-level build output, `node_modules/`, `.env`, key files). A file "
+        "holding a secret under any other name is not caught. The `.env` hunks it was trained on held a "
+        "planted secret, redacted before training.",
     ),
 ))

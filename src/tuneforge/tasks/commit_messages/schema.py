@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from tuneforge.tasks.commit_messages.prompt import parse_diff
+from tuneforge.tasks.commit_messages.prompt import is_junk, parse_diff
 
 
 class CommitType(str, Enum):
@@ -65,23 +65,29 @@ FIELD_ORDER = list(CommitMessage.model_fields)
 
 
 def for_diff(schema: dict, text: str) -> dict:
-    """The output schema for one staged diff (Task.narrow_schema): `ignore` may name only the
-    paths this diff changes, so decoding can neither invent a path nor half-copy one (the
-    contract's "ignore lists paths of the diff"; v15's Q8_0 did both: on 3 of eval's 40 rows it
-    named a path the diff does not have). A diff with no path allows no `ignore` entry.
+    """The output schema for one staged diff (Task.narrow_schema): `ignore` is exactly the
+    diff's junk paths, the contract's list (prompt.is_junk: swap files, `.DS_Store`,
+    `__pycache__/`, `*.pyc`, top-level build output, `node_modules/`, `.env`, key files), in diff
+    order, at most IGNORE_MAX_ITEMS; `[]` when it has none. The labeler writes every training
+    label's `ignore` by the same list, so this is the answer the model was taught.
+
+    Why the grammar decides it and the model does not: left to choose among the diff's paths
+    (v16), Q8_0 left a junk path out on 4 of eval's 13 junk rows (`.env` once) and put real
+    source files in on 2 (`src/options.c`, `t/io/msg.t`), which a user following the answer
+    would have unstaged. Neither mistake is one a list can make on the paths it names. A
+    secret in a file the list does not name is not caught here (backfill redacts secrets in
+    training data; predict sees the user's diff as it is).
 
     A path that JSON must escape (a quote, a backslash, a control or non-ASCII character) is
-    not narrowed to: llama-cpp-python's schema converter writes an enum literal's backslashes
-    into the grammar unescaped (`_format_literal` escapes only quotes and line breaks), so
-    such a literal would not match its own JSON. A diff with one keeps the whole schema rather
-    than forbid a path it shows."""
+    not narrowed to: llama-cpp-python's schema converter writes a literal's backslashes into
+    the grammar unescaped (`_format_literal` escapes only quotes and line breaks), so such a
+    literal would not match its own JSON. A diff with one keeps the whole schema rather than
+    forbid a path it shows."""
     paths = list(dict.fromkeys(c.path for c in parse_diff(text)))
     if any(json.dumps(p)[1:-1] != p or not p.isprintable() for p in paths):
         return schema
-    fits = [p for p in paths if 0 < len(p) <= PATH_MAX]  # a longer one the schema refuses anyway
-    ignore = dict(schema["properties"]["ignore"], maxItems=min(IGNORE_MAX_ITEMS, len(fits)))
-    if fits:
-        ignore["items"] = {"enum": fits}
+    junk = [p for p in paths if 0 < len(p) <= PATH_MAX and is_junk(p)][:IGNORE_MAX_ITEMS]
+    ignore = dict(schema["properties"]["ignore"], const=junk)
     return {**schema, "properties": {**schema["properties"], "ignore": ignore}}
 
 
@@ -95,6 +101,15 @@ def render_label(label: dict) -> str:
 def parse_label(text: str) -> CommitMessage:
     """Strict: the whole text must be one JSON object valid against the schema."""
     return CommitMessage.model_validate_json(text.strip(), strict=False)
+
+
+def junk_note(label: dict) -> str | None:
+    """predict's stderr line beside a `--format git` message (Task.advice): the staged paths the
+    answer's `ignore` names, which the message leaves out and the commit should too."""
+    if not label.get("ignore"):
+        return None
+    return (f"staged junk to leave out of this commit: {', '.join(label['ignore'])} "
+            "(unstage with: git restore --staged -- PATH)")
 
 
 def format_git(label: dict) -> str:
