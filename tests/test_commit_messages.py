@@ -488,9 +488,11 @@ def test_the_decoding_schema_makes_ignore_the_diffs_junk_paths():
     many = "".join(git_diff(f"m{i}.pyc", [], ["x"]) for i in range(schema.IGNORE_MAX_ITEMS + 2))
     assert task.output_schema(many)["properties"]["ignore"]["const"] == [
         f"m{i}.pyc" for i in range(schema.IGNORE_MAX_ITEMS)]
-    # a path JSON must escape keeps the whole schema (see for_diff)
+    # a junk path JSON must escape keeps the whole schema (see for_diff); any other path, nothing
     odd = git_diff('docs/say "hi".txt', [], ["x"])
-    assert task.output_schema(SRC + odd + git_diff(mods, [], ["x"])) == task.output_schema()
+    assert task.output_schema(odd + git_diff(mods, [], ["x"]))["properties"]["ignore"]["const"] == [mods]
+    odd_junk = git_diff('node_modules/say "hi".js', [], ["x"])
+    assert task.output_schema(SRC + odd_junk + git_diff(mods, [], ["x"])) == task.output_schema()
 
 
 def test_the_narrowed_grammar_compiles_and_forces_the_junk_paths():

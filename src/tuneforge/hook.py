@@ -13,8 +13,8 @@ run in this project's directory (so predict runs the task's promoted model, as i
 and writes the message above what the message file holds (git's comment lines); predict's
 `predict: note: ` lines (the staged junk paths the answer's `ignore` names) go to stderr, where
 git shows them. With nothing staged, or when predict fails, it leaves the file as it was, says
-why in one line on stderr and exits 0: the hook never blocks a commit. --command replaces the predict command (any
-program that reads the diff on stdin and prints the message); tests use it.
+why in one line on stderr and exits 0: the hook never blocks a commit. --command replaces the
+predict command (any program that reads the diff on stdin and prints the message); tests use it.
 
 A hook already there that is not tuneforge's is refused unless --force (it is kept beside, as
 prepare-commit-msg.tuneforge-backup); tuneforge's own is replaced, so installing twice gives the

@@ -78,15 +78,15 @@ def for_diff(schema: dict, text: str) -> dict:
     secret in a file the list does not name is not caught here (backfill redacts secrets in
     training data; predict sees the user's diff as it is).
 
-    A path that JSON must escape (a quote, a backslash, a control or non-ASCII character) is
-    not narrowed to: llama-cpp-python's schema converter writes a literal's backslashes into
+    A junk path that JSON must escape (a quote, a backslash, a control or non-ASCII character)
+    cannot be forced: llama-cpp-python's schema converter writes a literal's backslashes into
     the grammar unescaped (`_format_literal` escapes only quotes and line breaks), so such a
     literal would not match its own JSON. A diff with one keeps the whole schema rather than
-    forbid a path it shows."""
-    paths = list(dict.fromkeys(c.path for c in parse_diff(text)))
-    if any(json.dumps(p)[1:-1] != p or not p.isprintable() for p in paths):
-        return schema
+    forbid a path it shows; other paths never reach the grammar, whatever they hold."""
+    paths = dict.fromkeys(c.path for c in parse_diff(text))
     junk = [p for p in paths if 0 < len(p) <= PATH_MAX and is_junk(p)][:IGNORE_MAX_ITEMS]
+    if any(json.dumps(p)[1:-1] != p or not p.isprintable() for p in junk):
+        return schema
     ignore = dict(schema["properties"]["ignore"], const=junk)
     return {**schema, "properties": {**schema["properties"], "ignore": ignore}}
 
