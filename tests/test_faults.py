@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tools.faults.bad_input import bad_input_suite, check_root, decode_like_backfill
 from tools.faults.cases import BASE_FILES, build_cases
 from tools.faults.gates import gates_and_pins_suite, nothing_promoted, remote_suite
-from tools.faults.kill import crash_snapshot, kill_suite, plain_kill_points, tree, verify_dvc_cache
+from tools.faults.kill import _norm_file, crash_snapshot, kill_suite, plain_kill_points, tree, verify_dvc_cache
 from tools.faults.leakage import LEAK_VARIANTS, leakage_check, leakage_suite
 from tools.faults.planted_secrets import make_secrets, scan_for_secrets, secrets_suite
 from tools.faults.report import failures, main
@@ -352,6 +352,29 @@ def test_killed_model_stages_rerun_byte_identical(model_ready, tiny_base, tmp_pa
     assert [p["stage"] for p in points] == list(KILL_MODEL_STAGES)
     bad = [p for p in points if p["differs"] or p["partial_outputs"] or p["rerun_rc"] != 0]
     assert not bad, bad
+
+
+def test_a_rerun_that_resumed_from_a_checkpoint_compares_equal(tmp_path):
+    """Killed after its last checkpoint, train's rerun resumes from it: the adapter is the same
+    bytes and the receipt says resumed_from_step 4 where the uninterrupted run said 0 (the kill
+    test failed on it when the kill landed there). The kill comparison drops that count, as it
+    drops timings and memo counts, and nothing else: an output's hash still counts."""
+    receipt = json.loads((ROOT / "reports/changelog-actions/receipts/train.json").read_text(encoding="utf-8"))
+    assert "resumed_from_step" in receipt["counts"]["extra"]  # the name train writes
+
+    def norm(**extra) -> str:
+        changed = json.loads(json.dumps(receipt))
+        changed["counts"]["extra"].update(extra)
+        path = tmp_path / "receipts" / f"{uuid.uuid4().hex}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(changed), encoding="utf-8")
+        return _norm_file(path)
+
+    same = norm()
+    assert norm(resumed_from_step=4) == norm(resumed_from_step=0) == same
+    assert norm(steps=3) != same  # a count that is not run-local still counts
+    receipt["outputs"][0]["sha256"] = "0" * 64
+    assert norm() != same  # and so does an output's hash
 
 
 # ----------------------------------------------------------------------------- properties

@@ -39,15 +39,17 @@ from tuneforge.io import canonical_json, sha256_file
 
 
 def _norm_file(p: Path) -> str:
-    """sha256 of a file; receipts without their timing fields and eval's answer- and KL-memo
-    counts (machine-local state: a rerun after a kill finds what the killed run memoised),
-    and the drift report without its previous-run half; all of these differ by design."""
+    """sha256 of a file; receipts without their timing fields, eval's answer- and KL-memo
+    counts (machine-local state: a rerun after a kill finds what the killed run memoised) and
+    train's resumed_from_step (killed after a checkpoint, the rerun resumes from it and says
+    so; its adapter is the same bytes), and the drift report without its previous-run half;
+    all of these differ by design."""
     if p.parent.name == "receipts" and p.suffix == ".json":
         obj = json.loads(p.read_text(encoding="utf-8"))
         obj.pop("duration_s", None)
         obj.pop("peak_rss_mb", None)
         for key in ("cache_hits", "decoded", "fidelity_forced", "fidelity_memo_hits", "fidelity_ms",
-                    "fidelity_round_trip_ms"):
+                    "fidelity_round_trip_ms", "resumed_from_step"):
             obj.get("counts", {}).get("extra", {}).pop(key, None)
         return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
     if p.name == "drift.json":
