@@ -34,7 +34,7 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
 
 TASK_REPORTS = (rs.LABELER[0], rs.METRICS[0], str(rs._PATHS.leakage),  # reports/<task>/...
                 "reports/harvest-patches.json", "reports/commit-messages/gold.json",  # the second task's
-                str(rs.COMMITS.metrics), str(rs.COMMITS.labeler_report),
+                str(rs.COMMITS.metrics), str(rs.COMMITS.labeler_report), str(rs.COMMITS.verdict),
                 *(str(rs.names.TaskPaths.for_task(t).fidelity) for t in ("changelog-actions", "commit-messages")),
                 *(str(p) for stages in rs.build_receipts(ROOT).values() for p in stages.values()),  # build time
                 *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/review/agreement-*.json"))),
@@ -180,3 +180,17 @@ def test_releases_from_before_the_per_task_layout_still_render(tmp_path):
     (repo / "reports" / "metrics.json").write_text(json.dumps(_metrics(0.0)))
     with pytest.raises(ValueError, match=f"{rs.METRICS[0]}: cannot read the report"):
         rs.render("eval", repo)
+
+
+def test_the_commits_table_has_every_quantisation_and_marks_the_promoted_one():
+    """The table users read to pick a model lists the base and every quantisation eval ran on
+    all rows, the one the verdict promoted marked: a fixed list of names had dropped the
+    promoted Q6_K-imat once the ladder renamed it."""
+    metrics = json.loads((ROOT / rs.COMMITS.metrics).read_text(encoding="utf-8"))
+    promoted = json.loads((ROOT / rs.COMMITS.verdict).read_text(encoding="utf-8"))["promoted"]
+    table = [line for line in rs.render("commits").splitlines() if line.startswith("| fine-tuned ")]
+    names = [line.split(" | ")[0].removeprefix("| fine-tuned ").removesuffix(" (promoted)") for line in table]
+    types = rs.config.load(ROOT / rs.config.PARAMS).quantize.types
+    assert sorted(names) == sorted(t for t in types if t in metrics) and len(names) >= 2
+    marked = [n for n, line in zip(names, table, strict=True) if line.startswith(f"| fine-tuned {n} (promoted) |")]
+    assert marked == ([promoted] if promoted else [])

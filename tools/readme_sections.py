@@ -290,8 +290,9 @@ def render_harvest(root: Path) -> str:
 
 
 def render_commits(root: Path) -> str:
-    """The commit-messages task's model table (reports/commit-messages/metrics.json), its rule
-    labeler on the same gold (labeler.json) and the gold's composition (gold.json)."""
+    """The commit-messages task's model table (reports/commit-messages/metrics.json: the base
+    and every quantisation, the one eval's verdict promoted marked), its rule labeler on the
+    same gold (labeler.json) and the gold's composition (gold.json)."""
     m = _report(root, str(COMMITS.metrics))
     lab = _report(root, str(COMMITS.labeler_report))
     gold = _report(root, "reports/commit-messages/gold.json")
@@ -300,11 +301,15 @@ def render_commits(root: Path) -> str:
             "invented identifiers", "ignore P / R", "junk left out", "scope agreement", "STYLE-clean")
     rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    for key in ("base", "Q8_0", "Q6_K", "Q4_K_M"):
-        if key not in m:
-            continue
+    # the base, then every quantisation eval ran on all rows, largest first (the ladder's names
+    # change with the params: a fixed list once lost the promoted Q6_K-imat row without a word)
+    ladder = sorted((k for k, h in m.items() if k != "base" and "size_mb" in h and h["n"] == m["base"]["n"]),
+                    key=lambda k: (-m[k]["size_mb"], k))
+    promoted = _report(root, str(COMMITS.verdict)).get("promoted")
+    for key in ("base", *ladder):
         h = m[key]
-        name = f"base {base} (f16 GGUF, same grammar)" if key == "base" else f"fine-tuned {key}"
+        name = (f"base {base} (f16 GGUF, same grammar)" if key == "base"
+                else f"fine-tuned {key}{' (promoted)' if key == promoted else ''}")
         ci = f"{f(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-{h['type_agreement_ci95_high']:.2f})"
         rows.append(f"| {name} | {ci} | {f(h['breaking_agreement'])} | {f(h['parse_rate'])} | {f(h['macro_f1'])} "
                     f"| {h['subject_chrf']:.1f} | {f(h['subject_exact'])} | {f(h['invented_identifier_share'])} "
