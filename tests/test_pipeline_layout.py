@@ -43,18 +43,12 @@ CASES = [(s, k) for s, e in PIPELINE["stages"].items() for k in (PARAMS["tasks"]
 TASKS = list(PARAMS["tasks"])
 
 
-# Eval writes what the fidelity stage wrote (its checks run inside eval since session 22), and
-# tuneforge/names still lists those outputs under "fidelity": names/__init__.py is a dependency
-# of every stage, train included, so the move waits for that file's next change (which retrains).
-WRITTEN_BY = {"eval": ("eval", "fidelity")}
-
-
 @pytest.mark.parametrize(("stage", "task"), CASES)
 def test_dvc_yaml_declares_what_names_says_the_stage_writes(stage, task):
     entry = PARAMS["tasks"][task] if task else {}
-    expected = {str(p) for part in WRITTEN_BY.get(stage, (stage,)) for p in names.outputs(
-        part, task, model_name=entry.get("model_name", ""), outtype=PARAMS["convert"]["outtype"],
-        types=PARAMS["quantize"]["types"]) if p != names.TaskPaths.for_task(task or "").receipt("fidelity")}
+    expected = {str(p) for p in names.outputs(
+        stage, task, model_name=entry.get("model_name", ""), outtype=PARAMS["convert"]["outtype"],
+        types=PARAMS["quantize"]["types"])}
     assert declared_outputs(stage, task) == expected
 
 

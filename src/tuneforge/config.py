@@ -209,13 +209,13 @@ KL = Annotated[float, Field(gt=0)]   # nats per answer token
 
 
 class Fidelity(Section):
-    """Teacher-forced KL(merged HF || GGUF) bounds, per GGUF type (stages/fidelity.py); the
-    converter's type over its bound fails the stage, a quantisation over its own is marked failed."""
+    """Teacher-forced KL(merged HF || GGUF) bounds, per GGUF type, checked inside eval
+    (tuneforge.fidelity, on eval's own decoders and eval.n_threads): the converter's type over
+    its bound fails eval before it decodes, a quantisation over its own fails eval's gates."""
     max_kl_mean: dict[GgufType, KL]
     max_kl_p99: dict[GgufType, KL]
     rows: Annotated[int, Field(ge=0)]            # the first N of eval's rows are teacher-forced; 0 = all of them
     train_prompts: Annotated[int, Field(ge=0)]   # SFT rows in the tokenizer round trip; 0 = all
-    n_threads: Threads
 
 
 class Gates(Section):

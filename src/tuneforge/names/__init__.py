@@ -198,9 +198,9 @@ def outputs(stage: str, task: str | None = None, *, model_name: str = "", outtyp
         "convert": gguf,
         "quantize": [*(p.gguf_dir / gguf_name(model_name, t) for t in types), p.gguf_dir / SUMS,
                      *([p.imatrix] if any(uses_imatrix(t) for t in types) else [])],
-        "fidelity": [p.fidelity, p.fidelity_dir / "kl_size.csv"],
         "eval": [p.predictions, p.eval_dir / "report.md", p.verdict, p.metrics, p.eval_dir / "confusion.json",
-                 p.eval_dir / "per_kind.csv", p.eval_dir / "ladder.csv"],
+                 p.eval_dir / "per_kind.csv", p.eval_dir / "ladder.csv",
+                 p.fidelity, p.fidelity_dir / "kl_size.csv"],  # fidelity runs inside eval
         "register": [p.modelfile_dir, p.registry, p.model_card],
     }
     return [*per_stage[stage], p.receipt(stage)]
