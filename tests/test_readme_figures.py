@@ -194,3 +194,16 @@ def test_the_commits_table_has_every_quantisation_and_marks_the_promoted_one():
     assert sorted(names) == sorted(t for t in types if t in metrics) and len(names) >= 2
     marked = [n for n, line in zip(names, table, strict=True) if line.startswith(f"| fine-tuned {n} (promoted) |")]
     assert marked == ([promoted] if promoted else [])
+
+
+def test_the_commits_table_renders_without_a_base_row(tmp_path):
+    """eval.base_gguf: false leaves the base out of metrics.json: the table lists the
+    quantisations alone, with the same row count, instead of failing."""
+    root = _copy(tmp_path)
+    path = root / rs.COMMITS.metrics
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    full = rs.render("commits", root).splitlines()
+    del metrics["base"]
+    path.write_text(json.dumps(metrics), encoding="utf-8")
+    without = rs.render("commits", root).splitlines()
+    assert [line for line in full if not line.startswith("| base ")] == without

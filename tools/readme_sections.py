@@ -301,12 +301,14 @@ def render_commits(root: Path) -> str:
             "invented identifiers", "ignore P / R", "junk left out", "scope agreement", "STYLE-clean")
     rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    # the base, then every quantisation eval ran on all rows, largest first (the ladder's names
-    # change with the params: a fixed list once lost the promoted Q6_K-imat row without a word)
-    ladder = sorted((k for k, h in m.items() if k != "base" and "size_mb" in h and h["n"] == m["base"]["n"]),
+    # the base (when eval ran it), then every quantisation eval ran on all rows, largest first (the
+    # ladder's names change with the params: a fixed list once lost the promoted Q6_K-imat row
+    # without a word); the converter's output and the HF models answer only the parity subset
+    n_eval = max(h["n"] for h in m.values())
+    ladder = sorted((k for k, h in m.items() if k != "base" and "size_mb" in h and h["n"] == n_eval),
                     key=lambda k: (-m[k]["size_mb"], k))
     promoted = _report(root, str(COMMITS.verdict)).get("promoted")
-    for key in ("base", *ladder):
+    for key in (["base"] if "base" in m else []) + ladder:
         h = m[key]
         name = (f"base {base} (f16 GGUF, same grammar)" if key == "base"
                 else f"fine-tuned {key}{' (promoted)' if key == promoted else ''}")
@@ -316,11 +318,10 @@ def render_commits(root: Path) -> str:
                     f"| {f(h['ignore_precision'])} / {f(h['ignore_recall'])} | {f(h['junk_left_out_share'])} "
                     f"| {f(h['scope_agreement'])} | {f(h['style_clean_share'])} |")
     w = lab["with_hint"]
-    n_eval = m["Q8_0"]["n"]
     agree = gold["agreement"]
     return (
         "\n".join(rows) + "\n\n"
-        f"{n_eval} gold rows (`eval.holdout_limit`; {m['Q8_0']['junk_rows']} of them with injected junk). The rule "
+        f"{n_eval} gold rows (`eval.holdout_limit`; {m[ladder[0]]['junk_rows']} of them with injected junk). The rule "
         f"labeler that wrote the training types, on the {lab['gold_records']} gold rows whose diff it saw unchanged: "
         f"type agreement {f(w['type_agreement'])}, breaking {f(w['breaking_agreement'])} (on the "
         f"{lab['gold_subsets']['untouched']['n']} rows never inspected while it was tuned: "
