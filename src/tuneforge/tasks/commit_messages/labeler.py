@@ -25,7 +25,7 @@ Locked type rules (shared/task/commit-messages.md, restated in SCHEMA.md):
 breaking is true only on an explicit cue: "BREAKING CHANGE", an option, flag, command or API
 removed or renamed (BREAKING_RE), a default flipped in the subject (DEFAULT_FLIP_RE); never for
 a docs, test, ci or style change, which breaks nothing a user runs. scope, subject and body come from the
-one normaliser (normalise.py); ignore is every junk path of the diff (junk.is_junk).
+one normaliser (normalise.py); ignore is every junk path of the diff (schema.junk_paths).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import re
 
 from tuneforge.tasks.commit_messages.normalise import TRAILER_RE, cut_subject, fallback_subject, normalise
 from tuneforge.tasks.commit_messages.prompt import FileChange, is_junk, parse_diff, path_rule_of
-from tuneforge.tasks.commit_messages.schema import IGNORE_MAX_ITEMS, CommitType
+from tuneforge.tasks.commit_messages.schema import CommitType, junk_paths
 
 RULE_TYPE = {1: "revert", 2: "test", 3: "docs", 4: "ci", 5: "build", 6: "fix", 7: "feat", 8: "perf",
              9: "refactor", 10: "style", 11: "chore"}
@@ -169,6 +169,6 @@ def rule_label(text: str, hint: str | None, product: str, version: str | None) -
         "body": norm.body,
         "breaking": RULE_TYPE[rule] not in NEVER_BREAKING and bool(
             BREAKING_RE.search(f"{head}\n{body_text}") or DEFAULT_FLIP_RE.search(head)),
-        "ignore": [p for p in paths if is_junk(p)][:IGNORE_MAX_ITEMS],
+        "ignore": junk_paths(paths),
     }
     return label, rule

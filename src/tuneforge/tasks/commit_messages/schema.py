@@ -7,6 +7,7 @@ diff.py, which the prompt view parses with), never the labeler.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import Enum
 from typing import Annotated
 
@@ -64,6 +65,13 @@ class CommitMessage(BaseModel):
 FIELD_ORDER = list(CommitMessage.model_fields)
 
 
+def junk_paths(paths: Iterable[str]) -> list[str]:
+    """A diff's `ignore` from its paths (in diff order, each once): the junk by the contract's
+    list (prompt.is_junk), the first IGNORE_MAX_ITEMS. The labeler writes training labels with
+    it and for_diff forces it at decoding, so the two cannot drift apart."""
+    return [p for p in paths if is_junk(p)][:IGNORE_MAX_ITEMS]
+
+
 def for_diff(schema: dict, text: str) -> dict:
     """The output schema for one staged diff (Task.narrow_schema): `ignore` is exactly the
     diff's junk paths, the contract's list (prompt.is_junk: swap files, `.DS_Store`,
@@ -84,7 +92,7 @@ def for_diff(schema: dict, text: str) -> dict:
     literal would not match its own JSON. A diff with one keeps the whole schema rather than
     forbid a path it shows; other paths never reach the grammar, whatever they hold."""
     paths = dict.fromkeys(c.path for c in parse_diff(text))
-    junk = [p for p in paths if 0 < len(p) <= PATH_MAX and is_junk(p)][:IGNORE_MAX_ITEMS]
+    junk = junk_paths(p for p in paths if 0 < len(p) <= PATH_MAX)
     if any(json.dumps(p)[1:-1] != p or not p.isprintable() for p in junk):
         return schema
     ignore = dict(schema["properties"]["ignore"], const=junk)
