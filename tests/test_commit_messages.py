@@ -441,6 +441,32 @@ def test_eval_figures_on_a_hand_made_set():
         metrics.eval_figures(rows, outputs[:3])
 
 
+def test_eval_by_hand_reports_the_tasks_own_figures(tmp_path, monkeypatch, capsys):
+    """python -m tuneforge.evaluate scores as the stage does, the task's own figures included
+    (chrF, scope, ignore, ...): the same metrics.eval_figures over the same rows and answers.
+    Decoding is stubbed with each row's gold label, so every figure is the perfect one."""
+    from tuneforge import decode, evaluate
+    from tuneforge.io import write_jsonl
+
+    rows = [{"text": SRC, "hint": None, "product": "curl", "label": good_label()},
+            {"text": SRC + DS_STORE, "hint": None, "product": "curl",
+             "label": good_label(ignore=[".DS_Store"])}]
+    write_jsonl(tmp_path / "gold.jsonl", rows)
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")  # never loaded: decode is stubbed
+    monkeypatch.setattr(evaluate, "decode", lambda model, task, rs, settings, with_hint: [
+        decode.Answer(schema.render_label(r["label"])) for r in rs])
+    root = Path(__file__).resolve().parents[1]
+    assert evaluate.main(["--task", "commit-messages", "--gold", str(tmp_path / "gold.jsonl"), "--model",
+                          str(tmp_path / "model.gguf"), "--allow-unpinned",
+                          "--params", str(root / "params.yaml")]) == 0
+    got = json.loads(capsys.readouterr().out)["model"]
+    assert got["type_agreement"] == 1.0 and got["n"] == 2
+    assert {k: got[k] for k in ("rows", "scope_agreement", "subject_exact", "junk_rows", "ignore_recall",
+                                "junk_left_out_share")} == {
+        "rows": 2, "scope_agreement": 1.0, "subject_exact": 1.0, "junk_rows": 1, "ignore_recall": 1.0,
+        "junk_left_out_share": 0.0}
+
+
 # ---------------------------------------------------------------- schema, format, registration
 
 

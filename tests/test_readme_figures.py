@@ -207,3 +207,22 @@ def test_the_commits_table_renders_without_a_base_row(tmp_path):
     path.write_text(json.dumps(metrics), encoding="utf-8")
     without = rs.render("commits", root).splitlines()
     assert [line for line in full if not line.startswith("| base ")] == without
+
+
+def test_the_commits_whole_gold_table_has_a_row_per_by_hand_run(tmp_path):
+    """Every whole-gold run by hand of the commit task is a row (its build and quantisation from
+    the file name, the rule labeler's type on the same rows beside it); none at all is an error
+    naming the command that writes one, not an empty table."""
+    root = _copy(tmp_path)
+    runs = sorted((root / rs.COMMITS.reports / "by-hand").glob("*-whole-holdout.json"))
+    assert runs, "no commit-messages whole-gold run committed"
+    table = rs.render("byhand-commits", root).splitlines()[2:]
+    assert ["-".join(line.removeprefix("| ").split(" | ")[:2]) for line in table] == [
+        p.stem.removesuffix("-whole-holdout") for p in runs]
+    for line, path in zip(table, runs, strict=True):
+        lab = json.loads(path.read_text(encoding="utf-8"))["rule_labeler"]
+        assert f"| {lab['type_agreement']:.3f} (" in line
+    for path in runs:
+        path.unlink()
+    with pytest.raises(ValueError, match=r"no reports/commit-messages/by-hand/\*-whole-holdout\.json .*tuneforge\.evaluate"):
+        rs.render("byhand-commits", root)

@@ -331,6 +331,38 @@ def render_commits(root: Path) -> str:
         f"{f(agree['breaking'])}, scope {f(agree['scope'])}.")
 
 
+def render_commits_byhand(root: Path) -> str:
+    """The commit-messages models on every gold row, by hand (reports/commit-messages/by-hand/
+    <build>-<quant>-whole-holdout.json, the JSON `python -m tuneforge.evaluate` prints), each beside
+    the rule labeler on the same rows. Eval's 40 rows are a hash-ordered sample of these."""
+    rows = ["| build | model | n | type (95% CI) | breaking | macro-F1 | subject chrF | invented identifiers "
+            "| scope agreement | looped | rule labeler, same rows: type | only the model right / only the labeler "
+            "(p labeler better) |", "|---|" + "---|" * 11]
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    model_name = config.load(root / config.PARAMS).tasks["commit-messages"].model_name
+    paths = sorted((root / COMMITS.reports / "by-hand").glob("*-whole-holdout.json"))
+    if not paths:
+        raise ValueError(f"README section byhand-commits: no {COMMITS.reports}/by-hand/*-whole-holdout.json "
+                         "(python -m tuneforge.evaluate --task commit-messages ... > that file)")
+    for path in paths:
+        report = _report(root, str(path.relative_to(root)))
+        lab = report[names.RULE_LABELER]
+        for model, h in report.items():
+            if model == names.RULE_LABELER:
+                continue
+            quant = model.removeprefix(f"{model_name}-")  # the GGUF's stem; the file is <build>-<quant>-...
+            build = path.stem.removesuffix(f"-{quant}-whole-holdout")
+            vs = h["vs_labeler"]["all"]
+            rows.append(
+                f"| {build} | {quant} | {h['n']} | {f(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-"
+                f"{h['type_agreement_ci95_high']:.2f}) | {f(h['breaking_agreement'])} | {f(h['macro_f1'])} "
+                f"| {h['subject_chrf']:.1f} | {f(h['invented_identifier_share'])} | {f(h['scope_agreement'])} "
+                f"| {h['closed_by_decoder']} | {f(lab['type_agreement'])} ({lab['type_agreement_ci95_low']:.2f}-"
+                f"{lab['type_agreement_ci95_high']:.2f}) | {vs['model_only']} / {vs['labeler_only']} "
+                f"({vs['p_labeler_better']:.2g}) |")
+    return "\n".join(rows)
+
+
 def build_receipts(root: Path) -> dict[str | None, dict[str, Path]]:
     """Every stage's receipt, by task (None: the stages every task shares), from dvc.yaml's
     own stage list: a stage added there is counted without touching this file."""
@@ -479,7 +511,11 @@ def render_byhand(root: Path) -> str:
     rows = ["| task | build | model | n | kind (95% CI) | severity | unknown recall | security recall "
             "| fix recall | unseen products: model / labeler (p) | untouched: model / labeler (p) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    from tuneforge.tasks import get_task
+
     for task in config.load(root / config.PARAMS).tasks:
+        if get_task(task).class_field != "kind":  # its figures are not these columns'
+            continue  # (commit-messages: its own table, byhand-commits)
         last_labeler = None
         for path in sorted((root / names.TaskPaths.for_task(task).reports / "by-hand").glob("*-whole-holdout.json")):
             report = _report(root, str(path.relative_to(root)))
@@ -564,6 +600,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "leakage": render_leakage,
     "mutation": render_mutation,
     "commits": render_commits,
+    "byhand-commits": render_commits_byhand,
     "harvest": render_harvest,
     "buildtime": render_buildtime,
     "fidelity": render_fidelity,

@@ -6,7 +6,8 @@ In:  a gold JSONL ({"text", "hint"?, "product"?, "label"} per line), a GGUF pinn
      SHA256SUMS beside it (or --allow-unpinned), params.yaml: its eval section is the one
      source of the decoding settings (no defaults here) and its toolchain pins are checked
 Out: the metrics JSON on stdout, keyed by the GGUF's file stem (with `vs_labeler`: the model beside the
-     rule labeler on the same rows, as eval reports it) and `rule_labeler`; a bad input (a missing or
+     rule labeler on the same rows, as eval reports it, and the task's own figures, Task.eval_figures)
+     and `rule_labeler`; a bad input (a missing or
      non-UTF-8 file, an invalid gold row, a pin that does not hold) is one line on stderr, exit 2
 
 Rows are taken in the eval order (tuneforge.names.eval_order), the first --limit of them.
@@ -63,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     gold = load_gold(args.gold, task)
     rows, classes = eval_order(gold, args.limit), list(task.classes)
     answers = decode(model, task, rows, Settings.from_eval(cfg), with_hint=not args.no_hint)
-    summary, scored = score(task, rows, [a.text for a in answers], classes, cfg["min_support"])
+    outputs = [a.text for a in answers]
+    summary, scored = score(task, rows, outputs, classes, cfg["min_support"])
     summary.update(closed_figures(answers))
+    if task.eval_figures is not None:  # the task's own figures, as the stage adds them (chrF, scope, ...)
+        summary.update(task.eval_figures(rows, outputs))
     # the rule labeler on the same rows, and the model beside it row by row (as eval sets them)
     labeler, labeled = score(task, rows, labeler_answers(task, rows, not args.no_hint), classes, cfg["min_support"])
     sft_train = TaskPaths(name).exports_dir / "sft" / "train.jsonl"
