@@ -224,5 +224,6 @@ def test_the_commits_whole_gold_table_has_a_row_per_by_hand_run(tmp_path):
         assert f"| {lab['type_agreement']:.3f} (" in line
     for path in runs:
         path.unlink()
-    with pytest.raises(ValueError, match=r"no reports/commit-messages/by-hand/\*-whole-holdout\.json .*tuneforge\.evaluate"):
+    with pytest.raises(ValueError,
+                       match=r"no reports/commit-messages/by-hand/\*-whole-holdout\.json .*tuneforge\.evaluate"):
         rs.render("byhand-commits", root)
