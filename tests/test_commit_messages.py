@@ -563,3 +563,24 @@ def test_registration_and_the_model_side_loads_no_labeler():
     loaded = set(json.loads(proc.stdout))
     lazy = {f"tuneforge.tasks.commit_messages.{m}" for m in ("labeler", "style", "junk", "normalise", "metrics")}
     assert "tuneforge.tasks.commit_messages.prompt" in loaded and not lazy & loaded, sorted(lazy & loaded)
+
+
+def test_label_view_counts_labels_naming_what_the_prompt_view_does_not_show():
+    """tools.label_view: a label is counted when its subject or body names an identifier the
+    row's user turn (the view the model read) lacks, even if the whole diff has it."""
+    from tools.label_view import outside_view
+
+    view = prompt.render_user(SRC, None, "curl")
+
+    def row(**kw):
+        return {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": view},
+                             {"role": "assistant", "content": schema.render_label(good_label(**kw))}]}
+
+    got = outside_view([row(), row(body="Curl_httpchunk_free kept it."),
+                        row(subject="Reset ch->trailer in Curl_httpchunk_read")])
+    assert {k: got[k] for k in ("rows", "subject", "body", "either")} == {
+        "rows": 3, "subject": 0, "body": 1, "either": 1}
+    assert got["examples"] == [{"line": 2, "subject": good_label()["subject"],
+                                "not_in_view": ["Curl_httpchunk_free"]}]
+    with pytest.raises(ValueError, match="row 1: no parsable label"):
+        outside_view([{"messages": [{"role": "user", "content": view}, {"role": "assistant", "content": "{"}]}])
