@@ -80,6 +80,7 @@ demo: setup
 	  print("make demo: dvc repro builds the shared base model, then for each task in params.yaml (" \
 	        + ", ".join(p.tasks) + ") its data stages, LoRA fine-tune, GGUFs (" + ", ".join(p.quantize.types) \
 	        + "), eval and registry; then prints each task'"'"'s model table.")'
+	$(PY) -m tuneforge.recover
 	dvc repro
 	@for report in $$($(PY) -c 'from tuneforge import config, names; \
 	  print(*(names.TaskPaths(t).eval_dir / "report.md" for t in config.load().tasks))'); do \
@@ -95,7 +96,9 @@ test-all: setup
 	$(PY) -m pytest -m "not gpu"
 
 # Rebuild only what changed.
+# tuneforge.recover first: a killed dvc repro can leave DVC's rwlock or dvc.lock half-written
 repro: setup
+	$(PY) -m tuneforge.recover
 	dvc repro
 
 # Build HEAD from scratch in a clean clone; every artifact's hash must equal the committed dvc.lock (~15 min).

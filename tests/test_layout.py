@@ -20,7 +20,7 @@ PACKAGE = ROOT / "src" / "tuneforge"
 # `python -m tuneforge.X` in README.md or the Makefile must be added here on purpose, or live in tools/.
 USER_COMMANDS = ("tuneforge.predict", "tuneforge.evaluate", "tuneforge.harvest", "tuneforge.harvest_patches",
                  "tuneforge.hook", "tuneforge.schema_gen", "tuneforge.serve", "tuneforge.replay", "tuneforge.review",
-                 "tuneforge.llama_tools")
+                 "tuneforge.llama_tools", "tuneforge.recover")
 OUTSIDE = ("tools", "tests")  # top-level packages of the repo the library must not reach into
 PATH_INTO_OUTSIDE = re.compile(r"(^|/)(tests|tools)/")
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -272,6 +273,8 @@ def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, 
             continue
         bad_cache = verify_dvc_cache(work)
         status_after_kill = sh(["dvc", "status"], work, check=False)
+        # as `make repro` does: mend what DVC itself left half-written (tuneforge.recover), then repro
+        recovered = sh([sys.executable, "-m", "tuneforge.recover"], work, check=False)
         rerun = sh(["dvc", "repro"], work, check=False)
         status = sh(["dvc", "status"], work, check=False)
         got_tree, temps = tree(work, ("data", "reports"))
@@ -286,6 +289,8 @@ def dvc_kill_points(scratch: Path, rng: random.Random, n: int, files: dict[str, 
             "stage": "dvc repro", "mode": "dvc repro (process group)", "kill_at_s": k["at_s"],
             "repro_s": round(total, 2), "partial_in_cache": bad_cache + verify_dvc_cache(work),
             "status_after_kill_clean": "up to date" in status_after_kill.stdout,
+            "recovered": [ln for ln in recovered.stderr.splitlines() if ln.startswith("tuneforge.recover: ")],
+            "recover_rc": recovered.returncode,
             "rerun_rc": rerun.returncode, "rerun_error": rerun.stderr[-400:] if rerun.returncode else "",
             "status_clean": "up to date" in status.stdout, "differs": diff + lock_diff,
             "temps_in_dvc_cache": sorted(p.name for p in (work / ".dvc" / "cache").rglob("*.tmp") if is_temp(p)),
