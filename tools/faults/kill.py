@@ -317,7 +317,7 @@ def kill_suite(seed: int, scratch: Path, n_plain: int, n_dvc: int, n_model: int,
     elif n_model:
         model_note = "model stages skipped (no tiny base)"
     bad = [p for p in points if p["differs"] or p.get("partial_outputs") or p.get("partial_in_cache")
-           or p["rerun_rc"] != 0 or p.get("status_clean") is False]
+           or p["rerun_rc"] != 0 or p.get("recover_rc", 0) != 0 or p.get("status_clean") is False]
     return {
         "seed": seed, "points": len(points), "requested": n_plain + n_dvc + (n_model if tiny_base else 0),
         "by_stage": dict(sorted(Counter(p["stage"] for p in points).items())),
