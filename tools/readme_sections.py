@@ -289,6 +289,11 @@ def render_harvest(root: Path) -> str:
         "redacted.", width=92)
 
 
+def _num(v: float | None) -> str:
+    """A rate or agreement in a table cell: three places, or n/a where the metric had no rows."""
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def render_commits(root: Path) -> str:
     """The commit-messages task's model table (reports/commit-messages/metrics.json: the base
     and every quantisation, the one eval's verdict promoted marked), its rule labeler on the
@@ -300,7 +305,6 @@ def render_commits(root: Path) -> str:
     cols = ("type (95% CI)", "breaking", "parse rate", "macro-F1", "subject chrF", "subject exact",
             "invented identifiers", "ignore P / R", "junk left out", "scope agreement", "STYLE-clean")
     rows = ["| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     # the base (when eval ran it), then every quantisation eval ran on all rows, largest first (the
     # ladder's names change with the params: a fixed list once lost the promoted Q6_K-imat row
     # without a word); the converter's output and the HF models answer only the parity subset
@@ -312,23 +316,24 @@ def render_commits(root: Path) -> str:
         h = m[key]
         name = (f"base {base} (f16 GGUF, same grammar)" if key == "base"
                 else f"fine-tuned {key}{' (promoted)' if key == promoted else ''}")
-        ci = f"{f(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-{h['type_agreement_ci95_high']:.2f})"
-        rows.append(f"| {name} | {ci} | {f(h['breaking_agreement'])} | {f(h['parse_rate'])} | {f(h['macro_f1'])} "
-                    f"| {h['subject_chrf']:.1f} | {f(h['subject_exact'])} | {f(h['invented_identifier_share'])} "
-                    f"| {f(h['ignore_precision'])} / {f(h['ignore_recall'])} | {f(h['junk_left_out_share'])} "
-                    f"| {f(h['scope_agreement'])} | {f(h['style_clean_share'])} |")
+        ci = f"{_num(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-{h['type_agreement_ci95_high']:.2f})"
+        rows.append(f"| {name} | {ci} | {_num(h['breaking_agreement'])} | {_num(h['parse_rate'])} "
+                    f"| {_num(h['macro_f1'])} "
+                    f"| {h['subject_chrf']:.1f} | {_num(h['subject_exact'])} | {_num(h['invented_identifier_share'])} "
+                    f"| {_num(h['ignore_precision'])} / {_num(h['ignore_recall'])} | {_num(h['junk_left_out_share'])} "
+                    f"| {_num(h['scope_agreement'])} | {_num(h['style_clean_share'])} |")
     w = lab["with_hint"]
     agree = gold["agreement"]
     return (
         "\n".join(rows) + "\n\n"
         f"{n_eval} gold rows (`eval.holdout_limit`; {m[ladder[0]]['junk_rows']} of them with injected junk). The rule "
         f"labeler that wrote the training types, on the {lab['gold_records']} gold rows whose diff it saw unchanged: "
-        f"type agreement {f(w['type_agreement'])}, breaking {f(w['breaking_agreement'])} (on the "
+        f"type agreement {_num(w['type_agreement'])}, breaking {_num(w['breaking_agreement'])} (on the "
         f"{lab['gold_subsets']['untouched']['n']} rows never inspected while it was tuned: "
-        f"{f(lab['gold_subsets']['untouched']['type_agreement'])}). Gold: {gold['rows']} rows, "
+        f"{_num(lab['gold_subsets']['untouched']['type_agreement'])}). Gold: {gold['rows']} rows, "
         f"{gold['with_junk']} with junk, types " + ", ".join(f"{k} {v}" for k, v in gold["types"].items())
-        + f"; {gold['double_labeled']} rows labeled twice agree on type {f(agree['type'])}, breaking "
-        f"{f(agree['breaking'])}, scope {f(agree['scope'])}.")
+        + f"; {gold['double_labeled']} rows labeled twice agree on type {_num(agree['type'])}, breaking "
+        f"{_num(agree['breaking'])}, scope {_num(agree['scope'])}.")
 
 
 def render_commits_byhand(root: Path) -> str:
@@ -338,7 +343,6 @@ def render_commits_byhand(root: Path) -> str:
     rows = ["| build | model | n | type (95% CI) | breaking | macro-F1 | subject chrF | invented identifiers "
             "| scope agreement | looped | rule labeler, same rows: type | only the model right / only the labeler "
             "(p labeler better) |", "|---|" + "---|" * 11]
-    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     model_name = config.load(root / config.PARAMS).tasks["commit-messages"].model_name
     paths = sorted((root / COMMITS.reports / "by-hand").glob("*-whole-holdout.json"))
     if not paths:
@@ -354,10 +358,10 @@ def render_commits_byhand(root: Path) -> str:
             build = path.stem.removesuffix(f"-{quant}-whole-holdout")
             vs = h["vs_labeler"]["all"]
             rows.append(
-                f"| {build} | {quant} | {h['n']} | {f(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-"
-                f"{h['type_agreement_ci95_high']:.2f}) | {f(h['breaking_agreement'])} | {f(h['macro_f1'])} "
-                f"| {h['subject_chrf']:.1f} | {f(h['invented_identifier_share'])} | {f(h['scope_agreement'])} "
-                f"| {h['closed_by_decoder']} | {f(lab['type_agreement'])} ({lab['type_agreement_ci95_low']:.2f}-"
+                f"| {build} | {quant} | {h['n']} | {_num(h['type_agreement'])} ({h['type_agreement_ci95_low']:.2f}-"
+                f"{h['type_agreement_ci95_high']:.2f}) | {_num(h['breaking_agreement'])} | {_num(h['macro_f1'])} "
+                f"| {h['subject_chrf']:.1f} | {_num(h['invented_identifier_share'])} | {_num(h['scope_agreement'])} "
+                f"| {h['closed_by_decoder']} | {_num(lab['type_agreement'])} ({lab['type_agreement_ci95_low']:.2f}-"
                 f"{lab['type_agreement_ci95_high']:.2f}) | {vs['model_only']} / {vs['labeler_only']} "
                 f"({vs['p_labeler_better']:.2g}) |")
     return "\n".join(rows)
@@ -511,8 +515,6 @@ def render_byhand(root: Path) -> str:
     rows = ["| task | build | model | n | kind (95% CI) | severity | unknown recall | security recall "
             "| fix recall | unseen products: model / labeler (p) | untouched: model / labeler (p) |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    from tuneforge.tasks import get_task
-
     for task in config.load(root / config.PARAMS).tasks:
         if get_task(task).class_field != "kind":  # its figures are not these columns'
             continue  # (commit-messages: its own table, byhand-commits)
