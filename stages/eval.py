@@ -171,7 +171,7 @@ def start_fidelity(task: Task, paths, gold: list[dict], gold_path, rows: list[di
     firsts: dict[str, str] = {}  # the first GGUF of each distinct tokenizer (byte-identical ones split alike)
     for key in ggufs:
         firsts.setdefault(vocab[key], key)
-    train = paths.exports_dir / "sft" / "train.jsonl"
+    train = paths.sft("train")
     with fidelity.open_vocabs({key: ggufs[key] for key in firsts.values()}) as vocabs:
         n_gold = fidelity.round_trip(tok, vocabs, fidelity.gold_texts(task, tok, eval_order(gold), str(gold_path)),
                                      vocab)
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes[key] = round(size_bytes[key] / 1e6, 1)
     settings = Settings.from_eval(cfg)
     cache = PredictionCache(names.EVAL_CACHE if cfg["cache"] else None)
-    sft_train = paths.exports_dir / "sft" / "train.jsonl"
+    sft_train = paths.sft("train")
     if not sft_train.is_file():
         raise FileNotFoundError(f"{sft_train}: eval sets the model beside the rule labeler on products the SFT "
                                 f"export gave no row and checks the tokenizer on its prompts, and there is no "
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     # replay shows them; the export holds no gold row nor a near-duplicate of one)
     ref = cfg["report_model"]
     if cfg["retrieval_k"]:
-        rag = paths.exports_dir / "rag" / "rag.jsonl"
+        rag = paths.rag
         if not rag.is_file():
             raise FileNotFoundError(f"{rag}: eval.retrieval_k={cfg['retrieval_k']} draws worked examples from the "
                                     f"RAG export, and there is none: build it (dvc repro export@{params.task_name}) "

@@ -231,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     params.check_toolchain(["duckdb"], every=False)  # the drift report's engine
     receipt = Receipt("export", {"task": task.name, "export": cfg})
     receipt.inputs += [paths.scored, params.task.gold]
-    out_dir = paths.exports_dir
 
     gold_rows = list(read_jsonl(params.task.gold))
     gold_texts = [row["text"] for row in gold_rows]
@@ -310,10 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     # each row is built, checked against its generated schema (tuneforge.schema_check) and
     # serialised on forked workers, and written in order
     outputs = {
-        out_dir / "sft" / "train.jsonl": sft_row("train", train),
-        out_dir / "sft" / "valid.jsonl": sft_row("valid", valid),
-        out_dir / "rag" / "rag.jsonl": listed(sorted(rag, key=lambda r: r.id), RagSample),
-        out_dir / "preference" / "pairs.jsonl": listed(sorted(pairs, key=lambda p: p.id), PreferencePair),
+        paths.sft("train"): sft_row("train", train),
+        paths.sft("valid"): sft_row("valid", valid),
+        paths.rag: listed(sorted(rag, key=lambda r: r.id), RagSample),
+        paths.preference: listed(sorted(pairs, key=lambda p: p.id), PreferencePair),
         paths.quarantine("export"): listed(sorted(dropped, key=lambda q: q.id), QuarantineRecord),
     }
     checks = {model: SchemaCheck(model) for _, _, model in outputs.values()}  # each built once

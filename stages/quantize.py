@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     imat_types = [t for t in types if names.uses_imatrix(t)]
     extra: dict = {}
     if imat_types:
-        sft = paths.exports_dir / "sft" / "train.jsonl"
+        sft = paths.sft("train")
         tools = ensure_tools(f"llama-cpp-python=={params.toolchain.llama_cpp_python}", names.CACHE,
                              params.convert.sdist_sha256)
         text, n_rows = calibration_text(paths.merged, sft, cfg["imatrix_rows"])

@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     state = PartialState()
     receipt = Receipt("train", params.declared(), packages=TOOLS)
-    sft_dir = paths.exports_dir / "sft"
-    train_path, valid_path = sft_dir / "train.jsonl", sft_dir / "valid.jsonl"
+    train_path, valid_path = paths.sft("train"), paths.sft("valid")
     reports = paths.train_reports
     receipt.inputs += [train_path, valid_path, base_dir / "model.safetensors"]
 

@@ -203,3 +203,52 @@ def test_a_second_task_is_a_params_entry_not_a_copied_stage(tmp_path):
     outs = {t: {str(p) for s in per_task for p in names.outputs(
         s, t, model_name=params["tasks"][t]["model_name"], outtype="f16", types=["Q8_0"])} for t in params["tasks"]}
     assert not outs["changelog-actions"] & outs["commit-messages"]
+
+
+EXPORT_FILES = ("train.jsonl", "valid.jsonl", "rag.jsonl", "pairs.jsonl")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_each_export_file_lies_in_a_declared_export_output(task):
+    p = names.TaskPaths.for_task(task)
+    files = [p.sft("train"), p.sft("valid"), p.rag, p.preference]
+    assert sorted(f.name for f in files) == sorted(EXPORT_FILES)
+    outs = declared_outputs("export", task)
+    for f in files:
+        assert str(f.parent) in outs, f
+    with pytest.raises(ValueError, match="no SFT split 'test'"):
+        p.sft("test")
+
+
+def spelled_export_files(roots: list[Path]) -> list[str]:
+    """Code outside tuneforge.names that spells an export file's name as a string literal."""
+    hits = []
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if "names" in path.relative_to(root).parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                        and node.value.endswith(EXPORT_FILES) and "\n" not in node.value:
+                    hits.append(f"{path.relative_to(root.parent)}:{node.lineno}: {node.value!r}")
+    return hits
+
+
+# files that spell such a name for something other than this build's exports
+NOT_EXPORTS = {
+    "tools/artifact_hashes.py": "a v7 build's layout, read from that build's own params",
+    "tools/bench/pipeline.py": "the plain-json baseline's own output files",
+}
+
+
+def test_only_tuneforge_names_spells_the_export_files():
+    """One module owns every cross-stage name: stages, the package and the harnesses take the
+    export files from TaskPaths (sft, rag, preference), never by spelling their names."""
+    hits = spelled_export_files([ROOT / "src", ROOT / "stages", ROOT / "tools"])
+    assert [h for h in hits if h.split(":")[0] not in NOT_EXPORTS] == []
+
+
+def test_the_spelling_check_sees_a_spelled_export_file(tmp_path):
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "x.py").write_text('P = "data/t/exports/sft/train.jsonl"\n')
+    assert spelled_export_files([tmp_path / "stages"]) == ["stages/x.py:1: 'data/t/exports/sft/train.jsonl'"]

@@ -50,7 +50,7 @@ def outside_view(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.label_view", description=__doc__.split("\n")[0])
-    ap.add_argument("--export", default=str(TaskPaths(TASK).exports_dir / "sft" / "train.jsonl"))
+    ap.add_argument("--export", default=str(TaskPaths(TASK).sft("train")))
     ap.add_argument("--out", default="-")
     args = ap.parse_args(argv)
     report = {"export": args.export, **outside_view(list(read_jsonl(args.export)))}

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         summary.update(task.eval_figures(rows, outputs))
     # the rule labeler on the same rows, and the model beside it row by row (as eval sets them)
     labeler, labeled = score(task, rows, labeler_answers(task, rows, not args.no_hint), classes, cfg["min_support"])
-    sft_train = TaskPaths(name).exports_dir / "sft" / "train.jsonl"
+    sft_train = TaskPaths(name).sft("train")
     trained = trained_products(sft_train) if sft_train.is_file() else None
     vs = versus_labeler(task, rows, [s.pred_kind for s in scored], [s.pred_kind for s in labeled], trained or set())
     if trained is None:  # no export here: which products the model saw is unknown

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     check_toolchain(params.toolchain.model_dump(), ["llama_cpp_python"])
     model = Path(args.model) if args.model else promoted_gguf(paths.registry)
     model_sha = pinned_sha256(model)
-    rag = paths.exports_dir / "rag" / "rag.jsonl"
+    rag = paths.rag
     if not args.no_retrieval and not rag.is_file():
         raise UserError(f"{rag}: no RAG export to retrieve from: build it (dvc repro export@{name}) "
                         "or pass --no-retrieval")

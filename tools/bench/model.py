@@ -212,7 +212,7 @@ def bench_train(params: Params, task: str, steps: int = 20) -> dict:
     if not (base / "model.safetensors").is_file():
         raise SystemExit(f"bench train: {base} not built; run dvc repro first")
     tok = AutoTokenizer.from_pretrained(base)
-    pool = load_sft(ROOT / paths.exports_dir / "sft" / "train.jsonl")
+    pool = load_sft(ROOT / paths.sft("train"))
     need = steps * cfg["batch_size"] * cfg["grad_accum"]
     lengths = token_lengths(tok, pool[: need * 2])
     examples = [ex for ex, n in zip(pool, lengths, strict=False) if n <= cfg["max_tokens"]][:need]

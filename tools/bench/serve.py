@@ -118,7 +118,7 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
                                         / out["in_process"]["requests_per_s"], 3)
 
     # retrieval: the BM25 index over the whole RAG export, built cold in a scratch cache
-    rag, k = paths.exports_dir / "rag" / "rag.jsonl", params.eval.retrieval_k or 3
+    rag, k = paths.rag, params.eval.retrieval_k or 3
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as scratch:
         t0 = time.perf_counter()
         index = Index(rag, Path(scratch))

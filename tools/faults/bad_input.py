@@ -156,8 +156,7 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
     q_score = set(_ids(root / PATHS.quarantine("score")))
     for i in sorted(ev_ids - scored - q_score):
         acc.lost.append(f"score: evidence {i[:12]} neither scored nor quarantined")
-    sft = root / PATHS.exports_dir / "sft"
-    sft_ids = set(_ids(sft / "train.jsonl")) | set(_ids(sft / "valid.jsonl"))
+    sft_ids = set(_ids(root / PATHS.sft("train"))) | set(_ids(root / PATHS.sft("valid")))
     q_export = set(_ids(root / PATHS.quarantine("export")))
     for i in sorted(scored - sft_ids - q_export):
         acc.lost.append(f"export: scored {i[:12]} neither exported nor quarantined")
@@ -167,7 +166,7 @@ def check_root(root: Path, cases: list[Case] | None = None) -> Accounting:
 
     task = get_task(TASK)
     for split in ("train", "valid"):
-        for row in read_jsonl(sft / f"{split}.jsonl"):
+        for row in read_jsonl(root / PATHS.sft(split)):
             msgs = row["messages"]
             roles = [m["role"] for m in msgs]
             if roles != ["system", "user", "assistant"] or msgs[0]["content"] != task.system_prompt:

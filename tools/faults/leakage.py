@@ -74,7 +74,7 @@ def leakage_suite(scratch: Path) -> dict:
     root = make_root(scratch / "leak-probe", fixtures)
     assert run_inproc(root) is None
     entries = list(read_jsonl(root / PATHS.entries))
-    train = list(read_jsonl(root / PATHS.exports_dir / "sft" / "train.jsonl"))
+    train = list(read_jsonl(root / PATHS.sft("train")))
     by_id = {e["id"]: e for e in entries}
     pool = [by_id[t["id"]] for t in train if t["id"] in by_id]
     labels = {t["id"]: json.loads(t["messages"][2]["content"]) for t in train}
@@ -103,7 +103,7 @@ def leakage_suite(scratch: Path) -> dict:
     root2 = make_root(scratch / "leak", fixtures, gold_rows=gold_all, params=params)
     assert run_inproc(root2) is None
     cfg = params["export"]
-    rows = [r for s in ("train", "valid") for r in read_jsonl(root2 / PATHS.exports_dir / "sft" / f"{s}.jsonl")]
+    rows = [r for s in ("train", "valid") for r in read_jsonl(root2 / PATHS.sft(s))]
     probe = leakage_check(rows, gold_all, cfg)
     quarantine = list(read_jsonl(root2 / PATHS.quarantine("export")))
     q = Counter(r["reason"] for r in quarantine)
@@ -115,10 +115,9 @@ def leakage_suite(scratch: Path) -> dict:
            "synthetic_quarantined": sum(1 for r in quarantine if r["source_file"] == "(unknown_augment)"),
            "probe": probe, "threshold": cfg["near_dup_threshold"]}
     # the real default build in this checkout (read-only), when its exports are present
-    real_sft = ROOT / PATHS.exports_dir / "sft"
     real_gold = ROOT / task_entry(params)["gold"]
-    if (real_sft / "train.jsonl").exists() and real_gold.exists():
-        rows = [r for s in ("train", "valid") for r in read_jsonl(real_sft / f"{s}.jsonl")]
+    if (ROOT / PATHS.sft("train")).exists() and real_gold.exists():
+        rows = [r for s in ("train", "valid") for r in read_jsonl(ROOT / PATHS.sft(s))]
         out["real_build"] = leakage_check(rows, list(read_jsonl(real_gold)), cfg)
     else:
         out["real_build"] = None

@@ -85,15 +85,14 @@ def write_tiny_exports(root: Path) -> None:
         return {"id": f"{split}-{i}", "messages": msgs, "kind": label["kind"], "product": product,
                 "hint_shown": hint is not None, "split": split, "label_source": "rules"}
 
-    sft = root / PATHS.exports_dir / "sft"
-    write_jsonl(sft / "train.jsonl", [row(i, *e, "train") for i, e in enumerate(entries * 2)])
-    write_jsonl(sft / "valid.jsonl", [row(i, *e, "valid") for i, e in enumerate(entries[:3])])
+    write_jsonl(root / PATHS.sft("train"), [row(i, *e, "train") for i, e in enumerate(entries * 2)])
+    write_jsonl(root / PATHS.sft("valid"), [row(i, *e, "valid") for i, e in enumerate(entries[:3])])
     # eval's retrieval pass (eval.retrieval_k) reads worked examples from the RAG export; as the
     # export stage's, it holds no gold entry
     rag = [("Fixed a hang when `--input` is a named pipe.", "Bug fixes", "git"),
            ("Removed the `baz` subcommand; use `qux`.", "Breaking changes", "npm"),
            ("Added a `--yaml` flag to `log`.", "Features", "git")]
-    write_jsonl(root / PATHS.exports_dir / "rag" / "rag.jsonl", [
+    write_jsonl(root / PATHS.rag, [
         {"id": f"rag-{i}", "text": text, "hint": hint, "product": product,
          "label": task.rule_label(text, hint, product, "1.0")[0], "category": "accepted",
          "source_file": f"{product}/NEWS", "line": i + 1} for i, (text, hint, product) in enumerate(rag)])

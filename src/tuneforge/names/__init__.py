@@ -80,6 +80,32 @@ class TaskPaths:
         return self.data / "exports"
 
     @property
+    def sft_dir(self) -> Path:
+        return self.exports_dir / "sft"
+
+    def sft(self, split: str) -> Path:
+        """One split's SFT rows: split is 'train' or 'valid'."""
+        if split not in ("train", "valid"):
+            raise ValueError(f"no SFT split {split!r}: 'train' or 'valid'")
+        return self.sft_dir / f"{split}.jsonl"
+
+    @property
+    def rag_dir(self) -> Path:
+        return self.exports_dir / "rag"
+
+    @property
+    def rag(self) -> Path:
+        return self.rag_dir / "rag.jsonl"
+
+    @property
+    def preference_dir(self) -> Path:
+        return self.exports_dir / "preference"
+
+    @property
+    def preference(self) -> Path:
+        return self.preference_dir / "pairs.jsonl"
+
+    @property
     def teacher_cache(self) -> Path:
         return self.data / "teacher-cache.jsonl"
 
@@ -191,7 +217,7 @@ def outputs(stage: str, task: str | None = None, *, model_name: str = "", outtyp
         "backfill": [p.entries, p.quarantine("backfill")],
         "evidence": [p.evidence],
         "score": [p.scored, p.quarantine("score"), p.labeler_report],
-        "export": [p.exports_dir / "sft", p.exports_dir / "rag", p.exports_dir / "preference",
+        "export": [p.sft_dir, p.rag_dir, p.preference_dir,
                    p.quarantine("export"), p.drift, p.leakage],
         "train": [p.adapter, p.train_reports / "metrics.json", p.train_reports / "loss.csv"],
         "merge": [p.merged],
