@@ -1,8 +1,10 @@
 """The benchmark's own plumbing (never its timings): resampling, the plain baseline,
 the lock comparison verify-repro and bench build rely on, and the README table."""
+import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -279,3 +281,34 @@ def test_step_shares_sort_a_profiled_run_into_groups(tiny_base, tmp_path):
     assert abs(sum(shares.values()) - 1) < 0.01
     assert {"matmul", "LM head loss and token accuracy", "optimizer and gradient clipping"} <= set(shares)
     assert all(v >= 0 for v in shares.values())
+
+
+def _built(root: Path, precision: dict[str, str], gguf: str, entries: str = "e1") -> Path:
+    """A repo's dvc.yaml, a dvc.lock of one data and one model output per task, and each
+    task's train receipt saying what train.precision resolved to."""
+    root.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    stages = {}
+    for task, prec in precision.items():
+        stages[f"export@{task}"] = {"outs": [{"path": f"data/{task}/exports/sft", "md5": entries}]}
+        stages[f"quantize@{task}"] = {"outs": [{"path": f"models/{task}/m.gguf", "md5": gguf}]}
+        receipt = root / names.TaskPaths.for_task(task).receipt("train")
+        receipt.parent.mkdir(parents=True)
+        receipt.write_text(json.dumps({"params": {"resolved": {"precision": prec, "device": "cpu"}}}))
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+    return root
+
+
+def test_a_precision_the_hardware_chose_explains_model_outputs_only(tmp_path):
+    """train.precision: auto trained here in bf16, the committed build in fp32: its model
+    outputs differ by design and are named so; a data output that differs is not explained;
+    a task trained alike explains nothing (planted: the committed receipt read for both)."""
+    from tools.verify_repro import explained_by_precision
+
+    repo = _built(tmp_path / "repo", {"a": "fp32", "b": "fp32"}, gguf="1")
+    clone = _built(tmp_path / "clone", {"a": "bf16", "b": "fp32"}, gguf="2", entries="e2")
+    moved = compare_locks(repo / "dvc.lock", clone / "dvc.lock", ["a", "b"])[1]
+    assert moved == ["data/a/exports/sft", "data/b/exports/sft", "models/a/m.gguf", "models/b/m.gguf"]
+    notes, explained = explained_by_precision(repo, clone, moved, ["a", "b"])
+    assert explained == ["models/a/m.gguf"]
+    assert len(notes) == 1 and "train@a ran as {'precision': 'bf16'" in notes[0] and "'fp32'" in notes[0]
