@@ -351,10 +351,13 @@ def test_metrics_and_verdict(chain):
         assert {"kind_agreement", "severity_agreement", "parse_rate", "macro_f1"} <= set(model)
     assert m["Q8_0"]["n"] == 6 and m["merged_hf"]["n"] == 2 and m["f16"]["n"] == 2
     assert m["f16"]["parity"] is not None and "kind_parity" in m["Q4_K_M"]
+    # the gate's conversion check: the parity model decoded without a grammar, as the HF model is
+    assert m["f16"]["conversion_parity"] is not None and "conversion_parity" not in m["Q4_K_M"]
     assert set(m["Q8_0"]["hint_ablation"]) == {"with_hint", "without_hint", "delta"}
     verdict = json.loads((chain / "reports/changelog-actions/eval/verdict.json").read_text())
     # random weights cannot reach 60% kind agreement: every model is rejected
     assert verdict["release"] == "fail" and verdict["promoted"] is None
+    assert verdict["parity"] == m[verdict["parity_model"]]["conversion_parity"]
     assert all(v["verdict"] == "fail" for v in verdict["models"].values())
     # the verdict names the bytes it judged: every GGUF, the merged model's files, the gold file
     gguf_dir = chain / "models/changelog-actions/gguf"

@@ -548,3 +548,40 @@ def test_balanced_order_reads_preferred_rows_first_within_each_kind():
     assert _mix(balanced_order(rows, 1.0, 20, prefer=human)[:20]) == _mix(rows[:20])
     plain = [dict(r, label_source="rules") for r in rows]
     assert balanced_order(plain, 1.0, 20, prefer=human) == plain
+
+
+def test_the_parity_model_is_decoded_as_the_hf_model_for_the_conversion_check(tmp_path, monkeypatch):
+    """eval's conversion_parity compares the parity model's answers with the merged model's
+    free ones, so they are decoded without a grammar (the HF model has none), memoised apart
+    from the same file's grammar-constrained answers; the gate reads it, not the shipped
+    parity (planted: free_answers passing the task's grammars -> fails)."""
+    from stages import eval as eval_stage
+    from tuneforge import decode as decode_module
+    from tuneforge import gates
+    from tuneforge.decode import Answer, Settings
+    from tuneforge.predcache import PredictionCache
+    from tuneforge.verdict import FileHash
+
+    task = get_task("changelog-actions")
+    rows = [{"text": "Fixed a crash in `ls`.", "hint": None, "product": "x"}]
+    seen: list = []
+
+    def fake(path, prompts, gbnf, **kw):
+        seen.append(gbnf)
+        return [Answer(f"answer under {'no grammar' if gbnf is None else 'a grammar'}")] * len(prompts)
+
+    monkeypatch.setattr(eval_stage, "gguf_answers", fake)
+    monkeypatch.setattr(decode_module, "gguf_answers", fake)
+    cache, settings = PredictionCache(tmp_path / "memo"), Settings(max_tokens=8, n_ctx=64, n_threads=1)
+    path = tmp_path / "m-f16.gguf"
+    free = eval_stage.free_answers(path, task, rows, settings, cache, "0" * 64)
+    shipped = decode_module.decode(path, task, rows, settings, cache=cache, sha256="0" * 64)
+    assert seen == [None, [decode_module.task_gbnf(task, rows[0]["text"])]]
+    assert free[0].text == "answer under no grammar" and shipped[0].text == "answer under a grammar"
+    assert eval_stage.free_answers(path, task, rows, settings, cache, "0" * 64) == free and len(seen) == 2
+
+    metrics_in = {"f16": {"parity": 0.0, "conversion_parity": 1.0}, "Q8_0": {}}
+    monkeypatch.setattr(gates, "gate", lambda summary, g, parity_value, *a: [] if parity_value >= 0.75 else ["parity"])
+    verdict = gates.decide(metrics_in, {"Q8_0": {}}, ["Q8_0"], {"Q8_0": 1}, {"parity_model": "f16", "gates": {}},
+                           {"Q8_0": FileHash(path="m.gguf", sha256="0" * 64)})
+    assert verdict["parity"] == 1.0 and verdict["promoted"] == "Q8_0"

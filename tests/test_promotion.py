@@ -14,7 +14,7 @@ SIZES = {"Q8_0": 144_811_936, "Q4_K_M": 105_455_008, "Q4_K_M-imat": 105_455_200}
 
 def promoted(monkeypatch, kl_mean, failures=None, size_bytes=None):
     monkeypatch.setattr(gates, "gate", lambda *a, **k: [])  # every accuracy gate passes
-    metrics = {k: {} for k in TYPES} | {"f16": {"parity": 1.0}}
+    metrics = {k: {} for k in TYPES} | {"f16": {"conversion_parity": 1.0}}
     ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
     return gates.decide(metrics, {k: {} for k in TYPES}, TYPES, size_bytes or SIZES,
                         {"parity_model": "f16", "gates": {}},

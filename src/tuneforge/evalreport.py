@@ -39,10 +39,12 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     c = fields[0]
     cols = ["n", *heads, f"{c}_agreement_ci95_low", f"{c}_agreement_ci95_high", "parse_errors",
             "closed_by_decoder", "closed_by_decoder_rate", "unknown_precision", "unknown_recall", "parity",
-            "kind_parity", *extra, "size_mb"]
+            "kind_parity", "conversion_parity", *extra, "size_mb"]
     intro = (f"Holdout rows evaluated: {n_rows} (eval.holdout_limit={cfg['holdout_limit']}); "
              f"HF models and parity on the first {n_hf} of them. Greedy decoding; GGUFs under "
-             "the output-schema grammar, HF models unconstrained. closed_by_decoder: GGUF answers "
+             "the output-schema grammar, HF models unconstrained: parity and kind_parity compare "
+             "the two as each ships. conversion_parity: the parity model decoded as the HF model "
+             "is (no grammar) against it, the conversion check the gate reads. closed_by_decoder: GGUF answers "
              f"still open at eval.max_tokens={cfg['max_tokens']} (a loop, usually) that the decoder "
              "closed, so they parse; their end is the decoder's, not the model's.")
     out = ["# Eval report", "", intro, "", "## Models", "",
@@ -51,7 +53,7 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
         out.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
     g = cfg["gates"]
     gates = (f"min_class_agreement={g['min_class_agreement']} ({c}), max_parse_errors="
-             f"{g['max_parse_errors']}, min_parity={g['min_parity']} (parity of "
+             f"{g['max_parse_errors']}, min_parity={g['min_parity']} (conversion_parity of "
              f"{cfg['parity_model']})" + (f", max_closed_by_decoder={g['max_closed_by_decoder']}"
                                           if "max_closed_by_decoder" in g else "")
              + (f", max_p_labeler_better={g['max_p_labeler_better']}."

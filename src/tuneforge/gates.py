@@ -77,7 +77,8 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
     metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on;
     `failures`: each key's other reasons to fail (fidelity_failures: over its KL bounds;
     labeler_behind: the rule labeler ahead of it)."""
-    ref_parity = metrics[cfg["parity_model"]]["parity"]
+    # the conversion check: eval.parity_model decoded as the merged model is (no grammar)
+    ref_parity = metrics[cfg["parity_model"]]["conversion_parity"]
     models = {}
     for key in types:
         failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (failures or {}).get(key, [])

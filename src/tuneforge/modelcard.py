@@ -105,8 +105,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
 
     gate_text = ", ".join(f"{k}={v}" for k, v in sorted(verdict.gates.items()))
     lines += ["## Release gates and figures", "",
-              f"Gates: {gate_text} (parity of {verdict.parity_model} against the merged "
-              f"HF model: {_num(verdict.parity)}).", "",
+              f"Gates: {gate_text} (parity: {verdict.parity_model} decoded as the merged HF model is, "
+              f"without a grammar, against it: {_num(verdict.parity)}).", "",
               f"| model | status | size MB | rows | {c} agreement (95% CI) | {s} | macro-F1 "
               "| parse rate (closed by decoder) | unknown P / R | failed gates |",
               "|---|---|---|---|---|---|---|---|---|---|"]
