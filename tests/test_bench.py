@@ -312,3 +312,14 @@ def test_a_precision_the_hardware_chose_explains_model_outputs_only(tmp_path):
     notes, explained = explained_by_precision(repo, clone, moved, ["a", "b"])
     assert explained == ["models/a/m.gguf"]
     assert len(notes) == 1 and "train@a ran as {'precision': 'bf16'" in notes[0] and "'fp32'" in notes[0]
+
+
+def test_a_path_two_lock_entries_claim_is_refused(tmp_path):
+    """A stale stage's lock entry (one dvc.yaml no longer defines) claiming a live output would
+    be compared in its place (planted: the later entry silently wins -> no error, fails)."""
+    a = tmp_path / "a.lock"
+    a.write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "eval@t": {"outs": [{"path": "reports/t/fidelity.json", "md5": "new"}]},
+        "fidelity@t": {"outs": [{"path": "reports/t/fidelity.json", "md5": "stale"}]}}}))
+    with pytest.raises(ValueError, match="reports/t/fidelity.json is an output of both eval@t and fidelity@t"):
+        compare_locks(a, a, ["t"])

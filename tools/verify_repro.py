@@ -64,12 +64,22 @@ def exempt_paths(tasks: Iterable[str]) -> tuple[str, ...]:
 
 
 def output_hashes(lock_text: str, exempt: tuple[str, ...]) -> dict[str, str]:
+    """Each output's hash in a dvc.lock. A path two stage entries claim is an error: DVC keeps the
+    lock entry of a stage dvc.yaml no longer has (fidelity@<task> once ran apart from eval), and
+    a stale entry read last would stand in for the live one, so the output would be compared
+    with a hash no build of this pipeline writes."""
     lock = yaml.safe_load(lock_text)
-    hashes = {}
-    for stage in lock["stages"].values():
+    hashes: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for name, stage in lock["stages"].items():
         for out in stage.get("outs", []):
-            if not out["path"].startswith(exempt):
-                hashes[out["path"]] = out.get("md5") or out.get("hash", "")
+            path = out["path"]
+            if path in owner:
+                raise ValueError(f"dvc.lock: {path} is an output of both {owner[path]} and {name}; "
+                                 "remove the entry of the stage dvc.yaml no longer defines")
+            owner[path] = name
+            if not path.startswith(exempt):
+                hashes[path] = out.get("md5") or out.get("hash", "")
     return hashes
 
 
