@@ -51,7 +51,6 @@ from tuneforge.decode import (
     decode,
     decode_chats,
     decode_hf,
-    gguf_answers,
     prompts,
 )
 from tuneforge.evalreport import report_md, write_csv
@@ -180,7 +179,7 @@ def free_answers(path, task: Task, rows: list[dict], settings: Settings, cache: 
     model = {"sha256": sha256, "decoder": toolchain(["llama_cpp_python"]),
              "code": code_sha256(decode_module, grammar, llama_private), "grammar": None,
              "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
-    return cache.answers(model, prompts(task, rows), lambda ps: gguf_answers(
+    return cache.answers(model, prompts(task, rows), lambda ps: decode_module.gguf_answers(
         path, ps, None, settings=settings, desc=f"{path.stem} (as the HF model decodes)"))
 
 

@@ -570,8 +570,7 @@ def test_the_parity_model_is_decoded_as_the_hf_model_for_the_conversion_check(tm
         seen.append(gbnf)
         return [Answer(f"answer under {'no grammar' if gbnf is None else 'a grammar'}")] * len(prompts)
 
-    monkeypatch.setattr(eval_stage, "gguf_answers", fake)
-    monkeypatch.setattr(decode_module, "gguf_answers", fake)
+    monkeypatch.setattr(decode_module, "gguf_answers", fake)  # where eval, predict and by-hand eval decode
     cache, settings = PredictionCache(tmp_path / "memo"), Settings(max_tokens=8, n_ctx=64, n_threads=1)
     path = tmp_path / "m-f16.gguf"
     free = eval_stage.free_answers(path, task, rows, settings, cache, "0" * 64)
