@@ -584,3 +584,25 @@ def test_label_view_counts_labels_naming_what_the_prompt_view_does_not_show():
                                 "not_in_view": ["Curl_httpchunk_free"]}]
     with pytest.raises(ValueError, match="row 1: no parsable label"):
         outside_view([{"messages": [{"role": "user", "content": view}, {"role": "assistant", "content": "{"}]}])
+
+
+def test_label_view_pairs_each_invented_identifier_with_the_views_nearest_name():
+    """tools.label_view --answers: an answer's name its diff lacks is listed beside the most
+    similar name the view shows; a miscased copy of one is a near copy, a made-up name is not,
+    a name the diff has is not invented (planted: nearest searched in the answer, not the view
+    -> fails)."""
+    from tools.label_view import invented_in_answers
+
+    def row(**kw):
+        return {"answer": schema.render_label(good_label(**kw)), "text": SRC, "hint": None, "product": "curl"}
+
+    got = invented_in_answers([row(), row(subject="Fix curl_httpchunk_read"),
+                               row(subject="Fix frobnicate_widgets")])
+    assert {k: got[k] for k in ("answers", "answers_with_invented", "invented", "near_copies")} == {
+        "answers": 3, "answers_with_invented": 2, "invented": 2, "near_copies": 1}
+    copy, made_up = got["identifiers"]
+    assert copy["line"] == 2 and copy["invented"] == "curl_httpchunk_read"
+    assert copy["nearest_in_view"] == "Curl_httpchunk_read" and copy["ratio"] >= 0.9
+    assert made_up["invented"] == "frobnicate_widgets" and made_up["ratio"] < 0.7
+    with pytest.raises(ValueError, match="row 1: no parsable answer"):
+        invented_in_answers([{"answer": "{", "text": SRC}])

@@ -9,18 +9,26 @@ In:  the task's SFT train export (default data/commit-messages/exports/sft/train
      row's user turn is the view the model read, its assistant turn the label
 Out: JSON (rows, rows whose subject / body / either names an identifier outside the view, and
      the first examples) on stdout or --out; a row the task cannot parse is an error naming its line
+
+The other side, `--answers FILE` (what `python -m tuneforge.evaluate --answers` writes): each
+identifier an answer names that its diff does not contain (eval's invented identifiers), beside
+the most similar name its prompt view shows (difflib's ratio, stdlib). A near copy (ratio >=
+NEAR) is a name the model was shown and wrote wrong (case, a dropped prefix, `/` as `_`); the
+rest it made up.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import re
 import sys
 from pathlib import Path
 
 from tuneforge.io import read_jsonl, write_json
 from tuneforge.names import TaskPaths
 from tuneforge.tasks import get_task
-from tuneforge.tasks.commit_messages.style import not_in_diff
+from tuneforge.tasks.commit_messages.style import identifiers, not_in_diff
 
 TASK = "commit-messages"
 
@@ -48,12 +56,48 @@ def outside_view(rows: list[dict]) -> dict:
             "examples": examples}
 
 
+NEAR = 0.7  # difflib ratio from which an invented name counts as a copy of one the view shows
+NAME_RE = re.compile(r"[\w./-]{3,}")  # the view's words that could be names (paths, symbols)
+
+
+def invented_in_answers(rows: list[dict]) -> dict:
+    """rows: `tuneforge.evaluate --answers` rows ({"answer", "text", "hint", "product"}): each
+    invented identifier with the view's most similar name, and how many are near copies."""
+    task = get_task(TASK)
+    found = []
+    answers_with = 0
+    for line, row in enumerate(rows, 1):
+        try:
+            label = json.loads(row["answer"])
+            named = f"{label['subject']}\n{label.get('body') or ''}"
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"row {line}: no parsable answer ({e})") from e
+        invented = not_in_diff(named, row["text"])
+        if not invented:
+            continue
+        answers_with += 1
+        view = task.messages(row["text"], row.get("hint"), row.get("product"))[-1]["content"]
+        shown = sorted(set(identifiers(view)) | set(NAME_RE.findall(view)))
+        for name in invented:
+            ratio, nearest = max(((difflib.SequenceMatcher(None, name, c).ratio(), c) for c in shown),
+                                 default=(0.0, None))
+            found.append({"line": line, "invented": name, "nearest_in_view": nearest, "ratio": round(ratio, 3)})
+    near = sum(f["ratio"] >= NEAR for f in found)
+    return {"answers": len(rows), "answers_with_invented": answers_with, "invented": len(found),
+            "near_copies": near, "near_ratio": NEAR, "identifiers": found}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.label_view", description=__doc__.split("\n")[0])
     ap.add_argument("--export", default=str(TaskPaths(TASK).sft("train")))
+    ap.add_argument("--answers", help="evaluate --answers JSONL: the invented identifiers' nearest names "
+                                      "in the view, instead of the export's labels")
     ap.add_argument("--out", default="-")
     args = ap.parse_args(argv)
-    report = {"export": args.export, **outside_view(list(read_jsonl(args.export)))}
+    if args.answers:
+        report = {"answers_file": args.answers, **invented_in_answers(list(read_jsonl(args.answers)))}
+    else:
+        report = {"export": args.export, **outside_view(list(read_jsonl(args.export)))}
     if args.out == "-":
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
