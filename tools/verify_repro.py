@@ -47,10 +47,15 @@ def pipeline_stages(repo: Path) -> list[str]:
     return out
 
 
+def stage_groups(repo: Path) -> list[str]:
+    """dvc.yaml's stage names as written (a per-task stage once, not `<stage>@<task>`), in order."""
+    return list(yaml.safe_load((repo / config.PIPELINE).read_text(encoding="utf-8"))["stages"])
+
+
 def stage_rank(repo: Path) -> Callable[[str], tuple[int, str]]:
     """A sort key putting stage names in dvc.yaml's order: `<stage>@<task>` by its stage, then
     task; a bare name (a report from before the per-task pipeline) by itself; unknown ones last."""
-    groups = list(yaml.safe_load((repo / config.PIPELINE).read_text(encoding="utf-8"))["stages"])
+    groups = stage_groups(repo)
     return lambda s: (groups.index(s.partition("@")[0]) if s.partition("@")[0] in groups else len(groups), s)
 
 
@@ -101,13 +106,11 @@ def trained_as(repo: Path, task: str) -> dict | None:
     return yaml.safe_load(receipt.read_text(encoding="utf-8"))["params"].get("resolved")
 
 
-def model_outputs(lock_text: str, repo: Path, task: str) -> set[str]:
-    """The outputs, in a dvc.lock, of train@task and every stage after it in dvc.yaml's order:
-    what the trained weights shape."""
-    groups = list(yaml.safe_load((repo / config.PIPELINE).read_text(encoding="utf-8"))["stages"])
+def model_outputs(lock: dict, groups: list[str], task: str) -> set[str]:
+    """The outputs, in a parsed dvc.lock, of train@task and every stage after it in `groups`
+    (dvc.yaml's order, stage_groups): what the trained weights shape."""
     after = set(groups[groups.index("train"):])
-    lock = yaml.safe_load(lock_text)["stages"]
-    return {out["path"] for name, stage in lock.items()
+    return {out["path"] for name, stage in lock["stages"].items()
             if name.partition("@")[0] in after and name.partition("@")[2] == task
             for out in stage.get("outs", [])}
 
@@ -119,13 +122,13 @@ def explained_by_precision(repo: Path, clone: Path, moved: list[str],
     the CPU multiplies it natively, else fp32) while DVC keys train on 'auto' alone, so on
     another kind of machine the weights and all that follows differ by design, not by chance."""
     notes, explained = [], set()
-    lock_text = (clone / "dvc.lock").read_text(encoding="utf-8")
+    lock, groups = yaml.safe_load((clone / "dvc.lock").read_text(encoding="utf-8")), stage_groups(clone)
     for task in tasks:
         ours, theirs = trained_as(repo, task), trained_as(clone, task)
         if ours is not None and theirs is not None and ours != theirs:
             notes.append(f"train@{task} ran as {theirs} here, as {ours} in the committed build "
                          "(train.precision: auto follows the hardware; pin it to compare)")
-            explained |= model_outputs(lock_text, clone, task)
+            explained |= model_outputs(lock, groups, task)
     return notes, [p for p in moved if p in explained]
 
 
