@@ -25,10 +25,11 @@ computed. A quantisation over its own bounds fails the gates and is never promot
 Decoding is tuneforge.decode's, as predict's: GGUFs decode greedily with llama.cpp under
 a grammar compiled from the task's output schema; the HF models decode greedily with
 transformers (no grammar) on a fixed subset (the first eval.hf_subset rows of the eval
-order), slow on CPU. Parity is the share of that subset where the parity model's GGUF text
-equals the merged HF model's. The eval order (tuneforge.names.eval_order) is the holdout
-sorted by the SHA-256 of each text: a fixed, file-order-free sample when
-eval.holdout_limit trims it.
+order), slow on CPU. Parity is the share of that subset where a GGUF's text equals the merged
+HF model's; the gate reads conversion_parity, the parity model's GGUF decoded there as the HF
+model is (decode.decode_free: no grammar), so that only the conversion can part the two.
+The eval order (tuneforge.names.eval_order) is the holdout sorted by the SHA-256 of each
+text: a fixed, file-order-free sample when eval.holdout_limit trims it.
 """
 from __future__ import annotations
 
@@ -40,19 +41,9 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from tuneforge import config, fidelity, grammar, llama_private, names
-from tuneforge import decode as decode_module
+from tuneforge import config, fidelity, names
 from tuneforge.chat_text import train_texts
-from tuneforge.decode import (
-    Answer,
-    Decoder,
-    Settings,
-    code_sha256,
-    decode,
-    decode_chats,
-    decode_hf,
-    prompts,
-)
+from tuneforge.decode import Answer, Decoder, Settings, decode, decode_chats, decode_free, decode_hf
 from tuneforge.evalreport import report_md, write_csv
 from tuneforge.gates import check_models, decide, fidelity_failures, labeler_behind
 from tuneforge.gguf_tools import tokenizer_digest, verify_pin
@@ -66,7 +57,6 @@ from tuneforge.receipts import Receipt
 from tuneforge.retrieval import Index, example_chats, token_fit
 from tuneforge.scoring import closed_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
 from tuneforge.tasks import Task, get_task
-from tuneforge.toolchain import toolchain
 from tuneforge.verdict import dir_hash, file_hash, verdict_params
 
 log = logging.getLogger("eval")
@@ -166,21 +156,6 @@ def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache
     for i in range(n, len(check.rows)):  # forced rows this model does not answer
         check.measure(key, sha256, lambda: decoder.llm, i)
     return answers + decode(path, task, rows[n:], settings, cache=cache, sha256=sha256, decoder=decoder)
-
-
-def free_answers(path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
-                 sha256: str) -> list[Answer]:
-    """The GGUF's answers decoded as decode_hf decodes the merged model: greedy, no grammar, the
-    same prompts (through the memo, keyed apart from the grammar-constrained answers). Exact-text
-    parity with the merged model checks the conversion only when both decode alike: under its
-    grammar a GGUF answers what the grammar allows (commit-messages narrows `ignore` to each
-    diff's paths, and every answer is closed at the cap), which the unconstrained HF model need
-    not write, so a sound conversion could fail a parity measured that way."""
-    model = {"sha256": sha256, "decoder": toolchain(["llama_cpp_python"]),
-             "code": code_sha256(decode_module, grammar, llama_private), "grammar": None,
-             "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
-    return cache.answers(model, prompts(task, rows), lambda ps: decode_module.gguf_answers(
-        path, ps, None, settings=settings, desc=f"{path.stem} (as the HF model decodes)"))
 
 
 def start_fidelity(task: Task, paths, gold: list[dict], gold_path, rows: list[dict], ggufs: dict, fcfg: dict,
@@ -351,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     # the gated one: eval.parity_model decoded as the merged model was, so that only the
     # conversion (and quantisation, for a quantised parity model) can make them differ
     pkey = cfg["parity_model"]
-    free = free_answers(ggufs[pkey], task, hf_rows, settings, cache, shas[pkey])
+    free = decode_free(ggufs[pkey], task, hf_rows, settings, cache, shas[pkey])
     run.metrics[pkey]["conversion_parity"] = parity([a.text for a in free], run.outputs["merged_hf"])
     # the KL bounds gate each quantisation (the converter's output passed its own above)
     check.close()

@@ -554,8 +554,7 @@ def test_the_parity_model_is_decoded_as_the_hf_model_for_the_conversion_check(tm
     """eval's conversion_parity compares the parity model's answers with the merged model's
     free ones, so they are decoded without a grammar (the HF model has none), memoised apart
     from the same file's grammar-constrained answers; the gate reads it, not the shipped
-    parity (planted: free_answers passing the task's grammars -> fails)."""
-    from stages import eval as eval_stage
+    parity (planted: decode_free passing the task's grammars -> fails)."""
     from tuneforge import decode as decode_module
     from tuneforge import gates
     from tuneforge.decode import Answer, Settings
@@ -573,11 +572,11 @@ def test_the_parity_model_is_decoded_as_the_hf_model_for_the_conversion_check(tm
     monkeypatch.setattr(decode_module, "gguf_answers", fake)  # where eval, predict and by-hand eval decode
     cache, settings = PredictionCache(tmp_path / "memo"), Settings(max_tokens=8, n_ctx=64, n_threads=1)
     path = tmp_path / "m-f16.gguf"
-    free = eval_stage.free_answers(path, task, rows, settings, cache, "0" * 64)
+    free = decode_module.decode_free(path, task, rows, settings, cache, "0" * 64)
     shipped = decode_module.decode(path, task, rows, settings, cache=cache, sha256="0" * 64)
     assert seen == [None, [decode_module.task_gbnf(task, rows[0]["text"])]]
     assert free[0].text == "answer under no grammar" and shipped[0].text == "answer under a grammar"
-    assert eval_stage.free_answers(path, task, rows, settings, cache, "0" * 64) == free and len(seen) == 2
+    assert decode_module.decode_free(path, task, rows, settings, cache, "0" * 64) == free and len(seen) == 2
 
     metrics_in = {"f16": {"parity": 0.0, "conversion_parity": 1.0}, "Q8_0": {}}
     monkeypatch.setattr(gates, "gate", lambda summary, g, parity_value, *a: [] if parity_value >= 0.75 else ["parity"])

@@ -107,9 +107,7 @@ def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str
     desc = desc or path.stem
     if cache is None:
         return gguf_answers(path, todo, gbnfs, settings=settings, desc=desc, decoder=decoder)
-    model = {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
-             "code": code_sha256(sys.modules[__name__], grammar, llama_private),
-             "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
+    model = gguf_key(path, settings, sha256)
     # each prompt is keyed with the grammar it is decoded under (each grammar hashed once)
     by_key = {sha256_text(g): g for g in dict.fromkeys(gbnfs)}
     digest = {g: k for k, g in by_key.items()}
@@ -117,6 +115,26 @@ def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str
     return cache.answers(model, keyed, lambda ps: gguf_answers(
         path, [p["messages"] for p in ps], [by_key[p["grammar"]] for p in ps], settings=settings, desc=desc,
         decoder=decoder))
+
+
+def gguf_key(path: Path, settings: Settings, sha256: str | None = None) -> dict[str, Any]:
+    """What a GGUF's memoised answer depends on besides its prompt and grammar: the file, the
+    decoder and its code, the settings (`sha256`: the file's, when the caller verified it)."""
+    return {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
+            "code": code_sha256(sys.modules[__name__], grammar, llama_private),
+            "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
+
+
+def decode_free(path: Path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
+                sha256: str | None = None) -> list[Answer]:
+    """The GGUF's answers decoded as decode_hf decodes a transformers model: greedy, no grammar,
+    the same prompts, through the memo (keyed apart from the grammar-constrained answers). Eval's
+    conversion check: exact-text parity with the merged model means something only when both
+    decode alike, since under its grammar a GGUF answers what the grammar allows (commit-messages
+    narrows `ignore` to each diff's paths, every answer is closed at the cap)."""
+    model = {**gguf_key(path, settings, sha256), "grammar": None}
+    return cache.answers(model, prompts(task, rows), lambda ps: gguf_answers(
+        path, ps, None, settings=settings, desc=f"{path.stem} (as the HF model decodes)"))
 
 
 def decode_hf(model_dir: Path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
