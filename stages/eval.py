@@ -55,7 +55,14 @@ from tuneforge.names.shapes import FidelityFigures, FidelityReport, FileHash, Pr
 from tuneforge.predcache import PredictionCache
 from tuneforge.receipts import Receipt
 from tuneforge.retrieval import Index, example_chats, token_fit
-from tuneforge.scoring import closed_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
+from tuneforge.scoring import (
+    decoder_figures,
+    labeler_answers,
+    load_gold,
+    score,
+    trained_products,
+    versus_labeler,
+)
 from tuneforge.tasks import Task, get_task
 from tuneforge.verdict import dir_hash, file_hash, verdict_params
 
@@ -98,7 +105,7 @@ class Run:
         closed: dict[str, Any] = {}
         if grammar:
             scored = [replace(s, error=cut_reason(s.error, self.cfg["max_tokens"])) for s in scored]
-            closed = closed_figures(answers)
+            closed = decoder_figures(self.task, answers)
             summary.update(closed)  # gate() reads the count from the summary
         self.errors.setdefault(key, []).extend(s.error for s in scored if s.error)
         if variant == "hint":

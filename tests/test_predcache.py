@@ -180,3 +180,33 @@ def test_each_distinct_schema_is_converted_to_a_grammar_once_per_call(monkeypatc
     gbnfs = decode.task_gbnfs(commits, [diffs[0], diffs[1], diffs[0]])
     assert len(converted) == 2 and gbnfs[0] == gbnfs[2] != gbnfs[1]
     assert gbnfs == [decode.task_gbnf(commits, d) for d in (diffs[0], diffs[1], diffs[0])]
+
+
+def test_eval_keys_each_answer_on_its_answer_check(tmp_path, monkeypatch):
+    """commit-messages also checks each answer against its own diff as it is decoded
+    (Task.answer_check): the same chat and grammar checked against another diff, or by another
+    check, is another answer; each decode is handed the check of the prompt it answers."""
+    import dataclasses
+
+    from tuneforge import decode
+    from tuneforge.tasks import get_task
+
+    seen = []
+    monkeypatch.setattr(decode, "gguf_answers", lambda path, prompts, gbnf, **kw: seen.append(kw["checks"])
+                        or [Answer("{}", steered=1)] * len(prompts))
+    task = get_task("commit-messages")
+    diffs = [f"diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-{v}\n+b\n" for v in ("foo_bar", "baz_qux")]
+    chat = decode.prompts(task, [{"text": diffs[0]}])
+    settings = decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"gguf")
+    cache = PredictionCache(tmp_path / "memo")
+    other = dataclasses.replace(task, answer_check=lambda text: (lambda answer: True))  # another module's
+    for t, text in ((task, diffs[0]), (task, diffs[0]), (task, diffs[1]), (other, diffs[0])):
+        assert decode.decode_chats(model, t, chat, [text], settings, cache=cache, sha256="a" * 64) == [
+            Answer("{}", steered=1)]  # the memo keeps the steered count
+    assert len(seen) == 3 and all(len(c) == 1 for c in seen)
+    head = '{"type": "fix", "scope": null, "subject": "Fix '
+    assert seen[0][0](head + "foo_bar") and not seen[0][0](head + "baz_qux")  # diffs[0]'s check
+    assert seen[1][0](head + "baz_qux") and not seen[1][0](head + "foo_bar")  # diffs[1]'s
+    assert decode.check_keys(get_task("changelog-actions"), ["x"]) == [None]

@@ -155,7 +155,7 @@ def root(tmp_path, monkeypatch, rag):
         def __init__(self, path, settings):
             self.llm = type("L", (), {"tokenize": staticmethod(lambda b, add_bos=False: b.split())})()
 
-        def answer(self, chat, gbnf=None):
+        def answer(self, chat, gbnf=None, check=None):
             prompts.append(chat)
             if "garbage" in chat[-1]["content"]:
                 return Answer("{\"kind\": ", True)

@@ -5,7 +5,10 @@ A GGUF decodes with llama.cpp, greedily (temperature 0, top_k 1, no repeat penal
 through the GGUF's own chat template, under the grammar compiled from the task's output schema
 (tuneforge.grammar), with params.yaml's eval.max_tokens / n_ctx / n_threads (Settings): the
 same file and entry give the same answer wherever they are decoded. An answer still open at
-max_tokens is closed by the decoder, and its Answer says so. The llama.cpp classes it decodes
+max_tokens is closed by the decoder, and its Answer says so. A task with an answer check
+(Task.answer_check: commit-messages names only identifiers its diff shows) has each token checked
+too: where the model's choice fails it, the decoder takes its next most likely token that the
+grammar allows and that passes, and the Answer counts those tokens (`steered`). The llama.cpp classes it decodes
 with reach into llama-cpp-python's private API and live apart, pinned to the version they were
 written against (tuneforge.llama_private). Eval's HF models decode here too (decode_hf:
 transformers, no grammar). With a PredictionCache, only prompts not answered before decode.
@@ -13,6 +16,7 @@ transformers, no grammar). With a PredictionCache, only prompts not answered bef
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -52,9 +56,11 @@ class Settings:
 class Answer(NamedTuple):
     """One decoded answer. `closed_by_decoder`: it was still open at max_tokens (or near the
     end of the context) and the decoder closed it the shortest way the grammar allows, so
-    it parses, but its end is the decoder's, not the model's (a loop, usually)."""
+    it parses, but its end is the decoder's, not the model's (a loop, usually). `steered`: how
+    many of its tokens the task's answer check (Task.answer_check) turned the model away from."""
     text: str
     closed_by_decoder: bool = False
+    steered: int = 0
 
 
 def prompts(task: Task, rows: list[dict], with_hint: bool = True) -> list[list[dict]]:
@@ -67,6 +73,24 @@ def task_gbnf(task: Task, text: str | None = None) -> str:
     """The grammar an answer to `text` is decoded under: the task's output schema, narrowed to
     that input where the task narrows (Task.narrow_schema); without a text, the whole schema."""
     return json_gbnf(task.output_schema(text))
+
+
+def task_check(task: Task, text: str | None):
+    """The test an answer to `text` is decoded under besides its grammar (Task.answer_check;
+    None: the grammar alone)."""
+    return None if task.answer_check is None or text is None else task.answer_check(text)
+
+
+def check_keys(task: Task, texts: list[str]) -> list[str | None]:
+    """What each text's answer check depends on, for the memo: the check's own source file and
+    the input it checks against (the prompt shows a bounded view of it, not all of it)."""
+    if task.answer_check is None:
+        return [None] * len(texts)
+    fn = task.answer_check
+    name = fn.module if hasattr(fn, "module") else fn.__module__  # a Lazy member, or a function
+    importlib.import_module(name)
+    code = code_sha256(sys.modules[name])
+    return [sha256_text(code + text) for text in texts]
 
 
 def task_gbnfs(task: Task, texts: list[str]) -> list[str]:
@@ -104,17 +128,22 @@ def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str
     if len(texts) != len(todo):
         raise ValueError(f"{len(todo)} chats and {len(texts)} input texts: each chat answers one input")
     gbnfs = task_gbnfs(task, texts)  # decoded under, and keyed on
+    checks = [task_check(task, t) for t in texts]
     desc = desc or path.stem
     if cache is None:
-        return gguf_answers(path, todo, gbnfs, settings=settings, desc=desc, decoder=decoder)
+        return gguf_answers(path, todo, gbnfs, settings=settings, desc=desc, decoder=decoder, checks=checks)
     model = gguf_key(path, settings, sha256)
-    # each prompt is keyed with the grammar it is decoded under (each grammar hashed once)
+    # each prompt is keyed with the grammar it is decoded under (each grammar hashed once), and
+    # with its answer check where the task has one
     by_key = {sha256_text(g): g for g in dict.fromkeys(gbnfs)}
     digest = {g: k for k, g in by_key.items()}
-    keyed = [{"messages": chat, "grammar": digest[g]} for chat, g in zip(todo, gbnfs, strict=True)]
+    keyed = []
+    for chat, g, checked in zip(todo, gbnfs, check_keys(task, texts), strict=True):
+        keyed.append({"messages": chat, "grammar": digest[g], **({"check": checked} if checked else {})})
+    at = {id(p): i for i, p in enumerate(keyed)}  # the memo hands back the prompts it lacks
     return cache.answers(model, keyed, lambda ps: gguf_answers(
         path, [p["messages"] for p in ps], [by_key[p["grammar"]] for p in ps], settings=settings, desc=desc,
-        decoder=decoder))
+        decoder=decoder, checks=[checks[at[id(p)]] for p in ps]))
 
 
 def gguf_key(path: Path, settings: Settings, sha256: str | None = None) -> dict[str, Any]:
@@ -161,20 +190,23 @@ def code_sha256(*modules: ModuleType) -> str:
 
 # ---------------------------------------------------------------- llama.cpp
 
-def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: bool = False) -> dict:
+def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: bool = False,
+                check=None) -> dict:
     """One greedy chat completion (the GGUF's own chat template); temperature 0, no repeat
     penalty: the same file and prompt give the same text. With `close` (and a grammar) an
     answer still open after `max_tokens` tokens is closed within CLOSE_RESERVE more, the
     shortest way the grammar allows, so it always parses; an answer that ends within
-    `max_tokens` is the same either way."""
+    `max_tokens` is the same either way. `check` (decode.task_check; with a grammar only): the
+    answer's text so far must pass it, token by token."""
     llm.close_after = max_tokens if close and grammar is not None else None
+    llm.answer_check = check if grammar is not None else None
     if llm.close_after is not None:
         max_tokens += CLOSE_RESERVE
     try:
         return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
                                           max_tokens=max_tokens, grammar=grammar, seed=0)
     finally:
-        llm.close_after = None
+        llm.close_after = llm.answer_check = None
 
 
 class Decoder:
@@ -202,10 +234,14 @@ class Decoder:
             self.compiled[gbnf] = compile_gbnf(gbnf)
         return self.compiled[gbnf]
 
-    def answer(self, messages: list[dict], gbnf: str | None = None) -> Answer:
-        """The answer under `gbnf` (an input's own grammar, decode.task_gbnf); None: free."""
-        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True)
-        return Answer(self.last["choices"][0]["message"]["content"] or "", bool(self.llm.closed_at_cap))
+    def answer(self, messages: list[dict], gbnf: str | None = None, check=None) -> Answer:
+        """The answer under `gbnf` (an input's own grammar, decode.task_gbnf; None: free) and
+        `check` (its answer check, decode.task_check; only with a grammar)."""
+        if check is not None and gbnf is None:
+            raise ValueError("an answer check needs a grammar: the free decode is the model's own")
+        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True, check=check)
+        return Answer(self.last["choices"][0]["message"]["content"] or "", bool(self.llm.closed_at_cap),
+                      int(self.llm.steered) if check is not None else 0)
 
     def close(self) -> None:
         if self._llm is not None:
@@ -220,12 +256,13 @@ class Decoder:
 
 
 def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[str] | None, *,
-                 settings: Settings, desc: str = "generate", decoder: Decoder | None = None) -> list[Answer]:
+                 settings: Settings, desc: str = "generate", decoder: Decoder | None = None,
+                 checks: list | None = None) -> list[Answer]:
     """Greedy chat completions with llama.cpp, constrained by the GBNF grammar when given (one
     for every prompt, or a list: one per prompt). Under a grammar every answer is complete: one
     still open at max_tokens (a model looping inside a string) is closed (chat_greedy), and its
-    Answer says so. `decoder`: `path` already open (the caller closes it), else it is opened
-    and closed here."""
+    Answer says so. `checks`: one answer check per prompt (decode.task_check), or None.
+    `decoder`: `path` already open (the caller closes it), else it is opened and closed here."""
     from contextlib import nullcontext
 
     from tqdm import tqdm
@@ -233,10 +270,14 @@ def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[s
     gbnfs = gbnf if isinstance(gbnf, list) else [gbnf] * len(prompts)
     if len(gbnfs) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts and {len(gbnfs)} grammars: give one grammar, or one per prompt")
+    checks = checks if checks is not None else [None] * len(prompts)
+    if len(checks) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts and {len(checks)} answer checks: give one per prompt")
     outs, cut = [], 0
     with nullcontext(decoder) if decoder is not None else Decoder(path, settings) as open_decoder:
-        for messages, g in zip(tqdm(prompts, desc=desc, unit="ex", disable=len(prompts) < 2), gbnfs, strict=True):
-            outs.append(open_decoder.answer(messages, g))
+        for messages, g, check in zip(tqdm(prompts, desc=desc, unit="ex", disable=len(prompts) < 2), gbnfs, checks,
+                                      strict=True):
+            outs.append(open_decoder.answer(messages, g, check))
             cut += g is not None and open_decoder.last["choices"][0]["finish_reason"] != "stop"
     closed = sum(a.closed_by_decoder for a in outs)
     if closed:

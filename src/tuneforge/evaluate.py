@@ -26,7 +26,7 @@ from tuneforge.cli import ArgumentParser, UserError, decode_utf8, read_input, ru
 from tuneforge.decode import Settings, decode
 from tuneforge.io import write_jsonl
 from tuneforge.names import RULE_LABELER, TaskPaths, eval_order
-from tuneforge.scoring import closed_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
+from tuneforge.scoring import decoder_figures, labeler_answers, load_gold, score, trained_products, versus_labeler
 from tuneforge.tasks import get_task
 from tuneforge.toolchain import check_toolchain
 from tuneforge.verdict import pinned_sha256
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     answers = decode(model, task, rows, Settings.from_eval(cfg), with_hint=not args.no_hint)
     outputs = [a.text for a in answers]
     summary, scored = score(task, rows, outputs, classes, cfg["min_support"])
-    summary.update(closed_figures(answers))
+    summary.update(decoder_figures(task, answers))
     if task.eval_figures is not None:  # the task's own figures, as the stage adds them (chrF, scope, ...)
         summary.update(task.eval_figures(rows, outputs))
     # the rule labeler on the same rows, and the model beside it row by row (as eval sets them)
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.answers:
         write_jsonl(args.answers, [
             {"text": r["text"], "hint": r.get("hint"), "product": r.get("product"), "gold": r["label"],
-             "answer": a.text, "kind": s.pred_kind, "labeler_kind": lab.pred_kind}
+             "answer": a.text, "closed_by_decoder": a.closed_by_decoder, "steered": a.steered,
+             "kind": s.pred_kind, "labeler_kind": lab.pred_kind}
             for r, a, s, lab in zip(rows, answers, scored, labeled, strict=True)])
     print(json.dumps({model.stem: {**summary, "vs_labeler": vs}, RULE_LABELER: labeler}, indent=2, sort_keys=True))
     return 0

@@ -5,7 +5,8 @@ against llama-cpp-python 0.3.36 (WRITTEN_AGAINST) and refused by any other versi
   load the weights into plain CPU buffers (there is no keyword for it).
 - GrammarFirstLlama replaces Llama._init_sampler and Llama.sample, and reads the private
   `_model`, `_ctx`, `_n_vocab` and LlamaGrammar's `_grammar` / `_root`, to check the grammar
-  on the argmax alone and to close an answer still open at the token cap.
+  on the argmax alone, to close an answer still open at the token cap, and to steer an answer
+  away from what a task's answer check refuses (decode.task_check).
 
 Private names change between releases without notice, and a change need not raise: it can
 decode differently or load onto the AMX buffer that segfaults. So every load (open_gguf,
@@ -187,6 +188,11 @@ def _grammar_first_class():
         rejected_argmax = 0  # since the last completion started: how often the full mask ran
         close_after: int | None = None  # set by decode.chat_greedy(close=True)
         closed_at_cap = False  # the last completion reached close_after and was closed
+        # set by decode.chat_greedy: a test of the answer's text so far (Task.answer_check);
+        # `steered` counts the tokens it turned away from the allowed argmax this completion
+        answer_check: Any = None
+        steered = 0
+        _answer_bytes = b""
         _sampled = 0
 
         def _init_sampler(self, *, temp: float = 0.8, grammar=None, repeat_penalty: float = 1.0,
@@ -199,6 +205,7 @@ def _grammar_first_class():
                                  "penalties, no logits processors)")
             self._free_grammar()
             self.rejected_argmax, self._sampled, self.closed_at_cap = 0, 0, False
+            self.steered, self._answer_bytes = 0, b""
             if grammar is not None:
                 self._grammar_sampler = C.llama_sampler_init_grammar(
                     self._model.vocab, grammar._grammar.encode(), grammar._root.encode())
@@ -219,9 +226,38 @@ def _grammar_first_class():
                 elif not self._allowed(token, float(logits[token])):
                     self.rejected_argmax += 1
                     token = self._allowed_argmax(logits)
+                if self.answer_check is not None and not self.closed_at_cap:
+                    token = self._checked(token, logits)
                 C.llama_sampler_accept(self._grammar_sampler, token)
             self._sampled += 1
             return token
+
+        def _checked(self, token: int, logits) -> int:
+            """`token` (the allowed argmax) if the answer with it passes answer_check, else
+            the most likely token the grammar allows with which it does (ties: the lowest id,
+            as argmax); a token that ends the answer is never refused, so one always passes
+            once the grammar may end."""
+            if not self._passes(token):
+                self.steered += 1
+                allowed = self._grammar_masked(logits)
+                allowed = allowed[allowed["logit"] != -np.inf]
+                for t in allowed["id"][np.lexsort((allowed["id"], -allowed["logit"]))]:
+                    if self._passes(int(t)):
+                        token = int(t)
+                        break
+                else:
+                    raise RuntimeError("no token the grammar allows passes the task's answer check")
+            self._answer_bytes += self._piece(token)
+            return token
+
+        def _piece(self, token: int) -> bytes:
+            return b"" if token == self.token_eos() else self.detokenize([token], special=False)
+
+        def _passes(self, token: int) -> bool:
+            if token == self.token_eos():
+                return True
+            text = (self._answer_bytes + self._piece(token)).decode("utf-8", errors="ignore")
+            return bool(self.answer_check(text))
 
         def _closing_token(self, logits) -> int:
             """The way out of a JSON answer: end it if the grammar is done, else close the
@@ -244,6 +280,11 @@ def _grammar_first_class():
             return one[0].logit != float("-inf")
 
         def _allowed_argmax(self, logits) -> int:
+            view = self._grammar_masked(logits)
+            return int(view["id"][np.argmax(view["logit"])])
+
+        def _grammar_masked(self, logits):
+            """Every token with its logit, -inf where the grammar refuses it."""
             if self._vocab_buffer is None:  # one buffer per model, refilled at every rejection
                 self._vocab_buffer = (C.llama_token_data * self._n_vocab)()
                 self._token_ids = np.arange(self._n_vocab, dtype=np.int32)
@@ -252,7 +293,7 @@ def _grammar_first_class():
             view["id"], view["logit"], view["p"] = self._token_ids, logits, 0.0
             arr = C.llama_token_data_array(data, self._n_vocab, -1, False)
             C.llama_sampler_apply(self._grammar_sampler, ctypes.byref(arr))
-            return int(view["id"][np.argmax(view["logit"][:arr.size])])
+            return view[:arr.size]
 
         def _free_grammar(self) -> None:
             if self._grammar_sampler is not None:

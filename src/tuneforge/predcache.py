@@ -6,8 +6,8 @@ decode.code_sha256) and its settings, and the prompt. The key hashes all of them
 any one is a miss. Each entry stores its key and a checksum of key and answer; an entry
 that fails either check on read (edited, cut short, copied under another key) is
 discarded, counted and decoded again, never served. An entry stores the answer with its
-`closed_by_decoder` flag (decode.Answer), both under the checksum. The memo is machine-local (under
-paths.cache_dir, like pip's cache), never a DVC output: deleting it only costs time. A
+`closed_by_decoder` flag and its `steered` count (decode.Answer), all under the checksum. The
+memo is machine-local (under paths.cache_dir, like pip's cache), never a DVC output: deleting it only costs time. A
 clean build starts without it, so `full_build_s` in the benchmark measures real decoding.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ from tuneforge.io import sig_hash, write_json
 log = logging.getLogger(__name__)
 
 # Part of every key: a memo written in another entry format is a miss, never misread.
-# 2: entries carry closed_by_decoder (format 1 had the answer text alone).
-FORMAT = 2
+# 2: entries carry closed_by_decoder (format 1 had the answer text alone). 3: and steered.
+FORMAT = 3
 
 
-def _checksum(key: str, answer: str, closed: bool) -> str:
-    return sig_hash({"key": key, "answer": answer, "closed_by_decoder": closed})
+def _checksum(key: str, answer: str, closed: bool, steered: int) -> str:
+    return sig_hash({"key": key, "answer": answer, "closed_by_decoder": closed, "steered": steered})
 
 
 class PredictionCache:
@@ -50,13 +50,13 @@ class PredictionCache:
             return None
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-            answer, closed = entry["answer"], entry["closed_by_decoder"]
+            answer, closed, steered = entry["answer"], entry["closed_by_decoder"], entry["steered"]
             ok = (entry["key"] == key and isinstance(answer, str) and isinstance(closed, bool)
-                  and entry["sha256"] == _checksum(key, answer, closed))
+                  and type(steered) is int and entry["sha256"] == _checksum(key, answer, closed, steered))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
             ok = False
         if ok:
-            return Answer(answer, closed)
+            return Answer(answer, closed, steered)
         self.corrupt += 1
         log.warning("eval cache: %s fails its checksum; discarded, decoding again", path)
         path.unlink(missing_ok=True)
@@ -81,7 +81,8 @@ class PredictionCache:
             for i, answer in zip(missing, fresh, strict=True):  # one answer per prompt
                 found[i] = answer
                 if self.root is not None:
-                    text, closed = answer
+                    text, closed, steered = answer
                     write_json(self._path(keys[i]), {"key": keys[i], "answer": text, "closed_by_decoder": closed,
-                                                     "sha256": _checksum(keys[i], text, closed)})
+                                                     "steered": steered,
+                                                     "sha256": _checksum(keys[i], text, closed, steered)})
         return [found[i] for i in range(len(prompts))]

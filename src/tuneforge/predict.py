@@ -8,10 +8,12 @@ In:  entries from each FILE (or stdin), UTF-8: a .jsonl file holds {"text", "hin
      (a document: commit-messages reads a diff, `git diff --staged | python -m tuneforge.predict
      --task commit-messages`)
 Out: JSONL on stdout, one line per entry, in input order:
-     {"entry", "hint", "product", "output", "label", "error", "closed_by_decoder"}
+     {"entry", "hint", "product", "output", "label", "error", "closed_by_decoder", "steered"}
      (`label` is the parsed answer, null with an `error` when it does not parse;
      `closed_by_decoder` is true when the answer was still open at eval.max_tokens, a model
-     looping, usually, and the decoder closed it: it parses, but the model never finished it);
+     looping, usually, and the decoder closed it: it parses, but the model never finished it;
+     `steered` counts the answer's tokens the task's answer check chose over the model's
+     first choice: commit-messages names only what the diff shows);
      with --format, each parsed label alone, rendered: `json` (the task's canonical JSON, one
      line) or one of the task's own formats (commit-messages: `git`, a ready commit message),
      entries apart by a blank line, an answer that does not parse named on stderr instead,
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
 
     answers = decode(model, task, entries, Settings.from_eval(cfg))
     failed = closed = printed = 0
-    for i, (entry, (output, closed_by_decoder)) in enumerate(zip(entries, answers, strict=True), 1):
+    for i, (entry, (output, closed_by_decoder, steered)) in enumerate(zip(entries, answers, strict=True), 1):
         try:
             label, error = task.parse_label(output).model_dump(mode="json"), None
         except ValueError as e:  # pydantic's ValidationError is a ValueError
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.format is None:
             print(json.dumps({"entry": entry["text"], "hint": entry["hint"], "product": entry["product"],
                               "output": output, "label": label, "error": error,
-                              "closed_by_decoder": closed_by_decoder}, ensure_ascii=False))
+                              "closed_by_decoder": closed_by_decoder, "steered": steered}, ensure_ascii=False))
         elif label is None:
             log.error("entry %d: the answer does not parse (%s); nothing printed for it", i, error)
         else:

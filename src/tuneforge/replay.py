@@ -31,7 +31,7 @@ from pathlib import Path
 
 from tuneforge import config, teacher
 from tuneforge.cli import ArgumentParser, UserError, run
-from tuneforge.decode import Decoder, Settings, task_gbnf
+from tuneforge.decode import Decoder, Settings, task_check, task_gbnf
 from tuneforge.io import sha256_text
 from tuneforge.llama_private import CLOSE_RESERVE
 from tuneforge.names import TaskPaths
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in entries:
         found = [] if index is None else index.search(entry["text"], args.k)
         chat, kept = messages(task, entry, found, fits)
-        answer = decoder.answer(chat, task_gbnf(task, entry["text"]))
+        answer = decoder.answer(chat, task_gbnf(task, entry["text"]), task_check(task, entry["text"]))
         bad, label = problems(task, answer.text, entry, answer.closed_by_decoder)
         verdict: ReplayVerdict = "rejected" if bad else "accepted"
         t_answer = t_bad = None

@@ -45,6 +45,17 @@ def closed_figures(answers: list[Answer]) -> dict[str, Any]:
     return {"closed_by_decoder": n, "closed_by_decoder_rate": round(n / len(answers), 6) if answers else None}
 
 
+def decoder_figures(task: Task, answers: list[Answer]) -> dict[str, Any]:
+    """What the decoder did to answers decoded under the grammar: closed_figures, and for a task
+    with an answer check (Task.answer_check) how many answers it turned from the model's own
+    first choice at least once, and their share (what the check hides of the model)."""
+    out = closed_figures(answers)
+    if task.answer_check is not None:
+        n = sum(a.steered > 0 for a in answers)
+        out.update(steered_answers=n, steered_rate=round(n / len(answers), 6) if answers else None)
+    return out
+
+
 def labeler_subsets(rows: list[dict], trained_products: set[str]) -> dict[str, list[bool]]:
     """Which gold rows each comparison with the rule labeler reads: all of them; the gold rows
     never read while the labeler was tuned (names.gold_subset of the text's content key, as the

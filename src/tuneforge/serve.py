@@ -22,6 +22,10 @@ measured (the Ollama Modelfile pins the same things):
   diff's junk paths);
 - no `temperature`: 0 (greedy, as eval decodes); no `repeat_penalty`: 1.0, none, as eval decodes
   and the Modelfile pins (llama_cpp.server's own default is 1.1, which changes answers).
+What it cannot add: a task's answer check (Task.answer_check, commit-messages: no identifier the
+diff does not show) runs inside tuneforge's own decoder (decode, predict, eval), not in
+llama_cpp.server's sampler, so a served answer may name what the diff does not show, as often
+as eval's metrics say the check had to steer (`steered_rate`); the same holds for Ollama.
 A model name the server does not serve is refused (404); llama_cpp.server itself would answer
 with its first model instead. Only loopback by default: the server has no authentication
 unless --api-key is given.

@@ -96,6 +96,11 @@ class Task:
     # input allows (commit-messages: `ignore` is exactly the diff's junk paths), so the decoding
     # grammar rules out answers the input itself refutes; None: one schema for every input
     narrow_schema: Callable[[dict, str], dict] | None = None
+    # decoding: (one input's text) -> a test of the answer's raw text as far as it is decoded,
+    # for what a grammar cannot say (commit-messages: no name the diff does not show); the
+    # decoder takes the model's most likely token the grammar allows that keeps it True.
+    # None: the grammar alone
+    answer_check: Callable[[str], Callable[[str], bool]] | None = None
     # predict: (a label) -> one line for stderr beside an answer rendered in a non-JSON format,
     # for what that format leaves out (commit-messages: the `ignore` paths a git message cannot
     # hold); None: nothing to say

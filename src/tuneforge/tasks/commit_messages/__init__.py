@@ -49,6 +49,7 @@ TASK = register(Task(
     hint_in_prompt=False,  # the hint is the author's message: the label's source
     input_kind="document",  # predict reads all of stdin (a diff) as one input
     narrow_schema=schema.for_diff,  # `ignore` is the diff's junk paths, the contract's list
+    answer_check=Lazy(f"{__name__}.style", "copy_check"),  # no name the diff does not show
     advice=schema.junk_note,  # --format git: the junk paths to unstage, on stderr
     card_notes=(
         "Subjects, bodies and scopes in training come from the changes' authors (Debian patch "
@@ -56,8 +57,11 @@ TASK = register(Task(
         "message and the paths (the gold holdout is hand-labeled): the model learns the labeler's "
         "habits for those two.",
         "It sees a bounded view of the diff (paths with +/- counts, then whole hunks to a budget), never "
-        "the author's message: a name in an answer that the diff does not show is made up "
-        "(`invented_identifier_rate` above).",
+        "the author's message, and left to itself it sometimes names what the diff does not show, mostly "
+        "a near copy of a name it does (`curl_bump_headersize` for `Curl_bump_headersize`). tuneforge's "
+        "decoder (predict, eval, the commit hook) refuses such a name token by token and takes the model's "
+        "next choice (`steered_rate`: the share of answers where it had to); llama_cpp.server (`make serve`) "
+        "and Ollama cannot, so their answers may name one.",
         "`ignore` is not the model's choice: decoding (eval, predict, and Ollama given `predict --schema`'s "
         "schema as `format`) forces it to the diff's junk paths by the contract's list (editor swap files, "
         "`.DS_Store`, `__pycache__/`, top-level build output, `node_modules/`, `.env`, key files). A file "

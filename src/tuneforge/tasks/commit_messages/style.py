@@ -11,6 +11,7 @@ rather than training; an answer can only get it by writing exactly that subject.
 """
 from __future__ import annotations
 
+import json
 import re
 
 from tuneforge.tasks.commit_messages.normalise import (
@@ -105,3 +106,62 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
         if subject in made_up:
             problems.append("style_message_not_normalised")
     return sorted(problems)
+
+
+# ---------------------------------------------------------------- decoding: names copied, not made up
+
+# A message's prose values, open or closed, in the answer's raw JSON text as it is decoded
+_PROSE_RE = re.compile(r'"(subject|body)"\s*:\s*"((?:[^"\\]|\\.)*)')
+# The word being written: the characters a name can hold, back to the last that none can.
+_TAIL_RE = re.compile(r"[\w./:#()-]*$")
+_NAME_MARK_RE = re.compile(r"[_/#]|\.|::|^-")
+
+
+def _name_being_written(value: str) -> str | None:
+    """The name `value` ends in, as far as it is written (`curl_`, `ldash.`, `jwt_<` would be
+    `jwt_` and then a new word): the trailing word without an opening bracket, a sentence's
+    closing punctuation or a call's `()`, once it holds what only a name holds (an underscore,
+    a slash, an inner dot, `::`, `#`, a leading dash). None for a plain word. Checked as it is
+    written, the model is turned away at the first character that leaves every name the diff
+    shows, not after it has written itself into one no diff shows (`ldash.` then digits)."""
+    word = _TAIL_RE.search(value).group(0).lstrip("(:")
+    word = word.rstrip(".,:)")
+    word = word.removesuffix("()").removesuffix("(")
+    if not word or not _NAME_MARK_RE.search(word):
+        return None
+    if any(w.startswith(word) for w in NOT_IDENTIFIERS):  # e.g, i.e (a word, not a name)
+        return None
+    return word
+
+
+def _json_prefix(raw: str) -> str:
+    """A JSON string's content as far as it is decoded: an escape still being written (a lone
+    backslash, `\\u00`) is left out until it is whole."""
+    for cut in range(min(len(raw), 6) + 1):
+        try:
+            return json.loads(f'"{raw[:len(raw) - cut]}"')
+        except ValueError:
+            continue
+    return ""
+
+
+def copy_check(text: str):
+    """Task.answer_check: for diff `text`, a test of an answer's raw JSON as it is decoded,
+    token by token: False once its subject or body names an identifier the diff does not show
+    (not_in_diff, the definition eval's invented-identifier figure counts), or is writing a name
+    that is no longer part of one the diff shows (_name_being_written). The diff's names are
+    substrings of it, so a name still in the diff can become a shown one; one that has left
+    it never can. The decoder turns the model to its next most likely token the grammar allows
+    that passes (tuneforge.llama_private), so its answers name only what the diff shows,
+    copied with the diff's spelling and case."""
+    def ok(answer: str) -> bool:
+        for m in _PROSE_RE.finditer(answer):
+            value = _json_prefix(m.group(2))
+            if not_in_diff(value, text):
+                return False
+            if m.end() == len(answer):  # the value being written
+                name = _name_being_written(value)
+                if name is not None and name not in text:
+                    return False
+        return True
+    return ok
