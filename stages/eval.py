@@ -49,7 +49,7 @@ from tuneforge.gates import check_models, decide, fidelity_failures, labeler_beh
 from tuneforge.gguf_tools import tokenizer_digest, verify_pin
 from tuneforge.io import atomic_path, write_json, write_jsonl
 from tuneforge.llama_private import CLOSE_RESERVE
-from tuneforge.metrics import UNPARSED, ablation, compare, headline_keys, parity
+from tuneforge.metrics import UNPARSED, ablation, compare, gate, headline_keys, parity
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FidelityFigures, FidelityReport, FileHash, Prediction, TokenizerRoundTrip, Verdict
 from tuneforge.predcache import PredictionCache
@@ -107,7 +107,8 @@ class Run:
             scored = [replace(s, error=cut_reason(s.error, self.cfg["max_tokens"])) for s in scored]
             closed = decoder_figures(self.task, answers)
             summary.update(closed)  # gate() reads the count from the summary
-        self.errors.setdefault(key, []).extend(s.error for s in scored if s.error)
+        self.errors.setdefault(key if variant != "confirmation" else f"{key}/confirmation", []).extend(
+            s.error for s in scored if s.error)
         if variant == "hint":
             self.outputs[key], self.summaries[key] = outs, summary
             self.kinds[key] = [s.pred_kind for s in scored]
@@ -116,6 +117,12 @@ class Run:
             self.metrics[key] = headline(summary, self.task.fields, **closed,
                                          **({"size_mb": size_mb} if size_mb else {}),
                                          **style_figures(self.task, rows, outs, scored), **own)
+        elif variant == "confirmation":  # the promotion candidate on eval.confirm_rows (see confirm)
+            own = self.task.eval_figures(rows, outs) if self.task.eval_figures is not None else {}
+            self.metrics[key]["confirmation"] = headline(summary, self.task.fields, **closed,
+                                                         **style_figures(self.task, rows, outs, scored), **own)
+            self.summaries[f"{key}/confirmation"] = summary
+            self.kinds[f"{key}/confirmation"] = [s.pred_kind for s in scored]
         elif variant == "no_hint":  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary, self.task.fields)
         else:  # retrieval: the same rows, each after worked examples from the RAG export
@@ -340,8 +347,35 @@ def main(argv: list[str] | None = None) -> int:
     write_fidelity(paths, check, fcfg, sizes, shas, tokenizer)
     over, kl_mean = fidelity_failures(paths.fidelity, judged, fid_keys)
     failures = {k: over.get(k, []) + labeler_failures.get(k, []) for k in types}
+
+    # the promotion candidate, smallest first, gated again on eval.confirm_rows (every gold row
+    # by default): a sample of 40 rows cannot see a loop or a habit one answer in 60 shows, and
+    # the promoted file is the one users get (its first rows' answers come from the memo)
+    confirm_rows = eval_order(gold, cfg["confirm_rows"])
+    confirm_labeler: list[str] = []
+
+    def confirm(key: str) -> list[str]:
+        if len(confirm_rows) <= len(rows):
+            return []  # no row beyond the sample
+        if not confirm_labeler:
+            confirm_labeler.extend(s.pred_kind for s in score(task, confirm_rows, labeler_answers(task, confirm_rows),
+                                                              classes, cfg["min_support"])[1])
+        run.add(key, confirm_rows, decode(ggufs[key], task, confirm_rows, settings, cache=cache, sha256=shas[key]),
+                variant="confirmation", grammar=True)
+        figures = run.metrics[key]["confirmation"]
+        figures["vs_labeler"] = versus_labeler(task, confirm_rows, run.kinds[f"{key}/confirmation"],
+                                               confirm_labeler, trained)
+        failed = (gate(run.summaries[f"{key}/confirmation"], cfg["gates"],
+                       run.metrics[cfg["parity_model"]]["conversion_parity"], task.class_field)
+                  + labeler_behind(figures["vs_labeler"], cfg["gates"], task.class_field))
+        figures["passed_gates"] = not failed
+        log.info("confirmation of %s on %d gold rows: %s", key, len(confirm_rows),
+                 "passes" if not failed else "; ".join(failed))
+        return [f"on {len(confirm_rows)} gold rows (eval.confirm_rows): {f}" for f in failed]
+
     verdict = Verdict(**decide(run.metrics, run.summaries, types, size_bytes, cfg, judged, task.class_field,
-                               failures, kl_mean),
+                               failures, kl_mean, confirm),
+                      confirm_rows=max(len(confirm_rows), len(rows)),
                       ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),
                       toolchain={k: installed[k] for k in TOOLS}

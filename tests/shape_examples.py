@@ -63,6 +63,6 @@ def registry_entry(**over: Any) -> RegistryEntry:
 def verdict(**over: Any) -> Verdict:
     return Verdict(**{
         "parity_model": "Q8_0", "parity": 0.67, "gates": {"min_class_agreement": 0.6}, "models": {},
-        "promoted": None, "release": "fail", "ggufs": {}, "hf_models": {},
+        "promoted": None, "release": "fail", "confirm_rows": 40, "ggufs": {}, "hf_models": {},
         "gold": FileHash(path="data/gold/holdout.jsonl", sha256="60" * 32), "params": {}, "toolchain": {},
         **over})

@@ -31,6 +31,9 @@ HEAD = '{"type": "fix", "scope": null, "subject": "'
     (HEAD + "Bump ldash.", True),                                # a sentence's period, so far
     (HEAD + "Bump ldash.m", False),
     (HEAD + "Raise it to 8, e.g", True),                         # e.g is a word
+    (HEAD + "Call Curl_bump_headersize(data", True),              # a call, as the diff writes it
+    (HEAD + "Call Curl_bump_headersize<data", False),             # glued into one word no diff shows
+    (HEAD + "Call `Curl_bump_headersize`,", True),               # quoted, then a comma
     (HEAD + "Raise the size", True),
     (HEAD + 'Raise the size", "body": "Line one\\nfoo', True),  # \\n is a line break, not `nfoo`
     (HEAD + 'Raise the size", "body": "See \\', True),          # an escape still being written

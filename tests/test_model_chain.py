@@ -503,6 +503,16 @@ def test_passing_gates_promote_the_smallest(chain, tmp_path):
     assert f"python -m tuneforge.predict --task {TASK_NAME} --model {promoted['gguf']} INPUT_FILE" in card
     assert f"python -m tuneforge.serve --model {TASK_NAME}={promoted['gguf']}" in card
     assert f"| {smallest} | promoted |" in card and "| base " not in card  # base off here
+    # before it was promoted, the smallest was decoded on every gold row (eval.confirm_rows: 0) and passed again
+    verdict = json.loads((root / "reports/changelog-actions/eval/verdict.json").read_text())
+    metrics = json.loads((root / "reports/changelog-actions/metrics.json").read_text())
+    assert verdict["confirm_rows"] == len(ENTRIES) > 6 and verdict["promoted"] == smallest
+    assert metrics[smallest]["confirmation"]["n"] == len(ENTRIES) and metrics[smallest]["confirmation"]["passed_gates"]
+    assert [k for k in metrics if "confirmation" in metrics[k]] == [smallest]  # no other one tried
+    assert f"Before it was promoted it was decoded on {len(ENTRIES)} gold rows" in card
+    confirmed = [json.loads(line) for line in (root / "reports/changelog-actions/eval/predictions.jsonl")
+                 .read_text().splitlines() if '"confirmation"' in line]
+    assert len(confirmed) == len(ENTRIES) and {p["model"] for p in confirmed} == {smallest}
     # predict runs the promoted GGUF while the chain holds; after quantize rewrites it (new
     # bytes, a new pin), neither register nor predict serves it: no gate saw those bytes
     from tuneforge import predict

@@ -44,3 +44,31 @@ def test_bytes_decide_to_three_figures(monkeypatch):
     # tiny models: all three round to 0.2 MB, but their bytes say which is smallest
     assert promoted(monkeypatch, kl, size_bytes={"Q8_0": 231_000, "Q4_K_M": 161_000,
                                                   "Q4_K_M-imat": 178_000}) == "Q4_K_M"
+
+
+def test_a_candidate_that_fails_its_confirmation_is_failed_and_the_next_one_tried(monkeypatch):
+    """eval.confirm_rows: the smallest passing GGUF is gated again on more gold rows before it is
+    promoted (v18's IQ4_XS-imat passed 40 rows and looped 4 times on 240); one that fails there is
+    failed with its reasons, and the next smallest tried; none tried past the one promoted."""
+    monkeypatch.setattr(gates, "gate", lambda *a, **k: [])
+    metrics = {k: {} for k in TYPES} | {"f16": {"conversion_parity": 1.0}}
+    ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
+    tried: list[str] = []
+    loops = {"Q4_K_M-imat": ["on 240 gold rows (eval.confirm_rows): closed_by_decoder 4 > 0"]}
+
+    def confirm(key: str) -> list[str]:
+        tried.append(key)
+        return loops.get(key, [])
+
+    out = gates.decide(metrics, {k: {} for k in TYPES}, TYPES, SIZES, {"parity_model": "f16", "gates": {}},
+                       ggufs, kl_mean={"Q8_0": 0.001, "Q4_K_M": 0.03, "Q4_K_M-imat": 0.02}, confirm=confirm)
+    assert tried == ["Q4_K_M-imat", "Q4_K_M"]  # smallest (and closer) first; Q8_0 never needed
+    assert out["promoted"] == "Q4_K_M" and out["release"] == "pass"
+    assert out["models"]["Q4_K_M-imat"].verdict == "fail"
+    assert out["models"]["Q4_K_M-imat"].failed == loops["Q4_K_M-imat"]
+    assert metrics["Q4_K_M-imat"]["passed_gates"] is False and metrics["Q4_K_M"]["passed_gates"] is True
+    # every candidate failing its confirmation: nothing is promoted, the release fails
+    loops.update({k: ["x"] for k in TYPES})
+    out = gates.decide({k: {} for k in TYPES} | {"f16": {"conversion_parity": 1.0}}, {k: {} for k in TYPES}, TYPES,
+                       SIZES, {"parity_model": "f16", "gates": {}}, ggufs, confirm=confirm)
+    assert out["promoted"] is None and out["release"] == "fail"

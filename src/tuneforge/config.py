@@ -229,6 +229,7 @@ class Gates(Section):
 class Eval(Section):
     cache: bool
     holdout_limit: Annotated[int, Field(ge=0)]
+    confirm_rows: Annotated[int, Field(ge=0)]  # the promotion candidate gated again on this many; 0 = all
     hf_subset: Annotated[int, Field(ge=0)]
     base_hf: bool
     base_gguf: bool

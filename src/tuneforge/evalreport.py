@@ -63,8 +63,20 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     for name, v in verdict["models"].items():
         out.append(f"| {name} | {v['verdict']} | {'; '.join(v['failed']) or '-'} |")
     promoted = verdict["promoted"] or "none"
-    out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate; at equal size, the one "
-            "closer to the trained model by fidelity's KL mean).", ""]
+    out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate, on these rows and again on "
+            f"{verdict['confirm_rows']} gold rows, eval.confirm_rows; at equal size, the one closer to the trained "
+            "model by fidelity's KL mean).", ""]
+    tried = [n for n in metrics if "confirmation" in metrics[n]]
+    if tried:
+        out += [f"## Confirmation (eval.confirm_rows: {verdict['confirm_rows']} gold rows)", "",
+                "Each promotion candidate, smallest first, decoded on these rows and gated again; the first that "
+                "passes is promoted.", "", "| model | " + " | ".join(cols[:-1]) + " | passed |",
+                "|---|" + "---|" * len(cols)]
+        for name in tried:
+            m = metrics[name]["confirmation"]
+            out.append(f"| {name} | " + " | ".join(_fmt(m.get(k)) for k in cols[:-1])
+                       + f" | {_fmt(m['passed_gates'])} |")
+        out.append("")
     for name in [n for n in metrics if "hint_ablation" in metrics[n]]:
         out += [f"## Hint ablation ({name})", "",
                 *comparison_table(metrics[name]["hint_ablation"], heads, ("with_hint", "without_hint")), ""]

@@ -1,8 +1,9 @@
 """The release decision eval writes into verdict.json and register acts on: every quantisation
 against params.yaml's eval.gates, the fidelity checks' KL bounds and the rule labeler, and the
-smallest one that passes them all promoted."""
+smallest one that passes them all, on eval's sample and again on eval.confirm_rows, promoted."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,11 @@ def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kin
 def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str],
            size_bytes: dict[str, int], cfg: dict, ggufs: dict[str, FileHash],
            class_field: str = "kind", failures: dict[str, list[str]] | None = None,
-           kl_mean: dict[str, float] | None = None) -> dict[str, Any]:
-    """Gate every quantisation; promote the smallest that passes. Sizes are compared to three
+           kl_mean: dict[str, float] | None = None,
+           confirm: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+    """Gate every quantisation; promote the smallest that passes, and passes again on more gold
+    rows (`confirm`: a candidate's reasons to fail there, eval.confirm_rows; tried smallest
+    first, a candidate that fails is failed with them and the next one tried). Sizes are compared to three
     significant figures of `size_bytes` (each verdict shows MB to one decimal): a K type with and without the
     importance matrix has the same tensor bytes and differs by the matrix's few hundred bytes of
     metadata, so the pair ties, and the tie goes to the lower fidelity KL mean (`kl_mean`: the
@@ -88,7 +92,13 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
         metrics[key]["passed_gates"] = not failed
     passing = [k for k in types if models[k].verdict == "pass"]
     closeness = kl_mean or {}
-    promoted = min(passing, key=lambda k: (float(f"{size_bytes[k]:.3g}"), closeness.get(k, float("inf")), k)
-                   ) if passing else None
+    promoted = None
+    for key in sorted(passing, key=lambda k: (float(f"{size_bytes[k]:.3g}"), closeness.get(k, float("inf")), k)):
+        more = confirm(key) if confirm is not None else []
+        if not more:
+            promoted = key
+            break
+        models[key] = models[key].model_copy(update={"verdict": "fail", "failed": more})
+        metrics[key]["passed_gates"] = False
     return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
             "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}

@@ -158,6 +158,11 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     lines.append(f"- The gates decide on {n_rows} holdout rows (`eval.holdout_limit`); the "
                  "95% interval above is how far that sample can be off. The whole holdout: "
                  "`dvc exp run -S eval.holdout_limit=0`.")
+    if chosen is not None and (conf := metrics.get(chosen.quantization, {}).get("confirmation")):
+        lines.append(f"- Before it was promoted it was decoded on {conf['n']} gold rows (`eval.confirm_rows`) "
+                     f"and passed the gates again: {c} agreement {_class_cell(conf, c)}, {s} "
+                     f"{_num(conf.get(f'{s}_agreement'))}, parse rate {_num(conf.get('parse_rate'))}, "
+                     f"{conf.get('closed_by_decoder', 'n/a')} closed by the decoder.")
     if chosen is not None:
         m = metrics.get(chosen.quantization, {})
         if m.get("unknown_recall") is not None:

@@ -222,12 +222,15 @@ class ModelVerdict(_Strict):
 class Verdict(_Strict):
     """reports/eval/verdict.json: the release gates' verdict and what it was made on."""
 
-    schema_version: Literal[2] = 2
+    schema_version: Literal[3] = 3
     parity_model: str
     parity: float | None
     gates: dict[str, int | float | None]  # None: a gate switched off
     models: dict[str, ModelVerdict] = Field(description="every quantize.types GGUF, gated")
-    promoted: str | None = Field(description="the smallest passing GGUF; null when none passes")
+    promoted: str | None = Field(description="the smallest GGUF that passes on the sample and again on "
+                                             "confirm_rows; null when none does")
+    confirm_rows: int = Field(description="the gold rows a promotion candidate is gated on again "
+                                          "(eval.confirm_rows), the sample's rows included")
     release: Literal["pass", "fail"]
     ggufs: dict[str, FileHash] = Field(description="every GGUF eval decoded, gated or not (base, converter output)")
     hf_models: dict[str, DirHash] = Field(description="the transformers models eval decoded")
@@ -239,8 +242,9 @@ class Verdict(_Strict):
 class Prediction(_Strict):
     """One line of predictions.jsonl: one model's answer to one holdout row."""
     model: str = Field(description="the metrics key: a quantize type, the f16 GGUF, base, merged_hf")
-    variant: Literal["hint", "no_hint", "retrieval"] = Field(
-        description="no_hint: the section-hint ablation; retrieval: worked examples first (eval.retrieval_k)")
+    variant: Literal["hint", "no_hint", "retrieval", "confirmation"] = Field(
+        description="no_hint: the section-hint ablation; retrieval: worked examples first (eval.retrieval_k); "
+                    "confirmation: a promotion candidate on eval.confirm_rows")
     id: PredictionId = Field(description="tuneforge.names.prediction_id of the row's text")
     gold_kind: str
     pred_kind: str = Field(description="tuneforge.metrics.UNPARSED when the answer did not parse")

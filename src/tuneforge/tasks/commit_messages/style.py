@@ -112,20 +112,22 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
 
 # A message's prose values, open or closed, in the answer's raw JSON text as it is decoded
 _PROSE_RE = re.compile(r'"(subject|body)"\s*:\s*"((?:[^"\\]|\\.)*)')
-# The word being written: the characters a name can hold, back to the last that none can.
-_TAIL_RE = re.compile(r"[\w./:#()-]*$")
+# The word being written: everything since the last space, without what opens or closes around
+# a name (a bracket, a quote, a backtick) or ends a clause.
+_TAIL_RE = re.compile(r"\S*$")
+_OPENERS, _CLOSERS = "([{<`'\"", ".,:;!?)]}>`'\""
 _NAME_MARK_RE = re.compile(r"[_/#]|\.|::|^-")
 
 
 def _name_being_written(value: str) -> str | None:
-    """The name `value` ends in, as far as it is written (`curl_`, `ldash.`, `jwt_<` would be
-    `jwt_` and then a new word): the trailing word without an opening bracket, a sentence's
-    closing punctuation or a call's `()`, once it holds what only a name holds (an underscore,
-    a slash, an inner dot, `::`, `#`, a leading dash). None for a plain word. Checked as it is
-    written, the model is turned away at the first character that leaves every name the diff
-    shows, not after it has written itself into one no diff shows (`ldash.` then digits)."""
-    word = _TAIL_RE.search(value).group(0).lstrip("(:")
-    word = word.rstrip(".,:)")
+    """The name `value` ends in, as far as it is written: the word since the last space without
+    an opening bracket or quote, a closing one, a clause's punctuation or a call's `()`, once it
+    holds what only a name holds (an underscore, a slash, an inner dot, `::`, `#`, a leading
+    dash). None for a plain word. Checked as it is written, the model is turned away at the first
+    character that leaves every name the diff shows, not after it has written itself into one
+    no diff shows (`ldash.` then digits), and a word is one name however it is glued together
+    (`jwt_<key>_jws`, where each piece alone could be part of a shown name)."""
+    word = _TAIL_RE.search(value).group(0).lstrip(_OPENERS).rstrip(_CLOSERS)
     word = word.removesuffix("()").removesuffix("(")
     if not word or not _NAME_MARK_RE.search(word):
         return None
