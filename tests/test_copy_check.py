@@ -93,3 +93,16 @@ def test_a_check_that_always_passes_changes_nothing(underscores):
     (free,) = _answers(underscores, diff, None)
     (passing,) = _answers(underscores, diff, lambda text: True)
     assert passing == free
+
+
+@pytest.mark.model
+def test_a_check_no_allowed_token_passes_leaves_the_rest_to_the_grammar(underscores, caplog):
+    """Cornered (every token the grammar allows fails the check), the decoder neither stops nor
+    searches the vocabulary at every later token: the answer is finished under the grammar
+    alone, and a warning says where."""
+    diff = "--- a/README\n+++ b/README\n@@ -1 +1 @@\n-old text\n+new text\n"
+    with caplog.at_level("WARNING", logger="tuneforge.decode"):
+        (answer,) = _answers(underscores, diff, lambda text: len(text) < 30)  # nothing passes past 29
+    TASK.parse_label(answer.text)
+    assert answer.steered == 1 and len(answer.text) > 30
+    assert "found no token the grammar allows" in caplog.text

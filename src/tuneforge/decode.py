@@ -240,6 +240,9 @@ class Decoder:
         if check is not None and gbnf is None:
             raise ValueError("an answer check needs a grammar: the free decode is the model's own")
         self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True, check=check)
+        if check is not None and self.llm.cornered:
+            log.warning("%s: the answer check found no token the grammar allows after %r; the rest of the "
+                        "answer is the grammar's alone", Path(self.path).name, self.llm._answer_bytes[-60:])
         return Answer(self.last["choices"][0]["message"]["content"] or "", bool(self.llm.closed_at_cap),
                       int(self.llm.steered) if check is not None else 0)
 

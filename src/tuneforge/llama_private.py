@@ -192,6 +192,9 @@ def _grammar_first_class():
         # `steered` counts the tokens it turned away from the allowed argmax this completion
         answer_check: Any = None
         steered = 0
+        # no token the grammar allows passed the check: the rest of this answer is the grammar's
+        # alone (eval's figures count what it names), rather than a decoder that cannot go on
+        cornered = False
         _answer_bytes = b""
         _sampled = 0
 
@@ -205,7 +208,7 @@ def _grammar_first_class():
                                  "penalties, no logits processors)")
             self._free_grammar()
             self.rejected_argmax, self._sampled, self.closed_at_cap = 0, 0, False
-            self.steered, self._answer_bytes = 0, b""
+            self.steered, self._answer_bytes, self.cornered = 0, b"", False
             if grammar is not None:
                 self._grammar_sampler = C.llama_sampler_init_grammar(
                     self._model.vocab, grammar._grammar.encode(), grammar._root.encode())
@@ -226,7 +229,7 @@ def _grammar_first_class():
                 elif not self._allowed(token, float(logits[token])):
                     self.rejected_argmax += 1
                     token = self._allowed_argmax(logits)
-                if self.answer_check is not None and not self.closed_at_cap:
+                if self.answer_check is not None and not self.closed_at_cap and not self.cornered:
                     token = self._checked(token, logits)
                 C.llama_sampler_accept(self._grammar_sampler, token)
             self._sampled += 1
@@ -235,8 +238,9 @@ def _grammar_first_class():
         def _checked(self, token: int, logits) -> int:
             """`token` (the allowed argmax) if the answer with it passes answer_check, else
             the most likely token the grammar allows with which it does (ties: the lowest id,
-            as argmax); a token that ends the answer is never refused, so one always passes
-            once the grammar may end."""
+            as argmax). Where none does (the grammar can leave one way on only, which the
+            check refuses), `token` stands and the check is off for the rest of the answer
+            (`cornered`)."""
             if not self._passes(token):
                 self.steered += 1
                 allowed = self._grammar_masked(logits)
@@ -246,7 +250,7 @@ def _grammar_first_class():
                         token = int(t)
                         break
                 else:
-                    raise RuntimeError("no token the grammar allows passes the task's answer check")
+                    self.cornered = True
             self._answer_bytes += self._piece(token)
             return token
 
@@ -256,7 +260,10 @@ def _grammar_first_class():
         def _passes(self, token: int) -> bool:
             if token == self.token_eos():
                 return True
-            text = (self._answer_bytes + self._piece(token)).decode("utf-8", errors="ignore")
+            # a character still being written (the lead byte of a UTF-8 sequence) is checked as
+            # U+FFFD, which no diff's name holds: a token that could only be finished into a
+            # refused name is refused itself, not left for its last byte to be refused
+            text = (self._answer_bytes + self._piece(token)).decode("utf-8", errors="replace")
             return bool(self.answer_check(text))
 
         def _closing_token(self, logits) -> int:
