@@ -367,6 +367,31 @@ def render_commits_byhand(root: Path) -> str:
     return "\n".join(rows)
 
 
+def render_confirmation(root: Path) -> str:
+    """Each task's promotion candidates on eval.confirm_rows (metrics.json <key>.confirmation,
+    verdict.json): smallest first, the first that passes promoted."""
+    rows = ["| task | candidate | rows | class agreement (95% CI) | second field | parse rate | looped "
+            "| invented identifiers | steered | passed |", "|---|" + "---|" * 9]
+    outcome = []
+    for task in config.load(root / config.PARAMS).tasks:
+        paths, t = names.TaskPaths.for_task(task), get_task(task)
+        m, verdict = _report(root, str(paths.metrics)), _report(root, str(paths.verdict))
+        c, s = t.fields
+        for key in (k for k in m if "confirmation" in m[k]):
+            h = m[key]["confirmation"]
+            name = f"{key} (promoted)" if key == verdict.get("promoted") else key
+            rows.append(
+                f"| {task} | {name} | {h['n']} | {_num(h[f'{c}_agreement'])} ({h[f'{c}_agreement_ci95_low']:.2f}-"
+                f"{h[f'{c}_agreement_ci95_high']:.2f}) {c} | {_num(h[f'{s}_agreement'])} {s} | {_num(h['parse_rate'])} "
+                f"| {h['closed_by_decoder']} | {_num(h.get('invented_identifier_share'))} "
+                f"| {_num(h.get('steered_rate'))} | {'yes' if h['passed_gates'] else 'no'} |")
+        if not any("confirmation" in v for v in m.values()):
+            rows.append(f"| {task} | none: no candidate passed on eval's sample | | | | | | | | |")
+        outcome.append(f"{task}: release {verdict['release']}, "
+                       + (f"promoted {verdict['promoted']}" if verdict.get("promoted") else "nothing promoted"))
+    return "\n".join(rows) + "\n\nVerdicts (`reports/<task>/eval/verdict.json`): " + "; ".join(outcome) + "."
+
+
 def build_receipts(root: Path) -> dict[str | None, dict[str, Path]]:
     """Every stage's receipt, by task (None: the stages every task shares), from dvc.yaml's
     own stage list: a stage added there is counted without touching this file."""
@@ -603,6 +628,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "mutation": render_mutation,
     "commits": render_commits,
     "byhand-commits": render_commits_byhand,
+    "confirmation": render_confirmation,
     "harvest": render_harvest,
     "buildtime": render_buildtime,
     "fidelity": render_fidelity,
