@@ -385,7 +385,9 @@ def render_confirmation(root: Path) -> str:
                 f"{h[f'{c}_agreement_ci95_high']:.2f}) {c} | {_num(h[f'{s}_agreement'])} {s} | {_num(h['parse_rate'])} "
                 f"| {h['closed_by_decoder']} | {_num(h.get('invented_identifier_share'))} "
                 f"| {_num(h.get('steered_rate'))} | {'yes' if h['passed_gates'] else 'no'} |")
-        if not any("confirmation" in v for v in m.values()):
+        if "confirm_rows" not in verdict:  # a verdict from before confirmation (schema 2)
+            rows.append(f"| {task} | not confirmed: its verdict predates eval.confirm_rows | | | | | | | | |")
+        elif not any("confirmation" in v for v in m.values()):
             rows.append(f"| {task} | none: no candidate passed on eval's sample | | | | | | | | |")
         outcome.append(f"{task}: release {verdict['release']}, "
                        + (f"promoted {verdict['promoted']}" if verdict.get("promoted") else "nothing promoted"))
