@@ -35,6 +35,7 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
 TASK_REPORTS = (rs.LABELER[0], rs.METRICS[0], str(rs._PATHS.leakage),  # reports/<task>/...
                 "reports/harvest-patches.json", "reports/commit-messages/gold.json",  # the second task's
                 str(rs.COMMITS.metrics), str(rs.COMMITS.labeler_report), str(rs.COMMITS.verdict),
+                str(rs.names.TaskPaths.for_task("changelog-actions").verdict),  # the confirmation section
                 *(str(rs.names.TaskPaths.for_task(t).fidelity) for t in ("changelog-actions", "commit-messages")),
                 *(str(p) for stages in rs.build_receipts(ROOT).values() for p in stages.values()),  # build time
                 *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("reports/*/review/agreement-*.json"))),
