@@ -139,6 +139,15 @@ def test_a_cached_answer_keeps_its_closed_flag_and_old_entries_are_not_read(tmp_
     assert (third.corrupt, len(calls)) == (1, 2)
 
 
+def _decode_memo(tmp_path):
+    """What decode_chats needs besides a task and chats: settings, a model file, an empty memo."""
+    from tuneforge import decode
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"gguf")
+    return decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1), model, PredictionCache(tmp_path / "memo")
+
+
 def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_path, monkeypatch):
     """commit-messages narrows each diff's grammar to the diff's junk paths (Task.narrow_schema): the
     same chat under another input's grammar is another answer, never served from the memo."""
@@ -151,10 +160,7 @@ def test_eval_keys_each_answer_on_the_grammar_its_input_is_decoded_under(tmp_pat
     task = get_task("commit-messages")
     diffs = [f"diff --git a/{p} b/{p}\n--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-a\n+b\n" for p in ("x.pyc", "y.pyc")]
     chat = decode.prompts(task, [{"text": diffs[0]}])
-    settings = decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1)
-    model = tmp_path / "m.gguf"
-    model.write_bytes(b"gguf")
-    cache = PredictionCache(tmp_path / "memo")
+    settings, model, cache = _decode_memo(tmp_path)
     for text in (diffs[0], diffs[0], diffs[1]):
         decode.decode_chats(model, task, chat, [text], settings, cache=cache, sha256="a" * 64)
     assert seen == [[decode.task_gbnf(task, diffs[0])], [decode.task_gbnf(task, diffs[1])]]
@@ -197,10 +203,7 @@ def test_eval_keys_each_answer_on_its_answer_check(tmp_path, monkeypatch):
     task = get_task("commit-messages")
     diffs = [f"diff --git a/x.c b/x.c\n--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-{v}\n+b\n" for v in ("foo_bar", "baz_qux")]
     chat = decode.prompts(task, [{"text": diffs[0]}])
-    settings = decode.Settings(max_tokens=160, n_ctx=1024, n_threads=1)
-    model = tmp_path / "m.gguf"
-    model.write_bytes(b"gguf")
-    cache = PredictionCache(tmp_path / "memo")
+    settings, model, cache = _decode_memo(tmp_path)
     other = dataclasses.replace(task, answer_check=lambda text: (lambda answer: True))  # another module's
     for t, text in ((task, diffs[0]), (task, diffs[0]), (task, diffs[1]), (other, diffs[0])):
         assert decode.decode_chats(model, t, chat, [text], settings, cache=cache, sha256="a" * 64) == [
