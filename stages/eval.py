@@ -109,20 +109,18 @@ class Run:
             summary.update(closed)  # gate() reads the count from the summary
         self.errors.setdefault(key if variant != "confirmation" else f"{key}/confirmation", []).extend(
             s.error for s in scored if s.error)
-        if variant == "hint":
-            self.outputs[key], self.summaries[key] = outs, summary
-            self.kinds[key] = [s.pred_kind for s in scored]
+        if variant in ("hint", "confirmation"):  # a model's own figures: on eval's rows, or on confirm_rows
             own = self.task.eval_figures(rows, outs) if self.task.eval_figures is not None else {}
-            self.own_keys = list(dict.fromkeys([*self.own_keys, *own]))
-            self.metrics[key] = headline(summary, self.task.fields, **closed,
-                                         **({"size_mb": size_mb} if size_mb else {}),
-                                         **style_figures(self.task, rows, outs, scored), **own)
-        elif variant == "confirmation":  # the promotion candidate on eval.confirm_rows (see confirm)
-            own = self.task.eval_figures(rows, outs) if self.task.eval_figures is not None else {}
-            self.metrics[key]["confirmation"] = headline(summary, self.task.fields, **closed,
-                                                         **style_figures(self.task, rows, outs, scored), **own)
-            self.summaries[f"{key}/confirmation"] = summary
-            self.kinds[f"{key}/confirmation"] = [s.pred_kind for s in scored]
+            figures = headline(summary, self.task.fields, **closed,
+                               **({"size_mb": size_mb} if size_mb and variant == "hint" else {}),
+                               **style_figures(self.task, rows, outs, scored), **own)
+            at = key if variant == "hint" else f"{key}/confirmation"
+            self.summaries[at], self.kinds[at] = summary, [s.pred_kind for s in scored]
+            if variant == "hint":
+                self.outputs[key], self.metrics[key] = outs, figures
+                self.own_keys = list(dict.fromkeys([*self.own_keys, *own]))
+            else:  # the promotion candidate on eval.confirm_rows (see confirm)
+                self.metrics[key]["confirmation"] = figures
         elif variant == "no_hint":  # the hint ablation: the same rows with every hint removed
             self.metrics[key]["hint_ablation"] = ablation(self.summaries[key], summary, self.task.fields)
         else:  # retrieval: the same rows, each after worked examples from the RAG export

@@ -84,7 +84,9 @@ def test_the_view_refuses_an_undeclared_section_and_key():
         _ = params.convert.license                    # the rest of convert is not
     with pytest.raises(config.UndeclaredParam, match="stage 'quantize' reads params 'train'"):
         _ = params.train
-    assert set(params.declared()) == {f"tasks.{TASKS[0]}", "quantize", "convert.outtype", "convert.sdist_sha256",
+    assert set(params.declared()) == {f"tasks.{TASKS[0]}.package", f"tasks.{TASKS[0]}.model_name",
+                                      f"tasks.{TASKS[0]}.overrides.quantize", f"tasks.{TASKS[0]}.overrides.convert",
+                                      "quantize", "convert.outtype", "convert.sdist_sha256",
                                       "toolchain.llama_cpp_python", "toolchain.transformers",
                                       "toolchain.jinja2", "toolchain.tokenizers"}
 
@@ -96,22 +98,28 @@ def test_an_unknown_task_is_refused_listing_the_tasks():
 
 def params_read(source: str) -> set[str]:
     """The dotted params a stage module reads through its `params` view: `params.x`,
-    `params.x.y` where x is partly declared, `params.section("x")`, `params.task` (the task's
-    entry, declared as tasks.${key})."""
+    `params.x.y` where x is partly declared, `params.section("x")`, `params.task.x` (a field of
+    the task's entry, declared as tasks.${key}.x)."""
     reads: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    # `params.task` nodes whose field is read (params.task.gold): the field is the read, not the entry
+    fielded = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "section" \
                 and isinstance(node.func.value, ast.Name) and node.func.value.id == "params":
             reads.add(node.args[0].value)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params":
             if node.attr == "task":
-                reads.add("tasks.${key}")
+                if id(node) not in fielded:  # the whole entry handed on
+                    reads.add("tasks.${key}")
             elif node.attr not in VIEW_MEMBERS:
                 reads.add(node.attr)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
-                and isinstance(node.value.value, ast.Name) and node.value.value.id == "params" \
-                and node.value.attr not in VIEW_MEMBERS:
-            reads.add(f"{node.value.attr}.{node.attr}")
+                and isinstance(node.value.value, ast.Name) and node.value.value.id == "params":
+            if node.value.attr == "task":
+                reads.add(f"tasks.${{key}}.{node.attr}")
+            elif node.value.attr not in VIEW_MEMBERS:
+                reads.add(f"{node.value.attr}.{node.attr}")
     return reads
 
 
@@ -177,3 +185,13 @@ def test_a_bad_override_is_named_by_file_line_and_key(tmp_path, edit, message):
         config.for_stage("train", "commit-messages", params=path, pipeline=ROOT / "dvc.yaml")
     # the other task's stages are not blocked by it
     config.for_stage("train", "changelog-actions", params=path, pipeline=ROOT / "dvc.yaml")
+
+
+def test_a_section_missing_from_a_tasks_overrides_is_named(tmp_path):
+    """DVC refuses a declared param key that is absent; for_stage names it first, with its line."""
+    path = _write(tmp_path, lambda r: r["tasks"]["changelog-actions"]["overrides"].pop("eval"))
+    with pytest.raises(config.ParamsError, match=r"params\.yaml:\d+: tasks\.changelog-actions\.overrides has no "
+                                                 r"'eval': .*dvc\.yaml's eval stage declares "
+                                                 r"tasks\.changelog-actions\.overrides\.eval"):
+        config.for_stage("eval", "changelog-actions", params=path, pipeline=ROOT / "dvc.yaml")
+    config.for_stage("train", "changelog-actions", params=path, pipeline=ROOT / "dvc.yaml")  # train reads no eval

@@ -59,7 +59,22 @@ def test_every_per_task_stage_expands_over_params_tasks():
             continue
         assert entry.get("foreach") == "${tasks}", name
         assert entry["do"]["cmd"] == f"python -m stages.{name} ${{key}}", name
-        assert "tasks.${key}" in entry["do"]["params"], name
+        assert "tasks.${key}.package" in entry["do"]["params"], name
+
+
+def test_a_per_task_stage_declares_the_tasks_overrides_of_each_section_it_reads():
+    """A task's override of section s reruns exactly the stages that read s: each per-task stage
+    declares tasks.${key}.overrides.<s> beside every shared section it declares, and never the
+    whole tasks.${key} (v18: commit-messages' eval-only override reran train and changed the GGUFs,
+    whose metadata hashes the declared params)."""
+    for name, entry in PIPELINE["stages"].items():
+        if "foreach" not in entry:
+            continue
+        keys = entry["do"]["params"]
+        assert "tasks.${key}" not in keys, name
+        sections = {k.split(".")[0] for k in keys} - {"tasks", "toolchain", "base"}
+        overridden = {k.split(".")[3] for k in keys if k.startswith("tasks.${key}.overrides.")}
+        assert overridden == sections, (name, sorted(sections ^ overridden))
 
 
 def test_a_stage_reading_another_stages_output_declares_it_as_a_dep():

@@ -50,8 +50,10 @@ class TaskEntry(Section):
     model_name: Annotated[str, Field(pattern=MODEL_NAME)]   # GGUF general.name + file stem
     # this task's values for shared sections' knobs ({train: {max_steps: 80}}): a diff's prompt is
     # longer than a changelog entry's, so one step budget does not fit both. Deep-merged over the
-    # section by for_stage and validated by the same models; `tasks.<task>` is a param of every
-    # per-task stage, so DVC reruns what an override touches (and, coarsely, the stages before it)
+    # section by for_stage and validated by the same models. A per-task stage declares
+    # tasks.<task>.overrides.<s> for each section s it reads, so DVC reruns exactly the stages an
+    # override touches; DVC refuses a declared key that is absent, so params.yaml lists every such
+    # section, `{}` where the task keeps the shared values (for_stage names a missing one)
     overrides: dict[str, dict[str, Any]] = {}
 
 
@@ -498,6 +500,14 @@ def for_stage(stage: str, task: str | None = None, *, params: str | Path = PARAM
     p = load(params)
     if task is not None and task not in p.tasks:
         raise ParamsError(f"{params}: tasks: no task {task!r} (listed: {', '.join(p.tasks)})")
+    keys = declared(stage, task, pipeline)
     if task is not None:
+        over = f"tasks.{task}.overrides."
+        absent = [k for k in keys if k.startswith(over) and k[len(over):] not in p.tasks[task].overrides]
+        if absent:
+            where = key_line(params, ["tasks", task, "overrides"]) or key_line(params, ["tasks", task])
+            raise ParamsError(f"{params}:{where}: tasks.{task}.overrides has no {absent[0][len(over):]!r}: "
+                              f"{pipeline}'s {stage} stage declares {absent[0]}, and DVC needs every declared "
+                              "key present (write `{}` for a section the task keeps shared)")
         p = with_overrides(p, task, params)
-    return StageParams(p, stage, task, declared(stage, task, pipeline))
+    return StageParams(p, stage, task, keys)
