@@ -195,3 +195,17 @@ def test_a_section_missing_from_a_tasks_overrides_is_named(tmp_path):
                                                  r"tasks\.changelog-actions\.overrides\.eval"):
         config.for_stage("eval", "changelog-actions", params=path, pipeline=ROOT / "dvc.yaml")
     config.for_stage("train", "changelog-actions", params=path, pipeline=ROOT / "dvc.yaml")  # train reads no eval
+
+
+def test_an_eval_override_leaves_the_model_stages_params_alone(tmp_path):
+    """What train .. quantize declare (DVC's rerun trigger, and what convert hashes into the GGUF's
+    provenance) does not move when a task overrides an eval knob; eval's and register's do."""
+    path = _write(tmp_path, lambda r: r["tasks"]["commit-messages"]["overrides"]["eval"].update(confirm_rows=7))
+
+    def declared(stage: str, params: Path) -> dict:
+        return config.for_stage(stage, "commit-messages", params=params, pipeline=ROOT / "dvc.yaml").declared()
+
+    for stage in ("backfill", "evidence", "score", "export", "train", "merge", "convert", "quantize"):
+        assert declared(stage, path) == declared(stage, ROOT / "params.yaml"), stage
+    for stage in ("eval", "register"):
+        assert declared(stage, path) != declared(stage, ROOT / "params.yaml"), stage
