@@ -245,13 +245,15 @@ def test_labeler_behind_fails_only_where_the_labeler_leads_beyond_chance():
                               [False] * model_only + [True] * labeler_only + [True] * (n - model_only - labeler_only))
 
     gates = {"max_p_labeler_better": 0.05}
-    even = {"all": v(6, 6), "untouched": v(2, 3, 13), "unseen_products": v(1, 2, 9)}
+    even = {"all": v(6, 6), "untouched": v(2, 3, 13), "unseen_products": v(1, 2, 9), "unseen_untouched": v(1, 1, 5)}
     assert labeler_behind(even, gates) == []
-    behind = {**even, "unseen_products": v(0, 6, 9)}  # p = 1/64
+    behind = {**even, "unseen_untouched": v(0, 6, 9)}  # p = 1/64
     [reason] = labeler_behind(behind, gates, "kind")
-    assert reason.startswith("rule labeler ahead on unseen_products rows: kind 1.000 vs 0.333 over 9 rows")
+    assert reason.startswith("rule labeler ahead on unseen_untouched rows: kind 1.000 vs 0.333 over 9 rows")
     assert labeler_behind(behind, {"max_p_labeler_better": None}) == []
-    assert labeler_behind({**behind, "unseen_products": metrics.versus([], [])}, gates) == []  # no such rows
+    assert labeler_behind({**behind, "unseen_untouched": metrics.versus([], [])}, gates) == []  # no such rows
+    # the labeler ahead only where it is in-sample (all rows, unseen products it was tuned on) fails nothing
+    assert labeler_behind({**even, "all": v(0, 20), "unseen_products": v(0, 6, 9)}, gates) == []
 
 
 def test_labeler_subsets_split_rows_as_the_score_stage_and_the_sft_export_do():
@@ -265,4 +267,6 @@ def test_labeler_subsets_split_rows_as_the_score_stage_and_the_sft_export_do():
     assert sub["all"] == [True] * 12
     assert sub["unseen_products"] == [False, True, True] * 4
     assert sub["untouched"] == [gold_subset(content_key(t)) == "untouched" for t in texts]
+    assert sub["unseen_untouched"] == [a and b for a, b in zip(sub["unseen_products"], sub["untouched"], strict=True)]
+    assert 0 < sum(sub["unseen_untouched"]) < sum(sub["unseen_products"])
     assert 0 < sum(sub["untouched"]) < 12  # both subsets occur in 12 rows

@@ -399,7 +399,7 @@ def test_eval_sets_every_quantisation_against_the_rule_labeler(chain):
     assert labeler["n"] == 6 and labeler["kind_agreement"] == round(sum(right["rule_labeler"]) / 6, 6)
     for key in ("Q8_0", "Q6_K", "Q4_K_M"):
         vs = m[key]["vs_labeler"]
-        assert set(vs) == {"all", "untouched", "unseen_products"}
+        assert set(vs) == {"all", "untouched", "unseen_products", "unseen_untouched"}
         assert vs["all"] == metrics.versus(right[key], right["rule_labeler"])
         assert vs["unseen_products"]["n"] == 0  # every gold product has SFT rows here
         assert vs["untouched"]["n"] <= 6
@@ -592,7 +592,8 @@ def test_eval_by_hand_prints_metrics(chain, capsys, monkeypatch):
                           str(model), "--limit", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["tuneforge-changelog-actions-Q4_K_M"]["n"] == 3 and out["rule_labeler"]["n"] == 3
-    assert set(out["tuneforge-changelog-actions-Q4_K_M"]["vs_labeler"]) == {"all", "untouched", "unseen_products"}
+    assert set(out["tuneforge-changelog-actions-Q4_K_M"]["vs_labeler"]) == {"all", "untouched", "unseen_products",
+                                                                           "unseen_untouched"}
     assert evaluate.main(["--task", "changelog-actions", "--gold", "data/gold/holdout.jsonl", "--model",
                           str(model), "--limit", "6"]) == 0
     stage = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())

@@ -94,7 +94,9 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
                     f"The rule labeler answered the same rows; per subset, each one's {c} agreement, the rows only "
                     "one got right, and the one-sided exact sign test that the labeler is better. untouched: gold "
                     "rows never read while the labeler was tuned; unseen_products: rows of products that gave the "
-                    "SFT export no row.", "",
+                    "SFT export no row; unseen_untouched: those of them never read while the labeler was tuned. "
+                    "The gate (eval.gates.max_p_labeler_better) reads untouched and unseen_untouched: on the other "
+                    "rows the labeler's figure is in-sample.", "",
                     "| rows | n | model | rule labeler | only the model | only the labeler | p (labeler better) |",
                     "|---|---|---|---|---|---|---|"]
             out += [f"| {k} | {v['n']} | {_fmt(v['model'])} | {_fmt(v['labeler'])} | {v['model_only']} | "

@@ -143,7 +143,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
     versus = metrics.get(shown, {}).get("vs_labeler")
     if versus:
         where = {"all": "all rows", "untouched": "gold rows never read while the labeler was tuned",
-                 "unseen_products": "rows of products it was never trained on"}
+                 "unseen_products": "rows of products it was never trained on",
+                 "unseen_untouched": "rows of products it was never trained on, never read while the labeler was tuned"}
         parts = [f"{where.get(k, k)} ({v['n']}): {_num(v['model'])} vs {_num(v['labeler'])}, "
                  f"p {_num(v['p_labeler_better'])} that the labeler is better"
                  for k, v in versus.items() if v["n"]]

@@ -59,10 +59,13 @@ def decoder_figures(task: Task, answers: list[Answer]) -> dict[str, Any]:
 def labeler_subsets(rows: list[dict], trained_products: set[str]) -> dict[str, list[bool]]:
     """Which gold rows each comparison with the rule labeler reads: all of them; the gold rows
     never read while the labeler was tuned (names.gold_subset of the text's content key, as the
-    score stage splits them); the rows of products that gave the SFT export no row."""
-    return {"all": [True] * len(rows),
-            "untouched": [gold_subset(content_key(r["text"])) == "untouched" for r in rows],
-            "unseen_products": [r.get("product") not in trained_products for r in rows]}
+    score stage splits them); the rows of products that gave the SFT export no row; and those of
+    them never read while the labeler was tuned, the only rows neither side was fit to (on the
+    rest of unseen_products the labeler's figure is in-sample)."""
+    untouched = [gold_subset(content_key(r["text"])) == "untouched" for r in rows]
+    unseen = [r.get("product") not in trained_products for r in rows]
+    return {"all": [True] * len(rows), "untouched": untouched, "unseen_products": unseen,
+            "unseen_untouched": [a and b for a, b in zip(unseen, untouched, strict=True)]}
 
 
 def labeler_answers(task: Task, rows: list[dict], with_hint: bool = True) -> list[str]:
