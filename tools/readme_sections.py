@@ -371,7 +371,14 @@ def render_confirmation(root: Path) -> str:
     """Each task's promotion candidates on eval.confirm_rows (metrics.json <key>.confirmation,
     verdict.json): smallest first, the first that passes promoted."""
     rows = ["| task | candidate | rows | class agreement (95% CI) | second field | parse rate | looped "
-            "| invented identifiers | steered | passed |", "|---|" + "---|" * 9]
+            "| invented identifiers | steered | vs the rule labeler, untouched / unseen & untouched rows: "
+            "model, labeler (p) | passed |", "|---|" + "---|" * 10]
+
+    def versus(h: dict) -> str:  # the rows the labeler gate reads (tuneforge.gates.labeler_behind)
+        vs = h.get("vs_labeler", {})
+        return " / ".join(f"{_num(vs[k]['model'])}, {_num(vs[k]['labeler'])} (n {vs[k]['n']}, p "
+                          f"{vs[k]['p_labeler_better']:.2g})" if vs.get(k, {}).get("n") else "-"
+                          for k in ("untouched", "unseen_untouched"))
     outcome = []
     for task in config.load(root / config.PARAMS).tasks:
         paths, t = names.TaskPaths.for_task(task), get_task(task)
@@ -384,11 +391,11 @@ def render_confirmation(root: Path) -> str:
                 f"| {task} | {name} | {h['n']} | {_num(h[f'{c}_agreement'])} ({h[f'{c}_agreement_ci95_low']:.2f}-"
                 f"{h[f'{c}_agreement_ci95_high']:.2f}) {c} | {_num(h[f'{s}_agreement'])} {s} | {_num(h['parse_rate'])} "
                 f"| {h['closed_by_decoder']} | {_num(h.get('invented_identifier_share'))} "
-                f"| {_num(h.get('steered_rate'))} | {'yes' if h['passed_gates'] else 'no'} |")
+                f"| {_num(h.get('steered_rate'))} | {versus(h)} | {'yes' if h['passed_gates'] else 'no'} |")
         if "confirm_rows" not in verdict:  # a verdict from before confirmation (schema 2)
-            rows.append(f"| {task} | not confirmed: its verdict predates eval.confirm_rows | | | | | | | | |")
+            rows.append(f"| {task} | not confirmed: its verdict predates eval.confirm_rows | | | | | | | | | |")
         elif not any("confirmation" in v for v in m.values()):
-            rows.append(f"| {task} | none: no candidate passed on eval's sample | | | | | | | | |")
+            rows.append(f"| {task} | none: no candidate passed on eval's sample | | | | | | | | | |")
         outcome.append(f"{task}: release {verdict['release']}, "
                        + (f"promoted {verdict['promoted']}" if verdict.get("promoted") else "nothing promoted"))
     return "\n".join(rows) + "\n\nVerdicts (`reports/<task>/eval/verdict.json`): " + "; ".join(outcome) + "."
