@@ -599,6 +599,16 @@ def test_eval_by_hand_prints_metrics(chain, capsys, monkeypatch):
     stage = json.loads((chain / "reports/changelog-actions/metrics.json").read_text())
     assert json.loads(capsys.readouterr().out)["tuneforge-changelog-actions-Q4_K_M"]["vs_labeler"] == \
         stage["Q4_K_M"]["vs_labeler"]
+    # without the SFT export, which products were trained on is unknown: neither unseen subset
+    sft = chain / "data/changelog-actions/exports/sft/train.jsonl"
+    sft.rename(sft.with_suffix(".away"))
+    try:
+        assert evaluate.main(["--task", "changelog-actions", "--gold", "data/gold/holdout.jsonl", "--model",
+                              str(model), "--limit", "3"]) == 0
+    finally:
+        sft.with_suffix(".away").rename(sft)
+    assert set(json.loads(capsys.readouterr().out)["tuneforge-changelog-actions-Q4_K_M"]["vs_labeler"]) == \
+        {"all", "untouched"}
 
 
 def test_predict_answers_as_eval_did(chain, capsys, tmp_path):

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     trained = trained_products(sft_train) if sft_train.is_file() else None
     vs = versus_labeler(task, rows, [s.pred_kind for s in scored], [s.pred_kind for s in labeled], trained or set())
     if trained is None:  # no export here: which products the model saw is unknown
-        vs.pop("unseen_products"), vs.pop("unseen_untouched")
+        for subset in ("unseen_products", "unseen_untouched"):
+            vs.pop(subset)
     if args.answers:
         write_jsonl(args.answers, [
             {"text": r["text"], "hint": r.get("hint"), "product": r.get("product"), "gold": r["label"],
