@@ -49,7 +49,7 @@ from tuneforge.gates import check_models, decide, fidelity_failures, labeler_beh
 from tuneforge.gguf_tools import tokenizer_digest, verify_pin
 from tuneforge.io import atomic_path, write_json, write_jsonl
 from tuneforge.llama_private import CLOSE_RESERVE
-from tuneforge.metrics import UNPARSED, ablation, compare, gate, headline_keys, parity
+from tuneforge.metrics import UNPARSED, ablation, compare, count_gates, gate, headline_keys, parity
 from tuneforge.names import base_gguf_name, eval_order, gguf_name, prediction_id
 from tuneforge.names.shapes import FidelityFigures, FidelityReport, FileHash, Prediction, TokenizerRoundTrip, Verdict
 from tuneforge.predcache import PredictionCache
@@ -168,6 +168,27 @@ def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache
     for i in range(n, len(check.rows)):  # forced rows this model does not answer
         check.measure(key, sha256, lambda: decoder.llm, i)
     return answers + decode(path, task, rows[n:], settings, cache=cache, sha256=sha256, decoder=decoder)
+
+
+def confirmation_answers(path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
+                         sha256: str, gates: dict, classes: list[str]) -> tuple[list[Answer], list[str]]:
+    """A promotion candidate's answers on eval.confirm_rows, decoded row by row (the sample's
+    rows come from the memo), and the count gates it went over (metrics.count_gates: a loop, a
+    parse error). Decoding stops at the first row that puts it over one: more rows can only
+    raise a count, so the rest could not change its verdict, and a candidate that loops is the
+    one that costs most to decode (v19: commit-messages' three failed candidates first looped at
+    rows 61-87 of 240, and their remaining ~500 answers took about a third of its eval)."""
+    from tqdm import tqdm
+
+    answers: list[Answer] = []
+    unparsed = 0
+    with Decoder(path, settings) as decoder:
+        for row in tqdm(rows, desc=f"{path.stem} (confirmation)", unit="ex"):
+            answers += decode(path, task, [row], settings, cache=cache, sha256=sha256, decoder=decoder)
+            unparsed += not score(task, [row], [answers[-1].text], classes, 1)[1][0].parsed
+            if over := count_gates(unparsed, sum(a.closed_by_decoder for a in answers), gates):
+                return answers, over
+    return answers, []
 
 
 def start_fidelity(task: Task, paths, gold: list[dict], gold_path, rows: list[dict], ggufs: dict, fcfg: dict,
@@ -358,18 +379,25 @@ def main(argv: list[str] | None = None) -> int:
         if not confirm_labeler:
             confirm_labeler.extend(s.pred_kind for s in score(task, confirm_rows, labeler_answers(task, confirm_rows),
                                                               classes, cfg["min_support"])[1])
-        run.add(key, confirm_rows, decode(ggufs[key], task, confirm_rows, settings, cache=cache, sha256=shas[key]),
-                variant="confirmation", grammar=True)
+        answers, over = confirmation_answers(ggufs[key], task, confirm_rows, settings, cache, shas[key],
+                                             cfg["gates"], classes)
+        decoded = confirm_rows[: len(answers)]
+        run.add(key, decoded, answers, variant="confirmation", grammar=True)
         figures = run.metrics[key]["confirmation"]
-        figures["vs_labeler"] = versus_labeler(task, confirm_rows, run.kinds[f"{key}/confirmation"],
-                                               confirm_labeler, trained)
-        failed = (gate(run.summaries[f"{key}/confirmation"], cfg["gates"],
-                       run.metrics[cfg["parity_model"]]["conversion_parity"], task.class_field)
-                  + labeler_behind(figures["vs_labeler"], cfg["gates"], task.class_field))
+        figures["confirm_rows"] = len(confirm_rows)
+        figures["vs_labeler"] = versus_labeler(task, decoded, run.kinds[f"{key}/confirmation"],
+                                               confirm_labeler[: len(decoded)], trained)
+        if over:  # stopped early: only the count gates decide, the other figures cover part of the rows
+            figures["stopped_by"] = over
+            failed = [f"{f} (decoding stopped there: no further row can undo it)" for f in over]
+        else:
+            failed = (gate(run.summaries[f"{key}/confirmation"], cfg["gates"],
+                           run.metrics[cfg["parity_model"]]["conversion_parity"], task.class_field)
+                      + labeler_behind(figures["vs_labeler"], cfg["gates"], task.class_field))
         figures["passed_gates"] = not failed
-        log.info("confirmation of %s on %d gold rows: %s", key, len(confirm_rows),
+        log.info("confirmation of %s on %d of %d gold rows: %s", key, len(decoded), len(confirm_rows),
                  "passes" if not failed else "; ".join(failed))
-        return [f"on {len(confirm_rows)} gold rows (eval.confirm_rows): {f}" for f in failed]
+        return [f"on {len(decoded)} of {len(confirm_rows)} gold rows (eval.confirm_rows): {f}" for f in failed]
 
     verdict = Verdict(**decide(run.metrics, run.summaries, types, size_bytes, cfg, judged, task.class_field,
                                failures, kl_mean, confirm),

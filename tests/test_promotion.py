@@ -72,3 +72,17 @@ def test_a_candidate_that_fails_its_confirmation_is_failed_and_the_next_one_trie
     out = gates.decide({k: {} for k in TYPES} | {"f16": {"conversion_parity": 1.0}}, {k: {} for k in TYPES}, TYPES,
                        SIZES, {"parity_model": "f16", "gates": {}}, ggufs, confirm=confirm)
     assert out["promoted"] is None and out["release"] == "fail"
+
+
+def test_the_verdict_says_which_passes_were_confirmed(monkeypatch):
+    """A GGUF that passed eval's sample but was never tried on confirm_rows (a smaller one was
+    promoted first) is a pass on the sample alone: `confirmed` null, not true as the promoted
+    one's, nor false as a candidate's that failed there."""
+    monkeypatch.setattr(gates, "gate", lambda *a, **k: [])
+    ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
+    out = gates.decide({k: {} for k in TYPES} | {"f16": {"conversion_parity": 1.0}}, {k: {} for k in TYPES}, TYPES,
+                       SIZES, {"parity_model": "f16", "gates": {}}, ggufs,
+                       kl_mean={"Q8_0": 0.001, "Q4_K_M": 0.03, "Q4_K_M-imat": 0.02},
+                       confirm=lambda key: ["loops"] if key == "Q4_K_M-imat" else [])
+    assert {k: (v.verdict, v.confirmed) for k, v in out["models"].items()} == {
+        "Q4_K_M-imat": ("fail", False), "Q4_K_M": ("pass", True), "Q8_0": ("pass", None)}

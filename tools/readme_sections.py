@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tuneforge import config, names
+from tuneforge.gates import LABELER_GATE_SUBSETS
 from tuneforge.io import write_text
 from tuneforge.tasks import get_task
 
@@ -378,7 +379,11 @@ def render_confirmation(root: Path) -> str:
         vs = h.get("vs_labeler", {})
         return " / ".join(f"{_num(vs[k]['model'])}, {_num(vs[k]['labeler'])} (n {vs[k]['n']}, p "
                           f"{vs[k]['p_labeler_better']:.2g})" if vs.get(k, {}).get("n") else "-"
-                          for k in ("untouched", "unseen_untouched"))
+                          for k in LABELER_GATE_SUBSETS)
+    def rows_cell(h: dict) -> str:  # a candidate over a count gate is decoded no further (stages/eval.py)
+        if h.get("stopped_by"):
+            return f"{h['n']} of {h['confirm_rows']} (stopped: {'; '.join(h['stopped_by'])})"
+        return str(h["n"])
     outcome = []
     for task in config.load(root / config.PARAMS).tasks:
         paths, t = names.TaskPaths.for_task(task), get_task(task)
@@ -388,7 +393,7 @@ def render_confirmation(root: Path) -> str:
             h = m[key]["confirmation"]
             name = f"{key} (promoted)" if key == verdict.get("promoted") else key
             rows.append(
-                f"| {task} | {name} | {h['n']} | {_num(h[f'{c}_agreement'])} ({h[f'{c}_agreement_ci95_low']:.2f}-"
+                f"| {task} | {name} | {rows_cell(h)} | {_num(h[f'{c}_agreement'])} ({h[f'{c}_agreement_ci95_low']:.2f}-"
                 f"{h[f'{c}_agreement_ci95_high']:.2f}) {c} | {_num(h[f'{s}_agreement'])} {s} | {_num(h['parse_rate'])} "
                 f"| {h['closed_by_decoder']} | {_num(h.get('invented_identifier_share'))} "
                 f"| {_num(h.get('steered_rate'))} | {versus(h)} | {'yes' if h['passed_gates'] else 'no'} |")

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from tuneforge.gates import LABELER_GATE_SUBSETS
 from tuneforge.io import atomic_path
 from tuneforge.metrics import FIELDS, headline_keys
 
@@ -61,7 +62,9 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     out += ["", "## Release gates", "", gates, "",
             "| model | verdict | failed gates |", "|---|---|---|"]
     for name, v in verdict["models"].items():
-        out.append(f"| {name} | {v['verdict']} | {'; '.join(v['failed']) or '-'} |")
+        shown = "pass on these rows only (never tried on confirm_rows)" if v["confirmed"] is None and \
+            v["verdict"] == "pass" else v["verdict"]
+        out.append(f"| {name} | {shown} | {'; '.join(v['failed']) or '-'} |")
     promoted = verdict["promoted"] or "none"
     out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate, on these rows and again on "
             f"{verdict['confirm_rows']} gold rows, eval.confirm_rows; at equal size, the one closer to the trained "
@@ -70,7 +73,9 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     if tried:
         out += [f"## Confirmation (eval.confirm_rows: {verdict['confirm_rows']} gold rows)", "",
                 "Each promotion candidate, smallest first, decoded on these rows and gated again; the first that "
-                "passes is promoted.", "", "| model | " + " | ".join(cols[:-1]) + " | passed |",
+                "passes is promoted. A candidate's decoding stops at the row that puts it over a count gate (a "
+                "loop, a parse error), which no further row can undo: its figures then cover the rows decoded "
+                "(n).", "", "| model | " + " | ".join(cols[:-1]) + " | passed |",
                 "|---|" + "---|" * len(cols)]
         for name in tried:
             m = metrics[name]["confirmation"]
@@ -95,8 +100,8 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
                     "one got right, and the one-sided exact sign test that the labeler is better. untouched: gold "
                     "rows never read while the labeler was tuned; unseen_products: rows of products that gave the "
                     "SFT export no row; unseen_untouched: those of them never read while the labeler was tuned. "
-                    "The gate (eval.gates.max_p_labeler_better) reads untouched and unseen_untouched: on the other "
-                    "rows the labeler's figure is in-sample.", "",
+                    f"The gate (eval.gates.max_p_labeler_better) reads {' and '.join(LABELER_GATE_SUBSETS)}: on "
+                    "the other rows the labeler's figure is in-sample.", "",
                     "| rows | n | model | rule labeler | only the model | only the labeler | p (labeler better) |",
                     "|---|---|---|---|---|---|---|"]
             out += [f"| {k} | {v['n']} | {_fmt(v['model'])} | {_fmt(v['labeler'])} | {v['model_only']} | "

@@ -47,6 +47,11 @@ def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]
     return out, kl_mean
 
 
+# the gold subsets the labeler gate reads (scoring.versus_labeler's keys): only rows the rule
+# labeler was not tuned on. The eval report and the README's confirmation table name them from here.
+LABELER_GATE_SUBSETS = ("untouched", "unseen_untouched")
+
+
 def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kind") -> list[str]:
     """A quantisation fails eval.gates.max_p_labeler_better when the rule labeler beats it on the
     gold rows never read while the labeler was tuned, or on those of them from products the model
@@ -60,7 +65,7 @@ def labeler_behind(versus: dict[str, dict], gates: dict, class_field: str = "kin
     if p is None:
         return []
     out = []
-    for name in ("untouched", "unseen_untouched"):
+    for name in LABELER_GATE_SUBSETS:
         v = versus[name]
         if v["n"] and v["p_labeler_better"] < p:
             out.append(f"rule labeler ahead on {name} rows: {class_field} {v['labeler']:.3f} vs {v['model']:.3f} "
@@ -90,7 +95,7 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
     models = {}
     for key in types:
         failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (failures or {}).get(key, [])
-        models[key] = ModelVerdict(verdict="fail" if failed else "pass", failed=failed,
+        models[key] = ModelVerdict(verdict="fail" if failed else "pass", confirmed=None, failed=failed,
                                    size_mb=round(size_bytes[key] / 1e6, 1), gguf=ggufs[key].path,
                                    sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed
@@ -101,8 +106,9 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
         more = confirm(key) if confirm is not None else []
         if not more:
             promoted = key
+            models[key] = models[key].model_copy(update={"confirmed": True})
             break
-        models[key] = models[key].model_copy(update={"verdict": "fail", "failed": more})
+        models[key] = models[key].model_copy(update={"verdict": "fail", "confirmed": False, "failed": more})
         metrics[key]["passed_gates"] = False
     return {"parity_model": cfg["parity_model"], "parity": ref_parity, "gates": cfg["gates"],
             "models": models, "promoted": promoted, "release": "pass" if promoted else "fail"}

@@ -164,16 +164,25 @@ def gate(summary: dict[str, Any], gates: dict[str, Any], parity_value: float | N
             ci = (f" (95% CI {summary[f'{key}_ci95_low']:.2f}-"
                   f"{summary[f'{key}_ci95_high']:.2f} over {summary['n']} rows)")
         failed.append(f"{key} {ka:.3f} < {gates['min_class_agreement']}{ci}")
-    if summary["parse_errors"] > gates["max_parse_errors"]:
-        failed.append(f"parse_errors {summary['parse_errors']} > {gates['max_parse_errors']}")
-    # optional gate: an answer the decoder closed at the token cap parses, but the model never
-    # finished it (a loop); summary["closed_by_decoder"] is set by eval for GGUFs (grammar)
-    cap = gates.get("max_closed_by_decoder")
-    if cap is not None and summary.get("closed_by_decoder", 0) > cap:
-        failed.append(f"closed_by_decoder {summary['closed_by_decoder']} > {cap}")
+    failed += count_gates(summary["parse_errors"], summary.get("closed_by_decoder", 0), gates)
     if parity_value is None or parity_value < gates["min_parity"]:
         shown = "n/a" if parity_value is None else f"{parity_value:.3f}"
         failed.append(f"parity {shown} < {gates['min_parity']}")
+    return failed
+
+
+def count_gates(parse_errors: int, closed_by_decoder: int, gates: dict[str, Any]) -> list[str]:
+    """The gates on counts of answers, which more rows can only raise: a model over one of them
+    on some rows is over it on every superset of them, so eval's confirmation stops decoding a
+    candidate there (the rest of its rows could not change its verdict)."""
+    failed = []
+    if parse_errors > gates["max_parse_errors"]:
+        failed.append(f"parse_errors {parse_errors} > {gates['max_parse_errors']}")
+    # optional gate: an answer the decoder closed at the token cap parses, but the model never
+    # finished it (a loop); eval counts them for GGUFs (decoded under the grammar)
+    cap = gates.get("max_closed_by_decoder")
+    if cap is not None and closed_by_decoder > cap:
+        failed.append(f"closed_by_decoder {closed_by_decoder} > {cap}")
     return failed
 
 

@@ -213,6 +213,10 @@ class FidelityReport(_Strict):
 
 class ModelVerdict(_Strict):
     verdict: Literal["pass", "fail"]
+    confirmed: bool | None = Field(description="gated again on confirm_rows: true, it passed there; false, it "
+                                               "failed there (verdict fail); null, never tried there (it failed on "
+                                               "eval's sample, or a smaller one was promoted first): a pass on "
+                                               "the sample alone")
     failed: list[str] = Field(description="the gates it failed, empty on pass")
     size_mb: float
     gguf: str = Field(description="the GGUF file eval judged")
@@ -222,7 +226,7 @@ class ModelVerdict(_Strict):
 class Verdict(_Strict):
     """reports/eval/verdict.json: the release gates' verdict and what it was made on."""
 
-    schema_version: Literal[3] = 3
+    schema_version: Literal[4] = 4
     parity_model: str
     parity: float | None
     gates: dict[str, int | float | None]  # None: a gate switched off
