@@ -50,7 +50,8 @@ def vocab() -> tuple[list[str], list[int], list[str]]:
 
 
 def write_tiny_gguf(path: Path, *, seed: int = 0, favour: list[str] | None = None,
-                    n_embd: int = 32, n_layer: int = 2, n_head: int = 4, n_ff: int = 64) -> Path:
+                    n_embd: int = 32, n_layer: int = 2, n_head: int = 4, n_ff: int = 64,
+                    name: str = "tiny-test", description: str | None = None) -> Path:
     from gguf import GGUFWriter
 
     tokens, types, merges = vocab()
@@ -62,7 +63,9 @@ def write_tiny_gguf(path: Path, *, seed: int = 0, favour: list[str] | None = Non
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     w = GGUFWriter(str(path), "llama")
-    w.add_name("tiny-test")
+    w.add_name(name)
+    if description is not None:
+        w.add_description(description)
     w.add_context_length(2048)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)

@@ -15,6 +15,7 @@ transformers, no grammar). With a PredictionCache, only prompts not answered bef
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -27,6 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tuneforge import grammar, llama_private, llm
+from tuneforge.gguf_tools import behaviour_sha256
 from tuneforge.grammar import compile_gbnf, json_gbnf
 from tuneforge.io import sha256_file, sha256_text
 from tuneforge.llama_private import CLOSE_RESERVE, open_gguf
@@ -146,10 +148,18 @@ def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str
         decoder=decoder, checks=[checks[at[id(p)]] for p in ps]))
 
 
+@functools.lru_cache(maxsize=64)
+def _behaviour(path: str, sha256: str) -> str:
+    """gguf_tools.behaviour_sha256 of the file whose bytes have `sha256` (read once per file per
+    process: eval's confirmation asks for each row)."""
+    return behaviour_sha256(path)
+
+
 def gguf_key(path: Path, settings: Settings, sha256: str | None = None) -> dict[str, Any]:
-    """What a GGUF's memoised answer depends on besides its prompt and grammar: the file, the
-    decoder and its code, the settings (`sha256`: the file's, when the caller verified it)."""
-    return {"sha256": sha256 or sha256_file(path), "decoder": toolchain(["llama_cpp_python"]),
+    """What a GGUF's memoised answer depends on besides its prompt and grammar: the file's
+    behaviour (every byte but its provenance, gguf_tools.behaviour_sha256), the decoder and its
+    code, the settings (`sha256`: the file's, when the caller verified it)."""
+    return {"behaviour": _behaviour(str(path), sha256 or sha256_file(path)), "decoder": toolchain(["llama_cpp_python"]),
             "code": code_sha256(sys.modules[__name__], grammar, llama_private),
             "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
 

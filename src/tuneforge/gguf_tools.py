@@ -305,6 +305,38 @@ def raw_metadata(path: str | Path) -> dict[str, bytes]:
     return out
 
 
+def behaviour_sha256(path: str | Path) -> str:
+    """SHA-256 over what a GGUF's answers depend on: every metadata entry but
+    general.description (convert's provenance, which llama.cpp never reads), in file order,
+    then the tensor records and the tensor data, byte for byte. The alignment padding between
+    them is left out: its length moves with the description's. Two files that differ only in
+    their provenance (a param convert declares, v19 against v18) decode alike, so eval's
+    memo keys answers on this and such a change costs no decoding."""
+    h = hashlib.sha256()
+    kv_end = [24]
+
+    def visit(key: str, vtype: int, m: mmap.mmap, start: int, end: int) -> None:
+        kv_end[0] = end
+        if key != "general.description":
+            h.update(len(key).to_bytes(8, "little") + key.encode() + (end - start).to_bytes(8, "little") + m[start:end])
+
+    version, n_tensors, _ = _walk(path, visit)
+    h.update(struct.pack("<IQ", version, n_tensors))
+    align = read_metadata(path, ["general.alignment"]).get("general.alignment", 32)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        pos = kv_end[0]
+        for _ in range(n_tensors):  # name (u64 length + bytes), n_dims u32, dims u64 each, type u32, offset u64
+            pos = next(_string_spans(m, pos, 1))[1]
+            pos += 4 + 8 * struct.unpack_from("<I", m, pos)[0] + 4 + 8
+        if pos > len(m):
+            raise ValueError(f"{path}: its {n_tensors} tensor records run past the end of the file")
+        h.update(m[kv_end[0]:pos])
+        data = -(-pos // align) * align
+        for at in range(data, len(m), 1 << 24):
+            h.update(m[at: min(at + (1 << 24), len(m))])
+    return h.hexdigest()
+
+
 def tokenizer_digest(path: str | Path) -> str:
     """SHA-256 over what llama.cpp builds a GGUF's tokenizer from: every `tokenizer.*` entry
     (model, pre-tokenizer, tokens, token types, merges, special ids and flags, the chat
