@@ -178,3 +178,14 @@ def chain(tiny_base, tmp_path_factory) -> Path:
     from tests.test_model_chain import make_workdir, run_chain
 
     return run_chain(make_workdir(tmp_path_factory.mktemp("chain"), tiny_base))
+
+
+@pytest.fixture
+def stand_in_ggufs(monkeypatch):
+    """For tests whose GGUFs are stand-in bytes, decoded by a faked decoder: eval's memo keys a
+    real GGUF on its behaviour digest, read from its header (gguf_tools.behaviour_sha256, tested
+    on tiny real GGUFs in test_gguf_behaviour); a stand-in has no header, so it is keyed on its
+    file hash, as every GGUF was before that digest."""
+    from tuneforge import decode
+
+    monkeypatch.setattr(decode, "_behaviour", lambda path, sha256: sha256)

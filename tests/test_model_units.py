@@ -550,7 +550,8 @@ def test_balanced_order_reads_preferred_rows_first_within_each_kind():
     assert balanced_order(plain, 1.0, 20, prefer=human) == plain
 
 
-def test_the_parity_model_is_decoded_as_the_hf_model_for_the_conversion_check(tmp_path, monkeypatch):
+def test_the_parity_model_is_decoded_as_the_hf_model_for_the_conversion_check(tmp_path, monkeypatch,
+                                                                           stand_in_ggufs):
     """eval's conversion_parity compares the parity model's answers with the merged model's
     free ones, so they are decoded without a grammar (the HF model has none), memoised apart
     from the same file's grammar-constrained answers; the gate reads it, not the shipped

@@ -1,8 +1,15 @@
 """The eval answer memo: decodes only what it has not seen; any key part changes -> miss."""
 import json
 
+import pytest
+
 from tuneforge.decode import Answer
 from tuneforge.predcache import PredictionCache
+
+
+@pytest.fixture(autouse=True)
+def _stand_ins(stand_in_ggufs):
+    """The model files here are stand-in bytes (conftest.stand_in_ggufs)."""
 
 
 def texts(answers: list[Answer]) -> list[str]:

@@ -85,7 +85,7 @@ def plant_fidelity(monkeypatch, over: tuple[str, ...] = ()) -> None:
 
 
 @pytest.fixture
-def fake_decoders(monkeypatch):
+def fake_decoders(monkeypatch, stand_in_ggufs):
     """Every decoder answers one valid label; the calls are recorded. The base GGUF's and
     Q8_0's answers are ones the decoder closed at the token cap (a looping model's)."""
     answer = TASK.render_label(TASK.rule_label(*ENTRIES[0], "1.0")[0])
