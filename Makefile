@@ -171,13 +171,16 @@ release:
 	echo "$(VERSION) $$(git rev-parse HEAD)" >> RELEASES
 	git add RELEASES && git commit -q -m "RELEASES: $(VERSION) is $$(git rev-parse --short HEAD)"
 
-# The release budget (issue 21 item 5): one epoch over each task's whole SFT export instead of the
-# default build's step budget (hours on 2 cores, minutes on a GPU), checkpointed every 200 steps.
-# An experiment run in this work tree (params.yaml gets the profile); killed, the same command
-# resumes from train's last checkpoint (.cache/train-checkpoints). Then `dvc exp branch`, commit,
-# make release VERSION=..., dvc push: users fetch it with `git checkout <tag> && dvc pull`.
-RELEASE_PROFILE := -S train.max_steps=0 -S train.epochs=1 -S train.checkpoint_every=200 \
-  -S tasks.commit-messages.overrides.train.max_steps=0
+# The release budget (issue 21 item 5): one epoch over changelog-actions' whole SFT export instead
+# of the default build's step budget (hours on 2 cores, minutes on a GPU), checkpointed every 200
+# steps. The profile is the task's train overrides, so no other stage's params change (commit-
+# messages already reads its whole export: its max_steps is 0). An experiment run in this work
+# tree; killed, the same command resumes from train's last checkpoint (.cache/train-checkpoints).
+# Then `dvc exp branch`, commit, make release VERSION=..., dvc push: users fetch it with
+# `git checkout <tag> && dvc pull`. Or, as the branch release-epoch does: commit the profile on a
+# branch and run a plain `dvc repro` there (tests/test_release_profile.py checks the profile).
+RELEASE_PROFILE := -S '+tasks.changelog-actions.overrides.train.max_steps=0' \
+  -S '+tasks.changelog-actions.overrides.train.checkpoint_every=200'
 release-model: setup
 	dvc exp run $(RELEASE_PROFILE)
 
