@@ -37,6 +37,7 @@ TASK = "changelog-actions"  # the task whose figures the README shows
 _PATHS = names.TaskPaths.for_task(TASK)
 # a task report, then where releases up to v7 (one task, no reports/<task>/) committed it
 LABELER = (str(_PATHS.labeler_report), "reports/labeler.json")
+RULE2_AUDIT = "reports/changelog-actions/by-hand/s30-rule2-audit.json"  # python -m tools.rule_audit
 METRICS = (str(_PATHS.metrics), "reports/metrics.json")
 
 
@@ -200,7 +201,30 @@ def render_labeler(root: Path) -> str:
         f"{_pct(untouched['kind_agreement'])}\n({_pct(v2['gold_subsets']['untouched']['kind_agreement'])} at "
         f"`v2`) — that is the honest estimate for unseen entries, and the training labels\nare no better "
         f"than that. The gap to the untouched rows says the rules still fit what was read.\nMore hand labels "
-        f"or a teacher endpoint (`evidence.teacher`) are the way up, not more regexes.")
+        f"or a teacher endpoint (`evidence.teacher`) are the way up, not more regexes."
+        + _rule2_audit(root))
+
+
+def _rule2_audit(root: Path) -> str:
+    """tools.rule_audit's blind audit of the labeler's rule-2 breaking labels, when it was run."""
+    path = root / RULE2_AUDIT
+    if not path.is_file():
+        return ""
+    a = _report(root, RULE2_AUDIT)
+    lead, other = a["strata"]["leading"], a["strata"]["other"]
+    kappas = " and ".join(f"{b['kind_kappa']:.2f}" for b in a["batches"].values())
+    rows = sum(b["rows"] for b in a["batches"].values())
+    ci = lambda s: f"{s['ci95'][0]:.2f}-{s['ci95'][1]:.2f}"  # noqa: E731
+    return (
+        f"\n\nIts `breaking` by rule 2 (a removal or rename) is right about {_pct(a['precision_weighted'])} of the "
+        f"time:\n`python -m tools.rule_audit` (`{RULE2_AUDIT}`) over {rows} of those records, each labeled blind "
+        f"by two\nannotators from the contract alone (kind kappa {kappas} in its two batches), counts the "
+        f"rows both\ncall breaking: {lead['breaking']} of {lead['consensus_rows']} ({_pct(lead['precision'])}, "
+        f"{ci(lead)}) where the entry leads with the removal or rename,\n{other['breaking']} of "
+        f"{other['consensus_rows']} ({_pct(other['precision'])}, {ci(other)}) elsewhere, weighted by the strata's "
+        f"shares of the {sum(a['population'].values())} such\nrecords. The rest are mostly internal removals "
+        f"(unused code, a dependency, tests: rule 8), fixes\nand docs. A narrower cue tuned on the first batch "
+        f"read no better on the second (branch\n`labeler-rule2`, not merged).")
 
 
 def _gb(mb: float) -> str:
