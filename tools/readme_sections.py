@@ -205,6 +205,10 @@ def render_labeler(root: Path) -> str:
         + _rule2_audit(root))
 
 
+def _ci95(share: dict) -> str:
+    return f"{share['ci95'][0]:.2f}-{share['ci95'][1]:.2f}"
+
+
 def _rule2_audit(root: Path) -> str:
     """tools.rule_audit's blind audit of the labeler's rule-2 breaking labels, when it was run."""
     path = root / RULE2_AUDIT
@@ -214,14 +218,14 @@ def _rule2_audit(root: Path) -> str:
     lead, other = a["strata"]["leading"], a["strata"]["other"]
     kappas = " and ".join(f"{b['kind_kappa']:.2f}" for b in a["batches"].values())
     rows = sum(b["rows"] for b in a["batches"].values())
-    ci = lambda s: f"{s['ci95'][0]:.2f}-{s['ci95'][1]:.2f}"  # noqa: E731
     return (
         f"\n\nIts `breaking` by rule 2 (a removal or rename) is right about {_pct(a['precision_weighted'])} of the "
         f"time:\n`python -m tools.rule_audit` (`{RULE2_AUDIT}`) over {rows} of those records, each labeled blind "
-        f"by two\nannotators from the contract alone (kind kappa {kappas} in its two batches), counts the "
-        f"rows both\ncall breaking: {lead['breaking']} of {lead['consensus_rows']} ({_pct(lead['precision'])}, "
-        f"{ci(lead)}) where the entry leads with the removal or rename,\n{other['breaking']} of "
-        f"{other['consensus_rows']} ({_pct(other['precision'])}, {ci(other)}) elsewhere, weighted by the strata's "
+        f"by two\nannotators from the contract, never the labeler's answer (kind kappa {kappas} in its two "
+        f"batches),\ncounts the rows both call breaking: {lead['breaking']} of {lead['consensus_rows']} "
+        f"({_pct(lead['precision'])}, "
+        f"{_ci95(lead)}) where the entry leads with the removal or rename,\n{other['breaking']} of "
+        f"{other['consensus_rows']} ({_pct(other['precision'])}, {_ci95(other)}) elsewhere, weighted by the strata's "
         f"shares of the {sum(a['population'].values())} such\nrecords. The rest are mostly internal removals "
         f"(unused code, a dependency, tests: rule 8), fixes\nand docs. A narrower cue tuned on the first batch "
         f"read no better on the second (branch\n`labeler-rule2`, not merged).")
