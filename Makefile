@@ -223,7 +223,7 @@ serve: setup
 # IMPORT=labeled.jsonl LABELER=name CONTRACT=v6` checks the labeled rows and appends them to the
 # task's hand-label file (all or nothing).
 review: setup
-	$(if $(IMPORT),$(PY) -m tuneforge.review import "$(IMPORT)" --labeler "$(LABELER)" --contract "$(CONTRACT)",	  $(PY) -m tuneforge.review export --n $(or $(N),50)) $(if $(TASK),--task $(TASK))
+	$(if $(IMPORT),$(PY) -m tuneforge.review import "$(IMPORT)" --labeler "$(LABELER)" --contract "$(CONTRACT)" $(if $(filter 1,$(DRY)),--dry-run),	  $(PY) -m tuneforge.review export --n $(or $(N),50)) $(if $(TASK),--task $(TASK))
 
 # Install a prepare-commit-msg hook in the git repository REPO (a path, relative to this directory or
 # absolute): a plain `git commit` there starts from the commit-messages model's message for the

@@ -98,6 +98,26 @@ def test_import_appends_valid_rows_and_keeps_every_existing_one(root):
     assert target.read_bytes() == after
 
 
+def test_a_dry_run_checks_every_row_and_writes_nothing(root, caplog):
+    target = root / "data/labeled/train.jsonl"
+    before = target.read_bytes()
+    rows = labeled_rows(root, 3)
+    write_jsonl(root / "done.jsonl", rows + rows[:1])  # one duplicate
+    args = ["import", "--task", "changelog-actions", "done.jsonl", "--labeler", "ann-1", "--contract", "v6"]
+    with caplog.at_level("INFO"):
+        assert review.main([*args, "--dry-run"]) == 0
+    assert "3 would be added, 1 duplicates (dry run" in caplog.text
+    assert target.read_bytes() == before
+    bad = {**rows[0], "label": {**rows[0]["label"], "kind": "improvement"}}
+    write_jsonl(root / "bad.jsonl", [bad])
+    with pytest.raises(UserError, match="bad.jsonl:1: label is not the task's schema"):
+        review.main(["import", "--task", "changelog-actions", "bad.jsonl", "--labeler", "x", "--contract", "v6",
+                     "--dry-run"])
+    assert target.read_bytes() == before
+    assert review.main(args) == 0  # the real import adds what the dry run said it would
+    assert len(target.read_bytes().decode().splitlines()) == len(before.decode().splitlines()) + 3
+
+
 def test_a_bad_row_stops_the_import_naming_each_line_and_nothing_is_written(root):
     target = root / "data/labeled/train.jsonl"
     before = target.read_bytes()

@@ -139,7 +139,10 @@ def check_rows(task: Task, name: str, text: str, existing: dict[str, dict], gold
     return new, dups
 
 
-def import_labels(task: Task, params, name: str, text: str, labeler: str, contract: str) -> dict:
+def import_labels(task: Task, params, name: str, text: str, labeler: str, contract: str,
+                  dry_run: bool = False) -> dict:
+    """Check every row (check_rows) and append the new ones to the task's hand-label file.
+    dry_run: the same checks and counts, nothing written (a labeler checks a file as it goes)."""
     target = Path(params.tasks[task.name].human_labels)
     old_text = target.read_text(encoding="utf-8") if target.exists() else ""
     existing = {content_key(r["text"]): r for r in read_jsonl(target)} if target.exists() else {}
@@ -147,6 +150,8 @@ def import_labels(task: Task, params, name: str, text: str, labeler: str, contra
     rows_in = sum(1 for line in text.splitlines() if line.strip())
     if rows_in != len(new) + dups:  # every row is added or a counted duplicate, none dropped
         raise AssertionError(f"{name}: {rows_in} rows in, {len(new)} added + {dups} duplicates")
+    if dry_run:
+        return {"rows": rows_in, "added": 0, "would_add": len(new), "duplicates": dups, "file": str(target)}
     keep = ("id", *QUEUE_FIELDS[1:], "label", "note")
     lines = [json.dumps({**{k: r.get(k) for k in keep if k in r}, "label": r["label"], "labeler": labeler,
                          "contract": contract}, ensure_ascii=False) for r in new]
@@ -200,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("file", help="labeled JSONL (queue rows, each with a 'label')")
     im.add_argument("--labeler", required=True, help="who labeled them (a name or a model id)")
     im.add_argument("--contract", required=True, help="the contract version they were labeled under (e.g. v6)")
+    im.add_argument("--dry-run", action="store_true",
+                    help="check every row and say what would be added; write nothing")
     ag = sub.add_parser("agreement", help="Cohen's kappa of two labelers over the rows both labeled")
     ag.add_argument("first", help="one labeler's JSONL (rows with id and label)")
     ag.add_argument("second", help="the other's")
@@ -226,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     if not CONTRACT.match(args.contract):
         ap.error(f"--contract {args.contract}: expected a contract version such as v6")
     text = decode_utf8(read_input(args.file, "labeled file"), args.file)
-    counts = import_labels(task, params, args.file, text, args.labeler, args.contract)
+    counts = import_labels(task, params, args.file, text, args.labeler, args.contract, args.dry_run)
+    if args.dry_run:
+        log.info("%s: %d rows, all valid: %d would be added, %d duplicates (dry run: nothing written to %s)",
+                 args.file, counts["rows"], counts["would_add"], counts["duplicates"], counts["file"])
+        return 0
     log.info("%s: %d rows, %d added, %d duplicates skipped -> %s", args.file, counts["rows"], counts["added"],
              counts["duplicates"], counts["file"])
     return 0
