@@ -3,8 +3,9 @@
 The sample (data/labeled/double-labeled/s30-rule2-sample.jsonl) is records the rule labeler
 called breaking by rule 2, drawn in two strata: entries that lead with the removal or rename
 ("Remove ...", "Rename ...") and the rest. Two annotators per batch labeled each one from the
-contract, never seeing the labeler's answer (s30-rule2-<batch>-first/second.jsonl). On the rows where they agree on kind,
-this counts how many they call breaking per stratum, and weights the strata by their share of
+contract, never seeing the labeler's answer (s30-rule2-<batch>-first/second.jsonl). On the
+rows where they agree on kind, this counts how many they call breaking per stratum, and
+weights the strata by their share of
 the population now (every rule-2 breaking record of score's output, distinct texts), so the
 estimate is for the labeler's breaking labels as a whole. It also asks the labeler as it is
 now about every sampled row, so a change to the rules shows here as its agreement moving.
