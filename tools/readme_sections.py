@@ -660,6 +660,40 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+# the step budget against the release budget (Makefile RELEASE_PROFILE): the same recipe and
+# data, one epoch over the whole export instead of 480 steps; read at each tag, so nothing is copied
+BUDGET_RELEASES = (("v21", "default: 480 steps"),)
+
+
+def render_releases(root: Path) -> str:
+    """changelog-actions at the BUDGET_RELEASES tags (their committed metrics, verdict and train
+    receipt, read with `git show`): what training read, and the promoted GGUF on every gold row
+    (its confirmation) beside the rule labeler where the release gate reads."""
+    rows = ["| release | train budget | examples read (hand-labeled) | steps | train receipt | promoted "
+            "| kind on all gold rows (95% CI) | severity | unknown recall | unseen products: model / "
+            "labeler (p) | untouched rows: model / labeler (p) |", "|---|" + "---|" * 10]
+    for tag, budget in BUDGET_RELEASES:
+        verdict = release_report(root, tag, (str(_PATHS.verdict),))
+        train = release_report(root, tag, (str(_PATHS.receipt("train")),))
+        metrics = release_report(root, tag, METRICS)
+        promoted = verdict.get("promoted")
+        if promoted is None:
+            rows.append(f"| {tag} | {budget} | | | | none | | | | | |")
+            continue
+        h = metrics[promoted]["confirmation"]
+        vs = h["vs_labeler"]
+        extra = train["counts"]["extra"]
+        resumed = f", resumed at step {extra['resumed_from_step']}" if extra.get("resumed_from_step") else ""
+        cells = [f"{_num(vs[k]['model'])} / {_num(vs[k]['labeler'])} ({vs[k]['p_labeler_better']:.2g})"
+                 for k in ("unseen_products", "untouched")]
+        rows.append(f"| {tag} | {budget} | {train['counts']['records_out']:,} ({extra.get('source_human', 0):,}) "
+                    f"| {extra['steps']:,} | {train['duration_s'] / 60:.0f} min{resumed} | {promoted} "
+                    f"| {_num(h['kind_agreement'])} "
+                    f"({h['kind_agreement_ci95_low']:.2f}-{h['kind_agreement_ci95_high']:.2f}) "
+                    f"| {_num(h['severity_agreement'])} | {_num(h['unknown_recall'])} | {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench": render_bench,
     "faults": render_faults,
@@ -680,6 +714,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "versus": render_versus,
     "byhand": render_byhand,
     "compare": render_compare,
+    "releases": render_releases,
 }
 
 
