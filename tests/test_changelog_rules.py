@@ -71,6 +71,37 @@ def test_style_checks_catch_each_rule():
     assert "style_version_not_in_input" in style.style_problems(invented, text)
     assert "style_version_not_in_input" not in style.style_problems(invented, text, hint="demo 17.1")
     assert "style_version_not_in_input" in style.style_problems({**good, "deadline": "3.0"}, text)
+    assert style.style_problems({**good, "action_text": "Use `--json` in the the `list` command."},
+                                text) == ["style_repeated_word"]
+    assert style.style_problems({**good, "subject": "json for for output"}, text) == ["style_repeated_word"]
+
+
+@pytest.mark.parametrize("words, doubled", [
+    ("Review the the latest demo release notes.", "the"),
+    ("Consider Using using `x`.", "using"),
+    ("long long portability", None),          # a content word may repeat
+    ("basename -a a fix", None),              # "-a" is not the article
+    ("Fix `the the` parsing.", None),         # inside a code span
+    ("the fix for for-each-ref", None),       # "for-each-ref" is one word
+    ("Use `x` the thing.", None),
+])
+def test_doubled_function_words(words, doubled):
+    assert style.doubled_word(words) == doubled
+    assert style.doubled_word(style.undouble(words)) is None
+
+
+@pytest.mark.parametrize("text, hint, product, want", [
+    # an unknown entry without a version: "Review the the latest demo release notes" until s31
+    ("Bug fixes and reliability improvements", None, "demo",
+     {"action_text": "Review the latest demo release notes before upgrading; this entry names no specific change."}),
+    ("Updated the documentation.", None, "demo", {"subject": "demo documentation"}),
+    ("Using the `--fast` flag no longer requires root.", "Added", "demo", {}),
+    ("Support using PKCS#11 tokens.", "New features", "demo", {}),
+])
+def test_rule_labels_say_no_word_twice(text, hint, product, want):
+    label, _ = labeler.rule_label(text, hint, product, None)
+    assert style.style_problems(label, text, hint) == [], label
+    assert {k: label[k] for k in want} == want, label
 
 
 @pytest.mark.parametrize("text, hint, shown", [
