@@ -333,3 +333,11 @@ def test_memory_safety_bugs_are_security_and_leaks_and_null_crashes_are_fixes(te
     """Contract v6, rule 1 (decided 2026-11-29): the memory-safety bugs it names are security
     without a CVE; a leak or a NULL-pointer crash with no attacker in view is a fix."""
     assert kinds.rule_kind(text, None)[0].value == kind
+
+
+def test_topic_does_not_end_on_a_function_word():
+    """A topic cut at four words ended on "of" / "the" in 269 labels: "Consider using wasm32
+    ELF conversion of from the latest binutils release"."""
+    assert labeler._topic("Support wasm32 ELF conversion of object files.") == ["wasm32", "ELF", "conversion"]
+    label, _ = labeler.rule_label("Support GPG signatures using the keyring.", None, "demo", None)
+    assert label["subject"] == "GPG signatures", label

@@ -8,7 +8,13 @@ import re
 from tuneforge.prefilter import compile_re
 from tuneforge.tasks.changelog_actions.kinds import WS_RE, body_kind, strip_markup
 from tuneforge.tasks.changelog_actions.schema import Kind, Severity
-from tuneforge.tasks.changelog_actions.style import identifiers, in_input, is_identifier, undouble
+from tuneforge.tasks.changelog_actions.style import (
+    FUNCTION_WORDS,
+    identifiers,
+    in_input,
+    is_identifier,
+    undouble,
+)
 
 CVE_RE = compile_re(r"\bCVE-\d{4}-\d{4,}\b", re.I)
 CRITICAL_RE = compile_re(
@@ -100,6 +106,8 @@ def _topic(text: str, body: str | None = None) -> list[str]:
         words.append(word if is_identifier(word) else word.lower())
         if len(words) == 4 or raw.endswith((",", ";", ":", ".")):
             break
+    while words and words[-1].lower() in FUNCTION_WORDS:  # cut at four: "portuguese translation of"
+        words.pop()
     return words
 
 
