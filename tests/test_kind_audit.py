@@ -28,6 +28,7 @@ def test_draw_takes_n_per_kind_in_a_seeded_order_and_skips_labeled_and_gold_text
     assert Counter(s["labeler_kind"] for s in one) == {"feature": 3, "fix": 3}
     assert not {"entry 1", "a gold text"} & {s["text"] for s in one}
     assert all(s["rule"] == 5 for s in one)
+    assert {s["labeler_kind"] for s in draw(records, 3, 7, exclude, NoGold(), kinds={"fix"})} == {"fix"}
 
 
 def test_only_accepted_rule_labels_count_once_per_text(tmp_path):

@@ -9,7 +9,7 @@ share of the accepted rule labels (distinct texts) for the share of all of them 
 A blind 10% labeled twice gives the annotators' own agreement (Cohen's kappa), the ceiling any
 such figure can be read against.
 
-Run: python -m tools.kind_audit draw --n 80 --seed 31 --out data/labeled/double-labeled/s31-kinds-sample.jsonl
+Run: python -m tools.kind_audit draw --n 80 --seed 31 [--kinds breaking,deprecation] --out FILE
      python -m tools.kind_audit report SAMPLE LABELED [--first F --second S] [--out REPORT]
 """
 from __future__ import annotations
@@ -43,11 +43,15 @@ def accepted_rule_records(scored: Path) -> list[dict]:
     return out
 
 
-def draw(records: list[dict], n: int, seed: int, exclude: set[str], gold) -> list[dict]:
-    """Up to n records per labeler kind, in a seeded order (sha256 of seed and id), skipping texts
-    already hand-labeled (`exclude`: content keys) and gold near-duplicates (import refuses them)."""
+def draw(records: list[dict], n: int, seed: int, exclude: set[str], gold,
+         kinds: set[str] | None = None) -> list[dict]:
+    """Up to n records per labeler kind (only `kinds`, when given), in a seeded order (sha256 of
+    seed and id), skipping texts already hand-labeled (`exclude`: content keys) and gold
+    near-duplicates (import refuses them)."""
     by_kind: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: hashlib.sha256(f"{seed}:{r['id']}".encode()).hexdigest()):
+        if kinds is not None and r["label"]["kind"] not in kinds:
+            continue
         rows = by_kind.setdefault(r["label"]["kind"], [])
         if len(rows) < n and content_key(r["text"]) not in exclude and not gold.why_not(r["text"]):
             rows.append(r)
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("draw")
     d.add_argument("--n", type=int, default=80, help="rows per labeler kind")
     d.add_argument("--seed", type=int, default=31)
+    d.add_argument("--kinds", help="only these labeler kinds, comma-separated (default: every kind)")
     d.add_argument("--out", required=True)
     r = sub.add_parser("report")
     r.add_argument("sample")
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     records = accepted_rule_records(scored)
     if args.cmd == "draw":
         exclude = {content_key(row["text"]) for row in read_jsonl(params.tasks[TASK].human_labels)}
-        sample = draw(records, args.n, args.seed, exclude, gold_check(params, TASK))
+        kinds = set(args.kinds.split(",")) if args.kinds else None
+        sample = draw(records, args.n, args.seed, exclude, gold_check(params, TASK), kinds)
         write_jsonl(args.out, sample)
         print(f"{len(sample)} rows: {dict(Counter(s['labeler_kind'] for s in sample))} -> {args.out}")
         return 0
