@@ -177,16 +177,17 @@ def confirmation_answers(path, task: Task, rows: list[dict], settings: Settings,
     parse error). Decoding stops at the first row that puts it over one: more rows can only
     raise a count, so the rest could not change its verdict, and a candidate that loops is the
     one that costs most to decode (v19: commit-messages' three failed candidates first looped at
-    rows 61-87 of 240, and their remaining ~500 answers took about a third of its eval)."""
+    rows 62-88 of 240, and their remaining ~500 answers took about a third of its eval)."""
     from tqdm import tqdm
 
     answers: list[Answer] = []
-    unparsed = 0
+    unparsed = closed = 0
     with Decoder(path, settings) as decoder:
         for row in tqdm(rows, desc=f"{path.stem} (confirmation)", unit="ex"):
             answers += decode(path, task, [row], settings, cache=cache, sha256=sha256, decoder=decoder)
             unparsed += not score(task, [row], [answers[-1].text], classes, 1)[1][0].parsed
-            if over := count_gates(unparsed, sum(a.closed_by_decoder for a in answers), gates):
+            closed += answers[-1].closed_by_decoder
+            if over := count_gates(unparsed, closed, gates):
                 return answers, over
     return answers, []
 

@@ -71,6 +71,37 @@ def test_style_checks_catch_each_rule():
     assert "style_version_not_in_input" in style.style_problems(invented, text)
     assert "style_version_not_in_input" not in style.style_problems(invented, text, hint="demo 17.1")
     assert "style_version_not_in_input" in style.style_problems({**good, "deadline": "3.0"}, text)
+    assert style.style_problems({**good, "action_text": "Use `--json` in the the `list` command."},
+                                text) == ["style_repeated_word"]
+    assert style.style_problems({**good, "subject": "json for for output"}, text) == ["style_repeated_word"]
+
+
+@pytest.mark.parametrize("words, doubled", [
+    ("Review the the latest demo release notes.", "the"),
+    ("Consider Using using `x`.", "using"),
+    ("long long portability", None),          # a content word may repeat
+    ("basename -a a fix", None),              # "-a" is not the article
+    ("Fix `the the` parsing.", None),         # inside a code span
+    ("the fix for for-each-ref", None),       # "for-each-ref" is one word
+    ("Use `x` the thing.", None),
+])
+def test_doubled_function_words(words, doubled):
+    assert style.doubled_word(words) == doubled
+    assert style.doubled_word(style.undouble(words)) is None
+
+
+@pytest.mark.parametrize("text, hint, product, want", [
+    # an unknown entry without a version: "Review the the latest demo release notes" until s31
+    ("Bug fixes and reliability improvements", None, "demo",
+     {"action_text": "Review the latest demo release notes before upgrading; this entry names no specific change."}),
+    ("Updated the documentation.", None, "demo", {"subject": "demo documentation"}),
+    ("Using the `--fast` flag no longer requires root.", "Added", "demo", {}),
+    ("Support using PKCS#11 tokens.", "New features", "demo", {}),
+])
+def test_rule_labels_say_no_word_twice(text, hint, product, want):
+    label, _ = labeler.rule_label(text, hint, product, None)
+    assert style.style_problems(label, text, hint) == [], label
+    assert {k: label[k] for k in want} == want, label
 
 
 @pytest.mark.parametrize("text, hint, shown", [
@@ -302,3 +333,11 @@ def test_memory_safety_bugs_are_security_and_leaks_and_null_crashes_are_fixes(te
     """Contract v6, rule 1 (decided 2026-11-29): the memory-safety bugs it names are security
     without a CVE; a leak or a NULL-pointer crash with no attacker in view is a fix."""
     assert kinds.rule_kind(text, None)[0].value == kind
+
+
+def test_topic_does_not_end_on_a_function_word():
+    """A topic cut at four words ended on "of" / "the" in 269 labels: "Consider using wasm32
+    ELF conversion of from the latest binutils release"."""
+    assert labeler._topic("Support wasm32 ELF conversion of object files.") == ["wasm32", "ELF", "conversion"]
+    label, _ = labeler.rule_label("Support GPG signatures using the keyring.", None, "demo", None)
+    assert label["subject"] == "GPG signatures", label

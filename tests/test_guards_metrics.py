@@ -270,3 +270,18 @@ def test_labeler_subsets_split_rows_as_the_score_stage_and_the_sft_export_do():
     assert sub["unseen_untouched"] == [a and b for a, b in zip(sub["unseen_products"], sub["untouched"], strict=True)]
     assert 0 < sum(sub["unseen_untouched"]) < sum(sub["unseen_products"])
     assert 0 < sum(sub["untouched"]) < 12  # both subsets occur in 12 rows
+
+
+def test_without_trained_products_the_unseen_subsets_are_left_out():
+    """A by-hand eval with no SFT export (tuneforge.evaluate elsewhere) cannot know which products
+    the model saw: versus_labeler leaves those two subsets out instead of calling every row unseen."""
+    from tuneforge.scoring import labeler_subsets, versus_labeler
+    from tuneforge.tasks import get_task
+
+    rows = [{"text": f"Fixed crash number {i} in the parser.", "product": "git", "label": {"kind": "fix"}}
+            for i in range(6)]
+    assert set(labeler_subsets(rows, None)) == {"all", "untouched"}
+    vs = versus_labeler(get_task("changelog-actions"), rows, ["fix"] * 6, ["docs"] * 6, None)
+    assert set(vs) == {"all", "untouched"} and vs["all"]["model_only"] == 6
+    assert set(versus_labeler(get_task("changelog-actions"), rows, ["fix"] * 6, ["docs"] * 6, set())) == {
+        "all", "untouched", "unseen_products", "unseen_untouched"}

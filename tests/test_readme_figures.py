@@ -32,7 +32,7 @@ def test_readme_section_equals_its_rendering_from_the_committed_report(name):
         f"README.md section {name} is stale: run `python -m tools.readme_sections {name}`")
 
 
-TASK_REPORTS = (rs.LABELER[0], rs.RULE2_AUDIT, rs.METRICS[0], str(rs._PATHS.leakage),  # reports/<task>/...
+TASK_REPORTS = (rs.LABELER[0], rs.RULE2_AUDIT, rs.KIND_AUDIT, rs.METRICS[0], str(rs._PATHS.leakage),  # reports/<task>/
                 "reports/harvest-patches.json", "reports/commit-messages/gold.json",  # the second task's
                 str(rs.COMMITS.metrics), str(rs.COMMITS.labeler_report), str(rs.COMMITS.verdict),
                 str(rs.names.TaskPaths.for_task("changelog-actions").verdict),  # the confirmation section

@@ -31,6 +31,13 @@ def comparison_table(figures: dict, heads: list[str], names: tuple[str, str]) ->
             *(f"| {k} | " + " | ".join(_fmt(figures[k][h]) for h in heads) + " |" for k in (*names, "delta"))]
 
 
+def _verdict_cell(v: dict) -> str:
+    """A model's verdict as the gate table shows it: a pass never tried on confirm_rows says so."""
+    if v["verdict"] == "pass" and v["confirmed"] is None:
+        return "pass on these rows only (never tried on confirm_rows)"
+    return v["verdict"]
+
+
 def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict,
               n_rows: int, n_hf: int, errors: dict[str, list[str]], fields: tuple[str, str] = FIELDS,
               extra: tuple[str, ...] = ()) -> str:
@@ -62,9 +69,7 @@ def report_md(metrics: dict, summaries: dict, verdict: dict, ref: str, cfg: dict
     out += ["", "## Release gates", "", gates, "",
             "| model | verdict | failed gates |", "|---|---|---|"]
     for name, v in verdict["models"].items():
-        shown = "pass on these rows only (never tried on confirm_rows)" if v["confirmed"] is None and \
-            v["verdict"] == "pass" else v["verdict"]
-        out.append(f"| {name} | {shown} | {'; '.join(v['failed']) or '-'} |")
+        out.append(f"| {name} | {_verdict_cell(v)} | {'; '.join(v['failed']) or '-'} |")
     promoted = verdict["promoted"] or "none"
     out += ["", f"Promoted: **{promoted}** (the smallest GGUF passing every gate, on these rows and again on "
             f"{verdict['confirm_rows']} gold rows, eval.confirm_rows; at equal size, the one closer to the trained "

@@ -73,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     labeler, labeled = score(task, rows, labeler_answers(task, rows, not args.no_hint), classes, cfg["min_support"])
     sft_train = TaskPaths(name).sft("train")
     trained = trained_products(sft_train) if sft_train.is_file() else None
-    vs = versus_labeler(task, rows, [s.pred_kind for s in scored], [s.pred_kind for s in labeled], trained or set())
-    if trained is None:  # no export here: which products the model saw is unknown
-        for subset in ("unseen_products", "unseen_untouched"):
-            vs.pop(subset)
+    vs = versus_labeler(task, rows, [s.pred_kind for s in scored], [s.pred_kind for s in labeled], trained)
     if args.answers:
         write_jsonl(args.answers, [
             {"text": r["text"], "hint": r.get("hint"), "product": r.get("product"), "gold": r["label"],

@@ -246,27 +246,31 @@ def _walk(path: str | Path, visit) -> tuple[int, int, int]:
     """Call visit(key, vtype, memory, start, end) for every metadata entry, where
     memory[start:end] is its value as stored (type tag first); returns (version, tensor
     count, key/value count). A malformed header is a ValueError naming the file and entry."""
-
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        if m[:4] != b"GGUF":
-            raise ValueError(f"{path}: not a GGUF file (magic {m[:4]!r})")
-        version, n_tensors, n_kv = struct.unpack_from("<IQQ", m, 4)
-        if version not in (2, 3):
-            raise ValueError(f"{path}: GGUF version {version} (little-endian 2 or 3 expected)")
-        pos, done = 24, 0
-        try:
-            for done in range(n_kv):  # noqa: B007 (`done` names the entry in the error below)
-                size = struct.unpack_from("<Q", m, pos)[0]
-                key = m[pos + 8: pos + 8 + size].decode("utf-8")
-                start = pos + 8 + size
-                vtype = struct.unpack_from("<I", m, start)[0]
-                pos = _value_end(m, start + 4, vtype)
-                if pos > len(m):
-                    raise struct.error("past the end of the file")
-                visit(key, vtype, m, start, pos)
-        except (struct.error, KeyError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: metadata entry {done + 1} of {n_kv} at byte {pos} is malformed "
-                             f"({type(e).__name__}: {e})") from None
+        return _walk_mapped(path, m, visit)
+
+
+def _walk_mapped(path: str | Path, m: mmap.mmap, visit) -> tuple[int, int, int]:
+    """_walk over a file already mapped (`path` names it in errors)."""
+    if m[:4] != b"GGUF":
+        raise ValueError(f"{path}: not a GGUF file (magic {m[:4]!r})")
+    version, n_tensors, n_kv = struct.unpack_from("<IQQ", m, 4)
+    if version not in (2, 3):
+        raise ValueError(f"{path}: GGUF version {version} (little-endian 2 or 3 expected)")
+    pos, done = 24, 0
+    try:
+        for done in range(n_kv):  # noqa: B007 (`done` names the entry in the error below)
+            size = struct.unpack_from("<Q", m, pos)[0]
+            key = m[pos + 8: pos + 8 + size].decode("utf-8")
+            start = pos + 8 + size
+            vtype = struct.unpack_from("<I", m, start)[0]
+            pos = _value_end(m, start + 4, vtype)
+            if pos > len(m):
+                raise struct.error("past the end of the file")
+            visit(key, vtype, m, start, pos)
+    except (struct.error, KeyError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: metadata entry {done + 1} of {n_kv} at byte {pos} is malformed "
+                         f"({type(e).__name__}: {e})") from None
     return version, n_tensors, n_kv
 
 
@@ -313,17 +317,18 @@ def behaviour_sha256(path: str | Path) -> str:
     their provenance (a param convert declares, v19 against v18) decode alike, so eval's
     memo keys answers on this and such a change costs no decoding."""
     h = hashlib.sha256()
-    kv_end = [24]
+    kv_end, align = [24], [32]  # GGUF's default alignment, unless general.alignment says otherwise
 
     def visit(key: str, vtype: int, m: mmap.mmap, start: int, end: int) -> None:
         kv_end[0] = end
+        if key == "general.alignment":
+            align[0] = _decode(vtype, m, start + 4)
         if key != "general.description":
             h.update(len(key).to_bytes(8, "little") + key.encode() + (end - start).to_bytes(8, "little") + m[start:end])
 
-    version, n_tensors, _ = _walk(path, visit)
-    h.update(struct.pack("<IQ", version, n_tensors))
-    align = read_metadata(path, ["general.alignment"]).get("general.alignment", 32)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        version, n_tensors, _ = _walk_mapped(path, m, visit)
+        h.update(struct.pack("<IQ", version, n_tensors))
         pos = kv_end[0]
         for _ in range(n_tensors):  # name (u64 length + bytes), n_dims u32, dims u64 each, type u32, offset u64
             pos = next(_string_spans(m, pos, 1))[1]
@@ -331,7 +336,7 @@ def behaviour_sha256(path: str | Path) -> str:
         if pos > len(m):
             raise ValueError(f"{path}: its {n_tensors} tensor records run past the end of the file")
         h.update(m[kv_end[0]:pos])
-        data = -(-pos // align) * align
+        data = -(-pos // align[0]) * align[0]
         for at in range(data, len(m), 1 << 24):
             h.update(m[at: min(at + (1 << 24), len(m))])
     return h.hexdigest()

@@ -56,16 +56,21 @@ def decoder_figures(task: Task, answers: list[Answer]) -> dict[str, Any]:
     return out
 
 
-def labeler_subsets(rows: list[dict], trained_products: set[str]) -> dict[str, list[bool]]:
+def labeler_subsets(rows: list[dict], trained_products: set[str] | None) -> dict[str, list[bool]]:
     """Which gold rows each comparison with the rule labeler reads: all of them; the gold rows
     never read while the labeler was tuned (names.gold_subset of the text's content key, as the
     score stage splits them); the rows of products that gave the SFT export no row; and those of
     them never read while the labeler was tuned, the only rows neither side was fit to (on the
-    rest of unseen_products the labeler's figure is in-sample)."""
+    rest of unseen_products the labeler's figure is in-sample). trained_products None (no SFT
+    export to read them from, as in a by-hand eval elsewhere): the two unseen subsets are left
+    out, since which products the model saw is unknown."""
     untouched = [gold_subset(content_key(r["text"])) == "untouched" for r in rows]
-    unseen = [r.get("product") not in trained_products for r in rows]
-    return {"all": [True] * len(rows), "untouched": untouched, "unseen_products": unseen,
-            "unseen_untouched": [a and b for a, b in zip(unseen, untouched, strict=True)]}
+    subsets = {"all": [True] * len(rows), "untouched": untouched}
+    if trained_products is not None:
+        unseen = [r.get("product") not in trained_products for r in rows]
+        subsets["unseen_products"] = unseen
+        subsets["unseen_untouched"] = [a and b for a, b in zip(unseen, untouched, strict=True)]
+    return subsets
 
 
 def labeler_answers(task: Task, rows: list[dict], with_hint: bool = True) -> list[str]:
@@ -80,9 +85,9 @@ def trained_products(sft_train: str | Path) -> set[str]:
 
 
 def versus_labeler(task: Task, rows: list[dict], model_classes: list[str], labeler_classes: list[str],
-                   trained: set[str]) -> dict[str, dict]:
+                   trained: set[str] | None) -> dict[str, dict]:
     """A model's predicted classes against the rule labeler's, row by row, on each of
-    labeler_subsets (tuneforge.metrics.versus)."""
+    labeler_subsets (tuneforge.metrics.versus; trained None: no unseen-product subsets)."""
     gold = [task.label_class(r["label"]) for r in rows]
 
     def hits(predicted: list[str], subset: list[bool]) -> list[bool]:

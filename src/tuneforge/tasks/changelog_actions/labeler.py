@@ -8,7 +8,13 @@ import re
 from tuneforge.prefilter import compile_re
 from tuneforge.tasks.changelog_actions.kinds import WS_RE, body_kind, strip_markup
 from tuneforge.tasks.changelog_actions.schema import Kind, Severity
-from tuneforge.tasks.changelog_actions.style import identifiers, in_input, is_identifier
+from tuneforge.tasks.changelog_actions.style import (
+    FUNCTION_WORDS,
+    identifiers,
+    in_input,
+    is_identifier,
+    undouble,
+)
 
 CVE_RE = compile_re(r"\bCVE-\d{4}-\d{4,}\b", re.I)
 CRITICAL_RE = compile_re(
@@ -100,16 +106,19 @@ def _topic(text: str, body: str | None = None) -> list[str]:
         words.append(word if is_identifier(word) else word.lower())
         if len(words) == 4 or raw.endswith((",", ";", ":", ".")):
             break
+    while words and words[-1].lower() in FUNCTION_WORDS:  # cut at four: "portuguese translation of"
+        words.pop()
     return words
 
 
 def rule_subject(topic: list[str], kind: Kind, product: str) -> str:
     if kind is Kind.unknown:
         return f"{product} {KIND_NOUN[kind]}".strip()
-    words = list(topic)
+    words = undouble(" ".join(topic)).split()
     noun = KIND_NOUN[kind].split()
-    if len(words) < 2 or (kind in (Kind.fix, Kind.security, Kind.deprecation)
-                          and not HEAD_NOUNS & {w.lower() for w in words}):
+    ends_with_noun = words[-len(noun):] == noun  # "documentation" + "documentation": once is enough
+    if not ends_with_noun and (len(words) < 2 or (kind in (Kind.fix, Kind.security, Kind.deprecation)
+                                                  and not HEAD_NOUNS & {w.lower() for w in words})):
         words = words + noun
     if len(words) < 2:
         words = [kebab(product), *words]
@@ -173,6 +182,7 @@ def _code_refs(text: str, limit: int = 2) -> str:
 def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: str | None,
                      topic: list[str], subject: str, deadline: str | None) -> str:
     release = f"{product} {version}" if version else f"the latest {product} release"
+    notes = f"the {product} {version} notes" if version else f"the latest {product} release notes"
     refs = _code_refs(text)
     target = refs or " ".join(topic) or subject
     cves = sorted(set(m.group(0).upper() for m in CVE_RE.finditer(text)))[:2]
@@ -198,9 +208,11 @@ def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: st
     elif kind is Kind.docs:
         sentence = f"Read the updated documentation for {target}"
     elif refs:
-        sentence = f"Review the {release} notes on {refs} before upgrading; this entry names no specific change"
+        sentence = f"Review {notes} on {refs} before upgrading; this entry names no specific change"
     else:
-        sentence = f"Review the {release} notes before upgrading; this entry names no specific change"
+        sentence = f"Review {notes} before upgrading; this entry names no specific change"
+    # a topic that starts with the template's last word ("Consider using" + "using libksba ...")
+    sentence = undouble(sentence)
     words = sentence.split()
     if len(words) > 34:
         sentence = " ".join(words[:34])

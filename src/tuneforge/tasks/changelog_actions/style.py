@@ -67,10 +67,34 @@ IMPERATIVE_VERBS = {
     "run", "set", "stop", "switch", "test", "try", "update", "upgrade", "use", "verify", "watch",
 }
 
+# Words no sentence says twice in a row. Content words may ("long long portability", "seq 1 1"),
+# so only these are checked. The rule labeler wrote "Review the the latest <product> release
+# notes" into every unknown label of an entry without a version until session 31.
+FUNCTION_WORDS = {"a", "an", "the", "and", "or", "of", "to", "for", "from", "in", "on", "at", "by",
+                  "with", "into", "using", "is", "are", "be"}
+
+
+DOUBLED_RE = re.compile(r"(?<!\S)(" + "|".join(sorted(FUNCTION_WORDS)) + r")(?:\s+\1(?![\w-]))+", re.I)
+
+
+def doubled_word(text: str) -> str | None:
+    """The first function word said twice in a row outside code spans ("the the"), or None."""
+    m = DOUBLED_RE.search(IDENT_RE.sub(" ` ", text))
+    return m.group(1).lower() if m else None
+
+
+def undouble(sentence: str) -> str:
+    """`sentence` with each function word said twice in a row outside its `code` spans said
+    once (the rule labeler joins templates to topics: "Consider using" + "using libksba ...")."""
+    parts = re.split(r"(`[^`]*`)", sentence)
+    return "".join(part if i % 2 else DOUBLED_RE.sub(r"\1", part) for i, part in enumerate(parts))
+
+
 # Every reason code style_problems gives, in STYLE.md's order (a test holds the three together).
 STYLE_CODES = ("style_subject_length", "style_subject_case", "style_action_not_imperative",
                "style_action_too_long", "style_action_not_one_sentence", "style_identifier_missing",
-               "style_identifier_not_in_input", "style_version_not_in_input", "style_tags")
+               "style_identifier_not_in_input", "style_version_not_in_input", "style_repeated_word",
+               "style_tags")
 
 
 def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]:
@@ -100,6 +124,8 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
         problems.append("style_identifier_not_in_input")
     if input_idents and not action_idents:
         problems.append("style_identifier_missing")
+    if doubled_word(label["subject"]) or doubled_word(action):
+        problems.append("style_repeated_word")
     tags = label["tags"]
     if len(set(tags)) != len(tags) or any(not re.match(TAG_PATTERN, t) for t in tags):
         problems.append("style_tags")
