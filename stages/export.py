@@ -7,7 +7,8 @@ Out: <exports_dir>/sft/{train,valid}.jsonl (chat `messages`, accepted only),
      <exports_dir>/rag/rag.jsonl (accepted + partially accepted),
      <exports_dir>/preference/pairs.jsonl (chosen vs rejected label, same entry),
      <quarantine_dir>/export.jsonl (every record not in SFT, one reason code),
-     <receipts_dir>/export.json, paths.drift (vs the drift report export.drift_since's git tag holds)
+     <receipts_dir>/export.json, paths.drift (vs the drift report export.drift_since's release committed;
+     its commit read from RELEASES)
 
 Dataset v2 knobs (train rows only; valid keeps real hints): export.hint_drop_rate
 and export.hint_swap_rate randomise the hint so the model cannot lean on it, and
@@ -46,6 +47,7 @@ from tuneforge.records import (
     ScoredRecord,
     SftSample,
 )
+from tuneforge.releases import resolve as resolve_release
 from tuneforge.schema_check import SchemaCheck
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key
@@ -326,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     write_json(paths.leakage, leakage)
     receipt.outputs.append(paths.leakage)
 
-    previous, since = drift_baseline(cfg["drift_since"], paths.drift)
+    # The baseline is read at the commit RELEASES records for the release, not through a git
+    # tag this clone may lack (tags don't travel with every clone): same bytes either way.
+    since_rev = cfg["drift_since"]
+    commit = since_rev and resolve_release(since_rev)
+    previous, since = drift_baseline(commit, paths.drift)
+    if since_rev and commit != since_rev:  # the report names the release, not its commit
+        since = since_rev + since[len(commit):]
     if previous is None:
         log.warning("drift: no baseline: %s", since)
     report = drift_report(scored_distributions(paths.scored, (task.class_field, task.second_field)),

@@ -321,6 +321,20 @@ def test_style_codes_match_what_the_checks_give_and_style_md():
     assert list(dict.fromkeys(documented)) == list(style.STYLE_CODES)
 
 
+def test_style_md_lists_the_verbs_the_scorer_accepts():
+    """Annotators label from STYLE.md: an action's first word must be one of the verbs it lists,
+    the scorer's own set (session 32's annotators found the set by trial and error: the page
+    gave ten and an ellipsis)."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parents[1] / "STYLE.md").read_text()
+    listed = re.search(r"imperative verb addressed to the user or operator, one of: (.*?) \(`style\.IMPERATIVE_VERBS`",
+                       page, re.S)
+    assert listed, "STYLE.md no longer lists the accepted verbs"
+    assert {w.strip().lower() for w in listed.group(1).split(",")} == style.IMPERATIVE_VERBS
+
+
 @pytest.mark.parametrize("text, kind", [
     ("Prevent double free if the window option remain-on-exit is set.", "security"),
     ("Fix a heap over-read in the tag parser", "security"),

@@ -226,6 +226,48 @@ def test_drift_report_compares_with_a_tagged_build_and_reruns_identically(workdi
     assert drift.read_bytes() == again
 
 
+def test_drift_baseline_is_read_through_releases_without_the_tag(workdir, run_pipeline):
+    """A clone without tags (a fresh machine's work tree had none; `make tags` recreates them)
+    writes the same drift report as one with the tag: the release's commit comes from RELEASES.
+    Session 32's fresh build wrote `has_previous: false` for a report v21 had committed with
+    v14's baseline, so export's output depended on the clone's tags."""
+    import subprocess
+
+    since = yaml.safe_load((workdir / "params.yaml").read_text())["export"]["drift_since"]
+    drift = workdir / "reports/changelog-actions/drift.json"
+    run_pipeline()
+    released = DriftReport.model_validate_json(drift.read_text()).model_dump(mode="json")
+    released["current"]["kind"] = {**released["current"]["kind"], "fix": released["current"]["kind"]["fix"] + 0.3}
+    drift.write_text(json.dumps(released))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for cmd in (["init", "-q"], ["add", str(drift.relative_to(workdir))], ["commit", "-q", "-m", "build"]):
+        subprocess.run(git + cmd, cwd=workdir, check=True, capture_output=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=workdir, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    (workdir / "RELEASES").write_text(f"v0 {'0' * 40}\n{since} {commit}\n")
+    run_pipeline()
+    untagged = drift.read_bytes()
+    report = DriftReport.model_validate_json(untagged)
+    assert report.has_previous and report.since == since and report.previous == released["current"]
+    subprocess.run(git + ["tag", since, commit], cwd=workdir, check=True, capture_output=True)
+    run_pipeline()
+    assert drift.read_bytes() == untagged
+
+
+def test_releases_file_errors_name_the_line(tmp_path):
+    from tuneforge.releases import release_commits, resolve
+
+    (tmp_path / "RELEASES").write_text(f"v1 {'a' * 40}\n\nv2 abc123\n")
+    with pytest.raises(ValueError, match=r"RELEASES:3: not '<version> <40-hex commit>'"):
+        release_commits(tmp_path)
+    (tmp_path / "RELEASES").write_text(f"v1 {'a' * 40}\nv1 {'b' * 40}\n")
+    with pytest.raises(ValueError, match="RELEASES:2: v1 listed twice"):
+        release_commits(tmp_path)
+    (tmp_path / "RELEASES").write_text(f"v1 {'a' * 40}\n")
+    assert resolve("v1", tmp_path) == "a" * 40 and resolve("main", tmp_path) == "main"
+    assert release_commits(tmp_path / "nowhere") == {}
+
+
 def test_accounting_mismatch_fails_the_stage(workdir):
     from tuneforge.receipts import AccountingError, Receipt
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from tuneforge import config, names
 from tuneforge.gates import LABELER_GATE_SUBSETS
 from tuneforge.io import write_text
+from tuneforge.releases import RELEASES, release_commits
 from tuneforge.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +84,9 @@ def release_report(root: Path, version: str, rels: tuple[str, ...]) -> dict:
     """A report as committed at a release listed in RELEASES (`<tag> <commit>` lines): read
     with `git show`, so no tag and no checkout is needed. `rels`: where the report may sit, the
     current layout's path first; the first one the release's commit holds is read."""
-    releases = root / "RELEASES"
-    commits = dict(ln.split()[:2] for ln in releases.read_text(encoding="utf-8").splitlines() if ln.strip())
+    commits = release_commits(root)
     if version not in commits:
-        raise ValueError(f"{releases}: no release {version}")
+        raise ValueError(f"{root / RELEASES}: no release {version}")
     errors = []
     for rel in rels:
         out = subprocess.run(["git", "show", f"{commits[version]}:{rel}"], cwd=root, capture_output=True, text=True)
