@@ -321,6 +321,21 @@ def test_style_codes_match_what_the_checks_give_and_style_md():
     assert list(dict.fromkeys(documented)) == list(style.STYLE_CODES)
 
 
+def test_an_escaped_backtick_opens_no_code_span():
+    r"""Markdown's \` is a literal backtick: python3-jwt's entry (a stray \` after
+    `jwt/contrib/algorithms`) made the sentence after it an identifier every label had to quote.
+    A code span holding a backslash still is one."""
+    garbled = ("Include jwt/contrib' and jwt/contrib/algorithms\\` in setup.py so that they will "
+               "actually be included when installing. `882524d <https://github.com/jpadilla/pyjwt/"
+               "commit/882524d>`__")
+    assert style.identifiers(garbled) == []
+    assert style.identifiers("fix regular expression to detect `/` and `\\`") == ["/", "\\"]
+    label = {"kind": "fix", "severity": "low", "subject": "packaged jwt contrib modules",
+             "action_text": "Upgrade to get the jwt contrib modules installed.", "deadline": None,
+             "tags": ["python3-jwt", "build"]}
+    assert style.style_problems(label, garbled) == []
+
+
 def test_style_md_lists_the_verbs_the_scorer_accepts():
     """Annotators label from STYLE.md: an action's first word must be one of the verbs it lists,
     the scorer's own set (session 32's annotators found the set by trial and error: the page

@@ -13,7 +13,11 @@ from tuneforge.tasks.changelog_actions.schema import TAG_PATTERN
 #   ``literal`` (reST), `text <url>`_ / `name`_ (reST links: never identifiers),
 #   `code` (Markdown), `--limit-rate' (GNU quotes: a backtick closed by an apostrophe);
 #   ``text'' is a TeX-style quotation, not code.
+# A backslash-escaped backtick (Markdown's \`) is a literal one and opens no span: read as an
+# opener it made a garbled sentence of python3-jwt's entry the "identifier" every label had to
+# quote (session 32's annotators met it twice).
 IDENT_RE = compile_re(
+    r"(?<!\\)(?:"
     r":(?P<role>(?:[\w-]+:)?[\w-]+):`(?P<role_body>[^`\n]{1,120})`"
     r"|``(?P<quotation>[^`'\n]{1,120})''"
     r"|``(?P<literal>[^`\n]{1,120}?)``"
@@ -21,6 +25,7 @@ IDENT_RE = compile_re(
     r"|`(?P<code>[^`'\n]{1,120})`"
     r"|`(?P<gnu>[^`'\n]{1,120})'(?=[\s,;:)!?]|\.(?:\s|$)|$)"
     r"|`(?P<code_apos>[^`\n]{1,120})`"
+    r")"
 )
 CODE_ROLES = {"func", "meth", "class", "mod", "attr", "data", "const", "exc", "obj", "envvar",
               "option", "program", "command", "file", "samp", "kbd", "code", "macro", "member",
