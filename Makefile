@@ -17,7 +17,9 @@ VERSION ?=
 # sdist, ~10 min on 2 cores). The project itself goes in editable, without deps, after; then
 # llama.cpp's llama-imatrix and llama-quantize, compiled once from the same pinned sdist into
 # .cache/llama-tools (~8 min on 2 cores; quantize's `-imat` entries run them).
-setup: $(VENV)/.installed
+# Also the release tags RELEASES lists (`dvc metrics diff v20 v21` needs them; a fresh work tree
+# or clone may have none).
+setup: $(VENV)/.installed tags
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements.lock
@@ -184,11 +186,13 @@ RELEASE_PROFILE := -S '+tasks.changelog-actions.overrides.train.max_steps=0' \
 release-model: setup
 	dvc exp run $(RELEASE_PROFILE)
 
-# Recreate any tag listed in RELEASES that this clone lacks.
+# Recreate any tag listed in RELEASES that this clone lacks (a commit the clone lacks is named, not fatal).
 tags:
 	@while read -r version commit; do \
 	  [ -z "$$version" ] && continue; \
-	  git rev-parse -q --verify "refs/tags/$$version" >/dev/null || { git tag "$$version" "$$commit" && echo "tagged $$version $$commit"; }; \
+	  git rev-parse -q --verify "refs/tags/$$version" >/dev/null && continue; \
+	  if git cat-file -e "$$commit^{commit}" 2>/dev/null; then git tag "$$version" "$$commit" && echo "tagged $$version $$commit"; \
+	  else echo "tags: $$version: commit $$commit is not in this clone (shallow?), not tagged"; fi; \
 	done < RELEASES
 
 # Refresh the committed release-note snapshot from SRC (default /usr/share/doc): the file
