@@ -42,8 +42,9 @@ def test_report_counts_each_kinds_precision_and_weights_by_population():
     sample = [{"id": "a", "labeler_kind": "fix"}, {"id": "b", "labeler_kind": "fix"},
               {"id": "c", "labeler_kind": "feature"}, {"id": "d", "labeler_kind": "feature"}]
     labeled = {"a": {"kind": "fix"}, "b": {"kind": "unknown"}, "c": {"kind": "feature"}, "d": {"kind": "feature"}}
-    out = report(sample, labeled, Counter(fix=3, feature=1),
-                 ({"a": {"kind": "fix"}, "c": {"kind": "docs"}}, {"a": {"kind": "fix"}, "c": {"kind": "docs"}}))
+    twice = [{"id": "a", "label": {"kind": "fix", "severity": "low"}},
+             {"id": "c", "label": {"kind": "docs", "severity": "low"}}]
+    out = report(sample, labeled, Counter(fix=3, feature=1), (twice, twice))
     assert out["kinds"]["fix"]["precision"] == 0.5
     assert out["kinds"]["fix"]["annotators_said"] == {"fix": 1, "unknown": 1}
     assert out["kinds"]["feature"]["precision"] == 1.0

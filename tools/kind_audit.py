@@ -25,7 +25,8 @@ from tuneforge import config
 from tuneforge.io import read_jsonl, write_json, write_jsonl
 from tuneforge.metrics import wilson_ci95
 from tuneforge.names import TaskPaths
-from tuneforge.review import cohen_kappa, gold_check
+from tuneforge.review import agreement, gold_check
+from tuneforge.tasks import get_task
 from tuneforge.text import content_key
 
 TASK = "changelog-actions"
@@ -60,9 +61,11 @@ def draw(records: list[dict], n: int, seed: int, exclude: set[str], gold,
 
 
 def report(sample: list[dict], labeled: dict[str, dict], population: Counter,
-           double: tuple[dict[str, dict], dict[str, dict]] | None = None) -> dict:
+           double: tuple[list[dict], list[dict]] | None = None) -> dict:
     """Per labeler kind: rows, how many the annotators gave the same kind, the precision and its
-    interval, and what they said instead; `overall`: the kinds weighted by population share."""
+    interval, and what they said instead; `overall`: the kinds weighted by population share.
+    `double`: the blind rows labeled twice (rows with id and label), compared by review's own
+    agreement."""
     missing = [s["id"] for s in sample if s["id"] not in labeled]
     if missing:
         raise ValueError(f"{len(missing)} sampled rows have no annotator label, first {missing[0]}")
@@ -80,12 +83,9 @@ def report(sample: list[dict], labeled: dict[str, dict], population: Counter,
     out = {"population": dict(sorted(population.items())), "kinds": kinds,
            "overall_precision_weighted": round(overall, 4), "rows": len(sample)}
     if double:
-        first, second = double
-        both = sorted(first.keys() & second.keys())
-        out["double_labeled"] = {
-            "rows": len(both),
-            "kind_kappa": cohen_kappa([first[i]["kind"] for i in both], [second[i]["kind"] for i in both]),
-            "kind_agreement": round(sum(first[i]["kind"] == second[i]["kind"] for i in both) / len(both), 4)}
+        both = agreement(get_task(TASK), *double)
+        kind = both["fields"]["kind"]
+        out["double_labeled"] = {"rows": both["rows"], "kind_kappa": kind["kappa"], "kind_agreement": kind["agreement"]}
     return out
 
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(sample)} rows: {dict(Counter(s['labeler_kind'] for s in sample))} -> {args.out}")
         return 0
     population = Counter(rec["label"]["kind"] for rec in records)
-    double = (_labels(args.first), _labels(args.second)) if args.first and args.second else None
+    double = (list(read_jsonl(args.first)), list(read_jsonl(args.second))) if args.first and args.second else None
     out = report(list(read_jsonl(args.sample)), _labels(args.labeled), population, double)
     write_json(args.out, out)
     precision = {k: v["precision"] for k, v in out["kinds"].items()}
