@@ -299,8 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         "train_loss": summary["train_loss"], "valid_loss": summary["valid_loss"],
         "steps": summary["steps"], "examples": len(train_ex),
         "tokens": summary["loss_curve"][-1]["tokens"] if summary["loss_curve"] else 0})
-    # what train.precision: auto (and the hardware) chose, beside the params DVC keyed on
-    receipt.params["resolved"] = {k: summary[k] for k in ("precision", "device", "qlora")}
+    from tuneforge.trainer import matmul_isa  # torch and trl at import: loaded once training ran
+
+    # what train.precision: auto (and the hardware) chose, beside the params DVC keyed on, and the
+    # instruction set the matrix products ran on (weights differ across them: verify-repro reads it)
+    receipt.params["resolved"] = {**{k: summary[k] for k in ("precision", "device", "qlora")},
+                                  "matmul_isa": matmul_isa(summary["device"] == "cuda")}
     receipt.outputs += [adapter_dir / "adapter_model.safetensors", adapter_dir / SIDECAR,
                         reports / "loss.csv"]
     # records in: the rows the step budget read; the rest of the export is not consumed

@@ -283,9 +283,11 @@ def test_step_shares_sort_a_profiled_run_into_groups(tiny_base, tmp_path):
     assert all(v >= 0 for v in shares.values())
 
 
-def _built(root: Path, precision: dict[str, str], gguf: str, entries: str = "e1") -> Path:
+def _built(root: Path, precision: dict[str, str], gguf: str, entries: str = "e1",
+           isa: dict[str, str] | None = None) -> Path:
     """A repo's dvc.yaml, a dvc.lock of one data and one model output per task, and each
-    task's train receipt saying what train.precision resolved to."""
+    task's train receipt saying what train.precision resolved to (and, where `isa` names the
+    task, the matrix instruction set it ran on; older receipts lack the key)."""
     root.mkdir()
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     stages = {}
@@ -294,7 +296,8 @@ def _built(root: Path, precision: dict[str, str], gguf: str, entries: str = "e1"
         stages[f"quantize@{task}"] = {"outs": [{"path": f"models/{task}/m.gguf", "md5": gguf}]}
         receipt = root / names.TaskPaths.for_task(task).receipt("train")
         receipt.parent.mkdir(parents=True)
-        receipt.write_text(json.dumps({"params": {"resolved": {"precision": prec, "device": "cpu"}}}))
+        resolved = {"precision": prec, "device": "cpu"} | ({"matmul_isa": isa[task]} if task in (isa or {}) else {})
+        receipt.write_text(json.dumps({"params": {"resolved": resolved}}))
     (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
     return root
 
@@ -312,6 +315,41 @@ def test_a_precision_the_hardware_chose_explains_model_outputs_only(tmp_path):
     notes, explained = explained_by_precision(repo, clone, moved, ["a", "b"])
     assert explained == ["models/a/m.gguf"]
     assert len(notes) == 1 and "train@a ran as {'precision': 'bf16'" in notes[0] and "'fp32'" in notes[0]
+
+
+def test_another_matrix_instruction_set_explains_model_outputs_too(tmp_path):
+    """Both in bf16, the committed build on AMX and the clone on AVX512-BF16: task a's model
+    outputs differ by design; task b, whose committed receipt predates matmul_isa, is compared
+    on what both record only (same precision: its differing GGUF stays unexplained). Planted:
+    the receipts' matmul_isa ignored -> a is unexplained, fails; a key one side lacks counted
+    as a difference -> b is explained, fails."""
+    from tools.verify_repro import explained_by_precision
+
+    repo = _built(tmp_path / "repo", {"a": "bf16", "b": "bf16"}, gguf="1", isa={"a": "amx"})
+    clone = _built(tmp_path / "clone", {"a": "bf16", "b": "bf16"}, gguf="2",
+                   isa={"a": "avx512_bf16", "b": "avx512_bf16"})
+    moved = compare_locks(repo / "dvc.lock", clone / "dvc.lock", ["a", "b"])[1]
+    notes, explained = explained_by_precision(repo, clone, moved, ["a", "b"])
+    assert explained == ["models/a/m.gguf"]
+    assert len(notes) == 1 and "'matmul_isa': 'avx512_bf16'" in notes[0] and "'amx'" in notes[0]
+
+
+def test_matmul_isa_names_the_best_instruction_set_the_cpu_flags_offer(tmp_path):
+    """/proc/cpuinfo's flags -> the ISA oneDNN multiplies on, most capable first; no file ->
+    unknown (planted: the order reversed -> an AMX machine reads avx2, fails)."""
+    from tuneforge.trainer import matmul_isa
+
+    def flags(*names: str) -> Path:
+        f = tmp_path / "_".join(names or ("none",))
+        f.write_text("processor\t: 0\nflags\t\t: fpu sse2 " + " ".join(names) + "\n\n")
+        return f
+
+    assert matmul_isa(False, flags("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) == "amx"
+    assert matmul_isa(False, flags("avx2", "avx512f", "avx512_bf16")) == "avx512_bf16"
+    assert matmul_isa(False, flags("avx2", "avx512f")) == "avx512"
+    assert matmul_isa(False, flags("avx2")) == "avx2"
+    assert matmul_isa(False, flags()) == "baseline"
+    assert matmul_isa(False, tmp_path / "absent") == "unknown"
 
 
 def test_a_path_two_lock_entries_claim_is_refused(tmp_path):

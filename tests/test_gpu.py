@@ -82,7 +82,10 @@ def test_qlora_steps_on_the_tiny_model(qlora_root):
     assert (meta["device"], meta["qlora"], meta["precision"], meta["steps"]) == ("cuda", True, "bf16", 6)
     assert math.isfinite(meta["train_loss"]) and math.isfinite(meta["valid_loss"])
     receipt = json.loads((qlora_root / "reports/changelog-actions/receipts/train.json").read_text())
-    assert receipt["params"]["resolved"] == {"precision": "bf16", "device": "cuda", "qlora": True}
+    resolved = receipt["params"]["resolved"]
+    assert resolved["matmul_isa"].startswith("cuda sm_"), resolved
+    assert {k: v for k, v in resolved.items() if k != "matmul_isa"} == {"precision": "bf16", "device": "cuda",
+                                                                       "qlora": True}
     assert meta["toolchain"]["bitsandbytes"] != "not-installed"
     assert {t.dtype for t in weights.values()} == {torch.float32}, "the adapter is kept in fp32"
     # lora_B starts at zero: a nonzero one means the optimiser stepped through the 4-bit base

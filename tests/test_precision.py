@@ -58,4 +58,7 @@ def test_train_records_what_auto_chose(tiny_base, tmp_path, monkeypatch):
     receipt = json.loads((root / "reports/changelog-actions/receipts/train.json").read_text())
     assert sidecar["params"]["precision"] == "auto" and sidecar["precision"] == "fp32"
     assert receipt["params"]["train"]["precision"] == "auto"
-    assert receipt["params"]["resolved"] == {"precision": "fp32", "device": "cpu", "qlora": False}
+    from tuneforge.trainer import matmul_isa
+
+    assert receipt["params"]["resolved"] == {"precision": "fp32", "device": "cpu", "qlora": False,
+                                             "matmul_isa": matmul_isa(False)}

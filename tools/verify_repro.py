@@ -12,8 +12,9 @@ the committed lock is a source of nondeterminism. Receipts (durations) and each 
 report (it compares with the previous run) differ by design and are exempt.
 
 Exit 0: every artifact bit-identical. 1: some output differs for no stated reason. 3: every
-difference follows a train stage that ran in another precision than the committed build's
-(train.precision: auto picks bf16 on CPUs with native bf16, fp32 elsewhere): named, not hidden.
+difference follows a train stage that ran in another precision or on another matrix instruction
+set than the committed build's (train.precision: auto picks bf16 on CPUs with native bf16, fp32
+elsewhere; the train receipt's matmul_isa: amx, avx512_bf16, avx512, avx2): named, not hidden.
 """
 from __future__ import annotations
 
@@ -117,17 +118,26 @@ def model_outputs(lock: dict, groups: list[str], task: str) -> set[str]:
 
 def explained_by_precision(repo: Path, clone: Path, moved: list[str],
                            tasks: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(lines naming each task whose clone trained in another precision than the committed
-    build, changed paths those explain). train.precision: auto follows the hardware (bf16 where
-    the CPU multiplies it natively, else fp32) while DVC keys train on 'auto' alone, so on
-    another kind of machine the weights and all that follows differ by design, not by chance."""
+    """(lines naming each task whose clone trained in another precision or on another matrix
+    instruction set than the committed build, changed paths those explain). train.precision:
+    auto follows the hardware (bf16 where the CPU multiplies it natively, else fp32) while DVC
+    keys train on 'auto' alone, and the same precision sums its products in another order on AMX
+    than on AVX-512 or AVX2 (the receipt's matmul_isa), so on another kind of machine the
+    weights and all that follows differ by design, not by chance."""
     notes, explained = [], set()
     lock, groups = yaml.safe_load((clone / "dvc.lock").read_text(encoding="utf-8")), stage_groups(clone)
     for task in tasks:
         ours, theirs = trained_as(repo, task), trained_as(clone, task)
-        if ours is not None and theirs is not None and ours != theirs:
+        if ours is None or theirs is None:
+            continue
+        # only what both receipts record: one written before a key existed (matmul_isa) says
+        # nothing about it, and a key absent on one side is no evidence of a difference
+        shared = [k for k in ours if k in theirs]
+        ours, theirs = {k: ours[k] for k in shared}, {k: theirs[k] for k in shared}
+        if ours != theirs:
             notes.append(f"train@{task} ran as {theirs} here, as {ours} in the committed build "
-                         "(train.precision: auto follows the hardware; pin it to compare)")
+                         "(train.precision: auto and the CPU's matrix instructions follow the "
+                         "hardware; pin precision and build on the same kind of machine to compare)")
             explained |= model_outputs(lock, groups, task)
     return notes, [p for p in moved if p in explained]
 
@@ -189,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in notes:
         print(line)
     for path in moved:
-        print(f"changed: {path}" + (" (trained in another precision)" if path in explained else ""))
+        print(f"changed: {path}" + (" (trained on another kind of machine)" if path in explained else ""))
     print(f"{identical} of {compared} artifacts bit-identical to the committed dvc.lock "
           f"(clean build {total / 60:.1f} min)")
     if len(explained) < len(moved):

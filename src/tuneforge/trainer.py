@@ -13,11 +13,34 @@ Imports torch and trl at module level: only the train stage and the benchmark lo
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
 IGNORE = -100
+
+# CPU matrix-multiply instruction sets, the most capable first: oneDNN (torch's CPU GEMMs) runs
+# bf16 on AMX tiles, else AVX512-BF16, else emulates it; fp32 on AVX-512 or AVX2. Each sums a
+# product in another order, so the same train params give other weights on another of these.
+CPU_MATMUL_ISAS = (("amx_bf16", "amx"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"),
+                   ("avx2", "avx2"))
+
+
+def matmul_isa(cuda: bool, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The instruction set training's matrix products ran on: `cuda sm_XY` (the GPU's compute
+    capability), or the CPU's best of CPU_MATMUL_ISAS from its flags (`baseline` below AVX2,
+    `unknown` where /proc/cpuinfo cannot be read). The train receipt records it, so that
+    `make verify-repro` can name a machine of another kind as the reason weights differ."""
+    if cuda:
+        major, minor = torch.cuda.get_device_capability()
+        return f"cuda sm_{major}{minor}"
+    try:
+        flags = set(Path(cpuinfo).read_text(encoding="ascii", errors="replace").split())
+    except OSError:
+        return "unknown"
+    return next((name for flag, name in CPU_MATMUL_ISAS if flag in flags), "baseline")
 
 
 def completion_positions(labels: torch.Tensor) -> torch.Tensor:
