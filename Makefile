@@ -165,6 +165,8 @@ pull: setup
 	dvc pull
 
 # Tag the current commit as a version and record it in RELEASES (tags don't travel with every clone).
+# Released on a side branch? Merge it into main afterwards (`git merge -s ours <branch>` keeps main's
+# tree): CI clones main alone, and README sections read each release's reports from its commit.
 release:
 	@test -n "$(VERSION)" || { echo "make release: no VERSION; usage: make release VERSION=v1" >&2; exit 2; }
 	@git check-ref-format "refs/tags/$(VERSION)" || { echo "make release: VERSION='$(VERSION)' is not a valid tag name; use e.g. VERSION=v7" >&2; exit 2; }
