@@ -112,26 +112,37 @@ def rules_label(task: Task, rec: EvidenceRecord, hint: str | None) -> dict:
     return task.rule_label(rec.text, hint, rec.product, rec.version)[0]
 
 
-def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
-    """Rule labeler vs gold: the contract's figures, the hint ablation, and the
-    tuning/untouched split of the gold set; plus the same kind/severity figures on the
-    hand-labeled training rows (a second, larger check; their errors were read too)."""
+def labeler_rows(task: Task, rec: EvidenceRecord) -> list[tuple[str, metrics.Scored]]:
+    """The rule labeler measured on one record that carries a hand label: (bucket, scored) rows
+    for the labeler report (with_hint, without_hint, the gold subset; human_labels for a
+    training row's hand label). Computed beside the record's scoring, on the same worker, so
+    only these small rows travel back, never the record."""
+    gold = next((c for c in rec.candidates if c.source is LabelSource.gold), None)
+    if gold is None:
+        human = next((c for c in rec.candidates if c.source is LabelSource.human), None)
+        if human is None:
+            return []
+        return [("human_labels", metrics.score_prediction(
+            task.render_label(rules_label(task, rec, rec.hint)), human.label, task.parse_label, task.fields))]
+    out = []
+    for variant, hint in (("with_hint", rec.hint), ("without_hint", None)):
+        label = rules_label(task, rec, hint)
+        scored = metrics.score_prediction(task.render_label(label), gold.label, task.parse_label, task.fields)
+        out.append((variant, scored))
+        if variant == "with_hint":
+            out.append((gold_subset(rec.id), scored))
+    return out
+
+
+def labeler_report(task: Task, measured: list[tuple[str, metrics.Scored]]) -> dict:
+    """Rule labeler vs gold (labeler_rows of every hand-labeled record, in file order): the
+    contract's figures, the hint ablation, and the tuning/untouched split of the gold set; plus
+    the same kind/severity figures on the hand-labeled training rows (a second, larger check;
+    their errors were read too)."""
     rows: dict[str, list] = {"with_hint": [], "without_hint": [], "tuning": [], "untouched": [],
                              "human_labels": []}
-    for rec in records:
-        gold = next((c for c in rec.candidates if c.source is LabelSource.gold), None)
-        human = next((c for c in rec.candidates if c.source is LabelSource.human), None)
-        if gold is None and human is not None:
-            rows["human_labels"].append(metrics.score_prediction(
-                task.render_label(rules_label(task, rec, rec.hint)), human.label, task.parse_label, task.fields))
-        if gold is None:
-            continue
-        for variant, hint in (("with_hint", rec.hint), ("without_hint", None)):
-            label = rules_label(task, rec, hint)
-            scored = metrics.score_prediction(task.render_label(label), gold.label, task.parse_label, task.fields)
-            rows[variant].append(scored)
-            if variant == "with_hint":
-                rows[gold_subset(rec.id)].append(scored)
+    for bucket, scored in measured:
+        rows[bucket].append(scored)
     classes = list(task.classes)
     with_hint = metrics.summarize(rows["with_hint"], classes, fields=task.fields)
     without_hint = metrics.summarize(rows["without_hint"], classes, fields=task.fields)
@@ -148,8 +159,8 @@ def labeler_report(task: Task, records: list[EvidenceRecord]) -> dict:
 
 def score_lines(task: Task, path: Path, cfg: dict) -> Iterator[tuple]:
     """Each evidence line of `path` read, scored and serialised, in file order, on forked workers
-    (tuneforge.forkmap): (category, reasons or quarantine detail, JSON line, the evidence record
-    when it carries a hand label (the labeler report reads those), else None)."""
+    (tuneforge.forkmap): (category, reasons or quarantine detail, JSON line, the record's
+    labeler_rows: empty unless it carries a hand label)."""
     with open(path, encoding="utf-8") as f:
         lines = [line for line in f if line.strip()]
 
@@ -159,7 +170,7 @@ def score_lines(task: Task, path: Path, cfg: dict) -> Iterator[tuple]:
         except ValidationError:
             return None, None, None, None  # the caller re-reads the file for read_models' error
         rec = score_record(task, ev, cfg)
-        hand = ev if any(c.source in HAND_LABELED for c in ev.candidates) else None
+        hand = labeler_rows(task, ev) if any(c.source in HAND_LABELED for c in ev.candidates) else []
         if rec.category is ScoreCategory.rejected:
             row = QuarantineRecord(
                 id=rec.id, stage="score", reason=QuarantineReason.score_rejected,
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     receipt.inputs.append(paths.evidence)
 
     quarantine_path = paths.quarantine("score")
-    records_in, n_rejected, hand_labeled = 0, 0, []
+    records_in, n_rejected, measured = 0, 0, []
     categories: Counter = Counter()
     reasons: Counter = Counter()
     # both files written as the records come (atomic: renamed into place only on success)
@@ -194,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         for category, why, line, hand in tqdm(score_lines(task, paths.evidence, cfg), desc="score",
                                                unit="record", disable=None):
             records_in += 1
-            if hand is not None:
-                hand_labeled.append(hand)
+            measured += hand
             if category is ScoreCategory.rejected:
                 rejected.write(line + "\n")
                 n_rejected += 1
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 scored.write(line + "\n")
                 categories[category.value] += 1
                 reasons.update(why)
-    report = labeler_report(task, hand_labeled)
+    report = labeler_report(task, measured)
     write_json(paths.labeler_report, report)
     receipt.outputs += [paths.scored, quarantine_path, paths.labeler_report]
     extra = {f"category_{k}": v for k, v in categories.items()}

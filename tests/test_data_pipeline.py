@@ -74,9 +74,10 @@ def test_two_runs_are_byte_identical(workdir, run_pipeline, tmp_path_factory):
 
 
 def test_output_does_not_depend_on_worker_count(workdir, run_pipeline, monkeypatch):
-    """backfill parses on a process pool, and evidence, score and export do their per-record
-    work on forked workers (tuneforge.forkmap); order and bytes must not follow the number of
-    workers. The fixtures hold a few hundred records: spans of 3 make every stage fork."""
+    """backfill parses on a process pool, and evidence and score do their per-record work on
+    forked workers (tuneforge.forkmap); order and bytes must not follow the number of workers.
+    The fixtures hold a few hundred records: spans of 3 make every stage fork. (export works in
+    its own process: forked, it was slower on 2 cores.)"""
     import yaml
 
     from tuneforge import forkmap
@@ -103,16 +104,15 @@ def test_output_does_not_depend_on_worker_count(workdir, run_pipeline, monkeypat
         run_pipeline()
         return snapshot_tree(workdir)
 
-    from stages import evidence, export, score
-    for stage in (evidence, export, score):
+    from stages import evidence, score
+    for stage in (evidence, score):
         monkeypatch.setattr(stage, "ordered_map", spy_for(stage.__name__))
     serial = run_with(1, forkmap.SPAN)
     assert len(serial) > 3
     assert run_with(3, 3) == serial
-    # each stage forked (two spans or more on more than one worker), export for pairs and SFT rows
+    # each stage forked (two spans or more on more than one worker)
     ran = {(stage, n >= 6 and w > 1) for stage, n, w in forked}
-    assert {("stages.evidence", True), ("stages.score", True), ("stages.export", True)} <= ran, forked
-    assert sum(1 for stage, n, w in forked if stage == "stages.export" and n >= 6) >= 3, forked
+    assert {("stages.evidence", True), ("stages.score", True)} <= ran, forked
 
 
 def test_gold_entries_never_reach_an_export(workdir, run_pipeline):

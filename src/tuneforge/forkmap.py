@@ -13,8 +13,8 @@ its records to the workers by value. A fork's copy-on-write memory already holds
 Output never depends on the number of workers: spans are fixed-size and imap returns them in
 order. Results must be picklable; an exception in a worker is raised again in the caller.
 
-Forking a process that has other threads (export holds a DuckDB connection, whose thread pool
-lives on) is safe only if the children stay away from what those threads may have locked: `fn`
+Forking a process that has other threads (a stage holding a DuckDB connection, whose thread
+pool lives on) is safe only if the children stay away from what those threads may have locked: `fn`
 must not use DuckDB or Arrow, only Python objects (glibc's malloc is reset in the child).
 Python 3.12 warns about such forks; moving there means checking this again.
 """
