@@ -28,13 +28,14 @@ import logging
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tuneforge import config
 from tuneforge.dataset_sql import GoldSets, stratified_split
 from tuneforge.decontam import GoldMatcher, Match
 from tuneforge.io import atomic_path, canonical_json, read_jsonl, read_models, write_json
-from tuneforge.receipts import Receipt, drift_baseline, drift_report, scored_distributions
+from tuneforge.receipts import Receipt, drift_report, scored_distributions
 from tuneforge.records import (
     LabelSource,
     PreferencePair,
@@ -46,7 +47,7 @@ from tuneforge.records import (
     ScoredRecord,
     SftSample,
 )
-from tuneforge.releases import resolve as resolve_release
+from tuneforge.releases import read_at
 from tuneforge.schema_check import SchemaCheck
 from tuneforge.tasks import Task, get_task
 from tuneforge.text import content_key
@@ -225,6 +226,19 @@ def preference_pair(task: Task, rec: ScoredRecord) -> PreferencePair | None:
     return None
 
 
+def drift_baseline(rev: str | None, path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The distributions the drift report committed at `rev` (export.drift_since) holds as its
+    `current`, and where they came from. Reading a release's committed report (not whatever the
+    last run left in the work tree) makes the drift a function of the inputs: a rerun with the
+    same data writes the same report. A release is read at the commit RELEASES records, not
+    through a git tag this clone may lack. No revision, no repository or no report there: no
+    baseline, and why."""
+    if rev is None:
+        return None, "none (export.drift_since is null)"
+    text, since = read_at(rev, path)
+    return (None if text is None else json.loads(text).get("current")), since
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = config.from_argv("export", argv)
@@ -328,13 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(paths.leakage, leakage)
     receipt.outputs.append(paths.leakage)
 
-    # The baseline is read at the commit RELEASES records for the release, not through a git
-    # tag this clone may lack (tags don't travel with every clone): same bytes either way.
-    since_rev = cfg["drift_since"]
-    commit = since_rev and resolve_release(since_rev)
-    previous, since = drift_baseline(commit, paths.drift)
-    if since_rev and commit != since_rev:  # the report names the release, not its commit
-        since = since_rev + since[len(commit):]
+    previous, since = drift_baseline(cfg["drift_since"], paths.drift)
     if previous is None:
         log.warning("drift: no baseline: %s", since)
     report = drift_report(scored_distributions(paths.scored, (task.class_field, task.second_field)),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from pathlib import Path
 from tuneforge import config, names
 from tuneforge.gates import LABELER_GATE_SUBSETS
 from tuneforge.io import write_text
-from tuneforge.releases import RELEASES, release_commits
+from tuneforge.releases import RELEASES, read_at, release_commits
 from tuneforge.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,10 +88,10 @@ def release_report(root: Path, version: str, rels: tuple[str, ...]) -> dict:
         raise ValueError(f"{root / RELEASES}: no release {version}")
     errors = []
     for rel in rels:
-        out = subprocess.run(["git", "show", f"{commits[version]}:{rel}"], cwd=root, capture_output=True, text=True)
-        if out.returncode == 0:
-            return json.loads(out.stdout)
-        errors.append(out.stderr.strip())
+        text, why = read_at(version, rel, root)
+        if text is not None:
+            return json.loads(text)
+        errors.append(why)
     raise ValueError(f"{' or '.join(rels)} at {version} ({commits[version][:12]}): {'; '.join(errors)}")
 
 

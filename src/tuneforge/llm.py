@@ -76,6 +76,15 @@ def sft_example(row: dict) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags (/proc/cpuinfo's words), or None where the file cannot be read:
+    what native_bf16 and trainer.matmul_isa decide from."""
+    try:
+        return set(Path(cpuinfo).read_text(encoding="ascii", errors="replace").split())
+    except OSError:
+        return None
+
+
 def native_bf16(cuda: bool) -> bool:
     """Whether the hardware multiplies bf16 natively: a CUDA GPU that supports it, or a CPU
     with AVX512-BF16 / AMX (on the 2-core EPYC here bf16 matmuls run 3.7x fp32's rate; a
@@ -84,11 +93,7 @@ def native_bf16(cuda: bool) -> bool:
 
     if cuda:
         return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    return bool((cpu_flags() or set()) & {"avx512_bf16", "amx_bf16"})
 
 
 PRECISIONS = ("bf16", "fp32", "auto")

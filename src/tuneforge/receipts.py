@@ -6,10 +6,8 @@ Every stage ends with `Receipt.finish`, which checks the accounting invariant
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import platform
 import resource
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -119,24 +117,6 @@ def peak_rss_mb(status: str | Path = "/proc/self/status") -> float:
     except OSError:  # no procfs: ru_maxrss is the best there is
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def drift_baseline(rev: str | None, path: str | Path, cwd: str | Path = ".") -> tuple[dict[str, Any] | None, str]:
-    """The distributions the drift report at git revision `rev` holds as its `current`, and
-    where they came from. Reading a tag's committed report (not whatever the last run left in
-    the work tree) makes the drift a function of the inputs: a rerun with the same data writes
-    the same report. No revision, no repository or no report there: no baseline, and why."""
-    if rev is None:
-        return None, "none (export.drift_since is null)"
-    try:
-        out = subprocess.run(["git", "show", f"{rev}:{Path(path).as_posix()}"], cwd=cwd,
-                             capture_output=True, text=True, check=False)
-    except OSError as e:  # no git on this machine
-        return None, f"{rev}: not read ({e})"
-    if out.returncode != 0:
-        why = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"git show exited {out.returncode}"
-        return None, f"{rev}: not read ({why})"
-    return json.loads(out.stdout).get("current"), rev
 
 
 def drift_report(current: dict[str, Any], previous: dict[str, Any] | None,

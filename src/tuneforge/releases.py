@@ -4,6 +4,7 @@ appends to. Git tags are not in every clone (a fresh machine's work tree came wi
 the name here first: the build's outputs cannot depend on whether this clone has the tag."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 RELEASES = Path("RELEASES")
@@ -32,3 +33,19 @@ def resolve(rev: str, root: str | Path = ".") -> str:
     """The commit RELEASES records for the release `rev`; any other revision as given
     (a commit, or a tag RELEASES does not list, for git to resolve)."""
     return release_commits(root).get(rev, rev)
+
+
+def read_at(rev: str, path: str | Path, root: str | Path = ".") -> tuple[str | None, str]:
+    """The text of `path` as committed at `rev` (a release RELEASES lists, read at its commit;
+    any other revision as git resolves it), with `git show`: no checkout and no tag needed.
+    Returns (text, rev), or (None, why not) where there is no git, no such revision or no such
+    file there; `why` starts with `rev` as given, so a message names the release, not its hash."""
+    try:
+        out = subprocess.run(["git", "show", f"{resolve(rev, root)}:{Path(path).as_posix()}"], cwd=root,
+                             capture_output=True, text=True, check=False)
+    except OSError as e:  # no git on this machine
+        return None, f"{rev}: not read ({e})"
+    if out.returncode != 0:
+        why = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"git show exited {out.returncode}"
+        return None, f"{rev}: not read ({why})"
+    return out.stdout, rev

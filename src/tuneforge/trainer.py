@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
+from tuneforge.llm import cpu_flags
+
 IGNORE = -100
 
 # CPU matrix-multiply instruction sets, the most capable first: oneDNN (torch's CPU GEMMs) runs
@@ -36,9 +38,8 @@ def matmul_isa(cuda: bool, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     if cuda:
         major, minor = torch.cuda.get_device_capability()
         return f"cuda sm_{major}{minor}"
-    try:
-        flags = set(Path(cpuinfo).read_text(encoding="ascii", errors="replace").split())
-    except OSError:
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
         return "unknown"
     return next((name for flag, name in CPU_MATMUL_ISAS if flag in flags), "baseline")
 
