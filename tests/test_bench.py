@@ -154,6 +154,22 @@ def test_table_lists_each_measured_figure_with_its_target():
     assert TARGETS["sha256_mb_per_s"] in text and "entries_per_s" not in text
 
 
+def test_table_names_the_machine_each_section_ran_on():
+    """`make bench ONLY=data` reruns one section, maybe on another machine: the header must not
+    claim the other sections' figures for it (it did: one machine line, the last run's)."""
+    sha = {"sha256_mb_per_s": 900.0, "baseline_sha256sum_mb_per_s": 450.0, "ratio": 2.0}
+    report = {"machine": {"cpu": "Xeon", "cores": 2, "memory_gib": 24}, "ran": {"sha256": "d1", "decode": "d0"},
+              "sections": {"sha256": {**sha, "machine": {"cpu": "Xeon", "cores": 2, "memory_gib": 24}},
+                           "decode": {"tokens_per_s": 1.0}}}
+    from tools.bench.report import measured_on
+
+    head = measured_on(report)
+    assert "sha256 d1 on Xeon, 2 cores, 24 GiB" in head
+    assert "decode d0 on a machine not recorded" in head and "decode d0 on Xeon" not in head
+    del report["sections"]["decode"], report["ran"]["decode"]
+    assert table(report).splitlines()[0] == measured_on(report)  # the table's header line
+
+
 def test_serve_quantiles_are_the_samples_median_and_95th_percentile():
     from tools.bench.serve import quantiles
 

@@ -143,11 +143,26 @@ def table(report: dict) -> str:
         add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})"
             + ("" if b.get("forced") else "; fidelity skipped, see above"), "-", "-")
         add("peak_rss_mb", per_stage(b["peak_rss_mb"]), "-", "-")
-    m = report.get("machine", {})
-    head = (f"Measured by `make bench` on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
-            f"{m.get('memory_gib', '?')} GiB (sections run {', '.join(sorted(report.get('ran', {})))}).")
+    head = measured_on(report)
     return "\n".join([head, "", "| figure | ours | baseline (same run) | ratio | target |",
                       "|---|---|---|---|---|", *rows])
+
+
+def measured_on(report: dict) -> str:
+    """Which machine ran which section: `make bench ONLY=...` reruns some sections on whatever
+    machine it is, so one machine line for the whole table would claim the others' figures
+    for it. A section records its own `machine`; one run before it did says so."""
+    def words(m: dict | None) -> str:
+        if not m:
+            return "a machine not recorded (this section ran before sections recorded theirs)"
+        return f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB"
+
+    groups: dict[str, list[str]] = {}
+    for name in sorted(report.get("sections", {})):
+        ran = report.get("ran", {}).get(name, "?")
+        groups.setdefault(words(report["sections"][name].get("machine")), []).append(f"{name} {ran}")
+    return "Measured by `make bench`, each section beside its baseline in the same run: " + "; ".join(
+        f"{', '.join(names)} on {where}" for where, names in groups.items()) + "."
 
 
 def update_readme(text: str) -> None:
@@ -181,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(REPORT.read_text()) if REPORT.is_file() else {}
     report.setdefault("sections", {})
     report.setdefault("ran", {})
-    report["machine"] = machine()
+    report["machine"] = machine()  # the last run's; the table names each section's own
     for name in args.only.split(","):
         if name not in SECTIONS:
             ap.error(f"unknown section {name!r}")
@@ -200,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if name not in ("build", "fidelity"):  # these two measure every task
             result["task"] = task
         result["bench_s"] = round(time.perf_counter() - t0, 1)
+        result["machine"] = machine()  # sections rerun alone, maybe elsewhere: each names its own
         report["sections"][name] = result
         report["ran"][name] = datetime.date.today().isoformat()
         print(canonical_json({name: result}), flush=True)
