@@ -110,6 +110,25 @@ def test_a_changed_report_changes_the_readme_section(tmp_path):
                                   "`python -m tools.readme_sections faults`"]
 
 
+def test_build_time_says_so_when_eval_answered_from_its_memo(tmp_path):
+    """A rebuild that changed no model answers eval from the machine's memo: its receipts give a
+    build time far under a clean clone's, and the section must say it is not a cold build (it
+    once showed 17 min beside a 45-min cold build, under issue 19's 30-min budget)."""
+    root = _copy(tmp_path)
+    receipts = {task: root / stages["eval"] for task, stages in rs.build_receipts(root).items() if task}
+
+    def plant(task: str, decoded: int, cache_hits: int) -> None:
+        rep = json.loads(receipts[task].read_text())
+        rep["counts"]["extra"].update(decoded=decoded, cache_hits=cache_hits)
+        receipts[task].write_text(json.dumps(rep))
+
+    for task in receipts:
+        plant(task, 944, 186)  # a cold eval: the memo only repeats the run's own answers
+    assert "Not a cold build" not in rs.render("buildtime", root)
+    plant("changelog-actions", 6, 1100)
+    assert "Not a cold build: eval of changelog-actions took more answers from its memo" in rs.render("buildtime", root)
+
+
 def test_missing_or_repeated_markers_are_named(tmp_path):
     text = "a\n<!-- x:start -->\nb\n<!-- x:end -->\n"
     assert rs.section(text, "x") == "b"
