@@ -113,9 +113,9 @@ def rules_label(task: Task, rec: EvidenceRecord, hint: str | None) -> dict:
 
 
 def labeler_rows(task: Task, rec: EvidenceRecord) -> list[tuple[str, metrics.Scored]]:
-    """The rule labeler measured on one record that carries a hand label: (bucket, scored) rows
-    for the labeler report (with_hint, without_hint, the gold subset; human_labels for a
-    training row's hand label). Computed beside the record's scoring, on the same worker, so
+    """The rule labeler measured against a record's hand label: (bucket, scored) rows for the
+    labeler report (with_hint, without_hint, the gold subset; human_labels for a training row's
+    hand label), [] for a record without one. Computed beside the record's scoring, on the same worker, so
     only these small rows travel back, never the record."""
     gold = next((c for c in rec.candidates if c.source is LabelSource.gold), None)
     if gold is None:
@@ -170,14 +170,14 @@ def score_lines(task: Task, path: Path, cfg: dict) -> Iterator[tuple]:
         except ValidationError:
             return None, None, None, None  # the caller re-reads the file for read_models' error
         rec = score_record(task, ev, cfg)
-        hand = labeler_rows(task, ev) if any(c.source in HAND_LABELED for c in ev.candidates) else []
+        measured = labeler_rows(task, ev)  # [] for a record without a hand label
         if rec.category is ScoreCategory.rejected:
             row = QuarantineRecord(
                 id=rec.id, stage="score", reason=QuarantineReason.score_rejected,
                 detail=",".join(rec.reasons), source_file=rec.provenance.source_file,
                 line=rec.provenance.line)
-            return rec.category, row.detail, canonical_json(row.model_dump(mode="json")), hand
-        return rec.category, rec.reasons, canonical_json(rec.model_dump(mode="json")), hand
+            return rec.category, row.detail, canonical_json(row.model_dump(mode="json")), measured
+        return rec.category, rec.reasons, canonical_json(rec.model_dump(mode="json")), measured
 
     for result in ordered_map(one, len(lines)):
         if result[0] is None:  # a line that is not an EvidenceRecord: the error names file and line
@@ -202,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_path(paths.scored) as scored_tmp, atomic_path(quarantine_path) as rejected_tmp, \
             open(scored_tmp, "w", encoding="utf-8") as scored, \
             open(rejected_tmp, "w", encoding="utf-8") as rejected:
-        for category, why, line, hand in tqdm(score_lines(task, paths.evidence, cfg), desc="score",
+        for category, why, line, rows in tqdm(score_lines(task, paths.evidence, cfg), desc="score",
                                                unit="record", disable=None):
             records_in += 1
-            measured += hand
+            measured += rows
             if category is ScoreCategory.rejected:
                 rejected.write(line + "\n")
                 n_rejected += 1

@@ -264,7 +264,8 @@ def render_stages(root: Path) -> str:
     from tools.verify_repro import stage_rank
 
     rep = _report(root, "reports/bench.json")
-    b, machine = rep["sections"]["build"], rep["machine"]
+    b = rep["sections"]["build"]
+    machine = b.get("machine") or rep["machine"]  # the section's own (bench.report.measured_on)
     order = sorted(b["full_build_s"], key=stage_rank(root))
     total = round(b["full_build_total_s"])
     same = b["bit_identical"]
@@ -487,9 +488,9 @@ def render_buildtime(root: Path) -> str:
         total += spent
         # an eval that answered from its memo took a fraction of a cold one: say what it decoded
         extra = receipts[task]["eval"]["counts"]["extra"]
-        if extra.get("decoded", 0) < extra.get("cache_hits", 0):
-            warm.append(task)
         decoded, forced = extra.get("decoded", 0), extra.get("fidelity_forced", 0)
+        if decoded < extra.get("cache_hits", 0):
+            warm.append(task)
         fid = extra["fidelity_ms"] / 1000
         share = (f"{fid / (d['eval'] - fid):.0%}; this eval decoded {decoded} answers, {forced} forced passes"
                  if decoded else f"no share: this eval decoded nothing (its memo answered), so its {forced} forced "
