@@ -166,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"sha256 {sha}; general.name {gguf_name}; gate verdict {judged.verdict}")
         text = modelfile(
             os.path.relpath(gguf, mf_path.parent), fmt, stops, task.system_prompt, {
-                # the context and token cap eval measured the model with (the task's own eval
-                # overrides: a commit diff needs 2048 tokens where a changelog entry needs 1024)
+                # the context, token cap and repeat penalty eval measured the model with (the
+                # task's own eval overrides: a commit diff needs 2048 tokens where a changelog
+                # entry needs 1024)
                 "temperature": 0, "num_predict": params.eval.max_tokens,
-                "repeat_penalty": cfg["repeat_penalty"], "num_ctx": params.eval.n_ctx},
+                "repeat_penalty": params.eval.repeat_penalty, "repeat_last_n": params.eval.repeat_last_n,
+                "num_ctx": params.eval.n_ctx},
             header, licence)
         # The Modelfile's TEMPLATE (Go-template semantics), the GGUF's embedded template (as
         # llama-cpp-python renders it) and the merged model's HF template must render every
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         provenance=provenances[shown], adapter=adapter, base=base,
         examples=card_examples(predictions, Path(params.task.gold), shown),
         backend=backend, fields=task.fields, notes=task.card_notes,
-        fidelity=fidelity, template_prompts=template_prompts, narrowed=task.narrow_schema is not None)
+        fidelity=fidelity, template_prompts=template_prompts, narrowed=task.narrow_schema is not None,
+        penalty=(params.eval.repeat_penalty, params.eval.repeat_last_n))
 
     for (mf_path, text), entry in zip(modelfiles, entries, strict=True):
         write_text(mf_path, text)

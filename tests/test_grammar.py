@@ -202,7 +202,10 @@ def test_eval_counts_the_closed_answers_and_the_memo_keeps_the_flag(models, tmp_
 
     rows = [{"text": t, "hint": None, "product": "demo", "label": TASK.rule_label(t, None, "demo", "1.0")[0]}
             for t in NASTY[:3]]
-    cfg = {"max_tokens": 32, "n_ctx": 1024, "n_threads": 1, "min_support": 1}
+    # no repeat penalty: the degenerate model loops as a model without one can (the penalty ends
+    # this loop; tests/test_repeat_penalty.py checks the penalty itself)
+    cfg = {"max_tokens": 32, "n_ctx": 1024, "n_threads": 1, "min_support": 1,
+           "repeat_penalty": 1.0, "repeat_last_n": 64}
     cache = PredictionCache(tmp_path / "memo")
     first = decode(models["backslashes"], TASK, rows, Settings.from_eval(cfg), cache=cache)
     again = decode(models["backslashes"], TASK, rows, Settings.from_eval(cfg), cache=cache)

@@ -444,6 +444,9 @@ def test_registry_marks_rejected(chain):
     mf = (chain / entry["modelfile"]).read_text()
     assert "FROM ../gguf/tuneforge-changelog-actions-Q8_0.gguf" in mf
     assert 'PARAMETER stop "<|im_end|>"' in mf and "{{ range .Messages }}" in mf
+    ev = yaml.safe_load((chain / "params.yaml").read_text())["eval"]  # what eval decoded with
+    assert f"PARAMETER repeat_penalty {ev['repeat_penalty']}\n" in mf and ev["repeat_penalty"] != 1.0
+    assert f"PARAMETER repeat_last_n {ev['repeat_last_n']}\n" in mf
     assert entry["sha256"] == sha256_file(chain / entry["gguf"])
     assert reg["verdict"] == {"path": "reports/changelog-actions/eval/verdict.json",
                               "sha256": sha256_file(chain / "reports/changelog-actions/eval/verdict.json")}

@@ -382,6 +382,13 @@ def test_model_card_states_the_licence_or_its_absence():
         promoted="ns/m:q8_0", verdict=verdict(), metrics={}, provenance=provenance(adapter()), adapter=adapter(),
         base=base(), examples=[], backend="registry-file", narrowed=True)
     assert "narrowed to each input (`python -m tuneforge.predict --task t --schema INPUT_FILE`" in narrowed
+    # the Modelfile's decoding, as eval decoded
+    assert "pins greedy decoding, no repeat penalty," in card(None)
+    penalised = modelcard.render(
+        task_name="t", description="D.", schema_path="schemas/t.json", entries=[registry_entry()],
+        promoted="ns/m:q8_0", verdict=verdict(), metrics={}, provenance=provenance(adapter()), adapter=adapter(),
+        base=base(), examples=[], backend="registry-file", penalty=(1.1, 64))
+    assert "eval's repeat penalty (1.1 over the context's last 64 tokens, prompt included" in penalised
 
 
 # ---------------------------------------------------------------- licences

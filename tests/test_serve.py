@@ -36,12 +36,12 @@ INPUTS = {"changelog-actions": "Fixed a crash when `--output` points to a direct
 
 def test_a_raw_input_is_rendered_with_the_task_view_and_system_prompt():
     task = get_task("commit-messages")
-    body = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task)
+    body = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task, 1.1)
     assert body["messages"][0] == {"role": "system", "content": task.system_prompt}
     assert body["messages"][1]["content"] == task.render_user(DIFF, None, None) != DIFF
     # the grammar eval decodes this input under: narrowed to it (`ignore` is its junk paths)
     assert body["grammar"] == task_gbnf(task, DIFF) != task_gbnf(task) and body["temperature"] == 0.0
-    assert body["repeat_penalty"] == 1.0  # as eval decodes; llama_cpp.server's default is 1.1
+    assert body["repeat_penalty"] == 1.1  # the task's eval.repeat_penalty, as eval decodes
 
 
 def test_a_raw_input_is_cleaned_as_predict_cleans_it_before_the_model_sees_it():
@@ -53,7 +53,7 @@ def test_a_raw_input_is_cleaned_as_predict_cleans_it_before_the_model_sees_it():
     for name, raw in (("changelog-actions", f"Fixed   a leak of {token} in logs."),
                       ("commit-messages", DIFF + f"+api_token = '{token}'\n")):
         task = get_task(name)
-        body = with_task_defaults({"messages": [{"role": "user", "content": raw}]}, task)
+        body = with_task_defaults({"messages": [{"role": "user", "content": raw}]}, task, 1.1)
         assert token not in json.dumps(body), name
         cleaned = (clean_document if task.input_kind == "document" else clean)(raw)
         assert body["messages"][1]["content"] == task.render_user(cleaned, None, None)
@@ -64,7 +64,7 @@ def test_a_request_with_a_system_message_or_a_format_is_left_as_written():
     task = get_task("changelog-actions")
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Entry: x"}]
     body = with_task_defaults({"messages": messages, "temperature": 0.7, "repeat_penalty": 1.3,
-                               "response_format": {"type": "json_object"}}, task)
+                               "response_format": {"type": "json_object"}}, task, 1.1)
     assert body["messages"] == messages and "grammar" not in body and body["temperature"] == 0.7
     assert body["repeat_penalty"] == 1.3
 
@@ -133,29 +133,31 @@ def test_every_served_answer_parses_as_its_tasks_json(server):
 
 @pytest.mark.model
 def test_a_served_answer_is_the_greedy_answer_eval_decodes(server, chain):
-    """No sampling settings in the request: the server decodes as eval does (temperature 0,
-    repeat_penalty 1.0), so the answer equals llama.cpp's greedy answer in this process for the
-    same messages, grammar and cap. (The tiny random model answers the same under the server's
-    own default repeat_penalty 1.1 too; the defaults test above catches that one.)"""
-    import llama_cpp
-
-    from tuneforge.llama_private import load_llama
+    """No sampling settings in the request: the server decodes as eval does (temperature 0, the
+    task's eval.repeat_penalty over its eval.repeat_last_n context tokens), so the answer equals
+    eval's own decoder's (open_gguf) in this process for the same messages, grammar and cap.
+    (Before the penalty was eval's, the server's default 1.0 matched eval's 1.0; the tiny random
+    model answers alike at 1.0 and 1.1, so the defaults test above pins the value itself.)"""
+    from tuneforge import config
+    from tuneforge.decode import chat_greedy, compile_gbnf
+    from tuneforge.llama_private import open_gguf
 
     base, _ = server
     task = get_task("changelog-actions")
-    gbnf = task_gbnf(task)
+    cfg = config.for_command(str(chain / "params.yaml"), task.name)[0].eval
+    assert cfg.repeat_penalty != 1.0  # so the server's default is the penalty, not none
     status, raw = post(f"{base}/v1/chat/completions",
                        {"model": task.name, "max_tokens": 48,
                         "messages": [{"role": "user", "content": INPUTS[task.name]}]})
     assert status == 200, raw[:500]
     served = json.loads(raw)["choices"][0]["message"]["content"]
     request = {"messages": [{"role": "user", "content": INPUTS[task.name]}]}
-    messages = with_task_defaults(request, task)["messages"]
-    llm = load_llama(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf",
-                     n_ctx=2048, n_threads=1, n_batch=512, seed=0, verbose=False)
+    messages = with_task_defaults(request, task, cfg.repeat_penalty)["messages"]
+    llm = open_gguf(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf",
+                    n_ctx=2048, n_threads=1, repeat_last_n=cfg.repeat_last_n)
     try:
-        local = llm.create_chat_completion(messages, temperature=0.0, repeat_penalty=1.0, max_tokens=48,
-                                           grammar=llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False))
+        local = chat_greedy(llm, messages, compile_gbnf(task_gbnf(task, INPUTS[task.name])), 48,
+                            repeat_penalty=cfg.repeat_penalty)
     finally:
         llm.close()
     assert served == local["choices"][0]["message"]["content"]

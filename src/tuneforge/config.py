@@ -242,16 +242,19 @@ class Eval(Section):
     max_tokens: Annotated[int, Field(ge=1)]
     n_ctx: Annotated[int, Field(ge=64)]
     n_threads: Threads
+    # llama.cpp's repeat penalty over the context's last repeat_last_n tokens (prompt included,
+    # as llama-server and Ollama count them); the Modelfile pins both, serve defaults to them
+    repeat_penalty: Annotated[float, Field(gt=0)]
+    repeat_last_n: Annotated[int, Field(ge=0)]
     min_support: Annotated[int, Field(ge=1)]
     gates: Gates
 
 
 class Register(Section):
-    # A Modelfile's num_ctx and num_predict are the task's eval.n_ctx and eval.max_tokens (the
-    # context and token cap its figures were measured with), not settings of their own.
+    # A Modelfile's num_ctx, num_predict, repeat_penalty and repeat_last_n are the task's eval
+    # settings (the context, token cap and penalty its figures were measured with), not its own.
     namespace: Annotated[str, Field(pattern=r"^([a-z0-9][a-z0-9._-]*)?$")]
     ollama: Literal["auto", "never"]
-    repeat_penalty: Annotated[float, Field(gt=0)]
 
 
 class Params(Section):

@@ -1,10 +1,12 @@
 """Decoding: the one way a task's entries become a model's answers, for eval, predict, bench
 and by-hand evaluation alike.
 
-A GGUF decodes with llama.cpp, greedily (temperature 0, top_k 1, no repeat penalty, seed 0)
-through the GGUF's own chat template, under the grammar compiled from the task's output schema
-(tuneforge.grammar), with params.yaml's eval.max_tokens / n_ctx / n_threads (Settings): the
-same file and entry give the same answer wherever they are decoded. An answer still open at
+A GGUF decodes with llama.cpp, greedily (temperature 0, top_k 1, seed 0) through the GGUF's own
+chat template, under the grammar compiled from the task's output schema (tuneforge.grammar),
+with params.yaml's eval.max_tokens / n_ctx / n_threads and its repeat penalty,
+eval.repeat_penalty over the context's last eval.repeat_last_n tokens as llama-server and
+Ollama apply it (Settings; tuneforge.llama_private.penalise; the registered Modelfile sets the
+same PARAMETERs): the same file and entry give the same answer wherever they are decoded. An answer still open at
 max_tokens is closed by the decoder, and its Answer says so. A task with an answer check
 (Task.answer_check: commit-messages names only identifiers its diff shows) has each token checked
 too: where the model's choice fails it, the decoder takes its next most likely token that the
@@ -15,6 +17,7 @@ transformers, no grammar). With a PredictionCache, only prompts not answered bef
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib
@@ -48,11 +51,20 @@ class Settings:
     max_tokens: int
     n_ctx: int
     n_threads: int  # resolved: eval.n_threads 0 means every core
+    # llama.cpp's repeat penalty and its window (the context's last tokens, prompt included);
+    # 1.0: none. Not defaulted from params: a test that builds Settings gets no penalty.
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
 
     @classmethod
     def from_eval(cls, cfg: dict) -> Settings:
         return cls(max_tokens=cfg["max_tokens"], n_ctx=cfg["n_ctx"],
-                   n_threads=cfg["n_threads"] or os.cpu_count() or 1)
+                   n_threads=cfg["n_threads"] or os.cpu_count() or 1,
+                   repeat_penalty=cfg["repeat_penalty"], repeat_last_n=cfg["repeat_last_n"])
+
+    def without_penalty(self) -> Settings:
+        """These settings decoding as transformers' greedy generate does: no repeat penalty."""
+        return dataclasses.replace(self, repeat_penalty=1.0)
 
 
 class Answer(NamedTuple):
@@ -161,7 +173,8 @@ def gguf_key(path: Path, settings: Settings, sha256: str | None = None) -> dict[
     code, the settings (`sha256`: the file's, when the caller verified it)."""
     return {"behaviour": _behaviour(str(path), sha256 or sha256_file(path)), "decoder": toolchain(["llama_cpp_python"]),
             "code": code_sha256(sys.modules[__name__], grammar, llama_private),
-            "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads}
+            "max_tokens": settings.max_tokens, "n_ctx": settings.n_ctx, "n_threads": settings.n_threads,
+            "repeat_penalty": settings.repeat_penalty, "repeat_last_n": settings.repeat_last_n}
 
 
 def decode_free(path: Path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
@@ -170,7 +183,9 @@ def decode_free(path: Path, task: Task, rows: list[dict], settings: Settings, ca
     the same prompts, through the memo (keyed apart from the grammar-constrained answers). Eval's
     conversion check: exact-text parity with the merged model means something only when both
     decode alike, since under its grammar a GGUF answers what the grammar allows (commit-messages
-    narrows `ignore` to each diff's paths, every answer is closed at the cap)."""
+    narrows `ignore` to each diff's paths, every answer is closed at the cap), and without a
+    repeat penalty, as transformers' greedy generate decodes."""
+    settings = settings.without_penalty()
     model = {**gguf_key(path, settings, sha256), "grammar": None}
     return cache.answers(model, prompts(task, rows), lambda ps: gguf_answers(
         path, ps, None, settings=settings, desc=f"{path.stem} (as the HF model decodes)"))
@@ -201,9 +216,10 @@ def code_sha256(*modules: ModuleType) -> str:
 # ---------------------------------------------------------------- llama.cpp
 
 def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: bool = False,
-                check=None) -> dict:
-    """One greedy chat completion (the GGUF's own chat template); temperature 0, no repeat
-    penalty: the same file and prompt give the same text. With `close` (and a grammar) an
+                check=None, repeat_penalty: float = 1.0) -> dict:
+    """One greedy chat completion (the GGUF's own chat template); temperature 0, `repeat_penalty`
+    over the window the model was opened with (llama_private.penalise; 1.0: none): the same
+    file and prompt give the same text. With `close` (and a grammar) an
     answer still open after `max_tokens` tokens is closed within CLOSE_RESERVE more, the
     shortest way the grammar allows, so it always parses; an answer that ends within
     `max_tokens` is the same either way. `check` (decode.task_check; with a grammar only): the
@@ -213,7 +229,7 @@ def chat_greedy(llm, messages: list[dict], grammar, max_tokens: int, *, close: b
     if llm.close_after is not None:
         max_tokens += CLOSE_RESERVE
     try:
-        return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=1.0,
+        return llm.create_chat_completion(messages, temperature=0.0, top_k=1, repeat_penalty=repeat_penalty,
                                           max_tokens=max_tokens, grammar=grammar, seed=0)
     finally:
         llm.close_after = llm.answer_check = None
@@ -234,7 +250,8 @@ class Decoder:
     @property
     def llm(self):
         if self._llm is None:
-            self._llm = open_gguf(self.path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads)
+            self._llm = open_gguf(self.path, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads,
+                                  repeat_last_n=self.settings.repeat_last_n)
         return self._llm
 
     def grammar(self, gbnf: str | None):
@@ -249,7 +266,8 @@ class Decoder:
         `check` (its answer check, decode.task_check; only with a grammar)."""
         if check is not None and gbnf is None:
             raise ValueError("an answer check needs a grammar: the free decode is the model's own")
-        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True, check=check)
+        self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True, check=check,
+                                repeat_penalty=self.settings.repeat_penalty)
         if check is not None and self.llm.cornered:
             log.warning("%s: the answer check found no token the grammar allows after %r; the rest of the "
                         "answer is the grammar's alone", Path(self.path).name, self.llm._answer_bytes[-60:])

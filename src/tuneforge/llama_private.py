@@ -3,6 +3,9 @@ against llama-cpp-python 0.3.36 (WRITTEN_AGAINST) and refused by any other versi
 
 - PlainBuffersLlama catches the `self.model_params = ...` assignment in Llama.__init__ to
   load the weights into plain CPU buffers (there is no keyword for it).
+- Both apply a completion's repeat penalty themselves (wrapping Llama._init_sampler and
+  Llama.sample, reading `_input_ids`, `_sampler`, `last_n_tokens_size`), over the context's
+  last tokens, prompt included, as llama-server and Ollama do (penalise, below).
 - GrammarFirstLlama replaces Llama._init_sampler and Llama.sample, and reads the private
   `_model`, `_ctx`, `_n_vocab` and LlamaGrammar's `_grammar` / `_root`, to check the grammar
   on the argmax alone, to close an answer still open at the token cap, and to steer an answer
@@ -43,11 +46,13 @@ def check_version() -> None:
                            "against the new version and update WRITTEN_AGAINST")
 
 
-def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int, verbose: bool = False):
-    """A llama.cpp model that decodes greedily with the grammar checked first on the argmax."""
+def open_gguf(path: str | Path, *, n_ctx: int, n_threads: int, repeat_last_n: int = 64,
+              verbose: bool = False):
+    """A llama.cpp model that decodes greedily with the grammar checked first on the argmax;
+    a completion's repeat penalty looks back `repeat_last_n` tokens of its context."""
     check_version()  # before anything private is touched
     return _grammar_first_class()(str(path), n_ctx=n_ctx, n_threads=n_threads or None, seed=0,
-                                  verbose=verbose)
+                                  last_n_tokens_size=repeat_last_n, verbose=verbose)
 
 
 def load_llama(path: str | Path, **kwargs: Any):
@@ -116,6 +121,49 @@ def logits_from(llm, ids: list[int], first: int, *, keep: int = 0):
     return out
 
 
+# ---------------------------------------------------------------- repeat penalty over the context
+#
+# llama.cpp's penalties sampler (llama_sampler_init_penalties: repeat, frequency, presence)
+# penalises each token that occurs in its window, the last `penalty_last_n` tokens accepted
+# into it. llama-server and Ollama's llama runner accept every prompt token into it before
+# generating (vendor/llama.cpp/tools/server/server-context.cpp: common_sampler_accept for each
+# prompt token; Ollama's runner/llamarunner NewSequence: sc.Accept(input.token, false)), so
+# their window is the last n tokens of the context, prompt included. llama-cpp-python builds a
+# fresh chain per completion and accepts only the tokens it samples: its window holds the
+# answer alone, and the same repeat_penalty in a request gives other answers than Ollama's.
+# So every model opened here penalises itself, as llama-server does, and hands its chain no
+# penalty: one rule (penalise below) for eval's decoder, predict and tuneforge.serve alike,
+# checked against llama.cpp's own sampler by tests/test_llama_runtime.py.
+
+def penalise(logits, window, repeat: float, freq: float = 0.0, present: float = 0.0) -> None:
+    """llama.cpp's penalties sampler on `logits` (float32, one per vocabulary entry) in place:
+    each distinct token of `window` that occurs c times has its logit divided by `repeat` when
+    positive, else multiplied, then c * freq + present subtracted; float32 arithmetic, as there."""
+    import numpy as np
+
+    if (repeat, freq, present) == (1.0, 0.0, 0.0) or len(window) == 0:
+        return
+    tokens, counts = np.unique(np.asarray(window, dtype=np.int64), return_counts=True)
+    vals = logits[tokens]
+    vals = np.where(vals <= 0, vals * np.float32(repeat), vals / np.float32(repeat))
+    vals -= counts.astype(np.float32) * np.float32(freq) + np.float32(present)
+    logits[tokens] = vals
+
+
+def _penalise_context(llm, idx: int | None):
+    """The logits llm.sample(idx=...) reads, penalised in place by the completion's penalties
+    over the last llm.last_n_tokens_size tokens of its context (prompt and answer so far)."""
+    import numpy as np
+    from llama_cpp import llama_cpp as C
+
+    ridx = idx - llm.n_tokens if idx is not None else -1
+    logits = np.ctypeslib.as_array(C.llama_get_logits_ith(llm._ctx.ctx, ridx), shape=(llm._n_vocab,))
+    last_n = llm.last_n_tokens_size
+    if last_n > 0:
+        penalise(logits, llm._input_ids[max(0, llm.n_tokens - last_n): llm.n_tokens], *llm.penalties)
+    return logits
+
+
 def without_extra_bufts(params):
     """`params` (a llama_model_params) with use_extra_bufts off."""
     # a setattr on a ctypes Structure without that field would add a Python attribute and
@@ -147,6 +195,22 @@ def _plain_llama_class():
         @model_params.setter
         def model_params(self, params) -> None:  # Llama.__init__'s assignment, before the load
             self.__dict__["model_params"] = without_extra_bufts(params)
+
+        # the current completion's (repeat, frequency, presence) penalties; they are applied
+        # here over the context (see penalise above), and the chain gets none
+        penalties = (1.0, 0.0, 0.0)
+
+        def _init_sampler(self, *, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
+                          presence_penalty: float = 0.0, **kwargs: Any):
+            self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
+            return super()._init_sampler(**kwargs)
+
+        def sample(self, *, idx: int | None = None, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
+                   presence_penalty: float = 0.0, **kwargs: Any) -> int:
+            if self._sampler is None:  # a call outside generate: Llama.sample builds a one-off chain
+                self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
+            _penalise_context(self, idx)
+            return super().sample(idx=idx, **kwargs)
 
         def __init__(self, model_path: str, *args: Any, **kwargs: Any):
             super().__init__(model_path, *args, **kwargs)
@@ -202,10 +266,10 @@ def _grammar_first_class():
                           frequency_penalty: float = 0.0, presence_penalty: float = 0.0,
                           logits_processor=None, **_: Any):
             # Called once per completion by Llama.generate: a fresh grammar state each time.
-            if temp != 0.0 or logits_processor or (repeat_penalty, frequency_penalty,
-                                                   presence_penalty) != (1.0, 0.0, 0.0):
+            if temp != 0.0 or logits_processor:
                 raise ValueError("GrammarFirstLlama decodes greedily only (temperature 0, no "
-                                 "penalties, no logits processors)")
+                                 "logits processors)")
+            self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
             self._free_grammar()
             self.rejected_argmax, self._sampled, self.closed_at_cap = 0, 0, False
             self.steered, self._answer_bytes, self.cornered = 0, b"", False
@@ -215,9 +279,8 @@ def _grammar_first_class():
             return self  # Llama.sample only needs a non-None sampler; ours is self.sample
 
         def sample(self, *, idx: int | None = None, **_: Any) -> int:
-            ridx = idx - self.n_tokens if idx is not None else -1
-            logits = np.ctypeslib.as_array(C.llama_get_logits_ith(self._ctx.ctx, ridx),
-                                           shape=(self._n_vocab,))
+            # penalised first, as llama.cpp's chain penalises before its grammar and greedy pick
+            logits = _penalise_context(self, idx)
             token = int(np.argmax(logits))
             if self._grammar_sampler is not None:
                 # close at the token budget, or where what is left of the context could only

@@ -81,14 +81,16 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
            adapter: AdapterSidecar, base: PypiGgufBase | GgufFileBase | HfDirBase | TinyBase,
            examples: list[dict], backend: str, fields: tuple[str, str] = ("kind", "severity"),
            notes: tuple[str, ...] = (), fidelity: FidelityReport | None = None,
-           template_prompts: int = 0, narrowed: bool = False) -> str:
+           template_prompts: int = 0, narrowed: bool = False,
+           penalty: tuple[float, int] = (1.0, 64)) -> str:
     """The card as Markdown. `entries` are register's registry entries (one per GGUF);
     `provenance` is the shown GGUF's (convert wrote it), `adapter` and `base` the sidecars
     of the adapter it was converted from and of its base; `examples` are holdout rows with
     the promoted (or reference) model's answer; `fields` the task's graded fields, `notes` its
     own limits (tuneforge.tasks.Task.card_notes); `fidelity` eval's fidelity report and
     `template_prompts` how many conversations register's template round trip rendered;
-    `narrowed`: eval decoded each input under the schema narrowed to it (Task.narrow_schema)."""
+    `narrowed`: eval decoded each input under the schema narrowed to it (Task.narrow_schema);
+    `penalty`: eval's (repeat_penalty, repeat_last_n), which the Modelfiles pin."""
     c, s = fields
     lines: list[str] = []
     chosen = next((e for e in entries if e.name == promoted), None)
@@ -219,7 +221,11 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
         lines += [f"With Ollama ({state}):", "", "```sh",
                   f"ollama create {chosen.name} -f {chosen.modelfile}",
                   f"ollama run {chosen.name}", "```", "",
-                  "The Modelfile pins greedy decoding, the GGUF's own chat template and the "
+                  "The Modelfile pins greedy decoding, "
+                  + ("no repeat penalty" if penalty[0] == 1.0 else
+                     f"eval's repeat penalty ({penalty[0]} over the context's last {penalty[1]} tokens, "
+                     "prompt included, as Ollama's llama runner and llama-server count them)")
+                  + ", the GGUF's own chat template and the "
                   "system prompt the model was trained with. eval decoded under a grammar "
                   f"built from the output schema (`{schema_path}`)"
                   + ("" if not narrowed else

@@ -34,7 +34,8 @@ as backfill does (a document keeps its lines), so the model sees what it was tra
 secret reaches the prompt or the output.
 Decoding is eval's own (tuneforge.decode): greedy, the GGUF's own chat template, the task's prompt, a grammar
 compiled from the task's output schema narrowed to the entry (Task.narrow_schema: a commit's `ignore`
-is the diff's junk paths by the contract's list), eval.max_tokens / n_ctx / n_threads from params.yaml.
+is the diff's junk paths by the contract's list), eval.max_tokens / n_ctx / n_threads / repeat_penalty /
+repeat_last_n from params.yaml.
 """
 from __future__ import annotations
 

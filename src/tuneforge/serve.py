@@ -20,8 +20,11 @@ measured (the Ollama Modelfile pins the same things):
   (tuneforge.grammar, bounded strings), so it parses as the task's JSON; for a raw input, the
   grammar narrowed to it as eval decodes (decode.task_gbnf: a commit's `ignore` is exactly the
   diff's junk paths);
-- no `temperature`: 0 (greedy, as eval decodes); no `repeat_penalty`: 1.0, none, as eval decodes
-  and the Modelfile pins (llama_cpp.server's own default is 1.1, which changes answers).
+- no `temperature`: 0 (greedy, as eval decodes); no `repeat_penalty`: the task's
+  eval.repeat_penalty, as eval decodes and the Modelfile pins (llama_cpp.server's own default is
+  1.1 whatever eval measured). Its window is the last eval.repeat_last_n tokens of the context,
+  prompt included, as eval, llama-server and Ollama count them (tuneforge.llama_private.penalise;
+  llama_cpp.server's own sampler would count the answer's tokens only).
 What it cannot add: a task's answer check (Task.answer_check, commit-messages: no identifier the
 diff does not show) runs inside tuneforge's own decoder (decode, predict, eval), not in
 llama_cpp.server's sampler, so a served answer may name what the diff does not show, as often
@@ -77,8 +80,9 @@ def served_models(params_path: str, tasks: list[str] | None, overrides: list[str
     return out
 
 
-def with_task_defaults(body: dict[str, Any], task: Task) -> dict[str, Any]:
-    """The request as the model should see it (the module docstring's three defaults)."""
+def with_task_defaults(body: dict[str, Any], task: Task, repeat_penalty: float) -> dict[str, Any]:
+    """The request as the model should see it (the module docstring's defaults; `repeat_penalty`:
+    the task's eval.repeat_penalty)."""
     body = dict(body)
     messages = list(body.get("messages") or [])
     text = None  # the raw input, when the request gives one: its grammar is narrowed to it
@@ -93,7 +97,7 @@ def with_task_defaults(body: dict[str, Any], task: Task) -> dict[str, Any]:
     if body.get("response_format") is None and body.get("grammar") is None:
         body["grammar"] = task_gbnf(task, text)
     body.setdefault("temperature", 0.0)
-    body.setdefault("repeat_penalty", 1.0)
+    body.setdefault("repeat_penalty", repeat_penalty)
     return body
 
 
@@ -103,8 +107,8 @@ class TaskDefaults:
     llama_cpp.server's streaming path calls Llama.create_chat_completion on the class, so the
     request itself is the one place both paths share)."""
 
-    def __init__(self, app, tasks: dict[str, Task]):
-        self.app, self.tasks = app, tasks
+    def __init__(self, app, tasks: dict[str, Task], penalties: dict[str, float]):
+        self.app, self.tasks, self.penalties = app, tasks, penalties
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
@@ -122,7 +126,7 @@ class TaskDefaults:
         if name not in self.tasks:
             return await self.reply(send, 404, f"model {body.get('model')!r} is not served here; "
                                                f"served: {', '.join(self.tasks)}")
-        data = json.dumps(with_task_defaults({**body, "model": name}, self.tasks[name])).encode()
+        data = json.dumps(with_task_defaults({**body, "model": name}, self.tasks[name], self.penalties[name])).encode()
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(data)).encode()))
         sent = False
@@ -148,12 +152,13 @@ class TaskDefaults:
 def build_app(models: dict[str, Path], params_path: str, n_threads: int = 0, n_ctx: int = 0,
               api_key: str | None = None):
     """llama_cpp.server's app over `models`, loading each GGUF as every model here is loaded;
-    each with its task's eval.n_ctx (the context eval measured it in) unless `n_ctx` is given."""
+    each with its task's eval.n_ctx (the context eval measured it in) unless `n_ctx` is given,
+    and its task's repeat penalty window (eval.repeat_last_n)."""
     import llama_cpp.server.app as server_app
     from llama_cpp.server.model import LlamaProxy
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-    contexts = {t: n_ctx or config.for_command(params_path, t)[0].eval.n_ctx for t in models}
+    evals = {t: config.for_command(params_path, t)[0].eval for t in models}
 
     class TaskProxy(LlamaProxy):
         # llama_cpp.server loads with llama_cpp.Llama, which on an AMX CPU segfaults on the first
@@ -162,14 +167,16 @@ def build_app(models: dict[str, Path], params_path: str, n_threads: int = 0, n_c
         @staticmethod
         def load_llama_from_model_settings(settings: ModelSettings):
             return load_llama(settings.model, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
-                              n_batch=min(512, settings.n_ctx), seed=0, verbose=False)
+                              n_batch=min(512, settings.n_ctx), last_n_tokens_size=settings.last_n_tokens_size,
+                              seed=0, verbose=False)
 
     threads = {"n_threads": n_threads} if n_threads else {}  # else llama_cpp.server's default
-    settings = [ModelSettings(model=str(path), model_alias=task, n_ctx=contexts[task], **threads)
+    settings = [ModelSettings(model=str(path), model_alias=task, n_ctx=n_ctx or evals[task].n_ctx,
+                              last_n_tokens_size=evals[task].repeat_last_n, **threads)
                 for task, path in models.items()]
     server_app.LlamaProxy = TaskProxy  # create_app builds its proxy from this module global
     app = server_app.create_app(server_settings=ServerSettings(api_key=api_key), model_settings=settings)
-    return TaskDefaults(app, {t: get_task(t) for t in models})
+    return TaskDefaults(app, {t: get_task(t) for t in models}, {t: evals[t].repeat_penalty for t in models})
 
 
 def main(argv: list[str] | None = None) -> int:

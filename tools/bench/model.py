@@ -60,11 +60,12 @@ def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
                               decoder.last["usage"]["completion_tokens"])), decoder.close
 
     def stock():
-        llm = load_llama(gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads, seed=0, verbose=False)
+        llm = load_llama(gguf, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                         last_n_tokens_size=settings.repeat_last_n, seed=0, verbose=False)
         compiled = {g: compile_gbnf(g) for g in gbnfs}  # before the clock, as ours compiles each once
 
         def answer(p: list[dict], g: str) -> tuple[str, int]:
-            res = decode.chat_greedy(llm, p, compiled[g], settings.max_tokens)
+            res = decode.chat_greedy(llm, p, compiled[g], settings.max_tokens, repeat_penalty=settings.repeat_penalty)
             return res["choices"][0]["message"]["content"], res["usage"]["completion_tokens"]
         return answer, llm.close
 

@@ -78,7 +78,8 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
     gold = load_gold(ROOT / params.tasks[task_name].gold, task)
     rows = eval_order(gold, n)
     raw = [r["text"] for r in rows]
-    bodies = [with_task_defaults({"messages": [{"role": "user", "content": t}]}, task) for t in raw]
+    bodies = [with_task_defaults({"messages": [{"role": "user", "content": t}]}, task, settings.repeat_penalty)
+              for t in raw]
 
     # baseline: predict's way, in this process, one after another
     latencies, tokens = [], 0
