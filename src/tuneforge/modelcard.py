@@ -224,7 +224,8 @@ def render(*, task_name: str, description: str, schema_path: str, entries: list[
                   "The Modelfile pins greedy decoding, "
                   + ("no repeat penalty" if penalty[0] == 1.0 else
                      f"eval's repeat penalty ({penalty[0]} over the context's last {penalty[1]} tokens, "
-                     "prompt included, as Ollama's llama runner and llama-server count them)")
+                     "prompt included, as Ollama's llama runner and llama-server count them; an Ollama "
+                     "that runs the model on its Go engine ignores the penalty, ollama/ollama#15783)")
                   + ", the GGUF's own chat template and the "
                   "system prompt the model was trained with. eval decoded under a grammar "
                   f"built from the output schema (`{schema_path}`)"
