@@ -18,7 +18,7 @@ from llama_cpp import llama_cpp as C  # noqa: E402
 from tuneforge.decode import Settings, chat_greedy, gguf_key  # noqa: E402
 from tuneforge.llama_private import load_llama, logits_from, open_gguf, penalise  # noqa: E402
 
-TOKEN = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
+ENTRY_DTYPE = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)], align=True)
 
 
 class LlamaCppPenalties:
@@ -35,7 +35,7 @@ class LlamaCppPenalties:
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         data = (C.llama_token_data * self.n_vocab)()
-        view = np.frombuffer(data, dtype=TOKEN)
+        view = np.frombuffer(data, dtype=ENTRY_DTYPE)
         view["id"], view["logit"], view["p"] = np.arange(self.n_vocab), logits, 0.0
         arr = C.llama_token_data_array(data, self.n_vocab, -1, False)
         C.llama_sampler_apply(self.smpl, ctypes.byref(arr))
