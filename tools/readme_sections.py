@@ -695,7 +695,8 @@ def _num(v: float | None) -> str:
 # the step budget against the release budget (Makefile RELEASE_PROFILE): the same recipe and
 # data, one epoch over the whole export instead of 480 steps; read at each tag, so nothing is copied
 BUDGET_RELEASES = (("v21", "default: 480 steps"), ("v22", "release: one epoch"),
-                   ("v23", "default: 480 steps, repeat penalty 1.1"))
+                   ("v23", "default: 480 steps, repeat penalty 1.1"),
+                   ("v24", "default: 480 steps, repeat penalty 1.02"))
 
 
 def render_releases(root: Path) -> str:
