@@ -377,3 +377,15 @@ def test_a_path_two_lock_entries_claim_is_refused(tmp_path):
         "fidelity@t": {"outs": [{"path": "reports/t/fidelity.json", "md5": "stale"}]}}}))
     with pytest.raises(ValueError, match="reports/t/fidelity.json is an output of both eval@t and fidelity@t"):
         compare_locks(a, a, ["t"])
+
+
+def test_a_failed_fidelity_reproduction_names_the_figures_that_differ(tmp_path):
+    """bench fidelity's refusal says which leaves of the two reports differ (built -> cold)."""
+    from tools.bench.fidelity import differences
+
+    built, cold = tmp_path / "built.json", tmp_path / "cold.json"
+    built.write_text(json.dumps({"models": {"Q8_0": {"kl_mean": 0.00227, "top1": 0.9773}}, "rows": [1, 2]}))
+    cold.write_text(json.dumps({"models": {"Q8_0": {"kl_mean": 0.00228, "top1": 0.9773}}, "rows": [1, 3]}))
+    assert differences(built, cold) == "models.Q8_0.kl_mean 0.00227 -> 0.00228, rows[1] 2 -> 3"
+    assert differences(built, built) == "same values"
+    assert differences(built, cold, limit=1).endswith("(+1 more)")

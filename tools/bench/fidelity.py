@@ -31,6 +31,24 @@ from tuneforge.config import Params
 COPIED = ("params.yaml", "dvc.yaml", "data", "models/base")
 
 
+def differences(built: Path, cold: Path, limit: int = 8) -> str:
+    """The first `limit` leaves (dotted paths) where two JSON reports differ, built -> cold: what a
+    failed reproduction names, so it can be chased without rerunning it."""
+    def leaves(obj, at=""):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from leaves(v, f"{at}.{k}" if at else str(k))
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                yield from leaves(v, f"{at}[{i}]")
+        else:
+            yield at, obj
+
+    a, b = (dict(leaves(json.loads(p.read_text()))) for p in (built, cold))
+    diff = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    return (", ".join(diff[:limit]) + (f" (+{len(diff) - limit} more)" if len(diff) > limit else "")) or "same values"
+
+
 def bench_fidelity(params: Params, root: Path = ROOT, tasks: list[str] | None = None) -> dict:
     """Each task's (default: every task params lists) cold eval with its fidelity checks, built in `root`."""
     out = {}
@@ -55,9 +73,12 @@ def bench_fidelity(params: Params, root: Path = ROOT, tasks: list[str] | None = 
             # f16 model's subset)
             same = {p.name: (work / p).read_bytes() == (root / p).read_bytes() for p in (paths.metrics, paths.fidelity)}
             if not all(same.values()) or not cold.get("decoded") or not cold.get("fidelity_forced"):
+                differ = [f"{p}: {differences(root / p, work / p)}" for p in (paths.metrics, paths.fidelity)
+                          if not same[p.name]]
                 raise RuntimeError(f"bench fidelity: {task}: the copied eval did not decode and force cold and "
                                    f"reproduce {paths.metrics} and {paths.fidelity} (decoded {cold.get('decoded')}, "
-                                   f"forced {cold.get('fidelity_forced')}, same bytes {same})")
+                                   f"forced {cold.get('fidelity_forced')}, same bytes {same}); built vs cold: "
+                                   + "; ".join(differ))
             stage_s, fidelity_s = receipt["duration_s"], cold["fidelity_ms"] / 1000
             out[task] = {"eval": {"wall_s": round(wall, 1), "stage_s": stage_s},
                          "fidelity": {"s": round(fidelity_s, 3),
