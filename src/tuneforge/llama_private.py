@@ -133,7 +133,7 @@ def logits_from(llm, ids: list[int], first: int, *, keep: int = 0):
 # answer alone, and the same repeat_penalty in a request gives other answers than Ollama's.
 # So every model opened here penalises itself, as llama-server does, and hands its chain no
 # penalty: one rule (penalise below) for eval's decoder, predict and tuneforge.serve alike,
-# checked against llama.cpp's own sampler by tests/test_llama_runtime.py.
+# checked against llama.cpp's own sampler by tests/test_repeat_penalty.py.
 
 def penalise(logits, window, repeat: float, freq: float = 0.0, present: float = 0.0) -> None:
     """llama.cpp's penalties sampler on `logits` (float32, one per vocabulary entry) in place:
@@ -200,15 +200,21 @@ def _plain_llama_class():
         # here over the context (see penalise above), and the chain gets none
         penalties = (1.0, 0.0, 0.0)
 
+        def _take_penalties(self, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
+                            presence_penalty: float = 0.0) -> None:
+            """Keep a completion's penalties for _penalise_context: the one place both classes
+            set them (GrammarFirstLlama's _init_sampler cannot call this one's)."""
+            self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
+
         def _init_sampler(self, *, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
                           presence_penalty: float = 0.0, **kwargs: Any):
-            self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
+            self._take_penalties(repeat_penalty, frequency_penalty, presence_penalty)
             return super()._init_sampler(**kwargs)
 
         def sample(self, *, idx: int | None = None, repeat_penalty: float = 1.0, frequency_penalty: float = 0.0,
                    presence_penalty: float = 0.0, **kwargs: Any) -> int:
             if self._sampler is None:  # a call outside generate: Llama.sample builds a one-off chain
-                self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
+                self._take_penalties(repeat_penalty, frequency_penalty, presence_penalty)
             _penalise_context(self, idx)
             return super().sample(idx=idx, **kwargs)
 
@@ -269,7 +275,7 @@ def _grammar_first_class():
             if temp != 0.0 or logits_processor:
                 raise ValueError("GrammarFirstLlama decodes greedily only (temperature 0, no "
                                  "logits processors)")
-            self.penalties = (repeat_penalty, frequency_penalty, presence_penalty)
+            self._take_penalties(repeat_penalty, frequency_penalty, presence_penalty)
             self._free_grammar()
             self.rejected_argmax, self._sampled, self.closed_at_cap = 0, 0, False
             self.steered, self._answer_bytes, self.cornered = 0, b"", False
