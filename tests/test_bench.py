@@ -389,3 +389,40 @@ def test_a_failed_fidelity_reproduction_names_the_figures_that_differ(tmp_path):
     assert differences(built, cold) == "models.Q8_0.kl_mean 0.00227 -> 0.00228, rows[1] 2 -> 3"
     assert differences(built, built) == "same values"
     assert differences(built, cold, limit=1).endswith("(+1 more)")
+
+
+def test_table_says_whether_each_row_meets_its_target_from_the_figures_it_prints():
+    """The last column is decided from the row's own numbers, never typed: the README once called
+    decoding met at 6.2x, from an old run, beside a table row of 2.45x."""
+    from tools.bench.report import MET, NOT_MET, REPORTED, build_budget_met
+
+    def row(text: str, key: str) -> str:
+        return next(line for line in text.splitlines() if line.startswith(f"| `{key}` |"))
+
+    def decode(ratio: float) -> dict:
+        return {"decode": {"decode_tokens_per_s": 70.0, "q8_0_free": {"tokens_per_s": 71.0},
+                           "baseline_transformers": {"tokens_per_s": 28.0}, "ratio": ratio}}
+
+    assert row(table({"sections": decode(2.45)}), "decode_tokens_per_s").endswith(f"| {NOT_MET} |")
+    assert row(table({"sections": decode(5.0)}), "decode_tokens_per_s").endswith(f"| {MET} |")
+    sha = {"sha256_mb_per_s": 900.0, "baseline_sha256sum_mb_per_s": 1000.0}
+    assert row(table({"sections": {"sha256": {**sha, "ratio": 0.9}}}), "sha256_mb_per_s").endswith(f"| {MET} |")
+    assert row(table({"sections": {"sha256": {**sha, "ratio": 0.7}}}), "sha256_mb_per_s").endswith(
+        f"| {NOT_MET} |")
+
+    def size(per_s: int, ratio: float) -> dict:
+        return {"entries_per_s": per_s, "s": 1.0, "ratio": ratio, "baseline_json": {"entries_per_s": 1, "s": 1.0}}
+
+    # the data target is at 1M entries: a smaller size is shown, not judged
+    lines = [line for line in table({"sections": {"data": {"sizes": {
+        "10000": size(500_000, 30.0), "1000000": size(120_000, 21.0)}}}}).splitlines() if "`entries_per_s`" in line]
+    assert lines[0].endswith(f"| {REPORTED} |") and lines[1].endswith(f"| {MET} |")
+    line = next(line for line in table({"sections": {"data": {"sizes": {"1000000": size(120_000, 19.0)}}}})
+                .splitlines() if "`entries_per_s`" in line)
+    assert line.endswith(f"| {NOT_MET} |")  # fast enough, but not 20x its baseline
+
+    # the build budget: each task with the shared base stage <= 15 min, all <= 30 min
+    stages = {"base": 60.0, "train@a": 700.0, "eval@a": 100.0, "train@b": 500.0}
+    assert build_budget_met(stages)
+    assert not build_budget_met({**stages, "eval@a": 200.0})  # task a: 960 s with base
+    assert not build_budget_met({**stages, "eval@c": 780.0, "train@c": 50.0})  # each <= 15 min, all 36.5

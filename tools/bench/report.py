@@ -26,19 +26,41 @@ TARGETS = {
     "incremental_ratio": "≤ 10% of the full build",
     "fidelity_share_of_eval": "≤ 10% of eval",
     "sha256_mb_per_s": "≥ 0.8× `sha256sum`",
-    "full_build_s": "≤ 15 min on 2 cores",
+    "full_build_s": "≤ 15 min a task (the shared base stage in each), ≤ 30 min in all, on 2 cores",
     "peak_rss_mb": "reported",
     "served_requests_per_s": "reported, beside predict in-process",
     "retrieval_ms_per_query": "reported, at the full RAG export",
 }
 
 
+# The table's last column: whether a row's figures meet its TARGETS entry, decided here from the
+# same numbers the row prints, so no prose has to say it (prose goes stale: the README once called
+# decoding met at 6.2x, written by hand from an old run, after the bench had measured 2.45x)
+MET, NOT_MET, REPORTED = "met", "**not met**", "-"
+
+
+def verdict(ok: bool | None) -> str:
+    """None: a row its target does not judge (a figure only reported, a size the target is not at)."""
+    return REPORTED if ok is None else MET if ok else NOT_MET
+
+
+def build_budget_met(stage_s: dict[str, float]) -> bool:
+    """full_build_s's target: each task's stages (`<stage>@<task>`) with the shared ones (base),
+    at most 15 min, and all of them at most 30."""
+    shared = sum(v for k, v in stage_s.items() if "@" not in k)
+    tasks: dict[str, float] = {}
+    for k, v in stage_s.items():
+        if "@" in k:
+            tasks[k.split("@", 1)[1]] = tasks.get(k.split("@", 1)[1], 0.0) + v
+    return sum(stage_s.values()) <= 30 * 60 and all(shared + t <= 15 * 60 for t in tasks.values())
+
+
 def table(report: dict) -> str:
     s = report.get("sections", {})
     rows = []
 
-    def add(key: str, value: str, baseline: str, ratio: str) -> None:
-        rows.append(f"| `{key}` | {value} | {baseline} | {ratio} | {TARGETS[key]} |")
+    def add(key: str, value: str, baseline: str, ratio: str, ok: bool | None = None) -> None:
+        rows.append(f"| `{key}` | {value} | {baseline} | {ratio} | {TARGETS[key]} | {verdict(ok)} |")
 
     if d := s.get("data"):
         for n, r in sorted(d["sizes"].items(), key=lambda item: int(item[0])):
@@ -47,7 +69,9 @@ def table(report: dict) -> str:
                 f"; floor with this labeler: four stage start-ups {sum(floor['stage_startup_s'].values()):.2f} s"
                 f" + labeling {floor['label_s']} s / {floor['cores']} cores = {floor['floor_s']} s, "
                 f"at most {floor['max_ratio']}×" if floor else ""),
-                f"{r['baseline_json']['entries_per_s']:,} ({r['baseline_json']['s']} s)", f"{r['ratio']}×")
+                f"{r['baseline_json']['entries_per_s']:,} ({r['baseline_json']['s']} s)", f"{r['ratio']}×",
+                # the target is at 1M entries; the other sizes show how the figure grows
+                r["entries_per_s"] >= 100_000 and r["ratio"] >= 20 if int(n) == 1_000_000 else None)
         if big := d.get("scale"):
             add("entries_per_s", f"{big['entries_per_s']:,} at {big['entries']:,} entries ({big['s']} s, a "
                 f"{big['snapshot_mb']:,.0f} MB snapshot; stages only)", "not run at this size", "-")
@@ -64,7 +88,7 @@ def table(report: dict) -> str:
         add("noop_repro_s", f"{b['noop_repro_s']} s" + (
             f" (DVC alone, a {floor['stages']}-stage `cp` chain: {floor['noop_repro_s']} s against "
             f"{floor['dvc_status_s']} s, {floor['noop_ratio']}×)" if floor else ""),
-            f"`dvc status` {b['baseline_dvc_status_s']} s", f"{b['noop_ratio']}×")
+            f"`dvc status` {b['baseline_dvc_status_s']} s", f"{b['noop_ratio']}×", b["noop_ratio"] <= 1.2)
     if t := s.get("train"):
         bf16 = t.get("plain_padded_bf16")
         peak = t.get("gemm_peak")
@@ -77,35 +101,38 @@ def table(report: dict) -> str:
             f"{t['baseline_padded']['real_share']:.0%} real; padded to {t.get('max_tokens', 512)}: "
             f"{t['baseline_max_length']['tokens_per_s']} tok/s"
             + (f"; plain Trainer with bf16 autocast: {bf16['tokens_per_s']} tok/s" if bf16 else ""),
-            f"{t['ratio']}× ({t['ratio_max_length']}× vs fixed length)")
+            f"{t['ratio']}× ({t['ratio_max_length']}× vs fixed length)",
+            t["ratio"] >= 2 and t["real_token_share"] >= 0.9)
     if t and (v13 := t.get("v13_settings")):
         ours = t["ours"]
         add("train_examples_per_s", f"{ours['examples_per_s']} examples/s ({ours['attention']} attention, "
             + (f"top {ours['lora_layers']} blocks adapted" if ours["lora_layers"] else "every block adapted")
             + "); a step's time: " + ", ".join(f"{g} {v:.0%}" for g, v in t["step_shares"].items()),
             f"v13's settings ({v13['attention']}, every block): {v13['examples_per_s']} examples/s",
-            f"{t['examples_ratio']}×")
+            f"{t['examples_ratio']}×", t["examples_ratio"] >= 2)
     if d := s.get("decode"):
         stock = d.get("q8_0_grammar_stock", {}).get("tokens_per_s", "?")
         add("decode_tokens_per_s", f"{d['decode_tokens_per_s']} tok/s (Q8_0, grammar checked on the "
             f"argmax first; stock sampler chain {stock}, free {d['q8_0_free']['tokens_per_s']}; "
             f"same texts: {'yes' if d.get('grammar_first_same_texts') else 'NO'})",
-            f"{d['baseline_transformers']['tokens_per_s']} tok/s", f"{d['ratio']}×")
+            f"{d['baseline_transformers']['tokens_per_s']} tok/s", f"{d['ratio']}×", d["ratio"] >= 5)
     if b:
         add("incremental_ratio", f"{b['incremental']['s']} s ({b['incremental']['param']})",
-            f"full build {b['full_build_total_s']} s", f"{b['incremental_ratio']:.1%}")
+            f"full build {b['full_build_total_s']} s", f"{b['incremental_ratio']:.1%}",
+            b["incremental_ratio"] <= 0.10)
     if f := s.get("fidelity"):
         for task, r in f["tasks"].items():
             fid = r["fidelity"]
             if "kl_s" in fid:  # a run from before eval held the checks: the fidelity stage beside a cold eval
                 add("fidelity_share_of_eval", f"{task}: fidelity stage {fid['wall_s']} s (tokenizer round trip "
                     f"{fid['round_trip_s']} s, teacher-forced KL {fid['kl_s']} s)",
-                    f"cold eval {r['eval']['wall_s']} s ({r['decoded']} answers decoded)", f"{r['share']:.1%}")
+                    f"cold eval {r['eval']['wall_s']} s ({r['decoded']} answers decoded)", f"{r['share']:.1%}",
+                    r["share"] <= 0.10)
                 continue
             add("fidelity_share_of_eval", f"{task}: fidelity checks {fid['s']:.1f} s inside a cold eval of "
                 f"{r['eval']['stage_s']:.1f} s (tokenizer round trip {fid['round_trip_s']} s; {fid['forced_rows']} "
                 f"forced passes)", f"the rest of that eval: {r['eval']['stage_s'] - fid['s']:.1f} s "
-                f"({r['decoded']} answers decoded)", f"{r['share']:.1%}")
+                f"({r['decoded']} answers decoded)", f"{r['share']:.1%}", r["share"] <= 0.10)
     elif b and b.get("fidelity_share_of_eval") and not b.get("forced"):
         add("fidelity_share_of_eval", "not measured: that clean build skipped fidelity (its outputs are "
             "committed and its deps came out bit-identical, so DVC saw nothing to do; stages are forced since)",
@@ -114,10 +141,11 @@ def table(report: dict) -> str:
         for task, share in b["fidelity_share_of_eval"].items():
             if isinstance(share, dict):  # the checks inside eval (its receipt's fidelity_ms)
                 add("fidelity_share_of_eval", f"{task}: fidelity checks {share['fidelity_s']} s inside eval",
-                    f"the rest of eval: {share['eval_s'] - share['fidelity_s']:.1f} s", f"{share['share']:.1%}")
+                    f"the rest of eval: {share['eval_s'] - share['fidelity_s']:.1f} s", f"{share['share']:.1%}",
+                    share["share"] <= 0.10)
             else:  # a build from before eval held the checks: the fidelity stage's time
                 add("fidelity_share_of_eval", f"{task}: fidelity {b['full_build_s'][f'fidelity@{task}']} s",
-                    f"eval {b['full_build_s'][f'eval@{task}']} s", f"{share:.1%}")
+                    f"eval {b['full_build_s'][f'eval@{task}']} s", f"{share:.1%}", share <= 0.10)
     if v := s.get("serve"):
         served = {c: v[f"served_{c}_clients"] for c in (1, 4) if f"served_{c}_clients" in v}
         ours = "; ".join(f"{c} client{'s' if c > 1 else ''}: {r['requests_per_s']}/s, p50 {r['p50_ms']:.0f} ms, "
@@ -132,7 +160,7 @@ def table(report: dict) -> str:
             "-", "-")
     if h := s.get("sha256"):
         add("sha256_mb_per_s", f"{h['sha256_mb_per_s']} MB/s", f"{h['baseline_sha256sum_mb_per_s']} MB/s",
-            f"{h['ratio']}×")
+            f"{h['ratio']}×", h["ratio"] >= 0.8)
     if b:
         # bench.json is written with sorted keys: list the stages in dvc.yaml's order
         rank = stage_rank(ROOT)
@@ -141,11 +169,12 @@ def table(report: dict) -> str:
             return ", ".join(f"{k} {values[k]}" for k in sorted(values, key=rank))
 
         add("full_build_s", f"{b['full_build_total_s'] / 60:.1f} min ({per_stage(b['full_build_s'])})"
-            + ("" if b.get("forced") else "; fidelity skipped, see above"), "-", "-")
+            + ("" if b.get("forced") else "; fidelity skipped, see above"), "-", "-",
+            build_budget_met(b["full_build_s"]))
         add("peak_rss_mb", per_stage(b["peak_rss_mb"]), "-", "-")
     head = measured_on(report)
-    return "\n".join([head, "", "| figure | ours | baseline (same run) | ratio | target |",
-                      "|---|---|---|---|---|", *rows])
+    return "\n".join([head, "", "| figure | ours | baseline (same run) | ratio | target | met |",
+                      "|---|---|---|---|---|---|", *rows])
 
 
 def measured_on(report: dict) -> str:
