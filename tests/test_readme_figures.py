@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -127,6 +128,30 @@ def test_build_time_says_so_when_eval_answered_from_its_memo(tmp_path):
     assert "Not a cold build" not in rs.render("buildtime", root)
     plant("changelog-actions", 6, 1100)
     assert "Not a cold build: eval of changelog-actions took more answers from its memo" in rs.render("buildtime", root)
+
+
+def test_build_time_says_whether_the_budget_is_met_and_where_the_models_trained(tmp_path):
+    """Issue 19's budget (15 min a task with the shared stages, 30 in all) judged from the same
+    receipts the table sums, and the matrix instruction set each task trained on (the same build
+    takes other times there)."""
+    root = _copy(tmp_path)
+    stages = rs.build_receipts(root)
+
+    def plant(path: Path, **fields) -> None:
+        rep = json.loads(path.read_text())
+        rep.update(fields)
+        path.write_text(json.dumps(rep))
+
+    for rel in [rel for d in stages.values() for rel in d.values()]:
+        plant(root / rel, duration_s=10.0)  # every stage 10 s: well within
+    assert "30 min in all, on 2 cores): met." in rs.render("buildtime", root)
+    plant(root / stages["commit-messages"]["eval"], duration_s=900.0)  # that task alone over 15 min
+    assert "30 min in all, on 2 cores): not met." in rs.render("buildtime", root)
+    train = root / stages["changelog-actions"]["train"]
+    rep = json.loads(train.read_text())
+    rep["params"]["resolved"].update(precision="fp32", matmul_isa="avx2")
+    train.write_text(json.dumps(rep))
+    assert "Trained: changelog-actions in fp32 on avx2; commit-messages in " in rs.render("buildtime", root)
 
 
 def test_missing_or_repeated_markers_are_named(tmp_path):

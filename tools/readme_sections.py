@@ -504,6 +504,16 @@ def render_buildtime(root: Path) -> str:
         rows += ["", f"Not a cold build: eval of {' and '.join(warm)} took more answers from its memo than it "
                  "decoded (the models were unchanged), so these times are under a clean clone's; the bench "
                  "section's `full_build_s` is one."]
+    from tools.bench.report import build_budget_met  # the bench's own test of the same target
+
+    stage_s = {**shared, **{f"{s}@{task}": v for task, d in seconds.items() for s, v in d.items()}}
+    # where the models were trained: the same build takes other times (and gives other bits) on
+    # another matrix instruction set (train's receipt: what train.precision resolved to)
+    trained = "; ".join(f"{task} in {r['train']['params']['resolved']['precision']} on "
+                        f"{r['train']['params']['resolved']['matmul_isa']}"
+                        for task, r in receipts.items() if task and r["train"]["params"].get("resolved"))
+    rows += ["", f"Budget (15 min a task with the shared stages, 30 min in all, on 2 cores): "
+             f"{'met' if build_budget_met(stage_s) else 'not met'}." + (f" Trained: {trained}." if trained else "")]
     return "\n".join(rows)
 
 
