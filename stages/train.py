@@ -8,7 +8,9 @@ Out: models/<task>/adapter   adapter_model.safetensors, adapter_config.json, tun
      reports/<task>/receipts/train.json
 
 Loss falls on the assistant turn only (trl prompt/completion data), and only those
-positions go through the LM head (tuneforge.trainer). Batches are drawn length-grouped
+positions go through the LM head (tuneforge.trainer); of that turn, not on the value of a
+label key its source could not know (the task's unknown_fields: commit-messages' scope where
+the author named no component). Batches are drawn length-grouped
 and padded to their longest (~94% real tokens). The same seed, data and hardware give
 the same adapter SHA-256.
 Precision: train.precision, bf16 (bf16 base weights + autocast, fp32 adapter) or fp32 as
@@ -46,10 +48,24 @@ from tuneforge.llm import (
 from tuneforge.names import SIDECAR
 from tuneforge.names.shapes import AdapterSidecar, BaseRef, BaseSidecar, Dataset, ExamplesRead, FileHash, read_sidecar
 from tuneforge.receipts import Receipt
+from tuneforge.tasks import Task, get_task
 
 log = logging.getLogger("train")
 
 TOOLS = ["torch", "transformers", "peft", "trl", "accelerate", "datasets"]
+UNKNOWN = "unknown_fields"  # an example's keys whose value its label's source could not know
+
+
+def example(task: Task, row: dict) -> dict:
+    """The SFT row as trl's prompt/completion example, with the label keys its source could not
+    know (Task.unknown_fields) under UNKNOWN where there are any: train takes their value tokens
+    out of the loss (tuneforge.trainer.unlearn)."""
+    ex = sft_example(row)
+    if task.unknown_fields is not None:
+        unknown = task.unknown_fields(json.loads(ex["completion"][-1]["content"]), row.get("label_source", "rules"))
+        if unknown:
+            ex[UNKNOWN] = list(unknown)
+    return ex
 
 
 def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
@@ -166,7 +182,7 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from tuneforge.trainer import CompletionLossTrainer, compile_blocks
+    from tuneforge.trainer import CompletionLossTrainer, compile_blocks, unlearn
 
     cuda = torch.cuda.is_available()
     if cfg["num_threads"] and not cuda:
@@ -187,9 +203,13 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
         trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, str(run_dir or scratch), cuda, precision,
                                                                      save_every=every),
-                                        train_dataset=Dataset.from_list(train_ex),
+                                        train_dataset=Dataset.from_list([{k: v for k, v in ex.items() if k != UNKNOWN}
+                                                                         for ex in train_ex]),
                                         eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
+        unknown = [tuple(ex.get(UNKNOWN, ())) for ex in train_ex]
+        if any(unknown):
+            trainer.train_dataset = unlearn(trainer.train_dataset, tok, unknown)
         if cfg["qlora"] and cuda:
             # trl casts a 4-bit model's adapter to bf16 (the QLoRA paper's setting; seen on an H200,
             # tests/test_gpu.py). Kept in fp32 here, as on every other path: bf16 holds 8 significant
@@ -260,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     # train.prefer_human_labels: within each kind, hand-labeled rows are read first
     ordered, planned = budget_order(rows, cfg, state.num_processes)
     per_step = cfg["batch_size"] * cfg["grad_accum"] * state.num_processes
-    train_all = [sft_example(r) for r in ordered]
+    task = get_task(params.task_name)
+    train_all = [example(task, r) for r in ordered]
     train_ex, too_long, examined, lengths = [], 0, 0, []
     while examined < len(train_all) and (not planned or len(train_ex) < planned):
         chunk = train_all[examined: examined + planned - len(train_ex)] if planned else train_all
@@ -271,10 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     valid_ex, _ = split_by_length(valid_all, token_lengths(tok, valid_all), cfg["max_tokens"])
     kinds_read = dict(sorted(Counter(r["kind"] for r in ordered[:examined]).items()))
     sources_read = dict(sorted(Counter(r.get("label_source", "rules") for r in ordered[:examined]).items()))
+    unknown_read = dict(sorted(Counter(k for ex in train_ex for k in ex.get(UNKNOWN, ())).items()))
     log.info("%d of %d train examples read (%d over %d tokens dropped), mean %.0f tokens; "
-             "%d steps x %d = %d examples planned; kinds read %s; label sources read %s", examined,
+             "%d steps x %d = %d examples planned; kinds read %s; label sources read %s; "
+             "values not learned (Task.unknown_fields) %s", examined,
              len(train_all), too_long, cfg["max_tokens"], sum(lengths) / len(lengths), cfg["max_steps"],
-             per_step, planned, kinds_read, sources_read)
+             per_step, planned, kinds_read, sources_read, unknown_read)
 
     summary = train(base_dir, train_ex, valid_ex, cfg, adapter_dir, paths.train_checkpoints)
     if not state.is_main_process:
@@ -314,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                           "resumed_from_step": summary["resumed_from_step"],
                           "export_rows": len(train_all), "not_read": len(train_all) - examined,
                           **{f"kind_{k}": v for k, v in kinds_read.items()},
-                          **{f"source_{k}": v for k, v in sources_read.items()}})
+                          **{f"source_{k}": v for k, v in sources_read.items()},
+                          **{f"unknown_{k}": v for k, v in unknown_read.items()}})
     log.info("adapter %s (sha256 %s), train loss %.4f, valid loss %s", adapter_dir,
              adapter_sha[:16], summary["train_loss"], summary["valid_loss"])
     return 0

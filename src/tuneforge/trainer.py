@@ -107,3 +107,36 @@ def compile_blocks(model: torch.nn.Module) -> int:
     for block in blocks:
         block.compile(dynamic=True)
     return len(blocks)
+
+
+def unlearn(dataset, tok, fields: list[tuple[str, ...]]):
+    """`dataset` (the trainer's tokenised one: input_ids, labels, and the conversational
+    completion) with the value tokens of each row's `fields[i]` keys taken out of the loss
+    (labels -100): what the label's source could not know (Task.unknown_fields). A key's value is
+    found as the canonical label renders it, ` "key": value`, once among the completion's
+    labelled tokens; a row where it is not (another rendering, a tokenisation that merges the
+    value with what follows) fails loudly rather than teaching the value after all."""
+    import json
+
+    if len(fields) != len(dataset):
+        raise ValueError(f"{len(fields)} unknown-field lists for {len(dataset)} training rows")
+
+    def mask(row: dict, i: int) -> dict:
+        if not fields[i]:
+            return row
+        label = json.loads(row["completion"][-1]["content"])
+        ids, labels = row["input_ids"], list(row["labels"])
+        for key in fields[i]:
+            head = tok.encode(f' "{key}":', add_special_tokens=False)
+            whole = tok.encode(f' "{key}": {json.dumps(label[key], ensure_ascii=False)}', add_special_tokens=False)
+            if whole[: len(head)] != head:
+                raise ValueError(f"training row {i}: the tokenizer splits `{key}`'s value into its key")
+            at = [s for s in range(len(ids) - len(whole) + 1)
+                  if ids[s: s + len(whole)] == whole and all(t != IGNORE for t in labels[s: s + len(whole)])]
+            if len(at) != 1:
+                raise ValueError(f"training row {i}: `{key}`'s value {label[key]!r} found {len(at)} times among "
+                                 "the completion's tokens, not once: cannot take it out of the loss")
+            labels[at[0] + len(head): at[0] + len(whole)] = [IGNORE] * (len(whole) - len(head))
+        return {**row, "labels": labels}
+
+    return dataset.map(mask, with_indices=True, desc="Taking unknown label fields out of the loss")

@@ -105,6 +105,12 @@ class Task:
     # for what that format leaves out (commit-messages: the `ignore` paths a git message cannot
     # hold); None: nothing to say
     advice: Callable[[dict], str | None] | None = None
+    # train: (a training label, its label source) -> the label's keys whose value that source
+    # cannot know, so training learns nothing from them (tuneforge.trainer.unlearn takes their
+    # value tokens out of the loss). commit-messages: an author's message without a
+    # `component: ` prefix says nothing of the scope, so its null is not the contract's
+    # "none fits". None: every key of every label is learned
+    unknown_fields: Callable[[dict, str], tuple[str, ...]] | None = None
 
     def output_schema(self, text: str | None = None) -> dict:
         """The JSON schema an answer to `text` is decoded under (None: the task's whole schema)."""

@@ -51,11 +51,13 @@ TASK = register(Task(
     narrow_schema=schema.for_diff,  # `ignore` is the diff's junk paths, the contract's list
     answer_check=Lazy(f"{__name__}.style", "copy_check"),  # no name the diff does not show
     advice=schema.junk_note,  # --format git: the junk paths to unstage, on stderr
+    unknown_fields=Lazy(f"{__name__}.labeler", "unknown_fields"),  # an author who names no component
     card_notes=(
         "Subjects, bodies and scopes in training come from the changes' authors (Debian patch "
         "headers), normalised by one function; type and breaking come from a rule labeler over the "
         "message and the paths (the gold holdout is hand-labeled): the model learns the labeler's "
-        "habits for those two.",
+        "habits for those two. An author names a scope only as a `component: ` prefix; where none "
+        "did, the scope's value is left out of the training loss rather than taught as null.",
         "It sees a bounded view of the diff (paths with +/- counts, then whole hunks to a budget), never "
         "the author's message, and left to itself it sometimes names what the diff does not show, mostly "
         "a near copy of a name it does (`curl_bump_headersize` for `Curl_bump_headersize`). tuneforge's "
