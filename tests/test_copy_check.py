@@ -39,6 +39,13 @@ HEAD = '{"type": "fix", "scope": null, "subject": "'
     (HEAD + 'Raise the size", "body": "See \\', True),          # an escape still being written
     (HEAD + 'Fix made_up", "body": null', False),                # a closed value naming an unshown name
     (HEAD + 'Fix lib/http.c", "body": "Now 8 (was 4) in Curl_bump_headersize().", ', True),
+    # the scope: a name the diff's paths or text show, case aside, checked as it is written
+    ('{"type": "fix", "scope": "', True),
+    ('{"type": "fix", "scope": "htt', True),                      # on its way to lib/http.c
+    ('{"type": "fix", "scope": "http", "subject": "', True),
+    ('{"type": "fix", "scope": "curl_bump', True),                # Curl_bump_headersize, lowered
+    ('{"type": "fix", "scope": "httpd', False),                   # no longer in the diff
+    ('{"type": "fix", "scope": "ssl", "subject": "Raise', False),  # a closed scope the diff never shows
 ])
 def test_prefixes(prefix, ok):
     assert copy_check(DIFF)(prefix) is ok
@@ -52,6 +59,15 @@ def test_a_whole_answer_passes_exactly_when_it_names_nothing_the_diff_does_not_s
         text = json.dumps(label)
         assert copy_check(DIFF)(text) is not not_in_diff(f"{label['subject']}\n{label['body']}", DIFF)
     assert TASK.answer_check is not None and TASK.answer_check(DIFF)(json.dumps(bad)) is False
+
+
+def test_a_whole_answer_passes_the_scope_check_exactly_when_style_finds_its_scope_in_the_diff():
+    from tuneforge.tasks.commit_messages.style import style_problems
+
+    for scope in ("http", "lib", "curl_bump_headersize", "ssl", "headers"):
+        label = {"type": "fix", "scope": scope, "subject": "Raise the header size", "body": None,
+                 "breaking": False, "ignore": []}
+        assert copy_check(DIFF)(json.dumps(label)) is ("style_scope_not_in_diff" not in style_problems(label, DIFF))
 
 
 def test_the_changelog_task_has_no_check():

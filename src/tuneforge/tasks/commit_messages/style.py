@@ -112,6 +112,7 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
 
 # A message's prose values, open or closed, in the answer's raw JSON text as it is decoded
 _PROSE_RE = re.compile(r'"(subject|body)"\s*:\s*"((?:[^"\\]|\\.)*)')
+_SCOPE_RE = re.compile(r'"scope"\s*:\s*"((?:[^"\\]|\\.)*)')
 # The word being written: everything since the last space, without what opens or closes around
 # a name (a bracket, a quote, a backtick) or ends a clause.
 _TAIL_RE = re.compile(r"\S*$")
@@ -151,12 +152,20 @@ def copy_check(text: str):
     """Task.answer_check: for diff `text`, a test of an answer's raw JSON as it is decoded,
     token by token: False once its subject or body names an identifier the diff does not show
     (not_in_diff, the definition eval's invented-identifier figure counts), or is writing a name
-    that is no longer part of one the diff shows (_name_being_written). The diff's names are
+    that is no longer part of one the diff shows (_name_being_written), or once its scope, as
+    far as it is written, is no longer part of the diff's text (case aside, as STYLE's
+    style_scope_not_in_diff reads it: the contract's scope is "only a name the diff's paths or
+    text show. Never invented"). The diff's names are
     substrings of it, so a name still in the diff can become a shown one; one that has left
     it never can. The decoder turns the model to its next most likely token the grammar allows
     that passes (tuneforge.llama_private), so its answers name only what the diff shows,
     copied with the diff's spelling and case."""
+    lowered = text.lower()
+
     def ok(answer: str) -> bool:
+        for m in _SCOPE_RE.finditer(answer):
+            if _json_prefix(m.group(1)).lower() not in lowered:
+                return False
         for m in _PROSE_RE.finditer(answer):
             value = _json_prefix(m.group(2))
             if not_in_diff(value, text):
