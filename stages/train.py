@@ -37,7 +37,6 @@ from tuneforge.llm import (
     MODEL_PACKAGES,
     atomic_dir,
     budget_order,
-    load_sft,
     lora_config,
     sft_config,
     sft_example,
@@ -66,6 +65,11 @@ def example(task: Task, row: dict) -> dict:
         if unknown:
             ex[UNKNOWN] = list(unknown)
     return ex
+
+
+def learnable(examples: list[dict]) -> list[dict]:
+    """The examples as trl reads them: prompt and completion, without the UNKNOWN mark."""
+    return [{k: v for k, v in ex.items() if k != UNKNOWN} for ex in examples]
 
 
 def split_by_length(examples: list[dict], lengths: list[int], max_tokens: int
@@ -203,13 +207,15 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     with tempfile.TemporaryDirectory(prefix="tuneforge-train-") as scratch:
         trainer = CompletionLossTrainer(model=model, args=sft_config(cfg, str(run_dir or scratch), cuda, precision,
                                                                      save_every=every),
-                                        train_dataset=Dataset.from_list([{k: v for k, v in ex.items() if k != UNKNOWN}
-                                                                         for ex in train_ex]),
-                                        eval_dataset=Dataset.from_list(valid_ex) if valid_ex else None,
+                                        train_dataset=Dataset.from_list(learnable(train_ex)),
+                                        eval_dataset=Dataset.from_list(learnable(valid_ex)) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
         unknown = [tuple(ex.get(UNKNOWN, ())) for ex in train_ex]
         if any(unknown):
             trainer.train_dataset = unlearn(trainer.train_dataset, tok, unknown)
+        unknown = [tuple(ex.get(UNKNOWN, ())) for ex in valid_ex]
+        if any(unknown):
+            trainer.eval_dataset = unlearn(trainer.eval_dataset, tok, unknown)
         if cfg["qlora"] and cuda:
             # trl casts a 4-bit model's adapter to bf16 (the QLoRA paper's setting; seen on an H200,
             # tests/test_gpu.py). Kept in fp32 here, as on every other path: bf16 holds 8 significant
@@ -270,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
 
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     rows = list(read_jsonl(train_path))
-    valid_all = load_sft(valid_path)[: cfg["valid_examples"]]
+    task = get_task(params.task_name)
+    # scored as trained: a value the label's source could not know is not in the valid loss either
+    valid_all = [example(task, r) for r in read_jsonl(valid_path)][: cfg["valid_examples"]]
     if not rows:
         raise ValueError(f"{train_path} holds no examples: nothing to train on")
     # A step budget (max_steps) reads only the examples it will train on: the export's
@@ -280,7 +288,6 @@ def main(argv: list[str] | None = None) -> int:
     # train.prefer_human_labels: within each kind, hand-labeled rows are read first
     ordered, planned = budget_order(rows, cfg, state.num_processes)
     per_step = cfg["batch_size"] * cfg["grad_accum"] * state.num_processes
-    task = get_task(params.task_name)
     train_all = [example(task, r) for r in ordered]
     train_ex, too_long, examined, lengths = [], 0, 0, []
     while examined < len(train_all) and (not planned or len(train_ex) < planned):

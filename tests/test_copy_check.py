@@ -51,6 +51,17 @@ def test_prefixes(prefix, ok):
     assert copy_check(DIFF)(prefix) is ok
 
 
+@pytest.mark.parametrize("prefix, ok", [
+    ('{"type": "docs", "scope": "postgresql-doc', True),
+    ('{"type": "docs", "scope": "postgresql-doc-', False),    # the diff goes on with `*`: a dead end
+    ('{"type": "docs", "scope": "postgresql-', True),         # postgresql-15 follows
+    ('{"type": "docs", "scope": "postgresql-1', True),
+])
+def test_a_scope_is_never_written_into_a_dash_the_diff_does_not_continue(prefix, ok):
+    diff = "--- a/debian/control\n+++ b/debian/control\n-Package: postgresql-doc-*\n+Depends: postgresql-15\n"
+    assert copy_check(diff)(prefix) is ok
+
+
 def test_a_whole_answer_passes_exactly_when_it_names_nothing_the_diff_does_not_show():
     good = {"type": "fix", "scope": None, "subject": "Raise the header size in Curl_bump_headersize()",
             "body": "It was 4.", "breaking": False, "ignore": []}

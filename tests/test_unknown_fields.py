@@ -66,7 +66,7 @@ def tokenised_by_train(tiny_base, monkeypatch, rows: list[dict], *, learn_all: b
     from tuneforge.trainer import CompletionLossTrainer
 
     def capture(self, *args, **kwargs):
-        raise Captured(self.train_dataset)
+        raise Captured(self.train_dataset, self.eval_dataset)
 
     monkeypatch.setattr(CompletionLossTrainer, "train", capture)
     cfg = {**yaml.safe_load((ROOT / "params.yaml").read_text())["train"], "compile": False, "max_steps": 1,
@@ -76,8 +76,8 @@ def tokenised_by_train(tiny_base, monkeypatch, rows: list[dict], *, learn_all: b
         examples = [train.example(task, r) for r in rows]
         if learn_all:
             examples = [{k: v for k, v in ex.items() if k != train.UNKNOWN} for ex in examples]
-        train.train(tiny_base, examples, [], cfg, tiny_base.parent / "adapter")
-    return got.value.args[0]
+        train.train(tiny_base, examples, examples, cfg, tiny_base.parent / "adapter")  # valid: the same rows
+    return got.value.args
 
 
 @pytest.mark.model
@@ -88,9 +88,10 @@ def test_train_takes_the_unknown_scope_value_and_nothing_else_out_of_the_loss(ti
 
     tok = AutoTokenizer.from_pretrained(str(tiny_base))
     rows = [commit_row(None), commit_row("udev"), commit_row(None, "human")]
-    ds = tokenised_by_train(tiny_base, monkeypatch, rows)
-    plain = tokenised_by_train(tiny_base, monkeypatch, rows, learn_all=True)
-    for i, row in enumerate(ds):
+    trained, valid = tokenised_by_train(tiny_base, monkeypatch, rows)
+    plain, _ = tokenised_by_train(tiny_base, monkeypatch, rows, learn_all=True)
+    assert [r["labels"] for r in valid] == [r["labels"] for r in trained]  # the valid loss is scored as trained
+    for i, row in enumerate(trained):
         assert row["input_ids"] == plain[i]["input_ids"]
         changed = [k for k, (a, b) in enumerate(zip(row["labels"], plain[i]["labels"], strict=True)) if a != b]
         if i == 0:  # one token: the null after "scope":, in the answer (the prompt quotes the same text)

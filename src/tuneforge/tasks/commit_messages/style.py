@@ -113,6 +113,10 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
 # A message's prose values, open or closed, in the answer's raw JSON text as it is decoded
 _PROSE_RE = re.compile(r'"(subject|body)"\s*:\s*"((?:[^"\\]|\\.)*)')
 _SCOPE_RE = re.compile(r'"scope"\s*:\s*"((?:[^"\\]|\\.)*)')
+# A scope's `-` must be followed by a name character (schema.SCOPE_PATTERN): one written up to a
+# `-` the diff follows with none (`postgresql-doc-*`) could only be finished into a name it
+# does not show, so the check refuses the `-` itself rather than be left with no way on.
+_SCOPE_NEXT = "[a-z0-9_.]"
 # The word being written: everything since the last space, without what opens or closes around
 # a name (a bracket, a quote, a backtick) or ends a clause.
 _TAIL_RE = re.compile(r"\S*$")
@@ -164,7 +168,9 @@ def copy_check(text: str):
 
     def ok(answer: str) -> bool:
         for m in _SCOPE_RE.finditer(answer):
-            if _json_prefix(m.group(1)).lower() not in lowered:
+            scope = _json_prefix(m.group(1)).lower()
+            if scope not in lowered or (scope.endswith("-") and
+                                        not re.search(re.escape(scope) + _SCOPE_NEXT, lowered)):
                 return False
         for m in _PROSE_RE.finditer(answer):
             value = _json_prefix(m.group(2))
