@@ -287,3 +287,11 @@ def test_the_commits_whole_gold_table_has_a_row_per_by_hand_run(tmp_path):
     with pytest.raises(ValueError,
                        match=r"no reports/commit-messages/by-hand/\*-whole-holdout\.json .*tuneforge\.evaluate"):
         rs.render("byhand-commits", root)
+
+
+@pytest.mark.skipif(not _has_release_history(), reason="a shallow clone: earlier releases' reports are not here")
+def test_a_release_that_promoted_nothing_still_says_what_it_trained_on():
+    from tools.readme_sections import render_releases
+
+    row = next(r for r in render_releases(ROOT).splitlines() if r.startswith("| v25 |"))
+    assert "| none |" in row and "| 1,920 (1,719) | 480 |" in row  # v25's changelog build promoted nothing

@@ -706,7 +706,8 @@ def _num(v: float | None) -> str:
 # data, one epoch over the whole export instead of 480 steps; read at each tag, so nothing is copied
 BUDGET_RELEASES = (("v21", "default: 480 steps"), ("v22", "release: one epoch"),
                    ("v23", "default: 480 steps, repeat penalty 1.1"),
-                   ("v24", "default: 480 steps, repeat penalty 1.02"))
+                   ("v24", "default: 480 steps, repeat penalty 1.02"),
+                   ("v25", "default: 480 steps, repeat penalty 1.02, bf16 on AVX512-BF16"))
 
 
 def render_releases(root: Path) -> str:
@@ -721,17 +722,19 @@ def render_releases(root: Path) -> str:
         train = release_report(root, tag, (str(_PATHS.receipt("train")),))
         metrics = release_report(root, tag, METRICS)
         promoted = verdict.get("promoted")
+        extra = train["counts"]["extra"]
+        resumed = f", resumed at step {extra['resumed_from_step']}" if extra.get("resumed_from_step") else ""
+        # what training read is the build's whatever eval promoted
+        trained = (f"| {tag} | {budget} | {train['counts']['records_out']:,} ({extra.get('source_human', 0):,}) "
+                   f"| {extra['steps']:,} | {train['duration_s'] / 60:.0f} min{resumed} ")
         if promoted is None:
-            rows.append(f"| {tag} | {budget} | | | | none | | | | | |")
+            rows.append(f"{trained}| none | | | | | |")
             continue
         h = metrics[promoted]["confirmation"]
         vs = h["vs_labeler"]
-        extra = train["counts"]["extra"]
-        resumed = f", resumed at step {extra['resumed_from_step']}" if extra.get("resumed_from_step") else ""
         cells = [f"{_num(vs[k]['model'])} / {_num(vs[k]['labeler'])} ({vs[k]['p_labeler_better']:.2g})"
                  for k in ("unseen_products", "untouched")]
-        rows.append(f"| {tag} | {budget} | {train['counts']['records_out']:,} ({extra.get('source_human', 0):,}) "
-                    f"| {extra['steps']:,} | {train['duration_s'] / 60:.0f} min{resumed} | {promoted} "
+        rows.append(f"{trained}| {promoted} "
                     f"| {_num(h['kind_agreement'])} "
                     f"({h['kind_agreement_ci95_low']:.2f}-{h['kind_agreement_ci95_high']:.2f}) "
                     f"| {_num(h['severity_agreement'])} | {_num(h['unknown_recall'])} | {cells[0]} | {cells[1]} |")
