@@ -210,12 +210,9 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
                                         train_dataset=Dataset.from_list(learnable(train_ex)),
                                         eval_dataset=Dataset.from_list(learnable(valid_ex)) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
-        unknown = [tuple(ex.get(UNKNOWN, ())) for ex in train_ex]
-        if any(unknown):
-            trainer.train_dataset = unlearn(trainer.train_dataset, tok, unknown)
-        unknown = [tuple(ex.get(UNKNOWN, ())) for ex in valid_ex]
-        if any(unknown):
-            trainer.eval_dataset = unlearn(trainer.eval_dataset, tok, unknown)
+        trainer.train_dataset = unlearn(trainer.train_dataset, tok, [ex.get(UNKNOWN, ()) for ex in train_ex])
+        if valid_ex:  # scored as trained
+            trainer.eval_dataset = unlearn(trainer.eval_dataset, tok, [ex.get(UNKNOWN, ()) for ex in valid_ex])
         if cfg["qlora"] and cuda:
             # trl casts a 4-bit model's adapter to bf16 (the QLoRA paper's setting; seen on an H200,
             # tests/test_gpu.py). Kept in fp32 here, as on every other path: bf16 holds 8 significant

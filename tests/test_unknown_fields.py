@@ -75,7 +75,7 @@ def tokenised_by_train(tiny_base, monkeypatch, rows: list[dict], *, learn_all: b
     with pytest.raises(Captured) as got:
         examples = [train.example(task, r) for r in rows]
         if learn_all:
-            examples = [{k: v for k, v in ex.items() if k != train.UNKNOWN} for ex in examples]
+            examples = train.learnable(examples)
         train.train(tiny_base, examples, examples, cfg, tiny_base.parent / "adapter")  # valid: the same rows
     return got.value.args
 

@@ -724,7 +724,7 @@ def render_releases(root: Path) -> str:
         promoted = verdict.get("promoted")
         extra = train["counts"]["extra"]
         resumed = f", resumed at step {extra['resumed_from_step']}" if extra.get("resumed_from_step") else ""
-        # what training read is the build's whatever eval promoted
+        # what training read, whether or not eval promoted anything
         trained = (f"| {tag} | {budget} | {train['counts']['records_out']:,} ({extra.get('source_human', 0):,}) "
                    f"| {extra['steps']:,} | {train['duration_s'] / 60:.0f} min{resumed} ")
         if promoted is None:

@@ -13,6 +13,7 @@ Imports torch and trl at module level: only the train stage and the benchmark lo
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -109,17 +110,20 @@ def compile_blocks(model: torch.nn.Module) -> int:
     return len(blocks)
 
 
-def unlearn(dataset, tok, fields: list[tuple[str, ...]]):
+def unlearn(dataset, tok, fields: list[Sequence[str]]):
     """`dataset` (the trainer's tokenised one: input_ids, labels, and the conversational
     completion) with the value tokens of each row's `fields[i]` keys taken out of the loss
     (labels -100): what the label's source could not know (Task.unknown_fields). A key's value is
     found as the canonical label renders it, ` "key": value`, once among the completion's
     labelled tokens; a row where it is not (another rendering, a tokenisation that merges the
-    value with what follows) fails loudly rather than teaching the value after all."""
+    value with what follows) fails loudly rather than teaching the value after all. With no key
+    in any row, `dataset` itself (a task without the hook trains on exactly what trl built)."""
     import json
 
     if len(fields) != len(dataset):
         raise ValueError(f"{len(fields)} unknown-field lists for {len(dataset)} training rows")
+    if not any(fields):
+        return dataset
 
     def mask(row: dict, i: int) -> dict:
         if not fields[i]:
