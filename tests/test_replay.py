@@ -194,6 +194,25 @@ def test_each_run_is_logged_valid_and_redacted(root, capsys):
     assert len(log) == 3 and log[2]["retrieval"] is None and len(prompts[-1]) == 2  # appended; the baseline
 
 
+def test_k_defaults_to_what_eval_measures_for_the_task(root):
+    """No --k: the task's eval.retrieval_k (its override applied); 0 replays without examples,
+    as eval's pass is skipped for it, and --k still asks for them."""
+    tmp, prompts = root
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    params["eval"]["retrieval_k"] = 1
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_replay(tmp, ["Fixed a TLS overflow."])
+    assert len(list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))[-1]["retrieval"]) == 1
+    assert len(prompts[-1]) == 4  # system + 1 worked example + the input
+    params["tasks"]["changelog-actions"]["overrides"]["eval"] = {"retrieval_k": 0}
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_replay(tmp, ["Fixed a TLS overflow."])
+    assert list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))[-1]["retrieval"] is None
+    assert len(prompts[-1]) == 2
+    run_replay(tmp, ["Fixed a TLS overflow."], "--k", "2")
+    assert len(list(read_jsonl(tmp / "data/replay/changelog-actions.jsonl"))[-1]["retrieval"]) == 2
+
+
 def test_a_failed_answer_escalates_only_when_allowed(root):
     tmp, _ = root
     assert run_replay(tmp, ["garbage in"]) == 1

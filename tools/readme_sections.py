@@ -587,17 +587,26 @@ def render_imatrix(root: Path) -> str:
 
 def render_retrieval(root: Path) -> str:
     """eval's retrieval pass (metrics.json <report model>.retrieval, each task): the report
-    model on the same rows with and without worked examples from the RAG export."""
-    rows = ["| task | model | rows | examples shown (mean; rows with none) | field | without | with | delta |",
-            "|---|---|---|---|---|---|---|---|"]
+    model on the same rows with and without worked examples from the RAG export. A task whose
+    eval skips the pass (eval.retrieval_k 0) shows the newest release in RELEASES whose build
+    ran it, named in the build column."""
+    rows = ["| task | build | model | rows | examples shown (mean; rows with none) | field | without | with | delta |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for task in config.load(root / config.PARAMS).tasks:
-        metrics = _report(root, str(names.TaskPaths.for_task(task).metrics))
+        rel = str(names.TaskPaths.for_task(task).metrics)
+        metrics, build = _report(root, rel), "HEAD"
+        if not any("retrieval" in m for m in metrics.values()):
+            for version in sorted(release_commits(root), key=lambda v: int(v.lstrip("v")), reverse=True):
+                text, _ = read_at(version, rel, root)
+                if text is not None and any("retrieval" in m for m in json.loads(text).values()):
+                    metrics, build = json.loads(text), f"{version} (eval.retrieval_k 0 since)"
+                    break
         for model, m in metrics.items():
             if "retrieval" not in m:
                 continue
             r = m["retrieval"]
             for key in [k for k in r["delta"] if k.endswith("_agreement")]:
-                rows.append(f"| {task} | {model} | {m['n']} | {r['examples_shown_mean']:.2f}; "
+                rows.append(f"| {task} | {build} | {model} | {m['n']} | {r['examples_shown_mean']:.2f}; "
                             f"{r['rows_without_examples']} | {key.removesuffix('_agreement')} "
                             f"| {r['without_retrieval'][key]:.3f} "
                             f"| {r['with_retrieval'][key]:.3f} | {r['delta'][key]:+.3f} |")

@@ -2,14 +2,16 @@
 validation gate, escalation only on failure, and every run logged (issue 22 item 3; the
 runtime of ../shared/seeds/003-distillation-pipeline-commits.txt, phase 7).
 
-Run: python -m tuneforge.replay --task T [FILE ...] [--k 3] [--no-retrieval]
+Run: python -m tuneforge.replay --task T [FILE ...] [--k N] [--no-retrieval]
                                 [--allow-escalation] [--model GGUF] [--log PATH]
 
 For each input (read as predict reads it: lines or a whole document, normalised and redacted):
 1. retrieve the k labeled records of the task's RAG export (data/<task>/exports/rag/rag.jsonl)
    most similar to it, by BM25 over word tokens, computed in DuckDB (the index is built once
    per export and kept in the cache, keyed by the export's SHA-256); `--no-retrieval` is the
-   explicit baseline without them;
+   explicit baseline without them. k defaults to the task's eval.retrieval_k, the figure eval
+   measures with and without examples on every build: a task that sets it to 0 (measured worse
+   with examples) replays without them unless --k asks;
 2. put them in the prompt as worked examples (user turn, the record's label as the assistant
    turn; the most similar nearest the input), as many as fit the context;
 3. decode greedily under the task's output grammar, as eval and predict do;
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="*", help="input files (as predict reads them); default stdin")
     ap.add_argument("--task", help="a key of params.yaml's tasks (default: the only one listed)")
     ap.add_argument("--model", help="a pinned GGUF (default: the registry's promoted model)")
-    ap.add_argument("--k", type=int, default=3, help="worked examples retrieved per input (default 3)")
+    ap.add_argument("--k", type=int, help="worked examples retrieved per input (default: the task's "
+                                          "eval.retrieval_k; 0 = none, as --no-retrieval)")
     ap.add_argument("--no-retrieval", action="store_true", help="the baseline: no worked examples")
     ap.add_argument("--allow-escalation", action="store_true",
                     help="ask the teacher endpoint (params evidence.teacher) when an answer fails validation")
@@ -88,11 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not Path(args.params).is_file():
         ap.error(f"--params {args.params}: no such file; run from the project root or pass --params FILE")
-    if args.k < 0:
+    if args.k is not None and args.k < 0:
         ap.error(f"--k {args.k}: must be 0 or more")
     inputs = read_inputs(args.files, "input file")
 
     params, name = config.for_command(args.params, args.task)
+    if args.k is None:  # what eval measures for this task (its override applied)
+        args.k = params.eval.retrieval_k
+        if args.k == 0 and not args.no_retrieval:
+            log.info("%s: eval.retrieval_k is 0 for this task (eval measured it worse with worked examples): "
+                     "no retrieval; --k N retrieves anyway", name)
+    args.no_retrieval = args.no_retrieval or args.k == 0
     task, paths = get_task(name), TaskPaths(name)
     entries = [e for shown, text in inputs for e in read_entries(shown, text, None, None, task.input_kind)]
     if not entries:
