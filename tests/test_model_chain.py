@@ -142,15 +142,16 @@ def test_train_outputs_and_sidecar(chain):
 
 
 def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):
-    """The train stage's trainer runs the LM head on completion positions only; its loss
-    must be trl's loss (fp32, same batch), and it must skip positions, not labels."""
+    """The train stage's trainer runs the LM head on completion positions only, each row's
+    own; its loss must be trl's loss (fp32, same batch), and it must skip positions, not
+    labels."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
     from tuneforge.llm import lora_config, sft_config, sft_example
-    from tuneforge.trainer import CompletionLossTrainer, completion_positions
+    from tuneforge.trainer import CompletionLossTrainer, completion_mask
 
     cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1,
                batch_size=4, lora_layers=0)
@@ -166,15 +167,53 @@ def test_completion_loss_equals_trls_loss(tiny_base, tmp_path):
     ours, theirs = trainer(CompletionLossTrainer), trainer(SFTTrainer)
     features = [ours.train_dataset[i] for i in range(4)]
     batch = ours.data_collator(features)
-    keep = completion_positions(batch["labels"])
-    assert 0 < len(keep) < batch["labels"].shape[1] - 1  # the prompt's positions are skipped
-    counted = (batch["labels"][:, 1:] != -100).nonzero()[:, 1].unique()
-    assert set(counted.tolist()) == set(keep.tolist())
+    mask = completion_mask(batch["labels"])
+    counted = int((batch["labels"][:, 1:] != -100).sum())
+    assert 0 < int(mask.sum()) == counted < mask.numel()  # the prompt's positions are skipped
+    # each row's own positions: fewer than the batch's union of them in every row
+    assert counted < mask.any(0).sum() * mask.shape[0]
+    head = ours.model.get_output_embeddings()
+    rows_seen = []
+    hook = head.register_forward_hook(lambda m, args, out: rows_seen.append(tuple(args[0].shape)))
     with torch.no_grad():
         a = ours.compute_loss(ours.model, dict(batch))
         b = theirs.compute_loss(theirs.model, dict(batch))
+    hook.remove()
+    assert rows_seen[0] == (counted, head.in_features)  # the head projected the counted positions alone
     assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a, b)
     assert ours._metrics["train"]["num_tokens"] == [int(batch["attention_mask"].sum())]
+
+
+def test_the_benchs_v13_step_has_the_stages_loss_over_more_head_rows(tiny_base, tmp_path):
+    """make bench ONLY=train's v13 baseline runs v13's loss (the LM head over the batch's union of
+    completion positions, tools.bench.model.v13_loss_trainer): the stage's loss value, fp32,
+    same batch, with more rows through the head, so the ratio counts the head's saving."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tools.bench.model import v13_loss_trainer
+    from tuneforge.llm import lora_config, sft_config, sft_example
+    from tuneforge.trainer import CompletionLossTrainer
+
+    cfg = dict(yaml.safe_load((ROOT / "params.yaml").read_text())["train"], max_steps=1,
+               batch_size=4, lora_layers=0)
+    data = Dataset.from_list([sft_example(sft_row(i, *e, "train")) for i, e in enumerate(ENTRIES)])
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    losses, rows = [], []
+    for cls in (CompletionLossTrainer, v13_loss_trainer()):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_base, dtype=torch.float32)
+        trainer = cls(model=model, args=sft_config(cfg, str(tmp_path / cls.__name__), cuda=False),
+                      train_dataset=data, processing_class=tok, peft_config=lora_config(cfg))
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        head = trainer.model.get_output_embeddings()
+        hook = head.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[:-1].numel()))
+        with torch.no_grad():
+            losses.append(trainer.compute_loss(trainer.model, dict(batch)))
+        hook.remove()
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5, atol=1e-6), losses
+    assert rows[0] < rows[1], rows
 
 
 def test_compiled_blocks_give_eager_gradients_and_the_same_bits_twice(tiny_base, tmp_path):

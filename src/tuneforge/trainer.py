@@ -5,9 +5,11 @@ Why: the loss counts only positions whose next token is in the completion (the
 assistant turn), a third of a changelog example's tokens. trl's fused LM head scores
 every position off Triton devices, and computes entropy and top-1 over the 49k-entry
 vocabulary for its metrics; on a 2-core CPU that was half of each step (measured by
-`make bench ONLY=train`). Here the model is asked for the logits of those positions only
-(transformers' `logits_to_keep`), through its own forward, so accelerate's autocast and
-a DDP wrapper still apply.
+`make bench ONLY=train`). Here the LM head sees only those positions, row by row (a hook
+on its input, `completion_mask`), while the model runs its own forward, so accelerate's
+autocast and a DDP wrapper still apply. (transformers' `logits_to_keep` keeps the same
+positions in every row of a batch: the union of four rows' completions, which sit at other
+offsets behind prompts of other lengths, was several times the rows' own.)
 
 Imports torch and trl at module level: only the train stage and the benchmark load it.
 """
@@ -45,10 +47,37 @@ def matmul_isa(cuda: bool, cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     return next((name for flag, name in CPU_MATMUL_ISAS if flag in flags), "baseline")
 
 
-def completion_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Sequence positions whose next-token label counts in any row of the batch
-    (rows are padded to a common length, so one index list serves them all)."""
-    return (labels[:, 1:] != IGNORE).any(0).nonzero().squeeze(1)
+def completion_mask(labels: torch.Tensor) -> torch.Tensor:
+    """(batch, length) True where a position's next-token label counts: the positions whose
+    logits the loss reads, row by row (the last position predicts nothing)."""
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE
+    return mask
+
+
+class _HeadOn:
+    """While active, the LM head's input is cut to the masked positions, (batch, length,
+    hidden) -> (positions, hidden), so it projects only those: a forward pre-hook, so the
+    model's own forward (and whatever wraps it) runs unchanged around it."""
+
+    def __init__(self, head: torch.nn.Module, mask: torch.Tensor):
+        self.head, self.mask, self.handle = head, mask, None
+
+    def __enter__(self) -> _HeadOn:
+        mask = self.mask
+
+        def cut(module, args):
+            (hidden, *rest) = args
+            if hidden.shape[:2] != mask.shape:
+                raise RuntimeError(f"LM head input {tuple(hidden.shape)} does not match the completion mask "
+                                   f"{tuple(mask.shape)}: the model sliced its hidden states itself")
+            return (hidden[mask], *rest)
+
+        self.handle = self.head.register_forward_pre_hook(cut)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
 
 
 class CompletionLossTrainer(SFTTrainer):
@@ -60,22 +89,22 @@ class CompletionLossTrainer(SFTTrainer):
         if return_outputs:  # sft_config sets prediction_loss_only, so eval never asks
             raise NotImplementedError("CompletionLossTrainer returns the loss only")
         labels = inputs["labels"]
-        keep = completion_positions(labels)
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                       use_cache=False, logits_to_keep=keep).logits
-        targets = labels[:, keep + 1]
-        counted = targets != IGNORE
-        n = num_items_in_batch if num_items_in_batch is not None else counted.sum()
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                               ignore_index=IGNORE, reduction="sum")
+        mask = completion_mask(labels)
+        head = self.accelerator.unwrap_model(model).get_output_embeddings()
+        with _HeadOn(head, mask):  # logits_to_keep=0: the whole (batch, length) reaches the head, cut there
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                           use_cache=False, logits_to_keep=0).logits
+        targets = labels[:, 1:][mask[:, :-1]]  # (positions,), as the head's rows
+        n = num_items_in_batch if num_items_in_batch is not None else targets.numel()
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
         loss = loss / torch.as_tensor(n, device=loss.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as trl: DDP averages the gradients
 
         mode = "train" if model.training else "eval"
         with torch.no_grad():
-            correct = ((logits.argmax(-1) == targets) & counted).sum()
-            total = self.accelerator.gather_for_metrics(counted.sum()).sum()
+            correct = (logits.argmax(-1) == targets).sum()
+            total = self.accelerator.gather_for_metrics(torch.as_tensor(targets.numel(), device=loss.device)).sum()
             correct = self.accelerator.gather_for_metrics(correct).sum()
             self._metrics[mode]["mean_token_accuracy"].append(
                 (correct / total).item() if total > 0 else 0.0)

@@ -108,7 +108,9 @@ def table(report: dict) -> str:
         add("train_examples_per_s", f"{ours['examples_per_s']} examples/s ({ours['attention']} attention, "
             + (f"top {ours['lora_layers']} blocks adapted" if ours["lora_layers"] else "every block adapted")
             + "); a step's time: " + ", ".join(f"{g} {v:.0%}" for g, v in t["step_shares"].items()),
-            f"v13's settings ({v13['attention']}, every block): {v13['examples_per_s']} examples/s",
+            f"v13's step ({v13['attention']}, every block"
+            + (", LM head over the batch's union of completion positions" if v13.get("loss") else "")
+            + f"): {v13['examples_per_s']} examples/s",
             f"{t['examples_ratio']}×", t["examples_ratio"] >= 2)
     if d := s.get("decode"):
         stock = d.get("q8_0_grammar_stock", {}).get("tokens_per_s", "?")
