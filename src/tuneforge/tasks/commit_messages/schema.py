@@ -35,7 +35,8 @@ class CommitType(str, Enum):
 # A component name as the diff shows it (`udev`, `http_chunks`, `lib.net`, `dbus-glib`). Written
 # as `[class]+(-[class]+)*` so tuneforge.grammar bounds it by its maxLength (the converter drops
 # maxLength beside a pattern; grammar.py rewrites exactly this shape into a bounded rule).
-SCOPE_PATTERN = r"^[a-z0-9_.]+(-[a-z0-9_.]+)*$"
+SCOPE_CHAR = "[a-z0-9_.]"  # one character of a scope's name; `-` only between them
+SCOPE_PATTERN = rf"^{SCOPE_CHAR}+(-{SCOPE_CHAR}+)*$"
 SUBJECT_MAX = 72  # the contract's limit
 # Every string is bounded, so the decoding grammar is too and a looping answer closes. 60 words
 # (the contract's body limit) at about 6.5 characters a word, with margin.

@@ -23,7 +23,7 @@ from tuneforge.tasks.commit_messages.normalise import (
     normalise,
 )
 from tuneforge.tasks.commit_messages.prompt import is_junk, parse_diff
-from tuneforge.tasks.commit_messages.schema import SUBJECT_MAX
+from tuneforge.tasks.commit_messages.schema import SCOPE_CHAR, SUBJECT_MAX
 
 # Tried left to right; each alternative is one kind of thing a message can name.
 IDENT_RE = re.compile(
@@ -113,10 +113,9 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
 # A message's prose values, open or closed, in the answer's raw JSON text as it is decoded
 _PROSE_RE = re.compile(r'"(subject|body)"\s*:\s*"((?:[^"\\]|\\.)*)')
 _SCOPE_RE = re.compile(r'"scope"\s*:\s*"((?:[^"\\]|\\.)*)')
-# A scope's `-` must be followed by a name character (schema.SCOPE_PATTERN): one written up to a
+# A scope's `-` must be followed by a name character (schema.SCOPE_CHAR): one written up to a
 # `-` the diff follows with none (`postgresql-doc-*`) could only be finished into a name it
 # does not show, so the check refuses the `-` itself rather than be left with no way on.
-_SCOPE_NEXT = "[a-z0-9_.]"
 # The word being written: everything since the last space, without what opens or closes around
 # a name (a bracket, a quote, a backtick) or ends a clause.
 _TAIL_RE = re.compile(r"\S*$")
@@ -170,7 +169,7 @@ def copy_check(text: str):
         for m in _SCOPE_RE.finditer(answer):
             scope = _json_prefix(m.group(1)).lower()
             if scope not in lowered or (scope.endswith("-") and
-                                        not re.search(re.escape(scope) + _SCOPE_NEXT, lowered)):
+                                        not re.search(re.escape(scope) + SCOPE_CHAR, lowered)):
                 return False
         for m in _PROSE_RE.finditer(answer):
             value = _json_prefix(m.group(2))
