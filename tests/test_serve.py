@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.decode import task_gbnf
-from tuneforge.serve import with_task_defaults
+from tuneforge.decode import task_check, task_gbnf
+from tuneforge.llama_private import CLOSE_RESERVE
+from tuneforge.serve import Decoding, decoding, raw_input, with_task_defaults
 from tuneforge.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +68,32 @@ def test_a_request_with_a_system_message_or_a_format_is_left_as_written():
                                "response_format": {"type": "json_object"}}, task, 1.1)
     assert body["messages"] == messages and "grammar" not in body and body["temperature"] == 0.7
     assert body["repeat_penalty"] == 1.3
+
+
+def test_a_greedy_raw_input_is_decoded_under_its_check_and_closed_at_the_cap():
+    """What eval's decoder adds beyond the request: the raw input's answer check, and closing at
+    max_tokens (the task's eval.max_tokens when none is asked), with room for the way out."""
+    task = get_task("commit-messages")
+    request = {"messages": [{"role": "user", "content": DIFF}], "max_tokens": 48}
+    assert raw_input(request, task) == DIFF
+    body, decoded = decoding(with_task_defaults(request, task, 1.1), task, raw_input(request, task), 192)
+    assert body["max_tokens"] == 48 + CLOSE_RESERVE and decoded.close_after == 48
+    check = decoded.check
+    assert check is not None and check('{"type": "fix", "scope": null, "subject": "Raise timeout') \
+        == task_check(task, DIFF)('{"type": "fix", "scope": null, "subject": "Raise timeout')
+    assert not check('{"type": "fix", "scope": null, "subject": "Raise `connect_timeout`')  # not in the diff
+    unbounded = {"messages": [{"role": "user", "content": DIFF}]}
+    body, decoded = decoding(with_task_defaults(unbounded, task, 1.1), task, raw_input(unbounded, task), 192)
+    assert body["max_tokens"] == 192 + CLOSE_RESERVE and decoded.close_after == 192  # eval's cap
+    # a request that samples, or names its own format, gets llama.cpp's sampler as asked
+    for extra in ({"temperature": 0.7}, {"response_format": {"type": "json_object"}}):
+        sampled = {**request, **extra}
+        body, decoded = decoding(with_task_defaults(sampled, task, 1.1), task, raw_input(sampled, task), 192)
+        assert decoded == Decoding(None, None) and body["max_tokens"] == 48
+    # a request with its own system message: no raw input, so no check; still closed at the cap
+    written = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": DIFF}]}
+    assert raw_input(written, task) is None
+    assert decoding(with_task_defaults(written, task, 1.1), task, None, 192)[1] == Decoding(None, 192)
 
 
 # ---------------------------------------------------------------- the real server
@@ -157,10 +184,56 @@ def test_a_served_answer_is_the_greedy_answer_eval_decodes(server, chain):
                     n_ctx=2048, n_threads=1, repeat_last_n=cfg.repeat_last_n)
     try:
         local = chat_greedy(llm, messages, compile_gbnf(task_gbnf(task, INPUTS[task.name])), 48,
-                            repeat_penalty=cfg.repeat_penalty)
+                            repeat_penalty=cfg.repeat_penalty, close=True)
     finally:
         llm.close()
     assert served == local["choices"][0]["message"]["content"]
+    task.parse_label(served)  # closed at the cap, as eval closes it: it parses
+
+
+@pytest.mark.model
+def test_a_served_commit_message_passes_the_answer_check_eval_decodes_under(server, chain):
+    """commit-messages' answer check (no identifier or scope the diff does not show) runs in the
+    server's sampler too: the served answer is eval's decoder's with the check, which the tiny
+    random model needs (the same decode without it names what the diff does not show)."""
+    from tuneforge import config
+    from tuneforge.decode import chat_greedy, compile_gbnf
+    from tuneforge.llama_private import open_gguf
+
+    base, _ = server
+    task = get_task("commit-messages")
+    cfg = config.for_command(str(chain / "params.yaml"), task.name)[0].eval
+    status, raw = post(f"{base}/v1/chat/completions", {"model": task.name, "max_tokens": 64,
+                                                        "messages": [{"role": "user", "content": DIFF}]})
+    assert status == 200, raw[:500]
+    served = json.loads(raw)["choices"][0]["message"]["content"]
+    messages = with_task_defaults({"messages": [{"role": "user", "content": DIFF}]}, task,
+                                  cfg.repeat_penalty)["messages"]
+    llm = open_gguf(chain / "models/changelog-actions/gguf/tuneforge-changelog-actions-Q8_0.gguf",
+                    n_ctx=2048, n_threads=1, repeat_last_n=cfg.repeat_last_n)
+    try:
+        grammar = compile_gbnf(task_gbnf(task, DIFF))
+        checked = chat_greedy(llm, messages, grammar, 64, repeat_penalty=cfg.repeat_penalty, close=True,
+                              check=task_check(task, DIFF))["choices"][0]["message"]["content"]
+        steered = llm.steered
+        free = chat_greedy(llm, messages, grammar, 64, repeat_penalty=cfg.repeat_penalty,
+                           close=True)["choices"][0]["message"]["content"]
+    finally:
+        llm.close()
+    assert steered > 0 and free != checked  # the check changed this answer, so the test can tell
+    assert served == checked
+
+
+@pytest.mark.model
+def test_a_sampled_request_runs_llamas_own_chain_under_the_grammar(server):
+    """temperature above 0: llama.cpp's sampler chain (eval's greedy decoder refuses it), still
+    under the task's grammar, so the answer parses."""
+    base, _ = server
+    status, raw = post(f"{base}/v1/chat/completions", {"model": "commit-messages", "max_tokens": 1800,
+                                                        "temperature": 0.7, "seed": 1,
+                                                        "messages": [{"role": "user", "content": DIFF}]})
+    assert status == 200, raw[:500]
+    get_task("commit-messages").parse_label(json.loads(raw)["choices"][0]["message"]["content"])
 
 
 @pytest.mark.model

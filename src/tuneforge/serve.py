@@ -25,26 +25,32 @@ measured (the Ollama Modelfile pins the same things):
   1.1 whatever eval measured). Its window is the last eval.repeat_last_n tokens of the context,
   prompt included, as eval, llama-server and Ollama count them (tuneforge.llama_private.penalise;
   llama_cpp.server's own sampler would count the answer's tokens only).
-What it cannot add: a task's answer check (Task.answer_check, commit-messages: no identifier the
-diff does not show) runs inside tuneforge's own decoder (decode, predict, eval), not in
-llama_cpp.server's sampler, so a served answer may name what the diff does not show, as often
-as eval's metrics say the check had to steer (`steered_rate`); the same holds for Ollama.
+- for a raw input decoded greedily, the task's answer check (Task.answer_check, commit-messages:
+  no identifier or scope the diff does not show) on every token, and an answer still open at
+  max_tokens (the task's eval.max_tokens when the request gives none) closed the shortest way
+  the grammar allows, as eval's decoder closes it (decode.chat_greedy): each model is loaded
+  with eval's grammar-first sampler (ServedLlama), and the request's check and cap reach it
+  through a context variable the middleware sets. A request that samples (temperature above 0)
+  gets llama.cpp's own sampler chain, with neither. Ollama adds neither: its answers may name
+  what the diff does not show, as often as eval's metrics say the check had to steer
+  (`steered_rate`).
 A model name the server does not serve is refused (404); llama_cpp.server itself would answer
 with its first model instead. Only loopback by default: the server has no authentication
 unless --api-key is given.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from tuneforge import config
+from tuneforge import config, llama_private
 from tuneforge.cli import ArgumentParser, UserError, run
-from tuneforge.decode import task_gbnf
-from tuneforge.llama_private import load_llama
+from tuneforge.decode import task_check, task_gbnf
+from tuneforge.llama_private import CLOSE_RESERVE
 from tuneforge.names import TaskPaths
 from tuneforge.predict import clean, clean_document, promoted_gguf
 from tuneforge.tasks import Task, get_task
@@ -80,6 +86,43 @@ def served_models(params_path: str, tasks: list[str] | None, overrides: list[str
     return out
 
 
+class Decoding(NamedTuple):
+    """What eval's decoder adds to one greedy answer that llama_cpp.server's call cannot carry:
+    the input's answer check (None: the grammar alone) and the token count after which an
+    answer still open is closed (None: not closed)."""
+    check: Any
+    close_after: int | None
+
+
+# set by TaskDefaults for the request being answered, read by ServedLlama when the completion
+# starts (the server runs it in a worker thread, which gets a copy of the request's context)
+REQUEST: contextvars.ContextVar[Decoding | None] = contextvars.ContextVar("tuneforge_served_request", default=None)
+
+
+def raw_input(body: dict[str, Any], task: Task) -> str | None:
+    """The request's raw input, cleaned as predict cleans it: its last user message when the
+    request has no system message (so the server renders it), else None."""
+    messages = body.get("messages") or []
+    if not messages or any(m.get("role") == "system" for m in messages):
+        return None
+    users = [m for m in messages if m.get("role") == "user"]
+    if not users or not isinstance(users[-1].get("content"), str):
+        return None
+    return (clean_document if task.input_kind == "document" else clean)(users[-1]["content"])
+
+
+def decoding(body: dict[str, Any], task: Task, text: str | None, max_tokens: int) -> tuple[dict[str, Any], Decoding]:
+    """`body` (with the task's defaults) with room for the closing reserve, and what its greedy
+    answer is decoded under besides (Decoding), as eval decodes: the answer check of `text` (the
+    raw input, raw_input; None: none); closed after the request's max_tokens, or `max_tokens`
+    (the task's eval.max_tokens) when it gives none. A request that samples, or names its own
+    format, gets neither."""
+    if body.get("temperature", 0.0) != 0.0 or body.get("response_format") is not None:
+        return body, Decoding(None, None)
+    cap = body.get("max_tokens") or max_tokens
+    return {**body, "max_tokens": cap + CLOSE_RESERVE}, Decoding(task_check(task, text), cap)
+
+
 def with_task_defaults(body: dict[str, Any], task: Task, repeat_penalty: float) -> dict[str, Any]:
     """The request as the model should see it (the module docstring's defaults; `repeat_penalty`:
     the task's eval.repeat_penalty)."""
@@ -107,8 +150,8 @@ class TaskDefaults:
     llama_cpp.server's streaming path calls Llama.create_chat_completion on the class, so the
     request itself is the one place both paths share)."""
 
-    def __init__(self, app, tasks: dict[str, Task], penalties: dict[str, float]):
-        self.app, self.tasks, self.penalties = app, tasks, penalties
+    def __init__(self, app, tasks: dict[str, Task], penalties: dict[str, float], caps: dict[str, int]):
+        self.app, self.tasks, self.penalties, self.caps = app, tasks, penalties, caps
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions" or scope["method"] != "POST":
@@ -126,7 +169,10 @@ class TaskDefaults:
         if name not in self.tasks:
             return await self.reply(send, 404, f"model {body.get('model')!r} is not served here; "
                                                f"served: {', '.join(self.tasks)}")
-        data = json.dumps(with_task_defaults({**body, "model": name}, self.tasks[name], self.penalties[name])).encode()
+        task = self.tasks[name]
+        served, decoded = decoding(with_task_defaults({**body, "model": name}, task, self.penalties[name]), task,
+                                   raw_input(body, task), self.caps[name])
+        data = json.dumps(served).encode()
         headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(data)).encode()))
         sent = False
@@ -138,7 +184,11 @@ class TaskDefaults:
             sent = True
             return {"type": "http.request", "body": data, "more_body": False}
 
-        return await self.app({**scope, "headers": headers}, replay, send)
+        token = REQUEST.set(decoded)
+        try:
+            return await self.app({**scope, "headers": headers}, replay, send)
+        finally:
+            REQUEST.reset(token)
 
     @staticmethod
     async def reply(send, status: int, message: str):
@@ -163,12 +213,14 @@ def build_app(models: dict[str, Path], params_path: str, n_threads: int = 0, n_c
     class TaskProxy(LlamaProxy):
         # llama_cpp.server loads with llama_cpp.Llama, which on an AMX CPU segfaults on the first
         # quantised decode (tuneforge.llama_private says why); every load here goes through
-        # load_llama instead. This is the server's own extension point, a static method.
+        # tuneforge.llama_private's classes instead (ServedLlama). This is the server's own
+        # extension point, a static method.
         @staticmethod
         def load_llama_from_model_settings(settings: ModelSettings):
-            return load_llama(settings.model, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
-                              n_batch=min(512, settings.n_ctx), last_n_tokens_size=settings.last_n_tokens_size,
-                              seed=0, verbose=False)
+            llama_private.check_version()  # before anything private is touched
+            return served_llama_class()(settings.model, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                                        n_batch=min(512, settings.n_ctx),
+                                        last_n_tokens_size=settings.last_n_tokens_size, seed=0, verbose=False)
 
     threads = {"n_threads": n_threads} if n_threads else {}  # else llama_cpp.server's default
     settings = [ModelSettings(model=str(path), model_alias=task, n_ctx=n_ctx or evals[task].n_ctx,
@@ -176,7 +228,43 @@ def build_app(models: dict[str, Path], params_path: str, n_threads: int = 0, n_c
                 for task, path in models.items()]
     server_app.LlamaProxy = TaskProxy  # create_app builds its proxy from this module global
     app = server_app.create_app(server_settings=ServerSettings(api_key=api_key), model_settings=settings)
-    return TaskDefaults(app, {t: get_task(t) for t in models}, {t: evals[t].repeat_penalty for t in models})
+    return TaskDefaults(app, {t: get_task(t) for t in models}, {t: evals[t].repeat_penalty for t in models},
+                        {t: evals[t].max_tokens for t in models})
+
+
+_SERVED = None
+
+
+def served_llama_class():
+    """eval's grammar-first Llama (tuneforge.llama_private) for a server: a greedy completion
+    takes its answer check and closing cap from the request being answered (REQUEST, set by
+    TaskDefaults); a sampled one (temperature above 0, or logits processors) runs llama.cpp's
+    own chain, as the plain class does. Built lazily: llama_cpp is an optional import."""
+    global _SERVED
+    if _SERVED is not None:
+        return _SERVED
+    grammar_first = llama_private._grammar_first_class()
+    plain = grammar_first.__mro__[1]  # llama_private's plain-buffers class, which it extends
+
+    class ServedLlama(grammar_first):
+        _sampled_chain = False  # this completion samples: llama.cpp's chain, none of eval's additions
+
+        def _init_sampler(self, *, temp: float = 0.8, logits_processor=None, **kwargs: Any):
+            self._sampled_chain = temp != 0.0 or bool(logits_processor)
+            if self._sampled_chain:
+                self.answer_check = self.close_after = None
+                return plain._init_sampler(self, temp=temp, logits_processor=logits_processor, **kwargs)
+            request = REQUEST.get() or Decoding(None, None)  # None: a call outside a request
+            self.answer_check, self.close_after = request.check, request.close_after
+            return super()._init_sampler(temp=temp, **kwargs)
+
+        def sample(self, *, idx: int | None = None, **kwargs: Any) -> int:
+            if self._sampled_chain:
+                return plain.sample(self, idx=idx, **kwargs)
+            return super().sample(idx=idx, **kwargs)
+
+    _SERVED = ServedLlama
+    return _SERVED
 
 
 def main(argv: list[str] | None = None) -> int:
