@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.common import ROOT
-from tuneforge.decode import Decoder, Settings
-from tuneforge.names import TaskPaths, eval_order
+from tuneforge.decode import Decoder, Settings, task_check
+from tuneforge.names import TaskPaths, eval_order, gguf_name
 from tuneforge.predict import promoted_gguf
 from tuneforge.retrieval import Index
 from tuneforge.scoring import load_gold
@@ -73,7 +73,11 @@ def start_server(task: str, model: Path, threads: int) -> tuple[subprocess.Popen
 
 def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict[str, Any]:
     task, paths = get_task(task_name), TaskPaths(task_name)
-    model = promoted_gguf(paths.registry)
+    try:
+        model = promoted_gguf(paths.registry)
+    except LookupError:  # a build that promoted nothing still serves: time its report model, pinned
+        model = paths.gguf_dir / gguf_name(params.tasks[task_name].model_name, params.eval.report_model)
+        print(f"bench serve: {task_name} promoted no model; timing its {model.name} instead", flush=True)
     settings = Settings.from_eval(params.eval.model_dump())
     gold = load_gold(ROOT / params.tasks[task_name].gold, task)
     rows = eval_order(gold, n)
@@ -85,9 +89,9 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
     latencies, tokens = [], 0
     with Decoder(model, settings) as decoder:
         t0 = time.perf_counter()
-        for body in bodies:  # each under the grammar the server decodes it under
+        for body, text in zip(bodies, raw, strict=True):  # each under the grammar the server decodes it under
             t = time.perf_counter()
-            decoder.answer(body["messages"], body["grammar"])
+            decoder.answer(body["messages"], body["grammar"], task_check(task, text))  # as predict and the server
             latencies.append(time.perf_counter() - t)
             tokens += decoder.last["usage"]["completion_tokens"]
         wall = time.perf_counter() - t0
