@@ -85,8 +85,8 @@ def test_a_greedy_raw_input_is_decoded_under_its_check_and_closed_at_the_cap():
     unbounded = {"messages": [{"role": "user", "content": DIFF}]}
     body, decoded = decoding(with_task_defaults(unbounded, task, 1.1), task, raw_input(unbounded, task), 192)
     assert body["max_tokens"] == 192 + CLOSE_RESERVE and decoded.close_after == 192  # eval's cap
-    # a request that samples, or names its own format, gets llama.cpp's sampler as asked
-    for extra in ({"temperature": 0.7}, {"response_format": {"type": "json_object"}}):
+    # a request that samples, names its own format or biases logits gets llama.cpp's sampler as asked
+    for extra in ({"temperature": 0.7}, {"response_format": {"type": "json_object"}}, {"logit_bias": {"1": 5.0}}):
         sampled = {**request, **extra}
         body, decoded = decoding(with_task_defaults(sampled, task, 1.1), task, raw_input(sampled, task), 192)
         assert decoded == Decoding(None, None) and body["max_tokens"] == 48

@@ -596,7 +596,7 @@ def render_retrieval(root: Path) -> str:
         rel = str(names.TaskPaths.for_task(task).metrics)
         metrics, build = _report(root, rel), "HEAD"
         if not any("retrieval" in m for m in metrics.values()):
-            for version in sorted(release_commits(root), key=lambda v: int(v.lstrip("v")), reverse=True):
+            for version in reversed(list(release_commits(root))):  # RELEASES lists them oldest first
                 text, _ = read_at(version, rel, root)
                 if text is not None and any("retrieval" in m for m in json.loads(text).values()):
                     metrics, build = json.loads(text), f"{version} (eval.retrieval_k 0 since)"

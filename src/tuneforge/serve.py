@@ -116,8 +116,8 @@ def decoding(body: dict[str, Any], task: Task, text: str | None, max_tokens: int
     answer is decoded under besides (Decoding), as eval decodes: the answer check of `text` (the
     raw input, raw_input; None: none); closed after the request's max_tokens, or `max_tokens`
     (the task's eval.max_tokens) when it gives none. A request that samples, or names its own
-    format, gets neither."""
-    if body.get("temperature", 0.0) != 0.0 or body.get("response_format") is not None:
+    format or a logit bias (a logits processor: llama.cpp's chain), gets neither."""
+    if body.get("temperature", 0.0) != 0.0 or body.get("response_format") is not None or body.get("logit_bias"):
         return body, Decoding(None, None)
     cap = body.get("max_tokens") or max_tokens
     return {**body, "max_tokens": cap + CLOSE_RESERVE}, Decoding(task_check(task, text), cap)
@@ -128,13 +128,11 @@ def with_task_defaults(body: dict[str, Any], task: Task, repeat_penalty: float) 
     the task's eval.repeat_penalty)."""
     body = dict(body)
     messages = list(body.get("messages") or [])
-    text = None  # the raw input, when the request gives one: its grammar is narrowed to it
+    text = raw_input(body, task)  # when the request gives one, its grammar is narrowed to it
     if messages and not any(m.get("role") == "system" for m in messages):
-        users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-        if users and isinstance(messages[users[-1]].get("content"), str):
-            last = messages[users[-1]]
-            text = (clean_document if task.input_kind == "document" else clean)(last["content"])
-            messages[users[-1]] = {**last, "content": task.render_user(text, None, None)}
+        if text is not None:
+            last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
+            messages[last] = {**messages[last], "content": task.render_user(text, None, None)}
         messages.insert(0, {"role": "system", "content": task.system_prompt})
         body["messages"] = messages
     if body.get("response_format") is None and body.get("grammar") is None:
@@ -243,8 +241,10 @@ def served_llama_class():
     global _SERVED
     if _SERVED is not None:
         return _SERVED
-    grammar_first = llama_private._grammar_first_class()
-    plain = grammar_first.__mro__[1]  # llama_private's plain-buffers class, which it extends
+    grammar_first, plain = llama_private._grammar_first_class(), llama_private._plain_llama_class()
+    if plain not in grammar_first.__mro__:
+        raise RuntimeError("tuneforge.llama_private's grammar-first class no longer extends its plain-buffers "
+                           "class: ServedLlama's sampled path would not run llama.cpp's chain")
 
     class ServedLlama(grammar_first):
         _sampled_chain = False  # this completion samples: llama.cpp's chain, none of eval's additions
