@@ -189,6 +189,9 @@ def test_table_shows_served_rates_beside_the_in_process_baseline():
             "4 clients: 0.97/s, p50 3900 ms, p95 4100 ms | predict in-process: 1.0/s, p50 900 ms, p95 1500 ms "
             "| 0.95×") in text
     assert "p50 4.2 ms, p95 7.9 ms (k=3, 200 queries over 27,000 rows" in text
+    # a build that promoted nothing is timed on its report model, and the row says so
+    text = table({"machine": {}, "ran": {"serve": "d"}, "sections": {"serve": {**serve, "promoted": False}}})
+    assert "t (m.gguf, not promoted: the build's report model, pinned, 16 requests)" in text
 
 
 def test_table_lists_stages_in_pipeline_order_whatever_the_json_order():

@@ -153,7 +153,8 @@ def table(report: dict) -> str:
         ours = "; ".join(f"{c} client{'s' if c > 1 else ''}: {r['requests_per_s']}/s, p50 {r['p50_ms']:.0f} ms, "
                          f"p95 {r['p95_ms']:.0f} ms" for c, r in served.items())
         base = v["in_process"]
-        add("served_requests_per_s", f"{v['task']} ({v['model']}, {v['requests']} requests): {ours}",
+        pinned = "" if v.get("promoted", True) else ", not promoted: the build's report model, pinned"
+        add("served_requests_per_s", f"{v['task']} ({v['model']}{pinned}, {v['requests']} requests): {ours}",
             f"predict in-process: {base['requests_per_s']}/s, p50 {base['p50_ms']:.0f} ms, p95 {base['p95_ms']:.0f} ms",
             f"{v['served_vs_in_process']}×")
         r = v["retrieval"]

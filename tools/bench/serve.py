@@ -73,9 +73,11 @@ def start_server(task: str, model: Path, threads: int) -> tuple[subprocess.Popen
 
 def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict[str, Any]:
     task, paths = get_task(task_name), TaskPaths(task_name)
+    promoted = True
     try:
         model = promoted_gguf(paths.registry)
     except LookupError:  # a build that promoted nothing still serves: time its report model, pinned
+        promoted = False
         model = paths.gguf_dir / gguf_name(params.tasks[task_name].model_name, params.eval.report_model)
         print(f"bench serve: {task_name} promoted no model; timing its {model.name} instead", flush=True)
     settings = Settings.from_eval(params.eval.model_dump())
@@ -95,7 +97,8 @@ def bench_serve(params, task_name: str, n: int = 16, queries: int = 200) -> dict
             latencies.append(time.perf_counter() - t)
             tokens += decoder.last["usage"]["completion_tokens"]
         wall = time.perf_counter() - t0
-    out: dict[str, Any] = {"model": model.name, "requests": len(raw), "threads": settings.n_threads,
+    out: dict[str, Any] = {"model": model.name, "promoted": promoted, "requests": len(raw),
+                           "threads": settings.n_threads,
                            "in_process": {"requests_per_s": round(len(raw) / wall, 3),
                                           "completion_tokens": tokens, **quantiles(latencies)}}
 
