@@ -592,14 +592,17 @@ def render_retrieval(root: Path) -> str:
     ran it, named in the build column."""
     rows = ["| task | build | model | rows | examples shown (mean; rows with none) | field | without | with | delta |",
             "|---|---|---|---|---|---|---|---|---|"]
+    def measured(metrics: dict) -> bool:
+        return any("retrieval" in m for m in metrics.values())
+
     for task in config.load(root / config.PARAMS).tasks:
         rel = str(names.TaskPaths.for_task(task).metrics)
         metrics, build = _report(root, rel), "HEAD"
-        if not any("retrieval" in m for m in metrics.values()):
+        if not measured(metrics):
             for version in reversed(list(release_commits(root))):  # RELEASES lists them oldest first
                 text, _ = read_at(version, rel, root)
-                if text is not None and any("retrieval" in m for m in json.loads(text).values()):
-                    metrics, build = json.loads(text), f"{version} (eval.retrieval_k 0 since)"
+                if text is not None and measured(at := json.loads(text)):
+                    metrics, build = at, f"{version} (eval.retrieval_k 0 since)"
                     break
         for model, m in metrics.items():
             if "retrieval" not in m:

@@ -16,7 +16,8 @@ Imports torch and trl at module level: only the train stage and the benchmark lo
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -56,29 +57,24 @@ def completion_mask(labels: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-class _HeadOn:
+@contextmanager
+def head_on(head: torch.nn.Module, mask: torch.Tensor) -> Iterator[None]:
     """While active, the LM head's input is cut to the masked positions, (batch, length,
     hidden) -> (positions, hidden), so it projects only those: a forward pre-hook, so the
     model's own forward (and whatever wraps it) runs unchanged around it."""
 
-    def __init__(self, head: torch.nn.Module, mask: torch.Tensor):
-        self.head, self.mask, self.handle = head, mask, None
+    def cut(module, args):
+        (hidden, *rest) = args
+        if hidden.shape[:2] != mask.shape:
+            raise RuntimeError(f"LM head input {tuple(hidden.shape)} does not match the completion mask "
+                               f"{tuple(mask.shape)}: the model sliced its hidden states itself")
+        return (hidden[mask], *rest)
 
-    def __enter__(self) -> _HeadOn:
-        mask = self.mask
-
-        def cut(module, args):
-            (hidden, *rest) = args
-            if hidden.shape[:2] != mask.shape:
-                raise RuntimeError(f"LM head input {tuple(hidden.shape)} does not match the completion mask "
-                                   f"{tuple(mask.shape)}: the model sliced its hidden states itself")
-            return (hidden[mask], *rest)
-
-        self.handle = self.head.register_forward_pre_hook(cut)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
+    handle = head.register_forward_pre_hook(cut)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 class CompletionLossTrainer(SFTTrainer):
@@ -92,7 +88,7 @@ class CompletionLossTrainer(SFTTrainer):
         labels = inputs["labels"]
         mask = completion_mask(labels)
         head = self.accelerator.unwrap_model(model).get_output_embeddings()
-        with _HeadOn(head, mask):  # logits_to_keep=0: the whole (batch, length) reaches the head, cut there
+        with head_on(head, mask):  # logits_to_keep=0: the whole (batch, length) reaches the head, cut there
             logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                            use_cache=False, logits_to_keep=0).logits
         targets = labels[:, 1:][mask[:, :-1]]  # (positions,), as the head's rows

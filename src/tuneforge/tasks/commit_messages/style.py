@@ -113,9 +113,6 @@ def style_problems(label: dict, text: str, hint: str | None = None) -> list[str]
 # A message's prose values, open or closed, in the answer's raw JSON text as it is decoded
 _PROSE_RE = re.compile(r'"(subject|body)"\s*:\s*"((?:[^"\\]|\\.)*)')
 _SCOPE_RE = re.compile(r'"scope"\s*:\s*"((?:[^"\\]|\\.)*)')
-# A scope's `-` must be followed by a name character (schema.SCOPE_CHAR): one written up to a
-# `-` the diff follows with none (`postgresql-doc-*`) could only be finished into a name it
-# does not show, so the check refuses the `-` itself rather than be left with no way on.
 # The word being written: everything since the last space, without what opens or closes around
 # a name (a bracket, a quote, a backtick) or ends a clause.
 _TAIL_RE = re.compile(r"\S*$")
@@ -168,6 +165,10 @@ def copy_check(text: str):
     def ok(answer: str) -> bool:
         for m in _SCOPE_RE.finditer(answer):
             scope = _json_prefix(m.group(1)).lower()
+            # a `-` must be one the diff follows with a name character (schema.SCOPE_CHAR): a
+            # scope written up to a `-` the diff follows with none (`postgresql-doc-*`) could only
+            # be finished into a name it does not show, so the `-` itself is refused rather than
+            # leave the decoder with no way on
             if scope not in lowered or (scope.endswith("-") and
                                         not re.search(re.escape(scope) + SCOPE_CHAR, lowered)):
                 return False
