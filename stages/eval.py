@@ -20,7 +20,9 @@ row and token) and the converter's output's teacher-forced KL against the merged
 its bounds: the stage fails before anything decodes, since a broken conversion breaks every
 model); then each quantisation's, each row forced right after eval answered it on the same
 llama.cpp context, so the prompt's KV cache is reused and only the answer's positions are
-computed. A quantisation over its own bounds fails the gates and is never promoted.
+computed. A quantisation over its own bounds fails the gates and is never promoted. The
+eval.fidelity_only entries (controls: Q4_K_M without the importance matrix beside Q4_K_M-imat)
+get fidelity's forced rows and nothing else: never decoded, never promoted.
 
 Decoding is tuneforge.decode's, as predict's: GGUFs decode greedily with llama.cpp under
 a grammar compiled from the task's output schema; the HF models decode greedily with
@@ -247,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg, paths, task = params.section("eval"), params.paths, get_task(params.task_name)
     installed = params.check_toolchain(TOOLS)
     name, outtype = params.task.model_name, params.convert.outtype
-    types = list(params.quantize.types)
-    check_models(cfg, types, outtype)
+    ladder = list(params.quantize.types)
+    check_models(cfg, ladder, outtype)
+    controls = [t for t in ladder if t in cfg["fidelity_only"]]  # measured by fidelity, never decoded
+    types = [t for t in ladder if t not in controls]  # decoded, gated, promotable
     fcfg = params.section("fidelity")
     fidelity.check_bounds(fcfg, [outtype, *types], config.PARAMS)
     receipt = Receipt("eval", params.declared(), packages=TOOLS)
@@ -266,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["base_gguf"]:
         ggufs = {"base": gguf_dir / base_gguf_name(name, outtype), **ggufs}
     ggufs[outtype] = gguf_dir / gguf_name(name, outtype)
+    control_ggufs = {t: gguf_dir / gguf_name(name, t) for t in controls}
     sizes, size_bytes, shas, judged = {}, {}, {}, {}
-    for key, path in ggufs.items():
+    for key, path in {**ggufs, **control_ggufs}.items():
         shas[key] = verify_pin(path)  # a file that changed since quantize pinned it is refused here
         judged[key] = FileHash(path=str(path), sha256=shas[key])  # the verdict names these bytes
         receipt.inputs.append(path)
@@ -285,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     if cfg["base_hf"]:
         hf_models["base_hf"] = paths.base_model
     hf_hashes = {key: dir_hash(model_dir) for key, model_dir in hf_models.items()}
-    fid_keys = [outtype, *types]  # every GGUF fidelity measures (not the base's)
+    fid_keys = [outtype, *ladder]  # every GGUF fidelity measures (not the base's)
+    fid_ggufs = {**ggufs, **control_ggufs}
 
     # fidelity, before anything decodes: the tokenizer round trip (a mismatch would make every
     # figure moot), then the converter's output against the merged model on the forced rows
-    check, tokenizer, tok = start_fidelity(task, paths, gold, gold_path, rows, {k: ggufs[k] for k in fid_keys}, fcfg,
-                                           settings, hf_hashes["merged_hf"].files["model.safetensors"], cfg["cache"])
+    check, tokenizer, tok = start_fidelity(task, paths, gold, gold_path, rows, {k: fid_ggufs[k] for k in fid_keys},
+                                           fcfg, settings, hf_hashes["merged_hf"].files["model.safetensors"],
+                                           cfg["cache"])
     decoders = {outtype: Decoder(ggufs[outtype], settings)}  # kept open: its HF-subset pass reuses it
     for i in range(len(check.rows)):
         check.measure(outtype, shas[outtype], lambda: decoders[outtype].llm, i)
@@ -313,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         if key in cfg["ablation_models"]:
             run.add(key, rows, decode(path, task, rows, settings, with_hint=False, cache=cache,
                                       sha256=shas[key]), variant="no_hint", grammar=True)
+    # the controls (eval.fidelity_only): fidelity's forced rows only, no answer decoded
+    for key, path in control_ggufs.items():
+        with Decoder(path, settings) as decoder:
+            for i in range(len(check.rows)):
+                check.measure(key, shas[key], lambda: decoder.llm, i)
     # does retrieval help? the report model again on the same rows, each prompt led by its
     # eval.retrieval_k most similar RAG export rows as worked examples (tuneforge.retrieval, as
     # replay shows them; the export holds no gold row nor a near-duplicate of one)
@@ -366,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     check.close()
     write_fidelity(paths, check, fcfg, sizes, shas, tokenizer)
     over, kl_mean = fidelity_failures(paths.fidelity, judged, fid_keys)
-    failures = {k: over.get(k, []) + labeler_failures.get(k, []) for k in types}
+    failures = {k: over.get(k, []) + labeler_failures.get(k, []) for k in ladder}
 
     # the promotion candidate, smallest first, gated again on eval.confirm_rows (every gold row
     # by default): a sample of 40 rows cannot see a loop or a habit one answer in 60 shows, and
@@ -401,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         return [f"on {len(decoded)} of {len(confirm_rows)} gold rows (eval.confirm_rows): {f}" for f in failed]
 
     verdict = Verdict(**decide(run.metrics, run.summaries, types, size_bytes, cfg, judged, task.class_field,
-                               failures, kl_mean, confirm),
+                               failures, kl_mean, confirm, controls),
                       confirm_rows=max(len(confirm_rows), len(rows)),
                       ggufs=judged,
                       hf_models=hf_hashes, gold=gold_hash, params=verdict_params(params),

@@ -68,7 +68,8 @@ def make_workdir(root: Path, tiny_base: Path, **overrides) -> Path:
                            compile=False,  # uncompiled: ~30 s of compiling per run (one test compiles)
                            lora_layers=1)  # the top block of the tiny model's 2, as the real build adapts its top
 
-    params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True)
+    # every quantisation decoded here; test_a_fidelity_only_control_is_measured_never_decoded sets one
+    params["eval"].update(holdout_limit=6, hf_subset=2, max_tokens=24, n_ctx=512, base_hf=True, fidelity_only=[])
     # the ladder without imatrix entries (test_imatrix.py runs those); the tiny imatrix's windows
     params["quantize"].update(types=["Q8_0", "Q6_K", "Q4_K_M"], **TINY_IMATRIX)
     for section, values in overrides.items():
@@ -621,6 +622,39 @@ def test_eval_without_an_sft_export_stops_naming_it(chain, tmp_path):
         with pytest.raises(FileNotFoundError, match=r"sft/train\.jsonl: eval sets the model beside the rule "
                                                     r"labeler.*dvc repro export@changelog-actions"):
             eval_stage.main([TASK_NAME])
+
+
+def test_a_fidelity_only_control_is_measured_never_decoded(chain, tmp_path):
+    """eval.fidelity_only: the GGUF gets fidelity's KL and top-1 on its forced rows, and no
+    answer: no metrics, no prediction, a failing verdict that says why, rejected in the
+    registry. The decoded models' figures are the ones the chain measured."""
+    from stages import eval as eval_stage
+    from stages import register
+    from tuneforge.gates import NOT_DECODED
+
+    root = tmp_path / "control"
+    shutil.copytree(chain, root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval"]["fidelity_only"] = ["Q4_K_M"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        assert eval_stage.main([TASK_NAME]) == 0
+        assert register.main([TASK_NAME]) == 0
+    reports = root / "reports" / TASK_NAME
+    metrics, before = (json.loads((r / "reports" / TASK_NAME / "metrics.json").read_text()) for r in (root, chain))
+    assert "Q4_K_M" not in metrics and {"Q8_0", "Q6_K"} <= set(metrics)
+    for key in ("Q8_0", "Q6_K"):
+        assert metrics[key]["kind_agreement"] == before[key]["kind_agreement"]
+    fid = json.loads((reports / "fidelity.json").read_text())["models"]["Q4_K_M"]
+    assert fid["rows"] > 0 and fid["tokens"] > 0
+    assert not [p for p in read_jsonl(reports / "eval" / "predictions.jsonl") if p["model"] == "Q4_K_M"]
+    verdict = json.loads((reports / "eval" / "verdict.json").read_text())
+    control = verdict["models"]["Q4_K_M"]
+    assert control["verdict"] == "fail" and control["failed"][0] == NOT_DECODED and control["confirmed"] is None
+    assert verdict["promoted"] != "Q4_K_M"
+    registry = json.loads((root / "models" / TASK_NAME / "registry.json").read_text())
+    assert {e["quantization"]: e["status"] for e in registry["models"]}["Q4_K_M"] == "rejected"
 
 
 def test_eval_by_hand_prints_metrics(chain, capsys, monkeypatch):

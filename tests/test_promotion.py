@@ -86,3 +86,37 @@ def test_the_verdict_says_which_passes_were_confirmed(monkeypatch):
                        confirm=lambda key: ["loops"] if key == "Q4_K_M-imat" else [])
     assert {k: (v.verdict, v.confirmed) for k, v in out["models"].items()} == {
         "Q4_K_M-imat": ("fail", False), "Q4_K_M": ("pass", True), "Q8_0": ("pass", None)}
+
+
+def test_a_control_is_failed_with_its_reason_and_never_tried(monkeypatch):
+    """eval.fidelity_only: a control (Q4_K_M beside Q4_K_M-imat) is never decoded, so no gate
+    ran on it: it fails naming why, with any KL bound it is over, and is never a candidate."""
+    monkeypatch.setattr(gates, "gate", lambda *a, **k: [])
+    decoded = ["Q8_0", "Q4_K_M-imat"]
+    metrics = {k: {} for k in decoded} | {"f16": {"conversion_parity": 1.0}}
+    ggufs = {k: FileHash(path=f"m-{k}.gguf", sha256="0" * 64) for k in TYPES}
+    tried: list[str] = []
+    out = gates.decide(metrics, {k: {} for k in decoded}, decoded, SIZES, {"parity_model": "f16", "gates": {}},
+                       ggufs, failures={"Q4_K_M": ["fidelity KL mean 0.1 (bound 0.06)"]},
+                       kl_mean={"Q8_0": 0.002, "Q4_K_M": 0.001, "Q4_K_M-imat": 0.02},
+                       confirm=lambda k: tried.append(k) or [], controls=["Q4_K_M"])
+    control = out["models"]["Q4_K_M"]
+    assert control.verdict == "fail" and control.confirmed is None
+    assert control.failed == [gates.NOT_DECODED, "fidelity KL mean 0.1 (bound 0.06)"]
+    assert out["promoted"] == "Q4_K_M-imat" and tried == ["Q4_K_M-imat"] and "Q4_K_M" not in metrics
+
+
+@pytest.mark.parametrize(("fidelity_only", "error"), [
+    (["Q4_K_M"], None),
+    (["Q5_K_M"], r"eval.fidelity_only \['Q5_K_M'\] are not in quantize.types"),
+    (["Q8_0"], r"eval.fidelity_only \['Q8_0'\]: eval decodes these"),
+    (["Q4_K_M", "Q4_K_M-imat"], None),  # eval.report_model (decoded, never a control) is always left
+])
+def test_fidelity_only_names_built_types_eval_does_not_decode(fidelity_only, error):
+    cfg = {"parity_model": "f16", "report_model": "Q8_0", "ablation_models": [], "fidelity_only": fidelity_only}
+    if error is None:
+        gates.check_models(cfg, TYPES, "f16")
+        return
+    with pytest.raises(ValueError, match=error):
+        gates.check_models(cfg, TYPES, "f16")
+

@@ -112,7 +112,7 @@ def built(tmp_path, monkeypatch, fake_decoders) -> Path:
     """A root after eval and register, where every gate passes (gates set to 0)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["toolchain"] = {k: v.split("+")[0] for k, v in toolchain(list(params["toolchain"])).items()}  # installed
-    params["eval"].update(holdout_limit=0, hf_subset=2, base_hf=False, retrieval_k=0,  # no RAG export here
+    params["eval"].update(holdout_limit=0, hf_subset=2, base_hf=False, retrieval_k=0, fidelity_only=[],  # no RAG here
                           gates={**params["eval"]["gates"], "min_class_agreement": 0.0, "max_parse_errors": 100,
                                  "min_parity": 0.0, "max_p_labeler_better": None})
     params["register"]["ollama"] = "never"

@@ -236,6 +236,9 @@ class Eval(Section):
     base_hf: bool
     base_gguf: bool
     ablation_models: list[str]
+    # quantize.types entries eval measures by fidelity (KL, top-1) but never decodes nor promotes:
+    # a control, such as a type built both with and without the importance matrix
+    fidelity_only: list[str]
     parity_model: str
     report_model: str
     retrieval_k: Annotated[int, Field(ge=0)]  # worked examples per row in the retrieval pass; 0 = no pass

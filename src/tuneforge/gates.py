@@ -23,6 +23,17 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
     unknown = sorted(set(cfg["ablation_models"]) - set(types))
     if unknown:
         raise ValueError(f"eval.ablation_models {unknown} are not in quantize.types {types}")
+    controls = cfg.get("fidelity_only", [])
+    if unknown := sorted(set(controls) - set(types)):
+        raise ValueError(f"eval.fidelity_only {unknown} are not in quantize.types {types}")
+    if clash := sorted(set(controls) & {cfg["report_model"], cfg["parity_model"], *cfg["ablation_models"]}):
+        raise ValueError(f"eval.fidelity_only {clash}: eval decodes these (eval.report_model, parity_model or "
+                         "ablation_models), and a fidelity-only GGUF is never decoded")
+
+
+# a fidelity-only GGUF's reason to fail: it was never decoded, so no gate could pass it
+NOT_DECODED = ("not decoded (eval.fidelity_only): measured by fidelity's KL only, as the importance matrix's "
+               "control, never promoted")
 
 
 def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]
@@ -78,7 +89,8 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
            size_bytes: dict[str, int], cfg: dict, ggufs: dict[str, FileHash],
            class_field: str = "kind", failures: dict[str, list[str]] | None = None,
            kl_mean: dict[str, float] | None = None,
-           confirm: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
+           confirm: Callable[[str], list[str]] | None = None,
+           controls: list[str] = ()) -> dict[str, Any]:
     """Gate every quantisation; promote the smallest that passes, and passes again on more gold
     rows (`confirm`: a candidate's reasons to fail there, eval.confirm_rows; tried smallest
     first, a candidate that fails is failed with them and the next one tried). Sizes are compared to three
@@ -89,7 +101,8 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
     and `summaries`: eval's, per model key (each gated one gets `passed_gates` in its
     metrics); `ggufs`: each key's FileHash, so each verdict names the bytes it was made on;
     `failures`: each key's other reasons to fail (fidelity_failures: over its KL bounds;
-    labeler_behind: the rule labeler ahead of it)."""
+    labeler_behind: the rule labeler ahead of it). `controls`: GGUFs fidelity measured but eval
+    never decoded (eval.fidelity_only): each fails with NOT_DECODED (and any KL bound it is over)."""
     # the conversion check: eval.parity_model decoded as the merged model is (no grammar)
     ref_parity = metrics[cfg["parity_model"]]["conversion_parity"]
     models = {}
@@ -99,6 +112,10 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
                                    size_mb=round(size_bytes[key] / 1e6, 1), gguf=ggufs[key].path,
                                    sha256=ggufs[key].sha256)
         metrics[key]["passed_gates"] = not failed
+    for key in controls:
+        models[key] = ModelVerdict(verdict="fail", confirmed=None, failed=[NOT_DECODED, *(failures or {}).get(key, [])],
+                                   size_mb=round(size_bytes[key] / 1e6, 1), gguf=ggufs[key].path,
+                                   sha256=ggufs[key].sha256)
     passing = [k for k in types if models[k].verdict == "pass"]
     closeness = kl_mean or {}
     promoted = None
