@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from tuneforge import config, teacher
+from tuneforge.batch import records_in_memory
 from tuneforge.decontam import GoldCheck
 from tuneforge.forkmap import ordered_map
 from tuneforge.io import atomic_path, canonical_json, read_jsonl, read_models, sig_hash
@@ -186,4 +187,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    records_in_memory()  # a process of its own: no cyclic garbage collection (tuneforge.batch says why)
     sys.exit(main())

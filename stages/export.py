@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneforge import config
+from tuneforge.batch import records_in_memory
 from tuneforge.dataset_sql import GoldSets, stratified_split
 from tuneforge.decontam import GoldMatcher, Match
 from tuneforge.io import atomic_path, canonical_json, read_jsonl, read_models, write_json
@@ -371,4 +372,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    records_in_memory()  # a process of its own: no cyclic garbage collection (tuneforge.batch says why)
     sys.exit(main())

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from tuneforge import config, metrics
+from tuneforge.batch import records_in_memory
 from tuneforge.forkmap import ordered_map
 from tuneforge.io import atomic_path, canonical_json, read_models, write_json
 from tuneforge.names import gold_subset
@@ -230,4 +231,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    records_in_memory()  # a process of its own: no cyclic garbage collection (tuneforge.batch says why)
     sys.exit(main())

@@ -17,7 +17,7 @@ from tuneforge.records import (
 )
 from tuneforge.text import content_key
 
-from .conftest import TASK, snapshot_tree
+from .conftest import ROOT, TASK, snapshot_tree
 
 STAGES = ("backfill", "evidence", "score", "export")
 
@@ -70,6 +70,36 @@ def test_two_runs_are_byte_identical(workdir, run_pipeline, tmp_path_factory):
         if "gold" not in p.parts:
             p.unlink()
     run_pipeline()
+    assert snapshot_tree(workdir) == first
+
+
+def test_stages_run_as_processes_write_what_they_write_in_process(workdir, run_pipeline):
+    """dvc runs each data stage as `python -m stages.<name>`, where evidence, score and export turn
+    the cyclic garbage collector off (tuneforge.batch); called in-process, as here, main() leaves
+    it alone. Same bytes either way, and the caller's collector is still on."""
+    import gc
+    import os
+    import subprocess
+    import sys
+
+    run_pipeline()
+    assert gc.isenabled()
+    first = snapshot_tree(workdir)
+    for p in (workdir / "data").rglob("*.jsonl"):
+        if "gold" not in p.parts:
+            p.unlink()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    # each stage's __main__ block, as `python -m` runs it, saying at exit whether the collector was on;
+    # backfill by plain -m: its process pool pickles its parser by module name, which runpy's is not
+    probe = ("import atexit, gc, runpy; atexit.register(lambda: print('collector on:', gc.isenabled())); "
+             "runpy.run_module({!r}, run_name='__main__')")
+    for stage in STAGES:
+        cmd = ["-m", f"stages.{stage}"] if stage == "backfill" else ["-c", probe.format(f"stages.{stage}")]
+        done = subprocess.run([sys.executable, *cmd, TASK], cwd=workdir, env=env, capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, (stage, done.stderr[-2000:])
+        if stage != "backfill":
+            assert "collector on: False" in done.stdout, (stage, done.stdout[-500:])
     assert snapshot_tree(workdir) == first
 
 
