@@ -224,10 +224,12 @@ def start_fidelity(task: Task, paths, gold: list[dict], gold_path, rows: list[di
 
 
 def write_fidelity(paths, check: fidelity.Check, fcfg: dict, sizes: dict, shas: dict,
-                   tokenizer: TokenizerRoundTrip) -> None:
+                   tokenizer: TokenizerRoundTrip, order: list[str]) -> None:
     """reports/<task>/fidelity.json (each measured GGUF's figures, bounds, verdict and the SHA-256
-    measured; the round trip's counts) and the KL-vs-size plot."""
-    judged = fidelity.verdicts(check.figures(), fcfg)
+    measured; the round trip's counts) and the KL-vs-size plot, its rows in `order` (the ladder's,
+    whatever order they were measured in)."""
+    figures = fidelity.verdicts(check.figures(), fcfg)
+    judged = {k: figures[k] for k in order if k in figures}
     report = FidelityReport(
         models={k: FidelityFigures(**v, size_mb=sizes[k], sha256=shas[k]) for k, v in judged.items()},
         tokenizer=tokenizer)
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     controls = [t for t in ladder if t in cfg["fidelity_only"]]  # measured by fidelity, never decoded
     types = [t for t in ladder if t not in controls]  # decoded, gated, promotable
     fcfg = params.section("fidelity")
-    fidelity.check_bounds(fcfg, [outtype, *types], config.PARAMS)
+    fidelity.check_bounds(fcfg, [outtype, *ladder], config.PARAMS)
     receipt = Receipt("eval", params.declared(), packages=TOOLS)
     gguf_dir, out_dir, gold_path = paths.gguf_dir, paths.eval_dir, params.task.gold
     receipt.inputs.append(gold_path)
@@ -271,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         ggufs = {"base": gguf_dir / base_gguf_name(name, outtype), **ggufs}
     ggufs[outtype] = gguf_dir / gguf_name(name, outtype)
     control_ggufs = {t: gguf_dir / gguf_name(name, t) for t in controls}
+    fid_ggufs = {**ggufs, **control_ggufs}
     sizes, size_bytes, shas, judged = {}, {}, {}, {}
-    for key, path in {**ggufs, **control_ggufs}.items():
+    for key, path in fid_ggufs.items():
         shas[key] = verify_pin(path)  # a file that changed since quantize pinned it is refused here
         judged[key] = FileHash(path=str(path), sha256=shas[key])  # the verdict names these bytes
         receipt.inputs.append(path)
@@ -291,7 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         hf_models["base_hf"] = paths.base_model
     hf_hashes = {key: dir_hash(model_dir) for key, model_dir in hf_models.items()}
     fid_keys = [outtype, *ladder]  # every GGUF fidelity measures (not the base's)
-    fid_ggufs = {**ggufs, **control_ggufs}
 
     # fidelity, before anything decodes: the tokenizer round trip (a mismatch would make every
     # figure moot), then the converter's output against the merged model on the forced rows
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         check.measure(outtype, shas[outtype], lambda: decoders[outtype].llm, i)
     conv = fidelity.verdicts(check.figures(), fcfg)[outtype]
     if why := fidelity.converter_failure(ggufs[outtype].name, outtype, conv, paths.fidelity):
-        write_fidelity(paths, check, fcfg, sizes, shas, tokenizer)
+        write_fidelity(paths, check, fcfg, sizes, shas, tokenizer, fid_keys)
         raise RuntimeError(why)
 
     # decode every model and score it, each quantisation's forced rows right after their answers.
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     run.metrics[pkey]["conversion_parity"] = parity([a.text for a in free], run.outputs["merged_hf"])
     # the KL bounds gate each quantisation (the converter's output passed its own above)
     check.close()
-    write_fidelity(paths, check, fcfg, sizes, shas, tokenizer)
+    write_fidelity(paths, check, fcfg, sizes, shas, tokenizer, fid_keys)
     over, kl_mean = fidelity_failures(paths.fidelity, judged, fid_keys)
     failures = {k: over.get(k, []) + labeler_failures.get(k, []) for k in ladder}
 

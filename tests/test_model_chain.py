@@ -632,29 +632,41 @@ def test_a_fidelity_only_control_is_measured_never_decoded(chain, tmp_path):
     from stages import register
     from tuneforge.gates import NOT_DECODED
 
+    # the middle of the tiny ladder (Q8_0, Q6_K, Q4_K_M): measured after the decoded ones, listed in between
+    CONTROL = "Q6_K"  # noqa: N806
     root = tmp_path / "control"
     shutil.copytree(chain, root)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["eval"]["fidelity_only"] = ["Q4_K_M"]
+    params["eval"]["fidelity_only"] = [CONTROL]
+    bounds = params["fidelity"]["max_kl_mean"]
+    params["fidelity"]["max_kl_mean"] = {k: v for k, v in bounds.items() if k != CONTROL}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
+        # a control is measured against its bounds as every GGUF is: none given, eval stops first
+        with pytest.raises(SystemExit, match="fidelity.max_kl_mean has no bound for Q6_K"):
+            eval_stage.main([TASK_NAME])
+        params["fidelity"]["max_kl_mean"] = bounds
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         assert eval_stage.main([TASK_NAME]) == 0
         assert register.main([TASK_NAME]) == 0
     reports = root / "reports" / TASK_NAME
     metrics, before = (json.loads((r / "reports" / TASK_NAME / "metrics.json").read_text()) for r in (root, chain))
-    assert "Q4_K_M" not in metrics and {"Q8_0", "Q6_K"} <= set(metrics)
-    for key in ("Q8_0", "Q6_K"):
+    assert CONTROL not in metrics and {"Q8_0", "Q4_K_M"} <= set(metrics)
+    for key in ("Q8_0", "Q4_K_M"):
         assert metrics[key]["kind_agreement"] == before[key]["kind_agreement"]
-    fid = json.loads((reports / "fidelity.json").read_text())["models"]["Q4_K_M"]
+    fid = json.loads((reports / "fidelity.json").read_text())["models"][CONTROL]
     assert fid["rows"] > 0 and fid["tokens"] > 0
-    assert not [p for p in read_jsonl(reports / "eval" / "predictions.jsonl") if p["model"] == "Q4_K_M"]
+    # the plot's rows in the ladder's order (the control was measured last)
+    plot = (reports / "fidelity" / "kl_size.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in plot[1:]] == ["f16", "Q8_0", "Q6_K", "Q4_K_M"]
+    assert not [p for p in read_jsonl(reports / "eval" / "predictions.jsonl") if p["model"] == CONTROL]
     verdict = json.loads((reports / "eval" / "verdict.json").read_text())
-    control = verdict["models"]["Q4_K_M"]
+    control = verdict["models"][CONTROL]
     assert control["verdict"] == "fail" and control["failed"][0] == NOT_DECODED and control["confirmed"] is None
-    assert verdict["promoted"] != "Q4_K_M"
+    assert verdict["promoted"] != CONTROL
     registry = json.loads((root / "models" / TASK_NAME / "registry.json").read_text())
-    assert {e["quantization"]: e["status"] for e in registry["models"]}["Q4_K_M"] == "rejected"
+    assert {e["quantization"]: e["status"] for e in registry["models"]}[CONTROL] == "rejected"
 
 
 def test_eval_by_hand_prints_metrics(chain, capsys, monkeypatch):

@@ -30,7 +30,10 @@ import yaml
 
 from tuneforge import config, names
 
-SHARED_CACHE = ("wheels", "sdists", "base", "llama.cpp")  # downloads, never results
+# downloads, and the tools make setup compiles (llama-tools: llama-imatrix and llama-quantize, keyed by
+# the sdist's sha256 and the compiler), never results. Without llama-tools a clean clone's first
+# quantize compiled them (~3 min on 2 cores), which a clone after `make setup` never does.
+SHARED_CACHE = ("wheels", "sdists", "base", "llama.cpp", "llama-tools")
 
 
 def pipeline_stages(repo: Path) -> list[str]:

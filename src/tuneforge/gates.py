@@ -3,7 +3,7 @@ against params.yaml's eval.gates, the fidelity checks' KL bounds and the rule la
 smallest one that passes them all, on eval's sample and again on eval.confirm_rows, promoted."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
 
 
 # a fidelity-only GGUF's reason to fail: it was never decoded, so no gate could pass it
-NOT_DECODED = ("not decoded (eval.fidelity_only): measured by fidelity's KL only, as the importance matrix's "
-               "control, never promoted")
+NOT_DECODED = ("not decoded (eval.fidelity_only): measured by fidelity alone (KL, top-1), as the importance "
+               "matrix's control; never promoted")
 
 
 def fidelity_failures(path: Path, ggufs: dict[str, FileHash], keys: list[str]
@@ -90,7 +90,7 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
            class_field: str = "kind", failures: dict[str, list[str]] | None = None,
            kl_mean: dict[str, float] | None = None,
            confirm: Callable[[str], list[str]] | None = None,
-           controls: list[str] = ()) -> dict[str, Any]:
+           controls: Sequence[str] = ()) -> dict[str, Any]:
     """Gate every quantisation; promote the smallest that passes, and passes again on more gold
     rows (`confirm`: a candidate's reasons to fail there, eval.confirm_rows; tried smallest
     first, a candidate that fails is failed with them and the next one tried). Sizes are compared to three
