@@ -249,6 +249,22 @@ def test_clean_build_forces_every_stage(tmp_path, monkeypatch):
     assert repros and all("--force" in c for c in repros)
 
 
+def test_a_clone_builds_with_its_own_library(tmp_path):
+    """The venv installs this project editable: without the clone's src/ first on the path, a clean
+    clone's stages would import this work tree's tuneforge, uncommitted edits included."""
+    import subprocess as sp
+    import sys
+
+    from tools import verify_repro
+
+    clone = tmp_path / "clone"
+    (clone / "src" / "tuneforge").mkdir(parents=True)
+    (clone / "src" / "tuneforge" / "__init__.py").write_text("")
+    out = sp.run([sys.executable, "-c", "import tuneforge; print(tuneforge.__file__)"], cwd=tmp_path,
+                 env=verify_repro.clone_env(clone), capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(out).is_relative_to(clone), out
+
+
 def test_table_shows_the_floors_beside_the_figures_they_bound():
     size = {"entries_per_s": 10, "s": 9.0, "ratio": 1.1,
             "baseline_json": {"entries_per_s": 9, "s": 10.0},

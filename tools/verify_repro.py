@@ -145,16 +145,22 @@ def explained_by_precision(repo: Path, clone: Path, moved: list[str],
     return notes, [p for p in moved if p in explained]
 
 
-def clone_env() -> dict[str, str]:
+def clone_env(clone: Path) -> dict[str, str]:
     """The environment a clone builds in: its own machine cache, the default `.cache` inside it
-    (relative, as a fresh checkout's), whatever TUNEFORGE_CACHE says here."""
-    return {k: v for k, v in os.environ.items() if k != "TUNEFORGE_CACHE"}
+    (relative, as a fresh checkout's), whatever TUNEFORGE_CACHE says here; and its own library.
+    The venv installs this project editable (make setup), so `import tuneforge` would otherwise
+    load this work tree's src/, uncommitted edits included, and the clone would build HEAD's
+    stages with another library (a bench run once did: its verdicts took the text of a gates.py
+    edited while it ran). PYTHONPATH comes before the venv's .pth entries."""
+    env = {k: v for k, v in os.environ.items() if k != "TUNEFORGE_CACHE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(clone / "src"), str(clone)])
+    return env
 
 
 def build_clean_clone(repo: Path, clone: Path) -> tuple[dict[str, float], float]:
     """git clone HEAD into `clone` and build it stage by stage; (seconds per stage, total)."""
     subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
-    env = clone_env()
+    env = clone_env(clone)
     mine, theirs = repo / names.CACHE, clone / ".cache"  # names.CACHE may be absolute; .cache is its default
     theirs.mkdir(parents=True, exist_ok=True)
     for name in SHARED_CACHE:

@@ -342,7 +342,7 @@ def bench_build(params: Params) -> dict:
     with tempfile.TemporaryDirectory(prefix="tuneforge-bench-build-") as tmp:
         clone = Path(tmp) / "repo"
         stage_s, total_s = build_clean_clone(ROOT, clone)
-        env = clone_env()
+        env = clone_env(clone)
         receipts = {stage: json.loads((clone / receipt_of(stage)).read_text()) for stage in stage_s}
         rss = {stage: receipt["peak_rss_mb"] for stage, receipt in receipts.items()}
         identical, moved, compared = compare_locks(ROOT / "dvc.lock", clone / "dvc.lock", params.tasks)
