@@ -273,9 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         ggufs = {"base": gguf_dir / base_gguf_name(name, outtype), **ggufs}
     ggufs[outtype] = gguf_dir / gguf_name(name, outtype)
     control_ggufs = {t: gguf_dir / gguf_name(name, t) for t in controls}
-    fid_ggufs = {**ggufs, **control_ggufs}
+    every_gguf = {**ggufs, **control_ggufs}  # each one pinned, and named in the verdict
     sizes, size_bytes, shas, judged = {}, {}, {}, {}
-    for key, path in fid_ggufs.items():
+    for key, path in every_gguf.items():
         shas[key] = verify_pin(path)  # a file that changed since quantize pinned it is refused here
         judged[key] = FileHash(path=str(path), sha256=shas[key])  # the verdict names these bytes
         receipt.inputs.append(path)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # fidelity, before anything decodes: the tokenizer round trip (a mismatch would make every
     # figure moot), then the converter's output against the merged model on the forced rows
-    check, tokenizer, tok = start_fidelity(task, paths, gold, gold_path, rows, {k: fid_ggufs[k] for k in fid_keys},
+    check, tokenizer, tok = start_fidelity(task, paths, gold, gold_path, rows, {k: every_gguf[k] for k in fid_keys},
                                            fcfg, settings, hf_hashes["merged_hf"].files["model.safetensors"],
                                            cfg["cache"])
     decoders = {outtype: Decoder(ggufs[outtype], settings)}  # kept open: its HF-subset pass reuses it

@@ -23,7 +23,7 @@ def check_models(cfg: dict, types: list[str], outtype: str) -> None:
     unknown = sorted(set(cfg["ablation_models"]) - set(types))
     if unknown:
         raise ValueError(f"eval.ablation_models {unknown} are not in quantize.types {types}")
-    controls = cfg.get("fidelity_only", [])
+    controls = cfg["fidelity_only"]
     if unknown := sorted(set(controls) - set(types)):
         raise ValueError(f"eval.fidelity_only {unknown} are not in quantize.types {types}")
     if clash := sorted(set(controls) & {cfg["report_model"], cfg["parity_model"], *cfg["ablation_models"]}):
@@ -106,16 +106,15 @@ def decide(metrics: dict[str, dict], summaries: dict[str, dict], types: list[str
     # the conversion check: eval.parity_model decoded as the merged model is (no grammar)
     ref_parity = metrics[cfg["parity_model"]]["conversion_parity"]
     models = {}
-    for key in types:
-        failed = gate(summaries[key], cfg["gates"], ref_parity, class_field) + (failures or {}).get(key, [])
+    for key in [*types, *controls]:
+        decoded = key not in controls  # a control has no answers for a gate to read
+        failed = ((gate(summaries[key], cfg["gates"], ref_parity, class_field) if decoded else [NOT_DECODED])
+                  + (failures or {}).get(key, []))
         models[key] = ModelVerdict(verdict="fail" if failed else "pass", confirmed=None, failed=failed,
                                    size_mb=round(size_bytes[key] / 1e6, 1), gguf=ggufs[key].path,
                                    sha256=ggufs[key].sha256)
-        metrics[key]["passed_gates"] = not failed
-    for key in controls:
-        models[key] = ModelVerdict(verdict="fail", confirmed=None, failed=[NOT_DECODED, *(failures or {}).get(key, [])],
-                                   size_mb=round(size_bytes[key] / 1e6, 1), gguf=ggufs[key].path,
-                                   sha256=ggufs[key].sha256)
+        if decoded:
+            metrics[key]["passed_gates"] = not failed
     passing = [k for k in types if models[k].verdict == "pass"]
     closeness = kl_mean or {}
     promoted = None
