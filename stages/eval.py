@@ -45,7 +45,16 @@ from typing import Any
 
 from tuneforge import config, fidelity, names
 from tuneforge.chat_text import train_texts
-from tuneforge.decode import Answer, Decoder, Settings, decode, decode_chats, decode_free, decode_hf
+from tuneforge.decode import (
+    Answer,
+    Decoder,
+    Settings,
+    decode,
+    decode_chats,
+    decode_free,
+    decode_hf,
+    decode_workers,
+)
 from tuneforge.evalreport import report_md, write_csv
 from tuneforge.gates import check_models, decide, fidelity_failures, labeler_behind
 from tuneforge.gguf_tools import tokenizer_digest, verify_pin
@@ -158,8 +167,8 @@ def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache
     rows (the first len(check.rows) of eval's rows) teacher-forced right after its answer, on
     the same context: the prompt's KV cache entries are still there, so only the answer's
     positions are computed."""
-    if check is None:
-        return decode(path, task, rows, settings, cache=cache, sha256=sha256, decoder=decoder)
+    if check is None:  # one single-threaded decoder per core (decode.answers_in_parallel)
+        return decode(path, task, rows, settings, cache=cache, sha256=sha256)
     n = min(len(check.rows), len(rows))
     if [r.row_id for r in check.rows[:n]] != [prediction_id(r["text"]) for r in rows[:n]]:
         raise ValueError("fidelity's forced rows are not eval's first rows in eval order")
@@ -169,28 +178,35 @@ def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache
         check.measure(key, sha256, lambda: decoder.llm, i)
     for i in range(n, len(check.rows)):  # forced rows this model does not answer
         check.measure(key, sha256, lambda: decoder.llm, i)
-    return answers + decode(path, task, rows[n:], settings, cache=cache, sha256=sha256, decoder=decoder)
+    return answers + decode(path, task, rows[n:], settings, cache=cache, sha256=sha256)
 
 
 def confirmation_answers(path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
                          sha256: str, gates: dict, classes: list[str]) -> tuple[list[Answer], list[str]]:
-    """A promotion candidate's answers on eval.confirm_rows, decoded row by row (the sample's
-    rows come from the memo), and the count gates it went over (metrics.count_gates: a loop, a
-    parse error). Decoding stops at the first row that puts it over one: more rows can only
+    """A promotion candidate's answers on eval.confirm_rows, decoded a few rows at a time (one
+    row per decoder: decode.decode_workers; the sample's rows come from the memo), and the count
+    gates it went over (metrics.count_gates: a loop, a parse error). Decoding stops after the
+    rows that put it over one, and the answers stop at the first such row: more rows can only
     raise a count, so the rest could not change its verdict, and a candidate that loops is the
     one that costs most to decode (v19: commit-messages' three failed candidates first looped at
-    rows 62-88 of 240, and their remaining ~500 answers took about a third of its eval)."""
+    rows 62-88 of 240, and their remaining ~500 answers took about a third of its eval). The
+    rows decoded beside that first one stay in the memo."""
     from tqdm import tqdm
 
     answers: list[Answer] = []
     unparsed = closed = 0
-    with Decoder(path, settings) as decoder:
-        for row in tqdm(rows, desc=f"{path.stem} (confirmation)", unit="ex"):
-            answers += decode(path, task, [row], settings, cache=cache, sha256=sha256, decoder=decoder)
-            unparsed += not score(task, [row], [answers[-1].text], classes, 1)[1][0].parsed
-            closed += answers[-1].closed_by_decoder
-            if over := count_gates(unparsed, closed, gates):
-                return answers, over
+    step = decode_workers(settings, len(rows))
+    with tqdm(total=len(rows), desc=f"{path.stem} (confirmation)", unit="ex") as bar:
+        for at in range(0, len(rows), step):
+            chunk = rows[at: at + step]
+            for row, answer in zip(chunk, decode(path, task, chunk, settings, cache=cache, sha256=sha256),
+                                   strict=True):
+                answers.append(answer)
+                unparsed += not score(task, [row], [answer.text], classes, 1)[1][0].parsed
+                closed += answer.closed_by_decoder
+                if over := count_gates(unparsed, closed, gates):
+                    return answers, over
+            bar.update(len(chunk))
     return answers, []
 
 
@@ -300,9 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     check, tokenizer, tok = start_fidelity(task, paths, gold, gold_path, rows, {k: every_gguf[k] for k in fid_keys},
                                            fcfg, settings, hf_hashes["merged_hf"].files["model.safetensors"],
                                            cfg["cache"])
-    decoders = {outtype: Decoder(ggufs[outtype], settings)}  # kept open: its HF-subset pass reuses it
-    for i in range(len(check.rows)):
-        check.measure(outtype, shas[outtype], lambda: decoders[outtype].llm, i)
+    with Decoder(ggufs[outtype], settings) as decoder:
+        for i in range(len(check.rows)):
+            check.measure(outtype, shas[outtype], lambda: decoder.llm, i)
     conv = fidelity.verdicts(check.figures(), fcfg)[outtype]
     if why := fidelity.converter_failure(ggufs[outtype].name, outtype, conv, paths.fidelity):
         write_fidelity(paths, check, fcfg, sizes, shas, tokenizer, fid_keys)
@@ -315,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(task, classes, cfg)
     for key, path in ggufs.items():
         key_rows = hf_rows if key == outtype else rows
-        with decoders.pop(key, None) or Decoder(path, settings) as decoder:
+        with Decoder(path, settings) as decoder:  # the forced rows' (the rest: one decoder per core)
             answers = decode_checked(task, path, key_rows, settings, cache, shas[key], decoder,
                                      check if key in types else None, key)
         run.add(key, key_rows, answers, sizes[key], grammar=True)

@@ -216,3 +216,26 @@ def test_eval_counts_the_closed_answers_and_the_memo_keeps_the_flag(models, tmp_
     m = run.metrics["base"]
     assert (m["parse_errors"], m["closed_by_decoder"], m["closed_by_decoder_rate"]) == (0, 3, 1.0)
     assert [p.closed_by_decoder for p in run.predictions] == [True] * 3
+
+
+def test_one_decoder_per_core_answers_as_a_lone_decoder(models, monkeypatch):
+    """Settings with two threads split a batch of prompts over two single-threaded decoders
+    (decode.answers_in_parallel); each answer is the one a lone decoder gives, at two threads or
+    one, whichever prompt it decoded before (here: the batch in the opposite order)."""
+    import tuneforge.decode as decode_module
+
+    prompts = [TASK.messages(text, "Bug fixes" if i % 2 else None, "demo") for i, text in enumerate(NASTY)]
+    gbnf = json_gbnf(SCHEMA)
+    two, one = (Settings(max_tokens=48, n_ctx=512, n_threads=n) for n in (2, 1))
+    split = []
+    spy = decode_module.answers_in_parallel
+    monkeypatch.setattr(decode_module, "answers_in_parallel", lambda *a: split.append(a[5]) or spy(*a))
+    for name in ("random-0", "random-1", "backslashes"):
+        parallel = gguf_answers(models[name], prompts, gbnf, settings=two)
+        with decode_module.Decoder(models[name], two) as lone:
+            at_two = gguf_answers(models[name], prompts, gbnf, settings=two, decoder=lone)
+        at_one = gguf_answers(models[name], prompts[::-1], gbnf, settings=one)[::-1]
+        assert parallel == at_two == at_one, name
+        if name.startswith("random"):  # its prompts get different answers: an order mix-up shows
+            assert len({a.text for a in parallel}) > 1, name
+    assert split == [2, 2, 2]  # the parallel path answered, two decoders each time

@@ -85,6 +85,7 @@ def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
                                   "tokens_per_s": round(tokens / dt, 1)}
     # the speed-up must not change a single answer
     out["grammar_first_same_texts"] = texts["grammar"] == texts["grammar_stock"]
+    out["eval_batch"] = bench_eval_batch(gguf, task, read_jsonl(ROOT / entry.gold), settings)
 
     merged = ROOT / paths.merged
     tok = AutoTokenizer.from_pretrained(merged)
@@ -108,6 +109,29 @@ def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
     out["ratio_free"] = round(out["q8_0_free"]["tokens_per_s"] / base, 2)
     out["ratio_stock_grammar"] = round(out["q8_0_grammar_stock"]["tokens_per_s"] / base, 2)
     return out
+
+
+def bench_eval_batch(gguf, task, gold: list[dict], settings, n_rows: int = 12) -> dict:
+    """A batch of prompts as eval decodes it (tuneforge.decode.gguf_answers: one single-threaded
+    decoder per core, decode.answers_in_parallel) against the same batch on one decoder that
+    has every core (the baseline, eval's decoding before it), in the same run, each timed from
+    opening the file: the seconds, the ratio, and whether every answer is the same."""
+    from tuneforge import decode
+    from tuneforge.names import eval_order
+
+    rows = eval_order(gold, n_rows)
+    prompts, texts = decode.prompts(task, rows), [r["text"] for r in rows]
+    gbnfs, checks = decode.task_gbnfs(task, texts), [decode.task_check(task, t) for t in texts]
+
+    def one_decoder() -> list:
+        with decode.Decoder(gguf, settings) as lone:
+            return decode.gguf_answers(gguf, prompts, gbnfs, settings=settings, decoder=lone, checks=checks)
+
+    one_s, one = timed(one_decoder)
+    per_core_s, per_core = timed(decode.gguf_answers, gguf, prompts, gbnfs, settings=settings, checks=checks)
+    return {"rows": len(rows), "decoders": decode.decode_workers(settings, len(rows)),
+            "one_decoder_s": round(one_s, 2), "per_core_s": round(per_core_s, 2),
+            "ratio": round(one_s / per_core_s, 3), "same_answers": one == per_core}
 
 
 # ---------------------------------------------------------------- train
