@@ -239,3 +239,25 @@ def test_one_decoder_per_core_answers_as_a_lone_decoder(models, monkeypatch):
         if name.startswith("random"):  # its prompts get different answers: an order mix-up shows
             assert len({a.text for a in parallel}) > 1, name
     assert split == [2, 2, 2]  # the parallel path answered, two decoders each time
+
+
+def test_one_decoders_error_stops_the_other_decoders(models, monkeypatch):
+    """A decoder's error ends answers_in_parallel's batch: it is raised, and the other decoder
+    takes no prompt after the one it is decoding (it used to answer the rest of the queue first)."""
+    import tuneforge.decode as decode_module
+
+    prompts = [TASK.messages(text, None, "demo") for text in NASTY] * 3
+    answered = []
+    real = decode_module.Decoder.answer
+
+    def counted(self, *a, **kw):
+        out = real(self, *a, **kw)
+        answered.append(out)
+        return out
+
+    monkeypatch.setattr(decode_module.Decoder, "answer", counted)
+    checks = [lambda *_: None] + [None] * (len(prompts) - 1)  # a check without a grammar: refused
+    with pytest.raises(ValueError, match="needs a grammar"):
+        gguf_answers(models["random-0"], prompts, None, checks=checks,
+                     settings=Settings(max_tokens=48, n_ctx=512, n_threads=2))
+    assert len(prompts) > 10 and len(answered) <= 2

@@ -357,15 +357,19 @@ def answers_in_parallel(path: str | Path, prompts: list[list[dict]], gbnfs: list
     decoders = [Decoder(path, one) for _ in range(workers)]
     outs: list[Answer | None] = [None] * len(prompts)
     ran_out = [False] * len(prompts)
-    todo, lock = iter(range(len(prompts))), threading.Lock()
+    todo, lock, failed = iter(range(len(prompts))), threading.Lock(), threading.Event()
 
     def work(decoder: Decoder) -> None:
-        while True:
+        while not failed.is_set():  # one decoder's error ends the batch: the others take no more
             with lock:
                 i = next(todo, None)
             if i is None:
                 return
-            outs[i] = decoder.answer(prompts[i], gbnfs[i], checks[i])
+            try:
+                outs[i] = decoder.answer(prompts[i], gbnfs[i], checks[i])
+            except BaseException:
+                failed.set()
+                raise
             ran_out[i] = gbnfs[i] is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
             bar.update()
 
