@@ -48,6 +48,7 @@ from tuneforge.chat_text import train_texts
 from tuneforge.decode import (
     Answer,
     Decoder,
+    DecoderPool,
     Settings,
     decode,
     decode_chats,
@@ -167,7 +168,7 @@ def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache
     rows (the first len(check.rows) of eval's rows) teacher-forced right after its answer, on
     the same context: the prompt's KV cache entries are still there, so only the answer's
     positions are computed."""
-    if check is None:  # one single-threaded decoder per core (decode.answers_in_parallel)
+    if check is None:  # one single-threaded decoder per core (decode.DecoderPool)
         return decode(path, task, rows, settings, cache=cache, sha256=sha256)
     n = min(len(check.rows), len(rows))
     if [r.row_id for r in check.rows[:n]] != [prediction_id(r["text"]) for r in rows[:n]]:
@@ -184,7 +185,7 @@ def decode_checked(task: Task, path, rows: list[dict], settings: Settings, cache
 def confirmation_answers(path, task: Task, rows: list[dict], settings: Settings, cache: PredictionCache,
                          sha256: str, gates: dict, classes: list[str]) -> tuple[list[Answer], list[str]]:
     """A promotion candidate's answers on eval.confirm_rows, decoded a few rows at a time (one
-    row per decoder: decode.decode_workers; the sample's rows come from the memo), and the count
+    row per decoder of a DecoderPool kept open throughout; the sample's rows come from the memo), and the count
     gates it went over (metrics.count_gates: a loop, a parse error). Decoding stops after the
     rows that put it over one, and the answers stop at the first such row: more rows can only
     raise a count, so the rest could not change its verdict, and a candidate that loops is the
@@ -196,11 +197,12 @@ def confirmation_answers(path, task: Task, rows: list[dict], settings: Settings,
     answers: list[Answer] = []
     unparsed = closed = 0
     step = decode_workers(settings, len(rows))
-    with tqdm(total=len(rows), desc=f"{path.stem} (confirmation)", unit="ex") as bar:
+    with DecoderPool(path, settings, step) as pool, \
+            tqdm(total=len(rows), desc=f"{path.stem} (confirmation)", unit="ex") as bar:
         for at in range(0, len(rows), step):
             chunk = rows[at: at + step]
-            for row, answer in zip(chunk, decode(path, task, chunk, settings, cache=cache, sha256=sha256),
-                                   strict=True):
+            for row, answer in zip(chunk, decode(path, task, chunk, settings, cache=cache, sha256=sha256,
+                                                 decoder=pool), strict=True):
                 answers.append(answer)
                 unparsed += not score(task, [row], [answer.text], classes, 1)[1][0].parsed
                 closed += answer.closed_by_decoder

@@ -425,14 +425,19 @@ def test_table_says_whether_each_row_meets_its_target_from_the_figures_it_prints
     assert row(table({"sections": decode(2.45)}), "decode_tokens_per_s").endswith(f"| {NOT_MET} |")
     assert row(table({"sections": decode(5.0)}), "decode_tokens_per_s").endswith(f"| {MET} |")
 
-    def batch(ratio: float, same: bool) -> dict:
+    def batch(ratio: float, same: bool, kept: float = 1.1, kept_same: bool = True) -> dict:
         figures = {"rows": 12, "decoders": 2, "one_decoder_s": 12.0, "per_core_s": round(12 / ratio, 2),
-                   "ratio": ratio, "same_answers": same}
+                   "ratio": ratio, "same_answers": same,
+                   "confirmation": {"pool_per_rows_s": 10.0, "kept_pool_s": round(10 / kept, 2), "ratio": kept,
+                                    "same_answers": kept_same}}
         return {"decode": {**decode(5.0)["decode"], "eval_batch": figures}}
 
     assert row(table({"sections": batch(1.2, True)}), "eval_batch_s").endswith(f"| {MET} |")
     assert row(table({"sections": batch(1.2, False)}), "eval_batch_s").endswith(f"| {NOT_MET} |")  # an answer moved
     assert row(table({"sections": batch(0.95, True)}), "eval_batch_s").endswith(f"| {NOT_MET} |")
+    assert row(table({"sections": batch(1.2, True)}), "eval_confirm_s").endswith(f"| {MET} |")
+    assert row(table({"sections": batch(1.2, True, 0.98)}), "eval_confirm_s").endswith(f"| {NOT_MET} |")
+    assert row(table({"sections": batch(1.2, True, 1.2, False)}), "eval_confirm_s").endswith(f"| {NOT_MET} |")
     sha = {"sha256_mb_per_s": 900.0, "baseline_sha256sum_mb_per_s": 1000.0}
     assert row(table({"sections": {"sha256": {**sha, "ratio": 0.9}}}), "sha256_mb_per_s").endswith(f"| {MET} |")
     assert row(table({"sections": {"sha256": {**sha, "ratio": 0.7}}}), "sha256_mb_per_s").endswith(

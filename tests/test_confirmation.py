@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import stages.eval as ev
-from tuneforge.decode import Answer, Settings
+from tuneforge.decode import Answer, DecoderPool, Settings
 from tuneforge.names import eval_order
 from tuneforge.scoring import labeler_answers, load_gold
 from tuneforge.tasks import get_task
@@ -24,10 +24,13 @@ def run(monkeypatch, loops=(), broken=(), gates=GATES, n=10, threads=1):
     rows = eval_order(load_gold(Path("data/gold/holdout.jsonl"), task), n)
     texts = labeler_answers(task, rows)
     asked: list[str] = []
+    pools: set[int] = set()
 
     def decode(path, task, some, settings, **kw):
         # a row per decoder, so that decoding can stop after any few rows
         assert len(some) == threads or len(asked) + len(some) == len(rows)
+        assert isinstance(kw["decoder"], DecoderPool) and len(kw["decoder"].decoders) == threads
+        pools.add(id(kw["decoder"]))  # one pool, kept open from one few rows to the next
         out = []
         for row in some:
             i = len(asked)
@@ -40,6 +43,7 @@ def run(monkeypatch, loops=(), broken=(), gates=GATES, n=10, threads=1):
                                             "0" * 64, gates, list(task.classes))
     assert [r["text"] for r in rows[: len(answers)]] == asked[: len(answers)]
     assert len(asked) - len(answers) < threads  # at most the rest of the last few rows decoded together
+    assert len(pools) == 1
     return len(answers), over
 
 

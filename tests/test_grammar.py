@@ -220,7 +220,7 @@ def test_eval_counts_the_closed_answers_and_the_memo_keeps_the_flag(models, tmp_
 
 def test_one_decoder_per_core_answers_as_a_lone_decoder(models, monkeypatch):
     """Settings with two threads split a batch of prompts over two single-threaded decoders
-    (decode.answers_in_parallel); each answer is the one a lone decoder gives, at two threads or
+    (decode.DecoderPool); each answer is the one a lone decoder gives, at two threads or
     one, whichever prompt it decoded before (here: the batch in the opposite order)."""
     import tuneforge.decode as decode_module
 
@@ -228,8 +228,9 @@ def test_one_decoder_per_core_answers_as_a_lone_decoder(models, monkeypatch):
     gbnf = json_gbnf(SCHEMA)
     two, one = (Settings(max_tokens=48, n_ctx=512, n_threads=n) for n in (2, 1))
     split = []
-    spy = decode_module.answers_in_parallel
-    monkeypatch.setattr(decode_module, "answers_in_parallel", lambda *a: split.append(a[5]) or spy(*a))
+    spy = decode_module.DecoderPool.answer_all
+    monkeypatch.setattr(decode_module.DecoderPool, "answer_all",
+                        lambda self, *a: split.append(len(self.decoders)) or spy(self, *a))
     for name in ("random-0", "random-1", "backslashes"):
         parallel = gguf_answers(models[name], prompts, gbnf, settings=two)
         with decode_module.Decoder(models[name], two) as lone:
@@ -242,7 +243,7 @@ def test_one_decoder_per_core_answers_as_a_lone_decoder(models, monkeypatch):
 
 
 def test_one_decoders_error_stops_the_other_decoders(models, monkeypatch):
-    """A decoder's error ends answers_in_parallel's batch: it is raised, and the other decoder
+    """A decoder's error ends a DecoderPool's batch: it is raised, and the other decoder
     takes no prompt after the one it is decoding (it used to answer the rest of the queue first)."""
     import tuneforge.decode as decode_module
 
@@ -261,3 +262,25 @@ def test_one_decoders_error_stops_the_other_decoders(models, monkeypatch):
         gguf_answers(models["random-0"], prompts, None, checks=checks,
                      settings=Settings(max_tokens=48, n_ctx=512, n_threads=2))
     assert len(prompts) > 10 and len(answered) <= 2
+
+
+def test_a_pool_stays_open_from_one_batch_to_the_next(models, monkeypatch):
+    """A DecoderPool given to gguf_answers answers batch after batch on decoders it opened once
+    (eval's confirmation: two rows at a time on two cores), each answer the one a fresh pool
+    gives; a pool refuses a batch for another file."""
+    import tuneforge.decode as decode_module
+
+    prompts = ([TASK.messages(text, None, "demo") for text in NASTY] * 2)[:6]
+    gbnf, two = json_gbnf(SCHEMA), Settings(max_tokens=48, n_ctx=512, n_threads=2)
+    opened: list = []
+    real = decode_module.open_gguf
+    monkeypatch.setattr(decode_module, "open_gguf", lambda *a, **kw: opened.append(a[0]) or real(*a, **kw))
+    path = models["random-0"]
+    fresh = [gguf_answers(path, prompts[i:i + 2], gbnf, settings=two) for i in range(0, 6, 2)]
+    assert len(opened) == 6  # a pool of two for each batch
+    opened.clear()
+    with decode_module.DecoderPool(path, two, 2) as pool:
+        kept = [gguf_answers(path, prompts[i:i + 2], gbnf, settings=two, decoder=pool) for i in range(0, 6, 2)]
+        with pytest.raises(ValueError, match="asked to answer for"):
+            gguf_answers(models["random-1"], prompts[:2], gbnf, settings=two, decoder=pool)
+    assert kept == fresh and len(opened) == 2

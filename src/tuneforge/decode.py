@@ -124,7 +124,7 @@ def task_gbnfs(task: Task, texts: list[str]) -> list[str]:
 
 def decode(path: Path, task: Task, rows: list[dict], settings: Settings, *, with_hint: bool = True,
            cache: PredictionCache | None = None, sha256: str | None = None,
-           decoder: Decoder | None = None) -> list[Answer]:
+           decoder: Decoder | DecoderPool | None = None) -> list[Answer]:
     """The GGUF's answer to each row, under the task's output grammar for that row, each
     flagged when the decoder closed it at the cap; with a cache, only the prompts it has not
     answered before are decoded (`sha256`: the file's, when the caller has verified it already;
@@ -136,7 +136,7 @@ def decode(path: Path, task: Task, rows: list[dict], settings: Settings, *, with
 
 def decode_chats(path: Path, task: Task, todo: list[list[dict]], texts: list[str], settings: Settings, *,
                  cache: PredictionCache | None = None, sha256: str | None = None, desc: str = "",
-                 decoder: Decoder | None = None) -> list[Answer]:
+                 decoder: Decoder | DecoderPool | None = None) -> list[Answer]:
     """decode's answers to chats built elsewhere (eval's retrieval pass: worked examples first);
     `texts[i]` is the input chat i answers, which its grammar is narrowed to."""
     if len(texts) != len(todo):
@@ -287,13 +287,15 @@ class Decoder:
 
 
 def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[str] | None, *,
-                 settings: Settings, desc: str = "generate", decoder: Decoder | None = None,
+                 settings: Settings, desc: str = "generate", decoder: Decoder | DecoderPool | None = None,
                  checks: list | None = None) -> list[Answer]:
     """Greedy chat completions with llama.cpp, constrained by the GBNF grammar when given (one
     for every prompt, or a list: one per prompt). Under a grammar every answer is complete: one
     still open at max_tokens (a model looping inside a string) is closed (chat_greedy), and its
     Answer says so. `checks`: one answer check per prompt (decode.task_check), or None.
-    `decoder`: `path` already open (the caller closes it), else it is opened and closed here."""
+    `decoder`: `path` already open (the caller closes it): one Decoder, or a DecoderPool whose
+    decoders share the prompts out; else it is opened and closed here (a DecoderPool of one
+    single-threaded decoder per core when settings give more than one thread)."""
     from contextlib import nullcontext
 
     from tqdm import tqdm
@@ -305,8 +307,13 @@ def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[s
     if len(checks) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts and {len(checks)} answer checks: give one per prompt")
     bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=len(prompts) < 2)
-    if decoder is None and (workers := decode_workers(settings, len(prompts))) > 1:
-        outs, cut = answers_in_parallel(path, prompts, gbnfs, checks, settings, workers, bar)
+    if isinstance(decoder, DecoderPool):
+        if str(decoder.path) != str(path):
+            raise ValueError(f"a pool of {decoder.path} asked to answer for {path}")
+        outs, cut = decoder.answer_all(prompts, gbnfs, checks, bar)
+    elif decoder is None and (workers := decode_workers(settings, len(prompts))) > 1:
+        with DecoderPool(path, settings, workers) as pool:
+            outs, cut = pool.answer_all(prompts, gbnfs, checks, bar)
     else:
         outs, cut = [], 0
         with nullcontext(decoder) if decoder is not None else Decoder(path, settings) as open_decoder:
@@ -346,43 +353,59 @@ def decode_workers(settings: Settings, n_prompts: int) -> int:
     return max(1, min(settings.n_threads, n_prompts))
 
 
-def answers_in_parallel(path: str | Path, prompts: list[list[dict]], gbnfs: list[str | None], checks: list,
-                        settings: Settings, workers: int, bar) -> tuple[list[Answer], int]:
-    """gguf_answers' answers from `workers` decoders of one thread each (each takes the next
-    prompt not yet taken), in prompt order, and how many ran out of context; `bar` counts them."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
+class DecoderPool:
+    """`workers` decoders of one GGUF, one thread each, answering a batch side by side (each
+    takes the next prompt not yet taken), kept open from one batch to the next: eval's
+    confirmation decodes a row per decoder at a time, and opening two decoders for every two
+    rows cost more than a tenth of its time. Loaded at first use, as a Decoder is."""
 
-    one = dataclasses.replace(settings, n_threads=1)
-    decoders = [Decoder(path, one) for _ in range(workers)]
-    outs: list[Answer | None] = [None] * len(prompts)
-    ran_out = [False] * len(prompts)
-    todo, lock, failed = iter(range(len(prompts))), threading.Lock(), threading.Event()
+    def __init__(self, path: str | Path, settings: Settings, workers: int):
+        one = dataclasses.replace(settings, n_threads=1)
+        self.path = path
+        self.decoders = [Decoder(path, one) for _ in range(workers)]
 
-    def work(decoder: Decoder) -> None:
-        while not failed.is_set():  # one decoder's error ends the batch: the others take no more
-            with lock:
-                i = next(todo, None)
-            if i is None:
-                return
-            try:
-                outs[i] = decoder.answer(prompts[i], gbnfs[i], checks[i])
-            except BaseException:
-                failed.set()
-                raise
-            ran_out[i] = gbnfs[i] is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
-            bar.update()
+    def answer_all(self, prompts: list[list[dict]], gbnfs: list[str | None], checks: list,
+                   bar) -> tuple[list[Answer], int]:
+        """gguf_answers' answers, in prompt order, and how many ran out of context; `bar`
+        counts them. One decoder's error ends the batch: the others take no more prompts."""
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
 
-    try:
-        for d in decoders:  # loaded here, one after another: llama_private builds its classes once
+        outs: list[Answer | None] = [None] * len(prompts)
+        ran_out = [False] * len(prompts)
+        todo, lock, failed = iter(range(len(prompts))), threading.Lock(), threading.Event()
+
+        def work(decoder: Decoder) -> None:
+            while not failed.is_set():
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                try:
+                    outs[i] = decoder.answer(prompts[i], gbnfs[i], checks[i])
+                except BaseException:
+                    failed.set()
+                    raise
+                ran_out[i] = gbnfs[i] is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
+                bar.update()
+
+        busy = self.decoders[:len(prompts)]
+        for d in busy:  # loaded here, one after another: llama_private builds its classes once
             _ = d.llm
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for done in [pool.submit(work, d) for d in decoders]:
+        with ThreadPoolExecutor(max_workers=len(busy) or 1) as pool:
+            for done in [pool.submit(work, d) for d in busy]:
                 done.result()  # a decoder's error is raised here
-    finally:
-        for d in decoders:
+        answered = [a for a in outs if a is not None]
+        if len(answered) != len(prompts):  # every decoder returned without an error: cannot happen
+            raise RuntimeError(f"{self.path}: {len(prompts) - len(answered)} of {len(prompts)} prompts went unanswered")
+        return answered, sum(ran_out)
+
+    def close(self) -> None:
+        for d in self.decoders:
             d.close()
-    answered = [a for a in outs if a is not None]
-    if len(answered) != len(prompts):  # every decoder returned without an error: cannot happen
-        raise RuntimeError(f"{path}: {len(prompts) - len(answered)} of {len(prompts)} prompts went unanswered")
-    return answered, sum(ran_out)
+
+    def __enter__(self) -> DecoderPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -113,7 +113,7 @@ def bench_decode(params: Params, task_name: str, n_prompts: int = 6) -> dict:
 
 def bench_eval_batch(gguf, task, gold: list[dict], settings, n_rows: int = 12) -> dict:
     """A batch of prompts as eval decodes it (tuneforge.decode.gguf_answers: one single-threaded
-    decoder per core, decode.answers_in_parallel) against the same batch on one decoder that
+    decoder per core, decode.DecoderPool) against the same batch on one decoder that
     has every core (the baseline, eval's decoding before it), in the same run, each timed from
     opening the file: the seconds, the ratio, and whether every answer is the same."""
     from tuneforge import decode
@@ -129,9 +129,26 @@ def bench_eval_batch(gguf, task, gold: list[dict], settings, n_rows: int = 12) -
 
     one_s, one = timed(one_decoder)
     per_core_s, per_core = timed(decode.gguf_answers, gguf, prompts, gbnfs, settings=settings, checks=checks)
-    return {"rows": len(rows), "decoders": decode.decode_workers(settings, len(rows)),
+    # eval's confirmation: a row per decoder at a time, on one pool kept open (stages/eval.py
+    # confirmation_answers) against a pool opened for each few rows (the baseline: its code before)
+    step = decode.decode_workers(settings, len(rows))
+    chunks = [slice(at, at + step) for at in range(0, len(rows), step)]
+
+    def chunked(pool=None) -> list:
+        return [a for c in chunks for a in decode.gguf_answers(
+            gguf, prompts[c], gbnfs[c], settings=settings, checks=checks[c], decoder=pool)]
+
+    def kept_pool() -> list:
+        with decode.DecoderPool(gguf, settings, step) as pool:
+            return chunked(pool)
+
+    fresh_s, fresh = timed(chunked)
+    kept_s, kept = timed(kept_pool)
+    return {"rows": len(rows), "decoders": step,
             "one_decoder_s": round(one_s, 2), "per_core_s": round(per_core_s, 2),
-            "ratio": round(one_s / per_core_s, 3), "same_answers": one == per_core}
+            "ratio": round(one_s / per_core_s, 3), "same_answers": one == per_core,
+            "confirmation": {"pool_per_rows_s": round(fresh_s, 2), "kept_pool_s": round(kept_s, 2),
+                             "ratio": round(fresh_s / kept_s, 3), "same_answers": fresh == kept == one}}
 
 
 # ---------------------------------------------------------------- train
