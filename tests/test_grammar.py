@@ -8,6 +8,7 @@ Windows paths.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -267,7 +268,7 @@ def test_one_decoders_error_stops_the_other_decoders(models, monkeypatch):
 def test_a_pool_stays_open_from_one_batch_to_the_next(models, monkeypatch):
     """A DecoderPool given to gguf_answers answers batch after batch on decoders it opened once
     (eval's confirmation: two rows at a time on two cores), each answer the one a fresh pool
-    gives; a pool refuses a batch for another file."""
+    gives; a pool or a decoder refuses a batch for another file or under other settings."""
     import tuneforge.decode as decode_module
 
     prompts = ([TASK.messages(text, None, "demo") for text in NASTY] * 2)[:6]
@@ -283,4 +284,8 @@ def test_a_pool_stays_open_from_one_batch_to_the_next(models, monkeypatch):
         kept = [gguf_answers(path, prompts[i:i + 2], gbnf, settings=two, decoder=pool) for i in range(0, 6, 2)]
         with pytest.raises(ValueError, match="asked to answer for"):
             gguf_answers(models["random-1"], prompts[:2], gbnf, settings=two, decoder=pool)
+        with pytest.raises(ValueError, match="asked to answer for"):  # the memo would key it as 64 tokens
+            gguf_answers(path, prompts[:2], gbnf, settings=dataclasses.replace(two, max_tokens=64), decoder=pool)
+    with decode_module.Decoder(path, two) as lone, pytest.raises(ValueError, match="asked to answer for"):
+        gguf_answers(path, prompts[:2], gbnf, settings=dataclasses.replace(two, repeat_penalty=1.1), decoder=lone)
     assert kept == fresh and len(opened) == 2

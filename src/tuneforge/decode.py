@@ -307,9 +307,11 @@ def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[s
     if len(checks) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts and {len(checks)} answer checks: give one per prompt")
     bar = tqdm(total=len(prompts), desc=desc, unit="ex", disable=len(prompts) < 2)
+    if decoder is not None and (str(decoder.path), decoder.settings) != (str(path), settings):
+        # the caller's memo keys these answers on `path` and `settings` (gguf_key)
+        raise ValueError(f"a decoder of {decoder.path} under {decoder.settings} asked to answer for "
+                         f"{path} under {settings}")
     if isinstance(decoder, DecoderPool):
-        if str(decoder.path) != str(path):
-            raise ValueError(f"a pool of {decoder.path} asked to answer for {path}")
         outs, cut = decoder.answer_all(prompts, gbnfs, checks, bar)
     elif decoder is None and (workers := decode_workers(settings, len(prompts))) > 1:
         with DecoderPool(path, settings, workers) as pool:
@@ -361,7 +363,7 @@ class DecoderPool:
 
     def __init__(self, path: str | Path, settings: Settings, workers: int):
         one = dataclasses.replace(settings, n_threads=1)
-        self.path = path
+        self.path, self.settings = path, settings
         self.decoders = [Decoder(path, one) for _ in range(workers)]
 
     def answer_all(self, prompts: list[list[dict]], gbnfs: list[str | None], checks: list,
