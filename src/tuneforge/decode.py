@@ -239,13 +239,15 @@ class Decoder:
     """A GGUF open for answers: greedy completions under the grammar each answer is given
     (None: free), each still open at settings.max_tokens closed by the decoder. The file is
     loaded at first use (`llm`), so a caller whose answers all come from the memo loads
-    nothing. `last` is llama.cpp's last completion (usage, finish_reason)."""
+    nothing. `last` is llama.cpp's last completion (usage, finish_reason); `ran_out`, whether
+    that answer, under a grammar, stopped short of closing (the end of the context)."""
 
     def __init__(self, path: str | Path, settings: Settings):
         self.path, self.settings, self.max_tokens = path, settings, settings.max_tokens
         self._llm = None
         self.compiled: dict[str, Any] = {}  # each distinct grammar compiled once
         self.last: dict[str, Any] = {}
+        self.ran_out = False
 
     @property
     def llm(self):
@@ -268,6 +270,7 @@ class Decoder:
             raise ValueError("an answer check needs a grammar: the free decode is the model's own")
         self.last = chat_greedy(self.llm, messages, self.grammar(gbnf), self.max_tokens, close=True, check=check,
                                 repeat_penalty=self.settings.repeat_penalty)
+        self.ran_out = gbnf is not None and self.last["choices"][0]["finish_reason"] != "stop"
         if check is not None and self.llm.cornered:
             log.warning("%s: the answer check found no token the grammar allows after %r; the rest of the "
                         "answer is the grammar's alone", Path(self.path).name, self.llm._answer_bytes[-60:])
@@ -321,7 +324,7 @@ def gguf_answers(path: str | Path, prompts: list[list[dict]], gbnf: str | list[s
         with nullcontext(decoder) if decoder is not None else Decoder(path, settings) as open_decoder:
             for messages, g, check in zip(prompts, gbnfs, checks, strict=True):
                 outs.append(open_decoder.answer(messages, g, check))
-                cut += g is not None and open_decoder.last["choices"][0]["finish_reason"] != "stop"
+                cut += open_decoder.ran_out
                 bar.update()
     bar.close()
     closed = sum(a.closed_by_decoder for a in outs)
@@ -388,7 +391,7 @@ class DecoderPool:
                 except BaseException:
                     failed.set()
                     raise
-                ran_out[i] = gbnfs[i] is not None and decoder.last["choices"][0]["finish_reason"] != "stop"
+                ran_out[i] = decoder.ran_out
                 bar.update()
 
         busy = self.decoders[:len(prompts)]
