@@ -289,3 +289,24 @@ def test_a_pool_stays_open_from_one_batch_to_the_next(models, monkeypatch):
     with decode_module.Decoder(path, two) as lone, pytest.raises(ValueError, match="asked to answer for"):
         gguf_answers(path, prompts[:2], gbnf, settings=dataclasses.replace(two, repeat_penalty=1.1), decoder=lone)
     assert kept == fresh and len(opened) == 2
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_answer_that_runs_out_of_context_is_counted(models, caplog, threads):
+    """An answer whose prompt leaves it too little of n_ctx stops short of closing
+    (finish_reason `length`): Decoder.ran_out says so, and gguf_answers counts it whether one
+    decoder or a pool answered."""
+    import tuneforge.decode as decode_module
+
+    gbnf, settings = json_gbnf(SCHEMA), Settings(max_tokens=48, n_ctx=512, n_threads=threads)
+    short, long = (TASK.messages("fix crash " * k, None, "demo") for k in (1, 35))  # 35: ~480 prompt tokens
+    with decode_module.Decoder(models["random-0"], settings) as lone:
+        lone.answer(short, gbnf)
+        assert not lone.ran_out
+        lone.answer(long, gbnf)
+        assert lone.ran_out
+        lone.answer(long, None)  # free: nothing to close, so nothing ran out
+        assert not lone.ran_out
+    with caplog.at_level("WARNING"):
+        gguf_answers(models["random-0"], [short, long, short], gbnf, settings=settings)
+    assert "1 answers ran out of context (n_ctx=512)" in caplog.text
