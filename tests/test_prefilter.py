@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tuneforge import prefilter
@@ -34,7 +34,8 @@ def test_needles_read_off_the_pattern(pattern, expected):
 def test_no_needles_when_a_match_need_not_hold_one(pattern):
     """An optional part, a class-only branch or a non-ASCII literal gives no prefilter."""
     assert parsed(pattern, re.I) is None
-    assert not isinstance(prefilter.compile_re(pattern, re.I), Prefiltered)
+    compiled = prefilter.compile_re(pattern, re.I)
+    assert not isinstance(compiled, Prefiltered) or compiled.index is None  # an RE2 stand-in at most
 
 
 def changelog_patterns() -> list[Prefiltered]:
@@ -158,6 +159,83 @@ def test_rule_labels_are_unchanged_by_the_needle_set_on_the_whole_snapshot(monke
     monkeypatch.setattr(prefilter, "USE_SET", False)
     kinds._hint_cues.cache_clear()
     changed = [(r[0], a, b) for r, a, b in zip(rows, with_set, (labeler.rule_label(*r) for r in rows),
+                                               strict=True) if a != b]
+    kinds._hint_cues.cache_clear()
+    assert not changed, f"{len(changed)} of {len(rows)} entries labeled differently, first: {changed[0]}"
+
+
+# ---- the RE2 stand-in (prefilter.relaxed_re2): a superset of every match, never a miss
+
+@pytest.mark.parametrize("pattern, flags, expected", [
+    (r"\bfix(?!es)|crash$", re.I, r"(?i)(?:\bfix|crash)"),       # lookaround and `$` dropped
+    (r"a\sb|[^\s-]c", 0, r"(?:a[\t\n\x0b\f\r\x1c-\x1f ]b|[^\t\n\x0b\f\r\x1c-\x1f \x{2d}]c)"),
+    (r"(?-i:DoS)|x{2,5000}", re.I, r"(?i)(?:(?-i:DoS)|(?:x){2,})"),
+    (r"^(?m:a)|\Az\Z", 0, r"(?:^(?m:a)|\Az\z)"),
+])
+def test_relaxed_re2_reads_the_parsed_pattern(pattern, flags, expected):
+    assert prefilter.relaxed_re2(re._parser.parse(pattern, flags), re.compile(pattern, flags).flags
+                                 ) == expected.removeprefix("(?i)")
+    scanner = prefilter.relaxed_scanner(re.compile(pattern, flags))
+    assert scanner is not None and scanner.pattern == expected
+
+
+@pytest.mark.parametrize("pattern, flags", [
+    (r"(a)x\1|y", 0),          # a backreference
+    (r"caf\u00e9|tea", re.I),  # a non-ASCII literal re.I may fold
+    (r"x{1001}|y", 0),         # over RE2's repeat limit
+    (r"(?:a|b)?", 0),          # matches the empty string: always "found"
+    (r"\bfix\b", 0),           # no alternation: re is as fast
+])
+def test_no_stand_in_where_re2_cannot_answer_for_re(pattern, flags):
+    assert prefilter.relaxed_scanner(re.compile(pattern, flags)) is None
+
+
+# constructs where RE2 and re disagree unless translated: \s (RE2's lacks \v and \x1c-\x1f),
+# `$` before a final newline, lookarounds, scoped flags, \b next to punctuation
+TRICKY = [r"a\sb|\bc\s*$", r"[^\s]x|y\S+z", r"\bfix(?:e[sd])?\b(?!-)|(?<=\()crash", r"(?-i:DoS)|dos\b",
+          r"(?:^|\s)d/[a-z]|\bCI\b", r"^(?:add|new)\b(?! (?:\S+ ){0,3}?docs)|\bsupport for\b",
+          r"x$|y\Z|^z", r"(?m:^a|b$)|q"]
+EDGE_TEXT = st.lists(st.sampled_from(
+    ["a", "b", "c", "x", "y", "z", "q", "fix", "fixes", "crash", "(", "-", "DoS", "dos", "d/x", "CI",
+     "add", "new", "docs", "support for", " ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\u00e9"]),
+    max_size=10).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(EDGE_TEXT)
+@example("a\x0bb")   # re's \s holds \v
+@example("x\n")      # re's `$` matches before a final newline
+@example("(crash")   # a lookbehind looks before the position the scan starts at
+def test_the_stand_in_never_misses_a_match_of_the_pattern(text):
+    """On ASCII text, wherever re matches, the relaxed RE2 pattern matches at or before it, so
+    search, findall, finditer, sub and split through Prefiltered answer as plain re does."""
+    for pattern in TRICKY:
+        for flags in (0, re.I):
+            plain = re.compile(pattern, flags)
+            fast = Prefiltered(plain, None, prefilter.relaxed_scanner(plain))
+            assert fast.scanner is not None, pattern
+            found = plain.search(text)
+            scanned = fast.scanner.search(text)
+            if found:
+                assert scanned is not None and scanned.start() <= found.start(), (pattern, text)
+            assert (found and found.span()) == ((m := fast.search(text)) and m.span()), (pattern, text)
+            assert plain.findall(text) == fast.findall(text)
+            assert [m.span() for m in plain.finditer(text)] == [m.span() for m in fast.finditer(text)]
+            assert plain.sub("#", text) == fast.sub("#", text)
+            assert plain.split(text) == fast.split(text)
+
+
+def test_rule_labels_are_unchanged_by_the_re2_stand_ins_on_the_whole_snapshot(monkeypatch):
+    """Every entry of the snapshot gets the label and rule with the RE2 stand-ins that it gets
+    from re alone (needle set on in both: the test above compares that half)."""
+    rows = snapshot_entries()
+    assert sum(p.scanner is not None for p in changelog_patterns()) >= 20
+    monkeypatch.setattr(prefilter, "USE_RELAXED", True)
+    kinds._hint_cues.cache_clear()
+    fast = [labeler.rule_label(*r) for r in rows]
+    monkeypatch.setattr(prefilter, "USE_RELAXED", False)
+    kinds._hint_cues.cache_clear()
+    changed = [(r[0], a, b) for r, a, b in zip(rows, fast, (labeler.rule_label(*r) for r in rows),
                                                strict=True) if a != b]
     kinds._hint_cues.cache_clear()
     assert not changed, f"{len(changed)} of {len(rows)} entries labeled differently, first: {changed[0]}"

@@ -19,6 +19,14 @@ patterns use them), differs from `re` on non-ASCII `\\b` and `\\s`, and a set of
 patterns scanned at ~50 us. What the set answers is the same necessary condition as before,
 so `re` still decides every match and the labels cannot change (tests/test_prefilter.py
 compares them on every entry of the snapshot).
+
+Where the needles say nothing (INTERNAL_RE's "d/" and "ci" occur in most entries) a pattern is
+asked once more in RE2 before `re` runs: the pattern itself, relaxed to what RE2 can run, its
+lookarounds and `$` dropped, so that it matches wherever the real one does and maybe more
+(`relaxed_re2`). No relaxed match: the pattern cannot match. A relaxed match at i: no real match
+starts before i, so `re` scans from i on (`search(text, i)` sees the text before i for `\b` and
+lookbehinds, and never lets a non-multiline `^` match there). The big alternations cost `re`
+~20-80 us an entry and RE2 ~2.5 us (measured on the snapshot, ASCII entries).
 """
 from __future__ import annotations
 
@@ -126,44 +134,182 @@ NEEDLES = NeedleSet()
 USE_SET = True  # False: each pattern scans for its own needles (the reference the tests compare)
 
 
+# What `re`'s \s matches in ASCII text; RE2's \s lacks \v and \x1c-\x1f.
+_RE_SPACE = "\\t\\n\\x0b\\f\\r\\x1c-\\x1f "
+_CATEGORY = {C.CATEGORY_DIGIT: "\\d", C.CATEGORY_NOT_DIGIT: "\\D", C.CATEGORY_WORD: "\\w",
+             C.CATEGORY_NOT_WORD: "\\W"}
+_AT = {C.AT_BEGINNING: "^", C.AT_BEGINNING_STRING: "\\A", C.AT_END_STRING: "\\z",
+       C.AT_BOUNDARY: "\\b", C.AT_NON_BOUNDARY: "\\B",
+       C.AT_END: ""}  # dropped: re's `$` also matches before a final newline, RE2's does not
+_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
+
+
+class NotRelaxable(ValueError):
+    """The pattern holds something RE2 cannot stand in for (a backreference, a conditional,
+    a non-ASCII literal that re.I may fold onto ASCII, a bounded repeat over RE2's limit)."""
+
+
+def _char(c: int, flags: int) -> str:
+    ch = chr(c)
+    if not ch.isascii() and flags & re.IGNORECASE:
+        raise NotRelaxable(f"non-ASCII {ch!r} under re.I")
+    return ch if ch.isascii() and ch.isalnum() else f"\\x{{{c:x}}}"
+
+
+def _class(items, flags: int) -> str:
+    negate = bool(items) and items[0][0] is C.NEGATE
+    out = []
+    for op, av in items[negate:]:
+        if op is C.LITERAL:
+            out.append(_char(av, flags))
+        elif op is C.RANGE:
+            out.append(f"{_char(av[0], flags)}-{_char(av[1], flags)}")
+        elif op is C.CATEGORY and av in _CATEGORY:
+            out.append(_CATEGORY[av])
+        elif op is C.CATEGORY and av is C.CATEGORY_SPACE:
+            out.append(_RE_SPACE)
+        elif op is C.CATEGORY and av is C.CATEGORY_NOT_SPACE and not negate:
+            out.append("\\S")  # RE2's \S holds re's (and \v, \x1c-\x1f): still a superset
+        else:
+            raise NotRelaxable(f"class member {op} {av}")
+    return ("[^" if negate else "[") + "".join(out) + "]"
+
+
+def relaxed_re2(items, flags: int) -> str:
+    """RE2 syntax for the parsed pattern `items` (flags: the compiled pattern's), matching on
+    ASCII text at every position the pattern matches at, and possibly more: lookarounds and
+    `$` are dropped, possessive and atomic parts become plain ones. Raises NotRelaxable."""
+    out = []
+    for op, av in items:
+        if op is C.LITERAL:
+            out.append(_char(av, flags))
+        elif op is C.NOT_LITERAL:
+            out.append(f"[^{_char(av, flags)}]")
+        elif op is C.ANY:
+            out.append(".")  # neither engine's `.` matches \n without DOTALL ((?s) below)
+        elif op is C.IN:
+            out.append(_class(av, flags))
+        elif op is C.CATEGORY:
+            if av is C.CATEGORY_SPACE:
+                out.append(f"[{_RE_SPACE}]")
+            elif av is C.CATEGORY_NOT_SPACE:
+                out.append(f"[^{_RE_SPACE}]")
+            elif av in _CATEGORY:
+                out.append(_CATEGORY[av])
+            else:
+                raise NotRelaxable(f"category {av}")
+        elif op is C.AT:
+            if av not in _AT:
+                raise NotRelaxable(f"anchor {av}")
+            out.append(_AT[av])
+        elif op in (C.ASSERT, C.ASSERT_NOT):
+            continue  # dropped: whatever it asked, the rest still has to match
+        elif op is C.BRANCH:
+            out.append("(?:" + "|".join(relaxed_re2(alt, flags) for alt in av[1]) + ")")
+        elif op is C.SUBPATTERN:
+            _, add, drop, body = av
+            on = "".join(f for bit, f in _FLAGS if add & bit)
+            off = "".join(f for bit, f in _FLAGS if drop & bit)
+            scoped = (flags | add) & ~drop
+            out.append(f"(?{on}{'-' + off if off else ''}:{relaxed_re2(body, scoped)})")
+        elif op is C.ATOMIC_GROUP:
+            out.append(f"(?:{relaxed_re2(av, flags)})")
+        elif op in _REPEATS:
+            low, high, body = av
+            if low > 1000:
+                raise NotRelaxable(f"repeat of {low}")
+            high_s = "" if high is C.MAXREPEAT or high > 1000 else str(high)
+            out.append(f"(?:{relaxed_re2(body, flags)}){{{low},{high_s}}}")
+        else:
+            raise NotRelaxable(f"opcode {op}")
+    return "".join(out)
+
+
+def relaxed_scanner(pattern: re.Pattern) -> re2._Regexp | None:
+    """The RE2 stand-in for `pattern` (relaxed_re2), or None when there is none or it would not
+    pay: an anchored or cheap pattern (no alternation) is answered by `re` as fast, and one that
+    can match the empty string always matches."""
+    parsed = _parser.parse(pattern.pattern, pattern.flags)
+    if parsed.getwidth()[0] == 0 or not _has_branch(parsed):
+        return None
+    try:
+        body = relaxed_re2(parsed, pattern.flags)
+    except NotRelaxable:
+        return None
+    prefix = "".join(f for bit, f in _FLAGS if pattern.flags & bit)
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    return re2.compile(f"(?{prefix}){body}" if prefix else body, options)  # raises re2.error
+
+
+def _has_branch(items) -> bool:
+    for op, av in items:
+        if op is C.BRANCH:
+            return True
+        if op is C.SUBPATTERN and _has_branch(av[3]):
+            return True
+        if op in _REPEATS and _has_branch(av[2]):
+            return True
+    return False
+
+
+USE_RELAXED = True  # False: no RE2 stand-in is asked (the reference the tests compare)
+
+
 class Prefiltered:
-    """A compiled pattern that first looks for its needles in the lower-cased text."""
+    """A compiled pattern that first looks for its needles in the lower-cased text, then (where
+    it has one) asks its RE2 stand-in where a match can start at the earliest."""
 
-    __slots__ = ("index", "needle_re", "pattern")
+    __slots__ = ("index", "needle_re", "pattern", "scanner")
 
-    def __init__(self, pattern: re.Pattern, found: frozenset[str]) -> None:
+    def __init__(self, pattern: re.Pattern, found: frozenset[str] | None,
+                 scanner: re2._Regexp | None = None) -> None:
         self.pattern = pattern
+        self.scanner = scanner
         # one alternation of plain literals: sre scans it with a first-character set
-        self.needle_re = re.compile("|".join(map(re.escape, sorted(found))))
-        self.index = NEEDLES.add(found)
+        self.needle_re = re.compile("|".join(map(re.escape, sorted(found)))) if found else None
+        self.index = NEEDLES.add(found) if found else None
 
     def _absent(self, text: str) -> bool:
-        if not text.isascii():
+        """None of the needles is in the text (always False without needles or for non-ASCII)."""
+        if self.index is None or not text.isascii():
             return False
         if USE_SET:
             return self.index not in NEEDLES.present(text)
         return self.needle_re.search(text.lower()) is None
 
+    def _start(self, text: str) -> int | None:
+        """Where `re` has to start scanning: None when no match can exist."""
+        if self._absent(text):
+            return None
+        if self.scanner is None or not USE_RELAXED or not text.isascii():
+            return 0
+        found = self.scanner.search(text)
+        return None if found is None else found.start()
+
     def search(self, text: str):
-        return None if self._absent(text) else self.pattern.search(text)
+        start = self._start(text)
+        return None if start is None else self.pattern.search(text, start)
 
     def match(self, text: str):
         return None if self._absent(text) else self.pattern.match(text)
 
     def findall(self, text: str) -> list:
-        return [] if self._absent(text) else self.pattern.findall(text)
+        start = self._start(text)
+        return [] if start is None else self.pattern.findall(text, start)
 
     def finditer(self, text: str):
-        return iter(()) if self._absent(text) else self.pattern.finditer(text)
+        start = self._start(text)
+        return iter(()) if start is None else self.pattern.finditer(text, start)
 
     def fullmatch(self, text: str):
         return None if self._absent(text) else self.pattern.fullmatch(text)
 
     def sub(self, repl, text: str, count: int = 0) -> str:
-        return text if self._absent(text) else self.pattern.sub(repl, text, count=count)
+        return text if self._start(text) is None else self.pattern.sub(repl, text, count=count)
 
     def split(self, text: str, maxsplit: int = 0) -> list:
-        return [text] if self._absent(text) else self.pattern.split(text, maxsplit=maxsplit)
+        return [text] if self._start(text) is None else self.pattern.split(text, maxsplit=maxsplit)
 
     def __getattr__(self, name: str):  # .flags, .groups, ... of the pattern itself
         return getattr(self.pattern, name)
@@ -174,9 +320,13 @@ class Prefiltered:
 
 def compile_re(pattern: str, flags: int = 0, min_needle: int = 2) -> re.Pattern | Prefiltered:
     """re.compile, prefiltered when every match must contain a needle of `min_needle`+ chars
-    (shorter needles occur in most texts and would only add a scan)."""
+    (shorter needles occur in most texts and would only add a scan), and/or when an RE2
+    stand-in can rule texts out (relaxed_scanner)."""
     compiled = re.compile(pattern, flags)
     found = needles(_parser.parse(pattern, flags))
-    if found and min(map(len, found)) >= min_needle:
-        return Prefiltered(compiled, found)
-    return compiled
+    if not found or min(map(len, found)) < min_needle:
+        found = None
+    scanner = relaxed_scanner(compiled)
+    if found is None and scanner is None:
+        return compiled
+    return Prefiltered(compiled, found, scanner)
