@@ -170,7 +170,8 @@ def test_rule_labels_are_unchanged_by_the_needle_set_on_the_whole_snapshot(monke
     (r"\bfix(?!es)|crash$", re.I, r"(?i)(?:\bfix|crash)"),       # lookaround and `$` dropped
     (r"a\sb|[^\s-]c", 0, r"(?:a[\t\n\x0b\f\r\x1c-\x1f ]b|[^\t\n\x0b\f\r\x1c-\x1f \x{2d}]c)"),
     (r"(?-i:DoS)|x{2,5000}", re.I, r"(?i)(?:(?-i:DoS)|(?:x){2,})"),
-    (r"^(?m:a)|\Az\Z", 0, r"(?:^(?m:a)|\Az\z)"),
+    (r"^(?m:a)|\Az\Z|q", 0, r"(?:^(?m:a)|\Az\z|q)"),
+    (r"`[^`]{1,120}`", 0, r"\x{60}(?:[^\x{60}]){1,}\x{60}"),       # no upper bound: a superset
 ])
 def test_relaxed_re2_reads_the_parsed_pattern(pattern, flags, expected):
     assert prefilter.relaxed_re2(re._parser.parse(pattern, flags), re.compile(pattern, flags).flags
@@ -184,10 +185,16 @@ def test_relaxed_re2_reads_the_parsed_pattern(pattern, flags, expected):
     (r"caf\u00e9|tea", re.I),  # a non-ASCII literal re.I may fold
     (r"x{1001}|y", 0),         # over RE2's repeat limit
     (r"(?:a|b)?", 0),          # matches the empty string: always "found"
-    (r"\bfix\b", 0),           # no alternation: re is as fast
+    (r"^(?:add|new)\b|\Afix", 0),  # anchored: re fails it faster than RE2 is called
 ])
 def test_no_stand_in_where_re2_cannot_answer_for_re(pattern, flags):
     assert prefilter.relaxed_scanner(re.compile(pattern, flags)) is None
+
+
+def test_a_multiline_caret_is_no_anchor():
+    """Under MULTILINE `^` matches after every newline: the scan is worth an RE2 stand-in."""
+    assert prefilter.relaxed_scanner(re.compile(r"(?m:^add)|^new", 0)) is not None
+    assert prefilter.relaxed_scanner(re.compile(r"^add|^new", re.M)) is not None
 
 
 # constructs where RE2 and re disagree unless translated: \s (RE2's lacks \v and \x1c-\x1f),
