@@ -1,5 +1,6 @@
 """The benchmark's own plumbing (never its timings): resampling, the plain baseline,
 the lock comparison verify-repro and bench build rely on, and the README table."""
+import dataclasses
 import json
 import os
 import shutil
@@ -140,8 +141,10 @@ def test_data_section_runs_the_task_stages_on_the_resampled_snapshot(monkeypatch
     assert size["baseline_json"]["parsed"] == 300 and out["at_entries"] == 300
     big = out["scale"]  # the stages alone at --scale entries, no baseline
     assert big["entries"] == big["parsed"] == 600 and big["unique"] == len(ENTRIES) and "baseline_json" not in big
+    assert out["labeler"]["entries"] == len(ENTRIES) and out["labeler"]["same_labels"] is True
     text = table({"sections": {"data": out}})
     assert "at 600 entries" in text and "data stages at 300 entries: backfill" in text
+    assert f"over the {len(ENTRIES)} real snapshot entries" in text
     assert "(with its workers: " in text
 
 
@@ -454,8 +457,35 @@ def test_table_says_whether_each_row_meets_its_target_from_the_figures_it_prints
                 .splitlines() if "`entries_per_s`" in line)
     assert line.endswith(f"| {NOT_MET} |")  # fast enough, but not 20x its baseline
 
+    def labeler(ratio: float, same: bool) -> dict:
+        return {"data": {"sizes": {}, "labeler": {"entries": 10, "us_per_entry": 100.0, "ratio": ratio,
+                                                  "baseline_re_us_per_entry": 100.0 * ratio, "same_labels": same}}}
+
+    assert row(table({"sections": labeler(1.8, True)}), "labeler_us_per_entry").endswith(f"| {MET} |")
+    assert row(table({"sections": labeler(1.8, False)}), "labeler_us_per_entry").endswith(f"| {NOT_MET} |")
+    assert row(table({"sections": labeler(0.9, True)}), "labeler_us_per_entry").endswith(f"| {NOT_MET} |")
+
     # the build budget: each task with the shared base stage <= 15 min, all <= 30 min
     stages = {"base": 60.0, "train@a": 700.0, "eval@a": 100.0, "train@b": 500.0}
     assert build_budget_met(stages)
     assert not build_budget_met({**stages, "eval@a": 200.0})  # task a: 960 s with base
     assert not build_budget_met({**stages, "eval@c": 780.0, "train@c": 50.0})  # each <= 15 min, all 36.5
+
+
+def test_the_labeler_row_compares_every_label_with_and_without_the_re2_stand_ins(monkeypatch):
+    """bench_labeler labels the same entries both ways and says so when one label moves: a
+    labeler whose answer depends on prefilter.USE_RELAXED is caught, and the switch is left on."""
+    from tuneforge import prefilter, tasks
+
+    real = tasks.get_task(TASK)
+    entries = [(f"Fixed a crash in parser {i}", None, "1.0", "pkg") for i in range(5)]
+    same = pipeline.bench_labeler(entries, TASK, reps=1)
+    assert same["entries"] == 5 and same["same_labels"] is True and prefilter.USE_RELAXED
+
+    def moved(text, hint, product, version):
+        label, rule = real.rule_label(text, hint, product, version)
+        return label, rule + (0 if prefilter.USE_RELAXED else 1)
+
+    monkeypatch.setattr(tasks, "get_task", lambda name: dataclasses.replace(real, rule_label=moved))
+    assert pipeline.bench_labeler(entries, TASK, reps=1)["same_labels"] is False
+    assert prefilter.USE_RELAXED

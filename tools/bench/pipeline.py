@@ -244,6 +244,8 @@ def bench_data(params: Params, task: str, sizes: list[int], scale: int = 0) -> d
                               "label_s": round(counts["label_s"], 2)},
             "ratio": round(base_s / ours["s"], 2)}
         print(f"bench data {n}: {out['sizes'][str(n)]}", flush=True)
+    out["labeler"] = bench_labeler(entries, task)
+    print(f"bench data labeler: {out['labeler']}", flush=True)
     largest = out["sizes"][str(max(sizes))]
     largest["floor"] = data_floor(largest, env)
     out["entries_per_s"] = largest["entries_per_s"]
@@ -257,6 +259,31 @@ def bench_data(params: Params, task: str, sizes: list[int], scale: int = 0) -> d
             out["scale"] = {**run_data_stages(work, task, env, written), "snapshot_mb": round(snapshot_mb, 1)}
         print(f"bench data {scale} (stages only): {out['scale']}", flush=True)
     return out
+
+
+def bench_labeler(entries: list[tuple], task_name: str, reps: int = 2) -> dict:
+    """The task's rule labeler over every real snapshot entry in this process, with its RE2
+    stand-ins (tuneforge.prefilter) and with `re` deciding alone, alternated `reps` times each,
+    best of each: microseconds an entry, and whether every entry got the same label and rule."""
+    from tuneforge import prefilter
+    from tuneforge.tasks import get_task
+
+    rows = [(text, hint, product, version) for text, hint, version, product in entries]
+    label = get_task(task_name).rule_label
+    best: dict[bool, float] = {}
+    labels: dict[bool, list] = {}
+    try:
+        for _ in range(reps):
+            for relaxed in (False, True):
+                prefilter.USE_RELAXED = relaxed
+                t0 = time.perf_counter()
+                labels[relaxed] = [label(*row) for row in rows]
+                best[relaxed] = min(best.get(relaxed, float("inf")), time.perf_counter() - t0)
+    finally:
+        prefilter.USE_RELAXED = True
+    us = {k: round(v / len(rows) * 1e6, 1) for k, v in best.items()}
+    return {"entries": len(rows), "us_per_entry": us[True], "baseline_re_us_per_entry": us[False],
+            "ratio": round(best[False] / best[True], 2), "same_labels": labels[True] == labels[False]}
 
 
 def data_floor(size: dict, env: dict, reps: int = 3) -> dict:
