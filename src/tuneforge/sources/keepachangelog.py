@@ -44,11 +44,17 @@ class KeepAChangelog(SourceFormat):
         hint: str | None = None
         body = _BulletBody(clean=_md_clean, numbered=True)
         fenced = False
+
+        def keep(e: ParsedEntry | None) -> bool:
+            """Every way an entry ends (a fence, a heading, the next bullet, the end of the file)
+            drops a bullet of links only, as markdown_bullets does."""
+            return e is not None and not _is_link_only(e.text)
+
         for lineno, line in enumerate(_lines(text), 1):
             if _FENCE.match(line):
                 fenced = not fenced
                 entry = body.close()
-                if entry:
+                if keep(entry):
                     yield entry
                 continue
             if fenced:
@@ -56,7 +62,7 @@ class KeepAChangelog(SourceFormat):
             heading = _atx(line)
             if heading:
                 entry = body.close()
-                if entry:
+                if keep(entry):
                     yield entry
                 level, title = heading
                 if level == 2:
@@ -71,8 +77,8 @@ class KeepAChangelog(SourceFormat):
             if _REFDEF.match(line):
                 continue
             entry = body.feed(lineno, line, hint, version)
-            if entry and not _is_link_only(entry.text):
+            if keep(entry):
                 yield entry
         entry = body.close()
-        if entry and not _is_link_only(entry.text):
+        if keep(entry):
             yield entry
