@@ -149,18 +149,26 @@ def snapshot_entries() -> list[tuple]:
     return [(text, hint, product, version) for text, hint, version, product in real_entries(snapshot)]
 
 
+def labels_moved_by(monkeypatch, switch: str, rows: list[tuple]) -> list[tuple]:
+    """(text, label on, label off) of every row the labeler labels differently with
+    prefilter.<switch> on than off (hint cues recomputed for each side)."""
+    monkeypatch.setattr(prefilter, switch, True)
+    kinds._hint_cues.cache_clear()
+    on = [labeler.rule_label(*r) for r in rows]
+    monkeypatch.setattr(prefilter, switch, False)
+    kinds._hint_cues.cache_clear()
+    changed = [(r[0], a, b) for r, a, b in zip(rows, on, (labeler.rule_label(*r) for r in rows), strict=True)
+               if a != b]
+    kinds._hint_cues.cache_clear()
+    return changed
+
+
 def test_rule_labels_are_unchanged_by_the_needle_set_on_the_whole_snapshot(monkeypatch):
     """Issue 23 item 2: the labeler with one set scan per text gives every entry of the
     snapshot the label and rule it gives with each pattern scanning for its own needles."""
     rows = snapshot_entries()
     assert len(rows) > 40_000
-    monkeypatch.setattr(prefilter, "USE_SET", True)
-    with_set = [labeler.rule_label(*r) for r in rows]
-    monkeypatch.setattr(prefilter, "USE_SET", False)
-    kinds._hint_cues.cache_clear()
-    changed = [(r[0], a, b) for r, a, b in zip(rows, with_set, (labeler.rule_label(*r) for r in rows),
-                                               strict=True) if a != b]
-    kinds._hint_cues.cache_clear()
+    changed = labels_moved_by(monkeypatch, "USE_SET", rows)
     assert not changed, f"{len(changed)} of {len(rows)} entries labeled differently, first: {changed[0]}"
 
 
@@ -237,12 +245,5 @@ def test_rule_labels_are_unchanged_by_the_re2_stand_ins_on_the_whole_snapshot(mo
     from re alone (needle set on in both: the test above compares that half)."""
     rows = snapshot_entries()
     assert sum(p.scanner is not None for p in changelog_patterns()) >= 20
-    monkeypatch.setattr(prefilter, "USE_RELAXED", True)
-    kinds._hint_cues.cache_clear()
-    fast = [labeler.rule_label(*r) for r in rows]
-    monkeypatch.setattr(prefilter, "USE_RELAXED", False)
-    kinds._hint_cues.cache_clear()
-    changed = [(r[0], a, b) for r, a, b in zip(rows, fast, (labeler.rule_label(*r) for r in rows),
-                                               strict=True) if a != b]
-    kinds._hint_cues.cache_clear()
+    changed = labels_moved_by(monkeypatch, "USE_RELAXED", rows)
     assert not changed, f"{len(changed)} of {len(rows)} entries labeled differently, first: {changed[0]}"
