@@ -141,6 +141,12 @@ def _is_link_only(text: str) -> bool:
     return _ALNUM.search(text) is None
 
 
+def _kept(entry: ParsedEntry | None) -> bool:
+    """An entry a parser yields: there is one, and it is not links only. Every way an entry
+    ends (the next bullet, a heading, a fence, the end of the file) asks this."""
+    return entry is not None and not _is_link_only(entry.text)
+
+
 _MD_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!<>|~])")
 # Commit-log bullets open with a hash link: Node's "\[[`abc123`](url)] - ", jansi's "[`abc`](url) ".
 _COMMIT_LINK = re.compile(r"^(\\?\[)?\[`?[0-9a-f]{6,40}`?\]\([^)\s]*\)(?:\\?\])?[ \t]*(?:-[ \t]+)?")

@@ -14,7 +14,7 @@ from tuneforge.sources.common import (
     _emit,
     _head,
     _indent,
-    _is_link_only,
+    _kept,
     _lines,
     _setext_underline,
     _version_in,
@@ -78,7 +78,7 @@ class GnuNews(SourceFormat):
 
         def emit(acc: _Acc | None) -> ParsedEntry | None:
             entry = _emit(acc)
-            return None if entry is None or _is_link_only(entry.text) else entry
+            return entry if _kept(entry) else None
 
         def next_nonblank(j: int) -> str | None:
             for k in range(j, min(len(lines), j + 50)):

@@ -12,7 +12,7 @@ from tuneforge.sources.common import (
     _atx,
     _BulletBody,
     _clean_hint,
-    _is_link_only,
+    _kept,
     _lines,
     _md_clean,
     _norm,
@@ -44,17 +44,11 @@ class KeepAChangelog(SourceFormat):
         hint: str | None = None
         body = _BulletBody(clean=_md_clean, numbered=True)
         fenced = False
-
-        def keep(e: ParsedEntry | None) -> bool:
-            """Every way an entry ends (a fence, a heading, the next bullet, the end of the file)
-            drops a bullet of links only, as markdown_bullets does."""
-            return e is not None and not _is_link_only(e.text)
-
         for lineno, line in enumerate(_lines(text), 1):
             if _FENCE.match(line):
                 fenced = not fenced
                 entry = body.close()
-                if keep(entry):
+                if _kept(entry):
                     yield entry
                 continue
             if fenced:
@@ -62,7 +56,7 @@ class KeepAChangelog(SourceFormat):
             heading = _atx(line)
             if heading:
                 entry = body.close()
-                if keep(entry):
+                if _kept(entry):
                     yield entry
                 level, title = heading
                 if level == 2:
@@ -77,8 +71,8 @@ class KeepAChangelog(SourceFormat):
             if _REFDEF.match(line):
                 continue
             entry = body.feed(lineno, line, hint, version)
-            if keep(entry):
+            if _kept(entry):
                 yield entry
         entry = body.close()
-        if keep(entry):
+        if _kept(entry):
             yield entry

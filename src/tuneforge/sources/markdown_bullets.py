@@ -16,7 +16,7 @@ from tuneforge.sources.common import (
     _BulletBody,
     _clean_hint,
     _head,
-    _is_link_only,
+    _kept,
     _lines,
     _md_clean,
     _Sections,
@@ -59,9 +59,6 @@ class MarkdownBullets(SourceFormat):
         in_html: str | None = None  # closing marker while inside <table>/<!-- --> blocks
         skip_underline = False
 
-        def keep(e: ParsedEntry | None) -> bool:
-            return e is not None and not _is_link_only(e.text)
-
         for i, line in enumerate(lines):
             lineno = i + 1
             if skip_underline:
@@ -70,7 +67,7 @@ class MarkdownBullets(SourceFormat):
             if ("`" in line[:6] or "~" in line[:6]) and _FENCE.match(line):  # fences open within 6 chars
                 fenced = not fenced
                 entry = body.close()
-                if keep(entry):
+                if _kept(entry):
                     yield entry
                 continue
             if fenced:
@@ -98,7 +95,7 @@ class MarkdownBullets(SourceFormat):
                       and _setext_underline(lines, i))
             if atx or setext:
                 entry = body.close()
-                if keep(entry):
+                if _kept(entry):
                     yield entry
                 skip_underline = bool(setext)
                 if atx:
@@ -110,13 +107,13 @@ class MarkdownBullets(SourceFormat):
                 label = _LABEL.match(line)
                 if label and len(label.group(1).split()) <= 12:
                     entry = body.close()
-                    if keep(entry):
+                    if _kept(entry):
                         yield entry
                     sections.hint = _clean_hint(label.group(1))
                     continue
             entry = body.feed(lineno, line, sections.hint, sections.version)
-            if keep(entry):
+            if _kept(entry):
                 yield entry
         entry = body.close()
-        if keep(entry):
+        if _kept(entry):
             yield entry
