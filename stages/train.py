@@ -186,7 +186,7 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from tuneforge.trainer import CompletionLossTrainer, compile_blocks, unlearn
+    from tuneforge.trainer import CompletionLossTrainer, WeightedCollator, compile_blocks, unlearn, weigh
 
     cuda = torch.cuda.is_available()
     if cfg["num_threads"] and not cuda:
@@ -210,9 +210,15 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
                                         train_dataset=Dataset.from_list(learnable(train_ex)),
                                         eval_dataset=Dataset.from_list(learnable(valid_ex)) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
-        trainer.train_dataset = unlearn(trainer.train_dataset, tok, [ex.get(UNKNOWN, ()) for ex in train_ex])
+        # weighed before unlearn: weigh finds each answer among the labelled tokens whole
+        weights = cfg.get("field_weights") or {}
+        trainer.train_dataset = unlearn(weigh(trainer.train_dataset, tok, weights), tok,
+                                        [ex.get(UNKNOWN, ()) for ex in train_ex])
         if valid_ex:  # scored as trained
-            trainer.eval_dataset = unlearn(trainer.eval_dataset, tok, [ex.get(UNKNOWN, ()) for ex in valid_ex])
+            trainer.eval_dataset = unlearn(weigh(trainer.eval_dataset, tok, weights), tok,
+                                           [ex.get(UNKNOWN, ()) for ex in valid_ex])
+        if weights:
+            trainer.data_collator = WeightedCollator(trainer.data_collator)
         if cfg["qlora"] and cuda:
             # trl casts a 4-bit model's adapter to bf16 (the QLoRA paper's setting; seen on an H200,
             # tests/test_gpu.py). Kept in fp32 here, as on every other path: bf16 holds 8 significant
@@ -257,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     params = config.from_argv("train", argv)
     cfg, paths = params.section("train"), params.paths
+    task = get_task(params.task_name)
+    if unknown := sorted(set(cfg["field_weights"]) - set(task.output_model.model_fields)):
+        raise ValueError(f"train.field_weights names {', '.join(map(repr, unknown))}: not a field of "
+                         f"{task.name}'s answer ({', '.join(task.output_model.model_fields)})")
     params.check_toolchain(TOOLS)
     base_dir, adapter_dir = paths.base_model, paths.adapter
     base = check_base(base_dir)
@@ -273,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
 
     tok = AutoTokenizer.from_pretrained(str(base_dir))
     rows = list(read_jsonl(train_path))
-    task = get_task(params.task_name)
     # scored as trained: a value the label's source could not know is not in the valid loss either
     valid_all = [example(task, r) for r in read_jsonl(valid_path)][: cfg["valid_examples"]]
     if not rows:

@@ -161,6 +161,8 @@ class Train(Section):
     qlora: bool
     compile: bool
     attention: Literal["eager", "sdpa"]  # transformers attn_implementation while training
+    # answer field -> loss weight of its value's tokens (tuneforge.trainer.weigh); {} = all 1
+    field_weights: dict[str, Annotated[float, Field(gt=0)]]
 
 
 class Merge(Section):

@@ -27,6 +27,7 @@ from trl import SFTTrainer
 from tuneforge.llm import cpu_flags
 
 IGNORE = -100
+WEIGHTS = "loss_weights"  # the dataset column (and batch key) of per-token loss weights (`weigh`)
 
 # CPU matrix-multiply instruction sets, the most capable first: oneDNN (torch's CPU GEMMs) runs
 # bf16 on AMX tiles, else AVX512-BF16, else emulates it; fp32 on AVX-512 or AVX2. Each sums a
@@ -80,7 +81,18 @@ def head_on(head: torch.nn.Module, mask: torch.Tensor) -> Iterator[None]:
 class CompletionLossTrainer(SFTTrainer):
     """Loss = mean negative log-likelihood of the completion tokens, as trl's (same value
     in fp32: checked in tests), with the LM head run on completion positions only.
-    Logs num_tokens (real tokens seen) and mean_token_accuracy like trl."""
+    Logs num_tokens (real tokens seen) and mean_token_accuracy like trl.
+
+    A batch with WEIGHTS (`weigh`, train.field_weights) sums each token's term times its
+    weight, still divided by the token count: a weight of 5 on a value's tokens counts them
+    as five tokens each."""
+
+    def _set_signature_columns_if_needed(self):
+        # transformers drops every dataset column the model's forward does not name; the
+        # weights are this loss's, not the model's
+        super()._set_signature_columns_if_needed()
+        if WEIGHTS not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, WEIGHTS]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:  # sft_config sets prediction_loss_only, so eval never asks
@@ -93,7 +105,12 @@ class CompletionLossTrainer(SFTTrainer):
                            use_cache=False, logits_to_keep=0).logits
         targets = labels[:, 1:][mask[:, :-1]]  # (positions,), as the head's rows
         n = num_items_in_batch if num_items_in_batch is not None else targets.numel()
-        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        weights = inputs.get(WEIGHTS)
+        if weights is None:
+            loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        else:  # the weight of the token each position predicts, as targets are read
+            per_token = F.cross_entropy(logits.float(), targets, reduction="none")
+            loss = (per_token * weights[:, 1:][mask[:, :-1]].to(per_token.dtype)).sum()
         loss = loss / torch.as_tensor(n, device=loss.device).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # as trl: DDP averages the gradients
@@ -170,3 +187,62 @@ def unlearn(dataset, tok, fields: list[Sequence[str]]):
         return {**row, "labels": labels}
 
     return dataset.map(mask, with_indices=True, desc="Taking unknown label fields out of the loss")
+
+
+def weigh(dataset, tok, weights: dict[str, float]):
+    """`dataset` (the trainer's tokenised one: input_ids, labels, and the conversational
+    completion) with a WEIGHTS column beside input_ids: `weights[key]` on the tokens that spell
+    each answer's `key` value, 1.0 elsewhere (train.field_weights). Why: the class and severity
+    a label is judged by are ~4 of an answer's ~60 tokens; the free text (subject, action)
+    holds most of the loss, so a step budget's gradient goes mostly there.
+
+    The answer's tokens are found as the tokenizer alone gives them, once among the row's
+    labelled tokens; a value is its top-level `"key": ` followed by one JSON value (read with
+    json's own decoder), and a token is the value's when its characters overlap it (so a
+    closing quote merged with the comma, `",`, is weighted too). A row where either is not
+    found once fails loudly. No weights: `dataset` itself (no column; the loss is the plain one)."""
+    import json
+
+    if not weights:
+        return dataset
+    decoder = json.JSONDecoder()
+
+    def add(row: dict, i: int) -> dict:
+        text = row["completion"][-1]["content"]
+        answer = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, labels, want = row["input_ids"], row["labels"], answer["input_ids"]
+        at = [s for s in range(len(ids) - len(want) + 1)
+              if ids[s: s + len(want)] == want and all(t != IGNORE for t in labels[s: s + len(want)])]
+        if len(at) != 1:
+            raise ValueError(f"training row {i}: the answer's {len(want)} tokens found {len(at)} times among "
+                             "its labelled tokens, not once: cannot weigh its fields")
+        out = [1.0] * len(ids)
+        for key, weight in sorted(weights.items()):
+            head = f'"{key}": '
+            if text.count(head) != 1:
+                raise ValueError(f"training row {i}: `{head.strip()}` occurs {text.count(head)} times in the "
+                                 f"answer, not once: cannot weigh train.field_weights' {key!r}")
+            start = text.index(head) + len(head)
+            _, end = decoder.raw_decode(text, start)
+            for k, (lo, hi) in enumerate(answer["offset_mapping"]):
+                if lo < end and hi > start:
+                    out[at[0] + k] = float(weight)
+        return {**row, WEIGHTS: out}
+
+    return dataset.map(add, with_indices=True, desc="Weighing the label fields' tokens")
+
+
+class WeightedCollator:
+    """trl's collator with each example's WEIGHTS padded like its labels (0 past the end)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        weights = [ex[WEIGHTS] for ex in examples]
+        out = self.inner([{k: v for k, v in ex.items() if k != WEIGHTS} for ex in examples])
+        padded = torch.zeros(out["labels"].shape, dtype=torch.float32)
+        for row, w in enumerate(weights):
+            padded[row, : len(w)] = torch.as_tensor(w, dtype=torch.float32)
+        out[WEIGHTS] = padded
+        return out
