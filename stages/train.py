@@ -211,7 +211,7 @@ def train(base_dir: Path, train_ex: list[dict], valid_ex: list[dict], cfg: dict,
                                         eval_dataset=Dataset.from_list(learnable(valid_ex)) if valid_ex else None,
                                         processing_class=tok, peft_config=lora)
         # weighed before unlearn: weigh finds each answer among the labelled tokens whole
-        weights = cfg.get("field_weights") or {}
+        weights = cfg["field_weights"]
         trainer.train_dataset = unlearn(weigh(trainer.train_dataset, tok, weights), tok,
                                         [ex.get(UNKNOWN, ()) for ex in train_ex])
         if valid_ex:  # scored as trained

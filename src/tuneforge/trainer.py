@@ -153,6 +153,26 @@ def compile_blocks(model: torch.nn.Module) -> int:
     return len(blocks)
 
 
+def _fingerprint(dataset, step: str, arg) -> str:
+    """The mapped dataset's fingerprint, from its input's and what the map does: `datasets` cannot
+    hash a closure over the tokenizer and would warn and draw a random one on every run."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([dataset._fingerprint, step, arg]).encode()).hexdigest()[:16]
+
+
+def _labelled_once(ids: Sequence[int], labels: Sequence[int], want: Sequence[int], what: str, why: str) -> int:
+    """Where the token run `want` starts in `ids`, found exactly once among the labelled tokens
+    (labels not IGNORE); otherwise a ValueError naming `what` and `why` it matters."""
+    n = len(want)
+    at = [s for s in range(len(ids) - n + 1)
+          if ids[s: s + n] == want and all(t != IGNORE for t in labels[s: s + n])]
+    if len(at) != 1:
+        raise ValueError(f"{what} found {len(at)} times among the completion's labelled tokens, not once: {why}")
+    return at[0]
+
+
 def unlearn(dataset, tok, fields: list[Sequence[str]]):
     """`dataset` (the trainer's tokenised one: input_ids, labels, and the conversational
     completion) with the value tokens of each row's `fields[i]` keys taken out of the loss
@@ -178,22 +198,20 @@ def unlearn(dataset, tok, fields: list[Sequence[str]]):
             whole = tok.encode(f' "{key}": {json.dumps(label[key], ensure_ascii=False)}', add_special_tokens=False)
             if whole[: len(head)] != head:
                 raise ValueError(f"training row {i}: the tokenizer splits `{key}`'s value into its key")
-            at = [s for s in range(len(ids) - len(whole) + 1)
-                  if ids[s: s + len(whole)] == whole and all(t != IGNORE for t in labels[s: s + len(whole)])]
-            if len(at) != 1:
-                raise ValueError(f"training row {i}: `{key}`'s value {label[key]!r} found {len(at)} times among "
-                                 "the completion's tokens, not once: cannot take it out of the loss")
-            labels[at[0] + len(head): at[0] + len(whole)] = [IGNORE] * (len(whole) - len(head))
+            at = _labelled_once(ids, labels, whole, f"training row {i}: `{key}`'s value {label[key]!r}",
+                                "cannot take it out of the loss")
+            labels[at + len(head): at + len(whole)] = [IGNORE] * (len(whole) - len(head))
         return {**row, "labels": labels}
 
-    return dataset.map(mask, with_indices=True, desc="Taking unknown label fields out of the loss")
+    return dataset.map(mask, with_indices=True, desc="Taking unknown label fields out of the loss",
+                       new_fingerprint=_fingerprint(dataset, "unlearn", fields))
 
 
 def weigh(dataset, tok, weights: dict[str, float]):
     """`dataset` (the trainer's tokenised one: input_ids, labels, and the conversational
     completion) with a WEIGHTS column beside input_ids: `weights[key]` on the tokens that spell
     each answer's `key` value, 1.0 elsewhere (train.field_weights). Why: the class and severity
-    a label is judged by are ~4 of an answer's ~60 tokens; the free text (subject, action)
+    a label is judged by are ~6 of an answer's ~60 tokens (` "`, the value, `",` each); the free text (subject, action)
     holds most of the loss, so a step budget's gradient goes mostly there.
 
     The answer's tokens are found as the tokenizer alone gives them, once among the row's
@@ -211,11 +229,8 @@ def weigh(dataset, tok, weights: dict[str, float]):
         text = row["completion"][-1]["content"]
         answer = tok(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, labels, want = row["input_ids"], row["labels"], answer["input_ids"]
-        at = [s for s in range(len(ids) - len(want) + 1)
-              if ids[s: s + len(want)] == want and all(t != IGNORE for t in labels[s: s + len(want)])]
-        if len(at) != 1:
-            raise ValueError(f"training row {i}: the answer's {len(want)} tokens found {len(at)} times among "
-                             "its labelled tokens, not once: cannot weigh its fields")
+        at = _labelled_once(ids, labels, want, f"training row {i}: the answer's {len(want)} tokens",
+                            "cannot weigh its fields")
         out = [1.0] * len(ids)
         for key, weight in sorted(weights.items()):
             head = f'"{key}": '
@@ -226,10 +241,11 @@ def weigh(dataset, tok, weights: dict[str, float]):
             _, end = decoder.raw_decode(text, start)
             for k, (lo, hi) in enumerate(answer["offset_mapping"]):
                 if lo < end and hi > start:
-                    out[at[0] + k] = float(weight)
+                    out[at + k] = float(weight)
         return {**row, WEIGHTS: out}
 
-    return dataset.map(add, with_indices=True, desc="Weighing the label fields' tokens")
+    return dataset.map(add, with_indices=True, desc="Weighing the label fields' tokens",
+                       new_fingerprint=_fingerprint(dataset, "weigh", sorted(weights.items())))
 
 
 class WeightedCollator:
