@@ -22,9 +22,9 @@ def checkout(tmp_path: Path, monkeypatch) -> Path:
     root.mkdir()
     shutil.copyfile(REPO / config.PARAMS, root / config.PARAMS)
     shutil.copyfile(REPO / config.PIPELINE, root / config.PIPELINE)
-    export = root / names.TaskPaths.for_task(TASK).sft_dir
-    export.mkdir(parents=True)
-    (export / "train.jsonl").write_text("{}\n", encoding="utf-8")
+    train = root / names.TaskPaths.for_task(TASK).sft("train")
+    train.parent.mkdir(parents=True)
+    train.write_text("{}\n", encoding="utf-8")
     monkeypatch.setattr(scratch_build, "ROOT", root)
     return root
 

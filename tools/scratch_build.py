@@ -67,9 +67,8 @@ def make_root(root: Path, task: str, settings: list[str]) -> None:
     config.with_overrides(config.load(root / config.PARAMS), task, root / config.PARAMS)
     shutil.copyfile(ROOT / config.PIPELINE, root / config.PIPELINE)
     paths = names.TaskPaths.for_task(task)
-    export = ROOT / paths.sft_dir
-    if not (export / "train.jsonl").exists():
-        raise SystemExit(f"scratch_build: {export} is not built: run `dvc repro export@{task}` first")
+    if not (ROOT / paths.sft("train")).exists():
+        raise SystemExit(f"scratch_build: {ROOT / paths.sft_dir} is not built: run `dvc repro export@{task}` first")
     # the cache (llama.cpp's tools, train's checkpoints, eval's memo) is shared: linked when it is
     # the checkout's own folder; an absolute TUNEFORGE_CACHE reaches the stages through the environment
     cache = () if names.CACHE.is_absolute() else (str(names.CACHE),)
