@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from tuneforge import config, names
-from tuneforge.io import atomic_path
+from tuneforge.io import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("train", "merge", "convert", "quantize")
@@ -52,19 +52,19 @@ def override(params: dict, task: str, setting: str) -> None:
     overrides[section] = {**(overrides[section] or {}), key: yaml.safe_load(value)}
 
 
-def make_root(root: Path, task: str, settings: list[str]) -> None:
+def make_root(root: Path, task: str, settings: list[str]) -> config.Params:
     """A pipeline root in `root`: this checkout's dvc.yaml, its params with `settings` applied
-    (validated by tuneforge.config before any stage runs), links to its inputs and the cache."""
+    (validated by tuneforge.config before any stage runs), links to its inputs and the cache.
+    Returns those params, the task's overrides merged, as its stages will read them."""
     params = yaml.safe_load((ROOT / config.PARAMS).read_text(encoding="utf-8"))
     if task not in params["tasks"]:
         raise SystemExit(f"scratch_build: no task {task!r} in {config.PARAMS} ({', '.join(params['tasks'])})")
     for setting in settings:
         override(params, task, setting)
     root.mkdir(parents=True, exist_ok=True)
-    with atomic_path(root / config.PARAMS) as tmp:
-        tmp.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    write_text(root / config.PARAMS, yaml.safe_dump(params, sort_keys=False))
     # a typo in a --set fails here, naming the field, as it would fail the stage
-    config.with_overrides(config.load(root / config.PARAMS), task, root / config.PARAMS)
+    merged = config.with_overrides(config.load(root / config.PARAMS), task, root / config.PARAMS)
     shutil.copyfile(ROOT / config.PIPELINE, root / config.PIPELINE)
     paths = names.TaskPaths.for_task(task)
     if not (ROOT / paths.sft("train")).exists():
@@ -77,6 +77,7 @@ def make_root(root: Path, task: str, settings: list[str]) -> None:
         link.parent.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
             link.symlink_to(ROOT / rel)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,13 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("scratch_build: no --set: the variant would be the committed build")
 
     root = ROOT / names.CACHE / "scratch" / args.name
-    make_root(root, args.task, args.settings)
+    params = make_root(root, args.task, args.settings)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "src")]))
     for stage in STAGES:
         print(f"scratch_build: {stage} in {root}", flush=True)
         subprocess.run([sys.executable, "-m", f"stages.{stage}", args.task], cwd=root, env=env, check=True)
 
-    params = config.load(root / config.PARAMS)
     paths = names.TaskPaths.for_task(args.task)
     gguf = root / paths.gguf_dir / f"{params.tasks[args.task].model_name}-{args.quant}.gguf"
     out_dir = ROOT / paths.reports / "by-hand"
@@ -106,10 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         [sys.executable, "-m", "tuneforge.evaluate", "--task", args.task,
          "--gold", str(ROOT / params.tasks[args.task].gold), "--model", str(gguf), "--answers", str(answers)],
         cwd=root, env=env, check=True, capture_output=True, text=True).stdout
-    with atomic_path(out_dir / f"{args.name}-{args.quant}-whole-holdout.json") as tmp:
-        tmp.write_text(figures, encoding="utf-8")
-    shutil.copyfile(root / paths.adapter / names.SIDECAR, out_dir / f"{args.name}-adapter-sidecar.json")
-    shutil.copyfile(root / paths.receipt("train"), out_dir / f"{args.name}-train-receipt.json")
+    write_text(out_dir / f"{args.name}-{args.quant}-whole-holdout.json", figures)
+    for suffix, src in (("adapter-sidecar", paths.adapter / names.SIDECAR), ("train-receipt", paths.receipt("train"))):
+        write_text(out_dir / f"{args.name}-{suffix}.json", (root / src).read_text(encoding="utf-8"))
     print(f"scratch_build: {out_dir / f'{args.name}-{args.quant}-whole-holdout.json'}", flush=True)
     return 0
 
