@@ -1,6 +1,7 @@
 """The rule labeler (the default teacher) and the STYLE checks, on contract cases."""
 import pytest
 
+from tests.conftest import ROOT
 from tuneforge.tasks import get_task
 from tuneforge.tasks.changelog_actions import kinds, labeler, schema, style
 
@@ -129,6 +130,48 @@ def test_prompt_and_label_rendering_round_trip():
     assert "Section" not in task.messages("x", None, "demo")[1]["content"]
     with pytest.raises(ValueError):
         task.parse_label("```json\n" + rendered + "\n```")
+
+
+@pytest.mark.parametrize("text, hint", [
+    ("Fixed a crash when opening empty files.", "Bug fixes"),
+    ("Fixed a crash when opening empty files.", None),
+    ("The --legacy flag is removed; use --modern.", "Changes"),
+    ("Bug fixes and reliability improvements.", None),
+])
+def test_the_prompt_shows_the_rule_labelers_kind_and_severity_before_the_entry(text, hint):
+    """One builder for train, eval and predict: the rules line is the labeler's reading of the
+    same text, hint and product, and the entry stays the last line (tools read after 'Entry: ')."""
+    task = get_task("changelog-actions")
+    user = task.messages(text, hint, "demo")[1]["content"]
+    label, _ = task.rule_label(text, hint, "demo", None)
+    lines = user.splitlines()
+    assert lines[-1] == f"Entry: {text}" and user.split("Entry: ", 1)[1] == text
+    assert lines[-2] == f"Rules: {label['kind']}, {label['severity']}"
+
+
+def test_rule_reading_is_rule_labels_kind_and_severity_on_every_gold_row():
+    """The prompt's cheaper call agrees with the full labeler (evidence's candidate) everywhere."""
+    from tuneforge.io import read_jsonl
+    task = get_task("changelog-actions")
+    rows = list(read_jsonl(ROOT / "data/gold/holdout.jsonl"))
+    for row in rows:
+        for hint in (row.get("hint"), None):
+            kind, severity = labeler.rule_reading(row["text"], hint)
+            label, _ = task.rule_label(row["text"], hint, row.get("product") or "", None)
+            assert (kind.value, severity.value) == (label["kind"], label["severity"]), row["text"]
+    assert len(rows) >= 300
+
+
+def test_the_rules_line_follows_the_hint_shown():
+    """A hint dropped or swapped (export's train rows, eval's hint ablation) changes the rules
+    line as the labeler would: the line is computed from the prompt's own inputs."""
+    task = get_task("changelog-actions")
+    text = "Made the parser use less memory."
+    with_hint = task.messages(text, "Bug fixes", "demo")[1]["content"]
+    without = task.messages(text, None, "demo")[1]["content"]
+    kinds_read = {task.rule_label(text, hint, "demo", None)[0]["kind"] for hint in ("Bug fixes", None)}
+    assert kinds_read == {"fix", "performance"}
+    assert with_hint.splitlines()[-2] != without.splitlines()[-2]
 
 
 def test_unknown_task_lists_known_ones():

@@ -3,7 +3,8 @@
 Contract: shared/task/changelog-actions.md, restated in SCHEMA.md and STYLE.md.
 schema.py (the output model) and prompt.py are all that model-side code imports; the
 rule labeler (kinds.py, labeler.py), the STYLE checks (style.py) and the content-free
-examples (examples.py) load on first use through `Lazy`.
+examples (examples.py) load on first use through `Lazy` (the labeler also on the first
+prompt built: the prompt shows its reading of the entry).
 """
 from __future__ import annotations
 
@@ -33,11 +34,14 @@ TASK = register(Task(
     abstain_rule=schema.UNKNOWN_RULE,
     content_free_examples=Lazy(f"{__name__}.examples", "content_free_examples"),
     card_notes=(
-        "Labels for training come from the project's deterministic rule labeler, not from people (the gold "
-        "holdout is hand-labeled): the model learns the labeler's habits along with the task.",
-        "It sees only the entry, its section heading and the product, never the release's version: its "
-        "training labels name a version only where the entry or heading shows one (STYLE.md), so a version "
-        "in an answer that is in neither is made up.",
+        "Most training labels are hand labels, drawn where the project's deterministic rule labeler is least "
+        "reliable; the rest are the labeler's own (the gold holdout is hand-labeled).",
+        "Its prompt shows the rule labeler's kind and severity for the entry (a `Rules:` line before it): "
+        "the model was trained to overrule them where the hand labels do, so prompts built elsewhere "
+        "must carry that line too (tuneforge.predict and tuneforge.serve build it).",
+        "Besides that line it sees only the entry, its section heading and the product, never the release's "
+        "version: its training labels name a version only where the entry or heading shows one (STYLE.md), "
+        "so a version in an answer that is in neither is made up.",
     ),
     source_formats=("debian_changelog", "git_relnotes", "gnu_news", "keepachangelog", "markdown_bullets",
                     "rst_changes"),

@@ -219,6 +219,13 @@ def rule_action_text(text: str, kind: Kind, rule: int, product: str, version: st
     return sentence.rstrip(".") + "."
 
 
+def rule_reading(text: str, hint: str | None) -> tuple[Kind, Severity]:
+    """The kind and severity rule_label gives the entry (neither depends on product or
+    version), at about half its cost: what the prompt shows the model (prompt.render_user)."""
+    kind, rule = body_kind(text, strip_markup(text), hint)
+    return kind, rule_severity(kind, rule, text)
+
+
 def rule_label(text: str, hint: str | None, product: str, version: str | None) -> tuple[dict, int]:
     """The deterministic teacher: all six fields from text + hint, and the deciding rule.
     The release's version is named only where the input shows it (the entry or its
