@@ -100,22 +100,24 @@ MODEL_SIDE = """
 import json, sys
 from tuneforge.tasks import get_task
 task = get_task("changelog-actions")
-task.messages("Fix a crash in `foo`.", "Bug fixes", "demo")
 task.output_model.model_json_schema()
 label = {"kind": "fix", "severity": "low", "subject": "foo crash", "action_text": "Upgrade.",
          "deadline": None, "tags": ["demo"]}
 task.parse_label(task.render_label(label))
 print(json.dumps([task.system_prompt[:4], sorted(m for m in sys.modules if m.startswith("tuneforge"))]))
+task.messages("Fix a crash in `foo`.", "Bug fixes", "demo")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("tuneforge"))))
 task.rule_label("Fix a crash in `foo`.", None, "demo", None)
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("tuneforge"))))
 """
 
 
-def test_model_side_use_of_a_task_loads_no_labeler():
-    """merge, register and predict need a task's schema and prompt only: asking for the task,
-    building its messages and parsing an answer imports neither the rule labeler, nor the
-    STYLE checks, nor the examples (nor the regex prefilter they use); the first labeler call
-    does. Fails when the task package imports its labeler eagerly."""
+def test_model_side_use_of_a_task_loads_no_labeler_until_it_builds_a_prompt():
+    """Asking for the task, its schema and parsing an answer import neither the rule labeler,
+    nor the STYLE checks, nor the examples (nor the regex prefilter they use). Building a
+    changelog prompt loads the labeler's kind rules (the prompt shows their reading: the
+    `Rules:` line) but still not the STYLE-free rest: the examples. Fails when the task package
+    imports its labeler eagerly."""
     import json
     import os
     import subprocess
@@ -126,12 +128,14 @@ def test_model_side_use_of_a_task_loads_no_labeler():
     proc = subprocess.run([sys.executable, "-c", MODEL_SIDE], capture_output=True, text=True, env=env,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    first, after = proc.stdout.strip().splitlines()
+    first, prompted, after = proc.stdout.strip().splitlines()
     _, loaded = json.loads(first)
     package = "tuneforge.tasks.changelog_actions"
     labeler_side = {f"{package}.{m}" for m in ("kinds", "labeler", "style", "examples")} | {"tuneforge.prefilter"}
     assert {f"{package}.schema", f"{package}.prompt"} <= set(loaded)
     assert not labeler_side & set(loaded), sorted(labeler_side & set(loaded))
+    assert {f"{package}.kinds", f"{package}.labeler", "tuneforge.prefilter"} <= set(json.loads(prompted))
+    assert f"{package}.examples" not in set(json.loads(prompted))
     assert {f"{package}.kinds", f"{package}.labeler"} <= set(json.loads(after))  # the Lazy resolves
 
 

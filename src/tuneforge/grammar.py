@@ -93,6 +93,8 @@ def _class_escapes(pattern: str) -> str:
 # llama.cpp's own C++ converter excludes them. Its rule, byte for byte:
 LOOSE_CHAR = r'char ::= [^"\\] | '
 STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] | '
+ANY_HEX4 = '"u" [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F]'
+NO_SURROGATE_HEX4 = '"u" ([0-9a-cA-CefEF] [0-9a-fA-F] | [dD] [0-7]) [0-9a-fA-F] [0-9a-fA-F]'
 
 
 def json_gbnf(schema: dict) -> str:
@@ -109,6 +111,12 @@ def json_gbnf(schema: dict) -> str:
                            "grammar.json_gbnf against this llama_cpp version")
     for i in loose:
         lines[i] = STRICT_CHAR + lines[i][len(LOOSE_CHAR):]
+        # a \u escape of a UTF-16 surrogate (D800-DFFF) alone is not a character: strict parsers
+        # (pydantic's) reject it, and a pair is never needed (any character may appear raw). Seen:
+        # a tiny random model answered "\ud83c x" under the grammar (tests/test_grammar.py)
+        if ANY_HEX4 not in lines[i]:
+            raise RuntimeError(f"llama_cpp's char rule has no \\u escape as expected: {lines[i]}")
+        lines[i] = lines[i].replace(ANY_HEX4, NO_SURROGATE_HEX4)
     for name, (cls, sep, n) in sorted(_bounded_kebabs(schema).items()):
         placeholder = json.dumps(name)
         if any(placeholder in line for line in lines):
