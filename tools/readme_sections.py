@@ -722,7 +722,9 @@ BUDGET_RELEASES = (("v21", "default: 480 steps"), ("v22", "release: one epoch"),
                    ("v25", "default: 480 steps, repeat penalty 1.02, bf16 on AVX512-BF16"),
                    ("v26", "default: 480 steps, repeat penalty 1.02, bf16 on AVX512-BF16"),
                    ("v27", "default: 480 steps, repeat penalty 1.02, fp32 on AVX2"),
-                   ("v28", "default: 480 steps, repeat penalty 1.02, fp32 on AVX2, kind and severity x5 in the loss"))
+                   ("v28", "default: 480 steps, repeat penalty 1.02, fp32 on AVX2, kind and severity x5 in the loss"),
+                   ("v29", "default: 480 steps, repeat penalty 1.02, bf16 on AVX512-BF16, kind and severity x5 "
+                           "in the loss, the rule labeler's reading in the prompt"))
 
 
 def render_releases(root: Path) -> str:
